@@ -1,0 +1,56 @@
+"""The Llama decoder run layer by layer on a shrinking token set.
+
+The unpruned pass is the same loop with no hook: SDPA, no mask (bidirectional), all
+tokens. A hook may drop tokens before any layer; kept tokens keep their original
+positions because hidden states and the RoPE cos/sin are gathered together.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional, Protocol
+
+import torch
+from torch import nn
+
+
+@dataclass
+class DecoderState:
+    """The token set entering the current layer."""
+
+    hidden: torch.Tensor  # (1, T, D)
+    positions: torch.Tensor  # (T,) original sequence positions, increasing
+    cos: torch.Tensor  # (1, T, hd)
+    sin: torch.Tensor  # (1, T, hd)
+    tokens_per_layer: List[int] = field(default_factory=list)
+
+    def select(self, keep: torch.Tensor) -> None:
+        """Keep the tokens at indices ``keep`` (into the current set, increasing)."""
+        self.hidden = self.hidden[:, keep]
+        self.positions = self.positions[keep]
+        self.cos = self.cos[:, keep]
+        self.sin = self.sin[:, keep]
+
+    def index_of(self, original_positions: torch.Tensor) -> torch.Tensor:
+        """Current indices of tokens given by original position (they must be present)."""
+        return torch.searchsorted(self.positions, original_positions)
+
+
+class LayerHook(Protocol):
+    def before_layer(self, index: int, layer: nn.Module, state: DecoderState) -> None:
+        """Inspect (score) and optionally ``state.select`` before layer ``index`` runs."""
+
+
+def run_decoder(decoder: nn.Module, embeds: torch.Tensor,
+                hook: Optional[LayerHook] = None) -> DecoderState:
+    """Run every decoder layer; returns the final state with final-norm hidden states."""
+    positions = torch.arange(embeds.shape[1], device=embeds.device)
+    cos, sin = decoder.rotary_emb(embeds, positions.unsqueeze(0))
+    state = DecoderState(embeds, positions, cos, sin)
+    for i, layer in enumerate(decoder.layers):
+        if hook is not None:
+            hook.before_layer(i, layer, state)
+        state.tokens_per_layer.append(state.hidden.shape[1])
+        state.hidden = layer(state.hidden, attention_mask=None,
+                             position_embeddings=(state.cos, state.sin))
+    state.hidden = decoder.norm(state.hidden)
+    return state

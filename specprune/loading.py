@@ -1,0 +1,63 @@
+"""``load_policy``: a preset name or a checkpoint folder -> SpecPrunePolicy."""
+from __future__ import annotations
+
+import os
+from typing import Optional, Union
+
+import torch
+
+from .checkpoint import load_checkpoint
+from .config import PruneConfig
+from .modeling_vla import OpenVLAOFT
+from .policy import SpecPrunePolicy
+from .presets import LAYOUTS, PRESETS, preset_config, synthetic_statistics
+from .tiny_tokenizer import build_tokenizer, empty_token_id
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> cuda when available, else cpu; an unavailable cuda is an error."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
+    return device
+
+
+def resolve_dtype(dtype: Union[str, torch.dtype], device: str) -> torch.dtype:
+    """'auto' -> bfloat16 on GPU, float32 on CPU."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of auto, {', '.join(_DTYPES)}; got {dtype!r}")
+    return _DTYPES[dtype]
+
+
+def load_policy(path_or_preset: str, device: str = "auto",
+                dtype: Union[str, torch.dtype] = "auto",
+                prune_config: Optional[PruneConfig] = None, layout: Optional[str] = None,
+                unnorm_key: Optional[str] = None, seed: int = 0) -> SpecPrunePolicy:
+    """Build a policy from a preset (random weights, seeded) or a checkpoint folder."""
+    device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, device)
+    if path_or_preset in PRESETS:
+        lay_name = layout or "libero"
+        tokenizer = build_tokenizer()
+        torch.manual_seed(seed)
+        model = OpenVLAOFT(preset_config(path_or_preset, len(tokenizer),
+                                         empty_token_id(tokenizer), lay_name))
+        stats = synthetic_statistics(lay_name)["synthetic"]
+        lay = LAYOUTS[lay_name]
+    elif os.path.isdir(path_or_preset):
+        model, tokenizer, stats, lay = load_checkpoint(path_or_preset, layout,
+                                                       unnorm_key=unnorm_key)
+    else:
+        raise FileNotFoundError(
+            f"{path_or_preset!r} is neither a checkpoint folder nor a preset "
+            f"({', '.join(PRESETS)})")
+    return SpecPrunePolicy(model, tokenizer, stats, lay, prune_config, device, torch_dtype)

@@ -1,0 +1,209 @@
+"""SpecPrunePolicy: one object per robot, owning every piece of cross-step state.
+
+``step(obs)`` preprocesses, runs the vision encoder, lets the action-aware controller
+pick the mode, selects tokens (V_global U V_dynamic U V_local), runs the pruned decoder
+and the action head, and returns an ActionChunk plus StepStats. ``update_config`` is
+thread-safe and applies at the next step; ``reset`` clears the cross-step state.
+"""
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Deque, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from .config import PruneConfig
+from .controller import ActionAwareController, lookback_steps, motion_from_action
+from .decoder import DecoderState, LayerHook, run_decoder
+from .frame_compare import changed_patches, patch_similarity
+from .modeling_vla import OpenVLAOFT, SequenceLayout
+from .presets import ActionLayout
+from .processing import (check_image, check_proprio, normalize_proprio, pixel_values,
+                         resize_frame, unnormalize_actions)
+from .prompting import EncodedPrompt, encode_prompt
+from .pruning_hooks import SpecPruneHook, combine_global_scores
+from .selection import indices_to_mask, topk_per_view
+from .types import MODE_FINE, MODE_OFF, ActionChunk, Observation, StepStats
+
+
+class NonFiniteActionError(RuntimeError):
+    """The model produced NaN/Inf actions: nothing may be sent to the robot."""
+
+
+@dataclass
+class _Prepared:
+    frames: List[torch.Tensor]  # model-size uint8 (S, S, 3) per view
+    embeds: torch.Tensor  # (1, T, D)
+    layout: SequenceLayout
+    vision_s: float
+
+
+@dataclass(frozen=True)
+class Selection:
+    fine: bool
+    global_mask: torch.Tensor
+    dynamic_mask: torch.Tensor
+    lookback: int
+
+
+class SpecPrunePolicy:
+    def __init__(self, model: OpenVLAOFT, tokenizer: Any, statistics: Dict[str, Any],
+                 layout: ActionLayout, config: Optional[PruneConfig] = None,
+                 device: str = "cpu", dtype: torch.dtype = torch.float32) -> None:
+        self.model = model.to(device=device, dtype=dtype).eval()
+        self.tokenizer = tokenizer
+        self.statistics = statistics
+        self.layout = layout
+        self.device, self.dtype = torch.device(device), dtype
+        self._config = config or PruneConfig()
+        self._lock = threading.Lock()
+        self._prompts: Dict[str, EncodedPrompt] = {}
+        self.controller = ActionAwareController()
+        self.reset()
+
+    # --- configuration ------------------------------------------------------------
+    @property
+    def config(self) -> PruneConfig:
+        with self._lock:
+            return self._config
+
+    def update_config(self, config: Optional[PruneConfig] = None, **changes: Any) -> PruneConfig:
+        """Replace or patch the config (validated); takes effect at the next step."""
+        with self._lock:
+            new = (config or self._config).updated(**changes) if changes else config
+            if new is None:
+                raise ValueError("update_config needs a PruneConfig or field=value changes")
+            self._config = new
+            return new
+
+    def reset(self) -> None:
+        """Forget the episode: frame history, previous scores, controller mode."""
+        cfg = self.config
+        self._frames: Deque[List[torch.Tensor]] = collections.deque(
+            maxlen=cfg.lookback_max_steps + 1)
+        self._global_scores: Optional[torch.Tensor] = None
+        self._last_action: Optional[np.ndarray] = None
+        self.controller.reset()
+
+    # --- one control step ---------------------------------------------------------
+    @torch.inference_mode()
+    def step(self, obs: Observation) -> Tuple[ActionChunk, StepStats]:
+        cfg = self.config
+        t0 = time.perf_counter()
+        prep = self._prepare(obs)
+        stats = StepStats(vision_ms=prep.vision_s * 1e3)
+        motion = obs.ee_motion if obs.ee_motion is not None else (
+            motion_from_action(self._last_action, cfg) if self._last_action is not None
+            else None)
+        decision = self.controller.update(motion, cfg)
+        t_sel = time.perf_counter()
+        hook: Optional[LayerHook] = None
+        if cfg.enabled:
+            selection = self._select(prep, cfg, decision.mode == MODE_FINE, motion)
+            hook = SpecPruneHook(cfg, prep.layout, self.model.num_layers, selection.fine,
+                                 selection.global_mask, selection.dynamic_mask)
+            _fill_selection_stats(stats, selection, motion)
+        pre_selection_s = time.perf_counter() - t_sel
+        t_llm = time.perf_counter()
+        state = run_decoder(self.model.decoder, prep.embeds, hook)
+        stats.llm_ms = (time.perf_counter() - t_llm) * 1e3
+        chunk, stats.head_ms = self._head(state, prep.layout, obs.stamp)
+        if isinstance(hook, SpecPruneHook):
+            self._after_pruned_pass(hook, stats, prep.layout, pre_selection_s)
+            stats.mode = decision.mode
+            chunk.replan = stats.replan = decision.switched_to_fine and cfg.replan_on_fine_entry
+        else:
+            stats.mode = MODE_OFF
+            stats.visual_tokens_per_layer = [prep.layout.num_visual] * self.model.num_layers
+        stats.tokens_per_layer = state.tokens_per_layer
+        stats.visual_tokens_total = prep.layout.num_visual
+        self._frames.append(prep.frames)
+        self._last_action = chunk.actions[0]
+        stats.total_ms = (time.perf_counter() - t0) * 1e3
+        return chunk, stats
+
+    def _prepare(self, obs: Observation) -> _Prepared:
+        start = time.perf_counter()
+        cfg = self.model.cfg
+        if len(obs.images) != cfg.num_images:
+            raise ValueError(f"expected {cfg.num_images} camera views, got {len(obs.images)}")
+        frames = [resize_frame(check_image(img, v), cfg.image_size)
+                  for v, img in enumerate(obs.images)]
+        pixels = pixel_values(frames, cfg.image_means, cfg.image_stds, cfg.center_crop_scale)
+        prompt = self._prompt(obs.instruction)
+        proprio = None
+        if cfg.proprio_dim:
+            raw = check_proprio(obs.proprio, cfg.proprio_dim)
+            norm = normalize_proprio(raw, self.statistics["proprio"], self.layout.normalization)
+            proprio = torch.tensor(norm, dtype=self.dtype, device=self.device).unsqueeze(0)
+        ids = torch.tensor([prompt.ids], device=self.device)
+        patches = self.model.encode_images(pixels.to(self.device, self.dtype))
+        embeds = self.model.build_sequence(patches, proprio, ids)
+        layout = self.model.layout(len(prompt.ids), prompt.task_ids)
+        return _Prepared(frames, embeds, layout, time.perf_counter() - start)
+
+    def _prompt(self, instruction: str) -> EncodedPrompt:
+        if instruction not in self._prompts:
+            self._prompts[instruction] = encode_prompt(
+                self.tokenizer, instruction, self.model.cfg.empty_token_id)
+        return self._prompts[instruction]
+
+    def _select(self, prep: _Prepared, cfg: PruneConfig, fine: bool,
+                motion) -> Selection:
+        per_view, views = prep.layout.patches_per_view, prep.layout.num_views
+        size = prep.layout.num_visual
+        global_mask = torch.zeros(size, dtype=torch.bool)
+        if self._global_scores is not None:
+            global_mask = topk_per_view(self._global_scores, per_view,
+                                        [cfg.scaled(cfg.global_k)] * views)
+        speed = motion.trans_speed if motion is not None else 0.0
+        lookback = lookback_steps(speed, cfg)
+        dynamic_mask = torch.zeros(size, dtype=torch.bool)
+        if self._frames:
+            past = self._frames[-min(lookback, len(self._frames))]
+            patch = self.model.vision_backbone.patch_size
+            for v in range(views):
+                sim = patch_similarity(prep.frames[v], past[v], patch)
+                idx = changed_patches(sim, cfg.scaled(cfg.dynamic_k), cfg.static_similarity)
+                dynamic_mask |= indices_to_mask(idx + v * per_view, size)
+        return Selection(fine, global_mask.to(self.device), dynamic_mask.to(self.device),
+                         lookback)
+
+    def _head(self, state: DecoderState, layout: SequenceLayout,
+              stamp: float) -> Tuple[ActionChunk, float]:
+        start = time.perf_counter()
+        positions = torch.arange(layout.head_start, layout.head_start +
+                                 layout.num_head_positions, device=state.positions.device)
+        hidden = state.hidden[:, state.index_of(positions)]
+        normalized = self.model.predict_normalized(hidden)[0].float().cpu().numpy()
+        if not np.all(np.isfinite(normalized)):
+            raise NonFiniteActionError("the model produced non-finite actions")
+        actions = unnormalize_actions(normalized, self.statistics["action"],
+                                      self.layout.normalization)
+        chunk = ActionChunk(actions=actions, normalized=normalized, stamp=stamp)
+        return chunk, (time.perf_counter() - start) * 1e3
+
+    def _after_pruned_pass(self, hook: SpecPruneHook, stats: StepStats,
+                           layout: SequenceLayout, pre_selection_s: float) -> None:
+        trace = hook.trace
+        self._global_scores = combine_global_scores(trace.global_scores)
+        stats.selection_ms = (pre_selection_s + trace.selection_s) * 1e3
+        stats.visual_tokens_per_layer = trace.visual_per_layer
+        stats.n_local = trace.n_local
+        if trace.static_mask is not None:
+            stats.n_static_kept = int(trace.static_mask.sum())
+            grid = int(round(layout.patches_per_view ** 0.5))
+            stats.kept_masks = [m.reshape(grid, grid).cpu().numpy()
+                                for m in trace.static_mask.view(layout.num_views, -1)]
+
+
+def _fill_selection_stats(stats: StepStats, selection: Selection, motion) -> None:
+    stats.n_global = int(selection.global_mask.sum())
+    stats.n_dynamic = int(selection.dynamic_mask.sum())
+    stats.lookback_steps = selection.lookback
+    if motion is not None:
+        stats.trans_speed, stats.rot_speed = motion.trans_speed, motion.rot_speed

@@ -1,0 +1,92 @@
+"""Small configurations of the real OpenVLA-OFT architecture (random weights).
+
+- ``tiny``: seconds-fast, for unit tests (2 views of 16x16 patches, 4 layers).
+- ``oft-cpu``: OpenVLA-OFT's token layout (2 x 256 patches, proprio, real prompt, 56
+  action slots) and depth (32 Llama layers) at a width a 2-core CPU runs in ~1-2 s; the
+  vision encoders are sized to ~10 % of the step's FLOPs, as in the 7B model.
+Layouts of the released checkpoints: LIBERO (chunk 8, dim 7, proprio 8, 2 views,
+BOUNDS_Q99) and ALOHA (chunk 25, dim 14, proprio 14, 3 views, BOUNDS).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, Tuple
+
+import numpy as np
+
+from .modeling_vla import VLAConfig
+from .processing import BOUNDS, BOUNDS_Q99
+
+
+@dataclass(frozen=True)
+class ActionLayout:
+    chunk: int
+    action_dim: int
+    proprio_dim: int
+    num_images: int
+    normalization: str
+    action_names: Tuple[str, ...]
+
+
+LAYOUTS = {
+    "libero": ActionLayout(8, 7, 8, 2, BOUNDS_Q99,
+                           ("x", "y", "z", "roll", "pitch", "yaw", "gripper")),
+    "aloha": ActionLayout(25, 14, 14, 3, BOUNDS,
+                          tuple(f"{side}_{j}" for side in ("left", "right")
+                                for j in ("waist", "shoulder", "elbow", "forearm_roll",
+                                          "wrist_angle", "wrist_rotate", "gripper"))),
+}
+
+
+def _llama(hidden: int, layers: int, heads: int, mlp: int, vocab: int) -> Dict[str, Any]:
+    return dict(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                num_key_value_heads=heads, intermediate_size=mlp, vocab_size=vocab,
+                max_position_embeddings=2048, rms_norm_eps=1e-6, rope_theta=10000.0,
+                bos_token_id=1, eos_token_id=2, pad_token_id=3, tie_word_embeddings=False)
+
+
+def _vit(dim: int, depth: int, heads: int) -> Dict[str, Any]:
+    return dict(embed_dim=dim, depth=depth, num_heads=heads, mlp_ratio=4.0)
+
+
+_PRESET_SHAPES = {
+    # name: (llm hidden, layers, heads, mlp, vit dim, vit depth, vit heads)
+    "tiny": (64, 4, 4, 128, 32, 3, 2),
+    "oft-cpu": (512, 32, 8, 1376, 256, 6, 4),
+}
+PRESETS = tuple(_PRESET_SHAPES)
+
+
+def preset_config(name: str, vocab_size: int, empty_token_id: int,
+                  layout: str = "libero") -> VLAConfig:
+    if name not in _PRESET_SHAPES:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    hidden, layers, heads, mlp, vdim, vdepth, vheads = _PRESET_SHAPES[name]
+    lay = LAYOUTS[layout]
+    vocab = int(np.ceil(vocab_size / 64) * 64)  # OpenVLA pads the vocabulary to 64
+    return VLAConfig(
+        text_config=_llama(hidden, layers, heads, mlp, vocab),
+        timm_overrides=(_vit(vdim, vdepth, vheads), _vit(vdim, vdepth, vheads)),
+        num_images=lay.num_images, chunk=lay.chunk, action_dim=lay.action_dim,
+        proprio_dim=lay.proprio_dim, empty_token_id=empty_token_id)
+
+
+def synthetic_statistics(layout: str = "libero") -> Dict[str, Any]:
+    """Dataset statistics in the released dataset_statistics.json format (LIBERO-like
+    bounds; the gripper dimension is masked out, as in the released files)."""
+    lay = LAYOUTS[layout]
+    a_lo = np.full(lay.action_dim, -0.9375)
+    a_hi = np.full(lay.action_dim, 0.9375)
+    mask = np.ones(lay.action_dim, dtype=bool)
+    mask[-1] = False
+    p_lo, p_hi = np.full(lay.proprio_dim, -1.0), np.full(lay.proprio_dim, 1.0)
+    stats = {"action": _stat_block(a_lo, a_hi, mask), "proprio": _stat_block(p_lo, p_hi, None)}
+    return {"synthetic": dict(stats, num_transitions=0, num_trajectories=0)}
+
+
+def _stat_block(lo: np.ndarray, hi: np.ndarray, mask) -> Dict[str, Any]:
+    block = {"mean": ((lo + hi) / 2).tolist(), "std": ((hi - lo) / 4).tolist(),
+             "min": lo.tolist(), "max": hi.tolist(), "q01": lo.tolist(), "q99": hi.tolist()}
+    if mask is not None:
+        block["mask"] = mask.tolist()
+    return block

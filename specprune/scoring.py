@@ -1,0 +1,48 @@
+"""Eq. 1 importance from a few recomputed query rows (never a full attention map).
+
+At a scoring layer: RMSNorm the layer input, project the query rows (task-text tokens)
+with q_proj and every token with k_proj, apply RoPE at each token's original position,
+softmax over all keys. Cost: Q query rows + one k_proj over the sequence.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    return x * cos + _rotate_half(x) * sin  # (H, T, hd) with cos/sin (1, T, hd)
+
+
+def query_attention(layer: nn.Module, hidden: torch.Tensor, cos: torch.Tensor,
+                    sin: torch.Tensor, query_idx: torch.Tensor) -> torch.Tensor:
+    """Attention probabilities of the query rows at this decoder layer.
+
+    hidden: (1, T, D) layer input; cos/sin: (1, T, hd); query_idx: (Q,) indices into T.
+    Returns (H, Q, T) float32 probabilities (bidirectional: every key is visible).
+    """
+    attn = layer.self_attn
+    hd = attn.head_dim
+    normed = layer.input_layernorm(hidden)[0]  # (T, D)
+    q = attn.q_proj(normed[query_idx]).view(len(query_idx), -1, hd).transpose(0, 1)  # (H, Q, hd)
+    k = attn.k_proj(normed).view(normed.shape[0], -1, hd).transpose(0, 1)  # (Hkv, T, hd)
+    q = _rope(q, cos[:, query_idx], sin[:, query_idx])
+    k = _rope(k, cos, sin)
+    k = k.repeat_interleave(q.shape[0] // k.shape[0], dim=0)  # GQA -> (H, T, hd)
+    logits = torch.matmul(q.float(), k.float().transpose(1, 2)) * attn.scaling  # (H, Q, T)
+    return torch.softmax(logits, dim=-1)
+
+
+def column_scores(probs: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+    """Eq. 1: mean over heads and query rows of the attention paid to each column."""
+    return probs[:, :, columns].mean(dim=(0, 1))
+
+
+def mean_entropy(probs: torch.Tensor) -> torch.Tensor:
+    """Mean entropy of the attention rows (the ICML confidence uses its inverse)."""
+    return -(probs * torch.log(probs.clamp_min(1e-12))).sum(-1).mean()
