@@ -101,24 +101,18 @@ class SpecPrunePolicy:
             else None)
         decision = self.controller.update(motion, cfg)
         t_sel = time.perf_counter()
-        hook: Optional[LayerHook] = None
-        if cfg.enabled:
-            selection = self._select(prep, cfg, decision.mode == MODE_FINE, motion)
-            hook = SpecPruneHook(cfg, prep.layout, self.model.num_layers, selection.fine,
-                                 selection.global_mask, selection.dynamic_mask)
-            _fill_selection_stats(stats, selection, motion)
+        hook = self._make_hook(prep, cfg, decision.mode == MODE_FINE, motion, stats)
         pre_selection_s = time.perf_counter() - t_sel
         t_llm = time.perf_counter()
         state = run_decoder(self.model.decoder, prep.embeds, hook)
         stats.llm_ms = (time.perf_counter() - t_llm) * 1e3
         chunk, stats.head_ms = self._head(state, prep.layout, obs.stamp)
+        stats.mode = MODE_OFF
+        stats.visual_tokens_per_layer = _visual_counts(state.tokens_per_layer, prep.layout)
         if isinstance(hook, SpecPruneHook):
             self._after_pruned_pass(hook, stats, prep.layout, pre_selection_s)
             stats.mode = decision.mode
             chunk.replan = stats.replan = decision.switched_to_fine and cfg.replan_on_fine_entry
-        else:
-            stats.mode = MODE_OFF
-            stats.visual_tokens_per_layer = [prep.layout.num_visual] * self.model.num_layers
         stats.tokens_per_layer = state.tokens_per_layer
         stats.visual_tokens_total = prep.layout.num_visual
         self._frames.append(prep.frames)
@@ -145,6 +139,16 @@ class SpecPrunePolicy:
         embeds = self.model.build_sequence(patches, proprio, ids)
         layout = self.model.layout(len(prompt.ids), prompt.task_ids)
         return _Prepared(frames, embeds, layout, time.perf_counter() - start)
+
+    def _make_hook(self, prep: _Prepared, cfg: PruneConfig, fine: bool, motion,
+                   stats: StepStats) -> Optional[LayerHook]:
+        """The decoder hook of this step (None: the unpruned pass)."""
+        if not cfg.enabled:
+            return None
+        selection = self._select(prep, cfg, fine, motion)
+        _fill_selection_stats(stats, selection, motion)
+        return SpecPruneHook(cfg, prep.layout, self.model.num_layers, selection.fine,
+                             selection.global_mask, selection.dynamic_mask)
 
     def _prompt(self, instruction: str) -> EncodedPrompt:
         if instruction not in self._prompts:
@@ -192,7 +196,6 @@ class SpecPrunePolicy:
         trace = hook.trace
         self._global_scores = combine_global_scores(trace.global_scores)
         stats.selection_ms = (pre_selection_s + trace.selection_s) * 1e3
-        stats.visual_tokens_per_layer = trace.visual_per_layer
         stats.n_local = trace.n_local
         if trace.static_mask is not None:
             stats.n_static_kept = int(trace.static_mask.sum())
@@ -207,3 +210,9 @@ def _fill_selection_stats(stats: StepStats, selection: Selection, motion) -> Non
     stats.lookback_steps = selection.lookback
     if motion is not None:
         stats.trans_speed, stats.rot_speed = motion.trans_speed, motion.rot_speed
+
+
+def _visual_counts(tokens_per_layer: List[int], layout: SequenceLayout) -> List[int]:
+    """Visual tokens per layer: every non-visual token is always kept."""
+    fixed = layout.length - layout.num_visual
+    return [t - fixed for t in tokens_per_layer]

@@ -58,7 +58,6 @@ class SpecPruneTrace:
 
     static_mask: Optional[torch.Tensor] = None  # (V,) visual tokens after static selection
     global_scores: Dict[int, torch.Tensor] = field(default_factory=dict)
-    visual_per_layer: List[int] = field(default_factory=list)
     n_local: int = 0
     selection_s: float = 0.0
 
@@ -87,7 +86,6 @@ class SpecPruneHook(_VisualScorer):
             self._layer_prune(index, layer, state)
         if index in self.global_layers:
             self.trace.global_scores[index] = self._layer_scores(index, layer, state)[0]
-        self.trace.visual_per_layer.append(int(self.visual_positions(state).numel()))
         self.trace.selection_s += time.perf_counter() - start
 
     def _layer_scores(self, index: int, layer: nn.Module,

@@ -1,0 +1,32 @@
+"""ament_python package: the ROS adapter (specprune_ros) and the ROS-free core (specprune)."""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "specprune_ros"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(exclude=["test", "test.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=True,
+    maintainer="specprune_ros maintainers",
+    maintainer_email="maintainers@specprune.invalid",
+    description="SpecPrune-VLA policy node for ROS 2 (OpenVLA-OFT with token pruning).",
+    license="Apache-2.0",
+    entry_points={
+        "console_scripts": [
+            "specprune_policy = specprune_ros.policy_node:main",
+            "specprune_sim_arm = specprune_ros.sim_bridge_node:main",
+            "specprune-bench = specprune.bench:main",
+            "specprune-demo = specprune_ros.demo:main",
+        ],
+    },
+)

@@ -1,0 +1,52 @@
+"""PruneConfig validation: every bad value is rejected with the field named."""
+import pytest
+
+from specprune import PruneConfig, field_specs
+from specprune.config import resolve_layers
+
+
+def test_defaults_are_valid_and_documented():
+    cfg = PruneConfig()
+    for name, spec in field_specs().items():
+        assert spec["doc"], f"{name} has no documentation"
+        assert getattr(cfg, name) == spec["default"]
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"keep_scale": 0.0}, "keep_scale"),
+    ({"keep_scale": float("nan")}, "keep_scale"),
+    ({"global_k": -1}, "global_k"),
+    ({"static_similarity": 1.5}, "static_similarity"),
+    ({"local_k_primary_coarse": 2.5}, "local_k_primary_coarse"),
+    ({"enabled": 1}, "enabled"),
+    ({"lookback_min_steps": 9}, "lookback_min_steps"),
+    ({"fine_exit_trans_speed": 0.05}, "hysteresis"),
+    ({"layer_prune_layers": (10, 5)}, "layer_prune_layers"),
+    ({"layer_prune_layers": (1,)}, "layer_prune_layers"),
+    ({"global_score_layers": ("a",)}, "global_score_layers"),
+])
+def test_invalid_values_raise_naming_the_field(change, words):
+    with pytest.raises(ValueError, match=words):
+        PruneConfig().updated(**change)
+
+
+def test_unknown_field_is_rejected():
+    with pytest.raises(ValueError, match="unknown PruneConfig field"):
+        PruneConfig().updated(no_such_knob=1)
+
+
+def test_updated_coerces_ints_and_lists():
+    cfg = PruneConfig().updated(keep_scale=2, layer_prune_layers=[4, 8])
+    assert cfg.keep_scale == 2.0 and cfg.layer_prune_layers == (4, 8)
+
+
+def test_keep_scale_scales_every_k():
+    cfg = PruneConfig(keep_scale=2.0)
+    assert cfg.local_k(False, 0) == 32 and cfg.local_k(True, 1) == 38
+    assert cfg.scaled(cfg.global_k) == 60
+
+
+def test_resolve_layers_maps_negative_and_drops_missing():
+    assert resolve_layers((14, -1), 32) == (14, 31)
+    assert resolve_layers((14, -1), 4) == (3,)
+    assert resolve_layers((5, 10, 15, 20), 12) == (5, 10)

@@ -1,0 +1,105 @@
+"""The layer-by-layer decoder against an independent eager implementation."""
+import math
+
+import torch
+
+from specprune import PruneConfig
+from specprune.decoder import DecoderState, run_decoder
+from specprune.scoring import query_attention
+
+from core_helpers import KEEP_ALL, observation, tiny_policy
+
+
+def eager_layer(layer, h, cos, sin):
+    """A plain bidirectional Llama layer written out by hand: (1, T, D) -> (1, T, D)."""
+    attn = layer.self_attn
+    hd = attn.head_dim
+
+    def rms(norm, x):
+        return norm.weight * x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon)
+
+    def rope(x):
+        half = hd // 2
+        rot = torch.cat((-x[..., half:], x[..., :half]), -1)
+        return x * cos[0] + rot * sin[0]
+
+    x = rms(layer.input_layernorm, h[0])
+    t = x.shape[0]
+    q = rope(attn.q_proj(x).view(t, -1, hd).transpose(0, 1))
+    k = rope(attn.k_proj(x).view(t, -1, hd).transpose(0, 1))
+    v = attn.v_proj(x).view(t, -1, hd).transpose(0, 1)
+    p = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(hd), -1)
+    h = h[0] + attn.o_proj((p @ v).transpose(0, 1).reshape(t, -1))
+    m = layer.mlp
+    y = rms(layer.post_attention_layernorm, h)
+    return (h + m.down_proj(torch.nn.functional.silu(m.gate_proj(y)) * m.up_proj(y)))[None], p
+
+
+def prepared():
+    policy = tiny_policy(PruneConfig(enabled=False))
+    return policy, policy._prepare(observation())
+
+
+@torch.inference_mode()
+def test_unpruned_decoder_matches_eager_bidirectional_reference():
+    policy, prep = prepared()
+    dec = policy.model.decoder
+    out = run_decoder(dec, prep.embeds).hidden
+    pos = torch.arange(prep.embeds.shape[1])[None]
+    cos, sin = dec.rotary_emb(prep.embeds, pos)
+    h = prep.embeds
+    for layer in dec.layers:
+        h, _ = eager_layer(layer, h, cos, sin)
+    torch.testing.assert_close(out, dec.norm(h), rtol=1e-4, atol=1e-4)
+
+
+@torch.inference_mode()
+def test_query_rows_equal_rows_of_the_full_attention_map():
+    policy, prep = prepared()
+    dec = policy.model.decoder
+    pos = torch.arange(prep.embeds.shape[1])[None]
+    cos, sin = dec.rotary_emb(prep.embeds, pos)
+    queries = torch.tensor(prep.layout.query_positions)
+    rows = query_attention(dec.layers[0], prep.embeds, cos, sin, queries)
+    _, full = eager_layer(dec.layers[0], prep.embeds, cos, sin)
+    torch.testing.assert_close(rows, full[:, queries], rtol=1e-4, atol=1e-5)
+
+
+@torch.inference_mode()
+def test_pruned_tokens_keep_their_original_rope_positions():
+    policy, prep = prepared()
+    dec = policy.model.decoder
+    pos = torch.arange(prep.embeds.shape[1])
+    cos, sin = dec.rotary_emb(prep.embeds, pos[None])
+    state = DecoderState(prep.embeds, pos, cos, sin)
+    keep = torch.tensor([0, 5, 9, 300, 500])
+    state.select(keep)
+    ref_cos, ref_sin = dec.rotary_emb(prep.embeds, keep[None])
+    torch.testing.assert_close(state.cos, ref_cos)
+    torch.testing.assert_close(state.sin, ref_sin)
+    assert state.index_of(torch.tensor([300])).item() == 3
+
+
+def test_keep_all_pruning_gives_the_unpruned_actions():
+    base = tiny_policy(PruneConfig(enabled=False))
+    keep_all = tiny_policy(KEEP_ALL)
+    for step in range(3):
+        a, _ = base.step(observation(step))
+        b, stats = keep_all.step(observation(step))
+        assert stats.kept_visual_tokens == 512
+        torch.testing.assert_close(torch.tensor(b.actions), torch.tensor(a.actions),
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_head_reads_the_reference_positions():
+    policy, prep = prepared()
+    lay = prep.layout
+    prompt = policy._prompt("pick up the red cube")
+    num_patches = 2 * 256 + 1  # + proprio token
+    num_prompt_tokens = len(prompt.ids) - 1  # the reference's NUM_PROMPT_TOKENS
+    assert lay.head_start == num_patches + num_prompt_tokens
+    assert lay.length == 1 + num_patches + num_prompt_tokens + 56 + 1
+    # the first head position holds the empty token, the rest are zero action slots
+    empty = policy.model.decoder.embed_tokens.weight[policy.model.cfg.empty_token_id]
+    torch.testing.assert_close(prep.embeds[0, lay.head_start], empty.detach())
+    assert torch.count_nonzero(prep.embeds[0, lay.head_start + 1:lay.length - 1]) == 0

@@ -1,0 +1,57 @@
+"""Pure selection functions on known inputs."""
+import math
+
+import numpy as np
+import torch
+
+from specprune.frame_compare import changed_patches, patch_similarity
+from specprune.selection import (layer_drop_mask, rank_weights, round_up_to_bucket,
+                                 topk_per_view)
+
+
+def test_one_changed_patch_is_found():
+    rng = np.random.default_rng(0)
+    a = torch.from_numpy(rng.integers(0, 255, (224, 224, 3), dtype=np.uint8))
+    b = a.clone()
+    b[14 * 3:14 * 4, 14 * 5:14 * 6] = 255 - b[14 * 3:14 * 4, 14 * 5:14 * 6]
+    sim = patch_similarity(b, a, 14)
+    assert sim.shape == (256,)
+    idx = changed_patches(sim, k=20, static_threshold=0.986)
+    assert idx.tolist() == [3 * 16 + 5]
+
+
+def test_identical_frames_have_no_dynamic_patches():
+    a = torch.full((224, 224, 3), 100, dtype=torch.uint8)
+    assert changed_patches(patch_similarity(a, a, 14), 20, 0.986).numel() == 0
+
+
+def test_topk_per_view_ranks_views_separately():
+    scores = torch.tensor([0.1, 0.9, 0.5, -math.inf, 5.0, 4.0, 3.0, 2.0])
+    mask = topk_per_view(scores, 4, [2, 1])
+    assert mask.nonzero().squeeze(1).tolist() == [1, 2, 4]
+
+
+def test_topk_skips_absent_tokens():
+    scores = torch.tensor([1.0, -math.inf, -math.inf, -math.inf])
+    assert topk_per_view(scores, 4, [3]).sum() == 1
+
+
+def test_bucket_rounds_up_with_next_best():
+    mask = torch.tensor([True, False, False, False, True, False, False, False])
+    ranking = torch.tensor([9.0, 1.0, 8.0, 2.0, 7.0, 3.0, -math.inf, 6.0])
+    out = round_up_to_bucket(mask, ranking, 4)
+    assert out.nonzero().squeeze(1).tolist() == [0, 2, 4, 7]
+
+
+def test_layer_drop_respects_ratio_and_floor():
+    ema = torch.arange(10, dtype=torch.float32)
+    present = torch.ones(10, dtype=torch.bool)
+    keep = layer_drop_mask(ema, present, 0.2, floor=0)
+    assert keep.nonzero().squeeze(1).tolist() == list(range(2, 10))
+    assert layer_drop_mask(ema, present, 0.5, floor=9).sum() == 9
+
+
+def test_rank_weights_favour_top_and_sum_to_one():
+    w = rank_weights(torch.tensor([0.1, 0.5, -math.inf, 0.3]), 8.0)
+    assert w[2] == 0 and math.isclose(float(w.sum()), 1.0, rel_tol=1e-5)
+    assert w[1] > w[3] > w[0]
