@@ -143,7 +143,8 @@ def _summary(series: Dict[str, Series], hits: List[float], policy: SpecPrunePoli
         "fastv_llm_speedup": _med(b.llm_ms) / _med(f.llm_ms),
         "selection_overhead_frac": _med(s.sel_frac),
         "kept_visual_tokens_mean": float(np.mean(s.kept)),
-        "visual_tokens_total": policy.model.cfg.num_images * policy.model.vision_backbone.num_patches,
+        "visual_tokens_total": (policy.model.cfg.num_images
+                                * policy.model.vision_backbone.num_patches),
         "flops_ratio": float(np.mean(s.flops) / np.mean(b.flops)),
         "fastv_flops_ratio": float(np.mean(f.flops) / np.mean(b.flops)),
         "action_l1_vs_baseline": {"specprune": float(np.mean(s.l1)),

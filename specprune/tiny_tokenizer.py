@@ -12,7 +12,8 @@ from transformers import PreTrainedTokenizerFast
 SPECIALS = ("<unk>", "<s>", "</s>", "<pad>", "\u2581")
 EMPTY_TOKEN = "\u2581"
 WORDS = """
-In What Out in : what action should the robot take to ? out a an and of on onto into at from with it
+In What Out in : what action should the robot take to ? out a an and of on onto into at
+from with it
 pick up lift grasp place put push pull move open close turn slide stack drop reach touch
 cube block bowl plate mug cup box drawer door can bottle lid basket tray table top bottom
 red green blue yellow orange purple black white pink brown gray grey small large big
