@@ -74,13 +74,13 @@ def llm_flops(tokens_per_layer: List[int], text_cfg: Dict, score_layers: int = 0
     return total
 
 
+@torch.inference_mode()
 def hit_rate(policy: SpecPrunePolicy, obs: Observation, k: int = 20) -> float:
     """Fraction of the last layer's top-k (per view) found in layers 0/1's top-k."""
     prep = policy._prepare(obs)
     last = policy.model.num_layers - 1
     probe = ScoreProbe(prep.layout, (0, 1, last))
-    with torch.inference_mode():
-        run_decoder(policy.model.decoder, prep.embeds, probe)
+    run_decoder(policy.model.decoder, prep.embeds, probe)
     per_view, views = prep.layout.patches_per_view, prep.layout.num_views
     ks = [k] * views
     early = topk_per_view(probe.scores[0], per_view, ks) | topk_per_view(
@@ -90,14 +90,14 @@ def hit_rate(policy: SpecPrunePolicy, obs: Observation, k: int = 20) -> float:
 
 
 def run(preset: str, steps: int, warmup: int, seed: int, threads: int,
-        config: Optional[PruneConfig] = None) -> Dict:
+        config: Optional[PruneConfig] = None, device: str = "cpu",
+        dtype: str = "float32") -> Dict:
     torch.set_num_threads(threads)
-    base = load_policy(preset, device="cpu", prune_config=PruneConfig(enabled=False),
-                       seed=seed)
-    spec = SpecPrunePolicy(base.model, base.tokenizer, base.statistics, base.layout,
-                           config or PruneConfig())
-    fastv = FastVPolicy(base.model, base.tokenizer, base.statistics, base.layout,
-                        PruneConfig(enabled=False))
+    base = load_policy(preset, device=device, dtype=dtype,
+                       prune_config=PruneConfig(enabled=False), seed=seed)
+    shared = (base.model, base.tokenizer, base.statistics, base.layout)
+    spec = SpecPrunePolicy(*shared, config or PruneConfig(), str(base.device), base.dtype)
+    fastv = FastVPolicy(*shared, PruneConfig(enabled=False), str(base.device), base.dtype)
     episode = SyntheticEpisode(seed=seed, num_views=base.model.cfg.num_images,
                                proprio_dim=base.model.cfg.proprio_dim)
     series = {"baseline": Series(), "specprune": Series(), "fastv": Series()}
@@ -152,7 +152,8 @@ def _summary(series: Dict[str, Series], hits: List[float], policy: SpecPrunePoli
         "hit_rate_layers01_vs_last": float(np.mean(hits)),
         "machine": {"platform": platform.platform(), "processor": _cpu_name(),
                     "cpu_count": os.cpu_count(), "torch": torch.__version__,
-                    "threads": threads, "device": "cpu", "dtype": "float32",
+                    "threads": threads, "device": str(policy.device),
+                    "dtype": str(policy.dtype).replace("torch.", ""),
                     "python": sys.version.split()[0]},
     }
 
@@ -195,11 +196,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--dtype", default="auto", help="auto (bf16 on GPU), float32, ...")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
     if args.steps < 1 or args.warmup < 0:
         parser.error("--steps must be >= 1 and --warmup >= 0")
-    result = run(args.preset, args.steps, args.warmup, args.seed, args.threads)
+    result = run(args.preset, args.steps, args.warmup, args.seed, args.threads,
+                 device=args.device, dtype=args.dtype)
     print(format_table(result))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:

@@ -59,6 +59,8 @@ class SpecPrunePolicy:
         self.statistics = statistics
         self.layout = layout
         self.device, self.dtype = torch.device(device), dtype
+        # GPU kernels are asynchronous: synchronise before reading a timer there
+        self._sync = torch.cuda.synchronize if self.device.type == "cuda" else _no_sync
         self._config = config or PruneConfig()
         self._lock = threading.Lock()
         self._prompts: Dict[str, EncodedPrompt] = {}
@@ -100,11 +102,13 @@ class SpecPrunePolicy:
             motion_from_action(self._last_action, cfg) if self._last_action is not None
             else None)
         decision = self.controller.update(motion, cfg)
+        self._sync()
         t_sel = time.perf_counter()
         hook = self._make_hook(prep, cfg, decision.mode == MODE_FINE, motion, stats)
         pre_selection_s = time.perf_counter() - t_sel
         t_llm = time.perf_counter()
         state = run_decoder(self.model.decoder, prep.embeds, hook)
+        self._sync()
         stats.llm_ms = (time.perf_counter() - t_llm) * 1e3
         chunk, stats.head_ms = self._head(state, prep.layout, obs.stamp)
         stats.mode = MODE_OFF
@@ -117,6 +121,7 @@ class SpecPrunePolicy:
         stats.visual_tokens_total = prep.layout.num_visual
         self._frames.append(prep.frames)
         self._last_action = chunk.actions[0]
+        self._sync()
         stats.total_ms = (time.perf_counter() - t0) * 1e3
         return chunk, stats
 
@@ -216,3 +221,7 @@ def _visual_counts(tokens_per_layer: List[int], layout: SequenceLayout) -> List[
     """Visual tokens per layer: every non-visual token is always kept."""
     fixed = layout.length - layout.num_visual
     return [t - fixed for t in tokens_per_layer]
+
+
+def _no_sync() -> None:
+    """CPU work is synchronous: nothing to wait for."""
