@@ -16,7 +16,8 @@ def eager_layer(layer, h, cos, sin):
     hd = attn.head_dim
 
     def rms(norm, x):
-        return norm.weight * x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon)
+        var = x.pow(2).mean(-1, keepdim=True)
+        return norm.weight * x * torch.rsqrt(var + norm.variance_epsilon)
 
     def rope(x):
         half = hd // 2
