@@ -1,0 +1,397 @@
+"""ROS 2 bridge of the simulated Panda: publishes what a real arm driver would, executes chunks.
+
+Node ``specprune_sim_arm``. Every tick of a timer at ``control_rate_hz`` it steps the sim
+(rendering both cameras) with the next row of the newest action chunk, or a hold action, and
+publishes the cameras, joint states, end-effector pose (+ /tf where tf2_msgs exists) and task
+success. Run::
+
+    python -m specprune_ros.sim_bridge_node --ros-args --params-file config/sim_arm.yaml
+
+Action chunks arrive as trajectory_msgs/JointTrajectory on ``action_chunk_topic``:
+joint_names are the action dimensions (ACTION_NAMES, any order), points[i].positions is the
+normalised OSC delta action of control tick i (time_from_start = (i + 1) / control_rate_hz;
+the bridge executes one row per tick and does not read the times).
+"""
+from __future__ import annotations
+
+import threading
+import time
+import warnings
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import rclpy
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import (
+    DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data)
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)  # lark, pulled in by the msg packages
+    from builtin_interfaces.msg import Time
+    from geometry_msgs.msg import PoseStamped, TransformStamped
+    from rcl_interfaces.msg import (
+        FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult)
+    from sensor_msgs.msg import Image, JointState
+    from std_msgs.msg import Bool, String
+    from std_srvs.srv import Trigger
+    from trajectory_msgs.msg import JointTrajectory
+    try:  # tf2_msgs is not on PyPI: publish /tf only where a ROS 2 install provides it
+        from tf2_msgs.msg import TFMessage
+    except ImportError:
+        TFMessage = None
+
+from specprune_ros.ros_image import rgb_to_image_msg
+from specprune_ros.sim_arm import (
+    ACTION_DIM, ACTION_NAMES, GRIPPER_OPEN, SimArm, SimArmConfig, SimObservation)
+
+NODE_NAME = "specprune_sim_arm"
+#: robosuite camera rendered for each published view.
+VIEWS: Dict[str, str] = {"agentview": "agentview", "wrist": "robot0_eye_in_hand"}
+MAX_CHUNK_ROWS = 1000
+_RATE_LOG_EVERY = 100
+
+
+# ------------------------------------------------------------------------------ parameters
+@dataclass(frozen=True)
+class ParamSpec:
+    """One declared parameter: default, documentation and constraints."""
+
+    name: str
+    default: Any
+    description: str
+    read_only: bool = True
+    int_range: Optional[Tuple[int, int]] = None
+    float_range: Optional[Tuple[float, float]] = None
+
+    def descriptor(self) -> ParameterDescriptor:
+        """The rcl ParameterDescriptor (description, read-only flag, range)."""
+        desc = ParameterDescriptor(description=self.description, read_only=self.read_only)
+        if self.int_range is not None:
+            desc.integer_range = [IntegerRange(from_value=self.int_range[0],
+                                               to_value=self.int_range[1], step=0)]
+        if self.float_range is not None:
+            desc.floating_point_range = [FloatingPointRange(
+                from_value=self.float_range[0], to_value=self.float_range[1], step=0.0)]
+        return desc
+
+
+def _topic(name: str, default: str, what: str) -> ParamSpec:
+    """A read-only topic-name parameter."""
+    return ParamSpec(name, default, f"Topic of {what}.")
+
+
+PARAMS: Tuple[ParamSpec, ...] = (
+    ParamSpec("task", "lift", "Simulated task (specprune_ros.sim_arm.TASKS)."),
+    ParamSpec("instruction", "", "Language instruction published on instruction_topic; "
+              "empty: the task's own (lift: 'pick up the red cube').", read_only=False),
+    ParamSpec("seed", 0, "Seed of the first episode; episode k uses seed + k; -1: random.",
+              int_range=(-1, 2**31 - 1)),
+    ParamSpec("camera_size", 224, "Square size in pixels of both camera images.",
+              int_range=(16, 2048)),
+    ParamSpec("control_rate_hz", 20.0, "Control ticks per second (sim and wall clock).",
+              float_range=(1.0, 500.0)),
+    ParamSpec("horizon", 1000, "Ticks per episode; at the horizon the episode resets.",
+              int_range=(1, 10**9)),
+    ParamSpec("fast_render", True, "Render without shadows, reflections, skybox, MSAA."),
+    ParamSpec("base_frame_id", "panda_link0", "Frame of ee_pose and parent of the /tf."),
+    ParamSpec("ee_frame_id", "panda_hand", "Child frame of the end-effector transform."),
+    ParamSpec("agentview_frame_id", "agentview_camera", "frame_id of agentview images."),
+    ParamSpec("wrist_frame_id", "wrist_camera", "frame_id of wrist camera images."),
+    _topic("agentview_topic", "/camera/agentview/image_raw", "third-person images (rgb8)"),
+    _topic("wrist_topic", "/camera/wrist/image_raw", "wrist camera images (rgb8)"),
+    _topic("joint_states_topic", "/joint_states", "the 7 arm + 2 finger joint states"),
+    _topic("ee_pose_topic", "/ee_pose", "the end-effector pose in base_frame_id"),
+    _topic("tf_topic", "/tf", "base -> end-effector transforms (needs tf2_msgs)"),
+    _topic("task_success_topic", "/task_success", "task success, every tick"),
+    _topic("instruction_topic", "/instruction", "the instruction (transient local)"),
+    _topic("action_chunk_topic", "/specprune/action_chunk", "incoming action chunks"),
+)
+
+
+def declare_parameters(node: Node) -> Dict[str, Any]:
+    """Declare every ParamSpec on ``node`` and return the values it ended up with."""
+    for spec in PARAMS:
+        node.declare_parameter(spec.name, spec.default, spec.descriptor())
+    return {spec.name: node.get_parameter(spec.name).value for spec in PARAMS}
+
+
+def sim_config(params: Dict[str, Any]) -> SimArmConfig:
+    """The SimArmConfig described by the node's parameters."""
+    seed = int(params["seed"])
+    return SimArmConfig(task=params["task"], camera_size=int(params["camera_size"]),
+                        control_rate_hz=float(params["control_rate_hz"]),
+                        horizon=int(params["horizon"]), seed=None if seed < 0 else seed,
+                        cameras=tuple(VIEWS.values()), fast_render=bool(params["fast_render"]))
+
+
+# ------------------------------------------------------------------------------ action chunks
+def parse_action_chunk(names: Sequence[str], rows: Sequence[Sequence[float]]) -> np.ndarray:
+    """(N, 7) actions in ACTION_NAMES order from named rows; ValueError saying what is wrong."""
+    names = list(names)
+    if sorted(names) != sorted(ACTION_NAMES):
+        raise ValueError(f"joint_names must be a permutation of {list(ACTION_NAMES)}, "
+                         f"got {names}")
+    if not 1 <= len(rows) <= MAX_CHUNK_ROWS:
+        raise ValueError(f"a chunk needs 1 to {MAX_CHUNK_ROWS} points, got {len(rows)}")
+    bad = [i for i, row in enumerate(rows) if len(row) != ACTION_DIM]
+    if bad:
+        raise ValueError(f"points {bad[:5]} do not have {ACTION_DIM} positions")
+    actions = np.array([list(row) for row in rows], dtype=np.float64)
+    if not np.all(np.isfinite(actions)):
+        raise ValueError(f"non-finite positions in points "
+                         f"{np.nonzero(~np.isfinite(actions).all(axis=1))[0][:5].tolist()}")
+    return actions[:, [names.index(name) for name in ACTION_NAMES]]
+
+
+class ActionQueue:
+    """Thread-safe rows of the newest chunk; holds position (gripper unchanged) when empty."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rows: Deque[np.ndarray] = deque()
+        self._gripper = GRIPPER_OPEN
+
+    def replace(self, actions: np.ndarray) -> None:
+        """Drop whatever is pending and execute ``actions`` (N, 7) from the next tick on."""
+        with self._lock:
+            self._rows = deque(np.array(row) for row in actions)
+
+    def clear(self) -> None:
+        """Drop pending rows and reopen the gripper (new episode)."""
+        with self._lock:
+            self._rows.clear()
+            self._gripper = GRIPPER_OPEN
+
+    def pending(self) -> int:
+        """Rows still to execute."""
+        with self._lock:
+            return len(self._rows)
+
+    def next_action(self) -> np.ndarray:
+        """The next row, or zeros with the last gripper command when the chunk is spent."""
+        with self._lock:
+            if self._rows:
+                row = self._rows.popleft()
+                self._gripper = float(np.clip(row[-1], -1.0, 1.0))
+                return row
+            hold = np.zeros(ACTION_DIM)
+            hold[-1] = self._gripper
+            return hold
+
+
+# ------------------------------------------------------------------------------ messages
+def joint_state_msg(obs: SimObservation, stamp: Time) -> JointState:
+    """JointState of the 7 arm joints and 2 finger joints (positions, velocities)."""
+    msg = JointState()
+    msg.header.stamp = stamp
+    msg.name = list(obs.joint_names)
+    msg.position = obs.joint_positions.tolist()
+    msg.velocity = obs.joint_velocities.tolist()
+    return msg
+
+
+def ee_pose_msg(obs: SimObservation, stamp: Time, frame_id: str) -> PoseStamped:
+    """End-effector pose in the robot base frame, stamped ``frame_id``."""
+    pos, quat = obs.eef_pose_in_base()
+    msg = PoseStamped()
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = (float(v) for v in pos)
+    o = msg.pose.orientation
+    o.x, o.y, o.z, o.w = (float(v) for v in quat)
+    return msg
+
+
+def ee_transform_msg(pose: PoseStamped, child_frame_id: str) -> TransformStamped:
+    """The pose as a base -> end-effector transform for /tf."""
+    msg = TransformStamped()
+    msg.header = pose.header
+    msg.child_frame_id = child_frame_id
+    p = pose.pose.position
+    msg.transform.translation.x, msg.transform.translation.y = p.x, p.y
+    msg.transform.translation.z = p.z
+    msg.transform.rotation = pose.pose.orientation
+    return msg
+
+
+# ------------------------------------------------------------------------------ node
+class SimBridgeNode(Node):
+    """Steps a SimArm in a timer and speaks the topics of a real arm driver."""
+
+    def __init__(self) -> None:
+        super().__init__(NODE_NAME)
+        self._p = declare_parameters(self)
+        self._sim = SimArm(sim_config(self._p))
+        self._queue = ActionQueue()
+        self._episode = 0
+        self._rejected = 0
+        self._rate_t0 = time.monotonic()
+        sim_group = MutuallyExclusiveCallbackGroup()  # timer + reset: one sim user at a time
+        self._make_publishers()
+        self.create_subscription(JointTrajectory, self._p["action_chunk_topic"], self._on_chunk,
+                                 10, callback_group=MutuallyExclusiveCallbackGroup())
+        self.create_service(Trigger, "~/reset", self._on_reset, callback_group=sim_group)
+        self.add_on_set_parameters_callback(self._validate_parameters)
+        self.add_post_set_parameters_callback(self._on_parameters_set)
+        self._start_episode()
+        self.create_timer(self._sim.dt, self._on_tick, callback_group=sim_group)
+        self.get_logger().info(
+            f"simulating '{self._p['task']}' at {self._p['control_rate_hz']:g} Hz, "
+            f"{self._p['camera_size']}px cameras; chunks on {self._p['action_chunk_topic']}")
+
+    # -------------------------------------------------------------------- setup
+    def _make_publishers(self) -> None:
+        """Create every publisher (the /tf one only where tf2_msgs exists)."""
+        p = self._p
+        self._image_pubs = {view: self.create_publisher(Image, p[f"{view}_topic"],
+                                                        qos_profile_sensor_data)
+                            for view in VIEWS}
+        self._joint_pub = self.create_publisher(JointState, p["joint_states_topic"], 10)
+        self._pose_pub = self.create_publisher(PoseStamped, p["ee_pose_topic"], 10)
+        self._success_pub = self.create_publisher(Bool, p["task_success_topic"], 10)
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                             reliability=ReliabilityPolicy.RELIABLE)
+        self._instruction_pub = self.create_publisher(String, p["instruction_topic"], latched)
+        self._tf_pub = None
+        if TFMessage is not None:
+            self._tf_pub = self.create_publisher(TFMessage, p["tf_topic"], 100)
+        else:
+            self.get_logger().info(f"tf2_msgs is not importable: {p['tf_topic']} is not "
+                                   f"published (use {p['ee_pose_topic']})")
+
+    def close(self) -> None:
+        """Free the simulator (call after the executor stopped running callbacks)."""
+        self._sim.close()
+
+    # -------------------------------------------------------------------- episodes
+    def _episode_seed(self) -> Optional[int]:
+        """seed + episode index, or None (random) when the seed parameter is negative."""
+        seed = int(self._p["seed"])
+        return None if seed < 0 else seed + self._episode
+
+    def _start_episode(self) -> SimObservation:
+        """Drop pending actions, reset the sim, publish the instruction and first state."""
+        self._queue.clear()
+        obs = self._sim.reset(seed=self._episode_seed())
+        self._publish_instruction()
+        self._publish_observation(obs)
+        return obs
+
+    def instruction(self) -> str:
+        """The instruction parameter, or the task's own when it is empty."""
+        text = str(self.get_parameter("instruction").value)
+        return text if text else self._sim.instruction
+
+    def _publish_instruction(self) -> None:
+        """Publish the current instruction (latched)."""
+        self._instruction_pub.publish(String(data=self.instruction()))
+
+    # -------------------------------------------------------------------- callbacks
+    def _on_tick(self) -> None:
+        """Timer callback: one control tick."""
+        try:
+            self._tick()
+        except Exception:
+            if self.context.ok():
+                raise
+            # shutting down (SIGINT/SIGTERM): publishers died under this tick; nothing to do
+
+    def _tick(self) -> None:
+        """Step the sim with the next action (or start a new episode) and publish."""
+        if self._sim.done:
+            self._episode += 1
+            self.get_logger().info(f"horizon reached: starting episode {self._episode}")
+            self._start_episode()
+            return
+        obs = self._sim.step(self._queue.next_action())
+        self._publish_observation(obs)
+        self._log_rate(obs.step)
+
+    def _on_chunk(self, msg: JointTrajectory) -> None:
+        """Queue a valid chunk in place of the executing one; warn about an invalid one."""
+        try:
+            actions = parse_action_chunk(msg.joint_names, [p.positions for p in msg.points])
+        except ValueError as exc:
+            self._rejected += 1
+            self.get_logger().warning(f"rejected action chunk ({self._rejected} so far): {exc}",
+                                      throttle_duration_sec=2.0)
+            return
+        self._queue.replace(actions)
+
+    def _on_reset(self, request: Trigger.Request, response: Trigger.Response
+                  ) -> Trigger.Response:
+        """~/reset: new episode with the next seed, chunk dropped, instruction republished."""
+        self._episode += 1
+        self._start_episode()
+        response.success = True
+        response.message = f"episode {self._episode} (seed {self._episode_seed()})"
+        self.get_logger().info(f"reset: {response.message}")
+        return response
+
+    def _validate_parameters(self, params: List[Parameter]) -> SetParametersResult:
+        """Reject instructions with surrounding whitespace (descriptors do the rest)."""
+        for param in params:
+            if param.name == "instruction" and str(param.value).strip() != param.value:
+                return SetParametersResult(
+                    successful=False,
+                    reason="instruction must not have leading/trailing whitespace "
+                           "(use '' for the task's own)")
+        return SetParametersResult(successful=True)
+
+    def _on_parameters_set(self, params: List[Parameter]) -> None:
+        """Republish the instruction when it changed."""
+        if any(param.name == "instruction" for param in params):
+            self._publish_instruction()
+
+    # -------------------------------------------------------------------- publishing
+    def _publish_observation(self, obs: SimObservation) -> None:
+        """Publish images, joints, ee pose (+ /tf) and success, all with one stamp: now."""
+        stamp = self.get_clock().now().to_msg()
+        for view, camera in VIEWS.items():
+            self._image_pubs[view].publish(rgb_to_image_msg(
+                obs.images[camera], "rgb8", stamp, self._p[f"{view}_frame_id"]))
+        self._joint_pub.publish(joint_state_msg(obs, stamp))
+        pose = ee_pose_msg(obs, stamp, self._p["base_frame_id"])
+        self._pose_pub.publish(pose)
+        if self._tf_pub is not None:
+            self._tf_pub.publish(TFMessage(
+                transforms=[ee_transform_msg(pose, self._p["ee_frame_id"])]))
+        self._success_pub.publish(Bool(data=bool(obs.success)))
+
+    def _log_rate(self, step: int) -> None:
+        """Every 100 ticks, log the achieved tick rate at debug level."""
+        if step % _RATE_LOG_EVERY:
+            return
+        now = time.monotonic()
+        rate = _RATE_LOG_EVERY / max(now - self._rate_t0, 1e-9)
+        self._rate_t0 = now
+        self.get_logger().debug(f"achieved {rate:.1f} steps/s "
+                                f"(target {self._p['control_rate_hz']:g})")
+
+
+def main(args: Optional[List[str]] = None) -> None:
+    """Run the bridge until SIGINT / SIGTERM, then free the simulator."""
+    rclpy.init(args=args)
+    node: Optional[SimBridgeNode] = None
+    executor = MultiThreadedExecutor(num_threads=3)
+    try:
+        node = SimBridgeNode()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        executor.shutdown()
+        if node is not None:
+            node.close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()
