@@ -1,0 +1,464 @@
+"""Turn the newest sensor samples into one consistent policy Observation, or say why not.
+
+Pure Python + numpy (no rclpy): the node feeds camera frames, joint states and end-effector
+poses as they arrive (any thread), and its inference worker asks ``build(now, instruction)``
+for an observation. ``build`` checks every input and returns the full list of faults
+(stale or missing views, views out of sync, a bad frame, missing / non-finite / stale joint
+state, a missing or jumping end-effector pose); an observation comes back only when there
+are none and every view has a frame that no earlier observation used, so a slow model step
+never works through a backlog: it always gets the newest frames.
+
+Proprioception layouts:
+- ``libero``: ee position (3) + axis-angle of the ee quaternion (3) + the two gripper finger
+  positions (2), i.e. OpenVLA-OFT's LIBERO state (LIBERO's ``quat2axisangle``: no hemisphere
+  flip, zeros for the identity).
+- ``joints``: the positions of the configured joint names, in that order.
+
+End-effector motion comes from finite differences of timestamped poses (linear m/s,
+angular rad/s from the relative rotation, both in the pose's frame); a pair of poses that
+implies a speed above the configured limit is a jump: reported once, no motion from it.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from specprune import EEMotion, Observation
+
+LAYOUT_LIBERO = "libero"
+LAYOUT_JOINTS = "joints"
+LAYOUTS = (LAYOUT_LIBERO, LAYOUT_JOINTS)
+
+
+# ------------------------------------------------------------------------------ settings
+@dataclass(frozen=True)
+class Limits:
+    """Thresholds of the consistency checks (seconds, m/s, rad/s, pixels; 0 size = any)."""
+
+    max_image_age_s: float = 0.5
+    max_view_skew_s: float = 0.1
+    max_joint_state_age_s: float = 0.5
+    max_pose_age_s: float = 0.5
+    max_ee_speed: float = 3.0
+    max_ee_angular_speed: float = 20.0
+    image_width: int = 224
+    image_height: int = 224
+
+
+@dataclass(frozen=True)
+class StateLayout:
+    """How proprio is assembled: ``kind`` is LAYOUT_LIBERO or LAYOUT_JOINTS."""
+
+    kind: str = LAYOUT_LIBERO
+    joint_names: Tuple[str, ...] = tuple(f"panda_joint{i}" for i in range(1, 8))
+    gripper_names: Tuple[str, ...] = ("panda_finger_joint1", "panda_finger_joint2")
+
+    def __post_init__(self) -> None:
+        if self.kind not in LAYOUTS:
+            raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {self.kind!r}")
+        if self.kind == LAYOUT_LIBERO and len(self.gripper_names) != 2:
+            raise ValueError(f"layout libero needs 2 gripper joint names, "
+                             f"got {list(self.gripper_names)}")
+        if self.kind == LAYOUT_JOINTS and not self.joint_names:
+            raise ValueError("layout joints needs at least one joint name")
+
+    @property
+    def needs_pose(self) -> bool:
+        return self.kind == LAYOUT_LIBERO
+
+    @property
+    def proprio_dim(self) -> int:
+        return 8 if self.kind == LAYOUT_LIBERO else len(self.joint_names)
+
+    @property
+    def required_joints(self) -> Tuple[str, ...]:
+        return self.gripper_names if self.kind == LAYOUT_LIBERO else self.joint_names
+
+
+# ------------------------------------------------------------------------------ samples
+@dataclass(frozen=True)
+class Fault:
+    """Why no observation: ``key`` identifies the kind of fault (stable across repeats, for
+    log-once bookkeeping), ``message`` says what exactly is wrong right now."""
+
+    key: str
+    message: str
+    severe: bool = False  # an ERROR (model / internal) rather than a WARN (input)
+
+
+@dataclass(frozen=True)
+class Frame:
+    image: np.ndarray
+    stamp: float  # header stamp, seconds
+    received: float  # time.monotonic() at arrival
+    header_stamp: Any = None  # the message's own stamp object, carried through untouched
+    seq: int = 0
+
+
+@dataclass(frozen=True)
+class PoseSample:
+    position: np.ndarray  # (3,)
+    quaternion: np.ndarray  # (4,) x, y, z, w, unit
+    stamp: float
+
+
+@dataclass
+class _ViewState:
+    frame: Optional[Frame] = None
+    error: Optional[str] = None  # the last frame was rejected: why
+
+
+@dataclass
+class _JointState:
+    positions: Dict[str, float]
+    stamp: float
+
+
+@dataclass
+class BuildResult:
+    """``observation`` when consistent and new; otherwise None with ``faults`` (maybe empty:
+    nothing wrong, just no new complete set of frames yet)."""
+
+    observation: Optional[Observation] = None
+    faults: List[Fault] = field(default_factory=list)
+    received: float = 0.0  # arrival (monotonic) of the newest frame used
+    header_stamp: Any = None  # view 0's message stamp
+    images: List[np.ndarray] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------ geometry
+def quat_to_axis_angle(quat_xyzw: Sequence[float]) -> np.ndarray:
+    """Axis-angle (3,) of an (x, y, z, w) quaternion the way LIBERO's quat2axisangle does it:
+    angle = 2 acos(w) (no hemisphere flip), zeros when the rotation is the identity."""
+    q = np.asarray(quat_xyzw, dtype=np.float64)
+    w = min(max(float(q[3]), -1.0), 1.0)
+    den = math.sqrt(1.0 - w * w)
+    if math.isclose(den, 0.0):
+        return np.zeros(3)
+    return q[:3] * 2.0 * math.acos(w) / den
+
+
+def quat_multiply(a: Sequence[float], b: Sequence[float]) -> np.ndarray:
+    """Hamilton product a * b of (x, y, z, w) quaternions."""
+    ax, ay, az, aw = a
+    bx, by, bz, bw = b
+    return np.array([aw * bx + ax * bw + ay * bz - az * by,
+                     aw * by - ax * bz + ay * bw + az * bx,
+                     aw * bz + ax * by - ay * bx + az * bw,
+                     aw * bw - ax * bx - ay * by - az * bz])
+
+
+def rotation_vector(quat_xyzw: Sequence[float]) -> np.ndarray:
+    """Shortest rotation vector (axis * angle, angle in [0, pi]) of a unit quaternion."""
+    q = np.asarray(quat_xyzw, dtype=np.float64)
+    if q[3] < 0.0:
+        q = -q
+    sin_half = float(np.linalg.norm(q[:3]))
+    if sin_half < 1e-12:
+        return 2.0 * q[:3]  # small-angle limit
+    return q[:3] * (2.0 * math.atan2(sin_half, q[3]) / sin_half)
+
+
+def velocity(prev: PoseSample, new: PoseSample) -> Tuple[np.ndarray, np.ndarray]:
+    """(linear m/s, angular rad/s) between two poses, in the poses' (base) frame.
+
+    The angular velocity is the rotation vector of q_new * q_prev^-1 over dt.
+    """
+    dt = new.stamp - prev.stamp
+    linear = (new.position - prev.position) / dt
+    inverse = prev.quaternion * np.array([-1.0, -1.0, -1.0, 1.0])
+    angular = rotation_vector(quat_multiply(new.quaternion, inverse)) / dt
+    return linear, angular
+
+
+def _check_pose(position: Sequence[float], quaternion: Sequence[float]
+                ) -> Tuple[np.ndarray, np.ndarray]:
+    pos = np.asarray(position, dtype=np.float64).reshape(3)
+    quat = np.asarray(quaternion, dtype=np.float64).reshape(4)
+    if not (np.all(np.isfinite(pos)) and np.all(np.isfinite(quat))):
+        raise ValueError(f"non-finite pose {pos.tolist()} {quat.tolist()}")
+    norm = float(np.linalg.norm(quat))
+    if not 0.5 < norm < 1.5:
+        raise ValueError(f"quaternion {quat.tolist()} is not a rotation (norm {norm:.3f})")
+    return pos, quat / norm
+
+
+# ------------------------------------------------------------------------------ motion
+class MotionEstimator:
+    """End-effector pose history -> velocity, with jump rejection. Not thread-safe."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.reset()
+
+    def reset(self) -> None:
+        self.pose: Optional[PoseSample] = None
+        self.motion: Optional[EEMotion] = None
+        self.motion_stamp = 0.0
+        self.error: Optional[str] = None  # the source is failing (e.g. TF lookup)
+        self.jump: Optional[Fault] = None  # the last pair of poses was a jump
+        self.unreported_jump: Optional[Fault] = None  # a jump no build has reported yet
+
+    def add(self, position: Sequence[float], quaternion: Sequence[float], stamp: float) -> None:
+        try:
+            pos, quat = _check_pose(position, quaternion)
+        except ValueError as exc:
+            self.error = f"ee pose rejected: {exc}"
+            return
+        sample = PoseSample(pos, quat, float(stamp))
+        self.error = None
+        prev, self.pose = self.pose, sample
+        if prev is None:
+            return
+        if sample.stamp <= prev.stamp:  # a repeated (TF polled faster than it changes) or
+            self.pose = prev  # out-of-order sample carries no motion
+            return
+        self._update(prev, sample)
+
+    def _update(self, prev: PoseSample, sample: PoseSample) -> None:
+        linear, angular = velocity(prev, sample)
+        speed, spin = float(np.linalg.norm(linear)), float(np.linalg.norm(angular))
+        lim = self.limits
+        if speed > lim.max_ee_speed or spin > lim.max_ee_angular_speed:
+            self.motion = None
+            self.jump = self.unreported_jump = Fault("ee_jump", (
+                f"ee pose jumped: {speed:.2f} m/s, {spin:.2f} rad/s over "
+                f"{sample.stamp - prev.stamp:.3f} s exceeds max_ee_speed {lim.max_ee_speed:g} "
+                f"m/s / max_ee_angular_speed {lim.max_ee_angular_speed:g} rad/s"))
+            return
+        self.jump = None
+        self.motion = EEMotion(linear=linear, angular=angular)
+        self.motion_stamp = sample.stamp
+
+    def pose_faults(self, now: float) -> List[Fault]:
+        """Faults of the pose itself (for proprio)."""
+        if self.error is not None:
+            return [Fault("ee_pose_error", self.error)]
+        if self.pose is None:
+            return [Fault("ee_pose_missing", "no end-effector pose received yet")]
+        age = now - self.pose.stamp
+        if age > self.limits.max_pose_age_s:
+            return [Fault("ee_pose_stale", f"ee pose stale: {age:.2f} s > "
+                                           f"{self.limits.max_pose_age_s:g} s")]
+        return []
+
+    def motion_faults(self, now: float) -> List[Fault]:
+        """Faults of the velocity estimate, pose faults included. A jump stays a fault until
+        the next consistent pair of poses, and is reported at least once even when that pair
+        came before any check."""
+        faults = self.pose_faults(now)
+        jump = self.jump or self.unreported_jump
+        self.unreported_jump = None
+        if jump is not None:
+            faults.append(jump)
+        if not faults and self.motion is None:
+            faults.append(Fault("ee_motion_missing",
+                                "ee velocity not available yet (needs two consecutive poses)"))
+        return faults
+
+
+# ------------------------------------------------------------------------------ builder
+class ObservationBuilder:
+    """Newest frame per view, joint state and ee pose -> consistent Observation (thread-safe).
+
+    ``views`` names the camera views (their topics) for the messages. ``measure_motion``:
+    attach the measured EEMotion (False: ee_motion=None, the policy uses its own actions).
+    """
+
+    def __init__(self, views: Sequence[str], layout: StateLayout = StateLayout(),
+                 limits: Limits = Limits(), measure_motion: bool = True) -> None:
+        if not views:
+            raise ValueError("at least one camera view is needed")
+        self.views = tuple(views)
+        self.layout = layout
+        self._limits = limits
+        self.measure_motion = measure_motion
+        self._lock = threading.Lock()
+        self._state = [_ViewState() for _ in self.views]
+        self._used = [0] * len(self.views)
+        self._seq = 0
+        self._joints: Optional[_JointState] = None
+        self._joint_error: Optional[str] = None
+        self._motion = MotionEstimator(limits)
+
+    # ---------------------------------------------------------------- configuration
+    @property
+    def limits(self) -> Limits:
+        return self._limits
+
+    def set_limits(self, limits: Limits) -> None:
+        with self._lock:
+            self._limits = limits
+            self._motion.limits = limits
+
+    def set_measure_motion(self, measure: bool) -> None:
+        with self._lock:
+            self.measure_motion = measure
+
+    def reset_motion(self) -> None:
+        """Forget the pose history (e.g. the pose source changed)."""
+        with self._lock:
+            self._motion.reset()
+
+    # ---------------------------------------------------------------- inputs
+    def add_frame(self, view: int, image: np.ndarray, stamp: float,
+                  received: Optional[float] = None, header_stamp: Any = None) -> None:
+        """Store the newest frame of ``view``; a frame of the wrong size is rejected."""
+        problem = self._frame_problem(image)
+        if problem is not None:
+            self.reject_frame(view, problem)
+            return
+        with self._lock:
+            self._seq += 1
+            arrival = time.monotonic() if received is None else received
+            self._state[view] = _ViewState(Frame(image, float(stamp), arrival, header_stamp,
+                                                 self._seq))
+
+    def _frame_problem(self, image: np.ndarray) -> Optional[str]:
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 \
+                or image.shape[2] != 3:
+            return f"image must be (H, W, 3) uint8, got {getattr(image, 'shape', image)}"
+        lim = self._limits
+        height, width = image.shape[:2]
+        if (lim.image_width and width != lim.image_width) or (
+                lim.image_height and height != lim.image_height):
+            want_w = lim.image_width or "any"
+            want_h = lim.image_height or "any"
+            return f"image is {width}x{height}, expected {want_w}x{want_h}"
+        return None
+
+    def reject_frame(self, view: int, reason: str) -> None:
+        """A frame of ``view`` could not be used (bad encoding, size...): a fault until the
+        next good frame of that view."""
+        with self._lock:
+            self._state[view].error = reason
+
+    def set_joint_state(self, names: Sequence[str], positions: Sequence[float],
+                        stamp: float) -> None:
+        with self._lock:
+            if len(names) != len(positions):
+                self._joint_error = (f"joint state has {len(names)} names but "
+                                     f"{len(positions)} positions")
+                return
+            self._joint_error = None
+            self._joints = _JointState(
+                {str(n): float(p) for n, p in zip(names, positions)}, float(stamp))
+
+    def add_pose(self, position: Sequence[float], quaternion: Sequence[float],
+                 stamp: float) -> None:
+        """A timestamped end-effector pose (x, y, z; quaternion x, y, z, w)."""
+        with self._lock:
+            self._motion.add(position, quaternion, stamp)
+
+    def pose_unavailable(self, reason: str) -> None:
+        """The pose source failed (e.g. a TF lookup): a fault until the next pose."""
+        with self._lock:
+            self._motion.error = reason
+
+    # ---------------------------------------------------------------- output
+    def build(self, now: float, instruction: str) -> BuildResult:
+        """Check everything at time ``now`` (seconds, the stamps' clock)."""
+        with self._lock:
+            faults = self._camera_faults(now) + self._joint_faults(now)
+            faults += self._pose_faults(now)
+            if not instruction.strip():
+                faults.append(Fault("instruction_missing", "no instruction yet (parameter "
+                                    "instruction is empty and none was received)"))
+            if faults:
+                return BuildResult(faults=faults)
+            if any(st.frame.seq <= used for st, used in zip(self._state, self._used)):
+                return BuildResult()  # no new complete set of frames yet
+            return self._observation(instruction)
+
+    def _observation(self, instruction: str) -> BuildResult:
+        frames = [st.frame for st in self._state]
+        self._used = [f.seq for f in frames]
+        motion = self._motion.motion if self.measure_motion else None
+        obs = Observation(images=[f.image for f in frames], instruction=instruction,
+                          proprio=self._proprio(), ee_motion=motion, stamp=frames[0].stamp)
+        return BuildResult(observation=obs, received=max(f.received for f in frames),
+                           header_stamp=frames[0].header_stamp, images=list(obs.images))
+
+    def _camera_faults(self, now: float) -> List[Fault]:
+        faults: List[Fault] = []
+        lim = self._limits
+        for name, st in zip(self.views, self._state):
+            if st.error is not None:
+                faults.append(Fault(f"camera_bad:{name}", f"camera {name}: {st.error}"))
+            elif st.frame is None:
+                faults.append(Fault(f"camera_missing:{name}", f"camera {name}: no image yet"))
+            elif now - st.frame.stamp > lim.max_image_age_s:
+                faults.append(Fault(f"camera_stale:{name}", (
+                    f"camera {name} stale: {now - st.frame.stamp:.2f} s > "
+                    f"{lim.max_image_age_s:g} s")))
+        if faults:
+            return faults
+        return self._skew_faults()
+
+    def _skew_faults(self) -> List[Fault]:
+        stamps = [st.frame.stamp for st in self._state]
+        newest, oldest = int(np.argmax(stamps)), int(np.argmin(stamps))
+        skew = stamps[newest] - stamps[oldest]
+        if skew <= self._limits.max_view_skew_s:
+            return []
+        return [Fault("cameras_out_of_sync", (
+            f"cameras out of sync: {self.views[oldest]} is {skew:.3f} s behind "
+            f"{self.views[newest]} > max_view_skew_s {self._limits.max_view_skew_s:g} s"))]
+
+    def _joint_faults(self, now: float) -> List[Fault]:
+        if self._joint_error is not None:
+            return [Fault("joint_state_bad", self._joint_error)]
+        if self._joints is None:
+            return [Fault("joint_state_missing", "no joint state received yet")]
+        js = self._joints
+        missing = [n for n in self.layout.required_joints if n not in js.positions]
+        if missing:
+            return [Fault("joint_state_incomplete", f"joint state lacks {', '.join(missing)}")]
+        bad = [n for n in self.layout.required_joints if not math.isfinite(js.positions[n])]
+        if bad:
+            return [Fault("joint_state_nonfinite",
+                          f"joint state has non-finite positions: {', '.join(bad)}")]
+        age = now - js.stamp
+        if age > self._limits.max_joint_state_age_s:
+            return [Fault("joint_state_stale", (
+                f"joint state stale: {age:.2f} s > {self._limits.max_joint_state_age_s:g} s"))]
+        return []
+
+    def _pose_faults(self, now: float) -> List[Fault]:
+        if self.measure_motion:
+            return self._motion.motion_faults(now)
+        self._motion.unreported_jump = None  # jumps only matter for a measured motion
+        return self._motion.pose_faults(now) if self.layout.needs_pose else []
+
+    def _proprio(self) -> np.ndarray:
+        positions: Mapping[str, float] = self._joints.positions if self._joints else {}
+        if self.layout.kind == LAYOUT_JOINTS:
+            return np.array([positions[n] for n in self.layout.joint_names])
+        pose = self._motion.pose
+        fingers = [positions[n] for n in self.layout.gripper_names]
+        return np.concatenate([pose.position, quat_to_axis_angle(pose.quaternion), fingers])
+
+
+# ------------------------------------------------------------------------------ log-once
+class FaultTracker:
+    """Which faults are active: report each once per episode (until it clears and recurs)."""
+
+    def __init__(self) -> None:
+        self._active: Dict[str, Fault] = {}
+
+    @property
+    def active(self) -> List[Fault]:
+        return list(self._active.values())
+
+    def update(self, faults: Sequence[Fault]) -> Tuple[List[Fault], List[Fault]]:
+        """Replace the active set; return (faults that just began, faults that just cleared)."""
+        current = {f.key: f for f in faults}
+        started = [f for k, f in current.items() if k not in self._active]
+        cleared = [f for k, f in self._active.items() if k not in current]
+        self._active = current
+        return started, cleared

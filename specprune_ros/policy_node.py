@@ -1,0 +1,536 @@
+"""ROS 2 node ``specprune_policy``: cameras + joint state + ee motion -> SpecPrune policy ->
+action chunks, diagnostics and a kept-patch overlay. Run::
+
+    python -m specprune_ros.policy_node --ros-args --params-file config/policy.yaml
+
+Subscription callbacks only decode and store samples (ObservationBuilder); a worker thread
+runs the model on the newest consistent observation, so a slow step never queues stale
+frames. Bad input (stale / missing / unsynchronised views, wrong encoding or size, NaN joint
+state, a missing or jumping ee pose, non-finite model output) publishes no chunk: it is
+logged once per occurrence and reported on /diagnostics. Parameters: config/policy.yaml
+(generated from specprune_ros/parameters.py); ``prune.*`` and the thresholds are live.
+Services: ``~/reset`` (std_srvs/Trigger, new episode), ``~/enable`` (std_srvs/SetBool).
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import rclpy
+import rclpy.logging
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)  # lark, pulled in by the msg packages
+    from builtin_interfaces.msg import Duration
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+    from geometry_msgs.msg import PoseStamped
+    from rcl_interfaces.msg import SetParametersResult
+    from sensor_msgs.msg import CompressedImage, Image, JointState
+    from std_msgs.msg import String
+    from std_srvs.srv import SetBool, Trigger
+    from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from specprune import (ActionChunk, CheckpointError, NonFiniteActionError, Observation,
+                       PruneConfig, StepStats, load_policy)
+from specprune_ros import parameters as params
+from specprune_ros.observation_builder import (BuildResult, Fault, FaultTracker, Limits,
+                                               ObservationBuilder, StateLayout)
+from specprune_ros.ros_image import compressed_msg_to_rgb, image_msg_to_rgb, rgb_to_image_msg
+from specprune_ros.tf_motion import (TfPoseSource, pose_from_msg, stamp_seconds,
+                                     tf_unavailable_reason)
+
+NODE_NAME = params.NODE_NAME
+DIAG_NAME = f"{NODE_NAME}: inference"
+_LIMIT_PARAMS = ("max_image_age_s", "max_view_skew_s", "max_joint_state_age_s",
+                 "max_pose_age_s", "max_ee_speed", "max_ee_angular_speed", "image_width",
+                 "image_height")
+_FAULT_DIAG_PERIOD_S = 0.25  # most frequent diagnostics while skipping
+_HEARTBEAT_S = 1.0  # diagnostics at least this often
+_WAKE_PERIOD_S = 0.1  # re-check inputs this often without new frames (staleness)
+_DIM = 3  # dropped patches are shown at 1/_DIM brightness
+
+
+class StartupError(Exception):
+    """A configuration or model problem that stops the node at start (clear message)."""
+
+
+# ------------------------------------------------------------------------------ outputs
+def duration(seconds: float) -> Duration:
+    sec, nanosec = divmod(int(round(seconds * 1e9)), 10 ** 9)
+    return Duration(sec=sec, nanosec=nanosec)
+
+
+def chunk_msg(chunk: ActionChunk, names: Sequence[str], stamp: Any, frame_id: str,
+              control_rate_hz: float) -> JointTrajectory:
+    """One point per future control tick, time_from_start = (i + 1) / control_rate_hz."""
+    msg = JointTrajectory(joint_names=list(names))
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    for i, row in enumerate(chunk.actions):
+        msg.points.append(JointTrajectoryPoint(
+            positions=[float(v) for v in row], time_from_start=duration(
+                (i + 1) / control_rate_hz)))
+    return msg
+
+
+def overlay_image(images: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> np.ndarray:
+    """The views side by side (top-aligned), patches outside ``masks`` darkened.
+
+    masks[v] is view v's (grid, grid) kept-patch mask over the model's input frame, mapped
+    onto the whole image (nearest patch); views without a mask are shown as they are.
+    """
+    tiles = []
+    for v, img in enumerate(images):
+        if v < len(masks) and masks[v].size:
+            mask = np.asarray(masks[v], dtype=bool)
+            rows = np.arange(img.shape[0]) * mask.shape[0] // img.shape[0]
+            cols = np.arange(img.shape[1]) * mask.shape[1] // img.shape[1]
+            img = np.where(mask[rows][:, cols][..., None], img, img // _DIM)
+        tiles.append(img)
+    height = max(t.shape[0] for t in tiles)
+    padded = [np.pad(t, ((0, height - t.shape[0]), (0, 0), (0, 0))) for t in tiles]
+    return np.ascontiguousarray(np.concatenate(padded, axis=1).astype(np.uint8))
+
+
+@dataclass
+class StepReport:
+    """The numbers of the last published step, for diagnostics."""
+
+    stats: StepStats
+    latency_ms: float  # newest image received -> chunk published
+    overhead_ms: float  # the node's own part of it: from the moment the worker could take the
+    # observation (image received, worker free, rate limit passed) to the chunk published,
+    # minus the model step
+    replan: bool = False
+
+
+@dataclass
+class Counters:
+    steps: int = 0
+    chunks: int = 0
+    skips: int = 0
+    last_skip_reason: str = ""
+
+
+def _kv(values: Dict[str, Any]) -> List[KeyValue]:
+    def text(v: Any) -> str:
+        return f"{v:.3f}" if isinstance(v, float) else str(v)
+    return [KeyValue(key=k, value=text(v)) for k, v in values.items()]
+
+
+def step_values(report: Optional[StepReport]) -> Dict[str, Any]:
+    """Diagnostic key/values of the last step (empty before the first)."""
+    if report is None:
+        return {}
+    s = report.stats
+    kept = s.kept_visual_tokens
+    return {
+        "mode": s.mode, "step_ms": s.total_ms, "vision_ms": s.vision_ms, "llm_ms": s.llm_ms,
+        "head_ms": s.head_ms, "selection_ms": s.selection_ms,
+        "node_overhead_ms": report.overhead_ms, "latency_ms": report.latency_ms,
+        "kept_visual_tokens": kept, "visual_tokens_total": s.visual_tokens_total,
+        "visual_tokens_per_layer": " ".join(str(n) for n in s.visual_tokens_per_layer),
+        "estimated_speedup": s.visual_tokens_total / kept if kept else float("inf"),
+        "n_global": s.n_global, "n_dynamic": s.n_dynamic, "n_local": s.n_local,
+        "lookback_steps": s.lookback_steps, "trans_speed": s.trans_speed,
+        "rot_speed": s.rot_speed, "replan": report.replan,
+    }
+
+
+def diagnostic_status(faults: Sequence[Fault], report: Optional[StepReport],
+                      counters: Counters, enabled: bool, hardware_id: str) -> DiagnosticStatus:
+    """One status: OK with the step numbers, WARN (input) / ERROR (model) with the reasons."""
+    status = DiagnosticStatus(name=DIAG_NAME, hardware_id=hardware_id)
+    if faults:
+        status.level = DiagnosticStatus.ERROR if any(f.severe for f in faults) \
+            else DiagnosticStatus.WARN
+        status.message = "no chunk: " + "; ".join(f.message for f in faults)
+    elif not enabled:
+        status.level, status.message = DiagnosticStatus.OK, "chunk publishing disabled (~/enable)"
+    elif report is None:
+        status.level, status.message = DiagnosticStatus.OK, "waiting for the first observation"
+    else:
+        kept, total = report.stats.kept_visual_tokens, report.stats.visual_tokens_total
+        status.level = DiagnosticStatus.OK
+        status.message = (f"{report.stats.mode}: {kept}/{total} visual tokens, "
+                          f"{report.stats.total_ms:.0f} ms per step")
+    values = step_values(report)
+    values.update(steps=counters.steps, chunks_published=counters.chunks,
+                  skipped=counters.skips, last_skip_reason=counters.last_skip_reason,
+                  publishing_enabled=enabled)
+    status.values = _kv(values)
+    return status
+
+
+# ------------------------------------------------------------------------------ parameters
+def declare_parameters(node: Node) -> Dict[str, Any]:
+    """Declare the whole table on ``node``; StartupError on an override of the wrong type
+    or out of range."""
+    values = {}
+    for spec in params.PARAMS:
+        try:
+            param = node.declare_parameter(spec.name, spec.default, spec.descriptor())
+        except ParameterException as exc:
+            raise StartupError(f"parameter {spec.name}: {exc}") from None
+        values[spec.name] = params.ros_value(param.value)
+    return values
+
+
+def startup_checks(values: Dict[str, Any]) -> PruneConfig:
+    """The table's rules on the start-up values; the PruneConfig they describe."""
+    problem = params.check_values(values)
+    if problem:
+        raise StartupError(problem)
+    if values["ee_motion_source"] == "tf" and tf_unavailable_reason():
+        raise StartupError(f"ee_motion_source 'tf' rejected: {tf_unavailable_reason()}")
+    try:
+        return params.prune_config(values)
+    except ValueError as exc:
+        raise StartupError(f"invalid prune.* parameters: {exc}") from None
+
+
+def limits_from(values: Dict[str, Any]) -> Limits:
+    return Limits(**{name: values[name] for name in _LIMIT_PARAMS})
+
+
+# ------------------------------------------------------------------------------ the node
+@dataclass
+class _Shared:
+    """State shared between the executor thread and the worker (guarded by ``lock``)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    topic_instruction: str = ""
+    enabled: bool = True
+    report: Optional[StepReport] = None
+    counters: Counters = field(default_factory=Counters)
+    step_fault: Optional[Fault] = None
+
+
+class PolicyNode(Node):
+    """The SpecPrune policy as a ROS 2 node (see the module docstring)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        try:
+            self._setup()
+        except StartupError:
+            self.destroy_node()
+            raise
+
+    # -------------------------------------------------------------------- setup
+    def _setup(self) -> None:
+        self._values = declare_parameters(self)
+        self._prune = startup_checks(self._values)
+        self._policy = self._load_policy()
+        self._builder = self._make_builder()
+        self._shared = _Shared()
+        self._faults = FaultTracker()
+        self._policy_lock = threading.Lock()  # step vs reset
+        self._tf: Optional[TfPoseSource] = None
+        self._make_publishers()
+        self._make_subscriptions()
+        self.create_service(Trigger, "~/reset", self._on_reset)
+        self.create_service(SetBool, "~/enable", self._on_enable)
+        self.add_on_set_parameters_callback(self._validate_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
+        self._start_motion_source()
+        self._wake, self._stop = threading.Event(), threading.Event()
+        self._worker = threading.Thread(target=self._run_worker, name="specprune_inference",
+                                        daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f"model {self._values['model']!r} ready: views {self._values['camera_topics']}, "
+            f"chunks on {self._values['action_chunk_topic']}, ee motion from "
+            f"{self._values['ee_motion_source']}")
+
+    def _load_policy(self) -> Any:
+        v = self._values
+        if v["torch_threads"] > 0:
+            import torch
+            torch.set_num_threads(v["torch_threads"])
+        try:
+            policy = load_policy(v["model"], device=v["device"], dtype=v["dtype"],
+                                 prune_config=self._prune, layout=v["action_layout"] or None)
+        except (FileNotFoundError, CheckpointError, ValueError, OSError) as exc:
+            raise StartupError(f"cannot load model {v['model']!r}: {exc}") from None
+        if len(v["camera_topics"]) != policy.layout.num_images:
+            raise StartupError(f"model {v['model']!r} takes {policy.layout.num_images} views "
+                               f"but camera_topics lists {len(v['camera_topics'])}")
+        return policy
+
+    def _make_builder(self) -> ObservationBuilder:
+        v = self._values
+        try:
+            layout = StateLayout(v["layout"], tuple(v["joint_names"]),
+                                 tuple(v["gripper_joint_names"]))
+        except ValueError as exc:
+            raise StartupError(str(exc)) from None
+        if layout.proprio_dim != self._policy.layout.proprio_dim:
+            raise StartupError(f"layout {v['layout']!r} gives {layout.proprio_dim} proprio "
+                               f"values, the model takes {self._policy.layout.proprio_dim}")
+        return ObservationBuilder(v["camera_topics"], layout, limits_from(v),
+                                  measure_motion=v["ee_motion_source"] != "policy")
+
+    def _make_publishers(self) -> None:
+        v = self._values
+        self._chunk_pub = self.create_publisher(JointTrajectory, v["action_chunk_topic"], 10)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._overlay_pub = self.create_publisher(Image, v["overlay_topic"],
+                                                  qos_profile_sensor_data)
+
+    def _make_subscriptions(self) -> None:
+        v = self._values
+        compressed = v["camera_transport"] == "compressed"
+        for view, topic in enumerate(v["camera_topics"]):
+            self.create_subscription(
+                CompressedImage if compressed else Image,
+                f"{topic}/compressed" if compressed else topic,
+                lambda msg, view=view: self._on_image(view, msg), qos_profile_sensor_data)
+        self.create_subscription(JointState, v["joint_states_topic"], self._on_joints, 10)
+        self.create_subscription(PoseStamped, v["ee_pose_topic"], self._on_pose, 10)
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                             reliability=ReliabilityPolicy.RELIABLE)
+        self.create_subscription(String, v["instruction_topic"], self._on_instruction, latched)
+
+    def _start_motion_source(self) -> None:
+        """Create the TF lookups when the source is 'tf' (tf2_ros was checked before)."""
+        if self._values["ee_motion_source"] != "tf" or self._tf is not None:
+            return
+        v = self._values
+        self._tf = TfPoseSource(self, v["base_frame"], v["ee_frame"], v["tf_rate_hz"],
+                                self._on_tf_pose, self._on_tf_error)
+
+    def shutdown(self) -> None:
+        """Stop the worker (waits for a running step) before the node is destroyed."""
+        self._stop.set()
+        self._wake.set()
+        if self._worker.is_alive():
+            self._worker.join(timeout=30.0)
+
+    # -------------------------------------------------------------------- inputs
+    def _on_image(self, view: int, msg: Any) -> None:
+        received = time.monotonic()
+        try:
+            rgb = compressed_msg_to_rgb(msg) if isinstance(msg, CompressedImage) \
+                else image_msg_to_rgb(msg)
+        except ValueError as exc:
+            self._builder.reject_frame(view, str(exc))
+        else:
+            self._builder.add_frame(view, rgb, stamp_seconds(msg.header.stamp), received,
+                                    msg.header.stamp)
+        self._wake.set()
+
+    def _on_joints(self, msg: JointState) -> None:
+        self._builder.set_joint_state(list(msg.name), list(msg.position),
+                                      stamp_seconds(msg.header.stamp))
+
+    def _on_pose(self, msg: PoseStamped) -> None:
+        if self._values["ee_motion_source"] != "tf":
+            self._builder.add_pose(*pose_from_msg(msg))
+
+    def _on_tf_pose(self, position: Any, quaternion: Any, stamp: float) -> None:
+        if self._values["ee_motion_source"] == "tf":
+            self._builder.add_pose(position, quaternion, stamp)
+
+    def _on_tf_error(self, reason: str) -> None:
+        if self._values["ee_motion_source"] == "tf":
+            self._builder.pose_unavailable(reason)
+
+    def _on_instruction(self, msg: String) -> None:
+        with self._shared.lock:
+            self._shared.topic_instruction = msg.data
+
+    def _instruction(self) -> str:
+        text = str(self._values["instruction"])
+        with self._shared.lock:
+            return text or self._shared.topic_instruction
+
+    # -------------------------------------------------------------------- services
+    def _on_reset(self, request: Trigger.Request, response: Trigger.Response
+                  ) -> Trigger.Response:
+        with self._policy_lock:
+            self._policy.reset()
+        response.success, response.message = True, "policy reset: new episode"
+        self.get_logger().info(response.message)
+        return response
+
+    def _on_enable(self, request: SetBool.Request, response: SetBool.Response
+                   ) -> SetBool.Response:
+        with self._shared.lock:
+            self._shared.enabled = bool(request.data)
+        response.success = True
+        response.message = "publishing chunks" if request.data else "chunk publishing disabled"
+        self.get_logger().info(response.message)
+        return response
+
+    # -------------------------------------------------------------------- parameters
+    def _validate_parameters(self, changed: List[Parameter]) -> SetParametersResult:
+        values = {p.name: params.ros_value(p.value) for p in changed}
+        problem = params.check_values(values)
+        if problem is None and values.get("ee_motion_source") == "tf":
+            problem = tf_unavailable_reason()
+        if problem is None and any(name.startswith(params.PRUNE_PREFIX) for name in values):
+            try:
+                params.prune_config(values, self._prune)
+            except ValueError as exc:
+                problem = str(exc)
+        return SetParametersResult(successful=problem is None, reason=problem or "")
+
+    def _apply_parameters(self, changed: List[Parameter]) -> None:
+        names = {p.name for p in changed}
+        self._values.update({p.name: params.ros_value(p.value) for p in changed})
+        prune = {p.name: params.ros_value(p.value) for p in changed
+                 if p.name.startswith(params.PRUNE_PREFIX)}
+        if prune:
+            self._prune = params.prune_config(prune, self._prune)
+            self._policy.update_config(self._prune)  # applied at the next step
+        if names & set(_LIMIT_PARAMS):
+            self._builder.set_limits(limits_from(self._values))
+        if "ee_motion_source" in names:
+            self._builder.set_measure_motion(self._values["ee_motion_source"] != "policy")
+            self._builder.reset_motion()  # samples of another source do not mix
+            self._start_motion_source()
+
+    # -------------------------------------------------------------------- the worker
+    def _run_worker(self) -> None:
+        next_step = last_diag = 0.0
+        idle_since = time.monotonic()  # end of the previous iteration
+        while not self._stop.is_set():
+            self._wake.wait(timeout=_WAKE_PERIOD_S)
+            self._wake.clear()
+            wait = next_step - time.monotonic()
+            if wait > 0 and self._stop.wait(wait):
+                break
+            began = time.monotonic()
+            try:
+                stepped, last_diag = self._iterate(last_diag, max(idle_since, next_step))
+            except Exception as exc:  # noqa: BLE001 - never let the worker die
+                if not self.context.ok() or self._stop.is_set():
+                    break  # shutting down: publishers are gone
+                self.get_logger().error(f"inference worker: {exc!r}", throttle_duration_sec=5.0)
+                stepped = False
+            idle_since = time.monotonic()
+            if stepped:
+                rate = float(self._values["inference_rate_hz"])
+                next_step = began + (1.0 / rate if rate > 0 else 0.0)
+
+    def _iterate(self, last_diag: float, free_since: float) -> Tuple[bool, float]:
+        """Build, step, publish once (``free_since``: monotonic time since when the worker
+        could have stepped). Returns (a step ran, time of the last diagnostics)."""
+        now = self.get_clock().now().nanoseconds * 1e-9
+        result = self._builder.build(now, self._instruction())
+        with self._shared.lock:
+            enabled = self._shared.enabled
+        stepped = False
+        if result.observation is not None and enabled:
+            self._step(result, max(result.received, free_since))
+            stepped = True
+        faults = self._track(result.faults)
+        due = time.monotonic() - last_diag > (_FAULT_DIAG_PERIOD_S if faults else _HEARTBEAT_S)
+        if stepped or due:
+            self._publish_diagnostics(faults)
+            last_diag = time.monotonic()
+        return stepped, last_diag
+
+    def _step(self, result: BuildResult, available: float) -> None:
+        """Run the policy on ``result``'s observation (which the worker could take from the
+        monotonic time ``available``) and publish the chunk and overlay."""
+        obs: Observation = result.observation
+        try:
+            with self._policy_lock:
+                chunk, stats = self._policy.step(obs)
+        except NonFiniteActionError as exc:
+            self._set_step_fault(Fault("model_nonfinite", f"model output: {exc}", severe=True))
+            return
+        except ValueError as exc:
+            self._set_step_fault(Fault("policy_rejected", f"policy rejected the observation: "
+                                                          f"{exc}"))
+            return
+        self._set_step_fault(None)
+        self._chunk_pub.publish(chunk_msg(chunk, self._policy.layout.action_names,
+                                          result.header_stamp, self._values["base_frame"],
+                                          float(self._values["control_rate_hz"])))
+        published = time.monotonic()
+        report = StepReport(stats, (published - result.received) * 1e3,
+                            (published - available) * 1e3 - stats.total_ms, chunk.replan)
+        with self._shared.lock:
+            self._shared.report = report
+            self._shared.counters.steps += 1
+            self._shared.counters.chunks += 1
+        self._publish_overlay(result, stats)
+
+    def _set_step_fault(self, fault: Optional[Fault]) -> None:
+        with self._shared.lock:
+            self._shared.step_fault = fault
+
+    def _track(self, faults: List[Fault]) -> List[Fault]:
+        """All current faults; log the ones that began or cleared (once per occurrence)."""
+        with self._shared.lock:
+            if self._shared.step_fault is not None:
+                faults = faults + [self._shared.step_fault]
+            if faults:
+                self._shared.counters.skips += 1
+                self._shared.counters.last_skip_reason = "; ".join(f.message for f in faults)
+        started, cleared = self._faults.update(faults)
+        log = self.get_logger()
+        for fault in started:
+            (log.error if fault.severe else log.warning)(f"no chunk: {fault.message}")
+        for fault in cleared:
+            log.info(f"cleared: {fault.message}")
+        return faults
+
+    def _publish_diagnostics(self, faults: List[Fault]) -> None:
+        with self._shared.lock:
+            status = diagnostic_status(faults, self._shared.report, self._shared.counters,
+                                       self._shared.enabled, str(self._values["model"]))
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self._diag_pub.publish(msg)
+
+    def _publish_overlay(self, result: BuildResult, stats: StepStats) -> None:
+        if not self._values["publish_overlay"] or not self._overlay_pub.get_subscription_count():
+            return
+        image = overlay_image(result.images, stats.kept_masks)
+        self._overlay_pub.publish(rgb_to_image_msg(image, "rgb8", result.header_stamp,
+                                                   "specprune_kept_patches"))
+
+
+# ------------------------------------------------------------------------------ main
+def main(args: Optional[List[str]] = None) -> None:
+    """Run the node until SIGINT / SIGTERM (exit 0); a start-up problem exits with 1."""
+    rclpy.init(args=args)
+    node: Optional[PolicyNode] = None
+    executor = SingleThreadedExecutor()
+    code = 0
+    try:
+        node = PolicyNode()
+        executor.add_node(node)
+        executor.spin()
+    except StartupError as exc:
+        rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {exc}")
+        code = 1
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.shutdown()
+        executor.shutdown()
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    if code:
+        sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

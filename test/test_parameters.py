@@ -1,0 +1,161 @@
+"""One parameter table: config/policy.yaml, the node's declarations and PruneConfig agree."""
+import os
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import rclpy
+import yaml
+from rclpy.context import Context
+from rclpy.parameter import Parameter
+
+from specprune import PruneConfig, field_specs
+from specprune_ros import parameters as params
+from specprune_ros.policy_node import PolicyNode, StartupError
+from ros_helpers import domain_id
+
+CONFIG = Path(__file__).resolve().parents[1] / "config" / "policy.yaml"
+#: declared by rclpy itself on every node
+RCLPY_OWN = {"use_sim_time", "start_type_description_service"}
+
+
+def yaml_values() -> dict:
+    tree = yaml.safe_load(CONFIG.read_text())
+    return params.flatten(tree[params.NODE_NAME]["ros__parameters"])
+
+
+# ------------------------------------------------------------------ the yaml
+def test_policy_yaml_is_generated_from_the_table() -> None:
+    assert CONFIG.read_text() == params.render_yaml(), (
+        "config/policy.yaml is out of date: python -m specprune_ros.parameters --write "
+        "config/policy.yaml")
+
+
+def test_yaml_holds_every_parameter_with_its_default_and_type() -> None:
+    values = yaml_values()
+    assert set(values) == set(params.BY_NAME)
+    for spec in params.PARAMS:
+        assert values[spec.name] == spec.default, spec.name
+        assert type(values[spec.name]) is type(spec.default), spec.name
+
+
+def test_every_yaml_key_follows_its_documentation_comment() -> None:
+    lines = CONFIG.read_text().splitlines()
+    for spec in params.PARAMS:
+        key = spec.field if spec.is_prune else spec.name
+        index = next(i for i, line in enumerate(lines)
+                     if line.strip().startswith(f"{key}:") and line.startswith(" " * 4))
+        comment = []
+        for line in reversed(lines[:index]):
+            if not line.strip().startswith("#"):
+                break
+            comment.insert(0, line.strip()[1:].strip())
+        text = " ".join(comment)
+        assert spec.description.split()[0] in text and spec.constraints() in text, spec.name
+    assert max(len(line) for line in lines) <= 99
+
+
+def test_every_parameter_is_documented() -> None:
+    for spec in params.PARAMS:
+        assert len(spec.description) > 10, spec.name
+
+
+# ------------------------------------------------------------------ derivation from the core
+def test_prune_parameters_mirror_field_specs() -> None:
+    specs = field_specs()
+    assert {s.field for s in params.PRUNE_PARAMS} == set(specs)
+    for spec in params.PRUNE_PARAMS:
+        source = specs[spec.field]
+        default = list(source["default"]) if isinstance(source["default"], tuple) \
+            else source["default"]
+        assert spec.default == default and type(spec.default) is type(default)
+        assert (spec.lo, spec.hi) == (source["min"], source["max"])
+        assert spec.description == source["doc"]
+        assert spec.read_only is not source["live"]
+
+
+def test_prune_config_from_parameter_values() -> None:
+    cfg = params.prune_config({"prune.keep_scale": 2, "prune.layer_prune_layers": [6, 12],
+                               "control_rate_hz": 20.0})
+    assert cfg == PruneConfig().updated(keep_scale=2.0, layer_prune_layers=(6, 12))
+    with pytest.raises(ValueError, match="fine_exit_trans_speed"):
+        params.prune_config({"prune.fine_exit_trans_speed": 0.01})
+
+
+def test_choices_are_checked() -> None:
+    assert params.check_values({"ee_motion_source": "policy"}) is None
+    assert "ee_motion_source must be one of" in params.check_values(
+        {"ee_motion_source": "odometry"})
+
+
+# ------------------------------------------------------------------ the node's declarations
+@pytest.fixture(scope="module")
+def context() -> Iterator[Context]:
+    saved = os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE")
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    ctx = Context()
+    rclpy.init(context=ctx, domain_id=domain_id(41))
+    yield ctx
+    rclpy.try_shutdown(context=ctx)
+    if saved is None:
+        os.environ.pop("ROS_AUTOMATIC_DISCOVERY_RANGE")
+    else:
+        os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = saved
+
+
+def make_node(context: Context, **overrides) -> PolicyNode:
+    values = {"model": "tiny", **overrides}
+    return PolicyNode(context=context, parameter_overrides=[
+        Parameter(k, value=v) for k, v in values.items()])
+
+
+@pytest.fixture(scope="module")
+def node(context: Context) -> Iterator[PolicyNode]:
+    policy_node = make_node(context)
+    yield policy_node
+    policy_node.shutdown()
+    policy_node.destroy_node()
+
+
+def test_node_declares_exactly_the_table(node: PolicyNode) -> None:
+    declared = set(node._parameters) - RCLPY_OWN
+    assert declared == set(params.BY_NAME) == set(yaml_values())
+
+
+def test_node_descriptors_carry_ranges_docs_and_read_only(node: PolicyNode) -> None:
+    specs = field_specs()
+    for desc in node.describe_parameters(list(params.BY_NAME)):
+        spec = params.BY_NAME[desc.name]
+        assert desc.description == spec.description and desc.read_only == spec.read_only
+        assert spec.constraints() == desc.additional_constraints
+        if spec.is_prune:
+            lo, hi = specs[spec.field]["min"], specs[spec.field]["max"]
+            ranges = list(desc.floating_point_range) + list(desc.integer_range)
+            if lo is None:
+                assert not ranges, desc.name
+            else:
+                assert [(r.from_value, r.to_value) for r in ranges] == [(lo, hi)], desc.name
+    structural = ("model", "device", "dtype", "layout", "camera_topics", "camera_transport")
+    assert all(params.BY_NAME[name].read_only for name in structural)
+
+
+def test_bad_start_values_stop_the_node_with_a_reason(context: Context) -> None:
+    with pytest.raises(StartupError, match="prune.keep_scale"):
+        make_node(context, **{"prune.keep_scale": 50.0})
+    with pytest.raises(StartupError, match="fine_exit_rot_speed"):
+        make_node(context, **{"prune.fine_exit_rot_speed": 0.5})
+    with pytest.raises(StartupError, match="camera_transport must be one of"):
+        make_node(context, camera_transport="theora")
+    with pytest.raises(StartupError, match="takes 2 views"):
+        make_node(context, camera_topics=["/only_one"])
+    with pytest.raises(StartupError, match="cannot load model"):
+        make_node(context, model="/nonexistent/checkpoint")
+
+
+def test_tf_source_is_rejected_with_the_reason_where_tf2_ros_is_missing(
+        context: Context) -> None:
+    from specprune_ros.tf_motion import tf_unavailable_reason
+    if tf_unavailable_reason() is None:
+        pytest.skip("tf2_ros is importable here")
+    with pytest.raises(StartupError, match="tf2_ros"):
+        make_node(context, ee_motion_source="tf")

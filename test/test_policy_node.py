@@ -1,0 +1,383 @@
+"""The policy node across real process boundaries (model preset "tiny" for speed).
+
+TestWithSim: the simulated arm bridge and the node as two processes; this process watches the
+wire and talks to the node's services (set_parameters is what `ros2 param set` calls).
+TestSyntheticInput: the node alone, fed by this process (good and deliberately bad images,
+joint states and poses). Each class shares its processes between its tests; each runs on its
+own ROS domain, discovery limited to this host. Processes are stopped with SIGINT / SIGTERM.
+"""
+import math
+import signal
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Set, Tuple
+
+import numpy as np
+import pytest
+from rclpy.qos import qos_profile_sensor_data
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)  # lark, pulled in by the msg packages
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+    from geometry_msgs.msg import PoseStamped
+    from sensor_msgs.msg import Image, JointState
+    from std_srvs.srv import SetBool, Trigger
+    from trajectory_msgs.msg import JointTrajectory
+
+from specprune_ros.policy_node import DIAG_NAME
+from specprune_ros.ros_image import rgb_to_image_msg
+from ros_helpers import NodeProcess, Probe, domain_id, probe_fixture
+
+ACTION_NAMES = ["x", "y", "z", "roll", "pitch", "yaw", "gripper"]
+CAMERAS = ["/camera/agentview/image_raw", "/camera/wrist/image_raw"]
+JOINTS = [f"panda_joint{i}" for i in range(1, 8)] + [f"panda_finger_joint{i}" for i in (1, 2)]
+NODE = "specprune_policy"
+START_TIMEOUT_S = 120.0
+WARN = DiagnosticStatus.WARN
+
+
+def policy_process(tmp: Path, domain: int, *overrides: str) -> NodeProcess:
+    args = ["--ros-args", "--params-file", "config/policy.yaml", "-p", "model:=tiny"]
+    for item in overrides:
+        args += ["-p", item]
+    return NodeProcess("specprune_ros.policy_node", args, tmp, domain, "policy")
+
+
+def stamp_ns(stamp: Any) -> int:
+    return stamp.sec * 10 ** 9 + stamp.nanosec
+
+
+@dataclass
+class Wire:
+    """What the probe saw: chunks, our diagnostics statuses, poses, stamps of sensor data."""
+
+    chunks: List[JointTrajectory] = field(default_factory=list)
+    diags: List[Dict[str, Any]] = field(default_factory=list)
+    poses: List[np.ndarray] = field(default_factory=list)
+    sensor_stamps: Set[int] = field(default_factory=set)
+    overlays: List[Image] = field(default_factory=list)
+
+    def on_chunk(self, msg: JointTrajectory) -> None:
+        self.chunks.append(msg)
+
+    def on_diag(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name == DIAG_NAME:
+                values = {kv.key: kv.value for kv in status.values}
+                self.diags.append(dict(values, level=status.level, message=status.message))
+
+    def on_pose(self, msg: PoseStamped) -> None:
+        p = msg.pose.position
+        self.poses.append(np.array([p.x, p.y, p.z]))
+        self.sensor_stamps.add(stamp_ns(msg.header.stamp))
+
+    def on_sensor(self, msg: Any) -> None:
+        self.sensor_stamps.add(stamp_ns(msg.header.stamp))
+
+
+def watch(probe: Probe, sim: bool) -> Wire:
+    wire = Wire()
+    node = probe.node
+    node.create_subscription(JointTrajectory, "/specprune/action_chunk", wire.on_chunk, 10)
+    node.create_subscription(DiagnosticArray, "/diagnostics", wire.on_diag, 50)
+    node.create_subscription(Image, f"/{NODE}/kept_patches", wire.overlays.append,
+                             qos_profile_sensor_data)
+    if sim:
+        node.create_subscription(PoseStamped, "/ee_pose", wire.on_pose, 50)
+        node.create_subscription(JointState, "/joint_states", wire.on_sensor, 50)
+        for topic in CAMERAS:
+            node.create_subscription(Image, topic, wire.on_sensor, qos_profile_sensor_data)
+    return wire
+
+
+def wait_diag(probe: Probe, wire: Wire, proc: NodeProcess, predicate, timeout: float = 15.0
+              ) -> Dict[str, Any]:
+    """The first diagnostics status from now on that satisfies ``predicate``."""
+    seen = [len(wire.diags)]
+    found: List[Dict[str, Any]] = []
+
+    def done() -> bool:
+        found.extend(d for d in wire.diags[seen[0]:] if predicate(d))
+        seen[0] = len(wire.diags)
+        return bool(found)
+    ok = probe.spin_until(done, timeout, proc.alive)
+    assert ok, f"no such diagnostics in {timeout} s; last: {wire.diags[-1:]}\n{proc.log()}"
+    return found[0]
+
+
+def wait_chunks(probe: Probe, wire: Wire, proc: NodeProcess, n: int, timeout: float = 20.0
+                ) -> None:
+    target = len(wire.chunks) + n
+    assert probe.spin_until(lambda: len(wire.chunks) >= target, timeout, proc.alive), \
+        f"{n} chunks did not arrive in {timeout} s; diags {wire.diags[-2:]}\n{proc.log()}"
+
+
+# ================================================================== with the simulated arm
+@pytest.fixture(scope="class")
+def procs(tmp_path_factory: pytest.TempPathFactory
+          ) -> Iterator[Tuple[NodeProcess, NodeProcess, int]]:
+    """(sim bridge, policy node, domain), shared by TestWithSim."""
+    tmp = tmp_path_factory.mktemp("policy_sim")
+    domain = domain_id(11)
+    sim = NodeProcess("specprune_ros.sim_bridge_node",
+                      ["--ros-args", "--params-file", "config/sim_arm.yaml"], tmp, domain, "sim")
+    policy = policy_process(tmp, domain)
+    yield sim, policy, domain
+    policy.stop()
+    sim.stop()
+
+
+@pytest.fixture(scope="class")
+def probe(procs) -> Iterator[Probe]:
+    yield from probe_fixture("policy_sim_probe", procs[2])
+
+
+@pytest.fixture(scope="class")
+def wire(procs, probe: Probe) -> Wire:
+    """The probe's record of the wire, once the first chunk arrived."""
+    wire = watch(probe, sim=True)
+    wait_chunks(probe, wire, procs[1], 1, START_TIMEOUT_S)
+    return wire
+
+
+class TestWithSim:
+    def test_chunks_carry_action_names_shape_and_the_camera_stamp(self, procs, probe, wire
+                                                                  ) -> None:
+        wait_chunks(probe, wire, procs[1], 3)
+        for msg in wire.chunks[-3:]:
+            assert list(msg.joint_names) == ACTION_NAMES
+            assert len(msg.points) == 8
+            assert all(len(p.positions) == 7 and all(map(math.isfinite, p.positions))
+                       for p in msg.points)
+            times = [p.time_from_start.sec + p.time_from_start.nanosec * 1e-9
+                     for p in msg.points]
+            np.testing.assert_allclose(times, [(i + 1) / 20.0 for i in range(8)], atol=1e-9)
+            assert stamp_ns(msg.header.stamp) in wire.sensor_stamps  # the observation's time
+
+    def test_simulated_end_effector_moves_under_the_chunks(self, procs, probe, wire) -> None:
+        start = len(wire.poses)
+        wait_chunks(probe, wire, procs[1], 10)
+        path = np.array(wire.poses[start:])
+        assert len(path) > 10
+        assert float(np.ptp(path, axis=0).max()) > 0.003, "the ee did not move"
+
+    def test_keep_scale_set_live_changes_kept_tokens(self, procs, probe, wire) -> None:
+        policy = procs[1]
+        wait_diag(probe, wire, policy, lambda d: "kept_visual_tokens" in d)
+        before = [int(d["kept_visual_tokens"]) for d in wire.diags[-5:]
+                  if "kept_visual_tokens" in d]
+        steps = int(wire.diags[-1]["steps"])
+        result = probe.set_parameters(NODE, {"prune.keep_scale": 3.0})
+        assert result[0].successful, result[0].reason
+        try:
+            after = wait_diag(probe, wire, policy, lambda d: int(d["steps"]) > steps + 2)
+            assert int(after["kept_visual_tokens"]) > max(before), (before, after)
+        finally:
+            assert probe.set_parameters(NODE, {"prune.keep_scale": 1.0})[0].successful
+
+    @pytest.mark.parametrize("name,value,reason", [
+        ("prune.keep_scale", 50.0, "out of range"),
+        ("prune.keep_scale", 2, "Wrong parameter type"),
+        ("prune.fine_exit_trans_speed", 0.01, "must be >= fine_enter_trans_speed"),
+        ("ee_motion_source", "odometry", "must be one of"),
+        ("model", "oft-cpu", "read-only"),
+        ("camera_topics", ["/a", "/b"], "read-only"),
+    ])
+    def test_invalid_parameter_values_are_rejected_with_the_reason(
+            self, probe, wire, name, value, reason) -> None:
+        result = probe.set_parameters(NODE, {name: value})[0]
+        assert not result.successful and reason in result.reason, result.reason
+
+    def test_tf_source_is_rejected_when_tf2_ros_is_missing(self, probe, wire) -> None:
+        from specprune_ros.tf_motion import tf_unavailable_reason
+        if tf_unavailable_reason() is None:
+            pytest.skip("tf2_ros is importable: 'tf' is a valid source here")
+        result = probe.set_parameters(NODE, {"ee_motion_source": "tf"})[0]
+        assert not result.successful and "tf2_ros" in result.reason, result.reason
+
+    def test_kept_patch_overlay_shows_both_views(self, procs, probe, wire) -> None:
+        assert probe.spin_until(lambda: wire.overlays, 20.0, procs[1].alive)
+        img = wire.overlays[-1]
+        assert (img.encoding, img.width, img.height) == ("rgb8", 448, 224)
+
+    def test_enable_service_stops_and_resumes_chunks(self, procs, probe, wire) -> None:
+        policy = procs[1]
+        assert probe.call(SetBool, f"/{NODE}/enable", SetBool.Request(data=False)).success
+        try:
+            wait_diag(probe, wire, policy, lambda d: "disabled" in d["message"])
+            count = len(wire.chunks)
+            probe.spin_for(1.0)
+            assert len(wire.chunks) == count
+        finally:
+            assert probe.call(SetBool, f"/{NODE}/enable", SetBool.Request(data=True)).success
+        wait_chunks(probe, wire, policy, 2)
+
+    def test_reset_service_starts_a_new_episode(self, procs, probe, wire) -> None:
+        response = probe.call(Trigger, f"/{NODE}/reset", Trigger.Request())
+        assert response.success, response.message
+        wait_chunks(probe, wire, procs[1], 1)
+
+    def test_sigint_stops_the_node_with_exit_code_0(self, procs, probe, wire) -> None:
+        policy = procs[1]
+        assert policy.stop(signal.SIGINT) == 0, policy.log()
+        assert "Traceback" not in policy.log(), policy.log()
+
+
+# ================================================================== synthetic input
+@dataclass
+class Feeder:
+    """Publishes two cameras, joint states and a moving ee pose at ``rate`` Hz."""
+
+    probe: Probe
+    rate: float = 20.0
+    encoding: str = "rgb8"
+    size: int = 224
+    views: Tuple[int, ...] = (0, 1)
+    nan_joints: bool = False
+    velocity: Tuple[float, float, float] = (0.3, 0.0, 0.0)  # m/s
+    jumping: bool = False
+    _position: np.ndarray = field(default_factory=lambda: np.array([0.4, 0.0, 0.3]))
+    _next: float = 0.0
+    _tick: int = 0
+
+    def __post_init__(self) -> None:
+        node = self.probe.node
+        self.cams = [node.create_publisher(Image, t, qos_profile_sensor_data) for t in CAMERAS]
+        self.joints = node.create_publisher(JointState, "/joint_states", 10)
+        self.pose = node.create_publisher(PoseStamped, "/ee_pose", 10)
+        rng = np.random.default_rng(0)
+        self.frames = [rng.integers(0, 255, (224, 224, 3), dtype=np.uint8) for _ in range(2)]
+
+    def good(self) -> None:
+        self.encoding, self.size, self.views = "rgb8", 224, (0, 1)
+        self.nan_joints = self.jumping = False
+
+    def __call__(self) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + 1.0 / self.rate
+        self._tick += 1
+        stamp = self.probe.now().to_msg()
+        for view in self.views:
+            self.cams[view].publish(self.image(view, stamp))
+        self.joints.publish(self.joint_state(stamp))
+        self.pose.publish(self.pose_msg(stamp))
+
+    def image(self, view: int, stamp: Any) -> Image:
+        if self.encoding != "rgb8":  # an encoding the node cannot decode, consistent sizes
+            msg = Image(height=224, width=224, encoding=self.encoding, step=224 * 2,
+                        data=bytes(224 * 224 * 2))
+            msg.header.stamp = stamp
+            return msg
+        frame = self.frames[view][:self.size, :self.size]
+        return rgb_to_image_msg(frame, "rgb8", stamp, f"view{view}")
+
+    def joint_state(self, stamp: Any) -> JointState:
+        positions = [0.0] * 7 + [0.04, 0.04]
+        if self.nan_joints:
+            positions[8] = math.nan
+        msg = JointState(name=JOINTS, position=positions)
+        msg.header.stamp = stamp
+        return msg
+
+    def pose_msg(self, stamp: Any) -> PoseStamped:
+        self._position = self._position + np.array(self.velocity) / self.rate
+        position = self._position + (np.array([0.5, 0, 0]) if self.jumping and self._tick % 2
+                                     else 0.0)
+        msg = PoseStamped()
+        msg.header.stamp, msg.header.frame_id = stamp, "panda_link0"
+        msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = map(float, position)
+        msg.pose.orientation.w = 1.0
+        return msg
+
+
+@pytest.fixture(scope="class")
+def synthetic(tmp_path_factory: pytest.TempPathFactory
+              ) -> Iterator[Tuple[NodeProcess, Probe, Wire, Feeder]]:
+    """The policy node alone, fed by this process; shared by TestSyntheticInput."""
+    domain = domain_id(23)
+    policy = policy_process(tmp_path_factory.mktemp("policy_synthetic"), domain,
+                            "instruction:=pick up the cube", "prune.warmup_steps:=2",
+                            "ee_motion_source:=pose_topic")
+    try:
+        for feed_probe in probe_fixture("policy_synthetic_probe", domain):
+            wire = watch(feed_probe, sim=False)
+            feeder = Feeder(feed_probe)
+            feed_probe.every.append(feeder)
+            wait_chunks(feed_probe, wire, policy, 1, START_TIMEOUT_S)
+            yield policy, feed_probe, wire, feeder
+    finally:
+        policy.stop(signal.SIGTERM)
+
+
+class TestSyntheticInput:
+    def test_controller_switches_coarse_to_fine_when_the_arm_slows_and_descends(
+            self, synthetic) -> None:
+        policy, probe, wire, feeder = synthetic
+        feeder.velocity = (0.3, 0.0, 0.0)  # fast: coarse
+        first = wait_diag(probe, wire, policy, lambda d: int(d.get("steps", 0)) > 3)
+        assert first["mode"] == "coarse"
+        feeder.velocity = (0.0, 0.0, -0.01)  # slow and descending: fine
+        wait_diag(probe, wire, policy, lambda d: d.get("mode") == "fine")
+        feeder.velocity = (0.6, 0.0, 0.0)  # fast again: back to coarse (exit at 0.4 m/s)
+        wait_diag(probe, wire, policy, lambda d: d.get("mode") == "coarse")
+
+    @pytest.mark.parametrize("case,reason,faults", [
+        ("encoding", "unsupported image encoding 'yuv422'", 2),  # one per camera
+        ("size", "image is 160x160, expected 224x224", 2),
+        ("stale", "camera /camera/wrist/image_raw stale", 1),
+        ("nan", "non-finite positions: panda_finger_joint2", 1),
+        ("jump", "ee pose jumped", 1),
+    ])
+    def test_bad_input_publishes_no_chunk_and_reports_why(self, synthetic, case, reason,
+                                                          faults) -> None:
+        policy, probe, wire, feeder = synthetic
+        feeder.good()
+        wait_chunks(probe, wire, policy, 1)
+        if case == "encoding":
+            feeder.encoding = "yuv422"
+        elif case == "size":
+            feeder.size = 160
+        elif case == "stale":
+            feeder.views = (0,)
+        elif case == "nan":
+            feeder.nan_joints = True
+        else:
+            feeder.jumping = True
+        try:
+            diag = wait_diag(probe, wire, policy, lambda d: reason in d["message"])
+            assert diag["level"] == WARN and reason in diag["last_skip_reason"]
+            count = len(wire.chunks)
+            probe.spin_for(1.0)  # an observation window while the bad input goes on
+            assert len(wire.chunks) == count, f"chunks published on bad input ({case})"
+            assert reason in wire.diags[-1]["message"]
+        finally:
+            feeder.good()
+        wait_chunks(probe, wire, policy, 1)  # recovers
+        warnings_logged = [line for line in policy.log(10 ** 6).splitlines()
+                           if "WARN" in line and reason in line]
+        assert len(warnings_logged) == faults, warnings_logged  # once per occurrence
+
+    def test_sigterm_stops_the_node_with_exit_code_0(self, synthetic) -> None:
+        policy = synthetic[0]
+        assert policy.stop(signal.SIGTERM) == 0, policy.log()
+        assert "Traceback" not in policy.log(), policy.log()
+
+
+# ================================================================== start-up failure
+def test_missing_model_exits_non_zero_quickly_with_a_clear_message(tmp_path: Path) -> None:
+    proc = policy_process(tmp_path, domain_id(37), "model:=/nonexistent/checkpoint")
+    try:
+        started = time.monotonic()
+        code = proc.wait(60.0)
+        assert code is not None, "the node kept running without a model"
+        elapsed = time.monotonic() - started
+    finally:
+        proc.stop()
+    log = proc.log()
+    assert code != 0 and elapsed < 60.0
+    assert "cannot load model '/nonexistent/checkpoint'" in log, log
+    assert "Traceback" not in log, log
