@@ -5,6 +5,8 @@ wire and talks to the node's services (set_parameters is what `ros2 param set` c
 TestSyntheticInput: the node alone, fed by this process (good and deliberately bad images,
 joint states and poses). Each class shares its processes between its tests; each runs on its
 own ROS domain, discovery limited to this host. Processes are stopped with SIGINT / SIGTERM.
+The last tests run pieces in-process: compressed camera transport, the TF pose source
+against a stand-in for tf2_ros (which is not installable here).
 """
 import math
 import signal
@@ -16,18 +18,23 @@ from typing import Any, Dict, Iterator, List, Set, Tuple
 
 import numpy as np
 import pytest
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)  # lark, pulled in by the msg packages
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-    from geometry_msgs.msg import PoseStamped
-    from sensor_msgs.msg import Image, JointState
+    from geometry_msgs.msg import PoseStamped, TransformStamped
+    from sensor_msgs.msg import CompressedImage, Image, JointState
     from std_srvs.srv import SetBool, Trigger
     from trajectory_msgs.msg import JointTrajectory
 
-from specprune_ros.policy_node import DIAG_NAME
-from specprune_ros.ros_image import rgb_to_image_msg
+from specprune_ros import tf_motion
+from specprune_ros.policy_node import DIAG_NAME, PolicyNode
+from specprune_ros.ros_image import rgb_to_compressed_msg, rgb_to_image_msg
 from ros_helpers import NodeProcess, Probe, domain_id, probe_fixture
 
 ACTION_NAMES = ["x", "y", "z", "roll", "pitch", "yaw", "gripper"]
@@ -381,3 +388,103 @@ def test_missing_model_exits_non_zero_quickly_with_a_clear_message(tmp_path: Pat
     assert code != 0 and elapsed < 60.0
     assert "cannot load model '/nonexistent/checkpoint'" in log, log
     assert "Traceback" not in log, log
+
+
+# ================================================================== in-process pieces
+@pytest.fixture
+def context() -> Iterator[Context]:
+    probe = Probe("in_process_context_probe", domain_id(53))  # inits a localhost context
+    yield probe.context
+    probe.close()
+
+
+def test_compressed_transport_images_are_decoded_into_chunks(context: Context) -> None:
+    node = PolicyNode(context=context, parameter_overrides=[
+        Parameter("model", value="tiny"), Parameter("camera_transport", value="compressed"),
+        Parameter("instruction", value="pick up the cube"),
+        Parameter("ee_motion_source", value="policy")])
+    source = Node("compressed_source", context=context)
+    chunks: List[JointTrajectory] = []
+    source.create_subscription(JointTrajectory, "/specprune/action_chunk", chunks.append, 10)
+    cams = [source.create_publisher(CompressedImage, f"{t}/compressed", qos_profile_sensor_data)
+            for t in CAMERAS]
+    joints = source.create_publisher(JointState, "/joint_states", 10)
+    poses = source.create_publisher(PoseStamped, "/ee_pose", 10)
+    frame = np.random.default_rng(1).integers(0, 255, (224, 224, 3), dtype=np.uint8)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    executor.add_node(source)
+    try:
+        deadline = time.monotonic() + 30.0
+        while not chunks and time.monotonic() < deadline:
+            stamp = source.get_clock().now().to_msg()
+            for pub in cams:
+                pub.publish(rgb_to_compressed_msg(frame, "jpeg", stamp=stamp))
+            state = JointState(name=JOINTS, position=[0.0] * 7 + [0.04, 0.04])
+            state.header.stamp = stamp
+            joints.publish(state)
+            pose = PoseStamped()
+            pose.header.stamp = stamp
+            pose.pose.orientation.w = 1.0
+            poses.publish(pose)
+            executor.spin_once(timeout_sec=0.05)
+        assert chunks and len(chunks[0].points) == 8
+    finally:
+        node.shutdown()
+        executor.shutdown()
+        node.destroy_node()
+        source.destroy_node()
+
+
+class FakeTf2:
+    """The slice of tf2_ros that TfPoseSource uses."""
+
+    class TransformException(Exception):
+        pass
+
+    def __init__(self) -> None:
+        self.calls: List[Tuple[str, str, Any]] = []
+        self.fail = False
+        fake = self
+
+        class Buffer:
+            def lookup_transform(self, target: str, source: str, when: Any) -> TransformStamped:
+                fake.calls.append((target, source, when))
+                if fake.fail:
+                    raise FakeTf2.TransformException("frame panda_hand does not exist")
+                msg = TransformStamped()
+                msg.header.stamp.sec, msg.header.stamp.nanosec = 5, 500_000_000
+                msg.transform.translation.x, msg.transform.translation.z = 0.4, 0.2
+                msg.transform.rotation.w = 1.0
+                return msg
+
+        self.Buffer = Buffer
+        self.TransformListener = lambda buffer, node: object()
+
+
+def test_tf_source_looks_up_base_to_ee_and_reports_failures(
+        context: Context, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeTf2()
+    monkeypatch.setattr(tf_motion, "tf2_ros", fake)
+    node = Node("tf_source_test", context=context)
+    poses: List[Tuple[Any, Any, float]] = []
+    errors: List[str] = []
+    source = tf_motion.TfPoseSource(node, "panda_link0", "panda_hand", 100.0,
+                                    lambda *pose: poses.append(pose), errors.append)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    try:
+        deadline = time.monotonic() + 10.0
+        while not poses and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+        assert poses[0] == ((0.4, 0.0, 0.2), (0.0, 0.0, 0.0, 1.0), 5.5)
+        target, child, when = fake.calls[0]
+        assert (target, child, when.nanoseconds) == ("panda_link0", "panda_hand", 0)
+        fake.fail = True
+        while not errors and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+        assert errors[0].startswith("TF panda_link0 -> panda_hand unavailable: frame")
+    finally:
+        source.destroy()
+        executor.shutdown()
+        node.destroy_node()
