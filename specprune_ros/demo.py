@@ -44,6 +44,7 @@ class DemoMonitor(Node):
     def __init__(self, chunk_topic: str) -> None:
         super().__init__("specprune_demo_monitor")
         self.watch = Watch()
+        self._last_steps = 0
         self.create_subscription(JointTrajectory, chunk_topic, self._on_chunk, 10)
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
         self.create_subscription(PoseStamped, "/ee_pose", self._on_pose, 10)
@@ -54,10 +55,14 @@ class DemoMonitor(Node):
         self.watch.chunks += 1
 
     def _on_diag(self, msg: DiagnosticArray) -> None:
+        """Keep one row per policy step (the node also sends heartbeats and faults)."""
         for status in msg.status:
-            if "specprune_policy" in status.name:
-                values = {kv.key: kv.value for kv in status.values}
-                values["_message"] = status.message
+            if "specprune_policy" not in status.name:
+                continue
+            values = {kv.key: kv.value for kv in status.values}
+            steps = int(values.get("steps", "0"))
+            if "step_ms" in values and steps > self._last_steps:
+                self._last_steps = steps
                 self.watch.diagnostics.append(values)
 
     def _on_pose(self, msg: PoseStamped) -> None:
