@@ -80,7 +80,9 @@ class SpecPrunePolicy:
             if new is None:
                 raise ValueError("update_config needs a PruneConfig or field=value changes")
             self._config = new
-            return new
+        if self._frames.maxlen != new.lookback_max_steps + 1:  # keep the newest frames
+            self._frames = collections.deque(self._frames, maxlen=new.lookback_max_steps + 1)
+        return new
 
     def reset(self) -> None:
         """Forget the episode: frame history, previous scores, controller mode."""

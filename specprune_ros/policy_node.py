@@ -24,7 +24,7 @@ import numpy as np
 import rclpy
 import rclpy.logging
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -42,6 +42,7 @@ with warnings.catch_warnings():
 
 from specprune import (ActionChunk, CheckpointError, NonFiniteActionError, Observation,
                        PruneConfig, StepStats, load_policy)
+from specprune_ros import lifecycle
 from specprune_ros import parameters as params
 from specprune_ros.observation_builder import (BuildResult, Fault, FaultTracker, Limits,
                                                ObservationBuilder, StateLayout)
@@ -508,19 +509,17 @@ class PolicyNode(Node):
 # ------------------------------------------------------------------------------ main
 def main(args: Optional[List[str]] = None) -> None:
     """Run the node until SIGINT / SIGTERM (exit 0); a start-up problem exits with 1."""
-    rclpy.init(args=args)
+    lifecycle.init(args)
     node: Optional[PolicyNode] = None
     executor = SingleThreadedExecutor()
     code = 0
     try:
         node = PolicyNode()
         executor.add_node(node)
-        executor.spin()
+        lifecycle.spin_until_stopped(executor)
     except StartupError as exc:
         rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {exc}")
         code = 1
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
     finally:
         if node is not None:
             node.shutdown()

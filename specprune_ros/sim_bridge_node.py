@@ -24,7 +24,7 @@ from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import (
@@ -45,6 +45,7 @@ with warnings.catch_warnings():
     except ImportError:
         TFMessage = None
 
+from specprune_ros import lifecycle
 from specprune_ros.ros_image import rgb_to_image_msg
 from specprune_ros.sim_arm import (
     ACTION_DIM, ACTION_NAMES, GRIPPER_OPEN, SimArm, SimArmConfig, SimObservation)
@@ -376,15 +377,13 @@ class SimBridgeNode(Node):
 
 def main(args: Optional[List[str]] = None) -> None:
     """Run the bridge until SIGINT / SIGTERM, then free the simulator."""
-    rclpy.init(args=args)
+    lifecycle.init(args)
     node: Optional[SimBridgeNode] = None
     executor = MultiThreadedExecutor(num_threads=3)
     try:
         node = SimBridgeNode()
         executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        lifecycle.spin_until_stopped(executor)
     finally:
         executor.shutdown()
         if node is not None:

@@ -155,3 +155,11 @@ def test_non_finite_model_output_raises():
 def test_observation_type_is_plain_data():
     obs = Observation(images=[], instruction="x")
     assert obs.proprio is None and obs.ee_motion is None
+
+
+def test_longer_lookback_applies_without_reset():
+    policy = tiny_policy()
+    for step in range(3):
+        policy.step(observation(step))
+    policy.update_config(lookback_max_steps=12)
+    assert policy._frames.maxlen == 13 and len(policy._frames) == 3
