@@ -45,10 +45,11 @@ class ActionAwareController:
     def update(self, motion: Optional[EEMotion], cfg: PruneConfig) -> ModeDecision:
         """Decide the mode for the step about to run from the latest motion."""
         self._steps += 1
-        if not cfg.controller_enabled or motion is None or self._steps <= cfg.warmup_steps:
-            entered = False
-            self._mode = MODE_COARSE if not cfg.controller_enabled else self._mode
-            return ModeDecision(self._mode, entered)
+        if not cfg.controller_enabled:
+            self._mode = MODE_COARSE
+            return ModeDecision(self._mode, False)
+        if motion is None or self._steps <= cfg.warmup_steps:
+            return ModeDecision(self._mode, False)
         if not (np.all(np.isfinite(motion.linear)) and np.all(np.isfinite(motion.angular))):
             return ModeDecision(self._mode, False)  # keep the mode on a bad sample
         previous = self._mode

@@ -36,6 +36,7 @@ with warnings.catch_warnings():
     from std_srvs.srv import Trigger
     from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from ros_helpers import ros_environment
 from specprune_ros.ros_image import image_msg_to_rgb
 from specprune_ros.sim_arm import ACTION_NAMES
 from specprune_ros.sim_bridge_node import PARAMS, ActionQueue, parse_action_chunk
@@ -97,15 +98,6 @@ def test_yaml_documents_every_declared_parameter_with_its_default() -> None:
 
 
 # ------------------------------------------------------------------ the bridge process
-def ros_environment(log_dir: Path) -> Dict[str, str]:
-    env = dict(os.environ)
-    env.update(ROS_DOMAIN_ID=str(DOMAIN_ID), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-               ROS_LOG_DIR=str(log_dir), PYTHONUNBUFFERED="1")
-    env.setdefault("HOME", str(log_dir))
-    env.setdefault("MUJOCO_GL", "egl")
-    return env
-
-
 class Bridge:
     """The bridge process and its captured output."""
 
@@ -115,7 +107,8 @@ class Bridge:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "specprune_ros.sim_bridge_node", "--ros-args",
              "--params-file", str(CONFIG.relative_to(REPO))],
-            cwd=REPO, env=ros_environment(log_dir), stdout=self._out, stderr=subprocess.STDOUT)
+            cwd=REPO, env=ros_environment(log_dir, DOMAIN_ID), stdout=self._out,
+            stderr=subprocess.STDOUT)
 
     def log(self) -> str:
         return self.output.read_text(errors="replace")[-4000:]
