@@ -1,0 +1,25 @@
+"""specprune-bench writes the promised JSON fields with sane values (tiny preset)."""
+import json
+import math
+
+from specprune.bench import main
+
+KEYS = ["baseline_llm_ms", "specprune_llm_ms", "llm_speedup", "baseline_step_ms",
+        "specprune_step_ms", "step_speedup", "selection_overhead_frac",
+        "kept_visual_tokens_mean", "flops_ratio", "fastv_step_speedup",
+        "action_l1_vs_baseline", "hit_rate_layers01_vs_last", "machine"]
+
+
+def test_bench_json_has_the_fields(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["--preset", "tiny", "--steps", "2", "--warmup", "1", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    for key in KEYS:
+        assert key in result, key
+    assert 0 < result["kept_visual_tokens_mean"] < 512
+    assert 0 < result["flops_ratio"] < 1
+    assert 0 <= result["hit_rate_layers01_vs_last"] <= 1
+    assert set(result["action_l1_vs_baseline"]) == {"specprune", "fastv"}
+    assert all(math.isfinite(v) for v in result["action_l1_vs_baseline"].values())
+    assert result["machine"]["threads"] >= 1
+    assert "SpecPrune" in capsys.readouterr().out
