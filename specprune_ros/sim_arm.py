@@ -38,7 +38,8 @@ _WRIST_CAMERA = "robot0_eye_in_hand"
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """One simulated task: the robosuite environment and the instruction that describes it."""
+    """One simulated task: the robosuite environment and the instruction that describes it
+    (tasks whose environment draws its own instruction per episode override it)."""
 
     env_name: str
     instruction: str
@@ -46,8 +47,10 @@ class TaskSpec:
 
 #: Tasks by name. Lift's cube already carries robosuite's red "WoodRed" material (rgba
 #: 1 0 0 1), so "red cube" is true without touching the model.
+#: pick_color (sim_tasks.PickColorCube) names one of three cubes per episode.
 TASKS: Dict[str, TaskSpec] = {
     "lift": TaskSpec(env_name="Lift", instruction="pick up the red cube"),
+    "pick_color": TaskSpec(env_name="PickColorCube", instruction="pick up the red cube"),
 }
 
 
@@ -103,7 +106,7 @@ class SimArmConfig:
 
     @property
     def instruction(self) -> str:
-        """Default language instruction of the task."""
+        """Default language instruction of the task (SimArm.instruction: the episode's)."""
         return TASKS[self.task].instruction
 
 
@@ -200,6 +203,8 @@ def _import_robosuite() -> Any:
     # Mesa's EGL renders on the CPU here; robosuite would pick EGL too. Must precede the import.
     os.environ.setdefault("MUJOCO_GL", "egl")
     import robosuite
+
+    from . import sim_tasks  # noqa: F401  (registers the project's tasks with robosuite)
     return robosuite
 
 
@@ -273,12 +278,13 @@ class SimArm:
         self._steps = 0
         self._last: Optional[SimObservation] = None
         self._closed = False
+        self._cameras_on = True
 
     # ------------------------------------------------------------------ public API
     @property
     def instruction(self) -> str:
-        """The task's language instruction, e.g. "pick up the red cube"."""
-        return self.config.instruction
+        """This episode's language instruction, e.g. "pick up the red cube"."""
+        return str(getattr(self._env, "instruction", self.config.instruction))
 
     @property
     def done(self) -> bool:
@@ -301,12 +307,17 @@ class SimArm:
                 raise ValueError(f"seed must be an int >= 0, got {seed!r}")
             self._reseed(int(seed))
         self._steps = 0
+        self._set_cameras(True)
         with self._gl_bound():
             raw = self._env.reset()
         return self._observe(raw)
 
-    def step(self, action: np.ndarray) -> SimObservation:
-        """Apply one action for one control tick; ValueError on a wrong shape or non-finite."""
+    def step(self, action: np.ndarray, render: bool = True) -> SimObservation:
+        """Apply one action for one control tick; ValueError on a wrong shape or non-finite.
+
+        ``render=False`` skips the cameras (most of a tick's cost on a CPU renderer): the
+        observation's ``images`` is then empty; ``observe()`` renders the current state.
+        """
         self._ensure_open()
         clipped = validate_action(action)
         if self._last is None:
@@ -314,9 +325,20 @@ class SimArm:
         if self.done:
             raise RuntimeError(f"episode reached its horizon ({self.config.horizon} steps): "
                                "call reset()")
+        self._set_cameras(render)
         with self._gl_bound():
             raw, _, _, _ = self._env.step(clipped)
         self._steps += 1
+        return self._observe(raw)
+
+    def observe(self) -> SimObservation:
+        """The current state with every camera rendered (no simulated time passes)."""
+        self._ensure_open()
+        if self._last is None:
+            return self.reset()
+        self._set_cameras(True)
+        with self._gl_bound():
+            raw = self._env._get_observations(force_update=True)
         return self._observe(raw)
 
     def success(self) -> bool:
@@ -385,6 +407,25 @@ class SimArm:
 
         return macros.IMAGE_CONVENTION == "opengl"
 
+    def _set_cameras(self, on: bool) -> None:
+        """Enable or disable the camera observables (robosuite renders only enabled ones)."""
+        if on != self._cameras_on:
+            for camera in self.config.cameras:
+                self._env.modify_observable(f"{camera}_image", "enabled", on)
+            self._cameras_on = on
+
+    def _privileged_state(self, raw: Dict[str, Any]) -> Dict[str, np.ndarray]:
+        """Object state for scripted experts and tests (never given to the policy)."""
+        extras = {k: np.array(raw[k]) for k in ("cube_pos", "cube_quat") if k in raw}
+        cube_pose = getattr(self._env, "cube_pose", None)
+        if cube_pose is not None:
+            for color in self._env.cubes:
+                extras[f"{color}_cube_pos"], extras[f"{color}_cube_quat"] = cube_pose(color)
+            extras["target_pos"], extras["target_quat"] = cube_pose(self._env.target_color)
+        elif "cube_pos" in extras:
+            extras["target_pos"], extras["target_quat"] = extras["cube_pos"], extras["cube_quat"]
+        return extras
+
     def _reseed(self, seed: int) -> None:
         """Reseed, in place, the generator shared by robosuite's robot and object samplers."""
         self._env.rng.bit_generator.state = np.random.PCG64(seed).state
@@ -406,7 +447,8 @@ class SimArm:
         gripper_qpos = np.array(raw["robot0_gripper_qpos"], dtype=np.float64)
         base_pos, base_quat = self._base_pose()
         obs = SimObservation(
-            images={cam: self._image(raw, cam) for cam in self.config.cameras},
+            images={cam: self._image(raw, cam) for cam in self.config.cameras
+                    if f"{cam}_image" in raw},
             joint_names=JOINT_NAMES,
             joint_positions=np.concatenate([raw["robot0_joint_pos"], gripper_qpos]),
             joint_velocities=np.concatenate([raw["robot0_joint_vel"],
@@ -420,7 +462,7 @@ class SimArm:
             sim_time=float(self._env.sim.data.time),
             success=self.success(),
             step=self._steps,
-            extras={k: np.array(raw[k]) for k in ("cube_pos", "cube_quat") if k in raw},
+            extras=self._privileged_state(raw),
         )
         self._last = obs
         return obs

@@ -1,0 +1,234 @@
+"""Record scripted demonstrations of a simulated task to robomimic-style HDF5. No ROS imports.
+
+Each episode is seeded (placement and target colour come from the seed), the scripted
+expert acts on the true state, and the executed action is the expert's plus injected
+off-nominal motion: Gaussian noise of a per-episode scale and, in some episodes, a push
+of a few ticks in a random direction. The recorded label is always the expert's clean
+action, so the data show how to recover from states the expert alone never visits.
+Only successful episodes are written. Run::
+
+    python -m specprune_ros.demos --episodes 300 --out demos/pick_color.hdf5 --seed 0
+
+File layout (robomimic's)::
+
+    /data                       attrs env_args (JSON), total
+    /data/demo_<i>              attrs num_samples, seed, instruction, success
+    /data/demo_<i>/actions      (T, 7) float32
+    /data/demo_<i>/obs/<camera>_image  (T, 224, 224, 3) uint8;  /obs/proprio (T, 8) float32
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Dict, Iterator, List, Optional, Sequence
+
+import numpy as np
+
+from .expert import ExpertConfig, ScriptedExpert
+from .sim_arm import ACTION_DIM, SimArm, SimArmConfig
+
+
+@dataclass(frozen=True)
+class NoiseConfig:
+    """Off-nominal motion injected into the executed actions (labels stay clean).
+
+    max_noise_std: each episode draws its Gaussian action-noise scale from [0, max].
+    push_probability: chance that an episode contains one push.
+    push_ticks: (min, max) duration of a push in control ticks.
+    push_magnitude: size of the push action on x, y, z (unit direction, random).
+    """
+
+    max_noise_std: float = 0.3
+    push_probability: float = 0.5
+    push_ticks: tuple = (3, 8)
+    push_magnitude: float = 0.8
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.max_noise_std <= 1.0:
+            raise ValueError(f"NoiseConfig.max_noise_std={self.max_noise_std!r}: in [0, 1]")
+        if not 0.0 <= self.push_probability <= 1.0:
+            raise ValueError(f"NoiseConfig.push_probability={self.push_probability!r}: in [0, 1]")
+        lo, hi = self.push_ticks
+        if not 1 <= lo <= hi:
+            raise ValueError(f"NoiseConfig.push_ticks={self.push_ticks!r}: need 1 <= min <= max")
+
+
+@dataclass(frozen=True)
+class RecordConfig:
+    """What to record: task, horizon, ticks kept after success, expert and noise settings."""
+
+    task: str = "pick_color"
+    horizon: int = 200
+    ticks_after_success: int = 6
+    expert: ExpertConfig = ExpertConfig()
+    noise: NoiseConfig = NoiseConfig()
+
+
+def record_episode(arm: SimArm, seed: int, config: RecordConfig) -> Optional[Dict]:
+    """One seeded episode: a dict of arrays, or None when the expert failed within horizon."""
+    rng = np.random.default_rng(seed + 1_000_003)  # the noise stream, distinct from the env's
+    expert = ScriptedExpert(config.expert)
+    noise = config.noise
+    std = rng.uniform(0.0, noise.max_noise_std)
+    push_at, push_len, push_dir = -1, 0, np.zeros(3)
+    if rng.uniform() < noise.push_probability:
+        push_at = int(rng.integers(3, 25))
+        push_len = int(rng.integers(noise.push_ticks[0], noise.push_ticks[1] + 1))
+        push_dir = rng.normal(size=3)
+        push_dir = noise.push_magnitude * push_dir / np.linalg.norm(push_dir)
+    obs = arm.reset(seed=seed)
+    instruction = arm.instruction
+    images: Dict[str, List[np.ndarray]] = {cam: [] for cam in arm.config.cameras}
+    proprio, actions = [], []
+    remaining = None
+    for tick in range(config.horizon):
+        label = expert.act(obs)
+        for cam in arm.config.cameras:
+            images[cam].append(obs.images[cam])
+        proprio.append(obs.proprio_libero())
+        actions.append(label)
+        executed = label.copy()
+        executed[:3] += rng.normal(scale=std, size=3)
+        if push_at <= tick < push_at + push_len:
+            executed[:3] = push_dir
+        obs = arm.step(np.clip(executed, -1.0, 1.0))
+        if obs.success and remaining is None:
+            remaining = config.ticks_after_success
+        if remaining is not None:
+            remaining -= 1
+            if remaining < 0:
+                break
+    if remaining is None:
+        return None
+    return {
+        "seed": seed, "instruction": instruction,
+        "actions": np.asarray(actions, dtype=np.float32),
+        "proprio": np.asarray(proprio, dtype=np.float32),
+        "images": {cam: np.stack(frames) for cam, frames in images.items()},
+    }
+
+
+_WORKER_ARM: Optional[SimArm] = None
+_WORKER_CONFIG: Optional[RecordConfig] = None
+
+
+def _worker_init(config: RecordConfig) -> None:
+    """Each worker process owns one simulator (GL contexts do not cross processes)."""
+    global _WORKER_ARM, _WORKER_CONFIG
+    _WORKER_CONFIG = config
+    _WORKER_ARM = SimArm(SimArmConfig(task=config.task, horizon=config.horizon))
+
+
+def _worker_episode(seed: int) -> Optional[Dict]:
+    assert _WORKER_ARM is not None and _WORKER_CONFIG is not None
+    return record_episode(_WORKER_ARM, seed, _WORKER_CONFIG)
+
+
+def iter_episodes(seeds: Sequence[int], config: RecordConfig, workers: int) -> Iterator:
+    """Episodes for ``seeds`` in order (None for failures), from ``workers`` processes."""
+    if workers <= 1:
+        _worker_init(config)
+        for seed in seeds:
+            yield _worker_episode(seed)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(workers, initializer=_worker_init, initargs=(config,)) as pool:
+        yield from pool.imap(_worker_episode, seeds)
+
+
+class DemoWriter:
+    """Writes episodes to a robomimic-style HDF5 file as they come."""
+
+    def __init__(self, path: str, env_args: Dict) -> None:
+        import h5py
+
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self._file = h5py.File(path, "w")
+        self._data = self._file.create_group("data")
+        self._data.attrs["env_args"] = json.dumps(env_args)
+        self.count = 0
+        self.total = 0
+
+    def add(self, episode: Dict) -> None:
+        group = self._data.create_group(f"demo_{self.count}")
+        n = len(episode["actions"])
+        group.attrs.update(num_samples=n, seed=int(episode["seed"]),
+                           instruction=episode["instruction"], success=True)
+        group.create_dataset("actions", data=episode["actions"])
+        obs = group.create_group("obs")
+        obs.create_dataset("proprio", data=episode["proprio"])
+        for cam, frames in episode["images"].items():
+            obs.create_dataset(f"{cam}_image", data=frames, compression="lzf",
+                               chunks=(1,) + frames.shape[1:])
+        self.count += 1
+        self.total += n
+
+    def close(self) -> None:
+        self._data.attrs["total"] = self.total
+        self._file.close()
+
+
+def record(out: str, episodes: int, seed: int, config: RecordConfig, workers: int = 1,
+           log=print) -> Dict:
+    """Record ``episodes`` successful demos, trying seeds seed, seed+1, ...; a summary dict."""
+    arm_cfg = SimArmConfig(task=config.task, horizon=config.horizon)
+    env_args = {"task": config.task, "camera_size": arm_cfg.camera_size,
+                "control_rate_hz": arm_cfg.control_rate_hz, "cameras": list(arm_cfg.cameras),
+                "action_dim": ACTION_DIM, "recorder": asdict(config), "first_seed": seed}
+    writer = DemoWriter(out, env_args)
+    tried, start = 0, time.perf_counter()
+    next_seed = seed
+    try:
+        while writer.count < episodes:
+            batch = list(range(next_seed, next_seed + (episodes - writer.count)))
+            next_seed += len(batch)
+            for episode in iter_episodes(batch, config, workers):
+                tried += 1
+                if episode is not None and writer.count < episodes:
+                    writer.add(episode)
+                    if writer.count % 25 == 0:
+                        log(f"demos: {writer.count}/{episodes} written "
+                            f"({time.perf_counter() - start:.0f} s)")
+    finally:
+        writer.close()
+    summary = {"written": writer.count, "tried": tried, "samples": writer.total,
+               "expert_success_rate": writer.count / max(tried, 1),
+               "seconds": round(time.perf_counter() - start, 1), "out": out}
+    log(f"demos: {json.dumps(summary)}")
+    return summary
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--episodes", type=int, default=300, help="successful demos to write")
+    parser.add_argument("--out", default="demos/pick_color.hdf5", help="HDF5 file to write")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the first episode")
+    parser.add_argument("--task", default="pick_color", help="simulated task")
+    parser.add_argument("--horizon", type=int, default=200, help="ticks before giving up")
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                        help="simulator processes")
+    parser.add_argument("--noise-std", type=float, default=NoiseConfig.max_noise_std,
+                        help="largest per-episode action-noise scale")
+    parser.add_argument("--push-probability", type=float,
+                        default=NoiseConfig.push_probability, help="episodes with a push")
+    args = parser.parse_args(argv)
+    if args.episodes < 1:
+        parser.error("--episodes must be >= 1")
+    try:
+        noise = NoiseConfig(max_noise_std=args.noise_std,
+                            push_probability=args.push_probability)
+        config = RecordConfig(task=args.task, horizon=args.horizon, noise=noise)
+        record(args.out, args.episodes, args.seed, config, workers=args.workers)
+    except ValueError as exc:
+        print(f"specprune-demos: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
