@@ -92,6 +92,9 @@ PARAMS: Tuple[ParamSpec, ...] = (
               "empty: the task's own (lift: 'pick up the red cube').", read_only=False),
     ParamSpec("seed", 0, "Seed of the first episode; episode k uses seed + k; -1: random.",
               int_range=(-1, 2**31 - 1)),
+    ParamSpec("reset_seed", -1, "Seed of every episode started from now on (by ~/reset or "
+              "at the horizon), e.g. to replay paired seeds; -1: seed + episode index.",
+              read_only=False, int_range=(-1, 2**31 - 1)),
     ParamSpec("camera_size", 224, "Square size in pixels of both camera images.",
               int_range=(16, 2048)),
     ParamSpec("control_rate_hz", 20.0, "Control ticks per second (sim and wall clock).",
@@ -271,7 +274,11 @@ class SimBridgeNode(Node):
 
     # -------------------------------------------------------------------- episodes
     def _episode_seed(self) -> Optional[int]:
-        """seed + episode index, or None (random) when the seed parameter is negative."""
+        """reset_seed when set; else seed + episode index, or None (random) when the seed
+        parameter is negative."""
+        reset_seed = int(self.get_parameter("reset_seed").value)
+        if reset_seed >= 0:
+            return reset_seed
         seed = int(self._p["seed"])
         return None if seed < 0 else seed + self._episode
 

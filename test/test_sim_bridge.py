@@ -335,6 +335,24 @@ def test_reset_service_starts_a_new_episode(bridge: Bridge, ready: Probe) -> Non
     alive(bridge)
 
 
+def test_reset_seed_parameter_replays_one_seed_until_cleared(bridge: Bridge, ready: Probe
+                                                             ) -> None:
+    def set_reset_seed(value: int) -> None:
+        request = SetParameters.Request(parameters=[Parameter(name="reset_seed", value=(
+            ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value)))])
+        result = ready.call(SetParameters, "/specprune_sim_arm/set_parameters", request)
+        assert result.results[0].successful, result.results[0].reason
+
+    set_reset_seed(7)
+    for _ in range(2):
+        response = ready.call(Trigger, "/specprune_sim_arm/reset", Trigger.Request())
+        assert response.success and response.message.endswith("(seed 7)"), response.message
+    set_reset_seed(-1)
+    response = ready.call(Trigger, "/specprune_sim_arm/reset", Trigger.Request())
+    assert "(seed 7)" not in response.message, response.message
+    alive(bridge)
+
+
 def test_sigint_stops_the_bridge_with_exit_code_0(bridge: Bridge, ready: Probe) -> None:
     assert bridge.stop(signal.SIGINT, timeout=20.0) == 0, bridge.log()
     assert "Traceback" not in bridge.log(), bridge.log()

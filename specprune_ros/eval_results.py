@@ -1,0 +1,184 @@
+"""What the closed-loop evaluation records, and how it is summarised, tabled and plotted.
+
+Both runners (in-process and over ROS) fill the same records: one ``EpisodeRecord`` per
+(configuration, seed) and one ``StepRecord`` per policy step. ``summarize`` turns them into
+the JSON of ``specprune-eval`` (keys listed in issue #4), ``format_table`` into the table
+printed on stdout and ``plot`` into a PNG of success and latency per configuration.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from specprune.types import MODE_FINE
+from specprune_ros.eval_stats import latency_summary, paired_comparison, wilson_interval
+
+UNPRUNED, SPECPRUNE, FASTV = "unpruned", "specprune", "fastv"
+
+
+@dataclass
+class EpisodeRecord:
+    """One episode of one configuration. ``steps``: control ticks executed (to success or
+    the horizon); ``error``: why the episode was cut short (counted as a failure)."""
+
+    seed: int
+    success: bool = False
+    steps: int = 0
+    policy_steps: int = 0
+    instruction: str = ""
+    error: Optional[str] = None
+
+
+@dataclass
+class StepRecord:
+    """One policy step: wall time of ``policy.step``, what the pruner kept, and (where the
+    unpruned model was run on the same observation) the mean |a - a_unpruned| over the
+    normalised chunk."""
+
+    step_ms: float
+    llm_ms: float = math.nan
+    kept_visual_tokens: int = 0
+    visual_tokens_total: int = 0
+    mode: str = ""
+    action_l1: Optional[float] = None
+
+
+@dataclass
+class ConfigRun:
+    """Everything one configuration produced."""
+
+    name: str
+    changes: Dict[str, Any]
+    episodes: List[EpisodeRecord] = field(default_factory=list)
+    steps: List[StepRecord] = field(default_factory=list)
+
+
+def _mean(values: Sequence[float]) -> Optional[float]:
+    return float(np.mean(values)) if len(values) else None
+
+
+def config_summary(run: ConfigRun) -> Dict[str, Any]:
+    """The per-configuration block of the JSON."""
+    n = len(run.episodes)
+    wins = sum(e.success for e in run.episodes)
+    lo, hi = wilson_interval(wins, n)
+    step = latency_summary([s.step_ms for s in run.steps])
+    llm = [s.llm_ms for s in run.steps if math.isfinite(s.llm_ms)]
+    l1 = [s.action_l1 for s in run.steps if s.action_l1 is not None]
+    ticks = [e.steps for e in run.episodes if e.success]
+    return {
+        "success_rate": wins / n if n else 0.0,
+        "success_ci95": [lo, hi],
+        "episodes": n,
+        "successes": wins,
+        "errors": sum(e.error is not None for e in run.episodes),
+        "step_ms_mean": step["mean"],
+        "step_ms_median": step["median"],
+        "step_ms_p95": step["p95"],
+        "llm_ms_mean": _mean(llm),
+        "policy_steps": len(run.steps),
+        "kept_visual_tokens_mean": _mean([s.kept_visual_tokens for s in run.steps]),
+        "visual_tokens_total": max((s.visual_tokens_total for s in run.steps), default=0),
+        "fine_mode_fraction": (sum(s.mode == MODE_FINE for s in run.steps) / len(run.steps)
+                               if run.steps else 0.0),
+        "action_l1_vs_unpruned": _mean(l1),
+        "action_l1_samples": len(l1),
+        "ticks_to_success_mean": _mean(ticks),
+        "prune_config_changes": run.changes,
+        "per_episode": [asdict(e) for e in run.episodes],
+    }
+
+
+def summarize(runs: Dict[str, ConfigRun], meta: Dict[str, Any],
+              hit_rates: Sequence[float]) -> Dict[str, Any]:
+    """The whole JSON: ``meta`` (task, policy, machine, ...) plus configs and comparisons."""
+    configs = {name: config_summary(run) for name, run in runs.items()}
+    result = dict(meta)
+    result["configs"] = configs
+    result["hit_rate_layers01_vs_last"] = _mean(list(hit_rates))
+    result["hit_rate_samples"] = len(hit_rates)
+    result["specprune_vs_unpruned"] = None
+    result["step_speedup_specprune_vs_unpruned"] = None
+    if UNPRUNED in runs and SPECPRUNE in runs:
+        spec, base = runs[SPECPRUNE].episodes, runs[UNPRUNED].episodes
+        if [e.seed for e in spec] == [e.seed for e in base]:
+            result["specprune_vs_unpruned"] = paired_comparison(
+                [e.success for e in spec], [e.success for e in base])
+        mean_s, mean_u = configs[SPECPRUNE]["step_ms_mean"], configs[UNPRUNED]["step_ms_mean"]
+        if math.isfinite(mean_s) and math.isfinite(mean_u) and mean_s > 0:
+            result["step_speedup_specprune_vs_unpruned"] = mean_u / mean_s
+    return result
+
+
+def _fmt(value: Optional[float], spec: str) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return format(value, spec)
+
+
+def format_table(result: Dict[str, Any]) -> str:
+    """One row per configuration plus the comparison lines."""
+    rows = [("config", "success", "95% CI", "step ms", "p95 ms", "kept vis", "fine",
+             "L1 vs unpruned", "errors")]
+    for name, c in result["configs"].items():
+        lo, hi = c["success_ci95"]
+        rows.append((name, f"{c['successes']}/{c['episodes']} ({100 * c['success_rate']:.0f}%)",
+                     f"[{100 * lo:.0f}, {100 * hi:.0f}]%", _fmt(c["step_ms_mean"], ".0f"),
+                     _fmt(c["step_ms_p95"], ".0f"), _fmt(c["kept_visual_tokens_mean"], ".0f"),
+                     f"{100 * c['fine_mode_fraction']:.0f}%",
+                     _fmt(c["action_l1_vs_unpruned"], ".4f"), str(c["errors"])))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows]
+    pair = result.get("specprune_vs_unpruned")
+    if pair:
+        lo, hi = pair["difference_ci95"]
+        lines.append(
+            f"specprune vs unpruned on {pair['episodes']} paired seeds: both succeed "
+            f"{pair['both_success']}, only specprune {pair['only_first']}, only unpruned "
+            f"{pair['only_second']}; difference {100 * pair['difference']:+.1f} pp "
+            f"(95% CI [{100 * lo:+.1f}, {100 * hi:+.1f}] pp, McNemar p={pair['mcnemar_p']:.3f})")
+    speedup = result.get("step_speedup_specprune_vs_unpruned")
+    if speedup:
+        lines.append(f"step speedup specprune vs unpruned (mean step time): {speedup:.2f}x")
+    if result.get("hit_rate_layers01_vs_last") is not None:
+        lines.append(f"hit rate of layers 0-1 top-{result.get('hit_rate_k', 20)} vs the last "
+                     f"layer's: {result['hit_rate_layers01_vs_last']:.3f} "
+                     f"({result['hit_rate_samples']} observations)")
+    return "\n".join(lines)
+
+
+def plot(result: Dict[str, Any], path: str) -> None:
+    """PNG: success rate with its 95 % CI, and mean / p95 step latency, per configuration."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(result["configs"])
+    cfgs = [result["configs"][n] for n in names]
+    x = np.arange(len(names))
+    rate = np.array([100 * c["success_rate"] for c in cfgs])
+    err = np.array([[rate[i] - 100 * c["success_ci95"][0], 100 * c["success_ci95"][1] - rate[i]]
+                    for i, c in enumerate(cfgs)]).T.reshape(2, -1)
+    fig, (ax_s, ax_t) = plt.subplots(1, 2, figsize=(max(8.0, 1.6 * len(names)), 4.2))
+    ax_s.bar(x, rate, yerr=err, capsize=4, color="tab:green")
+    ax_s.set_ylim(0, 105)
+    ax_s.set_ylabel("success rate (%), 95% Wilson CI")
+    ax_s.set_title(f"success over {cfgs[0]['episodes'] if cfgs else 0} paired episodes")
+    mean = [np.nan_to_num(c["step_ms_mean"]) for c in cfgs]
+    p95 = [np.nan_to_num(c["step_ms_p95"]) for c in cfgs]
+    ax_t.bar(x - 0.2, mean, width=0.4, label="mean", color="tab:blue")
+    ax_t.bar(x + 0.2, p95, width=0.4, label="p95", color="tab:orange")
+    ax_t.set_ylabel("policy step (ms)")
+    ax_t.set_title("step latency")
+    ax_t.legend()
+    for ax in (ax_s, ax_t):
+        ax.set_xticks(x)
+        ax.set_xticklabels(names, rotation=30, ha="right")
+    fig.suptitle(f"{result.get('task', '')}: {result.get('policy', '')} "
+                 f"(via {result.get('via', '')})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=110)
+    plt.close(fig)

@@ -1,0 +1,254 @@
+"""``specprune-eval --via ros``: the paired episodes through the real node processes.
+
+Starts ``specprune_sim_arm`` and ``specprune_policy`` as demo.py does (same parameter
+files, same helpers), then for every seed and configuration: stops chunk publishing
+(``~/enable``), sets the configuration's ``prune.*`` parameters through the node's
+set_parameters service (what ``ros2 param set`` does), resets the policy (``~/reset``),
+sets the bridge's ``reset_seed`` and calls its ``~/reset`` (same cube placement and
+instruction as the direct runner's episode), re-enables chunks, and waits until
+/task_success is true or ``horizon`` control ticks have passed. Ticks are counted from
+/ee_pose (one per tick, stamped with the bridge's clock); latency, kept tokens and mode
+come from the node's /diagnostics rows (one per policy step).
+
+What differs from ``--via direct`` (also listed in the JSON's ``notes``):
+- Asynchronous: the bridge ticks at control_rate_hz of wall time whether or not a chunk is
+  ready. The node runs at most ``inference_rate_hz`` steps per second (set here to
+  control_rate / chunk, so that each chunk is executed whole, as the direct runner does);
+  a step that takes longer than the chunk lasts leaves the arm holding still (zero
+  motion) until the next chunk arrives, and a new chunk replaces the rest of the
+  executing one. Slow configurations therefore lose ticks: success here also depends on
+  latency (and on the CPU the bridge's rendering shares with the model).
+- The node steps on the newest frames when its worker is free, not exactly at the end of
+  the previous chunk; its first step of an episode waits for two poses of the new
+  episode (the pose jump at the reset is rejected).
+- action_l1_vs_unpruned and the hit rate need the node's exact observation in-process:
+  null here (0 for ``unpruned``). ``fastv``: the node has no FastV mode; skipped.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+import warnings
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import rclpy
+from rclpy.parameter import Parameter
+from rclpy.task import Future
+
+from specprune_ros.demo import DemoMonitor, _start, _stop
+from specprune_ros.eval_results import (FASTV, UNPRUNED, ConfigRun, EpisodeRecord,
+                                        StepRecord, summarize)
+from specprune_ros.tf_motion import stamp_seconds
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)  # lark, pulled in by the msg packages
+    from geometry_msgs.msg import PoseStamped
+    from rcl_interfaces.srv import SetParameters
+    from std_msgs.msg import Bool
+    from std_srvs.srv import SetBool, Trigger
+
+POLICY, BRIDGE = "/specprune_policy", "/specprune_sim_arm"
+CHUNK_TOPIC = "/specprune/action_chunk"
+CONTROL_RATE_HZ = 20.0  # config/sim_arm.yaml
+CHUNK = 8  # LIBERO layout
+NOTES = [
+    "via ros: asynchronous; the bridge ticks in wall time while the model computes (the "
+    "arm holds once a chunk is spent), a new chunk replaces the executing one",
+    "via ros: action_l1_vs_unpruned and the hit rate need in-process access (null)",
+    "via ros: fastv is not available in the policy node (skipped)",
+]
+
+
+class ServiceError(RuntimeError):
+    """A service of a node did not answer or refused: the episode cannot run."""
+
+
+class EvalMonitor(DemoMonitor):
+    """DemoMonitor (chunks, diagnostics rows, pose, success) plus episode bookkeeping and
+    service calls."""
+
+    def __init__(self, procs: Sequence[Any]) -> None:
+        super().__init__(CHUNK_TOPIC)
+        self.procs = procs
+        self.since = math.inf  # poses stamped at or after this belong to the episode
+        self.poses = 0
+        self.success_tick: Optional[int] = None
+        self.horizon = 0
+        self._service_clients: Dict[str, Any] = {}
+
+    @property
+    def ticks(self) -> int:
+        """Control ticks of this episode so far (the reset's own pose is tick 0)."""
+        return max(self.poses - 1, 0)
+
+    def begin(self, since: float, horizon: int) -> None:
+        self.since, self.horizon = since, horizon
+        self.poses, self.success_tick = 0, None
+
+    def _on_pose(self, msg: PoseStamped) -> None:
+        super()._on_pose(msg)
+        if stamp_seconds(msg.header.stamp) >= self.since:
+            self.poses += 1
+
+    def _on_success(self, msg: Bool) -> None:
+        super()._on_success(msg)
+        if msg.data and self.success_tick is None and 1 <= self.ticks <= self.horizon:
+            self.success_tick = self.ticks
+
+    def now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    # ---------------------------------------------------------------- waiting and calling
+    def spin_until(self, done: Callable[[], bool], timeout: float) -> bool:
+        """Spin until ``done()``; False on timeout; RuntimeError when a process died."""
+        end = time.monotonic() + timeout
+        while not done():
+            dead = [p for p in self.procs if p.poll() is not None]
+            if dead:
+                raise RuntimeError(f"a node process exited (code {dead[0].returncode})")
+            if time.monotonic() > end:
+                return False
+            rclpy.spin_once(self, timeout_sec=0.05)
+        return True
+
+    def call(self, srv_type: Any, name: str, request: Any, timeout: float = 60.0) -> Any:
+        """Call a service (its client is kept for later calls); ServiceError on a timeout."""
+        if name not in self._service_clients:
+            self._service_clients[name] = self.create_client(srv_type, name)
+        client = self._service_clients[name]
+        if not self.spin_until(client.service_is_ready, timeout):
+            raise ServiceError(f"service {name} is not available")
+        future: Future = client.call_async(request)
+        if not self.spin_until(future.done, timeout):
+            raise ServiceError(f"service {name} did not answer in {timeout:g} s")
+        return future.result()
+
+    def set_parameters(self, node: str, values: Dict[str, Any]) -> None:
+        request = SetParameters.Request(parameters=[
+            Parameter(name, value=value).to_parameter_msg() for name, value in values.items()])
+        results = self.call(SetParameters, f"{node}/set_parameters", request).results
+        failed = [f"{name}: {r.reason}" for name, r in zip(values, results) if not r.successful]
+        if failed:
+            raise ServiceError(f"{node} rejected parameters: {'; '.join(failed)}")
+
+    def trigger(self, service: str) -> str:
+        response = self.call(Trigger, service, Trigger.Request())
+        if not response.success:
+            raise ServiceError(f"{service} failed: {response.message}")
+        return response.message
+
+    def enable(self, on: bool) -> None:
+        self.call(SetBool, f"{POLICY}/enable", SetBool.Request(data=on))
+
+
+# ------------------------------------------------------------------------------ episodes
+def prune_parameters(configs: Sequence[str]) -> Dict[str, Dict[str, Any]]:
+    """Per configuration, every ``prune.*`` value any selected configuration changes (the
+    default where this one does not), so switching configurations leaves nothing behind."""
+    from specprune import PruneConfig
+    from specprune_ros.evaluate import CONFIGS
+
+    defaults = PruneConfig()
+    touched = sorted({f for c in configs for f in CONFIGS[c][0]})
+    return {c: {f"prune.{f}": CONFIGS[c][0].get(f, getattr(defaults, f)) for f in touched}
+            for c in configs}
+
+
+def _step_record(row: Dict[str, str]) -> StepRecord:
+    def num(key: str) -> float:
+        try:
+            return float(row.get(key, "nan"))
+        except ValueError:
+            return math.nan
+    return StepRecord(step_ms=num("step_ms"), llm_ms=num("llm_ms"),
+                      kept_visual_tokens=int(num("kept_visual_tokens")),
+                      visual_tokens_total=int(num("visual_tokens_total")),
+                      mode=row.get("mode", ""))
+
+
+def ros_episode(monitor: EvalMonitor, config: str, params: Dict[str, Any], seed: int,
+                horizon: int, run: ConfigRun) -> EpisodeRecord:
+    """One episode of ``config`` on ``seed`` through the nodes."""
+    record = EpisodeRecord(seed=seed)
+    monitor.enable(False)
+    monitor.set_parameters(POLICY, params)
+    monitor.trigger(f"{POLICY}/reset")  # waits for a step in flight (the policy lock)
+    monitor.set_parameters(BRIDGE, {"reset_seed": seed})
+    monitor.begin(monitor.now(), horizon)
+    monitor.trigger(f"{BRIDGE}/reset")
+    monitor.watch.diagnostics.clear()
+    monitor.enable(True)
+    limit = horizon / CONTROL_RATE_HZ * 6.0 + 60.0  # a bridge far behind wall time
+    done = monitor.spin_until(
+        lambda: monitor.success_tick is not None or monitor.ticks >= horizon, limit)
+    monitor.enable(False)
+    record.success = monitor.success_tick is not None
+    record.steps = monitor.success_tick if record.success else min(monitor.ticks, horizon)
+    rows = list(monitor.watch.diagnostics)
+    record.policy_steps = len(rows)
+    if not done:
+        record.error = f"timeout: {monitor.ticks} ticks in {limit:.0f} s"
+    for row in rows:
+        step = _step_record(row)
+        step.action_l1 = 0.0 if config == UNPRUNED else None
+        run.steps.append(step)
+    run.episodes.append(record)
+    return record
+
+
+def _node_commands(args: argparse.Namespace) -> List[List[str]]:
+    bridge = ["specprune_ros.sim_bridge_node", "--ros-args", "--params-file",
+              "config/sim_arm.yaml", "-p", f"task:={args.task}", "-p", "horizon:=1000000000",
+              "-p", f"seed:={args.seed}"]
+    policy = ["specprune_ros.policy_node", "--ros-args", "--params-file", "config/policy.yaml",
+              "-p", f"model:={args.policy}", "-p", "ee_motion_source:=pose_topic",
+              "-p", f"torch_threads:={args.threads}", "-p", f"device:={args.device}",
+              "-p", f"dtype:={args.dtype}",
+              "-p", f"inference_rate_hz:={CONTROL_RATE_HZ / CHUNK}"]
+    return [bridge, policy]
+
+
+def evaluate_ros(args: argparse.Namespace, startup_timeout: float = 300.0) -> Dict[str, Any]:
+    """The evaluation through ROS; the same JSON as the direct runner."""
+    from specprune_ros.evaluate import CONFIGS, machine, run_meta
+
+    configs = [c for c in args.configs if c != FASTV]
+    if not configs:
+        raise SystemExit("--via ros: fastv is not available through the policy node")
+    params = prune_parameters(configs)
+    seeds = [args.seed + i for i in range(args.episodes)]
+    env = dict(os.environ)
+    env.setdefault("ROS_DOMAIN_ID", str(50 + os.getpid() % 50))
+    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
+    procs = [_start(cmd, env) for cmd in _node_commands(args)]
+    rclpy.init()
+    monitor = EvalMonitor(procs)
+    runs = {c: ConfigRun(c, dict(CONFIGS[c][0])) for c in configs}
+    start = time.monotonic()
+    try:
+        # both services answer once the sim runs and the node has loaded its model
+        monitor.call(Trigger, f"{BRIDGE}/reset", Trigger.Request(), startup_timeout)
+        monitor.call(SetBool, f"{POLICY}/enable", SetBool.Request(data=False), startup_timeout)
+        for i, seed in enumerate(seeds):
+            for config in configs:
+                try:
+                    rec = ros_episode(monitor, config, params[config], seed, args.horizon,
+                                      runs[config])
+                except ServiceError as exc:  # this episode fails; a dead node ends the run
+                    rec = EpisodeRecord(seed=seed, error=str(exc))
+                    runs[config].episodes.append(rec)
+                print(f"[{i + 1}/{len(seeds)}] seed {seed} {config} (ros): "
+                      f"{'success' if rec.success else rec.error or 'failure'} after "
+                      f"{rec.steps} ticks, {rec.policy_steps} policy steps", flush=True)
+    finally:
+        monitor.destroy_node()
+        rclpy.shutdown()
+        codes = [_stop(p) for p in reversed(procs)]
+    host = machine(args.threads, args.device, args.dtype)
+    meta = run_meta(args, seeds, time.monotonic() - start, host)
+    meta.update(notes=NOTES, node_exit_codes={"policy": codes[0], "sim": codes[1]},
+                configs_skipped=[c for c in args.configs if c not in configs])
+    return summarize(runs, meta, [])

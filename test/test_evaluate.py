@@ -1,0 +1,228 @@
+"""specprune-eval: statistics against known values, the in-process runner on the tiny preset
+(short episodes of the real simulated task), fault handling, and the ROS runner across
+real node processes."""
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict, Iterator
+
+import numpy as np
+import pytest
+
+from ros_helpers import REPO, domain_id, ros_environment
+from specprune import ActionChunk, NonFiniteActionError, PruneConfig, load_policy
+from specprune_ros import evaluate
+from specprune_ros.eval_results import ConfigRun
+from specprune_ros.eval_stats import (mcnemar_exact_p, paired_comparison,
+                                      paired_difference_interval, wilson_interval)
+from specprune_ros.sim_arm import SimArm, SimArmConfig
+
+TASK = "pick_color"
+EPISODES, HORIZON, SEED = 2, 12, 3
+CONFIG_KEYS = {"success_rate", "success_ci95", "episodes", "step_ms_mean", "step_ms_p95",
+               "kept_visual_tokens_mean", "action_l1_vs_unpruned", "fine_mode_fraction",
+               "per_episode"}
+
+
+# ------------------------------------------------------------------------------ statistics
+@pytest.mark.parametrize("wins, n, lo, hi", [
+    (0, 10, 0.0, 0.2775), (10, 10, 0.7225, 1.0), (5, 10, 0.2366, 0.7634),
+    (1, 1, 0.2065, 1.0), (81, 263, 0.2553, 0.3662)])
+def test_wilson_interval_matches_known_values(wins: int, n: int, lo: float, hi: float
+                                              ) -> None:
+    got = wilson_interval(wins, n)
+    assert got == pytest.approx((lo, hi), abs=1e-4)
+
+
+def test_wilson_interval_rejects_impossible_counts_and_is_vacuous_without_data() -> None:
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    with pytest.raises(ValueError, match="successes"):
+        wilson_interval(3, 2)
+
+
+def test_paired_comparison_counts_discordant_pairs_and_brackets_the_difference() -> None:
+    first = [True] * 8 + [True] * 5 + [False] * 4 + [False] * 9
+    second = [True] * 8 + [False] * 5 + [True] * 4 + [False] * 9
+    result = paired_comparison(first, second)
+    assert (result["both_success"], result["only_first"], result["only_second"],
+            result["both_failure"], result["episodes"]) == (8, 5, 4, 9, 26)
+    lo, hi = result["difference_ci95"]
+    assert result["difference"] == pytest.approx(1 / 26)
+    assert lo < result["difference"] < hi
+    # swapping the two sides mirrors the interval
+    assert paired_difference_interval(4, 5, 26) == pytest.approx((-hi, -lo))
+    # Agresti-Min by hand: b = 5.5, c = 4.5, n = 28
+    half = 1.959964 * math.sqrt(10 - 1 / 28) / 28
+    assert (lo, hi) == pytest.approx((1 / 28 - half, 1 / 28 + half), abs=1e-6)
+    # identical outcomes: no difference, yet an interval that reflects only n = 20 episodes
+    same = paired_comparison([True, False] * 10, [True, False] * 10)
+    assert same["difference"] == 0 and same["mcnemar_p"] == 1.0
+    assert same["difference_ci95"] == pytest.approx([-1.959964 / 22, 1.959964 / 22])
+    assert mcnemar_exact_p(0, 6) == pytest.approx(2 / 64)
+
+
+# ------------------------------------------------------------------------------ direct runner
+@pytest.fixture(scope="module")
+def direct(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Any]:
+    """One CLI run over every configuration: tiny preset, short episodes, JSON + PNG."""
+    out = tmp_path_factory.mktemp("eval")
+    code = evaluate.main(["--policy", "tiny", "--task", TASK, "--episodes", str(EPISODES),
+                          "--horizon", str(HORIZON), "--seed", str(SEED), "--threads", "1",
+                          "--hit-every", "1", "--json", str(out / "eval.json"),
+                          "--plot", str(out / "eval.png")])
+    assert code == 0
+    result = json.loads((out / "eval.json").read_text())
+    result["_png"] = out / "eval.png"
+    return result
+
+
+def test_json_has_every_configuration_with_sane_values(direct: Dict[str, Any]) -> None:
+    assert list(direct["configs"]) == list(evaluate.CONFIGS)
+    for name, c in direct["configs"].items():
+        assert CONFIG_KEYS <= set(c), name
+        assert c["episodes"] == EPISODES and 0.0 <= c["success_rate"] <= 1.0
+        lo, hi = c["success_ci95"]
+        assert 0.0 <= lo <= c["success_rate"] <= hi <= 1.0
+        assert 0 < c["step_ms_mean"] <= c["step_ms_p95"] < 60_000
+        assert 0 < c["kept_visual_tokens_mean"] <= c["visual_tokens_total"] == 512
+        assert 0.0 <= c["fine_mode_fraction"] <= 1.0
+        assert c["errors"] == 0, c["per_episode"]
+        for ep in c["per_episode"]:
+            assert 1 <= ep["steps"] <= HORIZON and ep["policy_steps"] >= 1
+            assert ep["instruction"].startswith("pick up the ")
+    assert direct["configs"]["unpruned"]["kept_visual_tokens_mean"] == 512
+    assert direct["configs"]["specprune"]["kept_visual_tokens_mean"] < 512
+    assert 0.0 <= direct["hit_rate_layers01_vs_last"] <= 1.0 and direct["hit_rate_samples"] > 0
+    assert direct["step_speedup_specprune_vs_unpruned"] > 0
+    assert direct["specprune_vs_unpruned"]["episodes"] == EPISODES
+    assert direct["machine"]["threads"] == 1 and direct["policy"] == "tiny"
+
+
+def test_every_configuration_runs_the_same_seeds_and_instructions(direct: Dict[str, Any]
+                                                                  ) -> None:
+    expected = [SEED + i for i in range(EPISODES)]
+    assert direct["seeds"] == expected
+    reference = direct["configs"]["unpruned"]["per_episode"]
+    for name, c in direct["configs"].items():
+        assert [e["seed"] for e in c["per_episode"]] == expected, name
+        assert [e["instruction"] for e in c["per_episode"]] == [
+            e["instruction"] for e in reference], name
+
+
+def test_action_deviation_is_zero_unpruned_and_measured_when_pruned(direct: Dict[str, Any]
+                                                                    ) -> None:
+    configs = direct["configs"]
+    assert configs["unpruned"]["action_l1_vs_unpruned"] == 0.0
+    for name in ("specprune", "fastv"):
+        c = configs[name]
+        assert c["action_l1_samples"] == c["policy_steps"] > 0
+        assert 0.0 < c["action_l1_vs_unpruned"] < 2.0
+    # FastV keeps SpecPrune's mean budget
+    assert configs["fastv"]["prune_config_changes"]["budget"] == round(
+        configs["specprune"]["kept_visual_tokens_mean"])
+
+
+def test_plot_is_a_png(direct: Dict[str, Any]) -> None:
+    assert direct["_png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ------------------------------------------------------------------------------ faults
+class _Raising:
+    """Wraps a policy: raises ``exc`` on its second step."""
+
+    def __init__(self, policy: Any, exc: Exception) -> None:
+        self._policy, self._exc, self.calls = policy, exc, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._policy, name)
+
+    def step(self, obs: Any) -> Any:
+        self.calls += 1
+        if self.calls == 2:
+            raise self._exc
+        return self._policy.step(obs)
+
+
+class _NaN(_Raising):
+    """Returns NaN actions on every step."""
+
+    def step(self, obs: Any) -> Any:
+        chunk, stats = self._policy.step(obs)
+        bad = np.full_like(chunk.actions, np.nan)
+        return ActionChunk(actions=bad, normalized=bad), stats
+
+
+@pytest.fixture(scope="module")
+def arm() -> Iterator[SimArm]:
+    sim = SimArm(SimArmConfig(task=TASK, horizon=HORIZON))
+    yield sim
+    sim.close()
+
+
+def test_exceptions_and_non_finite_actions_fail_the_episode_not_the_run(arm: SimArm) -> None:
+    base = load_policy("tiny", device="cpu", dtype="float32",
+                       prune_config=PruneConfig(enabled=False))
+    variants = evaluate.build_variants(base, ["unpruned", "specprune", "no_global"])
+    variants["specprune"].policy = _Raising(variants["specprune"].policy,
+                                            NonFiniteActionError("non-finite model output"))
+    variants["no_global"].policy = _NaN(variants["no_global"].policy, RuntimeError())
+    runner = evaluate.DirectRunner(arm, base, HORIZON, l1_every=0)
+    runs: Dict[str, ConfigRun] = evaluate.run_direct(variants, runner, [0, 1],
+                                                     progress=lambda line: None)
+    assert [e.error for e in runs["unpruned"].episodes] == [None, None]
+    raised = runs["specprune"].episodes
+    assert "NonFiniteActionError" in raised[0].error and not raised[0].success
+    assert raised[1].error is None  # the next episode runs normally
+    nan = runs["no_global"].episodes
+    assert all(not e.success and "non-finite" in e.error for e in nan)
+    assert all(e.steps == 0 for e in nan)  # nothing was executed
+
+
+def test_unknown_configuration_and_missing_policy_are_rejected(capsys) -> None:
+    with pytest.raises(SystemExit):
+        evaluate.parse_args(["--policy", "tiny", "--configs", "specprune,bogus"])
+    assert "bogus" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        evaluate.parse_args(["--policy", "/nonexistent/checkpoint"])
+    assert "neither a checkpoint folder nor a preset" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ ROS runner
+def test_ros_parameters_restore_every_field_another_configuration_changes() -> None:
+    from specprune_ros.eval_ros import prune_parameters
+
+    params = prune_parameters(["unpruned", "specprune", "no_local"])
+    keys = {k for p in params.values() for k in p}
+    assert all(set(p) == keys for p in params.values())
+    assert params["unpruned"]["prune.enabled"] is False
+    assert params["specprune"]["prune.enabled"] is True
+    assert params["specprune"]["prune.local_k_primary_coarse"] == 16
+    assert params["no_local"]["prune.local_k_wrist_fine"] == 0
+
+
+def test_ros_runner_gives_the_same_form_of_results(direct: Dict[str, Any],
+                                                   tmp_path: Path) -> None:
+    out = tmp_path / "ros.json"
+    env = ros_environment(tmp_path, domain_id(67))
+    cmd = [sys.executable, "-m", "specprune_ros.evaluate", "--via", "ros", "--policy", "tiny",
+           "--task", TASK, "--episodes", "2", "--horizon", "16", "--seed", str(SEED),
+           "--configs", "unpruned,specprune,fastv", "--threads", "1", "--json", str(out)]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["via"] == "ros" and result["configs_skipped"] == ["fastv"]
+    assert list(result["configs"]) == ["unpruned", "specprune"]
+    assert set(result) >= set(direct) - {"_png"}
+    for name, c in result["configs"].items():
+        assert set(c) == set(direct["configs"][name]), name
+        assert [e["seed"] for e in c["per_episode"]] == [SEED, SEED + 1]
+        assert all(1 <= e["steps"] <= 16 for e in c["per_episode"]), c["per_episode"]
+        assert c["errors"] == 0, c["per_episode"]
+        assert c["policy_steps"] >= 1 and math.isfinite(c["step_ms_mean"])
+    assert result["configs"]["unpruned"]["kept_visual_tokens_mean"] == 512
+    assert result["configs"]["specprune"]["kept_visual_tokens_mean"] < 512
+    assert result["configs"]["unpruned"]["action_l1_vs_unpruned"] == 0.0
+    assert result["configs"]["specprune"]["action_l1_vs_unpruned"] is None
+    assert result["node_exit_codes"] == {"policy": 0, "sim": 0}
