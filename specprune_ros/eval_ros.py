@@ -34,7 +34,9 @@ import warnings
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import rclpy
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.task import Future
 
 from specprune_ros.demo import DemoMonitor, _start, _stop
@@ -46,7 +48,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)  # lark, pulled in by the msg packages
     from geometry_msgs.msg import PoseStamped
     from rcl_interfaces.srv import SetParameters
-    from std_msgs.msg import Bool
+    from std_msgs.msg import Bool, String
     from std_srvs.srv import SetBool, Trigger
 
 POLICY, BRIDGE = "/specprune_policy", "/specprune_sim_arm"
@@ -76,7 +78,13 @@ class EvalMonitor(DemoMonitor):
         self.poses = 0
         self.success_tick: Optional[int] = None
         self.horizon = 0
+        self.instruction = ""
         self._service_clients: Dict[str, Any] = {}
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                             reliability=ReliabilityPolicy.RELIABLE)
+        self.create_subscription(String, "/instruction", self._on_instruction, latched)
+        self._executor = SingleThreadedExecutor()
+        self._executor.add_node(self)
 
     @property
     def ticks(self) -> int:
@@ -91,6 +99,9 @@ class EvalMonitor(DemoMonitor):
         super()._on_pose(msg)
         if stamp_seconds(msg.header.stamp) >= self.since:
             self.poses += 1
+
+    def _on_instruction(self, msg: String) -> None:
+        self.instruction = msg.data
 
     def _on_success(self, msg: Bool) -> None:
         super()._on_success(msg)
@@ -110,7 +121,7 @@ class EvalMonitor(DemoMonitor):
                 raise RuntimeError(f"a node process exited (code {dead[0].returncode})")
             if time.monotonic() > end:
                 return False
-            rclpy.spin_once(self, timeout_sec=0.05)
+            self._executor.spin_once(timeout_sec=0.05)
         return True
 
     def call(self, srv_type: Any, name: str, request: Any, timeout: float = 60.0) -> Any:
@@ -141,6 +152,10 @@ class EvalMonitor(DemoMonitor):
 
     def enable(self, on: bool) -> None:
         self.call(SetBool, f"{POLICY}/enable", SetBool.Request(data=on))
+
+    def close(self) -> None:
+        self._executor.shutdown()
+        self.destroy_node()
 
 
 # ------------------------------------------------------------------------------ episodes
@@ -184,6 +199,7 @@ def ros_episode(monitor: EvalMonitor, config: str, params: Dict[str, Any], seed:
     done = monitor.spin_until(
         lambda: monitor.success_tick is not None or monitor.ticks >= horizon, limit)
     monitor.enable(False)
+    record.instruction = monitor.instruction
     record.success = monitor.success_tick is not None
     record.steps = monitor.success_tick if record.success else min(monitor.ticks, horizon)
     rows = list(monitor.watch.diagnostics)
@@ -244,7 +260,7 @@ def evaluate_ros(args: argparse.Namespace, startup_timeout: float = 300.0) -> Di
                       f"{'success' if rec.success else rec.error or 'failure'} after "
                       f"{rec.steps} ticks, {rec.policy_steps} policy steps", flush=True)
     finally:
-        monitor.destroy_node()
+        monitor.close()
         rclpy.shutdown()
         codes = [_stop(p) for p in reversed(procs)]
     host = machine(args.threads, args.device, args.dtype)

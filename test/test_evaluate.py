@@ -218,6 +218,8 @@ def test_ros_runner_gives_the_same_form_of_results(direct: Dict[str, Any],
     for name, c in result["configs"].items():
         assert set(c) == set(direct["configs"][name]), name
         assert [e["seed"] for e in c["per_episode"]] == [SEED, SEED + 1]
+        assert [e["instruction"] for e in c["per_episode"]] == [  # the same episodes
+            e["instruction"] for e in direct["configs"][name]["per_episode"]]
         assert all(1 <= e["steps"] <= 16 for e in c["per_episode"]), c["per_episode"]
         assert c["errors"] == 0, c["per_episode"]
         assert c["policy_steps"] >= 1 and math.isfinite(c["step_ms_mean"])
