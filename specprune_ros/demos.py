@@ -14,7 +14,8 @@ File layout (robomimic's)::
     /data                       attrs env_args (JSON), total
     /data/demo_<i>              attrs num_samples, seed, instruction, success
     /data/demo_<i>/actions      (T, 7) float32
-    /data/demo_<i>/obs/<camera>_image  (T, 224, 224, 3) uint8;  /obs/proprio (T, 8) float32
+    /data/demo_<i>/obs/<camera>_image  (T, 224, 224, 3) uint8
+    /data/demo_<i>/obs/proprio  (T, 8) float32, LIBERO order, pose in the robot base frame
 """
 from __future__ import annotations
 
@@ -90,7 +91,7 @@ def record_episode(arm: SimArm, seed: int, config: RecordConfig) -> Optional[Dic
         label = expert.act(obs)
         for cam in arm.config.cameras:
             images[cam].append(obs.images[cam])
-        proprio.append(obs.proprio_libero())
+        proprio.append(obs.proprio_in_base())
         actions.append(label)
         executed = label.copy()
         executed[:3] += rng.normal(scale=std, size=3)
@@ -179,7 +180,8 @@ def record(out: str, episodes: int, seed: int, config: RecordConfig, workers: in
     arm_cfg = SimArmConfig(task=config.task, horizon=config.horizon)
     env_args = {"task": config.task, "camera_size": arm_cfg.camera_size,
                 "control_rate_hz": arm_cfg.control_rate_hz, "cameras": list(arm_cfg.cameras),
-                "action_dim": ACTION_DIM, "recorder": asdict(config), "first_seed": seed}
+                "action_dim": ACTION_DIM, "proprio_frame": "base", "recorder": asdict(config),
+                "first_seed": seed}
     writer = DemoWriter(out, env_args)
     tried, start = 0, time.perf_counter()
     next_seed = seed

@@ -9,10 +9,11 @@ instruction), and writes JSON + a table (+ a PNG with ``--plot``)::
     python -m specprune_ros.evaluate --policy tiny --episodes 2 --horizon 20 --json /tmp/e.json
 
 ``--via direct`` (default) runs in-process: per policy step the cameras are rendered
-(``arm.observe()``), the policy sees both views, the instruction, the LIBERO proprio and the
-end-effector motion measured the way the policy node measures it (finite difference of the
-base-frame pose over the last control tick), and the whole chunk is executed open loop
-without rendering (OpenVLA-OFT executes all 8 actions on LIBERO). Episodes are run
+(``arm.observe()``), the policy sees both views, the instruction, the LIBERO proprio (in the
+base frame, as the node builds it) and the end-effector motion measured the way the policy
+node measures it (finite difference of the base-frame pose over the last control tick), and
+the whole chunk is executed open loop without rendering (OpenVLA-OFT executes all 8 actions
+on LIBERO). Episodes are run
 seed-major (every configuration on seed s, then on s + 1...) so that slow drifts of the
 machine's load hit all configurations alike. One model is loaded; every configuration
 shares its weights. ``--via ros``: see specprune_ros/eval_ros.py.
@@ -88,7 +89,7 @@ def observation(obs: SimObservation, instruction: str,
                 motion: Optional[EEMotion]) -> Observation:
     """The policy input of a rendered SimObservation."""
     return Observation(images=[obs.images[v] for v in VIEWS], instruction=instruction,
-                       proprio=obs.proprio_libero(), ee_motion=motion, stamp=obs.sim_time)
+                       proprio=obs.proprio_in_base(), ee_motion=motion, stamp=obs.sim_time)
 
 
 def _add_pose(motion: MotionEstimator, obs: SimObservation) -> None:

@@ -177,6 +177,13 @@ class SimObservation:
             [self.eef_pos, quat_to_axis_angle(self.eef_quat), self.gripper_qpos]).astype(
                 np.float64)
 
+    def proprio_in_base(self) -> np.ndarray:
+        """(8,) LIBERO-ordered state with the pose in the robot base frame, as a real arm (and
+        the policy node, from its ee_pose topic) reports it: eef pos, axis-angle, fingers."""
+        pos, quat = self.eef_pose_in_base()
+        return np.concatenate([pos, quat_to_axis_angle(quat), self.gripper_qpos]).astype(
+            np.float64)
+
     def eef_pose_in_base(self) -> Tuple[np.ndarray, np.ndarray]:
         """End-effector (position (3,), quaternion (x, y, z, w)) in the robot base frame."""
         inv = _quat_conj(self.base_quat)
