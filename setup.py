@@ -26,6 +26,7 @@ setup(
             "specprune_policy = specprune_ros.policy_node:main",
             "specprune_sim_arm = specprune_ros.sim_bridge_node:main",
             "specprune-bench = specprune.bench:main",
+            "specprune-train = specprune.training:main",
             "specprune-demo = specprune_ros.demo:main",
             "specprune-eval = specprune_ros.evaluate:main",
             "specprune-demos = specprune_ros.demos:main",
