@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import save_checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint
 from .decoder import run_decoder
 from .demo_dataset import Demos, dataset_statistics, read_demos
 from .loading import resolve_device
@@ -62,6 +62,10 @@ class TrainConfig:
     demos: str = _spec("", "Demonstration HDF5 (robomimic-style, see demo_dataset.py).")
     out: str = _spec("", "Checkpoint folder to write (released OpenVLA-OFT layout).")
     preset: str = _spec("sim-small", "Architecture preset (specprune.presets).")
+    init: str = _spec(
+        "", "Checkpoint folder to start from (warm start; same preset). Empty: random init. "
+        "The optimiser state and schedule start afresh; statistics are recomputed from the "
+        "demos (the same for the same file, seed and val_demos).")
     steps: Optional[int] = _spec(
         None, "Optimiser steps; fixes the LR schedule, so the run is reproducible. None: "
         "derived from --minutes after calibration_steps timed steps.", 1, 10**7, int)
@@ -318,6 +322,8 @@ def prepare(cfg: TrainConfig, log: Log) -> Tuple[Run, Any]:
     tokenizer = build_tokenizer()
     lay = LAYOUTS["libero"]
     model = OpenVLAOFT(preset_config(cfg.preset, len(tokenizer), empty_token_id(tokenizer)))
+    if cfg.init:
+        _warm_start(model, cfg.init, log)
     start = time.perf_counter()
     demos = read_demos(cfg.demos, lay.chunk, lay.action_dim, lay.proprio_dim,
                        model.cfg.image_size)
@@ -333,6 +339,17 @@ def prepare(cfg: TrainConfig, log: Log) -> Tuple[Run, Any]:
     log(f"{cfg.preset}: {params / 1e6:.2f} M parameters; {len(train_demos)} train demos "
         f"({len(train_s)} samples), {len(val_demos)} held out ({len(val_s)} samples)")
     return Run(model, data, stats, train_s, val_s), tokenizer
+
+
+def _warm_start(model: OpenVLAOFT, folder: str, log: Log) -> None:
+    """Copy every weight of a checkpoint folder into ``model`` (ValueError on a mismatch)."""
+    source, _, _, _ = load_checkpoint(folder)
+    try:
+        model.load_state_dict(source.state_dict())
+    except RuntimeError as err:
+        raise ValueError(f"TrainConfig.init={folder!r} does not match the preset: {err}") \
+            from err
+    log(f"warm start from {folder}")
 
 
 def train(cfg: TrainConfig, log: Optional[Log] = None) -> Run:

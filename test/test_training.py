@@ -199,3 +199,31 @@ def test_wrong_image_shape_is_named(tmp_path):
 def test_too_many_held_out_demos_is_an_error(demo_file, tmp_path):
     with pytest.raises(ValueError, match="val_demos=3 leaves no training demo"):
         train(tiny_config(demo_file, tmp_path, val_demos=3), log=lambda line: None)
+
+
+def test_the_training_command_runs_a_few_steps_of_the_shipped_size(demo_file, tmp_path,
+                                                                   capsys):
+    """What CI runs of ``python -m specprune.training``: the sim-small preset, 2 steps."""
+    out = tmp_path / "sim_small"
+    assert main(["--demos", demo_file, "--out", str(out), "--preset", "sim-small",
+                 "--steps", "2", "--batch-size", "2", "--val-demos", "1",
+                 "--warmup-steps", "1", "--threads", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "sim-small: 2.01 M parameters" in printed and "step 2/2 loss" in printed
+    policy = load_policy(str(out), device="cpu")
+    assert policy.model.cfg.image_size == 224
+    assert policy.model.vision_backbone.num_patches == 256  # 2 views x 16 x 16 kept
+    assert len(policy.model.decoder.layers) == 6
+
+
+def test_warm_start_copies_every_weight_and_rejects_another_preset(trained, demo_file,
+                                                                   tmp_path, one_thread):
+    run, folder, _ = trained
+    lines = []
+    warm, _ = prepare(tiny_config(demo_file, tmp_path / "warm", init=folder), lines.append)
+    assert f"warm start from {folder}" in lines
+    for (name, a), b in zip(run.model.state_dict().items(), warm.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    with pytest.raises(ValueError, match="does not match the preset"):
+        prepare(tiny_config(demo_file, tmp_path / "bad", init=folder, preset="sim-small"),
+                lambda line: None)
