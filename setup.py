@@ -14,6 +14,8 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        # the trained pick_color policy (checkpoint folder), default of sim_policy.launch.py
+        (f"share/{PACKAGE}/checkpoints/pick_color", glob("checkpoints/pick_color/*")),
     ],
     install_requires=["setuptools"],
     zip_safe=True,

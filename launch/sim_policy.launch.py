@@ -1,5 +1,6 @@
-"""Launch the simulated Panda (robosuite Lift) bridge and the SpecPrune policy node.
+"""Launch the simulated Panda (pick_color task) bridge and the SpecPrune policy node.
 
+    ros2 launch specprune_ros sim_policy.launch.py   # the shipped pick_color checkpoint
     ros2 launch specprune_ros sim_policy.launch.py model:=tiny
 
 The bridge publishes the topics policy.launch.py expects by default and executes the
@@ -33,7 +34,8 @@ def generate_launch_description() -> LaunchDescription:
                           "device": LaunchConfiguration("device")}.items(),
     )
     return LaunchDescription([
-        DeclareLaunchArgument("model", default_value="oft-cpu",
+        DeclareLaunchArgument("model",
+                              default_value=os.path.join(share, "checkpoints", "pick_color"),
                               description="preset name or OpenVLA-OFT checkpoint folder"),
         DeclareLaunchArgument("device", default_value="auto",
                               description="torch device: auto, cpu, cuda or cuda:N"),

@@ -1,19 +1,21 @@
-"""The main job: the simulated arm and the policy node as two processes, one short episode.
+"""The main job: the simulated arm and the policy node as two processes, a few episodes.
 
-Starts ``specprune_sim_arm`` and ``specprune_policy`` (the same parameter files the launch
-files use), watches what crosses the wire (chunks, diagnostics, the end-effector pose),
-runs part of the episode with SpecPrune and part unpruned (switched live through the
-node's set_parameters service, as ``ros2 param set`` does), and prints a summary.
+Starts ``specprune_sim_arm`` (task pick_color) and ``specprune_policy`` with the shipped
+checkpoint (the same parameter files the launch files use) and runs the same seeded
+episodes unpruned and with SpecPrune, switching the node's ``prune.*`` parameters live
+through its set_parameters service (what ``ros2 param set`` does) and resetting the arm
+through its ~/reset service (``specprune_ros.eval_ros``). Prints, per episode, the
+instruction and whether the arm did it, then latency and tokens kept per configuration.
+``DemoMonitor`` (what crosses the wire) is shared with the ROS evaluation.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import signal
-import statistics
+import json
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
@@ -100,82 +102,63 @@ def _stop(proc: subprocess.Popen, timeout: float = 20.0) -> int:
     return proc.returncode
 
 
-def _spin_until(node: DemoMonitor, done, timeout: float, procs) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        rclpy.spin_once(node, timeout_sec=0.1)
-        if done():
-            return True
-        if any(p.poll() is not None for p in procs):
-            return False
-    return False
+DEFAULT_MODEL = os.path.join(ROOT, "checkpoints", "pick_color")
 
 
-def _median(rows: List[Dict[str, str]], key: str) -> float:
-    vals = [float(r[key]) for r in rows if key in r and r[key] not in ("", "nan")]
-    return statistics.median(vals) if vals else float("nan")
-
-
-def _summary(pruned: List[Dict[str, str]], unpruned: List[Dict[str, str]], watch: Watch,
-             seconds: float) -> str:
-    modes = [r.get("mode", "?") for r in pruned]
-    switches = sum(1 for a, b in zip(modes, modes[1:]) if a != b)
-    moved = 0.0
-    if watch.first_pose and watch.last_pose:
-        moved = sum((a - b) ** 2 for a, b in zip(watch.first_pose, watch.last_pose)) ** 0.5
-    step_p, step_u = _median(pruned, "step_ms"), _median(unpruned, "step_ms")
-    return "\n".join([
-        f"episode: {seconds:.0f} s wall, {watch.chunks} chunks published, "
-        f"{len(pruned) + len(unpruned)} policy steps reported",
-        f"median step latency: SpecPrune {step_p:.0f} ms, unpruned {step_u:.0f} ms "
-        f"({step_u / step_p:.2f}x)" if pruned and unpruned else "median step latency: n/a",
-        f"median LLM latency: SpecPrune {_median(pruned, 'llm_ms'):.0f} ms, "
-        f"unpruned {_median(unpruned, 'llm_ms'):.0f} ms",
-        f"visual tokens kept (SpecPrune, median): {_median(pruned, 'kept_visual_tokens'):.0f}"
-        f" of {_median(pruned, 'visual_tokens_total'):.0f}",
-        f"node overhead (image received -> chunk published, model excluded, median): "
-        f"{_median(pruned + unpruned, 'node_overhead_ms'):.1f} ms",
-        f"controller modes seen: {sorted(set(modes))}, mode switches: {switches}",
-        f"end effector moved {100 * moved:.1f} cm; task success reported: {watch.success}",
-    ])
+def _summary(result: Dict) -> str:
+    """What a user wants to see after the episodes: success and latency per configuration."""
+    lines = []
+    configs = result["configs"]
+    for name, row in configs.items():
+        ok = [e for e in row["per_episode"] if e["success"]]
+        lines.append(f"{name}: {len(ok)}/{row['episodes']} episodes succeeded; "
+                     f"step latency mean {row['step_ms_mean'] or float('nan'):.0f} ms, "
+                     f"visual tokens kept {row['kept_visual_tokens_mean'] or float('nan'):.0f}"
+                     f" of {row['visual_tokens_total']}")
+        for e in row["per_episode"]:
+            outcome = f"done after {e['steps']} ticks" if e["success"] else (
+                e["error"] or f"not done in {e['steps']} ticks")
+            lines.append(f"  seed {e['seed']}: '{e['instruction']}': {outcome}")
+    if "specprune" in configs and "unpruned" in configs:
+        pruned, full = configs["specprune"]["step_ms_mean"], configs["unpruned"]["step_ms_mean"]
+        if pruned and full:
+            host = result["machine"]
+            lines.append(f"step speedup SpecPrune vs unpruned: {full / pruned:.2f}x "
+                         f"({host['processor']}, {host['threads']} threads)")
+    return "\n".join(lines)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="oft-cpu", help="preset or checkpoint folder")
-    parser.add_argument("--pruned-steps", type=int, default=10)
-    parser.add_argument("--unpruned-steps", type=int, default=4)
-    parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help="checkpoint folder or preset (default: the shipped checkpoint)")
+    parser.add_argument("--episodes", type=int, default=3, help="episodes per configuration")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="first episode's seed (default: specprune-eval's, past the "
+                             "demonstrations' seeds)")
+    parser.add_argument("--horizon", type=int, default=150, help="control ticks per episode")
+    parser.add_argument("--json", default="", help="also write the evaluation JSON here")
     args = parser.parse_args(argv)
-    env = dict(os.environ)
-    env.setdefault("ROS_DOMAIN_ID", str(50 + os.getpid() % 50))
-    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
-    bridge = _start(["specprune_ros.sim_bridge_node", "--ros-args", "--params-file",
-                     "config/sim_arm.yaml"], env)
-    policy = _start(["specprune_ros.policy_node", "--ros-args", "--params-file",
-                     "config/policy.yaml", "-p", f"model:={args.model}"], env)
-    rclpy.init()
-    node = DemoMonitor("/specprune/action_chunk")
-    start = time.monotonic()
-    try:
-        procs = (bridge, policy)
-        ok = _spin_until(node, lambda: len(node.watch.diagnostics) >= args.pruned_steps,
-                         args.timeout, procs)
-        pruned = list(node.watch.diagnostics)
-        unpruned: List[Dict[str, str]] = []
-        if ok and node.set_bool("prune.enabled", False):
-            node.watch.diagnostics.clear()
-            _spin_until(node, lambda: len(node.watch.diagnostics) >= args.unpruned_steps + 1,
-                        args.timeout, procs)
-            unpruned = node.watch.diagnostics[1:]  # the first may predate the switch
-        print(_summary(pruned, unpruned, node.watch, time.monotonic() - start))
-        return 0 if ok and node.watch.chunks > 0 else 1
-    finally:
-        node.destroy_node()
-        rclpy.shutdown()
-        codes = [_stop(policy), _stop(bridge)]
-        print(f"processes stopped (exit codes policy={codes[0]}, sim={codes[1]})")
+    from specprune_ros.eval_results import format_table
+    from specprune_ros.eval_ros import evaluate_ros
+    from specprune_ros.evaluate import EVAL_SEED
+    from specprune_ros.evaluate import parse_args as evaluation_args
+
+    seed = EVAL_SEED if args.seed is None else args.seed
+    eval_args = evaluation_args([
+        "--via", "ros", "--policy", args.model, "--configs", "unpruned,specprune",
+        "--episodes", str(args.episodes), "--seed", str(seed), "--horizon", str(args.horizon)])
+    result = evaluate_ros(eval_args)
+    print(format_table(result))
+    print(_summary(result))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=2)
+    errors = sum(row["errors"] for row in result["configs"].values())
+    codes = result.get("node_exit_codes", {})
+    print(f"processes stopped (exit codes policy={codes.get('policy')}, "
+          f"sim={codes.get('sim')}); {errors} episode errors")
+    return 0 if errors == 0 and not any(codes.values()) else 1
 
 
 if __name__ == "__main__":

@@ -87,9 +87,10 @@ def _topic(name: str, default: str, what: str) -> ParamSpec:
 
 
 PARAMS: Tuple[ParamSpec, ...] = (
-    ParamSpec("task", "lift", "Simulated task (specprune_ros.sim_arm.TASKS)."),
+    ParamSpec("task", "pick_color", "Simulated task (specprune_ros.sim_arm.TASKS): pick_color "
+              "names one of three cubes per episode; lift has one red cube."),
     ParamSpec("instruction", "", "Language instruction published on instruction_topic; "
-              "empty: the task's own (lift: 'pick up the red cube').", read_only=False),
+              "empty: the episode's own (e.g. 'pick up the green cube').", read_only=False),
     ParamSpec("seed", 0, "Seed of the first episode; episode k uses seed + k; -1: random.",
               int_range=(-1, 2**31 - 1)),
     ParamSpec("reset_seed", -1, "Seed of every episode started from now on (by ~/reset or "
