@@ -96,6 +96,9 @@ def test_json_has_every_configuration_with_sane_values(direct: Dict[str, Any]) -
     assert direct["configs"]["specprune"]["kept_visual_tokens_mean"] < 512
     assert 0.0 <= direct["hit_rate_layers01_vs_last"] <= 1.0 and direct["hit_rate_samples"] > 0
     assert direct["step_speedup_specprune_vs_unpruned"] > 0
+    median = direct["step_speedup_median_specprune_vs_unpruned"]
+    assert median == pytest.approx(direct["configs"]["unpruned"]["step_ms_median"]
+                                   / direct["configs"]["specprune"]["step_ms_median"])
     assert direct["specprune_vs_unpruned"]["episodes"] == EPISODES
     assert direct["machine"]["threads"] == 1 and direct["policy"] == "tiny"
 
