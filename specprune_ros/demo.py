@@ -6,102 +6,16 @@ episodes unpruned and with SpecPrune, switching the node's ``prune.*`` parameter
 through its set_parameters service (what ``ros2 param set`` does) and resetting the arm
 through its ~/reset service (``specprune_ros.eval_ros``). Prints, per episode, the
 instruction and whether the arm did it, then latency and tokens kept per configuration.
-``DemoMonitor`` (what crosses the wire) is shared with the ROS evaluation.
 """
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import json
-import subprocess
+import os
 import sys
-from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-import rclpy
-from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import PoseStamped
-from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
-from rcl_interfaces.srv import SetParameters
-from rclpy.node import Node
-from std_msgs.msg import Bool
-from trajectory_msgs.msg import JointTrajectory
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@dataclass
-class Watch:
-    """What the demo saw on the wire."""
-
-    chunks: int = 0
-    diagnostics: List[Dict[str, str]] = field(default_factory=list)
-    first_pose: Optional[tuple] = None
-    last_pose: Optional[tuple] = None
-    success: bool = False
-
-
-class DemoMonitor(Node):
-    def __init__(self, chunk_topic: str) -> None:
-        super().__init__("specprune_demo_monitor")
-        self.watch = Watch()
-        self._last_steps = 0
-        self.create_subscription(JointTrajectory, chunk_topic, self._on_chunk, 10)
-        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
-        self.create_subscription(PoseStamped, "/ee_pose", self._on_pose, 10)
-        self.create_subscription(Bool, "/task_success", self._on_success, 10)
-        self.params = self.create_client(SetParameters, "/specprune_policy/set_parameters")
-
-    def _on_chunk(self, msg: JointTrajectory) -> None:
-        self.watch.chunks += 1
-
-    def _on_diag(self, msg: DiagnosticArray) -> None:
-        """Keep one row per policy step (the node also sends heartbeats and faults)."""
-        for status in msg.status:
-            if "specprune_policy" not in status.name:
-                continue
-            values = {kv.key: kv.value for kv in status.values}
-            steps = int(values.get("steps", "0"))
-            if "step_ms" in values and steps > self._last_steps:
-                self._last_steps = steps
-                self.watch.diagnostics.append(values)
-
-    def _on_pose(self, msg: PoseStamped) -> None:
-        p = msg.pose.position
-        self.watch.last_pose = (p.x, p.y, p.z)
-        if self.watch.first_pose is None:
-            self.watch.first_pose = self.watch.last_pose
-
-    def _on_success(self, msg: Bool) -> None:
-        self.watch.success = self.watch.success or bool(msg.data)
-
-    def set_bool(self, name: str, value: bool, timeout: float = 10.0) -> bool:
-        if not self.params.wait_for_service(timeout_sec=timeout):
-            return False
-        req = SetParameters.Request()
-        req.parameters = [Parameter(name=name, value=ParameterValue(
-            type=ParameterType.PARAMETER_BOOL, bool_value=value))]
-        future = self.params.call_async(req)
-        rclpy.spin_until_future_complete(self, future, timeout_sec=timeout)
-        return bool(future.result() and future.result().results[0].successful)
-
-
-def _start(args: List[str], env: Dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, env=env)
-
-
-def _stop(proc: subprocess.Popen, timeout: float = 20.0) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            return proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.terminate()
-            return proc.wait(timeout)
-    return proc.returncode
-
-
 DEFAULT_MODEL = os.path.join(ROOT, "checkpoints", "pick_color")
 
 

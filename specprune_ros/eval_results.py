@@ -67,7 +67,9 @@ def config_summary(run: ConfigRun) -> Dict[str, Any]:
     lo, hi = wilson_interval(wins, n)
     step = latency_summary([s.step_ms for s in run.steps])
     llm = [s.llm_ms for s in run.steps if math.isfinite(s.llm_ms)]
-    l1 = [s.action_l1 for s in run.steps if s.action_l1 is not None]
+    # the unpruned configuration is the reference itself: zero deviation on every step
+    l1 = ([0.0] * len(run.steps) if run.name == UNPRUNED
+          else [s.action_l1 for s in run.steps if s.action_l1 is not None])
     ticks = [e.steps for e in run.episodes if e.success]
     return {
         "success_rate": wins / n if n else 0.0,

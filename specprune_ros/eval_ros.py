@@ -1,7 +1,7 @@
 """``specprune-eval --via ros``: the paired episodes through the real node processes.
 
-Starts ``specprune_sim_arm`` and ``specprune_policy`` as demo.py does (same parameter
-files, same helpers), then for every seed and configuration: stops chunk publishing
+Starts ``specprune_sim_arm`` and ``specprune_policy`` with the launch files' parameter
+files, then for every seed and configuration: stops chunk publishing
 (``~/enable``), sets the configuration's ``prune.*`` parameters through the node's
 set_parameters service (what ``ros2 param set`` does), resets the policy (``~/reset``),
 sets the bridge's ``reset_seed`` and calls its ``~/reset`` (same cube placement and
@@ -29,30 +29,35 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
+import subprocess
+import sys
 import time
 import warnings
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.task import Future
 
-from specprune_ros.demo import DemoMonitor, _start, _stop
-from specprune_ros.eval_results import (FASTV, UNPRUNED, ConfigRun, EpisodeRecord,
+from specprune_ros.eval_results import (FASTV, ConfigRun, EpisodeRecord,
                                         StepRecord, summarize)
+from specprune_ros.policy_node import DIAG_NAME
 from specprune_ros.tf_motion import stamp_seconds
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)  # lark, pulled in by the msg packages
+    from diagnostic_msgs.msg import DiagnosticArray
     from geometry_msgs.msg import PoseStamped
     from rcl_interfaces.srv import SetParameters
     from std_msgs.msg import Bool, String
     from std_srvs.srv import SetBool, Trigger
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 POLICY, BRIDGE = "/specprune_policy", "/specprune_sim_arm"
-CHUNK_TOPIC = "/specprune/action_chunk"
 CONTROL_RATE_HZ = 20.0  # config/sim_arm.yaml
 CHUNK = 8  # LIBERO layout
 NOTES = [
@@ -67,22 +72,27 @@ class ServiceError(RuntimeError):
     """A service of a node did not answer or refused: the episode cannot run."""
 
 
-class EvalMonitor(DemoMonitor):
-    """DemoMonitor (chunks, diagnostics rows, pose, success) plus episode bookkeeping and
-    service calls."""
+class EvalMonitor(Node):
+    """What crosses the wire during an episode (poses, success, the policy's diagnostics
+    rows, the instruction) and the service calls that drive the episodes."""
 
     def __init__(self, procs: Sequence[Any]) -> None:
-        super().__init__(CHUNK_TOPIC)
+        super().__init__("specprune_eval_monitor")
         self.procs = procs
         self.since = math.inf  # poses stamped at or after this belong to the episode
         self.poses = 0
         self.success_tick: Optional[int] = None
         self.horizon = 0
         self.instruction = ""
+        self.diagnostics: List[Dict[str, str]] = []  # one row per policy step
+        self._last_steps = 0
         self._service_clients: Dict[str, Any] = {}
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
                              reliability=ReliabilityPolicy.RELIABLE)
         self.create_subscription(String, "/instruction", self._on_instruction, latched)
+        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
+        self.create_subscription(PoseStamped, "/ee_pose", self._on_pose, 10)
+        self.create_subscription(Bool, "/task_success", self._on_success, 10)
         self._executor = SingleThreadedExecutor()
         self._executor.add_node(self)
 
@@ -95,8 +105,18 @@ class EvalMonitor(DemoMonitor):
         self.since, self.horizon = since, horizon
         self.poses, self.success_tick = 0, None
 
+    def _on_diag(self, msg: DiagnosticArray) -> None:
+        """Keep one row per policy step (the node also sends heartbeats and faults)."""
+        for status in msg.status:
+            if status.name != DIAG_NAME:
+                continue
+            values = {kv.key: kv.value for kv in status.values}
+            steps = int(values.get("steps", "0"))
+            if "step_ms" in values and steps > self._last_steps:
+                self._last_steps = steps
+                self.diagnostics.append(values)
+
     def _on_pose(self, msg: PoseStamped) -> None:
-        super()._on_pose(msg)
         if stamp_seconds(msg.header.stamp) >= self.since:
             self.poses += 1
 
@@ -104,7 +124,6 @@ class EvalMonitor(DemoMonitor):
         self.instruction = msg.data
 
     def _on_success(self, msg: Bool) -> None:
-        super()._on_success(msg)
         if msg.data and self.success_tick is None and 1 <= self.ticks <= self.horizon:
             self.success_tick = self.ticks
 
@@ -183,9 +202,9 @@ def _step_record(row: Dict[str, str]) -> StepRecord:
                       mode=row.get("mode", ""))
 
 
-def ros_episode(monitor: EvalMonitor, config: str, params: Dict[str, Any], seed: int,
-                horizon: int, run: ConfigRun) -> EpisodeRecord:
-    """One episode of ``config`` on ``seed`` through the nodes."""
+def ros_episode(monitor: EvalMonitor, params: Dict[str, Any], seed: int, horizon: int,
+                run: ConfigRun) -> EpisodeRecord:
+    """One episode on ``seed`` through the nodes, with the ``prune.*`` values ``params``."""
     record = EpisodeRecord(seed=seed)
     monitor.enable(False)
     monitor.set_parameters(POLICY, params)
@@ -193,7 +212,7 @@ def ros_episode(monitor: EvalMonitor, config: str, params: Dict[str, Any], seed:
     monitor.set_parameters(BRIDGE, {"reset_seed": seed})
     monitor.begin(monitor.now(), horizon)
     monitor.trigger(f"{BRIDGE}/reset")
-    monitor.watch.diagnostics.clear()
+    monitor.diagnostics.clear()
     monitor.enable(True)
     limit = horizon / CONTROL_RATE_HZ * 6.0 + 60.0  # a bridge far behind wall time
     done = monitor.spin_until(
@@ -202,16 +221,30 @@ def ros_episode(monitor: EvalMonitor, config: str, params: Dict[str, Any], seed:
     record.instruction = monitor.instruction
     record.success = monitor.success_tick is not None
     record.steps = monitor.success_tick if record.success else min(monitor.ticks, horizon)
-    rows = list(monitor.watch.diagnostics)
+    rows = list(monitor.diagnostics)
     record.policy_steps = len(rows)
     if not done:
         record.error = f"timeout: {monitor.ticks} ticks in {limit:.0f} s"
-    for row in rows:
-        step = _step_record(row)
-        step.action_l1 = 0.0 if config == UNPRUNED else None
-        run.steps.append(step)
+    run.steps.extend(_step_record(row) for row in rows)
     run.episodes.append(record)
     return record
+
+
+def _start(module_args: List[str], env: Dict[str, str]) -> subprocess.Popen:
+    """``python -m <module> <args>`` in the repository root."""
+    return subprocess.Popen([sys.executable, "-m", *module_args], cwd=ROOT, env=env)
+
+
+def _stop(proc: subprocess.Popen, timeout: float = 20.0) -> int:
+    """SIGINT (the nodes' ordered shutdown), SIGTERM after ``timeout``; the exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            return proc.wait(timeout)
+    return proc.returncode
 
 
 def _node_commands(args: argparse.Namespace) -> List[List[str]]:
@@ -251,8 +284,7 @@ def evaluate_ros(args: argparse.Namespace, startup_timeout: float = 300.0) -> Di
         for i, seed in enumerate(seeds):
             for config in configs:
                 try:
-                    rec = ros_episode(monitor, config, params[config], seed, args.horizon,
-                                      runs[config])
+                    rec = ros_episode(monitor, params[config], seed, args.horizon, runs[config])
                 except ServiceError as exc:  # this episode fails; a dead node ends the run
                     rec = EpisodeRecord(seed=seed, error=str(exc))
                     runs[config].episodes.append(rec)

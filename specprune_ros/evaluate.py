@@ -166,9 +166,7 @@ class DirectRunner:
         record = StepRecord(step_ms=wall_ms, llm_ms=stats.llm_ms,
                             kept_visual_tokens=stats.kept_visual_tokens,
                             visual_tokens_total=stats.visual_tokens_total, mode=stats.mode)
-        if variant.name == UNPRUNED:
-            record.action_l1 = 0.0  # the reference itself, on the same observation
-        elif self.l1_every and index % self.l1_every == 0:
+        if variant.name != UNPRUNED and self.l1_every and index % self.l1_every == 0:
             ref, _ = self.reference.step(inputs)
             record.action_l1 = float(np.abs(chunk.normalized - ref.normalized).mean())
         run.steps.append(record)
