@@ -20,13 +20,19 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
 
 
-def _spec(default: Any, doc: str, lo: Optional[float] = None, hi: Optional[float] = None,
-          live: bool = True) -> Any:
-    """A dataclass field with its documentation, range and liveness in metadata."""
-    meta = {"doc": doc, "min": lo, "max": hi, "live": live}
+def documented_field(default: Any, doc: str, lo: Optional[float] = None,
+                     hi: Optional[float] = None, **extra: Any) -> Any:
+    """A dataclass field with its documentation and range (plus ``extra``) in metadata."""
+    meta = {"doc": doc, "min": lo, "max": hi, **extra}
     if isinstance(default, (list, tuple)):
         return field(default_factory=lambda: tuple(default), metadata=meta)
     return field(default=default, metadata=meta)
+
+
+def _spec(default: Any, doc: str, lo: Optional[float] = None, hi: Optional[float] = None,
+          live: bool = True) -> Any:
+    """A PruneConfig field: documentation, range and liveness (settable on a running node)."""
+    return documented_field(default, doc, lo, hi, live=live)
 
 
 @dataclass(frozen=True)
@@ -184,31 +190,38 @@ def _coerce(name: str, value: Any) -> Any:
 def _validate(cfg: PruneConfig) -> None:
     for name, spec in field_specs().items():
         value = getattr(cfg, name)
-        _check_type(name, value, spec["type"])
-        _check_range(name, value, spec["min"], spec["max"])
+        check_value("PruneConfig", name, value, spec["type"], spec["min"], spec["max"])
     _check_pairs(cfg)
 
 
-def _check_type(name: str, value: Any, kind: type) -> None:
+def check_value(owner: str, name: str, value: Any, kind: type, lo: Optional[float],
+                hi: Optional[float]) -> None:
+    """Type (bools are not numbers), finiteness and range of one field of a validated
+    config dataclass; ValueError naming ``<owner>.<name>``."""
+    _check_type(f"{owner}.{name}", value, kind)
+    _check_range(f"{owner}.{name}", value, lo, hi)
+
+
+def _check_type(where: str, value: Any, kind: type) -> None:
     if kind is tuple:
         if not isinstance(value, tuple) or not all(
                 isinstance(v, int) and not isinstance(v, bool) for v in value):
-            raise ValueError(f"PruneConfig.{name} must be a sequence of ints, got {value!r}")
+            raise ValueError(f"{where} must be a sequence of ints, got {value!r}")
         return
     ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
     if not ok:
-        raise ValueError(f"PruneConfig.{name} must be {kind.__name__}, got {value!r}")
+        raise ValueError(f"{where} must be {kind.__name__}, got {value!r}")
     if kind is float and not math.isfinite(value):
-        raise ValueError(f"PruneConfig.{name} must be finite, got {value!r}")
+        raise ValueError(f"{where} must be finite, got {value!r}")
 
 
-def _check_range(name: str, value: Any, lo: Optional[float], hi: Optional[float]) -> None:
+def _check_range(where: str, value: Any, lo: Optional[float], hi: Optional[float]) -> None:
     if isinstance(value, (bool, tuple)):
         return
     if lo is not None and value < lo:
-        raise ValueError(f"PruneConfig.{name}={value!r} is below its minimum {lo}")
+        raise ValueError(f"{where}={value!r} is below its minimum {lo}")
     if hi is not None and value > hi:
-        raise ValueError(f"PruneConfig.{name}={value!r} is above its maximum {hi}")
+        raise ValueError(f"{where}={value!r} is above its maximum {hi}")
 
 
 def _check_pairs(cfg: PruneConfig) -> None:

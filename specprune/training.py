@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import load_checkpoint, save_checkpoint
+from .config import check_value, documented_field
 from .decoder import run_decoder
 from .demo_dataset import Demos, dataset_statistics, read_demos
 from .loading import resolve_device
@@ -50,9 +51,8 @@ Log = Callable[[str], None]
 
 def _spec(default: Any, doc: str, lo: Optional[float] = None, hi: Optional[float] = None,
           kind: Optional[type] = None) -> Any:
-    """A dataclass field with its documentation, range and type in metadata."""
-    meta = {"doc": doc, "min": lo, "max": hi, "type": kind or type(default)}
-    return field(default=default, metadata=meta)
+    """A TrainConfig field; ``kind`` is its type where the default (None) does not say."""
+    return documented_field(default, doc, lo, hi, type=kind or type(default))
 
 
 @dataclass(frozen=True)
@@ -120,19 +120,12 @@ class TrainConfig:
 
 
 def _check_field(f: dataclasses.Field, value: Any) -> None:
-    kind, lo, hi = f.metadata["type"], f.metadata["min"], f.metadata["max"]
     if value is None and f.default is None:
         return
+    kind = f.metadata["type"]
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
-    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-        raise ValueError(f"TrainConfig.{f.name} must be {kind.__name__}, got {value!r}")
-    if kind is float and not math.isfinite(value):
-        raise ValueError(f"TrainConfig.{f.name} must be finite, got {value!r}")
-    if lo is not None and value < lo:
-        raise ValueError(f"TrainConfig.{f.name}={value!r} is below its minimum {lo}")
-    if hi is not None and value > hi:
-        raise ValueError(f"TrainConfig.{f.name}={value!r} is above its maximum {hi}")
+    check_value("TrainConfig", f.name, value, kind, f.metadata["min"], f.metadata["max"])
 
 
 @dataclass
@@ -284,8 +277,7 @@ def seed_everything(seed: int) -> None:
 def make_optimizer(model: OpenVLAOFT, cfg: TrainConfig) -> torch.optim.AdamW:
     decay = [p for p in model.parameters() if p.ndim >= 2]
     rest = [p for p in model.parameters() if p.ndim < 2]
-    # fused: one kernel per step instead of ~10 small ops per tensor (each op can stall a
-    # scheduler slice when other processes share the two cores)
+    # fused: one kernel for all parameters instead of a loop of small ops per tensor
     return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                               {"params": rest, "weight_decay": 0.0}],
                              lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=True)

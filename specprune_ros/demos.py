@@ -30,7 +30,9 @@ from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
-from .expert import ExpertConfig, ScriptedExpert
+from specprune.config import check_value
+
+from .expert import ExpertConfig, ScriptedExpert, _as_float
 from .sim_arm import ACTION_DIM, SimArm, SimArmConfig
 
 
@@ -50,13 +52,13 @@ class NoiseConfig:
     push_magnitude: float = 0.8
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.max_noise_std <= 1.0:
-            raise ValueError(f"NoiseConfig.max_noise_std={self.max_noise_std!r}: in [0, 1]")
-        if not 0.0 <= self.push_probability <= 1.0:
-            raise ValueError(f"NoiseConfig.push_probability={self.push_probability!r}: in [0, 1]")
-        lo, hi = self.push_ticks
-        if not 1 <= lo <= hi:
-            raise ValueError(f"NoiseConfig.push_ticks={self.push_ticks!r}: need 1 <= min <= max")
+        for name, hi in (("max_noise_std", 1.0), ("push_probability", 1.0),
+                         ("push_magnitude", None)):
+            check_value("NoiseConfig", name, _as_float(getattr(self, name)), float, 0.0, hi)
+        check_value("NoiseConfig", "push_ticks", tuple(self.push_ticks), tuple, None, None)
+        if len(self.push_ticks) != 2 or not 1 <= self.push_ticks[0] <= self.push_ticks[1]:
+            raise ValueError(f"NoiseConfig.push_ticks={self.push_ticks!r}: need (min, max) with "
+                             "1 <= min <= max")
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,11 @@ robosuite's Panda), gripper -1 open / +1 close, no rotation (the cubes' yaw stay
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
+
+from specprune.config import check_value
 
 from .sim_arm import ACTION_DIM, GRIPPER_CLOSE, GRIPPER_OPEN, SimObservation
 
@@ -44,13 +46,16 @@ class ExpertConfig:
     def __post_init__(self) -> None:
         for name in ("hover_height", "lift_height", "xy_tolerance", "z_tolerance", "gain",
                      "lost_distance"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
-                raise ValueError(f"ExpertConfig.{name}={value!r}: must be a positive number")
+            check_value("ExpertConfig", name, _as_float(getattr(self, name)), float, 1e-9, None)
+        check_value("ExpertConfig", "grasp_offset", _as_float(self.grasp_offset), float, None,
+                    None)
         for name in ("close_ticks", "release_ticks"):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and value >= 1):
-                raise ValueError(f"ExpertConfig.{name}={value!r}: must be an int >= 1")
+            check_value("ExpertConfig", name, getattr(self, name), int, 1, None)
+
+
+def _as_float(value: Any) -> Any:
+    """Ints are valid float settings; anything else is left for check_value to reject."""
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 class ScriptedExpert:

@@ -78,7 +78,8 @@ def test_expert_needs_privileged_state(arm):
         ScriptedExpert().act(obs)
 
 
-@pytest.mark.parametrize("bad", [dict(gain=0.0), dict(close_ticks=0), dict(hover_height=-1.0)])
+@pytest.mark.parametrize("bad", [dict(gain=0.0), dict(close_ticks=0), dict(hover_height=-1.0),
+                                 dict(gain=True), dict(release_ticks=2.5)])
 def test_expert_config_rejects_bad_values(bad):
     with pytest.raises(ValueError, match=f"ExpertConfig.{next(iter(bad))}"):
         ExpertConfig(**bad)
@@ -89,6 +90,10 @@ def test_noise_config_rejects_bad_values():
         NoiseConfig(push_ticks=(5, 2))
     with pytest.raises(ValueError, match="max_noise_std"):
         NoiseConfig(max_noise_std=2.0)
+    with pytest.raises(ValueError, match="push_magnitude"):
+        NoiseConfig(push_magnitude=float("nan"))
+    with pytest.raises(ValueError, match="push_ticks"):
+        NoiseConfig(push_ticks=(2.5, 3))
 
 
 def test_noisy_episode_records_clean_labels_for_every_frame(arm):
