@@ -7,9 +7,8 @@
 - ``sim-small``: the same token layout at a size trained from scratch on this 2-core CPU
   (specprune.training): 6 Llama layers (SpecPrune scores in layers 0/1 and prunes the
   later ones) of width 128, ViTs of width 64 and depth 3 (features from block 2 of 3).
-  Measured fwd+bwd, batch 16, float32, 2 threads, 2-core AMD EPYC: ~10 samples/s on an idle
-  machine (1.5-1.6 s per step), 3-5 samples/s while other jobs share the cores. Width 96 or
-  64 is no faster (the step is bound by memory traffic, not FLOPs); 8 layers cost ~30 %.
+  Measured fwd+bwd, batch 16, float32, 2 threads, 2-core AMD EPYC: 10.6 samples/s over the
+  shipped 2000-step run (checkpoints/pick_color/training_summary.json).
 Layouts of the released checkpoints: LIBERO (chunk 8, dim 7, proprio 8, 2 views,
 BOUNDS_Q99) and ALOHA (chunk 25, dim 14, proprio 14, 3 views, BOUNDS).
 """
