@@ -286,7 +286,8 @@ class SimBridgeNode(Node):
     def _start_episode(self) -> SimObservation:
         """Drop pending actions, reset the sim, publish the instruction and first state."""
         self._queue.clear()
-        obs = self._sim.reset(seed=self._episode_seed())
+        self._seed_used = self._episode_seed()  # reported by ~/reset as it was applied
+        obs = self._sim.reset(seed=self._seed_used)
         self._publish_instruction()
         self._publish_observation(obs)
         return obs
@@ -338,7 +339,7 @@ class SimBridgeNode(Node):
         self._episode += 1
         self._start_episode()
         response.success = True
-        response.message = f"episode {self._episode} (seed {self._episode_seed()})"
+        response.message = f"episode {self._episode} (seed {self._seed_used})"
         self.get_logger().info(f"reset: {response.message}")
         return response
 
