@@ -428,7 +428,9 @@ class SimArm:
         if cube_pose is not None:
             for color in self._env.cubes:
                 extras[f"{color}_cube_pos"], extras[f"{color}_cube_quat"] = cube_pose(color)
-            extras["target_pos"], extras["target_quat"] = cube_pose(self._env.target_color)
+            target = self._env.target_color
+            extras["target_pos"] = extras[f"{target}_cube_pos"]
+            extras["target_quat"] = extras[f"{target}_cube_quat"]
         elif "cube_pos" in extras:
             extras["target_pos"], extras["target_quat"] = extras["cube_pos"], extras["cube_quat"]
         return extras
