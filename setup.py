@@ -31,6 +31,7 @@ setup(
             "specprune-train = specprune.training:main",
             "specprune-demo = specprune_ros.demo:main",
             "specprune-eval = specprune_ros.evaluate:main",
+            "specprune-grounding = specprune.grounding:main",
             "specprune-demos = specprune_ros.demos:main",
         ],
     },

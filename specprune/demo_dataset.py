@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import h5py
 import numpy as np
@@ -60,14 +60,17 @@ class Demos:
 
 
 def read_demos(path: str, chunk: int, action_dim: int, proprio_dim: int,
-               image_size: int) -> Demos:
-    """Load every ``demo_*`` of ``path`` (frames resized to ``image_size`` if needed).
+               image_size: int, max_demos: Optional[int] = None) -> Demos:
+    """Load every ``demo_*`` of ``path`` (frames resized to ``image_size`` if needed), or
+    the first ``max_demos`` of them in demo-number order.
 
     Every demo is checked before any image is read; frames go straight into one
     preallocated array per view, so the peak memory is the dataset's size.
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"demonstration file {path!r} does not exist")
+    if max_demos is not None and max_demos < 1:
+        raise ValueError(f"max_demos must be at least 1, got {max_demos}")
     try:
         handle = h5py.File(path, "r")
     except OSError as err:
@@ -78,6 +81,7 @@ def read_demos(path: str, chunk: int, action_dim: int, proprio_dim: int,
         names = sorted((k for k in f["data"] if k.startswith("demo_")), key=_demo_number)
         if not names:
             raise DemoFileError(f"{path}: /data holds no demo_* group")
+        names = names[:max_demos]
         env_args = _env_args(path, f["data"].attrs.get("env_args", "{}"))
         groups = [f["data"][n] for n in names]
         wheres = [f"{path}:/data/{n}" for n in names]

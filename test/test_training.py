@@ -7,37 +7,14 @@ import numpy as np
 import pytest
 import torch
 
+from demo_helpers import COLOURS, write_demos
 from specprune import PruneConfig, load_policy
-from specprune.demo_dataset import CAMERAS, DemoFileError, dataset_statistics, read_demos
+from specprune.demo_dataset import DemoFileError, dataset_statistics, read_demos
 from specprune.prompting import encode_prompt
 from specprune.tiny_tokenizer import build_tokenizer, empty_token_id
 from specprune.training import (Augment, TrainConfig, crop_margin, learning_rate, main,
                                 make_optimizer, predict, prepare, train, train_step)
 from specprune.types import Observation
-
-COLOURS = ("red", "green", "blue")
-
-
-def write_demos(path, lengths=(5, 7, 4), image_shape=(224, 224, 3), skip=None, seed=0):
-    """A small file in the contract's layout; ``skip`` = (demo, dataset) left out."""
-    rng = np.random.default_rng(seed)
-    with h5py.File(path, "w") as f:
-        data = f.create_group("data")
-        data.attrs["env_args"] = json.dumps({"task": "pick_color", "camera_size": 224})
-        data.attrs["total"] = int(sum(lengths))
-        for i, steps in enumerate(lengths):
-            demo = data.create_group(f"demo_{i}")
-            demo.attrs.update(num_samples=steps, seed=i, success=True,
-                              instruction=f"pick up the {COLOURS[i % 3]} cube")
-            sets = {"actions": rng.uniform(-1, 1, (steps, 7)).astype(np.float32),
-                    "obs/proprio": rng.normal(0, 0.3, (steps, 8)).astype(np.float32)}
-            sets.update({f"obs/{cam}": rng.integers(0, 256, (steps, *image_shape), np.uint8)
-                         for cam in CAMERAS})
-            sets["actions"][:, 6] = np.sign(sets["actions"][:, 6])
-            for key, value in sets.items():
-                if skip != (i, key):
-                    demo.create_dataset(key, data=value)
-    return str(path)
 
 
 @pytest.fixture(scope="module")
