@@ -14,7 +14,7 @@ import platform
 import statistics
 import sys
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -150,12 +150,16 @@ def _summary(series: Dict[str, Series], hits: List[float], policy: SpecPrunePoli
         "action_l1_vs_baseline": {"specprune": float(np.mean(s.l1)),
                                   "fastv": float(np.mean(f.l1))},
         "hit_rate_layers01_vs_last": float(np.mean(hits)),
-        "machine": {"platform": platform.platform(), "processor": _cpu_name(),
-                    "cpu_count": os.cpu_count(), "torch": torch.__version__,
-                    "threads": threads, "device": str(policy.device),
-                    "dtype": str(policy.dtype).replace("torch.", ""),
-                    "python": sys.version.split()[0]},
+        "machine": machine(threads, str(policy.device),
+                           str(policy.dtype).replace("torch.", "")),
     }
+
+
+def machine(threads: int, device: str, dtype: str) -> Dict[str, Any]:
+    """Where the numbers were measured (the ``machine`` entry of every result JSON)."""
+    return {"platform": platform.platform(), "processor": _cpu_name(),
+            "cpu_count": os.cpu_count(), "threads": threads, "torch": torch.__version__,
+            "device": device, "dtype": dtype, "python": sys.version.split()[0]}
 
 
 def _cpu_name() -> str:

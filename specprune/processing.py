@@ -43,13 +43,18 @@ def resize_frame(image: np.ndarray, size: int) -> torch.Tensor:
     return x.clamp(0, 255).round().to(torch.uint8)[0].permute(1, 2, 0)
 
 
+def center_crop_box(size: int, scale: float) -> Tuple[int, int]:
+    """(top = left offset, side) of the centre crop keeping ``scale`` of an S x S area."""
+    side = int(round(size * math.sqrt(scale)))
+    return (size - side) // 2, side
+
+
 def _center_crop(x: torch.Tensor, scale: float) -> torch.Tensor:
     """(1, 3, S, S) float: crop the centre ``scale`` of the area and resize back to S."""
     if scale >= 1.0:
         return x
     size = x.shape[-1]
-    side = int(round(size * math.sqrt(scale)))
-    top = (size - side) // 2
+    top, side = center_crop_box(size, scale)
     crop = x[..., top:top + side, top:top + side]
     return F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False)
 

@@ -42,7 +42,7 @@ from .demo_dataset import Demos, dataset_statistics, read_demos
 from .loading import resolve_device
 from .modeling_vla import OpenVLAOFT, VLAConfig
 from .presets import LAYOUTS, PRESETS, ActionLayout, preset_config
-from .processing import normalize_proprio, pixel_values
+from .processing import center_crop_box, normalize_proprio, pixel_values
 from .prompting import EncodedPrompt, encode_prompt
 from .tiny_tokenizer import build_tokenizer, empty_token_id
 
@@ -202,9 +202,8 @@ class Augment:
 
 
 def crop_margin(size: int, scale: float) -> int:
-    """Pixels between the centre crop (processing._center_crop) and the nearest border."""
-    side = int(round(size * math.sqrt(scale)))
-    top = (size - side) // 2
+    """Pixels between the centre crop (processing.center_crop_box) and the nearest border."""
+    top, side = center_crop_box(size, scale)
     return min(top, size - side - top)
 
 
@@ -233,10 +232,16 @@ def batches_of(samples: np.ndarray, lengths: np.ndarray, batch_size: int,
 
 
 def learning_rate(step: int, total: Optional[int], cfg: TrainConfig) -> float:
-    """Linear warm-up, then cosine decay to lr * min_lr_ratio at ``total``."""
+    """Linear warm-up, then cosine decay to lr * min_lr_ratio at ``total``.
+
+    ``total`` may be unknown (None) only during warm-up: a time-budgeted run fixes it after
+    ``calibration_steps``, which TrainConfig keeps within ``warmup_steps``."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
-    span = max(1, (total or step + 1) - cfg.warmup_steps)
+    if total is None:
+        raise ValueError(f"learning_rate: step {step} is past warm-up but the step count "
+                         "is not fixed yet")
+    span = max(1, total - cfg.warmup_steps)
     progress = min(1.0, (step - cfg.warmup_steps) / span)
     floor = cfg.lr * cfg.min_lr_ratio
     return floor + (cfg.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))

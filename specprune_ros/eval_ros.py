@@ -43,6 +43,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.task import Future
 
+from specprune.bench import machine
 from specprune_ros.eval_results import (FASTV, ConfigRun, EpisodeRecord,
                                         StepRecord, summarize)
 from specprune_ros.policy_node import DIAG_NAME
@@ -261,7 +262,7 @@ def _node_commands(args: argparse.Namespace) -> List[List[str]]:
 
 def evaluate_ros(args: argparse.Namespace, startup_timeout: float = 300.0) -> Dict[str, Any]:
     """The evaluation through ROS; the same JSON as the direct runner."""
-    from specprune_ros.evaluate import CONFIGS, machine, run_meta
+    from specprune_ros.evaluate import CONFIGS, run_meta
 
     configs = [c for c in args.configs if c != FASTV]
     if not configs:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ import numpy as np
 import torch
 
 from specprune import EEMotion, Observation, PruneConfig, SpecPrunePolicy, load_policy
-from specprune.bench import FastVPolicy, _cpu_name, hit_rate
+from specprune.bench import FastVPolicy, hit_rate, machine
 from specprune.presets import PRESETS
 from specprune_ros.eval_results import (FASTV, SPECPRUNE, UNPRUNED, ConfigRun, EpisodeRecord,
                                         StepRecord, format_table, plot, summarize)
@@ -201,13 +200,6 @@ def _set_fastv_budget(variant: Variant, spec: Optional[ConfigRun], fixed: int) -
 
 
 # ------------------------------------------------------------------------------ the CLI
-def machine(threads: int, device: str, dtype: str) -> Dict[str, Any]:
-    """Where the numbers were measured."""
-    return {"platform": platform.platform(), "processor": _cpu_name(),
-            "cpu_count": os.cpu_count(), "threads": threads, "torch": torch.__version__,
-            "device": device, "dtype": dtype, "python": sys.version.split()[0]}
-
-
 def resolve_policy(path: str) -> str:
     """A preset name, or a checkpoint folder relative to the working directory or the
     repository root; ValueError when it is neither."""

@@ -124,6 +124,12 @@ def quat_to_axis_angle(quat_xyzw: np.ndarray) -> np.ndarray:
     return q[:3] * (2.0 * math.acos(w) / sin_half)
 
 
+def _libero_state(pos: np.ndarray, quat: np.ndarray, fingers: np.ndarray) -> np.ndarray:
+    """LIBERO's 8-D proprio order: position, axis-angle of the (x, y, z, w) quaternion,
+    the two finger joints."""
+    return np.concatenate([pos, quat_to_axis_angle(quat), fingers]).astype(np.float64)
+
+
 def _quat_conj(q: np.ndarray) -> np.ndarray:
     """Conjugate (= inverse for unit quaternions) of an (x, y, z, w) quaternion."""
     return np.array([-q[0], -q[1], -q[2], q[3]])
@@ -173,16 +179,13 @@ class SimObservation:
 
     def proprio_libero(self) -> np.ndarray:
         """(8,) state as LIBERO / OpenVLA-OFT build it: eef pos, axis-angle(eef quat), fingers."""
-        return np.concatenate(
-            [self.eef_pos, quat_to_axis_angle(self.eef_quat), self.gripper_qpos]).astype(
-                np.float64)
+        return _libero_state(self.eef_pos, self.eef_quat, self.gripper_qpos)
 
     def proprio_in_base(self) -> np.ndarray:
         """(8,) LIBERO-ordered state with the pose in the robot base frame, as a real arm (and
         the policy node, from its ee_pose topic) reports it: eef pos, axis-angle, fingers."""
         pos, quat = self.eef_pose_in_base()
-        return np.concatenate([pos, quat_to_axis_angle(quat), self.gripper_qpos]).astype(
-            np.float64)
+        return _libero_state(pos, quat, self.gripper_qpos)
 
     def eef_pose_in_base(self) -> Tuple[np.ndarray, np.ndarray]:
         """End-effector (position (3,), quaternion (x, y, z, w)) in the robot base frame."""

@@ -131,11 +131,14 @@ def test_learning_rate_warms_up_then_decays_to_the_floor():
     assert learning_rate(9, 100, cfg) == pytest.approx(1e-3)
     assert learning_rate(55, 100, cfg) == pytest.approx(5.5e-4)
     assert learning_rate(100, 100, cfg) == pytest.approx(1e-4)
+    assert learning_rate(9, None, cfg) == pytest.approx(1e-3)  # warm-up needs no total
+    with pytest.raises(ValueError, match="past warm-up"):
+        learning_rate(10, None, cfg)
 
 
 def test_augmentation_stays_inside_the_centre_crop_margin():
     cfg = TrainConfig(demos="d", out="o", steps=1, shift_pixels=6)
-    assert crop_margin(224, 0.9) == 5  # processing._center_crop keeps rows 5..217
+    assert crop_margin(224, 0.9) == 5  # processing.center_crop_box keeps rows 5..217
     model_cfg = type("C", (), {"image_size": 224, "center_crop_scale": 0.9})()
     with pytest.raises(ValueError, match="shift_pixels=6 exceeds"):
         Augment(cfg, model_cfg, np.random.default_rng(0))
