@@ -1,14 +1,15 @@
 """``specprune-eval --via ros``: the paired episodes through the real node processes.
 
 Starts ``specprune_sim_arm`` and ``specprune_policy`` with the launch files' parameter
-files, then for every seed and configuration: stops chunk publishing
-(``~/enable``), sets the configuration's ``prune.*`` parameters through the node's
-set_parameters service (what ``ros2 param set`` does), resets the policy (``~/reset``),
-sets the bridge's ``reset_seed`` and calls its ``~/reset`` (same cube placement and
-instruction as the direct runner's episode), re-enables chunks, and waits until
-/task_success is true or ``horizon`` control ticks have passed. Ticks are counted from
-/ee_pose (one per tick, stamped with the bridge's clock); latency, kept tokens and mode
-come from the node's /diagnostics rows (one per policy step).
+files, then for every seed and configuration: stops chunk publishing (``~/enable``) and
+waits for the node's worker to finish any step in flight, sets the configuration's
+``prune.*`` parameters through the node's set_parameters service (what ``ros2 param
+set`` does), resets the policy (``~/reset``), sets the bridge's ``reset_seed`` and calls
+its ``~/reset`` (same cube placement and instruction as the direct runner's episode),
+re-enables chunks, and waits until /task_success is true or ``horizon`` control ticks
+have passed. Ticks are counted from /ee_pose (one per tick, stamped with the bridge's
+clock); latency, kept tokens and mode come from the node's /diagnostics rows (one per
+policy step).
 
 What differs from ``--via direct`` (also listed in the JSON's ``notes``):
 - Asynchronous: the bridge ticks at control_rate_hz of wall time whether or not a chunk is
@@ -87,6 +88,8 @@ class EvalMonitor(Node):
         self.instruction = ""
         self.diagnostics: List[Dict[str, str]] = []  # one row per policy step
         self._last_steps = 0
+        self._paused = False  # publishing off and no step in flight (see pause)
+        self._disabled_row = False  # a row saying "publishing disabled" arrived
         self._service_clients: Dict[str, Any] = {}
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
                              reliability=ReliabilityPolicy.RELIABLE)
@@ -112,6 +115,8 @@ class EvalMonitor(Node):
             if status.name != DIAG_NAME:
                 continue
             values = {kv.key: kv.value for kv in status.values}
+            if values.get("publishing_enabled") == "False":
+                self._disabled_row = True
             steps = int(values.get("steps", "0"))
             if "step_ms" in values and steps > self._last_steps:
                 self._last_steps = steps
@@ -170,8 +175,28 @@ class EvalMonitor(Node):
             raise ServiceError(f"{service} failed: {response.message}")
         return response.message
 
-    def enable(self, on: bool) -> None:
-        self.call(SetBool, f"{POLICY}/enable", SetBool.Request(data=on))
+    def resume(self) -> None:
+        """Publish chunks again (steps run from here on)."""
+        self.call(SetBool, f"{POLICY}/enable", SetBool.Request(data=True))
+        self._paused = False
+
+    def pause(self, timeout: float = 30.0) -> None:
+        """Stop chunk publishing and wait until no step is in flight.
+
+        The node's worker publishes one diagnostics row at the end of each iteration and
+        starts no step while publishing is disabled, so the first row saying "disabled"
+        that arrives after the switch ends every step the worker had begun; rows come in
+        order from the one publisher, so the rows of those steps have arrived too. Without
+        this wait a step in flight at the end of an episode was counted in the next one
+        (a pruned step in an unpruned episode)."""
+        if self._paused:
+            return
+        self.call(SetBool, f"{POLICY}/enable", SetBool.Request(data=False))
+        self._disabled_row = False  # rows handled during the call may predate the switch
+        if not self.spin_until(lambda: self._disabled_row, timeout):
+            raise ServiceError(f"{POLICY} sent no diagnostics in {timeout:g} s after "
+                               "chunk publishing was disabled")
+        self._paused = True
 
     def close(self) -> None:
         self._executor.shutdown()
@@ -207,18 +232,18 @@ def ros_episode(monitor: EvalMonitor, params: Dict[str, Any], seed: int, horizon
                 run: ConfigRun) -> EpisodeRecord:
     """One episode on ``seed`` through the nodes, with the ``prune.*`` values ``params``."""
     record = EpisodeRecord(seed=seed)
-    monitor.enable(False)
+    monitor.pause()
     monitor.set_parameters(POLICY, params)
     monitor.trigger(f"{POLICY}/reset")  # waits for a step in flight (the policy lock)
     monitor.set_parameters(BRIDGE, {"reset_seed": seed})
     monitor.begin(monitor.now(), horizon)
     monitor.trigger(f"{BRIDGE}/reset")
     monitor.diagnostics.clear()
-    monitor.enable(True)
+    monitor.resume()
     limit = horizon / CONTROL_RATE_HZ * 6.0 + 60.0  # a bridge far behind wall time
     done = monitor.spin_until(
         lambda: monitor.success_tick is not None or monitor.ticks >= horizon, limit)
-    monitor.enable(False)
+    monitor.pause()  # the episode's last step may still be running: its row counts here
     record.instruction = monitor.instruction
     record.success = monitor.success_tick is not None
     record.steps = monitor.success_tick if record.success else min(monitor.ticks, horizon)
