@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from typing import List, Optional
 
 import rclpy
@@ -34,6 +35,23 @@ def spin_until_stopped(executor: Executor, period_s: float = 0.1) -> None:
     """Spin until a stop is requested or the context is shut down elsewhere."""
     try:
         while not _stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=period_s)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+
+
+def drain(executor: Executor, seconds: float = 0.3, period_s: float = 0.05) -> None:
+    """After a stop, keep dispatching for ``seconds`` before ``executor.shutdown()``.
+
+    A MultiThreadedExecutor's shutdown destroys its guard condition before its threads run
+    the callbacks already queued; a callback queued behind a busy one (a mutually exclusive
+    group) then fails on the destroyed guard, and rclpy prints "The following exception was
+    never retrieved: cannot use Destroyable ...". Stop the node's timers first, then drain:
+    what is queued runs while the guard still exists.
+    """
+    end = time.monotonic() + seconds
+    try:
+        while rclpy.ok() and time.monotonic() < end:
             executor.spin_once(timeout_sec=period_s)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

@@ -244,7 +244,8 @@ class SimBridgeNode(Node):
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._on_parameters_set)
         self._start_episode()
-        self.create_timer(self._sim.dt, self._on_tick, callback_group=sim_group)
+        self._tick_timer = self.create_timer(self._sim.dt, self._on_tick,
+                                             callback_group=sim_group)
         self.get_logger().info(
             f"simulating '{self._p['task']}' at {self._p['control_rate_hz']:g} Hz, "
             f"{self._p['camera_size']}px cameras; chunks on {self._p['action_chunk_topic']}")
@@ -268,6 +269,10 @@ class SimBridgeNode(Node):
         else:
             self.get_logger().info(f"tf2_msgs is not importable: {p['tf_topic']} is not "
                                    f"published (use {p['ee_pose_topic']})")
+
+    def stop_ticking(self) -> None:
+        """Cancel the control tick: the simulator gets no new work."""
+        self._tick_timer.cancel()
 
     def close(self) -> None:
         """Free the simulator (call after the executor stopped running callbacks)."""
@@ -394,6 +399,9 @@ def main(args: Optional[List[str]] = None) -> None:
         executor.add_node(node)
         lifecycle.spin_until_stopped(executor)
     finally:
+        if node is not None:
+            node.stop_ticking()
+        lifecycle.drain(executor)
         executor.shutdown()
         if node is not None:
             node.close()
