@@ -177,11 +177,18 @@ def field_specs() -> Dict[str, Dict[str, Any]]:
     return specs
 
 
+def int_as_float(value: Any, kind: type) -> Any:
+    """An int (not a bool) given for a float field, as a float; anything else unchanged
+    (check_value then accepts or rejects it). Every validated config takes ints this way."""
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
 def _coerce(name: str, value: Any) -> Any:
     """Accept ints for float fields and lists for tuple fields; reject everything else."""
     kind = field_specs()[name]["type"]
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+    value = int_as_float(value, kind)
     if kind is tuple and isinstance(value, list):
         return tuple(value)
     return value

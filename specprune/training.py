@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import check_value, documented_field
+from .config import check_value, documented_field, int_as_float
 from .decoder import run_decoder
 from .demo_dataset import Demos, dataset_statistics, read_demos
 from .loading import resolve_device
@@ -123,9 +123,8 @@ def _check_field(f: dataclasses.Field, value: Any) -> None:
     if value is None and f.default is None:
         return
     kind = f.metadata["type"]
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    check_value("TrainConfig", f.name, value, kind, f.metadata["min"], f.metadata["max"])
+    check_value("TrainConfig", f.name, int_as_float(value, kind), kind, f.metadata["min"],
+                f.metadata["max"])
 
 
 @dataclass

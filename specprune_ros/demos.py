@@ -30,9 +30,9 @@ from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
-from specprune.config import check_value
+from specprune.config import check_value, int_as_float
 
-from .expert import ExpertConfig, ScriptedExpert, _as_float
+from .expert import ExpertConfig, ScriptedExpert
 from .sim_arm import ACTION_DIM, SimArm, SimArmConfig
 
 
@@ -54,7 +54,8 @@ class NoiseConfig:
     def __post_init__(self) -> None:
         for name, hi in (("max_noise_std", 1.0), ("push_probability", 1.0),
                          ("push_magnitude", None)):
-            check_value("NoiseConfig", name, _as_float(getattr(self, name)), float, 0.0, hi)
+            value = int_as_float(getattr(self, name), float)
+            check_value("NoiseConfig", name, value, float, 0.0, hi)
         check_value("NoiseConfig", "push_ticks", tuple(self.push_ticks), tuple, None, None)
         if len(self.push_ticks) != 2 or not 1 <= self.push_ticks[0] <= self.push_ticks[1]:
             raise ValueError(f"NoiseConfig.push_ticks={self.push_ticks!r}: need (min, max) with "

@@ -9,11 +9,11 @@ robosuite's Panda), gripper -1 open / +1 close, no rotation (the cubes' yaw stay
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 
-from specprune.config import check_value
+from specprune.config import check_value, int_as_float
 
 from .sim_arm import ACTION_DIM, GRIPPER_CLOSE, GRIPPER_OPEN, SimObservation
 
@@ -44,18 +44,14 @@ class ExpertConfig:
     lost_distance: float = 0.03
 
     def __post_init__(self) -> None:
-        for name in ("hover_height", "lift_height", "xy_tolerance", "z_tolerance", "gain",
-                     "lost_distance"):
-            check_value("ExpertConfig", name, _as_float(getattr(self, name)), float, 1e-9, None)
-        check_value("ExpertConfig", "grasp_offset", _as_float(self.grasp_offset), float, None,
-                    None)
+        positive = ("hover_height", "lift_height", "xy_tolerance", "z_tolerance", "gain",
+                    "lost_distance")
+        for name in positive + ("grasp_offset",):
+            value = int_as_float(getattr(self, name), float)
+            check_value("ExpertConfig", name, value, float, 1e-9 if name in positive else None,
+                        None)
         for name in ("close_ticks", "release_ticks"):
             check_value("ExpertConfig", name, getattr(self, name), int, 1, None)
-
-
-def _as_float(value: Any) -> Any:
-    """Ints are valid float settings; anything else is left for check_value to reject."""
-    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 class ScriptedExpert:
