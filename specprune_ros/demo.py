@@ -20,7 +20,8 @@ DEFAULT_MODEL = os.path.join(ROOT, "checkpoints", "pick_color")
 
 
 def _summary(result: Dict) -> str:
-    """What a user wants to see after the episodes: success and latency per configuration."""
+    """Per configuration, success and latency, then each episode's instruction and outcome
+    (the speedup and paired comparison are format_table's last lines)."""
     lines = []
     configs = result["configs"]
     for name, row in configs.items():
@@ -33,12 +34,6 @@ def _summary(result: Dict) -> str:
             outcome = f"done after {e['steps']} ticks" if e["success"] else (
                 e["error"] or f"not done in {e['steps']} ticks")
             lines.append(f"  seed {e['seed']}: '{e['instruction']}': {outcome}")
-    if "specprune" in configs and "unpruned" in configs:
-        pruned, full = configs["specprune"]["step_ms_mean"], configs["unpruned"]["step_ms_mean"]
-        if pruned and full:
-            host = result["machine"]
-            lines.append(f"step speedup SpecPrune vs unpruned: {full / pruned:.2f}x "
-                         f"({host['processor']}, {host['threads']} threads)")
     return "\n".join(lines)
 
 

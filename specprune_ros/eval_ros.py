@@ -86,7 +86,7 @@ class EvalMonitor(Node):
         self.success_tick: Optional[int] = None
         self.horizon = 0
         self.instruction = ""
-        self.diagnostics: List[Dict[str, str]] = []  # one row per policy step
+        self.steps: List[StepRecord] = []  # one per policy step, from /diagnostics
         self._last_steps = 0
         self._paused = False  # publishing off and no step in flight (see pause)
         self._disabled_row = False  # a row saying "publishing disabled" arrived
@@ -110,7 +110,8 @@ class EvalMonitor(Node):
         self.poses, self.success_tick = 0, None
 
     def _on_diag(self, msg: DiagnosticArray) -> None:
-        """Keep one row per policy step (the node also sends heartbeats and faults)."""
+        """Keep one record per policy step (the node also sends heartbeats and faults,
+        which repeat the last step's figures with the same step count)."""
         for status in msg.status:
             if status.name != DIAG_NAME:
                 continue
@@ -118,9 +119,10 @@ class EvalMonitor(Node):
             if values.get("publishing_enabled") == "False":
                 self._disabled_row = True
             steps = int(values.get("steps", "0"))
-            if "step_ms" in values and steps > self._last_steps:
+            record = step_record(values)
+            if record is not None and steps > self._last_steps:
                 self._last_steps = steps
-                self.diagnostics.append(values)
+                self.steps.append(record)
 
     def _on_pose(self, msg: PoseStamped) -> None:
         if stamp_seconds(msg.header.stamp) >= self.since:
@@ -216,16 +218,17 @@ def prune_parameters(configs: Sequence[str]) -> Dict[str, Dict[str, Any]]:
             for c in configs}
 
 
-def _step_record(row: Dict[str, str]) -> StepRecord:
-    def num(key: str) -> float:
-        try:
-            return float(row.get(key, "nan"))
-        except ValueError:
-            return math.nan
-    return StepRecord(step_ms=num("step_ms"), llm_ms=num("llm_ms"),
-                      kept_visual_tokens=int(num("kept_visual_tokens")),
-                      visual_tokens_total=int(num("visual_tokens_total")),
-                      mode=row.get("mode", ""))
+def step_record(values: Dict[str, str]) -> Optional[StepRecord]:
+    """The step figures of one diagnostics row (policy_node.step_values); None when a
+    figure is missing or does not parse (a row before the first step has none)."""
+    try:
+        return StepRecord(step_ms=float(values["step_ms"]),
+                          llm_ms=float(values.get("llm_ms", "nan")),
+                          kept_visual_tokens=int(values["kept_visual_tokens"]),
+                          visual_tokens_total=int(values["visual_tokens_total"]),
+                          mode=values.get("mode", ""))
+    except (KeyError, ValueError):
+        return None
 
 
 def ros_episode(monitor: EvalMonitor, params: Dict[str, Any], seed: int, horizon: int,
@@ -234,11 +237,11 @@ def ros_episode(monitor: EvalMonitor, params: Dict[str, Any], seed: int, horizon
     record = EpisodeRecord(seed=seed)
     monitor.pause()
     monitor.set_parameters(POLICY, params)
-    monitor.trigger(f"{POLICY}/reset")  # waits for a step in flight (the policy lock)
+    monitor.trigger(f"{POLICY}/reset")
     monitor.set_parameters(BRIDGE, {"reset_seed": seed})
     monitor.begin(monitor.now(), horizon)
     monitor.trigger(f"{BRIDGE}/reset")
-    monitor.diagnostics.clear()
+    monitor.steps.clear()
     monitor.resume()
     limit = horizon / CONTROL_RATE_HZ * 6.0 + 60.0  # a bridge far behind wall time
     done = monitor.spin_until(
@@ -247,11 +250,11 @@ def ros_episode(monitor: EvalMonitor, params: Dict[str, Any], seed: int, horizon
     record.instruction = monitor.instruction
     record.success = monitor.success_tick is not None
     record.steps = monitor.success_tick if record.success else min(monitor.ticks, horizon)
-    rows = list(monitor.diagnostics)
-    record.policy_steps = len(rows)
+    steps = list(monitor.steps)
+    record.policy_steps = len(steps)
     if not done:
         record.error = f"timeout: {monitor.ticks} ticks in {limit:.0f} s"
-    run.steps.extend(_step_record(row) for row in rows)
+    run.steps.extend(steps)
     run.episodes.append(record)
     return record
 

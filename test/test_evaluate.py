@@ -205,6 +205,17 @@ def test_ros_parameters_restore_every_field_another_configuration_changes() -> N
     assert params["no_local"]["prune.local_k_wrist_fine"] == 0
 
 
+def test_diagnostics_rows_become_step_records_and_partial_rows_do_not() -> None:
+    from specprune_ros.eval_ros import step_record
+    row = {"mode": "coarse", "step_ms": "26.412", "llm_ms": "12.100",
+           "kept_visual_tokens": "89", "visual_tokens_total": "512", "steps": "4"}
+    record = step_record(row)
+    assert (record.step_ms, record.llm_ms, record.kept_visual_tokens,
+            record.visual_tokens_total, record.mode) == (26.412, 12.1, 89, 512, "coarse")
+    assert step_record({"steps": "0", "publishing_enabled": "True"}) is None  # no step yet
+    assert step_record(dict(row, kept_visual_tokens="many")) is None
+
+
 def test_ros_runner_gives_the_same_form_of_results(direct: Dict[str, Any],
                                                    tmp_path: Path) -> None:
     out = tmp_path / "ros.json"
