@@ -25,14 +25,14 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            "specprune_policy = specprune_ros.policy_node:main",
-            "specprune_sim_arm = specprune_ros.sim_bridge_node:main",
+            "specprune_policy = specprune_ros.node.policy_node:main",
+            "specprune_sim_arm = specprune_ros.sim.sim_bridge_node:main",
             "specprune-bench = specprune.bench:main",
-            "specprune-train = specprune.training:main",
+            "specprune-train = specprune.train.training:main",
             "specprune-demo = specprune_ros.demo:main",
-            "specprune-eval = specprune_ros.evaluate:main",
-            "specprune-grounding = specprune.grounding:main",
-            "specprune-demos = specprune_ros.demos:main",
+            "specprune-eval = specprune_ros.eval.evaluate:main",
+            "specprune-grounding = specprune.train.grounding:main",
+            "specprune-demos = specprune_ros.sim.demos:main",
         ],
     },
 )

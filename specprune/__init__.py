@@ -7,11 +7,10 @@ No ROS imports here. Public API::
     policy.update_config(keep_scale=1.5)   # thread-safe, applies at the next step
     policy.reset()                          # new episode
 """
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .config import PruneConfig, field_specs
-from .loading import load_policy
-from .policy import NonFiniteActionError, SpecPrunePolicy
-from .types import ActionChunk, EEMotion, Observation, StepStats
+from specprune.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from specprune.config import PruneConfig, field_specs
+from specprune.policy import NonFiniteActionError, SpecPrunePolicy, load_policy
+from specprune.types import ActionChunk, EEMotion, Observation, StepStats
 
 __all__ = [
     "ActionChunk", "CheckpointError", "EEMotion", "NonFiniteActionError", "Observation",

@@ -19,14 +19,13 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import torch
 
-from .config import PruneConfig
-from .decoder import run_decoder
-from .loading import load_policy
-from .policy import SpecPrunePolicy
-from .pruning_hooks import FastVHook, ScoreProbe
-from .selection import topk_per_view
-from .synthetic import SyntheticEpisode
-from .types import Observation, StepStats
+from specprune.config import PruneConfig
+from specprune.prune.decoder import run_decoder
+from specprune.policy import SpecPrunePolicy, load_policy
+from specprune.prune.pruning_hooks import FastVHook, ScoreProbe
+from specprune.prune.selection import topk_per_view
+from specprune.synthetic import SyntheticEpisode
+from specprune.types import Observation, StepStats
 
 
 class FastVPolicy(SpecPrunePolicy):

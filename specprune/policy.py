@@ -11,23 +11,24 @@ import collections
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Deque, Dict, List, Optional, Tuple
+from typing import Any, Deque, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
 
-from .config import PruneConfig
-from .controller import ActionAwareController, lookback_steps, motion_from_action
-from .decoder import DecoderState, LayerHook, run_decoder
-from .frame_compare import changed_patches, patch_similarity
-from .modeling_vla import OpenVLAOFT, SequenceLayout
-from .presets import ActionLayout
-from .processing import (check_image, check_proprio, normalize_proprio, pixel_values,
-                         resize_frame, unnormalize_actions)
-from .prompting import EncodedPrompt, encode_prompt
-from .pruning_hooks import SpecPruneHook, combine_global_scores
-from .selection import indices_to_mask, topk_per_view
-from .types import MODE_FINE, MODE_OFF, ActionChunk, Observation, StepStats
+from specprune.config import PruneConfig
+from specprune.prune.controller import ActionAwareController, lookback_steps, motion_from_action
+from specprune.prune.decoder import DecoderState, LayerHook, run_decoder
+from specprune.prune.frame_compare import changed_patches, patch_similarity
+from specprune.model.loading import load_model, resolve_device, resolve_dtype
+from specprune.model.modeling_vla import OpenVLAOFT, SequenceLayout
+from specprune.model.presets import ActionLayout
+from specprune.model.processing import (check_image, check_proprio, normalize_proprio,
+                                        pixel_values, resize_frame, unnormalize_actions)
+from specprune.model.prompting import EncodedPrompt, encode_prompt
+from specprune.prune.pruning_hooks import SpecPruneHook, combine_global_scores
+from specprune.prune.selection import indices_to_mask, topk_per_view
+from specprune.types import MODE_FINE, MODE_OFF, ActionChunk, Observation, StepStats
 
 
 class NonFiniteActionError(RuntimeError):
@@ -227,3 +228,14 @@ def _visual_counts(tokens_per_layer: List[int], layout: SequenceLayout) -> List[
 
 def _no_sync() -> None:
     """CPU work is synchronous: nothing to wait for."""
+
+
+def load_policy(path_or_preset: str, device: str = "auto",
+                dtype: Union[str, torch.dtype] = "auto",
+                prune_config: Optional[PruneConfig] = None, layout: Optional[str] = None,
+                unnorm_key: Optional[str] = None, seed: int = 0) -> SpecPrunePolicy:
+    """Build a policy from a preset (random weights, seeded) or a checkpoint folder."""
+    device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, device)
+    model, tokenizer, stats, lay = load_model(path_or_preset, layout, unnorm_key, seed)
+    return SpecPrunePolicy(model, tokenizer, stats, lay, prune_config, device, torch_dtype)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .types import EEMotion, Observation
+from specprune.types import EEMotion, Observation
 
 
 class SyntheticEpisode:

@@ -4,7 +4,7 @@ Starts ``specprune_sim_arm`` (task pick_color) and ``specprune_policy`` with the
 checkpoint (the same parameter files the launch files use) and runs the same seeded
 episodes unpruned and with SpecPrune, switching the node's ``prune.*`` parameters live
 through its set_parameters service (what ``ros2 param set`` does) and resetting the arm
-through its ~/reset service (``specprune_ros.eval_ros``). Prints, per episode, the
+through its ~/reset service (``specprune_ros.eval.eval_ros``). Prints, per episode, the
 instruction and whether the arm did it, then latency and tokens kept per configuration.
 """
 from __future__ import annotations
@@ -48,10 +48,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--horizon", type=int, default=150, help="control ticks per episode")
     parser.add_argument("--json", default="", help="also write the evaluation JSON here")
     args = parser.parse_args(argv)
-    from specprune_ros.eval_results import format_table
-    from specprune_ros.eval_ros import evaluate_ros
-    from specprune_ros.evaluate import EVAL_SEED
-    from specprune_ros.evaluate import parse_args as evaluation_args
+    from specprune_ros.eval.eval_results import format_table
+    from specprune_ros.eval.eval_ros import evaluate_ros
+    from specprune_ros.eval.configurations import EVAL_SEED
+    from specprune_ros.eval.evaluate import parse_args as evaluation_args
 
     seed = EVAL_SEED if args.seed is None else args.seed
     eval_args = evaluation_args([

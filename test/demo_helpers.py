@@ -4,7 +4,7 @@ import json
 import h5py
 import numpy as np
 
-from specprune.demo_dataset import CAMERAS
+from specprune.train.demo_dataset import CAMERAS
 
 COLOURS = ("red", "green", "blue")
 

@@ -2,7 +2,7 @@
 import numpy as np
 
 from specprune import EEMotion, PruneConfig
-from specprune.controller import ActionAwareController, lookback_steps, motion_from_action
+from specprune.prune.controller import ActionAwareController, lookback_steps, motion_from_action
 
 
 def motion(vx=0.0, vz=0.0, wz=0.0):

@@ -4,8 +4,8 @@ import math
 import torch
 
 from specprune import PruneConfig
-from specprune.decoder import DecoderState, run_decoder
-from specprune.scoring import query_attention
+from specprune.prune.decoder import DecoderState, run_decoder
+from specprune.prune.scoring import query_attention
 
 from core_helpers import KEEP_ALL, observation, tiny_policy
 

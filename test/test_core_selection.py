@@ -4,9 +4,9 @@ import math
 import numpy as np
 import torch
 
-from specprune.frame_compare import changed_patches, patch_similarity
-from specprune.selection import (layer_drop_mask, rank_weights, round_up_to_bucket,
-                                 topk_per_view)
+from specprune.prune.frame_compare import changed_patches, patch_similarity
+from specprune.prune.selection import (layer_drop_mask, rank_weights, round_up_to_bucket,
+                                       topk_per_view)
 
 
 def test_one_changed_patch_is_found():

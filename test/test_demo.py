@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ros_helpers import REPO, domain_id, ros_environment
 from specprune_ros.demo import DEFAULT_MODEL
-from specprune_ros.evaluate import EVAL_SEED
+from specprune_ros.eval.configurations import EVAL_SEED
 
 
 def test_main_job_runs_both_configurations_on_the_shipped_checkpoint(tmp_path: Path) -> None:

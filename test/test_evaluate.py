@@ -13,11 +13,12 @@ import pytest
 
 from ros_helpers import REPO, domain_id, ros_environment
 from specprune import ActionChunk, NonFiniteActionError, PruneConfig, load_policy
-from specprune_ros import evaluate
-from specprune_ros.eval_results import ConfigRun
-from specprune_ros.eval_stats import (mcnemar_exact_p, paired_comparison,
-                                      paired_difference_interval, wilson_interval)
-from specprune_ros.sim_arm import SimArm, SimArmConfig
+from specprune_ros.eval import evaluate
+from specprune_ros.eval.configurations import CONFIGS
+from specprune_ros.eval.eval_results import ConfigRun
+from specprune_ros.eval.eval_stats import (mcnemar_exact_p, paired_comparison,
+                                           paired_difference_interval, wilson_interval)
+from specprune_ros.sim.sim_arm import SimArm, SimArmConfig
 
 TASK = "pick_color"
 EPISODES, HORIZON, SEED = 2, 12, 3
@@ -79,7 +80,7 @@ def direct(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Any]:
 
 
 def test_json_has_every_configuration_with_sane_values(direct: Dict[str, Any]) -> None:
-    assert list(direct["configs"]) == list(evaluate.CONFIGS)
+    assert list(direct["configs"]) == list(CONFIGS)
     for name, c in direct["configs"].items():
         assert CONFIG_KEYS <= set(c), name
         assert c["episodes"] == EPISODES and 0.0 <= c["success_rate"] <= 1.0
@@ -194,7 +195,7 @@ def test_unknown_configuration_and_missing_policy_are_rejected(capsys) -> None:
 
 # ------------------------------------------------------------------------------ ROS runner
 def test_ros_parameters_restore_every_field_another_configuration_changes() -> None:
-    from specprune_ros.eval_ros import prune_parameters
+    from specprune_ros.eval.eval_ros import prune_parameters
 
     params = prune_parameters(["unpruned", "specprune", "no_local"])
     keys = {k for p in params.values() for k in p}
@@ -206,7 +207,7 @@ def test_ros_parameters_restore_every_field_another_configuration_changes() -> N
 
 
 def test_diagnostics_rows_become_step_records_and_partial_rows_do_not() -> None:
-    from specprune_ros.eval_ros import step_record
+    from specprune_ros.eval.eval_ros import step_record
     row = {"mode": "coarse", "step_ms": "26.412", "llm_ms": "12.100",
            "kept_visual_tokens": "89", "visual_tokens_total": "512", "steps": "4"}
     record = step_record(row)
@@ -220,7 +221,7 @@ def test_ros_runner_gives_the_same_form_of_results(direct: Dict[str, Any],
                                                    tmp_path: Path) -> None:
     out = tmp_path / "ros.json"
     env = ros_environment(tmp_path, domain_id(67))
-    cmd = [sys.executable, "-m", "specprune_ros.evaluate", "--via", "ros", "--policy", "tiny",
+    cmd = [sys.executable, "-m", "specprune_ros.eval.evaluate", "--via", "ros", "--policy", "tiny",
            "--task", TASK, "--episodes", "2", "--horizon", "16", "--seed", str(SEED),
            "--configs", "unpruned,specprune,fastv", "--threads", "1", "--json", str(out)]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)

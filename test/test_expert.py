@@ -5,10 +5,10 @@ import h5py
 import numpy as np
 import pytest
 
-from specprune_ros.demos import NoiseConfig, RecordConfig, main, record, record_episode
-from specprune_ros.expert import DESCEND, ExpertConfig, ScriptedExpert
-from specprune_ros.sim_arm import SimArm, SimArmConfig
-from specprune_ros.sim_tasks import CUBE_COLORS, CUBE_HALF_SIZE, LIFT_HEIGHT
+from specprune_ros.sim.demos import NoiseConfig, RecordConfig, main, record, record_episode
+from specprune_ros.sim.expert import DESCEND, ExpertConfig, ScriptedExpert
+from specprune_ros.sim.sim_arm import SimArm, SimArmConfig
+from specprune_ros.sim.sim_tasks import CUBE_COLORS, CUBE_HALF_SIZE, LIFT_HEIGHT
 
 CAMERAS = ("agentview", "robot0_eye_in_hand")
 TABLE_TOP = 0.8  # Lift's table offset (m)

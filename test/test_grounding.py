@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from demo_helpers import COLOURS, write_demos
-from specprune.grounding import frame_samples, main, measure
-from specprune.presets import LAYOUTS
-from specprune.tiny_tokenizer import build_tokenizer
-from specprune.training import TrainConfig, prepare, train
+from specprune.train.grounding import frame_samples, main, measure
+from specprune.model.presets import LAYOUTS
+from specprune.model.tiny_tokenizer import build_tokenizer
+from specprune.train.training import TrainConfig, prepare, train
 
 NAMES = LAYOUTS["libero"].action_names
 

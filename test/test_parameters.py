@@ -10,8 +10,8 @@ from rclpy.context import Context
 from rclpy.parameter import Parameter
 
 from specprune import PruneConfig, field_specs
-from specprune_ros import parameters as params
-from specprune_ros.policy_node import PolicyNode, StartupError
+from specprune_ros.node import parameters as params
+from specprune_ros.node.policy_node import PolicyNode, StartupError
 from ros_helpers import domain_id
 
 CONFIG = Path(__file__).resolve().parents[1] / "config" / "policy.yaml"
@@ -27,7 +27,7 @@ def yaml_values() -> dict:
 # ------------------------------------------------------------------ the yaml
 def test_policy_yaml_is_generated_from_the_table() -> None:
     assert CONFIG.read_text() == params.render_yaml(), (
-        "config/policy.yaml is out of date: python -m specprune_ros.parameters --write "
+        "config/policy.yaml is out of date: python -m specprune_ros.node.parameters --write "
         "config/policy.yaml")
 
 
@@ -154,7 +154,7 @@ def test_bad_start_values_stop_the_node_with_a_reason(context: Context) -> None:
 
 def test_tf_source_is_rejected_with_the_reason_where_tf2_ros_is_missing(
         context: Context) -> None:
-    from specprune_ros.tf_motion import tf_unavailable_reason
+    from specprune_ros.node.tf_motion import tf_unavailable_reason
     if tf_unavailable_reason() is None:
         pytest.skip("tf2_ros is importable here")
     with pytest.raises(StartupError, match="tf2_ros"):

@@ -32,9 +32,9 @@ with warnings.catch_warnings():
     from std_srvs.srv import SetBool, Trigger
     from trajectory_msgs.msg import JointTrajectory
 
-from specprune_ros import tf_motion
-from specprune_ros.policy_node import DIAG_NAME, PolicyNode
-from specprune_ros.ros_image import rgb_to_compressed_msg, rgb_to_image_msg
+from specprune_ros.node import tf_motion
+from specprune_ros.node.policy_node import DIAG_NAME, PolicyNode
+from specprune_ros.node.ros_image import rgb_to_compressed_msg, rgb_to_image_msg
 from ros_helpers import NodeProcess, Probe, domain_id, probe_fixture
 
 ACTION_NAMES = ["x", "y", "z", "roll", "pitch", "yaw", "gripper"]
@@ -49,7 +49,7 @@ def policy_process(tmp: Path, domain: int, *overrides: str) -> NodeProcess:
     args = ["--ros-args", "--params-file", "config/policy.yaml", "-p", "model:=tiny"]
     for item in overrides:
         args += ["-p", item]
-    return NodeProcess("specprune_ros.policy_node", args, tmp, domain, "policy")
+    return NodeProcess("specprune_ros.node.policy_node", args, tmp, domain, "policy")
 
 
 def stamp_ns(stamp: Any) -> int:
@@ -128,7 +128,7 @@ def procs(tmp_path_factory: pytest.TempPathFactory
     """(sim bridge, policy node, domain), shared by TestWithSim."""
     tmp = tmp_path_factory.mktemp("policy_sim")
     domain = domain_id(11)
-    sim = NodeProcess("specprune_ros.sim_bridge_node",
+    sim = NodeProcess("specprune_ros.sim.sim_bridge_node",
                       ["--ros-args", "--params-file", "config/sim_arm.yaml"], tmp, domain, "sim")
     policy = policy_process(tmp, domain)
     yield sim, policy, domain
@@ -198,7 +198,7 @@ class TestWithSim:
         assert not result.successful and reason in result.reason, result.reason
 
     def test_tf_source_is_rejected_when_tf2_ros_is_missing(self, probe, wire) -> None:
-        from specprune_ros.tf_motion import tf_unavailable_reason
+        from specprune_ros.node.tf_motion import tf_unavailable_reason
         if tf_unavailable_reason() is None:
             pytest.skip("tf2_ros is importable: 'tf' is a valid source here")
         result = probe.set_parameters(NODE, {"ee_motion_source": "tf"})[0]

@@ -1,4 +1,4 @@
-"""Round trips and error messages of specprune_ros.ros_image (no ROS graph needed)."""
+"""Round trips and error messages of specprune_ros.node.ros_image (no ROS graph needed)."""
 import sys
 import types
 import warnings
@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 import pytest
 
-from specprune_ros import ros_image
+from specprune_ros.node import ros_image
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)  # lark, imported by the msg packages

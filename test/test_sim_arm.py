@@ -6,8 +6,8 @@ from typing import Iterator
 import numpy as np
 import pytest
 
-from specprune_ros.sim_arm import (
-    JOINT_NAMES, SimArm, SimArmConfig, SimObservation, quat_to_axis_angle, validate_action)
+from specprune_ros.sim.sim_arm import (JOINT_NAMES, SimArm, SimArmConfig, SimObservation,
+                                       quat_to_axis_angle, validate_action)
 
 SIZE = 96  # smaller than the default 224 to keep the tests fast; layout is size-independent
 HOLD_OPEN = np.array([0, 0, 0, 0, 0, 0, -1.0])

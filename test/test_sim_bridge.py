@@ -1,6 +1,6 @@
 """The simulated-arm bridge, tested across a real process boundary (plus its pure helpers).
 
-The bridge runs as ``python -m specprune_ros.sim_bridge_node`` in its own process on a
+The bridge runs as ``python -m specprune_ros.sim.sim_bridge_node`` in its own process on a
 per-run ROS domain, discovery limited to this host; this process talks to it with its own
 rclpy context and asserts only on what crosses the wire. Waits are on conditions with
 deadlines, never blind sleeps; the bridge is stopped with SIGINT (never SIGKILL, which would
@@ -37,9 +37,9 @@ with warnings.catch_warnings():
     from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from ros_helpers import ros_environment
-from specprune_ros.ros_image import image_msg_to_rgb
-from specprune_ros.sim_arm import ACTION_NAMES
-from specprune_ros.sim_bridge_node import PARAMS, ActionQueue, parse_action_chunk
+from specprune_ros.node.ros_image import image_msg_to_rgb
+from specprune_ros.sim.sim_arm import ACTION_NAMES
+from specprune_ros.sim.sim_bridge_node import PARAMS, ActionQueue, parse_action_chunk
 
 # lark (used by rosidl at the first node / type-support load) imports the deprecated
 # sre_parse / sre_constants modules.
@@ -105,7 +105,7 @@ class Bridge:
         self.output = log_dir / "bridge.log"
         self._out = self.output.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "specprune_ros.sim_bridge_node", "--ros-args",
+            [sys.executable, "-m", "specprune_ros.sim.sim_bridge_node", "--ros-args",
              "--params-file", str(CONFIG.relative_to(REPO))],
             cwd=REPO, env=ros_environment(log_dir, DOMAIN_ID), stdout=self._out,
             stderr=subprocess.STDOUT)

@@ -9,11 +9,11 @@ import torch
 
 from demo_helpers import COLOURS, write_demos
 from specprune import PruneConfig, load_policy
-from specprune.demo_dataset import DemoFileError, dataset_statistics, read_demos
-from specprune.prompting import encode_prompt
-from specprune.tiny_tokenizer import build_tokenizer, empty_token_id
-from specprune.training import (Augment, TrainConfig, crop_margin, learning_rate, main,
-                                make_optimizer, predict, prepare, train, train_step)
+from specprune.train.demo_dataset import DemoFileError, dataset_statistics, read_demos
+from specprune.model.prompting import encode_prompt
+from specprune.model.tiny_tokenizer import build_tokenizer, empty_token_id
+from specprune.train.training import (Augment, TrainConfig, crop_margin, learning_rate, main,
+                                      make_optimizer, predict, prepare, train, train_step)
 from specprune.types import Observation
 
 
@@ -183,7 +183,7 @@ def test_too_many_held_out_demos_is_an_error(demo_file, tmp_path):
 
 def test_the_training_command_runs_a_few_steps_of_the_shipped_size(demo_file, tmp_path,
                                                                    capsys):
-    """What CI runs of ``python -m specprune.training``: the sim-small preset, 2 steps."""
+    """What CI runs of ``python -m specprune.train.training``: the sim-small preset, 2 steps."""
     out = tmp_path / "sim_small"
     assert main(["--demos", demo_file, "--out", str(out), "--preset", "sim-small",
                  "--steps", "2", "--batch-size", "2", "--val-demos", "1",

@@ -15,7 +15,7 @@ import numpy as np
 
 from specprune.config import check_value, int_as_float
 
-from .sim_arm import ACTION_DIM, GRIPPER_CLOSE, GRIPPER_OPEN, SimObservation
+from specprune_ros.sim.sim_arm import ACTION_DIM, GRIPPER_CLOSE, GRIPPER_OPEN, SimObservation
 
 APPROACH, DESCEND, CLOSE, LIFT, RELEASE = "approach", "descend", "close", "lift", "release"
 

@@ -214,7 +214,8 @@ def _import_robosuite() -> Any:
     os.environ.setdefault("MUJOCO_GL", "egl")
     import robosuite
 
-    from . import sim_tasks  # noqa: F401  (registers the project's tasks with robosuite)
+    # registers the project's tasks with robosuite
+    from specprune_ros.sim import sim_tasks  # noqa: F401
     return robosuite
 
 

@@ -20,8 +20,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoTokenizer
 
-from .modeling_vla import OpenVLAOFT, VLAConfig
-from .presets import LAYOUTS, ActionLayout
+from specprune.model.modeling_vla import OpenVLAOFT, VLAConfig
+from specprune.model.presets import LAYOUTS, ActionLayout
 
 CONFIG, STATS, INDEX = "config.json", "dataset_statistics.json", "model.safetensors.index.json"
 SINGLE = "model.safetensors"

@@ -1,14 +1,14 @@
 """ROS 2 node ``specprune_policy``: cameras + joint state + ee motion -> SpecPrune policy ->
 action chunks, diagnostics and a kept-patch overlay. Run::
 
-    python -m specprune_ros.policy_node --ros-args --params-file config/policy.yaml
+    python -m specprune_ros.node.policy_node --ros-args --params-file config/policy.yaml
 
 Subscription callbacks only decode and store samples (ObservationBuilder); a worker thread
 runs the model on the newest consistent observation, so a slow step never queues stale
 frames. Bad input (stale / missing / unsynchronised views, wrong encoding or size, NaN joint
 state, a missing or jumping ee pose, non-finite model output) publishes no chunk: it is
 logged once per occurrence and reported on /diagnostics. Parameters: config/policy.yaml
-(generated from specprune_ros/parameters.py); ``prune.*`` and the thresholds are live.
+(generated from specprune_ros/node/parameters.py); ``prune.*`` and the thresholds are live.
 Services: ``~/reset`` (std_srvs/Trigger, new episode), ``~/enable`` (std_srvs/SetBool).
 """
 from __future__ import annotations
@@ -42,13 +42,13 @@ with warnings.catch_warnings():
 
 from specprune import (ActionChunk, CheckpointError, NonFiniteActionError, Observation,
                        PruneConfig, StepStats, load_policy)
-from specprune_ros import lifecycle
-from specprune_ros import parameters as params
-from specprune_ros.observation_builder import (BuildResult, Fault, FaultTracker, Limits,
-                                               ObservationBuilder, StateLayout)
-from specprune_ros.ros_image import compressed_msg_to_rgb, image_msg_to_rgb, rgb_to_image_msg
-from specprune_ros.tf_motion import (TfPoseSource, pose_from_msg, stamp_seconds,
-                                     tf_unavailable_reason)
+from specprune_ros.node import lifecycle
+from specprune_ros.node import parameters as params
+from specprune_ros.node.observation_builder import (BuildResult, Fault, FaultTracker, Limits,
+                                                    ObservationBuilder, StateLayout)
+from specprune_ros.node.ros_image import compressed_msg_to_rgb, image_msg_to_rgb, rgb_to_image_msg
+from specprune_ros.node.tf_motion import (TfPoseSource, pose_from_msg, stamp_seconds,
+                                          tf_unavailable_reason)
 
 NODE_NAME = params.NODE_NAME
 DIAG_NAME = f"{NODE_NAME}: inference"

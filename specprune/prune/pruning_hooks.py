@@ -14,12 +14,12 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from .config import PruneConfig, resolve_layers
-from .decoder import DecoderState
-from .modeling_vla import SequenceLayout
-from .scoring import column_scores, mean_entropy, query_attention
-from .selection import (layer_drop_mask, rank_weights, round_up_to_bucket, scatter_scores,
-                        topk_per_view)
+from specprune.config import PruneConfig, resolve_layers
+from specprune.prune.decoder import DecoderState
+from specprune.model.modeling_vla import SequenceLayout
+from specprune.prune.scoring import column_scores, mean_entropy, query_attention
+from specprune.prune.selection import (layer_drop_mask, rank_weights, round_up_to_bucket,
+                                       scatter_scores, topk_per_view)
 
 
 class _VisualScorer:

@@ -14,7 +14,7 @@ before that pipeline: a random shift within the centre crop's margin (the centre
 then acts as OFT's random 90 %-area crop) and mild brightness / contrast jitter (no hue
 jitter: the instruction names a colour).
 
-    python -m specprune.training --demos demos/pick_color.hdf5 --out checkpoints/pick_color \\
+    specprune-train --demos demos/pick_color.hdf5 --out checkpoints/pick_color \\
         --steps 3000 --minutes 85 --seed 0
 """
 from __future__ import annotations
@@ -35,16 +35,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import load_checkpoint, save_checkpoint
-from .config import check_value, documented_field, int_as_float
-from .decoder import run_decoder
-from .demo_dataset import Demos, dataset_statistics, read_demos
-from .loading import resolve_device
-from .modeling_vla import OpenVLAOFT, VLAConfig
-from .presets import LAYOUTS, PRESETS, ActionLayout, preset_config
-from .processing import center_crop_box, normalize_proprio, pixel_values
-from .prompting import EncodedPrompt, encode_prompt
-from .tiny_tokenizer import build_tokenizer, empty_token_id
+from specprune.model.checkpoint import load_checkpoint, save_checkpoint
+from specprune.config import check_value, documented_field, int_as_float
+from specprune.prune.decoder import run_decoder
+from specprune.train.demo_dataset import Demos, dataset_statistics, read_demos
+from specprune.model.loading import resolve_device
+from specprune.model.modeling_vla import OpenVLAOFT, VLAConfig
+from specprune.model.presets import LAYOUTS, PRESETS, ActionLayout, preset_config
+from specprune.model.processing import center_crop_box, normalize_proprio, pixel_values
+from specprune.model.prompting import EncodedPrompt, encode_prompt
+from specprune.model.tiny_tokenizer import build_tokenizer, empty_token_id
 
 Log = Callable[[str], None]
 
@@ -61,7 +61,7 @@ class TrainConfig:
 
     demos: str = _spec("", "Demonstration HDF5 (robomimic-style, see demo_dataset.py).")
     out: str = _spec("", "Checkpoint folder to write (released OpenVLA-OFT layout).")
-    preset: str = _spec("sim-small", "Architecture preset (specprune.presets).")
+    preset: str = _spec("sim-small", "Architecture preset (specprune.model.presets).")
     init: str = _spec(
         "", "Checkpoint folder to start from (warm start; same preset). Empty: random init. "
         "The optimiser state and schedule start afresh; statistics are recomputed from the "

@@ -7,7 +7,7 @@ of a few ticks in a random direction. The recorded label is always the expert's 
 action, so the data show how to recover from states the expert alone never visits.
 Only successful episodes are written. Run::
 
-    python -m specprune_ros.demos --episodes 300 --out demos/pick_color.hdf5 --seed 0
+    python -m specprune_ros.sim.demos --episodes 300 --out demos/pick_color.hdf5 --seed 0
 
 File layout (robomimic's)::
 
@@ -32,8 +32,8 @@ import numpy as np
 
 from specprune.config import check_value, int_as_float
 
-from .expert import ExpertConfig, ScriptedExpert
-from .sim_arm import ACTION_DIM, SimArm, SimArmConfig
+from specprune_ros.sim.expert import ExpertConfig, ScriptedExpert
+from specprune_ros.sim.sim_arm import ACTION_DIM, SimArm, SimArmConfig
 
 
 @dataclass(frozen=True)

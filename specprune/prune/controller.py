@@ -11,8 +11,8 @@ from typing import Optional
 
 import numpy as np
 
-from .config import PruneConfig
-from .types import MODE_COARSE, MODE_FINE, EEMotion
+from specprune.config import PruneConfig
+from specprune.types import MODE_COARSE, MODE_FINE, EEMotion
 
 
 @dataclass(frozen=True)

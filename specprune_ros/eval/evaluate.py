@@ -6,7 +6,8 @@ budget -- where episode i uses seed + i in EVERY configuration (same cube placem
 instruction), and writes JSON + a table (+ a PNG with ``--plot``)::
 
     specprune-eval --episodes 200 --json eval.json --plot eval.png
-    python -m specprune_ros.evaluate --policy tiny --episodes 2 --horizon 20 --json /tmp/e.json
+    python -m specprune_ros.eval.evaluate --policy tiny --episodes 2 --horizon 20 \\
+        --json /tmp/e.json
 
 ``--via direct`` (default) runs in-process: per policy step the cameras are rendered
 (``arm.observe()``), the policy sees both views, the instruction, the LIBERO proprio (in the
@@ -16,7 +17,7 @@ the whole chunk is executed open loop without rendering (OpenVLA-OFT executes al
 on LIBERO). Episodes are run
 seed-major (every configuration on seed s, then on s + 1...) so that slow drifts of the
 machine's load hit all configurations alike. One model is loaded; every configuration
-shares its weights. ``--via ros``: see specprune_ros/eval_ros.py.
+shares its weights. ``--via ros``: see specprune_ros/eval/eval_ros.py.
 """
 from __future__ import annotations
 
@@ -33,35 +34,17 @@ import torch
 
 from specprune import EEMotion, Observation, PruneConfig, SpecPrunePolicy, load_policy
 from specprune.bench import FastVPolicy, hit_rate, machine
-from specprune.presets import PRESETS
-from specprune_ros.eval_results import (FASTV, SPECPRUNE, UNPRUNED, ConfigRun, EpisodeRecord,
-                                        StepRecord, format_table, plot, summarize)
-from specprune_ros.observation_builder import Limits, MotionEstimator
-from specprune_ros.sim_arm import SimArm, SimArmConfig, SimObservation
+from specprune.model.presets import PRESETS
+from specprune_ros.eval.configurations import CONFIGS, EVAL_SEED, run_meta
+from specprune_ros.eval.eval_results import (FASTV, SPECPRUNE, UNPRUNED, ConfigRun, EpisodeRecord,
+                                             StepRecord, format_table, plot, summarize)
+from specprune_ros.node.observation_builder import Limits, MotionEstimator
+from specprune_ros.sim.sim_arm import SimArm, SimArmConfig, SimObservation
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_POLICY = os.path.join("checkpoints", "pick_color")
-#: First evaluation seed: the recorded demonstrations use seeds 0, 1, ... (a few hundred).
-EVAL_SEED = 100_000
 #: Camera of each model view: view 0 third person, view 1 wrist (LIBERO's order).
 VIEWS = ("agentview", "robot0_eye_in_hand")
-
-_NO_LOCAL = {"local_k_primary_coarse": 0, "local_k_wrist_coarse": 0,
-             "local_k_primary_fine": 0, "local_k_wrist_fine": 0}
-#: name -> (PruneConfig changes from the defaults, what it measures). FastV ignores its
-#: changes (the baseline has its own hook) and keeps SpecPrune's mean visual budget.
-CONFIGS: Dict[str, tuple] = {
-    UNPRUNED: ({"enabled": False}, "no pruning: every token, SDPA (the fastest unpruned path)"),
-    SPECPRUNE: ({}, "SpecPrune with its defaults"),
-    "no_global": ({"global_k": 0}, "without V_global (previous step's top-k)"),
-    "no_dynamic": ({"dynamic_k": 0}, "without V_dynamic (frame comparison)"),
-    "no_local": (_NO_LOCAL, "without V_local (layers 0/1 top-K, coarse and fine)"),
-    "no_action_aware": ({"controller_enabled": False},
-                        "controller off: always coarse mode (the cheaper K)"),
-    "no_layer_pruning": ({"layer_prune_enabled": False},
-                         "without dynamic layer pruning at layers 5/10/15/20"),
-    FASTV: ({"enabled": False}, "FastV at layer 2 with SpecPrune's mean visual budget"),
-}
 
 
 @dataclass
@@ -279,18 +262,10 @@ def evaluate_direct(args: argparse.Namespace) -> Dict[str, Any]:
     return summarize(runs, meta, runner.hit_rates)
 
 
-def run_meta(args: argparse.Namespace, seeds: Sequence[int], wall_s: float,
-             host: Dict[str, Any]) -> Dict[str, Any]:
-    return {"task": args.task, "policy": args.policy, "via": args.via,
-            "episodes": args.episodes, "horizon": args.horizon, "seeds": list(seeds),
-            "hit_rate_k": args.hit_k, "l1_every": args.l1_every, "wall_s": wall_s,
-            "machine": host}
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     if args.via == "ros":
-        from specprune_ros.eval_ros import evaluate_ros
+        from specprune_ros.eval.eval_ros import evaluate_ros  # rclpy only when asked for
         result = evaluate_ros(args)
     else:
         result = evaluate_direct(args)

@@ -17,8 +17,8 @@ import torch
 from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from .modeling_heads import FusedProjector, L1RegressionActionHead, ProprioProjector
-from .modeling_vision import VisionBackbone
+from specprune.model.modeling_heads import FusedProjector, L1RegressionActionHead, ProprioProjector
+from specprune.model.modeling_vision import VisionBackbone
 
 DINOV2_ID = "vit_large_patch14_reg4_dinov2.lvd142m"
 SIGLIP_ID = "vit_so400m_patch14_siglip_224"

@@ -45,10 +45,10 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.task import Future
 
 from specprune.bench import machine
-from specprune_ros.eval_results import (FASTV, ConfigRun, EpisodeRecord,
-                                        StepRecord, summarize)
-from specprune_ros.policy_node import DIAG_NAME
-from specprune_ros.tf_motion import stamp_seconds
+from specprune_ros.eval.configurations import CONFIGS, run_meta
+from specprune_ros.eval.eval_results import FASTV, ConfigRun, EpisodeRecord, StepRecord, summarize
+from specprune_ros.node.policy_node import DIAG_NAME
+from specprune_ros.node.tf_motion import stamp_seconds
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)  # lark, pulled in by the msg packages
@@ -58,7 +58,7 @@ with warnings.catch_warnings():
     from std_msgs.msg import Bool, String
     from std_srvs.srv import SetBool, Trigger
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 POLICY, BRIDGE = "/specprune_policy", "/specprune_sim_arm"
 CONTROL_RATE_HZ = 20.0  # config/sim_arm.yaml
 CHUNK = 8  # LIBERO layout
@@ -210,7 +210,6 @@ def prune_parameters(configs: Sequence[str]) -> Dict[str, Dict[str, Any]]:
     """Per configuration, every ``prune.*`` value any selected configuration changes (the
     default where this one does not), so switching configurations leaves nothing behind."""
     from specprune import PruneConfig
-    from specprune_ros.evaluate import CONFIGS
 
     defaults = PruneConfig()
     touched = sorted({f for c in configs for f in CONFIGS[c][0]})
@@ -277,10 +276,11 @@ def _stop(proc: subprocess.Popen, timeout: float = 20.0) -> int:
 
 
 def _node_commands(args: argparse.Namespace) -> List[List[str]]:
-    bridge = ["specprune_ros.sim_bridge_node", "--ros-args", "--params-file",
+    bridge = ["specprune_ros.sim.sim_bridge_node", "--ros-args", "--params-file",
               "config/sim_arm.yaml", "-p", f"task:={args.task}", "-p", "horizon:=1000000000",
               "-p", f"seed:={args.seed}"]
-    policy = ["specprune_ros.policy_node", "--ros-args", "--params-file", "config/policy.yaml",
+    policy = ["specprune_ros.node.policy_node", "--ros-args",
+              "--params-file", "config/policy.yaml",
               "-p", f"model:={args.policy}", "-p", "ee_motion_source:=pose_topic",
               "-p", f"torch_threads:={args.threads}", "-p", f"device:={args.device}",
               "-p", f"dtype:={args.dtype}",
@@ -290,8 +290,6 @@ def _node_commands(args: argparse.Namespace) -> List[List[str]]:
 
 def evaluate_ros(args: argparse.Namespace, startup_timeout: float = 300.0) -> Dict[str, Any]:
     """The evaluation through ROS; the same JSON as the direct runner."""
-    from specprune_ros.evaluate import CONFIGS, run_meta
-
     configs = [c for c in args.configs if c != FASTV]
     if not configs:
         raise SystemExit("--via ros: fastv is not available through the policy node")

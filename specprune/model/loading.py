@@ -1,17 +1,17 @@
-"""``load_policy``: a preset name or a checkpoint folder -> SpecPrunePolicy."""
+"""A preset name or a checkpoint folder -> (model, tokenizer, statistics, layout); device
+and dtype resolution shared by inference and training."""
 from __future__ import annotations
 
 import os
-from typing import Optional, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
 
-from .checkpoint import load_checkpoint
-from .config import PruneConfig
-from .modeling_vla import OpenVLAOFT
-from .policy import SpecPrunePolicy
-from .presets import LAYOUTS, PRESETS, preset_config, synthetic_statistics
-from .tiny_tokenizer import build_tokenizer, empty_token_id
+from specprune.model.checkpoint import load_checkpoint
+from specprune.model.modeling_vla import OpenVLAOFT
+from specprune.model.presets import (LAYOUTS, PRESETS, ActionLayout, preset_config,
+                                     synthetic_statistics)
+from specprune.model.tiny_tokenizer import build_tokenizer, empty_token_id
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -38,26 +38,20 @@ def resolve_dtype(dtype: Union[str, torch.dtype], device: str) -> torch.dtype:
     return _DTYPES[dtype]
 
 
-def load_policy(path_or_preset: str, device: str = "auto",
-                dtype: Union[str, torch.dtype] = "auto",
-                prune_config: Optional[PruneConfig] = None, layout: Optional[str] = None,
-                unnorm_key: Optional[str] = None, seed: int = 0) -> SpecPrunePolicy:
-    """Build a policy from a preset (random weights, seeded) or a checkpoint folder."""
-    device = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, device)
+def load_model(path_or_preset: str, layout: Optional[str] = None,
+               unnorm_key: Optional[str] = None,
+               seed: int = 0) -> Tuple[OpenVLAOFT, Any, Dict[str, Any], ActionLayout]:
+    """A preset (random weights, seeded) or a checkpoint folder -> (model, tokenizer,
+    the chosen dataset statistics, action layout)."""
     if path_or_preset in PRESETS:
         lay_name = layout or "libero"
         tokenizer = build_tokenizer()
         torch.manual_seed(seed)
         model = OpenVLAOFT(preset_config(path_or_preset, len(tokenizer),
                                          empty_token_id(tokenizer), lay_name))
-        stats = synthetic_statistics(lay_name)["synthetic"]
-        lay = LAYOUTS[lay_name]
-    elif os.path.isdir(path_or_preset):
-        model, tokenizer, stats, lay = load_checkpoint(path_or_preset, layout,
-                                                       unnorm_key=unnorm_key)
-    else:
-        raise FileNotFoundError(
-            f"{path_or_preset!r} is neither a checkpoint folder nor a preset "
-            f"({', '.join(PRESETS)})")
-    return SpecPrunePolicy(model, tokenizer, stats, lay, prune_config, device, torch_dtype)
+        return model, tokenizer, synthetic_statistics(lay_name)["synthetic"], LAYOUTS[lay_name]
+    if os.path.isdir(path_or_preset):
+        return load_checkpoint(path_or_preset, layout, unnorm_key=unnorm_key)
+    raise FileNotFoundError(
+        f"{path_or_preset!r} is neither a checkpoint folder nor a preset "
+        f"({', '.join(PRESETS)})")

@@ -5,7 +5,7 @@ Node ``specprune_sim_arm``. Every tick of a timer at ``control_rate_hz`` it step
 publishes the cameras, joint states, end-effector pose (+ /tf where tf2_msgs exists) and task
 success. Run::
 
-    python -m specprune_ros.sim_bridge_node --ros-args --params-file config/sim_arm.yaml
+    python -m specprune_ros.sim.sim_bridge_node --ros-args --params-file config/sim_arm.yaml
 
 Action chunks arrive as trajectory_msgs/JointTrajectory on ``action_chunk_topic``:
 joint_names are the action dimensions (ACTION_NAMES, any order), points[i].positions is the
@@ -27,15 +27,14 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import (
-    DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data)
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)  # lark, pulled in by the msg packages
     from builtin_interfaces.msg import Time
     from geometry_msgs.msg import PoseStamped, TransformStamped
-    from rcl_interfaces.msg import (
-        FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult)
+    from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                    SetParametersResult)
     from sensor_msgs.msg import Image, JointState
     from std_msgs.msg import Bool, String
     from std_srvs.srv import Trigger
@@ -45,10 +44,10 @@ with warnings.catch_warnings():
     except ImportError:
         TFMessage = None
 
-from specprune_ros import lifecycle
-from specprune_ros.ros_image import rgb_to_image_msg
-from specprune_ros.sim_arm import (
-    ACTION_DIM, ACTION_NAMES, GRIPPER_OPEN, SimArm, SimArmConfig, SimObservation)
+from specprune_ros.node import lifecycle
+from specprune_ros.node.ros_image import rgb_to_image_msg
+from specprune_ros.sim.sim_arm import (ACTION_DIM, ACTION_NAMES, GRIPPER_OPEN, SimArm,
+                                       SimArmConfig, SimObservation)
 
 NODE_NAME = "specprune_sim_arm"
 #: robosuite camera rendered for each published view.
@@ -87,7 +86,7 @@ def _topic(name: str, default: str, what: str) -> ParamSpec:
 
 
 PARAMS: Tuple[ParamSpec, ...] = (
-    ParamSpec("task", "pick_color", "Simulated task (specprune_ros.sim_arm.TASKS): pick_color "
+    ParamSpec("task", "pick_color", "Simulated task (specprune_ros.sim.sim_arm.TASKS): pick_color "
               "names one of three cubes per episode; lift has one red cube."),
     ParamSpec("instruction", "", "Language instruction published on instruction_topic; "
               "empty: the episode's own (e.g. 'pick up the green cube').", read_only=False),

@@ -6,8 +6,8 @@ range, liveness; tuple fields become integer arrays). From the table come the
 ParameterDescriptors the node declares, the conversion of parameter values to PruneConfig
 changes, and config/policy.yaml::
 
-    python -m specprune_ros.parameters --write config/policy.yaml   # regenerate
-    python -m specprune_ros.parameters --check config/policy.yaml   # exit 1 if outdated
+    python -m specprune_ros.node.parameters --write config/policy.yaml   # regenerate
+    python -m specprune_ros.node.parameters --check config/policy.yaml   # exit 1 if outdated
 """
 from __future__ import annotations
 
@@ -265,10 +265,10 @@ def _entries(specs: Iterable[ParamSpec], indent: str, key: Callable[[ParamSpec],
 
 _HEADER = f"""\
 # Parameters of the SpecPrune policy node ({NODE_NAME}), generated from
-# specprune_ros/parameters.py (the prune.* ones from specprune.PruneConfig): do not edit by
+# specprune_ros/node/parameters.py (the prune.* ones from specprune.PruneConfig): do not edit by
 # hand, regenerate with
-#   python -m specprune_ros.parameters --write config/policy.yaml
-# Run: python -m specprune_ros.policy_node --ros-args --params-file config/policy.yaml
+#   python -m specprune_ros.node.parameters --write config/policy.yaml
+# Run: python -m specprune_ros.node.policy_node --ros-args --params-file config/policy.yaml
 # Live parameters can be changed with `ros2 param set /{NODE_NAME} <name> <value>`;
 # invalid values are rejected with the reason."""
 
@@ -306,7 +306,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         Path(args.write).write_text(text)
     elif args.check:
         if Path(args.check).read_text() != text:
-            print(f"{args.check} is out of date: run python -m specprune_ros.parameters "
+            print(f"{args.check} is out of date: run python -m specprune_ros.node.parameters "
                   f"--write {args.check}", file=sys.stderr)
             return 1
     else:

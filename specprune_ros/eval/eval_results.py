@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from specprune.types import MODE_FINE
-from specprune_ros.eval_stats import latency_summary, paired_comparison, wilson_interval
+from specprune_ros.eval.eval_stats import latency_summary, paired_comparison, wilson_interval
 
 UNPRUNED, SPECPRUNE, FASTV = "unpruned", "specprune", "fastv"
 

@@ -13,7 +13,7 @@ An action dimension the expert varies (label std well above 0) but that no input
 is predicted as a constant: the policy has not grounded it. For ``pick_color`` a policy
 that picks the named cube must move ``y`` with the image and the instruction.
 
-    python -m specprune.grounding --checkpoint checkpoints/pick_color \\
+    python -m specprune.train.grounding --checkpoint checkpoints/pick_color \\
         --demos demos/pick_color.hdf5 --frame 0 --max-demos 60
 """
 from __future__ import annotations
@@ -27,10 +27,10 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from .checkpoint import load_checkpoint
-from .demo_dataset import read_demos
-from .modeling_vla import OpenVLAOFT
-from .training import Batch, TrainingData, predict
+from specprune.model.checkpoint import load_checkpoint
+from specprune.train.demo_dataset import read_demos
+from specprune.model.modeling_vla import OpenVLAOFT
+from specprune.train.training import Batch, TrainingData, predict
 
 SWAPS = ("image", "proprio", "instruction")
 

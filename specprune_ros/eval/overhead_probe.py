@@ -1,10 +1,10 @@
 """Measure the policy node's own overhead and whether it keeps up with 30 Hz cameras.
 
-Starts ``specprune_ros.policy_node`` as a process (on its own ROS domain, localhost only),
+Starts ``specprune_ros.node.policy_node`` as a process (on its own ROS domain, localhost only),
 feeds it two 224x224 rgb8 cameras, joint states and an ee pose at ``--rate`` Hz, and reads
 back its chunks and diagnostics::
 
-    python -m specprune_ros.overhead_probe --model tiny --seconds 20 --rate 30
+    python -m specprune_ros.eval.overhead_probe --model tiny --seconds 20 --rate 30
 
 Reported (medians, p95):
 - node overhead: newest image received -> chunk published, minus the model step and minus
@@ -39,10 +39,10 @@ with warnings.catch_warnings():
     from sensor_msgs.msg import Image, JointState
     from trajectory_msgs.msg import JointTrajectory
 
-from specprune_ros.policy_node import DIAG_NAME
-from specprune_ros.ros_image import rgb_to_image_msg
+from specprune_ros.node.policy_node import DIAG_NAME
+from specprune_ros.node.ros_image import rgb_to_image_msg
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CAMERAS = ("/camera/agentview/image_raw", "/camera/wrist/image_raw")
 JOINTS = [f"panda_joint{i}" for i in range(1, 8)] + [f"panda_finger_joint{i}" for i in (1, 2)]
 
@@ -105,7 +105,7 @@ def _column(diags: List[Dict[str, str]], key: str) -> List[float]:
 
 
 def _start_node(args: argparse.Namespace, env: Dict[str, str]) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "specprune_ros.policy_node", "--ros-args", "--params-file",
+    cmd = [sys.executable, "-m", "specprune_ros.node.policy_node", "--ros-args", "--params-file",
            "config/policy.yaml", "-p", f"model:={args.model}", "-p",
            f"inference_rate_hz:={args.inference_rate:.1f}", "-p",
            "instruction:=pick up the red cube"]

@@ -1,6 +1,6 @@
 """Demonstrations from the robomimic-style HDF5 of issue #4, held in RAM for training.
 
-File layout (written by ``specprune_ros.demos``)::
+File layout (written by ``specprune_ros.sim.demos``)::
 
     /data                                   attrs: env_args (JSON), total
     /data/demo_{i}                          attrs: num_samples, seed, instruction, success
@@ -24,8 +24,8 @@ from typing import Any, Dict, List, Optional, Sequence
 import h5py
 import numpy as np
 
-from .processing import resize_frame
-from .prompting import check_instruction
+from specprune.model.processing import resize_frame
+from specprune.model.prompting import check_instruction
 
 CAMERAS = ("agentview_image", "robot0_eye_in_hand_image")  # view order of the policy
 

@@ -5,7 +5,7 @@
   action slots) and depth (32 Llama layers) at a width a 2-core CPU runs in ~1-2 s; the
   vision encoders are sized to ~10 % of the step's FLOPs, as in the 7B model.
 - ``sim-small``: the same token layout at a size trained from scratch on this 2-core CPU
-  (specprune.training): 6 Llama layers (SpecPrune scores in layers 0/1 and prunes the
+  (specprune.train.training): 6 Llama layers (SpecPrune scores in layers 0/1 and prunes the
   later ones) of width 128, ViTs of width 64 and depth 3 (features from block 2 of 3).
   Measured fwd+bwd, batch 16, float32, 2 threads, 2-core AMD EPYC: 10.6 samples/s over the
   shipped 2000-step run (checkpoints/pick_color/training_summary.json).
@@ -19,8 +19,8 @@ from typing import Any, Dict, Tuple
 
 import numpy as np
 
-from .modeling_vla import VLAConfig
-from .processing import BOUNDS, BOUNDS_Q99
+from specprune.model.modeling_vla import VLAConfig
+from specprune.model.processing import BOUNDS, BOUNDS_Q99
 
 
 @dataclass(frozen=True)
