@@ -107,6 +107,18 @@ def test_noisy_episode_records_clean_labels_for_every_frame(arm):
     assert np.all(np.abs(labels) <= 1.0) and set(np.unique(labels[:, 6])) <= {-1.0, 1.0}
     assert np.all(labels[:, 3:6] == 0.0)  # no rotation in the expert's labels
     assert labels[-1, 6] == 1.0  # the episode ends holding the cube
+    # privileged cube positions (base frame): the named one ends lifted with the gripper,
+    # the first label points at it, the others stay on the table
+    cubes, colours = episode["cube_pos"], episode["cube_colors"]
+    assert cubes.shape == (n, 3, 3) and colours == ["red", "green", "blue"]
+    named = colours.index(episode["instruction"].split()[-2])
+    rel = cubes[:, named] - episode["proprio"][:, :3]
+    assert np.linalg.norm(rel[-1]) < 0.03
+    first = rel[0, :2] * 15.0  # the expert's gain: action per metre
+    np.testing.assert_allclose(labels[0, :2], np.clip(first, -1, 1), atol=0.05)
+    others = [i for i in range(3) if i != named]
+    # (the cubes are placed 1 cm up at reset and have settled a few ticks later)
+    np.testing.assert_allclose(cubes[-1, others, 2], cubes[10, others, 2], atol=0.005)
 
 
 def test_record_writes_robomimic_layout(tmp_path, arm):
@@ -128,6 +140,8 @@ def test_record_writes_robomimic_layout(tmp_path, arm):
             for cam in CAMERAS:
                 assert demo[f"obs/{cam}_image"].shape == (n, 224, 224, 3)
             assert demo.attrs["instruction"].startswith("pick up the ")
+            assert demo["obs/cube_pos"].shape == (n, 3, 3)
+            assert json.loads(demo.attrs["cube_colors"]) == ["red", "green", "blue"]
             assert bool(demo.attrs["success"])
         assert int(data.attrs["total"]) == total == summary["samples"]
         assert [int(data[d].attrs["seed"]) for d in ("demo_0", "demo_1")] == [4, 5]

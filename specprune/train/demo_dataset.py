@@ -8,6 +8,10 @@ File layout (written by ``specprune_ros.sim.demos``)::
     /data/demo_{i}/obs/agentview_image      (T, H, W, 3) uint8, view 0 (third person)
     /data/demo_{i}/obs/robot0_eye_in_hand_image   (T, H, W, 3) uint8, view 1 (wrist)
     /data/demo_{i}/obs/proprio              (T, 8) float32 (LIBERO state)
+    /data/demo_{i}/obs/cube_pos             optional (T, cubes, 3) float32: each cube's centre
+                                            in the robot base frame, cubes in the order of
+                                            the demo's JSON attr ``cube_colors`` (privileged
+                                            labels of training-only auxiliary losses)
 
 Sample t of a demo is its frames and proprio at t with the target chunk
 ``actions[t:t+chunk]``, the last action repeated past the end of the demo. Statistics
@@ -19,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import h5py
 import numpy as np
@@ -46,6 +50,9 @@ class Demos:
     names: List[str]
     instructions: List[str]
     env_args: Dict[str, Any]
+    frame_index: Optional[np.ndarray] = None  # (N,) index of each sample within its demo
+    cube_pos: Optional[np.ndarray] = None  # (N, cubes, 3) float32 when every demo has it
+    cube_colors: Optional[List[str]] = None  # names of the cubes in ``cube_pos`` order
 
     def __len__(self) -> int:
         return len(self.demo_of)
@@ -93,6 +100,7 @@ def read_demos(path: str, chunk: int, action_dim: int, proprio_dim: int,
             for view, cam in enumerate(CAMERAS):
                 frames[view][start:start + steps] = _frames(group[f"obs/{cam}"], image_size)
             start += steps
+        cube_pos, colors = _cube_labels(path, groups, lengths)
         return Demos(
             frames=frames,
             proprio=np.concatenate([g["obs/proprio"][()] for g in groups]).astype(np.float32),
@@ -100,7 +108,33 @@ def read_demos(path: str, chunk: int, action_dim: int, proprio_dim: int,
             chunk_index=_chunk_index(lengths, chunk),
             demo_of=np.repeat(np.arange(len(names)), lengths), names=names,
             instructions=[_instruction(w, g) for w, g in zip(wheres, groups)],
-            env_args=env_args)
+            env_args=env_args, frame_index=np.concatenate([np.arange(n) for n in lengths]),
+            cube_pos=cube_pos, cube_colors=colors)
+
+
+def _cube_labels(path: str, groups: Sequence[h5py.Group],
+                 lengths: Sequence[int]) -> Tuple[Optional[np.ndarray], Optional[List[str]]]:
+    """Concatenated ``obs/cube_pos`` and the cube colours, or (None, None) when the file
+    has none; DemoFileError when only some demos have them or they disagree."""
+    have = ["cube_pos" in g["obs"] for g in groups]
+    if not any(have):
+        return None, None
+    if not all(have):
+        raise DemoFileError(f"{path}: obs/cube_pos is missing in {have.count(False)} of "
+                            f"{len(have)} demos (all or none must have it)")
+    colors = None
+    arrays = []
+    for group, steps in zip(groups, lengths):
+        raw = group.attrs.get("cube_colors", "[]")
+        mine = json.loads(raw.decode() if isinstance(raw, bytes) else str(raw))
+        if colors is None:
+            colors = mine
+        arr = group["obs/cube_pos"][()]
+        if mine != colors or arr.shape != (steps, len(colors), 3) or not colors:
+            raise DemoFileError(f"{path}:{group.name}: obs/cube_pos {arr.shape} / cube_colors "
+                                f"{mine} disagree with {colors} and {steps} steps")
+        arrays.append(arr.astype(np.float32))
+    return np.concatenate(arrays), colors
 
 
 def _demo_number(name: str) -> int:

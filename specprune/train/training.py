@@ -29,15 +29,17 @@ import random
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from torch import nn
 
 from specprune.model.checkpoint import load_checkpoint, save_checkpoint
 from specprune.config import check_value, documented_field, int_as_float
 from specprune.prune.decoder import run_decoder
+from specprune.train.auxiliary import (AuxiliaryHeads, AuxLabels, AuxWeights, Features,
+                                       LayerInput, model_rgb, named_index, patch_colour_labels)
 from specprune.train.demo_dataset import Demos, dataset_statistics, read_demos
 from specprune.model.loading import resolve_device
 from specprune.model.modeling_vla import OpenVLAOFT, VLAConfig
@@ -102,6 +104,49 @@ class TrainConfig:
     calibration_steps: int = _spec(
         8, "With steps unset: timed steps (after the first) that fix the step count; must "
         "not exceed warmup_steps.", 2, 10**4)
+    # the training-only auxiliary heads (train/auxiliary.py); 0 disables a head
+    aux_position: float = _spec(
+        0.0, "Weight of the patch-position head: each projected patch token -> its own "
+        "(row, col), MSE (grounded recipe: 0.2).", 0.0, 100.0)
+    aux_colour: float = _spec(
+        0.0, "Weight of the patch-colour head: each projected patch token -> which cube "
+        "colour it shows, cross-entropy (recipe: 0.1).", 0.0, 100.0)
+    aux_named: float = _spec(
+        0.0, "Weight of the named-cube head: visual hidden states entering decoder layer "
+        "aux_named_layer -> 'this patch shows the named cube', BCE (recipe: 0.2).", 0.0, 100.0)
+    aux_named_pos_weight: float = _spec(
+        10.0, "BCE pos_weight of the named head (few patches show the named cube).", 0.0, 1e4)
+    aux_named_layer: int = _spec(
+        2, "Decoder layer whose input feeds the named head (2: after layers 0 and 1).", 1, 1000)
+    aux_target: float = _spec(
+        0.0, "Weight of the target head: the first chunk step's head states -> the named "
+        "cube relative to the end effector (base frame), L1, pre-grasp frames (recipe: 0.3). "
+        "Needs obs/cube_pos in the demos.", 0.0, 100.0)
+    aux_target_scale: float = _spec(10.0, "Metres -> units of the target head's label.",
+                                    1e-3, 1e4)
+    colour_min_pixels: int = _spec(
+        10, "Pixels of one cube colour that make a patch show that cube (of 196 in a 14 px "
+        "patch).", 1, 10**6)
+    label_weight: float = _spec(
+        0.0, "Action L1 weight 1 + label_weight * |label| per element (normalised by the "
+        "weights' mean): emphasises the rare large moves. 0: the plain OFT L1.", 0.0, 100.0)
+    early_frames: int = _spec(
+        8, "The first early_frames samples of each demo (where the lateral move is large) "
+        "are drawn early_repeat times per epoch.", 0, 10**6)
+    early_repeat: int = _spec(1, "Copies per epoch of each early frame (1: no oversampling).",
+                              1, 100)
+    sitting_steps: Optional[int] = _spec(
+        None, "Stop this sitting after this many steps (saving the resumable state); the LR "
+        "schedule still follows steps. None: run to steps / minutes.", 1, 10**7, int)
+    save_every_minutes: float = _spec(
+        10.0, "Minutes between saves of the resumable state and the checkpoint folder.",
+        0.1, 10**5)
+    state_dir: str = _spec(
+        "", "Folder of the resumable state (train_state.pt: weights, auxiliary heads, "
+        "optimiser, sampler and RNG states). Empty: runs/<name of --out>.")
+    resume: bool = _spec(
+        False, "Continue from state_dir/train_state.pt exactly where it stopped (the same "
+        "settings; minutes, threads, device, logging and saving may change).", kind=bool)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -113,10 +158,28 @@ class TrainConfig:
                              f"{', '.join(PRESETS)}")
         if self.steps is None and self.minutes is None:
             raise ValueError("TrainConfig needs steps or minutes (or both)")
+        if self.resume and self.steps is None:
+            raise ValueError("TrainConfig.resume needs steps (the LR schedule of the run)")
         if self.steps is None and self.calibration_steps > self.warmup_steps:
             raise ValueError(f"TrainConfig.calibration_steps={self.calibration_steps} exceeds "
                              f"warmup_steps={self.warmup_steps} (the schedule must be fixed "
                              "before the cosine phase starts)")
+
+    @property
+    def aux_weights(self) -> AuxWeights:
+        return AuxWeights(self.aux_position, self.aux_colour, self.aux_named, self.aux_target,
+                          self.aux_named_pos_weight, self.aux_named_layer)
+
+    @property
+    def state_path(self) -> str:
+        folder = self.state_dir or os.path.join("runs", os.path.basename(os.path.normpath(
+            self.out)))
+        return os.path.join(folder, "train_state.pt")
+
+
+#: Fields that may differ between a run and its resumption (they do not change the result).
+RESUMABLE_CHANGES = ("minutes", "sitting_steps", "threads", "device", "log_every",
+                     "save_every_minutes", "state_dir", "resume", "val_max_samples")
 
 
 def _check_field(f: dataclasses.Field, value: Any) -> None:
@@ -134,11 +197,13 @@ class Batch:
     ids: torch.Tensor  # (B, n_prompt) prompt ids, BOS first; one length per batch
     prompt: EncodedPrompt  # the first sample's prompt (fixes the layout)
     target: torch.Tensor  # (B, chunk, action_dim), normalised
+    aux: Optional[AuxLabels] = None  # labels of the training-only heads
 
     def to(self, device: torch.device) -> "Batch":
         return dataclasses.replace(self, pixels=self.pixels.to(device),
                                    proprio=self.proprio.to(device), ids=self.ids.to(device),
-                                   target=self.target.to(device))
+                                   target=self.target.to(device),
+                                   aux=None if self.aux is None else self.aux.to(device))
 
 
 class TrainingData:
@@ -155,6 +220,39 @@ class TrainingData:
         self.prompts = [encode_prompt(tokenizer, text, model_cfg.empty_token_id)
                         for text in demos.instructions]
         self.prompt_lengths = np.array([len(self.prompts[d].ids) for d in demos.demo_of])
+        self.aux_settings: Optional[Tuple[int, float, int]] = None  # min px, scale, grid
+
+    def enable_aux(self, min_pixels: int, target_scale: float, need_cubes: bool,
+                   grid: int) -> None:
+        """Build AuxLabels with every batch; ValueError when the demos lack what they need."""
+        if not self.demos.cube_colors:
+            raise ValueError("the auxiliary heads need the demos' cube colours and positions "
+                             "(obs/cube_pos, attrs cube_colors): record the demos again with "
+                             "specprune-demos")
+        colors = self.demos.cube_colors
+        self.named = np.array([named_index(text, colors) for text in self.demos.instructions])
+        self.pre_grasp = _pre_grasp(self.demos)
+        self.aux_settings = (min_pixels, target_scale, grid)
+        if need_cubes and self.demos.cube_pos is None:
+            raise ValueError("the target head needs obs/cube_pos in the demos")
+
+    def aux_labels(self, samples: Sequence[int], pixels: torch.Tensor) -> AuxLabels:
+        """Labels of the auxiliary heads for ``samples`` whose pixel values are ``pixels``."""
+        assert self.aux_settings is not None and self.demos.cube_colors is not None
+        min_pixels, scale, grid = self.aux_settings
+        idx = np.asarray(samples)
+        views = self.cfg.num_images
+        rgb = model_rgb(pixels, views, self.cfg.image_means[0], self.cfg.image_stds[0])
+        colour = patch_colour_labels(rgb, self.demos.cube_colors, grid, min_pixels)
+        named = self.named[self.demos.demo_of[idx]]
+        if self.demos.cube_pos is not None:
+            cube = self.demos.cube_pos[idx, named]  # (B, 3) base frame
+            target = (cube - self.demos.proprio[idx, :3]) * scale
+        else:
+            target = np.zeros((len(idx), 3))
+        return AuxLabels(colour=colour.view(len(idx), -1), named=torch.as_tensor(named),
+                         target=torch.tensor(target, dtype=torch.float32),
+                         target_mask=torch.as_tensor(self.pre_grasp[idx]))
 
     def batch(self, samples: Sequence[int], augment: Optional["Augment"] = None) -> Batch:
         prompts = [self.prompts[self.demos.demo_of[i]] for i in samples]
@@ -168,10 +266,21 @@ class TrainingData:
             pixels.append(pixel_values(frames, self.cfg.image_means, self.cfg.image_stds,
                                        self.cfg.center_crop_scale))
         chunks = self.actions[self.demos.chunk_index[np.asarray(samples)]]
-        return Batch(pixels=torch.cat(pixels),
+        pixel_batch = torch.cat(pixels)
+        aux = self.aux_labels(samples, pixel_batch) if self.aux_settings else None
+        return Batch(pixels=pixel_batch,
                      proprio=torch.tensor(self.proprio[samples], dtype=torch.float32),
                      ids=torch.tensor([p.ids for p in prompts]), prompt=prompts[0],
-                     target=torch.tensor(chunks, dtype=torch.float32))
+                     target=torch.tensor(chunks, dtype=torch.float32), aux=aux)
+
+
+def _pre_grasp(demos: Demos) -> np.ndarray:
+    """(N,) bool: the sample lies before its demo's first 'close the gripper' label."""
+    closing = demos.actions[:, -1] > 0
+    first = np.full(len(demos.names), np.iinfo(np.int64).max)
+    hits = np.flatnonzero(closing)
+    np.minimum.at(first, demos.demo_of[hits], demos.frame_index[hits])
+    return demos.frame_index < first[demos.demo_of]
 
 
 class Augment:
@@ -206,28 +315,85 @@ def crop_margin(size: int, scale: float) -> int:
     return min(top, size - side - top)
 
 
-def predict(model: OpenVLAOFT, batch: Batch) -> torch.Tensor:
-    """Normalised action chunks (B, chunk, action_dim): the policy's unpruned pass."""
+def forward(model: OpenVLAOFT, batch: Batch, capture_layer: Optional[int] = None) -> Features:
+    """The policy's unpruned pass, exposing what the auxiliary heads read."""
     layout = model.layout(len(batch.prompt.ids), batch.prompt.task_ids)
     patches = model.encode_images(batch.pixels)  # (B, views * P, D)
     embeds = model.build_sequence(patches, batch.proprio, batch.ids)  # (B, T, D)
-    state = run_decoder(model.decoder, embeds)
+    hook = LayerInput(capture_layer) if capture_layer is not None else None
+    state = run_decoder(model.decoder, embeds, hook)
     head = state.hidden[:, layout.head_start:layout.head_start + layout.num_head_positions]
-    return model.predict_normalized(head)
+    visual = None
+    if hook is not None:
+        if hook.hidden is None:
+            raise ValueError(f"decoder layer {capture_layer} does not exist "
+                             f"({model.num_layers} layers)")
+        visual = hook.hidden[:, layout.visual_start:layout.visual_start + layout.num_visual]
+    return Features(actions=model.predict_normalized(head), patches=patches,
+                    visual_hidden=visual, head_hidden=head)
 
 
-def batches_of(samples: np.ndarray, lengths: np.ndarray, batch_size: int,
-               rng: np.random.Generator) -> Iterator[np.ndarray]:
-    """Endless shuffled batches, each of one prompt length (epoch after epoch)."""
-    groups = [samples[lengths[samples] == n] for n in np.unique(lengths[samples])]
-    while True:
-        epoch: List[np.ndarray] = []
-        for members in groups:
+def patch_grid(model: OpenVLAOFT) -> int:
+    """Patches per side of one view (16 for 224 px and 14 px patches)."""
+    return int(round(math.sqrt(model.vision_backbone.num_patches)))
+
+
+def predict(model: OpenVLAOFT, batch: Batch) -> torch.Tensor:
+    """Normalised action chunks (B, chunk, action_dim): the policy's unpruned pass."""
+    return forward(model, batch).actions
+
+
+def action_loss(pred: torch.Tensor, target: torch.Tensor, label_weight: float) -> torch.Tensor:
+    """The OFT L1; with label_weight > 0 each element weighs 1 + label_weight * |label|
+    (normalised by the mean weight, so the scale of the loss stays that of an L1)."""
+    err = (pred - target).abs()
+    if not label_weight:
+        return err.mean()
+    weight = 1.0 + label_weight * target.abs()
+    return (err * weight).sum() / weight.sum()
+
+
+class BatchSampler:
+    """Endless shuffled batches, each of one prompt length, epoch after epoch.
+
+    Epoch e is shuffled by its own generator (seed, 2, e), so the sampler's whole state is
+    (epoch, position): a resumed run draws exactly the batches it would have drawn."""
+
+    def __init__(self, samples: np.ndarray, lengths: np.ndarray, batch_size: int, seed: int,
+                 repeat: Optional[np.ndarray] = None) -> None:
+        if repeat is not None:  # oversampling: sample i appears repeat[i] times per epoch
+            samples = np.repeat(samples, repeat[samples])
+        self.groups = [samples[lengths[samples] == n] for n in np.unique(lengths[samples])]
+        self.batch_size, self.seed = batch_size, seed
+        self.epoch, self.position = 0, 0
+        self._batches = self._epoch_batches()
+
+    def _epoch_batches(self) -> List[np.ndarray]:
+        rng = np.random.default_rng([self.seed, 2, self.epoch])
+        batches: List[np.ndarray] = []
+        size = self.batch_size
+        for members in self.groups:
             perm = rng.permutation(members)
-            full = len(perm) // batch_size
-            epoch += [perm[i * batch_size:(i + 1) * batch_size] for i in range(full)] or [perm]
-        for j in rng.permutation(len(epoch)):
-            yield epoch[j]
+            full = len(perm) // size
+            batches += [perm[i * size:(i + 1) * size] for i in range(full)] or [perm]
+        return [batches[j] for j in rng.permutation(len(batches))]
+
+    def __iter__(self) -> "BatchSampler":
+        return self
+
+    def __next__(self) -> np.ndarray:
+        if self.position == len(self._batches):
+            self.epoch, self.position = self.epoch + 1, 0
+            self._batches = self._epoch_batches()
+        self.position += 1
+        return self._batches[self.position - 1]
+
+    def state(self) -> Dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def restore(self, state: Dict[str, int]) -> None:
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        self._batches = self._epoch_batches()
 
 
 def learning_rate(step: int, total: Optional[int], cfg: TrainConfig) -> float:
@@ -278,26 +444,49 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_optimizer(model: OpenVLAOFT, cfg: TrainConfig) -> torch.optim.AdamW:
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    rest = [p for p in model.parameters() if p.ndim < 2]
+def make_optimizer(model: nn.Module, cfg: TrainConfig,
+                   extra: Optional[nn.Module] = None) -> torch.optim.AdamW:
+    """AdamW over the model's (and the auxiliary heads') parameters."""
+    params = list(model.parameters()) + (list(extra.parameters()) if extra else [])
+    decay = [p for p in params if p.ndim >= 2]
+    rest = [p for p in params if p.ndim < 2]
     # fused: one kernel for all parameters instead of a loop of small ops per tensor
     return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                               {"params": rest, "weight_decay": 0.0}],
                              lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=True)
 
 
+def loss_terms(model: OpenVLAOFT, batch: Batch, label_weight: float = 0.0,
+               heads: Optional[AuxiliaryHeads] = None,
+               weights: Optional[AuxWeights] = None) -> Dict[str, torch.Tensor]:
+    """name -> loss: ``l1`` (the OFT action loss) plus the enabled auxiliary terms."""
+    use_aux = heads is not None and weights is not None and weights.enabled
+    capture = weights.named_layer if use_aux and weights.named > 0 else None
+    feats = forward(model, batch, capture)
+    terms = {"l1": action_loss(feats.actions, batch.target, label_weight)}
+    if use_aux:
+        if batch.aux is None:
+            raise ValueError("auxiliary heads enabled but the batch carries no labels")
+        terms.update(heads.losses(feats, batch.aux, weights))
+    return terms
+
+
 def train_step(model: OpenVLAOFT, optimizer: torch.optim.Optimizer, batch: Batch,
-               lr: float, grad_clip: float) -> float:
+               lr: float, grad_clip: float, label_weight: float = 0.0,
+               heads: Optional[AuxiliaryHeads] = None,
+               weights: Optional[AuxWeights] = None) -> Dict[str, float]:
+    """One optimiser step on the sum of the loss terms; returns each term's value."""
     for group in optimizer.param_groups:
         group["lr"] = lr
-    loss = F.l1_loss(predict(model, batch), batch.target)
+    terms = loss_terms(model, batch, label_weight, heads, weights)
+    loss = torch.stack(list(terms.values())).sum()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if grad_clip:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
     optimizer.step()
-    return float(loss.detach())
+    return {name: float(value.detach()) for name, value in terms.items()}
 
 
 @dataclass
@@ -331,6 +520,13 @@ def prepare(cfg: TrainConfig, log: Log) -> Tuple[Run, Any]:
     mask = [not name.endswith("gripper") for name in lay.action_names]
     stats = dataset_statistics(demos, train_s, mask)
     data = TrainingData(demos, stats, model.cfg, lay, tokenizer)
+    weights = cfg.aux_weights
+    if weights.enabled:
+        data.enable_aux(cfg.colour_min_pixels, cfg.aux_target_scale, cfg.aux_target > 0,
+                        patch_grid(model))
+        if weights.named > 0 and weights.named_layer >= model.num_layers:
+            raise ValueError(f"TrainConfig.aux_named_layer={weights.named_layer} needs more "
+                             f"than {model.num_layers} decoder layers")
     params = sum(p.numel() for p in model.parameters())
     log(f"{cfg.preset}: {params / 1e6:.2f} M parameters; {len(train_demos)} train demos "
         f"({len(train_s)} samples), {len(val_demos)} held out ({len(val_s)} samples)")
@@ -363,20 +559,34 @@ def _train(cfg: TrainConfig, log: Log) -> Run:
     device = torch.device(resolve_device(cfg.device))
     run, tokenizer = prepare(cfg, log)
     model = run.model.to(device).train()
+    weights = cfg.aux_weights
+    heads = None
+    if weights.enabled:
+        torch.manual_seed(cfg.seed + 1)  # the model's initialisation stays that of a plain run
+        heads = AuxiliaryHeads(model.decoder.config.hidden_size, len(run.data.demos.cube_colors),
+                               model.cfg.action_dim, patch_grid(model),
+                               model.cfg.num_images).to(device)
     augment = Augment(cfg, model.cfg, np.random.default_rng([cfg.seed, 1]))
-    batches = batches_of(run.train_samples, run.data.prompt_lengths, cfg.batch_size,
-                         np.random.default_rng([cfg.seed, 2]))
-    optimizer = make_optimizer(model, cfg)
+    sampler = BatchSampler(run.train_samples, run.data.prompt_lengths, cfg.batch_size,
+                           cfg.seed, _repeats(run.data.demos, cfg))
+    optimizer = make_optimizer(model, cfg, heads)
     val = _val_subset(run.val_samples, cfg.val_max_samples)
     loop = _Loop(cfg, log, len(val))
+    first = 0
+    if cfg.resume:
+        first = load_state(cfg, model, heads, optimizer, sampler, augment, loop, log)
+    state = _Resumable(model, heads, optimizer, sampler, augment, device)
     try:
-        for step in itertools.count():
+        for step in itertools.count(first):
             if not loop.keep_going(step):
                 break
-            batch = run.data.batch(next(batches), augment).to(device)
-            loss = train_step(model, optimizer, batch, learning_rate(step, loop.total, cfg),
-                              cfg.grad_clip)
-            loop.after_step(step, loss, len(batch.ids))
+            batch = run.data.batch(next(sampler), augment).to(device)
+            terms = train_step(model, optimizer, batch, learning_rate(step, loop.total, cfg),
+                               cfg.grad_clip, cfg.label_weight, heads, weights)
+            loop.after_step(step, terms, len(batch.ids))
+            if loop.save_due():
+                run.summary = loop.summary()
+                _save_all(cfg, run, tokenizer, state, loop, log)
     except KeyboardInterrupt:
         log(f"interrupted after {loop.done} steps: validating and saving what there is")
     run.summary = loop.summary()
@@ -386,8 +596,83 @@ def _train(cfg: TrainConfig, log: Log) -> Run:
                            val_samples=int(len(val)))
         log(f"validation L1 (normalised, {len(val)} held-out samples): {per_dim.mean():.4f} "
             f"per dim {np.array2string(per_dim, precision=3)}")
-    save(cfg, run, tokenizer, log)
+    _save_all(cfg, run, tokenizer, state, loop, log)
     return run
+
+
+def _repeats(demos: Demos, cfg: TrainConfig) -> Optional[np.ndarray]:
+    """Copies per epoch of every sample (early frames oversampled), or None for plain."""
+    if cfg.early_repeat == 1 or cfg.early_frames == 0:
+        return None
+    return np.where(demos.frame_index < cfg.early_frames, cfg.early_repeat, 1)
+
+
+@dataclass
+class _Resumable:
+    """Everything whose state a resumed run needs besides the loop's counters."""
+
+    model: OpenVLAOFT
+    heads: Optional[AuxiliaryHeads]
+    optimizer: torch.optim.Optimizer
+    sampler: BatchSampler
+    augment: "Augment"
+    device: torch.device
+
+
+def _save_all(cfg: TrainConfig, run: Run, tokenizer: Any, state: _Resumable, loop: "_Loop",
+              log: Log) -> None:
+    """The resumable state, then the exported checkpoint folder (released format)."""
+    save_state(cfg, state, loop)
+    save(cfg, run, tokenizer, log)  # moves the model to the CPU in eval mode
+    state.model.to(state.device).train()
+    loop.saved()
+
+
+def save_state(cfg: TrainConfig, state: _Resumable, loop: "_Loop") -> None:
+    """Write state_dir/train_state.pt atomically (a crash mid-write keeps the last one)."""
+    path = cfg.state_path
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    blob = {
+        "format": 1, "step": loop.done, "total": loop.total,
+        "config": dataclasses.asdict(cfg),
+        "model": state.model.state_dict(),
+        "heads": state.heads.state_dict() if state.heads is not None else None,
+        "optimizer": state.optimizer.state_dict(),
+        "sampler": state.sampler.state(),
+        "augment_rng": state.augment.rng.bit_generator.state,
+        "torch_rng": torch.get_rng_state(),
+        "loop": loop.counters(),
+    }
+    tmp = path + ".tmp"
+    torch.save(blob, tmp)
+    os.replace(tmp, path)
+
+
+def load_state(cfg: TrainConfig, model: OpenVLAOFT, heads: Optional[AuxiliaryHeads],
+               optimizer: torch.optim.Optimizer, sampler: BatchSampler, augment: "Augment",
+               loop: "_Loop", log: Log) -> int:
+    """Restore a saved run into freshly built objects; returns the next step."""
+    path = cfg.state_path
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--resume: no training state at {path!r}")
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    saved = blob["config"]
+    changed = sorted(k for k, v in dataclasses.asdict(cfg).items()
+                     if k not in RESUMABLE_CHANGES and saved.get(k) != v)
+    if changed:
+        raise ValueError(f"--resume: {path} was saved with other settings: " + ", ".join(
+            f"{k}={saved.get(k)!r} (now {getattr(cfg, k)!r})" for k in changed))
+    model.load_state_dict(blob["model"])
+    if heads is not None:
+        heads.load_state_dict(blob["heads"])
+    optimizer.load_state_dict(blob["optimizer"])
+    sampler.restore(blob["sampler"])
+    augment.rng.bit_generator.state = blob["augment_rng"]
+    torch.set_rng_state(blob["torch_rng"])
+    loop.restore(blob["loop"], blob["total"])
+    log(f"resumed {path} at step {blob['step']}/{blob['total']} "
+        f"({blob['loop']['minutes_before']:.1f} min trained before this sitting)")
+    return int(blob["step"])
 
 
 def _val_subset(samples: np.ndarray, limit: int) -> np.ndarray:
@@ -397,22 +682,42 @@ def _val_subset(samples: np.ndarray, limit: int) -> np.ndarray:
 
 
 class _Loop:
-    """Step count, time budget, calibration and log lines of the training loop."""
+    """Step count, time budget, calibration, save timing and log lines of the loop."""
 
     def __init__(self, cfg: TrainConfig, log: Log, val_count: int) -> None:
         self.cfg, self.log, self.val_count = cfg, log, val_count
         self.total = cfg.steps
         self.budget_s = cfg.minutes * 60.0 if cfg.minutes is not None else math.inf
-        self.start = self.window_start = time.perf_counter()
+        self.start = self.window_start = self.last_save = time.perf_counter()
         self.calib_start = self.start
+        self.first = 0  # first step of this sitting
         self.done, self.seen, self.window_seen = 0, 0, 0
-        self.window_losses: List[float] = []
+        self.minutes_before, self.seen_before, self.sittings = 0.0, 0, 1
+        self.window: Dict[str, List[float]] = {}
         self.last_loss = math.nan
+
+    def restore(self, counters: Dict[str, Any], total: Optional[int]) -> None:
+        self.total = total
+        self.first = self.done = int(counters["done"])
+        self.minutes_before = float(counters["minutes_before"])
+        self.seen_before = int(counters["seen"])
+        self.sittings = int(counters["sittings"]) + 1
+
+    def counters(self) -> Dict[str, Any]:
+        return {"done": self.done, "seen": self.seen_before + self.seen,
+                "minutes_before": self.minutes_before + self.elapsed() / 60.0,
+                "sittings": self.sittings}
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
 
     def keep_going(self, step: int) -> bool:
         if self.total is not None and step >= self.total:
             return False
-        if time.perf_counter() - self.start + self._reserve() > self.budget_s:
+        if self.cfg.sitting_steps is not None and step - self.first >= self.cfg.sitting_steps:
+            self.log(f"sitting of {self.cfg.sitting_steps} steps done at step {step}")
+            return False
+        if self.elapsed() + self._reserve() > self.budget_s:
             self.log(f"time budget of {self.cfg.minutes} min reached after {step} steps")
             return False
         return True
@@ -421,42 +726,52 @@ class _Loop:
         """Seconds kept for validation (forward-only, ~half a sample's training time)."""
         if not self.seen:
             return 0.0
-        return self.val_count * (time.perf_counter() - self.start) / self.seen / 2
+        return self.val_count * self.elapsed() / self.seen / 2
 
-    def after_step(self, step: int, loss: float, size: int) -> None:
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"training loss became {loss} at step {step}")
+    def save_due(self) -> bool:
+        return time.perf_counter() - self.last_save > self.cfg.save_every_minutes * 60.0
+
+    def saved(self) -> None:
+        self.last_save = time.perf_counter()
+
+    def after_step(self, step: int, terms: Dict[str, float], size: int) -> None:
+        if not all(math.isfinite(v) for v in terms.values()):
+            raise FloatingPointError(f"training loss became {terms} at step {step}")
         self.done, self.seen = step + 1, self.seen + size
         self.window_seen += size
-        self.window_losses.append(loss)
+        for name, value in terms.items():
+            self.window.setdefault(name, []).append(value)
         now = time.perf_counter()
-        if step == 0:
+        if step == self.first:
             self.calib_start = now  # the first step pays for allocation: not timed
         if self.total is None and step + 1 == self.cfg.calibration_steps:
             self._calibrate(now, step)
         if self.done % self.cfg.log_every == 0 or self.done == self.total:
             rate = self.window_seen / max(now - self.window_start, 1e-9)
-            self.last_loss = float(np.mean(self.window_losses))
-            self.log(f"step {self.done}/{self.total or '?'} loss {self.last_loss:.4f} "
+            self.last_loss = float(np.mean(self.window["l1"]))
+            aux = "".join(f" {k} {np.mean(v):.4f}" for k, v in self.window.items() if k != "l1")
+            self.log(f"step {self.done}/{self.total or '?'} loss {self.last_loss:.4f}{aux} "
                      f"lr {learning_rate(step, self.total, self.cfg):.2e} "
-                     f"{rate:.1f} samples/s elapsed {(now - self.start) / 60:.1f} min")
-            self.window_start, self.window_seen, self.window_losses = now, 0, []
+                     f"{rate:.1f} samples/s elapsed {self.elapsed() / 60:.1f} min")
+            self.window_start, self.window_seen, self.window = now, 0, {}
 
     def _calibrate(self, now: float, step: int) -> None:
         per_step = (now - self.calib_start) / step
-        left = self.budget_s - (now - self.start) - self._reserve()
+        left = self.budget_s - self.elapsed() - self._reserve()
         self.total = step + 1 + max(0, int(left / per_step))
         self.log(f"calibrated: {per_step:.2f} s/step -> {self.total} steps fit in "
                  f"{self.cfg.minutes} min (pass --steps {self.total} to repeat this run "
                  "exactly)")
 
     def summary(self) -> Dict[str, Any]:
-        elapsed = time.perf_counter() - self.start
-        if self.window_losses:
-            self.last_loss = float(np.mean(self.window_losses))
-        return {"steps": self.done, "samples_seen": self.seen, "train_minutes": elapsed / 60,
+        elapsed = self.elapsed()
+        if self.window.get("l1"):
+            self.last_loss = float(np.mean(self.window["l1"]))
+        minutes = self.minutes_before + elapsed / 60
+        seen = self.seen_before + self.seen
+        return {"steps": self.done, "samples_seen": seen, "train_minutes": minutes,
                 "samples_per_s": self.seen / max(elapsed, 1e-9),
-                "final_train_l1": self.last_loss}
+                "final_train_l1": self.last_loss, "sittings": self.sittings}
 
 
 def save(cfg: TrainConfig, run: Run, tokenizer: Any, log: Log) -> None:
@@ -486,9 +801,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for f in dataclasses.fields(TrainConfig):
         kind = f.metadata["type"]
-        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind,
-                            default=f.default, required=f.name in ("demos", "out"),
-                            help=f"{f.metadata['doc']} (default: {f.default})")
+        flag, doc = "--" + f.name.replace("_", "-"), f.metadata["doc"]
+        if kind is bool:
+            parser.add_argument(flag, dest=f.name, action="store_true", help=doc)
+            continue
+        parser.add_argument(flag, dest=f.name, type=kind, default=f.default,
+                            required=f.name in ("demos", "out"),
+                            help=f"{doc} (default: {f.default})")
     return parser
 
 

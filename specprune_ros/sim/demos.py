@@ -12,10 +12,13 @@ Only successful episodes are written. Run::
 File layout (robomimic's)::
 
     /data                       attrs env_args (JSON), total
-    /data/demo_<i>              attrs num_samples, seed, instruction, success
+    /data/demo_<i>              attrs num_samples, seed, instruction, success, cube_colors
     /data/demo_<i>/actions      (T, 7) float32
     /data/demo_<i>/obs/<camera>_image  (T, 224, 224, 3) uint8
     /data/demo_<i>/obs/proprio  (T, 8) float32, LIBERO order, pose in the robot base frame
+    /data/demo_<i>/obs/cube_pos (T, cubes, 3) float32, each cube's centre in the robot base
+                                frame, in the order of the demo's attrs cube_colors (privileged:
+                                labels of training-only auxiliary losses, never an input)
 """
 from __future__ import annotations
 
@@ -33,7 +36,7 @@ import numpy as np
 from specprune.config import check_value, int_as_float
 
 from specprune_ros.sim.expert import ExpertConfig, ScriptedExpert
-from specprune_ros.sim.sim_arm import ACTION_DIM, SimArm, SimArmConfig
+from specprune_ros.sim.sim_arm import ACTION_DIM, SimArm, SimArmConfig, SimObservation
 
 
 @dataclass(frozen=True)
@@ -88,13 +91,15 @@ def record_episode(arm: SimArm, seed: int, config: RecordConfig) -> Optional[Dic
     obs = arm.reset(seed=seed)
     instruction = arm.instruction
     images: Dict[str, List[np.ndarray]] = {cam: [] for cam in arm.config.cameras}
-    proprio, actions = [], []
+    proprio, actions, cubes = [], [], []
+    colors = cube_colors(obs)
     remaining = None
     for tick in range(config.horizon):
         label = expert.act(obs)
         for cam in arm.config.cameras:
             images[cam].append(obs.images[cam])
         proprio.append(obs.proprio_in_base())
+        cubes.append([obs.point_in_base(obs.extras[f"{c}_cube_pos"]) for c in colors])
         actions.append(label)
         executed = label.copy()
         executed[:3] += rng.normal(scale=std, size=3)
@@ -110,11 +115,18 @@ def record_episode(arm: SimArm, seed: int, config: RecordConfig) -> Optional[Dic
     if remaining is None:
         return None
     return {
-        "seed": seed, "instruction": instruction,
+        "seed": seed, "instruction": instruction, "cube_colors": colors,
         "actions": np.asarray(actions, dtype=np.float32),
         "proprio": np.asarray(proprio, dtype=np.float32),
+        "cube_pos": np.asarray(cubes, dtype=np.float32).reshape(len(actions), len(colors), 3),
         "images": {cam: np.stack(frames) for cam, frames in images.items()},
     }
+
+
+def cube_colors(obs: SimObservation) -> List[str]:
+    """Colours of the task's cubes (``<colour>_cube_pos`` in the privileged state), sorted
+    by the task's own order; empty for single-object tasks."""
+    return [k[:-len("_cube_pos")] for k in obs.extras if k.endswith("_cube_pos")]
 
 
 _WORKER_ARM: Optional[SimArm] = None
@@ -162,10 +174,12 @@ class DemoWriter:
         group = self._data.create_group(f"demo_{self.count}")
         n = len(episode["actions"])
         group.attrs.update(num_samples=n, seed=int(episode["seed"]),
-                           instruction=episode["instruction"], success=True)
+                           instruction=episode["instruction"], success=True,
+                           cube_colors=json.dumps(episode["cube_colors"]))
         group.create_dataset("actions", data=episode["actions"])
         obs = group.create_group("obs")
         obs.create_dataset("proprio", data=episode["proprio"])
+        obs.create_dataset("cube_pos", data=episode["cube_pos"])
         for cam, frames in episode["images"].items():
             obs.create_dataset(f"{cam}_image", data=frames, compression="lzf",
                                chunks=(1,) + frames.shape[1:])

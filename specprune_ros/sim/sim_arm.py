@@ -187,11 +187,14 @@ class SimObservation:
         pos, quat = self.eef_pose_in_base()
         return _libero_state(pos, quat, self.gripper_qpos)
 
+    def point_in_base(self, point_world: np.ndarray) -> np.ndarray:
+        """A world point (3,) in the robot base frame."""
+        return _rotate(_quat_conj(self.base_quat), np.asarray(point_world) - self.base_pos)
+
     def eef_pose_in_base(self) -> Tuple[np.ndarray, np.ndarray]:
         """End-effector (position (3,), quaternion (x, y, z, w)) in the robot base frame."""
-        inv = _quat_conj(self.base_quat)
-        pos = _rotate(inv, self.eef_pos - self.base_pos)
-        quat = _quat_mul(inv, self.eef_quat)
+        pos = self.point_in_base(self.eef_pos)
+        quat = _quat_mul(_quat_conj(self.base_quat), self.eef_quat)
         return pos, quat / np.linalg.norm(quat)
 
 

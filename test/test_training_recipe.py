@@ -1,0 +1,159 @@
+"""The grounded training recipe: auxiliary-head labels and losses, label weighting,
+early-frame oversampling, and saving / resuming a run exactly."""
+import os
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from demo_helpers import write_demos
+from specprune import PruneConfig, load_policy
+from specprune.model.modeling_vla import IMAGENET_MEAN, IMAGENET_STD
+from specprune.model.processing import pixel_values
+from specprune.train.auxiliary import model_rgb, named_index, patch_colour_labels
+from specprune.train.demo_dataset import read_demos
+from specprune.train.training import (BatchSampler, TrainConfig, _pre_grasp, action_loss,
+                                      main, train)
+
+
+def tiny(demo_file, out, **changes):
+    base = dict(demos=demo_file, out=str(out), preset="tiny", steps=4, batch_size=4,
+                val_demos=1, warmup_steps=2, log_every=1, seed=0, threads=1,
+                state_dir=str(out) + "-state")
+    return TrainConfig(**dict(base, **changes))
+
+
+RECIPE = dict(aux_position=0.2, aux_colour=0.1, aux_named=0.2, aux_target=0.3,
+              aux_named_layer=1, label_weight=2.0, early_frames=2, early_repeat=3)
+
+
+@pytest.fixture(scope="module")
+def cube_demos(tmp_path_factory):
+    return write_demos(tmp_path_factory.mktemp("demos") / "cubes.hdf5", cubes=True)
+
+
+def _frame_with_squares():
+    frame = np.full((224, 224, 3), 200, np.uint8)  # light grey table
+    frame[28:56, 70:98] = (215, 25, 25)  # red: patch rows 2-3, cols 5-6
+    frame[140:154, 14:28] = (25, 60, 230)  # blue: patch (10, 1)
+    return frame
+
+
+def test_patch_colour_labels_mark_the_patches_a_cube_covers():
+    rgb = torch.from_numpy(_frame_with_squares()).permute(2, 0, 1)[None].float()
+    labels = patch_colour_labels(rgb, ["red", "green", "blue"], grid=16, min_pixels=10)
+    grid = labels.view(16, 16)
+    assert {tuple(p) for p in torch.nonzero(grid == 1).tolist()} == {(2, 5), (2, 6), (3, 5),
+                                                                     (3, 6)}
+    assert torch.nonzero(grid == 3).tolist() == [[10, 1]]
+    assert int((grid == 2).sum()) == 0 and int((grid == 0).sum()) == 256 - 5
+
+
+def test_model_rgb_recovers_the_model_input_pixels():
+    frame = _frame_with_squares()
+    pixels = pixel_values([torch.from_numpy(frame)] * 2, [IMAGENET_MEAN, (0.5,) * 3],
+                          [IMAGENET_STD, (0.5,) * 3], 1.0)  # (1, 12, 224, 224)
+    rgb = model_rgb(pixels, 2, IMAGENET_MEAN, IMAGENET_STD)  # (2, 3, 224, 224)
+    expected = torch.from_numpy(frame).permute(2, 0, 1).float()
+    torch.testing.assert_close(rgb[1], expected, atol=1e-3, rtol=0)
+
+
+def test_named_index_reads_the_one_colour_of_the_instruction():
+    assert named_index("pick up the green cube", ["red", "green", "blue"]) == 1
+    with pytest.raises(ValueError, match="names 0"):
+        named_index("pick up the cube", ["red", "green", "blue"])
+    with pytest.raises(ValueError, match="names 2"):
+        named_index("put red on blue", ["red", "green", "blue"])
+
+
+def test_pre_grasp_frames_end_at_the_first_close_label(cube_demos):
+    demos = read_demos(cube_demos, 8, 7, 8, 224)
+    demos.actions[:, 6] = -1.0
+    demos.actions[2, 6] = demos.actions[4, 6] = 1.0  # demo 0 closes first at frame 2
+    demos.actions[5 + 6, 6] = 1.0  # demo 1 (starts at sample 5) closes at its frame 6
+    mask = _pre_grasp(demos)  # demo 2 never closes
+    assert mask.tolist() == [True, True, False, False, False] + [True] * 6 + [False] \
+        + [True] * 4
+
+
+def test_label_weight_emphasises_the_large_labels():
+    target = torch.tensor([0.0, 1.0])
+    pred = torch.tensor([0.5, 0.5])
+    assert float(action_loss(pred, target, 0.0)) == pytest.approx(0.5)
+    # weights 1 and 3: both errors are 0.5, so the weighted mean stays 0.5 ...
+    assert float(action_loss(pred, target, 2.0)) == pytest.approx(0.5)
+    # ... but the large label's error now counts three times as much
+    worse_on_large = torch.tensor([0.0, 0.0])
+    worse_on_small = torch.tensor([1.0, 1.0])
+    assert float(action_loss(worse_on_large, target, 2.0)) == pytest.approx(0.75)
+    assert float(action_loss(worse_on_small, target, 2.0)) == pytest.approx(0.25)
+
+
+def test_early_frames_are_drawn_repeat_times_per_epoch():
+    samples = np.arange(10)
+    frame_index = np.array([0, 1, 2, 3, 4, 0, 1, 2, 3, 4])
+    repeat = np.where(frame_index < 2, 3, 1)
+    sampler = BatchSampler(samples, np.zeros(10, int), batch_size=2, seed=0, repeat=repeat)
+    epoch = np.concatenate([next(sampler) for _ in range(8)])  # 4 x 3 + 6 = 18 draws ...
+    counts = np.bincount(epoch, minlength=10)  # ... in 9 batches of 2; 8 seen here
+    assert len(sampler._batches) == 9
+    assert counts[[2, 3, 4, 7, 8, 9]].max() <= 1 and counts[[0, 1, 5, 6]].sum() >= 10
+
+
+def test_recipe_trains_every_head_and_exports_the_plain_checkpoint(cube_demos, tmp_path):
+    lines = []
+    run = train(tiny(cube_demos, tmp_path / "aux", **RECIPE), log=lines.append)
+    logged = " ".join(lines)
+    for term in ("position", "colour", "named", "target"):
+        assert f" {term} " in logged, term
+    plain = tmp_path / "plain"
+    train(tiny(cube_demos, plain), log=lambda _: None)
+    assert sorted(os.listdir(tmp_path / "aux")) == sorted(os.listdir(plain))
+    weights = load_file(str(tmp_path / "aux" / "model.safetensors"))
+    assert set(weights) == set(load_file(str(plain / "model.safetensors")))
+    state = torch.load(str(tmp_path / "aux-state" / "train_state.pt"), weights_only=False)
+    assert {"position.1.weight", "target.1.weight"} <= set(state["heads"])
+    policy = load_policy(str(tmp_path / "aux"), device="cpu",
+                         prune_config=PruneConfig(enabled=False))
+    assert run.summary["steps"] == 4 and policy.model.num_layers == run.model.num_layers
+
+
+def test_recipe_needs_the_privileged_labels(tmp_path):
+    plain_demos = write_demos(tmp_path / "plain.hdf5")
+    with pytest.raises(ValueError, match="record the demos again"):
+        train(tiny(plain_demos, tmp_path / "o", aux_colour=0.1), log=lambda _: None)
+
+
+def test_a_run_in_two_sittings_equals_one_run(cube_demos, tmp_path):
+    whole = train(tiny(cube_demos, tmp_path / "whole", **RECIPE), log=lambda _: None)
+    first = train(tiny(cube_demos, tmp_path / "split", sitting_steps=2, **RECIPE),
+                  log=lambda _: None)
+    assert first.summary["steps"] == 2
+    lines = []
+    second = train(tiny(cube_demos, tmp_path / "split", resume=True, **RECIPE),
+                   log=lines.append)
+    assert any("resumed" in line and "at step 2/4" in line for line in lines)
+    assert second.summary["steps"] == 4 and second.summary["sittings"] == 2
+    for (name, a), b in zip(whole.model.state_dict().items(),
+                            second.model.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_resume_refuses_other_settings(cube_demos, tmp_path):
+    train(tiny(cube_demos, tmp_path / "r", sitting_steps=1), log=lambda _: None)
+    with pytest.raises(ValueError, match="lr=0.0005"):
+        train(tiny(cube_demos, tmp_path / "r", resume=True, lr=1e-3), log=lambda _: None)
+    with pytest.raises(FileNotFoundError, match="no training state"):
+        train(tiny(cube_demos, tmp_path / "new", resume=True), log=lambda _: None)
+
+
+def test_cli_takes_the_recipe_flags(cube_demos, tmp_path, capsys):
+    out = tmp_path / "cli"
+    code = main(["--demos", cube_demos, "--out", str(out), "--preset", "tiny", "--steps", "1",
+                 "--batch-size", "2", "--val-demos", "1", "--warmup-steps", "1",
+                 "--threads", "1", "--aux-colour", "0.1", "--label-weight", "1",
+                 "--state-dir", str(tmp_path / "cli-state")])
+    assert code == 0 and (tmp_path / "cli-state" / "train_state.pt").is_file()
+    assert main(["--demos", cube_demos, "--out", str(out), "--minutes", "5", "--resume"]) == 2
+    assert "resume needs steps" in capsys.readouterr().err
