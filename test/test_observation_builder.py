@@ -42,6 +42,12 @@ def feed(builder: ObservationBuilder, t: float, fingers=(0.04, -0.04),
     builder.add_pose(position, quat, t)
 
 
+def state(builder: ObservationBuilder, t: float, position=(0.1, -0.2, 0.3)) -> None:
+    """Joint state and pose stamped ``t`` (no frames)."""
+    builder.set_joint_state(ARM + FINGERS, [0.1 * i for i in range(7)] + [0.04, -0.04], t)
+    builder.add_pose(position, IDENTITY, t)
+
+
 def ready_builder(**limits) -> ObservationBuilder:
     """A builder with two consecutive pose samples (so velocity exists) at T0 - 0.05, T0."""
     builder = ObservationBuilder(VIEWS, StateLayout(), Limits(**limits))
@@ -69,6 +75,7 @@ def test_frames_are_used_once_the_next_build_waits_for_new_ones() -> None:
     again = builder.build(T0 + 0.01, "go")
     assert again.observation is None and again.faults == []
     builder.add_frame(0, image(), T0 + 0.02)
+    state(builder, T0 + 0.02)
     assert builder.build(T0 + 0.03, "go").observation is None  # view 1 not renewed yet
     builder.add_frame(1, image(), T0 + 0.02)
     assert builder.build(T0 + 0.03, "go").observation is not None
@@ -79,6 +86,7 @@ def test_newest_frame_wins_older_ones_are_dropped() -> None:
     builder.add_frame(0, image(value=1), T0 + 0.01)
     builder.add_frame(0, image(value=2), T0 + 0.02)
     builder.add_frame(1, image(value=3), T0 + 0.02)
+    state(builder, T0 + 0.02)
     obs = builder.build(T0 + 0.03, "go").observation
     assert obs.images[0][0, 0, 0] == 2 and obs.stamp == T0 + 0.02
 
@@ -102,6 +110,7 @@ def test_missing_camera_is_reported() -> None:
 
 def test_views_out_of_sync_are_reported() -> None:
     builder = ready_builder(max_view_skew_s=0.05, max_image_age_s=1.0)
+    assert builder.build(T0, "go").observation is not None  # the matched pair at T0
     builder.add_frame(0, image(), T0 + 0.2)
     builder.add_frame(1, image(), T0 + 0.1)
     result = builder.build(T0 + 0.2, "go")
@@ -125,6 +134,7 @@ def test_any_size_is_accepted_when_the_limit_is_zero() -> None:
     builder = ready_builder(image_width=0, image_height=0)
     builder.add_frame(0, image(size=300), T0 + 0.01)
     builder.add_frame(1, image(size=64), T0 + 0.01)
+    state(builder, T0 + 0.01)
     assert builder.build(T0 + 0.01, "go").observation is not None
 
 

@@ -1,12 +1,15 @@
-"""Turn the newest sensor samples into one consistent policy Observation, or say why not.
+"""Turn timestamped sensor samples into one consistent policy Observation, or say why not.
 
 Pure Python + numpy (no rclpy): the node feeds camera frames, joint states and end-effector
 poses as they arrive (any thread), and its inference worker asks ``build(now, instruction)``
 for an observation. ``build`` checks every input and returns the full list of faults
 (stale or missing views, views out of sync, a bad frame, missing / non-finite / stale joint
-state, a missing or jumping end-effector pose); an observation comes back only when there
-are none and every view has a frame that no earlier observation used, so a slow model step
-never works through a backlog: it always gets the newest frames.
+state, a missing or jumping end-effector pose). Inputs are paired by header stamp, never by
+arrival (``stamp_matcher``): the views come from the newest set whose stamps match within
+``max_view_skew_s`` and that no earlier observation used (so a slow model step never works
+through a backlog), and the joint state and ee pose are read at view 0's stamp (exactly, or
+interpolated between the samples around it; until a sample at or after that stamp arrives
+the build waits, without a fault).
 
 Proprioception layouts:
 - ``libero``: ee position (3) + axis-angle of the ee quaternion (3) + the two gripper finger
@@ -29,10 +32,12 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from specprune import EEMotion, Observation
+from specprune_ros.node.stamp_matcher import SampleHistory, StampMatcher, Stamped
 
 LAYOUT_LIBERO = "libero"
 LAYOUT_JOINTS = "joints"
 LAYOUTS = (LAYOUT_LIBERO, LAYOUT_JOINTS)
+NO_NEW_FRAMES = "no new frame of every view"  # BuildResult.waiting: nothing to do yet
 
 
 # ------------------------------------------------------------------------------ settings
@@ -97,7 +102,6 @@ class Frame:
     stamp: float  # header stamp, seconds
     received: float  # time.monotonic() at arrival
     header_stamp: Any = None  # the message's own stamp object, carried through untouched
-    seq: int = 0
 
 
 @dataclass(frozen=True)
@@ -105,12 +109,6 @@ class PoseSample:
     position: np.ndarray  # (3,)
     quaternion: np.ndarray  # (4,) x, y, z, w, unit
     stamp: float
-
-
-@dataclass
-class _ViewState:
-    frame: Optional[Frame] = None
-    error: Optional[str] = None  # the last frame was rejected: why
 
 
 @dataclass
@@ -129,6 +127,7 @@ class BuildResult:
     received: float = 0.0  # arrival (monotonic) of the newest frame used
     header_stamp: Any = None  # view 0's message stamp
     images: List[np.ndarray] = field(default_factory=list)
+    waiting: str = ""  # no observation and no fault: what the build waits for
 
 
 # ------------------------------------------------------------------------------ geometry
@@ -176,6 +175,16 @@ def velocity(prev: PoseSample, new: PoseSample) -> Tuple[np.ndarray, np.ndarray]
     return linear, angular
 
 
+def blend_poses(a: "PoseSample", b: "PoseSample", fraction: float) -> "PoseSample":
+    """The pose ``fraction`` of the way from ``a`` to ``b``: position linear, rotation by
+    normalised linear interpolation of the quaternions on the short arc (close to slerp over
+    the few milliseconds between samples)."""
+    qb = b.quaternion if float(np.dot(a.quaternion, b.quaternion)) >= 0.0 else -b.quaternion
+    quat = (1.0 - fraction) * a.quaternion + fraction * qb
+    return PoseSample(a.position + fraction * (b.position - a.position),
+                      quat / np.linalg.norm(quat), a.stamp + fraction * (b.stamp - a.stamp))
+
+
 def _check_pose(position: Sequence[float], quaternion: Sequence[float]
                 ) -> Tuple[np.ndarray, np.ndarray]:
     pos = np.asarray(position, dtype=np.float64).reshape(3)
@@ -189,8 +198,16 @@ def _check_pose(position: Sequence[float], quaternion: Sequence[float]
 
 
 # ------------------------------------------------------------------------------ motion
+@dataclass(frozen=True)
+class _PoseEntry:
+    pose: PoseSample
+    motion: Optional[EEMotion]  # velocity over the interval ending at this pose
+
+
 class MotionEstimator:
-    """End-effector pose history -> velocity, with jump rejection. Not thread-safe."""
+    """End-effector pose history -> velocity, with jump rejection. Not thread-safe.
+
+    ``pose`` / ``motion`` are the newest; ``at(stamp)`` reads both at an earlier stamp."""
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
@@ -203,6 +220,8 @@ class MotionEstimator:
         self.error: Optional[str] = None  # the source is failing (e.g. TF lookup)
         self.jump: Optional[Fault] = None  # the last pair of poses was a jump
         self.unreported_jump: Optional[Fault] = None  # a jump no build has reported yet
+        self.history: SampleHistory[_PoseEntry] = SampleHistory(
+            reset_after_s=self.limits.max_pose_age_s)
 
     def add(self, position: Sequence[float], quaternion: Sequence[float], stamp: float) -> None:
         try:
@@ -213,12 +232,17 @@ class MotionEstimator:
         sample = PoseSample(pos, quat, float(stamp))
         self.error = None
         prev, self.pose = self.pose, sample
+        if prev is not None and sample.stamp < prev.stamp - self.limits.max_pose_age_s:
+            self.reset()  # the stamps' clock went back (simulator restarted, bag looped)
+            self.pose, prev = sample, None
         if prev is None:
+            self.history.add(sample.stamp, _PoseEntry(sample, None))
             return
         if sample.stamp <= prev.stamp:  # a repeated (TF polled faster than it changes) or
             self.pose = prev  # out-of-order sample carries no motion
             return
         self._update(prev, sample)
+        self.history.add(sample.stamp, _PoseEntry(sample, None if self.jump else self.motion))
 
     def _update(self, prev: PoseSample, sample: PoseSample) -> None:
         linear, angular = velocity(prev, sample)
@@ -234,6 +258,19 @@ class MotionEstimator:
         self.jump = None
         self.motion = EEMotion(linear=linear, angular=angular)
         self.motion_stamp = sample.stamp
+
+    def at(self, stamp: float) -> Tuple[Optional[PoseSample], Optional[EEMotion], bool]:
+        """(pose at ``stamp``, velocity over the pose interval holding it, whether a pose
+        at or after ``stamp`` has arrived yet). The pose is None before the history."""
+        before, after = self.history.around(stamp)
+        if after is None:
+            return None, None, False
+        if before is None:
+            return None, None, True
+        if before is after:
+            return before.item.pose, before.item.motion, True
+        fraction = (stamp - before.stamp) / (after.stamp - before.stamp)
+        return blend_poses(before.item.pose, after.item.pose, fraction), after.item.motion, True
 
     def pose_faults(self, now: float) -> List[Fault]:
         """Faults of the pose itself (for proprio)."""
@@ -263,8 +300,14 @@ class MotionEstimator:
 
 
 # ------------------------------------------------------------------------------ builder
+def _blend_joints(a: "_JointState", b: "_JointState", fraction: float) -> "_JointState":
+    names = a.positions.keys() & b.positions.keys()
+    return _JointState({n: a.positions[n] + fraction * (b.positions[n] - a.positions[n])
+                        for n in names}, a.stamp + fraction * (b.stamp - a.stamp))
+
+
 class ObservationBuilder:
-    """Newest frame per view, joint state and ee pose -> consistent Observation (thread-safe).
+    """Camera frames, joint states and ee poses -> consistent Observation (thread-safe).
 
     ``views`` names the camera views (their topics) for the messages. ``measure_motion``:
     attach the measured EEMotion (False: ee_motion=None, the policy uses its own actions).
@@ -279,10 +322,12 @@ class ObservationBuilder:
         self._limits = limits
         self.measure_motion = measure_motion
         self._lock = threading.Lock()
-        self._state = [_ViewState() for _ in self.views]
-        self._used = [0] * len(self.views)
-        self._seq = 0
-        self._joints: Optional[_JointState] = None
+        self._errors: List[Optional[str]] = [None] * len(self.views)  # last frame rejected
+        self._frames: StampMatcher[Frame] = StampMatcher(
+            len(self.views), limits.max_view_skew_s, reset_after_s=limits.max_image_age_s)
+        self._joints: Optional[_JointState] = None  # the newest
+        self._joint_history: SampleHistory[_JointState] = SampleHistory(
+            reset_after_s=limits.max_joint_state_age_s)
         self._joint_error: Optional[str] = None
         self._motion = MotionEstimator(limits)
 
@@ -295,6 +340,10 @@ class ObservationBuilder:
         with self._lock:
             self._limits = limits
             self._motion.limits = limits
+            self._motion.history.reset_after_s = limits.max_pose_age_s
+            self._frames.max_skew_s = limits.max_view_skew_s
+            self._frames.reset_after_s = limits.max_image_age_s
+            self._joint_history.reset_after_s = limits.max_joint_state_age_s
 
     def set_measure_motion(self, measure: bool) -> None:
         with self._lock:
@@ -305,19 +354,24 @@ class ObservationBuilder:
         with self._lock:
             self._motion.reset()
 
+    def match_counters(self) -> Dict[str, int]:
+        """Frames dropped on arrival (duplicate / late) and clock resets so far."""
+        with self._lock:
+            return self._frames.counters.as_dict()
+
     # ---------------------------------------------------------------- inputs
     def add_frame(self, view: int, image: np.ndarray, stamp: float,
                   received: Optional[float] = None, header_stamp: Any = None) -> None:
-        """Store the newest frame of ``view``; a frame of the wrong size is rejected."""
+        """Buffer a frame of ``view``; a frame of the wrong size is rejected."""
         problem = self._frame_problem(image)
         if problem is not None:
             self.reject_frame(view, problem)
             return
         with self._lock:
-            self._seq += 1
             arrival = time.monotonic() if received is None else received
-            self._state[view] = _ViewState(Frame(image, float(stamp), arrival, header_stamp,
-                                                 self._seq))
+            self._errors[view] = None
+            self._frames.add(view, float(stamp), Frame(image, float(stamp), arrival,
+                                                       header_stamp))
 
     def _frame_problem(self, image: np.ndarray) -> Optional[str]:
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 \
@@ -336,7 +390,7 @@ class ObservationBuilder:
         """A frame of ``view`` could not be used (bad encoding, size...): a fault until the
         next good frame of that view."""
         with self._lock:
-            self._state[view].error = reason
+            self._errors[view] = reason
 
     def set_joint_state(self, names: Sequence[str], positions: Sequence[float],
                         stamp: float) -> None:
@@ -348,6 +402,7 @@ class ObservationBuilder:
             self._joint_error = None
             self._joints = _JointState(
                 {str(n): float(p) for n, p in zip(names, positions)}, float(stamp))
+            self._joint_history.add(self._joints.stamp, self._joints)
 
     def add_pose(self, position: Sequence[float], quaternion: Sequence[float],
                  stamp: float) -> None:
@@ -371,41 +426,86 @@ class ObservationBuilder:
                                     "instruction is empty and none was received)"))
             if faults:
                 return BuildResult(faults=faults)
-            if any(st.frame.seq <= used for st, used in zip(self._state, self._used)):
-                return BuildResult()  # no new complete set of frames yet
-            return self._observation(instruction)
+            match = self._frames.match()
+            if match is None:
+                if self._frames.pending():
+                    return BuildResult(faults=self._skew_faults())
+                return BuildResult(waiting=NO_NEW_FRAMES)
+            return self._observation([m.item for m in match], instruction)
 
-    def _observation(self, instruction: str) -> BuildResult:
-        frames = [st.frame for st in self._state]
-        self._used = [f.seq for f in frames]
-        motion = self._motion.motion if self.measure_motion else None
+    def _observation(self, frames: List[Frame], instruction: str) -> BuildResult:
+        stamp = frames[0].stamp
+        state = self._state_at(stamp)
+        if isinstance(state, BuildResult):
+            return state
+        proprio, motion = state
+        self._frames.mark_used([Stamped(f.stamp, f) for f in frames])
         obs = Observation(images=[f.image for f in frames], instruction=instruction,
-                          proprio=self._proprio(), ee_motion=motion, stamp=frames[0].stamp)
+                          proprio=proprio, ee_motion=motion if self.measure_motion else None,
+                          stamp=stamp)
         return BuildResult(observation=obs, received=max(f.received for f in frames),
                            header_stamp=frames[0].header_stamp, images=list(obs.images))
+
+    def _state_at(self, stamp: float
+                  ) -> "Tuple[np.ndarray, Optional[EEMotion]] | BuildResult":
+        """(proprio, ee motion) at the image ``stamp``; a BuildResult that waits (the samples
+        of that instant have not all arrived) or reports a fault otherwise."""
+        joints = self._joint_history.at(stamp, _blend_joints)
+        if joints is None:
+            newest = self._joint_history.newest
+            return self._missing_at(stamp, newest is not None and newest.stamp >= stamp,
+                                    "joint state", self._limits.max_joint_state_age_s,
+                                    newest.stamp if newest else None)
+        pose: Optional[PoseSample] = None
+        motion: Optional[EEMotion] = None
+        if self.layout.needs_pose or self.measure_motion:
+            pose, motion, arrived = self._motion.at(stamp)
+            newest = self._motion.pose.stamp if self._motion.pose else None
+            if pose is None:
+                return self._missing_at(stamp, arrived, "ee pose", self._limits.max_pose_age_s,
+                                        newest)
+            if self.measure_motion and motion is None:
+                return BuildResult(faults=[Fault("ee_motion_missing", (
+                    f"no ee velocity at the image stamp {stamp:.3f} (the pose there follows "
+                    f"a rejected jump or is the first pose)"))])
+        proprio = self._proprio(joints, pose)
+        if not np.all(np.isfinite(proprio)):
+            return BuildResult(faults=[Fault("joint_state_nonfinite", (
+                f"proprio at the image stamp is not finite: {proprio.tolist()}"))])
+        return proprio, motion
+
+    def _missing_at(self, stamp: float, arrived: bool, what: str, max_age: float,
+                    newest: Optional[float]) -> BuildResult:
+        """No ``what`` sample around the image ``stamp``: wait for it, unless the newest
+        sample is more than ``max_age`` older than the image, or the history starts after
+        it (then this set of frames can never be used: the next one will)."""
+        if arrived:
+            return BuildResult(waiting=f"{what} history starts after the image stamp")
+        if newest is not None and stamp - newest > max_age:
+            key = "joint_state_behind" if what == "joint state" else "ee_pose_behind"
+            return BuildResult(faults=[Fault(key, (
+                f"{what} lags the cameras: newest {stamp - newest:.2f} s older than the "
+                f"image stamp > {max_age:g} s"))])
+        return BuildResult(waiting=f"{what} at the image stamp")
 
     def _camera_faults(self, now: float) -> List[Fault]:
         faults: List[Fault] = []
         lim = self._limits
-        for name, st in zip(self.views, self._state):
-            if st.error is not None:
-                faults.append(Fault(f"camera_bad:{name}", f"camera {name}: {st.error}"))
-            elif st.frame is None:
+        for view, name in enumerate(self.views):
+            newest = self._frames.newest(view)
+            if self._errors[view] is not None:
+                faults.append(Fault(f"camera_bad:{name}", f"camera {name}: {self._errors[view]}"))
+            elif newest is None:
                 faults.append(Fault(f"camera_missing:{name}", f"camera {name}: no image yet"))
-            elif now - st.frame.stamp > lim.max_image_age_s:
+            elif now - newest.stamp > lim.max_image_age_s:
                 faults.append(Fault(f"camera_stale:{name}", (
-                    f"camera {name} stale: {now - st.frame.stamp:.2f} s > "
+                    f"camera {name} stale: {now - newest.stamp:.2f} s > "
                     f"{lim.max_image_age_s:g} s")))
-        if faults:
-            return faults
-        return self._skew_faults()
+        return faults
 
     def _skew_faults(self) -> List[Fault]:
-        stamps = [st.frame.stamp for st in self._state]
-        newest, oldest = int(np.argmax(stamps)), int(np.argmin(stamps))
-        skew = stamps[newest] - stamps[oldest]
-        if skew <= self._limits.max_view_skew_s:
-            return []
+        """Every view has a new frame, yet no set within max_view_skew_s."""
+        oldest, newest, skew = self._frames.newest_spread()
         return [Fault("cameras_out_of_sync", (
             f"cameras out of sync: {self.views[oldest]} is {skew:.3f} s behind "
             f"{self.views[newest]} > max_view_skew_s {self._limits.max_view_skew_s:g} s"))]
@@ -435,11 +535,13 @@ class ObservationBuilder:
         self._motion.unreported_jump = None  # jumps only matter for a measured motion
         return self._motion.pose_faults(now) if self.layout.needs_pose else []
 
-    def _proprio(self) -> np.ndarray:
-        positions: Mapping[str, float] = self._joints.positions if self._joints else {}
+    def _proprio(self, joints: _JointState, pose: Optional[PoseSample]) -> np.ndarray:
+        positions: Mapping[str, float] = joints.positions
+        missing = [n for n in self.layout.required_joints if n not in positions]
+        if missing:  # names changed between the two samples around the stamp
+            return np.full(self.layout.proprio_dim, np.nan)
         if self.layout.kind == LAYOUT_JOINTS:
             return np.array([positions[n] for n in self.layout.joint_names])
-        pose = self._motion.pose
         fingers = [positions[n] for n in self.layout.gripper_names]
         return np.concatenate([pose.position, quat_to_axis_angle(pose.quaternion), fingers])
 
