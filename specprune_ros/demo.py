@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Dict, List, Optional
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_MODEL = os.path.join(ROOT, "checkpoints", "pick_color")
+from specprune_ros.node.package_data import shipped_checkpoint
+
+DEFAULT_MODEL = shipped_checkpoint()  # the installed share directory, else the source tree
 
 
 def _summary(result: Dict) -> str:

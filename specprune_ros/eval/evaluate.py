@@ -38,11 +38,11 @@ from specprune.model.presets import PRESETS
 from specprune_ros.eval.configurations import CONFIGS, EVAL_SEED, run_meta
 from specprune_ros.eval.eval_results import (FASTV, SPECPRUNE, UNPRUNED, ConfigRun, EpisodeRecord,
                                              StepRecord, format_table, plot, summarize)
+from specprune_ros.node import package_data
 from specprune_ros.node.observation_builder import Limits, MotionEstimator
 from specprune_ros.sim.sim_arm import SimArm, SimArmConfig, SimObservation
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DEFAULT_POLICY = os.path.join("checkpoints", "pick_color")
+DEFAULT_POLICY = package_data.SHIPPED_CHECKPOINT  # found under the share dir / source tree
 #: Camera of each model view: view 0 third person, view 1 wrist (LIBERO's order).
 VIEWS = ("agentview", "robot0_eye_in_hand")
 
@@ -184,13 +184,14 @@ def _set_fastv_budget(variant: Variant, spec: Optional[ConfigRun], fixed: int) -
 
 # ------------------------------------------------------------------------------ the CLI
 def resolve_policy(path: str) -> str:
-    """A preset name, or a checkpoint folder relative to the working directory or the
-    repository root; ValueError when it is neither."""
+    """A preset name, or a checkpoint folder relative to the working directory or to the
+    package's data (its installed share directory, else the source tree: the shipped
+    checkpoint is ``checkpoints/pick_color`` there); ValueError when it is neither."""
     if path in PRESETS or os.path.isdir(path):
         return path
-    in_repo = os.path.join(ROOT, path)
-    if os.path.isdir(in_repo):
-        return in_repo
+    in_package = package_data.data_path(path)
+    if os.path.isdir(in_package):
+        return in_package
     raise ValueError(f"policy {path!r} is neither a checkpoint folder nor a preset "
                      f"({', '.join(PRESETS)})")
 
