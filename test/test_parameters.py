@@ -104,16 +104,23 @@ def context() -> Iterator[Context]:
 
 
 def make_node(context: Context, **overrides) -> PolicyNode:
-    values = {"model": "tiny", **overrides}
-    return PolicyNode(context=context, parameter_overrides=[
+    """A configured, active node (what autostart does); StartupError with the reason."""
+    values = {"model": "tiny", "allow_preset_model": True, **overrides}
+    node = PolicyNode(context=context, parameter_overrides=[
         Parameter(k, value=v) for k, v in values.items()])
+    try:
+        node.bring_up()
+    except StartupError:
+        node.destroy_node()
+        raise
+    return node
 
 
 @pytest.fixture(scope="module")
 def node(context: Context) -> Iterator[PolicyNode]:
     policy_node = make_node(context)
     yield policy_node
-    policy_node.shutdown()
+    policy_node.trigger_shutdown()
     policy_node.destroy_node()
 
 
@@ -159,3 +166,56 @@ def test_tf_source_is_rejected_with_the_reason_where_tf2_ros_is_missing(
         pytest.skip("tf2_ros is importable here")
     with pytest.raises(StartupError, match="tf2_ros"):
         make_node(context, ee_motion_source="tf")
+
+
+# ------------------------------------------------------------------ item 5 of issue #13
+def test_integer_for_a_double_is_converted_then_range_checked(node: PolicyNode) -> None:
+    results = node.set_parameters([Parameter("prune.keep_scale", value=2)])
+    assert results[0].successful, results[0].reason
+    value = node.get_parameter("prune.keep_scale")
+    assert value.type_ == Parameter.Type.DOUBLE and value.value == 2.0
+    assert node._prune.keep_scale == 2.0
+    out_of_range = node.set_parameters([Parameter("prune.keep_scale", value=50)])[0]
+    assert not out_of_range.successful and "out of range" in out_of_range.reason
+    bad_type = node.set_parameters([Parameter("prune.keep_scale", value="2")])[0]
+    assert not bad_type.successful and "Wrong parameter type" in bad_type.reason
+    assert node.set_parameters([Parameter("prune.keep_scale", value=1.0)])[0].successful
+
+
+def test_integer_override_of_a_double_is_accepted_at_start(context: Context) -> None:
+    started = make_node(context, **{"prune.keep_scale": 2, "max_view_skew_s": 0})
+    try:
+        assert started.get_parameter("prune.keep_scale").value == 2.0
+        assert started.get_parameter("max_view_skew_s").type_ == Parameter.Type.DOUBLE
+    finally:
+        started.trigger_shutdown()
+        started.destroy_node()
+
+
+def test_layer_lists_are_checked_against_the_loaded_model(node: PolicyNode) -> None:
+    depth = node._policy.model.num_layers  # the tiny preset: 4
+    rejected = node.set_parameters([Parameter("prune.global_score_layers", value=[99])])[0]
+    assert not rejected.successful
+    assert rejected.reason == (f"prune.global_score_layers: layers [99] do not exist in the "
+                               f"loaded model, which has {depth} decoder layers (valid indices "
+                               f"{-depth}..{depth - 1})")
+    assert list(node.get_parameter("prune.global_score_layers").value) == [14, -1]
+    ok = node.set_parameters([Parameter("prune.global_score_layers", value=[1, -1])])[0]
+    assert ok.successful, ok.reason
+    default = params.BY_NAME["prune.global_score_layers"].default  # 32-layer indices: exempt
+    assert node.set_parameters([Parameter("prune.global_score_layers",
+                                          value=default)])[0].successful
+    bad_prune = node.set_parameters([Parameter("prune.layer_prune_layers", value=[2, 4])])[0]
+    assert not bad_prune.successful and "layers [4] do not exist" in bad_prune.reason
+
+
+def test_layer_list_beyond_the_model_stops_configure(context: Context) -> None:
+    with pytest.raises(StartupError, match=r"global_score_layers: layers \[99\] do not exist"):
+        make_node(context, **{"prune.global_score_layers": [99]})
+
+
+def test_preset_or_no_model_is_refused_without_allow_preset_model(context: Context) -> None:
+    with pytest.raises(StartupError, match="preset with random weights"):
+        make_node(context, allow_preset_model=False)
+    with pytest.raises(StartupError, match="no model named"):
+        make_node(context, model="")

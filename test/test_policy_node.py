@@ -28,6 +28,8 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)  # lark, pulled in by the msg packages
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
     from geometry_msgs.msg import PoseStamped, TransformStamped
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
     from sensor_msgs.msg import CompressedImage, Image, JointState
     from std_srvs.srv import SetBool, Trigger
     from trajectory_msgs.msg import JointTrajectory
@@ -35,6 +37,7 @@ with warnings.catch_warnings():
 from specprune_ros.node import tf_motion
 from specprune_ros.node.policy_node import DIAG_NAME, PolicyNode
 from specprune_ros.node.ros_image import rgb_to_compressed_msg, rgb_to_image_msg
+from load_helpers import cpu_burners
 from ros_helpers import NodeProcess, Probe, domain_id, probe_fixture
 
 ACTION_NAMES = ["x", "y", "z", "roll", "pitch", "yaw", "gripper"]
@@ -45,8 +48,13 @@ START_TIMEOUT_S = 120.0
 WARN = DiagnosticStatus.WARN
 
 
-def policy_process(tmp: Path, domain: int, *overrides: str) -> NodeProcess:
-    args = ["--ros-args", "--params-file", "config/policy.yaml", "-p", "model:=tiny"]
+def policy_process(tmp: Path, domain: int, *overrides: str, autostart: bool = True,
+                   allow_preset: bool = True) -> NodeProcess:
+    """The node as a process with the tiny preset (allowed: a test), active at once
+    unless ``autostart`` is False."""
+    args = ["--ros-args", "--params-file", "config/policy.yaml", "-p", "model:=tiny",
+            "-p", f"autostart:={str(autostart).lower()}",
+            "-p", f"allow_preset_model:={str(allow_preset).lower()}"]
     for item in overrides:
         args += ["-p", item]
     return NodeProcess("specprune_ros.node.policy_node", args, tmp, domain, "policy")
@@ -125,15 +133,18 @@ def wait_chunks(probe: Probe, wire: Wire, proc: NodeProcess, n: int, timeout: fl
 @pytest.fixture(scope="class")
 def procs(tmp_path_factory: pytest.TempPathFactory
           ) -> Iterator[Tuple[NodeProcess, NodeProcess, int]]:
-    """(sim bridge, policy node, domain), shared by TestWithSim."""
+    """(sim bridge, policy node, domain), shared by TestWithSim; two CPU-burning processes
+    run beside them the whole time (issue #13: pairing must hold on a loaded machine)."""
     tmp = tmp_path_factory.mktemp("policy_sim")
     domain = domain_id(11)
-    sim = NodeProcess("specprune_ros.sim.sim_bridge_node",
-                      ["--ros-args", "--params-file", "config/sim_arm.yaml"], tmp, domain, "sim")
-    policy = policy_process(tmp, domain)
-    yield sim, policy, domain
-    policy.stop()
-    sim.stop()
+    with cpu_burners(2):
+        sim = NodeProcess("specprune_ros.sim.sim_bridge_node",
+                          ["--ros-args", "--params-file", "config/sim_arm.yaml"], tmp, domain,
+                          "sim")
+        policy = policy_process(tmp, domain)
+        yield sim, policy, domain
+        policy.stop()
+        sim.stop()
 
 
 @pytest.fixture(scope="class")
@@ -150,6 +161,16 @@ def wire(procs, probe: Probe) -> Wire:
 
 
 class TestWithSim:
+    def test_chunks_keep_coming_under_two_cpu_burners(self, procs, probe, wire) -> None:
+        policy = procs[1]
+        wait_chunks(probe, wire, policy, 10, timeout=90.0)
+        last = wait_diag(probe, wire, policy, lambda d: "skipped" in d)
+        skipped = {k: v for k, v in last.items() if k.startswith("skipped")}
+        assert int(last["steps"]) >= 10, last
+        # the simulator stamps both views of a tick alike: pairing by stamp never finds
+        # them out of sync (pairing by arrival did, 489 times in one demo run)
+        assert "skipped.cameras_out_of_sync" not in last, skipped
+
     def test_chunks_carry_action_names_shape_and_the_camera_stamp(self, procs, probe, wire
                                                                   ) -> None:
         wait_chunks(probe, wire, procs[1], 3)
@@ -186,7 +207,9 @@ class TestWithSim:
 
     @pytest.mark.parametrize("name,value,reason", [
         ("prune.keep_scale", 50.0, "out of range"),
-        ("prune.keep_scale", 2, "Wrong parameter type"),
+        ("prune.keep_scale", 50, "out of range"),  # an integer: converted, then checked
+        ("prune.keep_scale", "2", "Wrong parameter type"),
+        ("prune.global_score_layers", [99], "layers [99] do not exist in the loaded model"),
         ("prune.fine_exit_trans_speed", 0.01, "must be >= fine_enter_trans_speed"),
         ("ee_motion_source", "odometry", "must be one of"),
         ("model", "oft-cpu", "read-only"),
@@ -196,6 +219,14 @@ class TestWithSim:
             self, probe, wire, name, value, reason) -> None:
         result = probe.set_parameters(NODE, {name: value})[0]
         assert not result.successful and reason in result.reason, result.reason
+
+    def test_integer_for_a_double_is_accepted_as_ros2_param_set_sends_it(
+            self, probe, wire) -> None:
+        result = probe.set_parameters(NODE, {"max_view_skew_s": 1})[0]  # an INTEGER value
+        try:
+            assert result.successful, result.reason
+        finally:
+            assert probe.set_parameters(NODE, {"max_view_skew_s": 0.1})[0].successful
 
     def test_tf_source_is_rejected_when_tf2_ros_is_missing(self, probe, wire) -> None:
         from specprune_ros.node.tf_motion import tf_unavailable_reason
@@ -301,23 +332,30 @@ class Feeder:
         return msg
 
 
-@pytest.fixture(scope="class")
-def synthetic(tmp_path_factory: pytest.TempPathFactory
-              ) -> Iterator[Tuple[NodeProcess, Probe, Wire, Feeder]]:
-    """The policy node alone, fed by this process; shared by TestSyntheticInput."""
-    domain = domain_id(23)
-    policy = policy_process(tmp_path_factory.mktemp("policy_synthetic"), domain,
-                            "instruction:=pick up the cube", "prune.warmup_steps:=2",
-                            "ee_motion_source:=pose_topic")
+def fed_node(tmp: Path, name: str, domain: int, *overrides: str, autostart: bool = True,
+             first_chunk: bool = True) -> Iterator[Tuple[NodeProcess, Probe, Wire, Feeder]]:
+    """Generator body of a fixture: the policy node alone, fed by this process (first
+    chunk awaited when ``first_chunk``), stopped with SIGTERM at the end."""
+    policy = policy_process(tmp, domain, "instruction:=pick up the cube",
+                            "ee_motion_source:=pose_topic", *overrides, autostart=autostart)
     try:
-        for feed_probe in probe_fixture("policy_synthetic_probe", domain):
+        for feed_probe in probe_fixture(f"{name}_probe", domain):
             wire = watch(feed_probe, sim=False)
             feeder = Feeder(feed_probe)
             feed_probe.every.append(feeder)
-            wait_chunks(feed_probe, wire, policy, 1, START_TIMEOUT_S)
+            if first_chunk:
+                wait_chunks(feed_probe, wire, policy, 1, START_TIMEOUT_S)
             yield policy, feed_probe, wire, feeder
     finally:
         policy.stop(signal.SIGTERM)
+
+
+@pytest.fixture(scope="class")
+def synthetic(tmp_path_factory: pytest.TempPathFactory
+              ) -> Iterator[Tuple[NodeProcess, Probe, Wire, Feeder]]:
+    """Shared by TestSyntheticInput."""
+    yield from fed_node(tmp_path_factory.mktemp("policy_synthetic"), "policy_synthetic",
+                        domain_id(23), "prune.warmup_steps:=2")
 
 
 class TestSyntheticInput:
@@ -374,6 +412,91 @@ class TestSyntheticInput:
         assert "Traceback" not in policy.log(), policy.log()
 
 
+# ================================================================== lifecycle
+@pytest.fixture(scope="class")
+def managed(tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[Tuple[NodeProcess, Probe, Wire, Feeder]]:
+    """The node without autostart (it waits for its manager), fed by this process."""
+    yield from fed_node(tmp_path_factory.mktemp("policy_lifecycle"), "policy_lifecycle",
+                        domain_id(29), autostart=False, first_chunk=False)
+
+
+def lifecycle_state(probe: Probe) -> str:
+    return probe.call(GetState, f"/{NODE}/get_state", GetState.Request(),
+                      START_TIMEOUT_S).current_state.label
+
+
+def change_state(probe: Probe, transition: int) -> bool:
+    request = ChangeState.Request(transition=Transition(id=transition))
+    return probe.call(ChangeState, f"/{NODE}/change_state", request, START_TIMEOUT_S).success
+
+
+def assert_no_chunks(probe: Probe, wire: Wire, seconds: float = 1.5) -> None:
+    probe.spin_for(0.3)  # a chunk already on the wire when the transition answered
+    count = len(wire.chunks)
+    probe.spin_for(seconds)
+    assert len(wire.chunks) == count, "chunks published while not active"
+
+
+class TestLifecycle:
+    def test_managed_node_waits_unconfigured_and_publishes_nothing(self, managed) -> None:
+        policy, probe, wire, _ = managed
+        assert lifecycle_state(probe) == "unconfigured"
+        assert_no_chunks(probe, wire)
+        assert policy.alive()
+
+    def test_configure_activate_deactivate_cleanup_over_the_services(self, managed) -> None:
+        policy, probe, wire, _ = managed
+        assert change_state(probe, Transition.TRANSITION_CONFIGURE)  # loads the model
+        assert lifecycle_state(probe) == "inactive"
+        wait_diag(probe, wire, policy, lambda d: d["message"].startswith("inactive"))
+        assert_no_chunks(probe, wire)
+        assert change_state(probe, Transition.TRANSITION_ACTIVATE)
+        assert lifecycle_state(probe) == "active"
+        wait_chunks(probe, wire, policy, 3, START_TIMEOUT_S)
+        assert change_state(probe, Transition.TRANSITION_DEACTIVATE)
+        assert lifecycle_state(probe) == "inactive"
+        assert_no_chunks(probe, wire)
+        assert change_state(probe, Transition.TRANSITION_CLEANUP)  # frees the model
+        assert lifecycle_state(probe) == "unconfigured"
+        reset = probe.call(Trigger, f"/{NODE}/reset", Trigger.Request())
+        assert not reset.success and "not configured" in reset.message
+        assert "model freed" in policy.log(10 ** 6)
+
+    def test_reconfigured_node_publishes_again_and_keeps_enable(self, managed) -> None:
+        policy, probe, wire, _ = managed
+        assert change_state(probe, Transition.TRANSITION_CONFIGURE)
+        assert change_state(probe, Transition.TRANSITION_ACTIVATE)
+        wait_chunks(probe, wire, policy, 2, START_TIMEOUT_S)
+        assert probe.call(SetBool, f"/{NODE}/enable", SetBool.Request(data=False)).success
+        try:
+            assert_no_chunks(probe, wire)
+        finally:
+            assert probe.call(SetBool, f"/{NODE}/enable", SetBool.Request(data=True)).success
+        wait_chunks(probe, wire, policy, 1)
+
+    def test_sigint_while_active_exits_0_promptly(self, managed) -> None:
+        policy = managed[0]
+        started = time.monotonic()
+        assert policy.stop(signal.SIGINT) == 0, policy.log()
+        assert time.monotonic() - started < 5.0  # launch escalates to SIGTERM after 5 s
+        assert "Traceback" not in policy.log(10 ** 6), policy.log()
+
+
+def test_preset_model_is_refused_on_a_robot_path(tmp_path: Path) -> None:
+    """Without allow_preset_model, a random-weight preset never reaches active: autostart
+    exits 1 with the reason (a manager's configure would fail the same way)."""
+    proc = policy_process(tmp_path, domain_id(31), allow_preset=False)
+    try:
+        code = proc.wait(60.0)
+    finally:
+        proc.stop()
+    log = proc.log()
+    assert code == 1, log
+    assert "model 'tiny' is a preset with random weights" in log, log
+    assert "Traceback" not in log, log
+
+
 # ================================================================== start-up failure
 def test_missing_model_exits_non_zero_quickly_with_a_clear_message(tmp_path: Path) -> None:
     proc = policy_process(tmp_path, domain_id(37), "model:=/nonexistent/checkpoint")
@@ -400,7 +523,8 @@ def context() -> Iterator[Context]:
 
 def test_compressed_transport_images_are_decoded_into_chunks(context: Context) -> None:
     node = PolicyNode(context=context, parameter_overrides=[
-        Parameter("model", value="tiny"), Parameter("camera_transport", value="compressed"),
+        Parameter("model", value="tiny"), Parameter("allow_preset_model", value=True),
+        Parameter("camera_transport", value="compressed"),
         Parameter("instruction", value="pick up the cube"),
         Parameter("ee_motion_source", value="policy")])
     source = Node("compressed_source", context=context)
@@ -411,6 +535,7 @@ def test_compressed_transport_images_are_decoded_into_chunks(context: Context) -
     joints = source.create_publisher(JointState, "/joint_states", 10)
     poses = source.create_publisher(PoseStamped, "/ee_pose", 10)
     frame = np.random.default_rng(1).integers(0, 255, (224, 224, 3), dtype=np.uint8)
+    node.bring_up()
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     executor.add_node(source)
@@ -430,7 +555,7 @@ def test_compressed_transport_images_are_decoded_into_chunks(context: Context) -
             executor.spin_once(timeout_sec=0.05)
         assert chunks and len(chunks[0].points) == 8
     finally:
-        node.shutdown()
+        node.trigger_shutdown()
         executor.shutdown()
         node.destroy_node()
         source.destroy_node()

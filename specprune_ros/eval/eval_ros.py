@@ -47,6 +47,7 @@ from rclpy.task import Future
 from specprune.bench import machine
 from specprune_ros.eval.configurations import CONFIGS, run_meta
 from specprune_ros.eval.eval_results import FASTV, ConfigRun, EpisodeRecord, StepRecord, summarize
+from specprune_ros.node.package_data import data_path
 from specprune_ros.node.policy_node import DIAG_NAME
 from specprune_ros.node.tf_motion import stamp_seconds
 
@@ -277,10 +278,12 @@ def _stop(proc: subprocess.Popen, timeout: float = 20.0) -> int:
 
 def _node_commands(args: argparse.Namespace) -> List[List[str]]:
     bridge = ["specprune_ros.sim.sim_bridge_node", "--ros-args", "--params-file",
-              "config/sim_arm.yaml", "-p", f"task:={args.task}", "-p", "horizon:=1000000000",
-              "-p", f"seed:={args.seed}"]
+              data_path("config/sim_arm.yaml"), "-p", f"task:={args.task}",
+              "-p", "horizon:=1000000000", "-p", f"seed:={args.seed}"]
+    # the simulator: active at once (no lifecycle manager here), presets allowed
     policy = ["specprune_ros.node.policy_node", "--ros-args",
-              "--params-file", "config/policy.yaml",
+              "--params-file", data_path("config/policy.yaml"),
+              "-p", "autostart:=true", "-p", "allow_preset_model:=true",
               "-p", f"model:={args.policy}", "-p", "ee_motion_source:=pose_topic",
               "-p", f"torch_threads:={args.threads}", "-p", f"device:={args.device}",
               "-p", f"dtype:={args.dtype}",

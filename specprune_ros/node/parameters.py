@@ -53,11 +53,33 @@ class ParamSpec:
         """The PruneConfig field of a ``prune.*`` parameter."""
         return self.name[len(PRUNE_PREFIX):]
 
+    @property
+    def is_double(self) -> bool:
+        return isinstance(self.default, float)
+
+    @property
+    def is_layer_list(self) -> bool:
+        """A list of decoder layer indices (checked against the loaded model's depth)."""
+        return self.is_prune and self.name.endswith("_layers") and isinstance(self.default, list)
+
+    def coerce(self, value: Any) -> Any:
+        """An integer given for a double parameter (``ros2 param set x 2``, ``x: 2`` in a
+        yaml) as that float; everything else unchanged (the descriptor checks types)."""
+        if self.is_double and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        return value
+
     def constraints(self) -> str:
         """Range / choices / liveness as one sentence-ish string."""
         parts = []
         if self.lo is not None or self.hi is not None:
             parts.append(f"Range [{_fmt(self.lo)}, {_fmt(self.hi)}].")
+        if self.is_double:
+            parts.append("Integers are accepted as doubles.")
+        if self.is_layer_list:
+            parts.append(f"Every layer must exist in the loaded model (-depth..depth-1); "
+                         f"the default {_yaml_scalar(self.default)} is written for 32 layers "
+                         f"and uses what a shallower model has.")
         if self.choices:
             parts.append("One of: " + ", ".join(repr(c) for c in self.choices) + ".")
         parts.append("Read-only (fixed at start-up)." if self.read_only
@@ -94,10 +116,18 @@ _PANDA_ARM = [f"panda_joint{i}" for i in range(1, 8)]
 _PANDA_FINGERS = ["panda_finger_joint1", "panda_finger_joint2"]
 
 NODE_PARAMS: Tuple[ParamSpec, ...] = (
+    # --- lifecycle and safety (structural) -----------------------------------------------
+    ParamSpec("autostart", False, "Bring the managed node to active by itself at start "
+              "(configure, then activate); a configure failure then exits with code 1. "
+              "false: wait in 'unconfigured' for a lifecycle manager / launch file / "
+              "`ros2 lifecycle set`.", read_only=True),
+    ParamSpec("allow_preset_model", False, "Allow a preset model (random weights: random "
+              "motion on a robot). Only tests and the simulator set it; otherwise configure "
+              "refuses a preset name.", read_only=True),
     # --- the model (structural) ----------------------------------------------------------
-    ParamSpec("model", "oft-cpu", "Policy to load: a preset name ('tiny', 'oft-cpu') or an "
-              "OpenVLA-OFT checkpoint folder. A missing folder stops the node at start.",
-              read_only=True),
+    ParamSpec("model", "", "Policy to load: an OpenVLA-OFT checkpoint folder, or a preset "
+              "name ('tiny', 'oft-cpu') when allow_preset_model is true. Required: empty, a "
+              "missing folder or a refused preset fail configure.", read_only=True),
     ParamSpec("device", "auto", "Torch device: 'auto' (cuda when available), 'cpu', "
               "'cuda' or 'cuda:N'.", read_only=True),
     ParamSpec("dtype", "auto", "Model dtype: 'auto' is bfloat16 on a GPU, float32 on the CPU.",
@@ -209,6 +239,31 @@ def prune_config(values: Mapping[str, Any], base: Optional[PruneConfig] = None) 
     """``base`` (default PruneConfig()) with the ``prune.*`` values applied and validated;
     ValueError naming the field otherwise."""
     return (base or PruneConfig()).updated(**prune_changes(values))
+
+
+def coerce_values(values: Mapping[str, Any]) -> Dict[str, Any]:
+    """``values`` with integers for double parameters converted (``ParamSpec.coerce``)."""
+    return {name: BY_NAME[name].coerce(v) if name in BY_NAME else v
+            for name, v in values.items()}
+
+
+def check_layers(values: Mapping[str, Any], num_layers: int) -> Optional[str]:
+    """Why a layer-list value in ``values`` names a layer the ``num_layers``-layer model
+    lacks, or None. A list equal to its default is exempt: the core's defaults are the
+    paper's 32-layer indices and shallower models use the layers they have."""
+    for name, value in values.items():
+        spec = BY_NAME.get(name)
+        if spec is None or not spec.is_layer_list:
+            continue
+        value = ros_value(value)
+        if value == spec.default:
+            continue
+        missing = [i for i in value if not -num_layers <= int(i) < num_layers]
+        if missing:
+            return (f"{name}: layers {missing} do not exist in the loaded model, which has "
+                    f"{num_layers} decoder layers (valid indices {-num_layers}.."
+                    f"{num_layers - 1})")
+    return None
 
 
 def check_values(values: Mapping[str, Any]) -> Optional[str]:

@@ -1,18 +1,30 @@
-"""ROS 2 node ``specprune_policy``: cameras + joint state + ee motion -> SpecPrune policy ->
-action chunks, diagnostics and a kept-patch overlay. Run::
+"""ROS 2 managed node ``specprune_policy``: cameras + joint state + ee motion -> SpecPrune
+policy -> action chunks, diagnostics and a kept-patch overlay. Run::
 
-    python -m specprune_ros.node.policy_node --ros-args --params-file config/policy.yaml
+    python -m specprune_ros.node.policy_node --ros-args --params-file config/policy.yaml \
+        -p model:=/path/to/checkpoint -p autostart:=true
 
-Subscription callbacks only decode and store samples (ObservationBuilder); a worker thread
-runs the model on the newest consistent observation, so a slow step never queues stale
-frames. Bad input (stale / missing / unsynchronised views, wrong encoding or size, NaN joint
-state, a missing or jumping ee pose, non-finite model output) publishes no chunk: it is
-logged once per occurrence and reported on /diagnostics. Parameters: config/policy.yaml
-(generated from specprune_ros/node/parameters.py); ``prune.*`` and the thresholds are live.
-Services: ``~/reset`` (std_srvs/Trigger, new episode), ``~/enable`` (std_srvs/SetBool).
+A lifecycle node (rclpy.lifecycle): it starts 'unconfigured' and waits for its manager
+(a launch file, ``ros2 lifecycle set``, the ``~/change_state`` service) unless
+``autostart`` is true. configure: refuses an empty model or a random-weight preset (unless
+``allow_preset_model``), loads the model, checks layer lists against its depth, subscribes
+and starts the worker; activate: steps and publishes chunks; deactivate: stops both (a step
+in flight finishes first); cleanup: unsubscribes and frees the model.
+
+Subscription callbacks only decode and store samples (ObservationBuilder, which pairs the
+views and the state by header stamp); a worker thread runs the model on the newest matched
+observation, so a slow step never queues stale frames. Bad input (stale / missing /
+unsynchronised views, wrong encoding or size, NaN joint state, a missing or jumping ee
+pose, non-finite model output) publishes no chunk: it is logged once per occurrence and
+reported on /diagnostics, with the skipped iterations counted per reason. Parameters:
+config/policy.yaml (generated from specprune_ros/node/parameters.py); ``prune.*`` and the
+thresholds are live; an integer is accepted for every double. Services: ``~/reset``
+(std_srvs/Trigger, new episode), ``~/enable`` (std_srvs/SetBool), and the lifecycle ones.
 """
 from __future__ import annotations
 
+import gc
+import os
 import sys
 import threading
 import time
@@ -25,6 +37,7 @@ import rclpy
 import rclpy.logging
 from rclpy.exceptions import ParameterException
 from rclpy.executors import SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -42,10 +55,12 @@ with warnings.catch_warnings():
 
 from specprune import (ActionChunk, CheckpointError, NonFiniteActionError, Observation,
                        PruneConfig, StepStats, load_policy)
+from specprune.model.presets import PRESETS
 from specprune_ros.node import lifecycle
 from specprune_ros.node import parameters as params
-from specprune_ros.node.observation_builder import (BuildResult, Fault, FaultTracker, Limits,
-                                                    ObservationBuilder, StateLayout)
+from specprune_ros.node.observation_builder import (NO_NEW_FRAMES, BuildResult, Fault,
+                                                    FaultTracker, Limits, ObservationBuilder,
+                                                    StateLayout)
 from specprune_ros.node.ros_image import compressed_msg_to_rgb, image_msg_to_rgb, rgb_to_image_msg
 from specprune_ros.node.tf_motion import (TfPoseSource, pose_from_msg, stamp_seconds,
                                           tf_unavailable_reason)
@@ -117,10 +132,28 @@ class StepReport:
 
 @dataclass
 class Counters:
+    """Steps, chunks, and worker iterations that ran no step because of faults ("skipped",
+    in total and per fault kind: the fault key before any ':<topic>')."""
+
     steps: int = 0
     chunks: int = 0
     skips: int = 0
     last_skip_reason: str = ""
+    skipped_by: Dict[str, int] = field(default_factory=dict)
+    waited_for_state: int = 0  # builds that waited for the state of the image instant
+
+    def skip(self, faults: Sequence[Fault]) -> None:
+        self.skips += 1
+        self.last_skip_reason = "; ".join(f.message for f in faults)
+        for kind in sorted({f.key.split(":")[0] for f in faults}):
+            self.skipped_by[kind] = self.skipped_by.get(kind, 0) + 1
+
+    def values(self) -> Dict[str, Any]:
+        out: Dict[str, Any] = {"steps": self.steps, "chunks_published": self.chunks,
+                               "skipped": self.skips, "last_skip_reason": self.last_skip_reason,
+                               "waited_for_state": self.waited_for_state}
+        out.update({f"skipped.{k}": n for k, n in sorted(self.skipped_by.items())})
+        return out
 
 
 def _kv(values: Dict[str, Any]) -> List[KeyValue]:
@@ -149,10 +182,17 @@ def step_values(report: Optional[StepReport]) -> Dict[str, Any]:
 
 
 def diagnostic_status(faults: Sequence[Fault], report: Optional[StepReport],
-                      counters: Counters, enabled: bool, hardware_id: str) -> DiagnosticStatus:
-    """One status: OK with the step numbers, WARN (input) / ERROR (model) with the reasons."""
+                      counters: Counters, enabled: bool, hardware_id: str,
+                      active: bool = True, matching: Optional[Dict[str, int]] = None
+                      ) -> DiagnosticStatus:
+    """One status: OK with the step numbers, WARN (input) / ERROR (model) with the reasons.
+    ``matching``: the observation builder's frame counters (dropped duplicates, late
+    frames, clock resets)."""
     status = DiagnosticStatus(name=DIAG_NAME, hardware_id=hardware_id)
-    if faults:
+    if not active:
+        status.level = DiagnosticStatus.OK
+        status.message = "inactive (lifecycle): no steps, no chunks until activated"
+    elif faults:
         status.level = DiagnosticStatus.ERROR if any(f.severe for f in faults) \
             else DiagnosticStatus.WARN
         status.message = "no chunk: " + "; ".join(f.message for f in faults)
@@ -166,9 +206,9 @@ def diagnostic_status(faults: Sequence[Fault], report: Optional[StepReport],
         status.message = (f"{report.stats.mode}: {kept}/{total} visual tokens, "
                           f"{report.stats.total_ms:.0f} ms per step")
     values = step_values(report)
-    values.update(steps=counters.steps, chunks_published=counters.chunks,
-                  skipped=counters.skips, last_skip_reason=counters.last_skip_reason,
-                  publishing_enabled=enabled)
+    values.update(counters.values())
+    values.update(matching or {})
+    values.update(publishing_enabled=enabled, active=active)
     status.values = _kv(values)
     return status
 
@@ -176,9 +216,13 @@ def diagnostic_status(faults: Sequence[Fault], report: Optional[StepReport],
 # ------------------------------------------------------------------------------ parameters
 def declare_parameters(node: Node) -> Dict[str, Any]:
     """Declare the whole table on ``node``; StartupError on an override of the wrong type
-    or out of range."""
+    or out of range. An integer override of a double parameter is taken as that float."""
     values = {}
+    overrides = node._parameter_overrides  # rclpy keeps no public accessor for them
     for spec in params.PARAMS:
+        if spec.name in overrides:
+            value = spec.coerce(overrides[spec.name].value)
+            overrides[spec.name] = Parameter(spec.name, value=value)
         try:
             param = node.declare_parameter(spec.name, spec.default, spec.descriptor())
         except ParameterException as exc:
@@ -200,6 +244,20 @@ def startup_checks(values: Dict[str, Any]) -> PruneConfig:
         raise StartupError(f"invalid prune.* parameters: {exc}") from None
 
 
+def model_refusal(values: Dict[str, Any]) -> Optional[str]:
+    """Why configure must not load ``values['model']`` (none named, or a random-weight
+    preset without allow_preset_model), or None."""
+    model = str(values["model"])
+    if not model:
+        return ("no model named: set the parameter model to an OpenVLA-OFT checkpoint folder "
+                "(a preset name needs allow_preset_model:=true)")
+    if model in PRESETS and not values["allow_preset_model"]:
+        return (f"model {model!r} is a preset with random weights (random motion on a robot); "
+                f"name a trained checkpoint folder, or set allow_preset_model:=true (tests, "
+                f"simulator)")
+    return None
+
+
 def limits_from(values: Dict[str, Any]) -> Limits:
     return Limits(**{name: values[name] for name in _LIMIT_PARAMS})
 
@@ -217,43 +275,130 @@ class _Shared:
     step_fault: Optional[Fault] = None
 
 
-class PolicyNode(Node):
-    """The SpecPrune policy as a ROS 2 node (see the module docstring)."""
+class PolicyNode(LifecycleNode):
+    """The SpecPrune policy as a managed ROS 2 node (see the module docstring)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
         try:
-            self._setup()
+            self._values = declare_parameters(self)
+            self._prune = startup_checks(self._values)
         except StartupError:
             self.destroy_node()
             raise
-
-    # -------------------------------------------------------------------- setup
-    def _setup(self) -> None:
-        self._values = declare_parameters(self)
-        self._prune = startup_checks(self._values)
-        self._policy = self._load_policy()
-        self._builder = self._make_builder()
+        self.error = ""  # why the last transition failed
+        self._policy: Any = None
+        self._builder: Optional[ObservationBuilder] = None
         self._shared = _Shared()
         self._faults = FaultTracker()
-        self._policy_lock = threading.Lock()  # step vs reset
+        self._policy_lock = threading.Lock()  # step vs reset vs deactivate / cleanup
         self._tf: Optional[TfPoseSource] = None
-        self._make_publishers()
-        self._make_subscriptions()
+        self._subscriptions_made: List[Any] = []
+        self._managed_pubs: List[Any] = []
+        self._active = threading.Event()
+        self._wake, self._stop = threading.Event(), threading.Event()
+        self._worker: Optional[threading.Thread] = None
+        # diagnostics also report 'inactive' / 'unconfigured': not a managed publisher
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.create_service(SetBool, "~/enable", self._on_enable)
+        self.add_pre_set_parameters_callback(self._coerce_parameters)
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
+
+    @property
+    def autostart(self) -> bool:
+        return bool(self._values["autostart"])
+
+    def bring_up(self) -> None:
+        """configure, then activate (``autostart``); StartupError with the reason."""
+        for name, trigger in (("configure", self.trigger_configure),
+                              ("activate", self.trigger_activate)):
+            if trigger() != TransitionCallbackReturn.SUCCESS:
+                raise StartupError(self.error or f"{name} failed")
+
+    # -------------------------------------------------------------------- lifecycle
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Load the model, subscribe, start the worker (which steps only while active)."""
+        try:
+            self._configure()
+        except StartupError as exc:
+            self.error = str(exc)
+            self.get_logger().error(f"configure failed: {exc}")
+            self._release()
+            return TransitionCallbackReturn.FAILURE
+        self.error = ""
+        self.get_logger().info(
+            f"configured: model {self._values['model']!r}, views "
+            f"{self._values['camera_topics']}, chunks on {self._values['action_chunk_topic']}, "
+            f"ee motion from {self._values['ee_motion_source']}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        result = super().on_activate(state)  # enables the managed publishers
+        self._active.set()
+        self._wake.set()
+        self.get_logger().info("active: stepping and publishing chunks")
+        return result
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active.clear()
+        with self._policy_lock:  # a step in flight ends (and publishes) before we return
+            pass
+        self.get_logger().info("inactive: no steps, no chunks")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self.get_logger().info("unconfigured: model freed, inputs unsubscribed")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _configure(self) -> None:
+        refusal = model_refusal(self._values)
+        if refusal:
+            raise StartupError(refusal)
+        self._policy = self._load_policy()
+        problem = params.check_layers(self._values, self._policy.model.num_layers)
+        if problem:
+            raise StartupError(problem)
+        self._builder = self._make_builder()
+        self._faults = FaultTracker()
+        self._make_publishers()
+        self._make_subscriptions()
         self._start_motion_source()
-        self._wake, self._stop = threading.Event(), threading.Event()
+        self._stop.clear()
         self._worker = threading.Thread(target=self._run_worker, name="specprune_inference",
                                         daemon=True)
         self._worker.start()
-        self.get_logger().info(
-            f"model {self._values['model']!r} ready: views {self._values['camera_topics']}, "
-            f"chunks on {self._values['action_chunk_topic']}, ee motion from "
-            f"{self._values['ee_motion_source']}")
 
+    def _release(self) -> None:
+        """Stop the worker, drop subscriptions, managed publishers, TF and the model."""
+        self._active.clear()
+        self.shutdown()
+        if self._tf is not None:
+            self._tf.destroy()
+            self._tf = None
+        for sub in self._subscriptions_made:
+            self.destroy_subscription(sub)
+        for pub in self._managed_pubs:
+            self.destroy_lifecycle_publisher(pub)
+        self._subscriptions_made, self._managed_pubs = [], []
+        with self._policy_lock:
+            freed, self._policy, self._builder = self._policy is not None, None, None
+        if freed:
+            gc.collect()
+            if "torch" in sys.modules and sys.modules["torch"].cuda.is_available():
+                sys.modules["torch"].cuda.empty_cache()
+
+    # -------------------------------------------------------------------- setup
     def _load_policy(self) -> Any:
         v = self._values
         if v["torch_threads"] > 0:
@@ -284,28 +429,33 @@ class PolicyNode(Node):
 
     def _make_publishers(self) -> None:
         v = self._values
-        self._chunk_pub = self.create_publisher(JointTrajectory, v["action_chunk_topic"], 10)
-        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._overlay_pub = self.create_publisher(Image, v["overlay_topic"],
-                                                  qos_profile_sensor_data)
+        self._chunk_pub = self.create_lifecycle_publisher(JointTrajectory,
+                                                          v["action_chunk_topic"], 10)
+        self._overlay_pub = self.create_lifecycle_publisher(Image, v["overlay_topic"],
+                                                            qos_profile_sensor_data)
+        self._managed_pubs = [self._chunk_pub, self._overlay_pub]
 
     def _make_subscriptions(self) -> None:
         v = self._values
         compressed = v["camera_transport"] == "compressed"
-        for view, topic in enumerate(v["camera_topics"]):
-            self.create_subscription(
-                CompressedImage if compressed else Image,
-                f"{topic}/compressed" if compressed else topic,
-                lambda msg, view=view: self._on_image(view, msg), qos_profile_sensor_data)
-        self.create_subscription(JointState, v["joint_states_topic"], self._on_joints, 10)
-        self.create_subscription(PoseStamped, v["ee_pose_topic"], self._on_pose, 10)
+        subs = [self.create_subscription(
+            CompressedImage if compressed else Image,
+            f"{topic}/compressed" if compressed else topic,
+            lambda msg, view=view: self._on_image(view, msg), qos_profile_sensor_data)
+            for view, topic in enumerate(v["camera_topics"])]
+        subs.append(self.create_subscription(JointState, v["joint_states_topic"],
+                                             self._on_joints, 10))
+        subs.append(self.create_subscription(PoseStamped, v["ee_pose_topic"], self._on_pose, 10))
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
                              reliability=ReliabilityPolicy.RELIABLE)
-        self.create_subscription(String, v["instruction_topic"], self._on_instruction, latched)
+        subs.append(self.create_subscription(String, v["instruction_topic"],
+                                             self._on_instruction, latched))
+        self._subscriptions_made = subs
 
     def _start_motion_source(self) -> None:
         """Create the TF lookups when the source is 'tf' (tf2_ros was checked before)."""
-        if self._values["ee_motion_source"] != "tf" or self._tf is not None:
+        if self._values["ee_motion_source"] != "tf" or self._tf is not None \
+                or self._builder is None:
             return
         v = self._values
         self._tf = TfPoseSource(self, v["base_frame"], v["ee_frame"], v["tf_rate_hz"],
@@ -315,8 +465,9 @@ class PolicyNode(Node):
         """Stop the worker (waits for a running step) before the node is destroyed."""
         self._stop.set()
         self._wake.set()
-        if self._worker.is_alive():
+        if self._worker is not None and self._worker.is_alive():
             self._worker.join(timeout=30.0)
+        self._worker = None
 
     # -------------------------------------------------------------------- inputs
     def _on_image(self, view: int, msg: Any) -> None:
@@ -334,10 +485,12 @@ class PolicyNode(Node):
     def _on_joints(self, msg: JointState) -> None:
         self._builder.set_joint_state(list(msg.name), list(msg.position),
                                       stamp_seconds(msg.header.stamp))
+        self._wake.set()  # the build may be waiting for the state of the image instant
 
     def _on_pose(self, msg: PoseStamped) -> None:
         if self._values["ee_motion_source"] != "tf":
             self._builder.add_pose(*pose_from_msg(msg))
+            self._wake.set()
 
     def _on_tf_pose(self, position: Any, quaternion: Any, stamp: float) -> None:
         if self._values["ee_motion_source"] == "tf":
@@ -360,8 +513,11 @@ class PolicyNode(Node):
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response
                   ) -> Trigger.Response:
         with self._policy_lock:
-            self._policy.reset()
-        response.success, response.message = True, "policy reset: new episode"
+            if self._policy is not None:
+                self._policy.reset()
+                response.success, response.message = True, "policy reset: new episode"
+            else:
+                response.success, response.message = False, "not configured: no policy"
         self.get_logger().info(response.message)
         return response
 
@@ -375,9 +531,23 @@ class PolicyNode(Node):
         return response
 
     # -------------------------------------------------------------------- parameters
+    def _coerce_parameters(self, changed: List[Parameter]) -> List[Parameter]:
+        """Before validation: an integer for a double parameter becomes that float (what
+        `ros2 param set <node> prune.keep_scale 2` sends), then the range applies."""
+        out = []
+        for param in changed:
+            spec = params.BY_NAME.get(param.name)
+            if spec is not None and param.type_ == Parameter.Type.INTEGER and spec.is_double:
+                param = Parameter(param.name, Parameter.Type.DOUBLE, float(param.value))
+            out.append(param)
+        return out
+
     def _validate_parameters(self, changed: List[Parameter]) -> SetParametersResult:
         values = {p.name: params.ros_value(p.value) for p in changed}
         problem = params.check_values(values)
+        policy = self._policy
+        if problem is None and policy is not None:
+            problem = params.check_layers(values, policy.model.num_layers)
         if problem is None and values.get("ee_motion_source") == "tf":
             problem = tf_unavailable_reason()
         if problem is None and any(name.startswith(params.PRUNE_PREFIX) for name in values):
@@ -394,7 +564,10 @@ class PolicyNode(Node):
                  if p.name.startswith(params.PRUNE_PREFIX)}
         if prune:
             self._prune = params.prune_config(prune, self._prune)
-            self._policy.update_config(self._prune)  # applied at the next step
+            if self._policy is not None:
+                self._policy.update_config(self._prune)  # applied at the next step
+        if self._builder is None:
+            return  # unconfigured: configure builds everything from self._values
         if names & set(_LIMIT_PARAMS):
             self._builder.set_limits(limits_from(self._values))
         if "ee_motion_source" in names:
@@ -426,16 +599,26 @@ class PolicyNode(Node):
                 next_step = began + (1.0 / rate if rate > 0 else 0.0)
 
     def _iterate(self, last_diag: float, free_since: float) -> Tuple[bool, float]:
-        """Build, step, publish once (``free_since``: monotonic time since when the worker
-        could have stepped). Returns (a step ran, time of the last diagnostics)."""
+        """Build, step, publish once while active (``free_since``: monotonic time since
+        when the worker could have stepped). Returns (a step ran, time of the last
+        diagnostics). Inactive: diagnostics only."""
+        if not self._active.is_set():
+            due = time.monotonic() - last_diag > _HEARTBEAT_S
+            if due:
+                self._publish_diagnostics([])
+            return False, time.monotonic() if due else last_diag
         now = self.get_clock().now().nanoseconds * 1e-9
         result = self._builder.build(now, self._instruction())
         with self._shared.lock:
             enabled = self._shared.enabled
+            if result.waiting and result.waiting != NO_NEW_FRAMES:
+                self._shared.counters.waited_for_state += 1
         stepped = False
         if result.observation is not None and enabled:
-            self._step(result, max(result.received, free_since))
-            stepped = True
+            with self._policy_lock:  # deactivate waits for this step and its chunk
+                if self._active.is_set():
+                    self._step(result, max(result.received, free_since))
+                    stepped = True
         faults = self._track(result.faults)
         due = time.monotonic() - last_diag > (_FAULT_DIAG_PERIOD_S if faults else _HEARTBEAT_S)
         if stepped or due:
@@ -448,8 +631,7 @@ class PolicyNode(Node):
         monotonic time ``available``) and publish the chunk and overlay."""
         obs: Observation = result.observation
         try:
-            with self._policy_lock:
-                chunk, stats = self._policy.step(obs)
+            chunk, stats = self._policy.step(obs)
         except NonFiniteActionError as exc:
             self._set_step_fault(Fault("model_nonfinite", f"model output: {exc}", severe=True))
             return
@@ -480,8 +662,7 @@ class PolicyNode(Node):
             if self._shared.step_fault is not None:
                 faults = faults + [self._shared.step_fault]
             if faults:
-                self._shared.counters.skips += 1
-                self._shared.counters.last_skip_reason = "; ".join(f.message for f in faults)
+                self._shared.counters.skip(faults)
         started, cleared = self._faults.update(faults)
         log = self.get_logger()
         for fault in started:
@@ -491,9 +672,12 @@ class PolicyNode(Node):
         return faults
 
     def _publish_diagnostics(self, faults: List[Fault]) -> None:
+        builder = self._builder
+        matching = builder.match_counters() if builder is not None else {}
         with self._shared.lock:
             status = diagnostic_status(faults, self._shared.report, self._shared.counters,
-                                       self._shared.enabled, str(self._values["model"]))
+                                       self._shared.enabled, str(self._values["model"]),
+                                       self._active.is_set(), matching)
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()
         self._diag_pub.publish(msg)
@@ -507,8 +691,23 @@ class PolicyNode(Node):
 
 
 # ------------------------------------------------------------------------------ main
+def _finish(node: PolicyNode) -> None:
+    """Ordered shutdown: the lifecycle shutdown transition (worker stopped, model freed)
+    while rclpy is still up."""
+    try:
+        node.trigger_shutdown()
+    except Exception:  # noqa: BLE001 - already finalized, or a transition in progress
+        node._release()
+
+
 def main(args: Optional[List[str]] = None) -> None:
-    """Run the node until SIGINT / SIGTERM (exit 0); a start-up problem exits with 1."""
+    """Run the managed node until SIGINT / SIGTERM (exit 0). With ``autostart`` it
+    configures and activates itself, and a configure / activate failure exits with 1;
+    without, it waits for its lifecycle manager.
+
+    The process ends with os._exit once rclpy is shut down and the output flushed: the
+    interpreter's teardown of torch / transformers takes seconds on a loaded machine, long
+    enough for a launch's SIGINT to escalate to SIGTERM (issue #13)."""
     lifecycle.init(args)
     node: Optional[PolicyNode] = None
     executor = SingleThreadedExecutor()
@@ -516,19 +715,25 @@ def main(args: Optional[List[str]] = None) -> None:
     try:
         node = PolicyNode()
         executor.add_node(node)
+        if node.autostart:
+            node.bring_up()
+        else:
+            node.get_logger().info("unconfigured: waiting for configure / activate "
+                                   "(lifecycle services, or autostart:=true)")
         lifecycle.spin_until_stopped(executor)
     except StartupError as exc:
         rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {exc}")
         code = 1
     finally:
         if node is not None:
-            node.shutdown()
+            _finish(node)
         executor.shutdown()
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
-    if code:
-        sys.exit(code)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
