@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent set-up on Debian/Ubuntu with Python 3.11: OS packages for offscreen MuJoCo
-# rendering, and a project-local virtual environment (.venv) with pinned packages.
+# rendering, and a project-local virtual environment (.venv) with pinned packages. The stamp
+# file .venv/.requirements.installed holds the requirement files last installed: any change
+# to them reinstalls (pip keeps what already matches).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,9 +20,16 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
-if [ ! -x .venv/bin/python ] || ! cmp -s requirements.txt .venv/.requirements.installed; then
-  echo "setup: creating .venv with $($PYTHON --version) (pinned requirements.txt)"
+# This machine has no ROS 2 installation: the model / simulator set, the PyPI ROS wheels and
+# the test tools all go into .venv (docs/install.md has the path for a robot with ROS 2).
+REQUIREMENTS=(requirements-core.txt requirements-ros-pypi.txt requirements-test.txt)
+STAMP=.venv/.requirements.installed
+wanted() { for f in "${REQUIREMENTS[@]}"; do echo "# $f"; cat "$f"; done; }
+if [ ! -x .venv/bin/python ] || ! wanted | cmp -s - "$STAMP"; then
+  echo "setup: installing ${REQUIREMENTS[*]} into .venv ($($PYTHON --version))"
   [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-  .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt
-  cp requirements.txt .venv/.requirements.installed
+  args=()
+  for f in "${REQUIREMENTS[@]}"; do args+=(-r "$f"); done
+  .venv/bin/python -m pip install -q --disable-pip-version-check "${args[@]}"
+  wanted > "$STAMP"
 fi
