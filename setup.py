@@ -26,6 +26,7 @@ setup(
     entry_points={
         "console_scripts": [
             "specprune_policy = specprune_ros.node.policy_node:main",
+            "specprune_executor = specprune_ros.node.executor_node:main",
             "specprune_sim_arm = specprune_ros.sim.sim_bridge_node:main",
             "specprune-bench = specprune.bench:main",
             "specprune-train = specprune.train.training:main",

@@ -159,6 +159,9 @@ def parameter_value(value: Any) -> ParameterValue:
     if isinstance(value, list) and all(isinstance(v, int) for v in value):
         return ParameterValue(type=ParameterType.PARAMETER_INTEGER_ARRAY,
                               integer_array_value=value)
+    if isinstance(value, list) and all(isinstance(v, float) for v in value):
+        return ParameterValue(type=ParameterType.PARAMETER_DOUBLE_ARRAY,
+                              double_array_value=value)
     if isinstance(value, list):
         return ParameterValue(type=ParameterType.PARAMETER_STRING_ARRAY,
                               string_array_value=[str(v) for v in value])

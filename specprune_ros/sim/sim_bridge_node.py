@@ -7,13 +7,30 @@ success. Run::
 
     python -m specprune_ros.sim.sim_bridge_node --ros-args --params-file config/sim_arm.yaml
 
-Action chunks arrive as trajectory_msgs/JointTrajectory on ``action_chunk_topic``:
-joint_names are the action dimensions (ACTION_NAMES, any order), points[i].positions is the
-normalised OSC delta action of control tick i (time_from_start = (i + 1) / control_rate_hz;
-the bridge executes one row per tick and does not read the times).
+What it executes (``command_input``):
+
+- ``chunk``: trajectory_msgs/JointTrajectory on ``action_chunk_topic``: joint_names are the
+  action dimensions (ACTION_NAMES, any order), points[i].positions is the normalised OSC
+  delta action of control tick i (time_from_start = (i + 1) / control_rate_hz; the bridge
+  executes one row per tick and does not read the times).
+- ``twist``: geometry_msgs/TwistStamped on ``twist_topic`` (base frame, m/s, rad/s), as a
+  Cartesian velocity controller takes it from specprune_executor: converted back to the
+  OSC delta action v dt / 0.05 m, w dt / 0.5 rad (robosuite's OSC_POSE output_max).
+- ``pose``: geometry_msgs/PoseStamped targets on ``pose_target_topic`` (base frame), as a
+  Cartesian impedance controller takes them: the OSC delta that puts the controller's goal
+  on the target (clipped to one step's reach).
+
+With ``twist`` and ``pose`` the gripper comes from std_msgs/Float64 on ``gripper_topic``
+(-1 open .. 1 close), and a command older than ``command_timeout_s`` is not used (the arm
+holds), as a real controller's own timeout does. ``publish_clock``: the bridge publishes
+rosgraph_msgs/Clock on /clock with the simulated time (advanced by one control period per
+tick, starting at the wall time of start-up) and stamps everything with it, so nodes run
+with use_sim_time see the simulator's time when it runs slower than real time.
 """
 from __future__ import annotations
 
+import math
+import sys
 import threading
 import time
 import warnings
@@ -23,6 +40,7 @@ from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import rclpy
+import rclpy.logging
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
@@ -36,7 +54,9 @@ with warnings.catch_warnings():
     from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                     SetParametersResult)
     from sensor_msgs.msg import Image, JointState
-    from std_msgs.msg import Bool, String
+    from geometry_msgs.msg import TwistStamped
+    from rosgraph_msgs.msg import Clock
+    from std_msgs.msg import Bool, Float64, String
     from std_srvs.srv import Trigger
     from trajectory_msgs.msg import JointTrajectory
     try:  # tf2_msgs is not on PyPI: publish /tf only where a ROS 2 install provides it
@@ -46,6 +66,7 @@ with warnings.catch_warnings():
 
 from specprune_ros.node import lifecycle
 from specprune_ros.node.ros_image import rgb_to_image_msg
+from specprune_ros.node.safety_envelope import rotation_between
 from specprune_ros.sim.sim_arm import (ACTION_DIM, ACTION_NAMES, GRIPPER_OPEN, SimArm,
                                        SimArmConfig, SimObservation)
 
@@ -53,6 +74,11 @@ NODE_NAME = "specprune_sim_arm"
 #: robosuite camera rendered for each published view.
 VIEWS: Dict[str, str] = {"agentview": "agentview", "wrist": "robot0_eye_in_hand"}
 MAX_CHUNK_ROWS = 1000
+COMMAND_INPUTS = ("chunk", "twist", "pose")
+#: robosuite 1.5 OSC_POSE (controllers/config/default/parts/osc_pose.json, the Panda's
+#: default): an action of 1 moves the controller's goal by this much in one control step.
+OSC_MAX_TRANSLATION_M = 0.05
+OSC_MAX_ROTATION_RAD = 0.5
 _RATE_LOG_EVERY = 100
 
 
@@ -114,6 +140,16 @@ PARAMS: Tuple[ParamSpec, ...] = (
     _topic("task_success_topic", "/task_success", "task success, every tick"),
     _topic("instruction_topic", "/instruction", "the instruction (transient local)"),
     _topic("action_chunk_topic", "/specprune/action_chunk", "incoming action chunks"),
+    ParamSpec("command_input", "chunk", "What the arm executes: 'chunk' (action chunks, one "
+              "row per tick), 'twist' (TwistStamped from specprune_executor) or 'pose' "
+              "(PoseStamped targets from specprune_executor)."),
+    _topic("twist_topic", "/specprune/ee_twist", "incoming TwistStamped commands"),
+    _topic("pose_target_topic", "/specprune/ee_target_pose", "incoming PoseStamped targets"),
+    _topic("gripper_topic", "/specprune/gripper", "incoming gripper commands (Float64)"),
+    ParamSpec("command_timeout_s", 0.2, "A twist / pose command older than this is not "
+              "executed (the arm holds).", float_range=(0.001, 10.0)),
+    ParamSpec("publish_clock", False, "Publish /clock with the simulated time and stamp "
+              "everything with it (run the other nodes with use_sim_time)."),
 )
 
 
@@ -188,6 +224,73 @@ class ActionQueue:
             return hold
 
 
+def twist_to_action(linear: Sequence[float], angular: Sequence[float], gripper: float,
+                    dt: float) -> np.ndarray:
+    """The OSC delta action that moves the goal by ``linear`` dt, ``angular`` dt (base
+    frame), clipped to [-1, 1]; ValueError on non-finite input."""
+    raw = np.concatenate([np.asarray(linear, float) * dt / OSC_MAX_TRANSLATION_M,
+                          np.asarray(angular, float) * dt / OSC_MAX_ROTATION_RAD, [gripper]])
+    if raw.shape != (ACTION_DIM,) or not np.all(np.isfinite(raw)):
+        raise ValueError(f"twist command is not 6 finite numbers: {raw.tolist()}")
+    return np.clip(raw, -1.0, 1.0)
+
+
+def pose_to_action(target_pos: Sequence[float], target_quat: Sequence[float],
+                   pos: np.ndarray, quat: np.ndarray, gripper: float) -> np.ndarray:
+    """The OSC delta action that puts the goal on the target pose (base frame, quaternions
+    x y z w), clipped to one step's reach; ValueError on a non-finite or zero quaternion."""
+    target_pos, target_quat = np.asarray(target_pos, float), np.asarray(target_quat, float)
+    if not (np.all(np.isfinite(target_pos)) and np.all(np.isfinite(target_quat))
+            and np.linalg.norm(target_quat) > 0.5 and math.isfinite(gripper)):
+        raise ValueError("pose target is not a finite position and rotation")
+    rot = rotation_between(quat, target_quat / np.linalg.norm(target_quat))
+    raw = np.concatenate([(target_pos - pos) / OSC_MAX_TRANSLATION_M,
+                          rot / OSC_MAX_ROTATION_RAD, [gripper]])
+    return np.clip(raw, -1.0, 1.0)
+
+
+class CommandInput:
+    """The newest twist or pose command and gripper command, with their arrival times."""
+
+    def __init__(self, kind: str, timeout_s: float) -> None:
+        self.kind, self.timeout_s = kind, timeout_s
+        self._lock = threading.Lock()
+        self._command: Optional[Tuple[np.ndarray, np.ndarray, float]] = None
+        self._gripper = GRIPPER_OPEN
+        self.rejected = 0
+
+    def set(self, a: Sequence[float], b: Sequence[float], now: float) -> None:
+        """A twist (linear, angular) or a pose (position, quaternion) received at ``now``."""
+        with self._lock:
+            self._command = (np.asarray(a, float), np.asarray(b, float), now)
+
+    def set_gripper(self, value: float) -> None:
+        if math.isfinite(value):
+            with self._lock:
+                self._gripper = float(np.clip(value, -1.0, 1.0))
+
+    def clear(self) -> None:
+        """Forget the command, reopen the gripper (new episode)."""
+        with self._lock:
+            self._command, self._gripper = None, GRIPPER_OPEN
+
+    def action(self, now: float, dt: float, pos: np.ndarray, quat: np.ndarray) -> np.ndarray:
+        """This tick's OSC action: the fresh command converted, else hold (zero deltas)."""
+        with self._lock:
+            command, gripper = self._command, self._gripper
+        hold = np.zeros(ACTION_DIM)
+        hold[-1] = gripper
+        if command is None or now - command[2] > self.timeout_s:
+            return hold
+        try:
+            if self.kind == "twist":
+                return twist_to_action(command[0], command[1], gripper, dt)
+            return pose_to_action(command[0], command[1], pos, quat, gripper)
+        except ValueError:
+            self.rejected += 1
+            return hold
+
+
 # ------------------------------------------------------------------------------ messages
 def joint_state_msg(obs: SimObservation, stamp: Time) -> JointState:
     """JointState of the 7 arm joints and 2 finger joints (positions, velocities)."""
@@ -230,15 +333,19 @@ class SimBridgeNode(Node):
     def __init__(self) -> None:
         super().__init__(NODE_NAME)
         self._p = declare_parameters(self)
+        if self._p["command_input"] not in COMMAND_INPUTS:
+            raise ValueError(f"command_input must be one of {COMMAND_INPUTS}, got "
+                             f"{self._p['command_input']!r}")
         self._sim = SimArm(sim_config(self._p))
         self._queue = ActionQueue()
+        self._command = CommandInput(self._p["command_input"], self._p["command_timeout_s"])
+        self._clock_ns = time.time_ns() if self._p["publish_clock"] else None
         self._episode = 0
         self._rejected = 0
         self._rate_t0 = time.monotonic()
         sim_group = MutuallyExclusiveCallbackGroup()  # timer + reset: one sim user at a time
         self._make_publishers()
-        self.create_subscription(JointTrajectory, self._p["action_chunk_topic"], self._on_chunk,
-                                 10, callback_group=MutuallyExclusiveCallbackGroup())
+        self._subscribe_commands()
         self.create_service(Trigger, "~/reset", self._on_reset, callback_group=sim_group)
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._on_parameters_set)
@@ -247,7 +354,25 @@ class SimBridgeNode(Node):
                                              callback_group=sim_group)
         self.get_logger().info(
             f"simulating '{self._p['task']}' at {self._p['control_rate_hz']:g} Hz, "
-            f"{self._p['camera_size']}px cameras; chunks on {self._p['action_chunk_topic']}")
+            f"{self._p['camera_size']}px cameras; executing {self._p['command_input']} "
+            f"commands{', publishing /clock' if self._clock_ns else ''}")
+
+    def _subscribe_commands(self) -> None:
+        """Subscribe to what command_input names (and the gripper beside twist / pose)."""
+        p, group = self._p, MutuallyExclusiveCallbackGroup()
+        if p["command_input"] == "chunk":
+            self.create_subscription(JointTrajectory, p["action_chunk_topic"], self._on_chunk,
+                                     10, callback_group=group)
+            return
+        if p["command_input"] == "twist":
+            self.create_subscription(TwistStamped, p["twist_topic"], self._on_twist, 10,
+                                     callback_group=group)
+        else:
+            self.create_subscription(PoseStamped, p["pose_target_topic"], self._on_pose_target,
+                                     10, callback_group=group)
+        self.create_subscription(Float64, p["gripper_topic"],
+                                 lambda msg: self._command.set_gripper(msg.data), 10,
+                                 callback_group=group)
 
     # -------------------------------------------------------------------- setup
     def _make_publishers(self) -> None:
@@ -262,6 +387,8 @@ class SimBridgeNode(Node):
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
                              reliability=ReliabilityPolicy.RELIABLE)
         self._instruction_pub = self.create_publisher(String, p["instruction_topic"], latched)
+        self._clock_pub = self.create_publisher(Clock, "/clock", 10) if p["publish_clock"] \
+            else None
         self._tf_pub = None
         if TFMessage is not None:
             self._tf_pub = self.create_publisher(TFMessage, p["tf_topic"], 100)
@@ -290,6 +417,7 @@ class SimBridgeNode(Node):
     def _start_episode(self) -> SimObservation:
         """Drop pending actions, reset the sim, publish the instruction and first state."""
         self._queue.clear()
+        self._command.clear()
         self._seed_used = self._episode_seed()  # reported by ~/reset as it was applied
         obs = self._sim.reset(seed=self._seed_used)
         self._publish_instruction()
@@ -322,9 +450,39 @@ class SimBridgeNode(Node):
             self.get_logger().info(f"horizon reached: starting episode {self._episode}")
             self._start_episode()
             return
-        obs = self._sim.step(self._queue.next_action())
+        if self._clock_ns is not None:
+            self._clock_ns += int(round(self._sim.dt * 1e9))
+            self._clock_pub.publish(Clock(clock=self._stamp()))
+        obs = self._sim.step(self._next_action())
         self._publish_observation(obs)
         self._log_rate(obs.step)
+
+    def _next_action(self) -> np.ndarray:
+        """The next chunk row, or the twist / pose command converted to an OSC action."""
+        if self._p["command_input"] == "chunk":
+            return self._queue.next_action()
+        pos, quat = self._sim.last_observation.eef_pose_in_base()
+        return self._command.action(self._now(), self._sim.dt, pos, quat)
+
+    def _now(self) -> float:
+        """Seconds on the bridge's clock (the simulated one with publish_clock)."""
+        if self._clock_ns is not None:
+            return self._clock_ns * 1e-9
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _stamp(self) -> Time:
+        if self._clock_ns is not None:
+            return Time(sec=self._clock_ns // 10 ** 9, nanosec=self._clock_ns % 10 ** 9)
+        return self.get_clock().now().to_msg()
+
+    def _on_twist(self, msg: TwistStamped) -> None:
+        t = msg.twist
+        self._command.set((t.linear.x, t.linear.y, t.linear.z),
+                          (t.angular.x, t.angular.y, t.angular.z), self._now())
+
+    def _on_pose_target(self, msg: PoseStamped) -> None:
+        p, q = msg.pose.position, msg.pose.orientation
+        self._command.set((p.x, p.y, p.z), (q.x, q.y, q.z, q.w), self._now())
 
     def _on_chunk(self, msg: JointTrajectory) -> None:
         """Queue a valid chunk in place of the executing one; warn about an invalid one."""
@@ -365,7 +523,7 @@ class SimBridgeNode(Node):
     # -------------------------------------------------------------------- publishing
     def _publish_observation(self, obs: SimObservation) -> None:
         """Publish images, joints, ee pose (+ /tf) and success, all with one stamp: now."""
-        stamp = self.get_clock().now().to_msg()
+        stamp = self._stamp()
         for view, camera in VIEWS.items():
             self._image_pubs[view].publish(rgb_to_image_msg(
                 obs.images[camera], "rgb8", stamp, self._p[f"{view}_frame_id"]))
@@ -393,10 +551,14 @@ def main(args: Optional[List[str]] = None) -> None:
     lifecycle.init(args)
     node: Optional[SimBridgeNode] = None
     executor = MultiThreadedExecutor(num_threads=3)
+    code = 0
     try:
         node = SimBridgeNode()
         executor.add_node(node)
         lifecycle.spin_until_stopped(executor)
+    except ValueError as exc:  # a parameter that cannot work
+        rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {exc}")
+        code = 1
     finally:
         if node is not None:
             node.stop_ticking()
@@ -406,6 +568,8 @@ def main(args: Optional[List[str]] = None) -> None:
             node.close()
             node.destroy_node()
         rclpy.try_shutdown()
+    if code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

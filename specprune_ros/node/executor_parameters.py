@@ -1,0 +1,218 @@
+"""The chunk executor's parameters: one table, from which everything else derives.
+
+The same pattern as the policy node's (``specprune_ros.node.parameters``): ``PARAMS``
+holds every parameter with its default, documentation, range and liveness; from it come the
+descriptors the node declares, the live-value checks, the ``Limits`` of the safety
+envelope and config/executor.yaml::
+
+    python -m specprune_ros.node.executor_parameters --write config/executor.yaml
+    python -m specprune_ros.node.executor_parameters --check config/executor.yaml
+
+Scaling of the normalised actions (LIBERO's OSC delta action space) to SI units: robosuite
+1.5's OSC_POSE controller (controllers/config/default/parts/osc_pose.json, the Panda
+default) maps an action of 1 to an end-effector goal offset of output_max = 0.05 m and
+0.5 rad per control step; LIBERO steps at 20 Hz, so 1 unit = 0.05 m * 20 /s = 1.0 m/s and
+0.5 rad * 20 /s = 10 rad/s. A policy trained at another rate or on another controller needs
+other ``linear_scale`` / ``angular_scale`` values.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+
+from specprune.model.presets import LAYOUTS
+from specprune_ros.node.chunk_timing import RULES
+from specprune_ros.node.parameters import ParamSpec, _entries, ros_value
+from specprune_ros.node.safety_envelope import Limits
+
+NODE_NAME = "specprune_executor"
+OUTPUTS = ("twist", "pose", "joint_trajectory")
+#: action layouts whose dimensions are joint positions (the others are Cartesian deltas)
+JOINT_LAYOUTS = ("aloha",)
+_DEFAULT = Limits()
+_ALOHA_JOINTS = [f"{side}_{j}" for side in ("left", "right")
+                 for j in ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle",
+                           "wrist_rotate", "gripper")]
+
+PARAMS: Tuple[ParamSpec, ...] = (
+    # --- structure (read-only) -----------------------------------------------------------
+    ParamSpec("autostart", False, "Configure and activate at start-up (launch files and the "
+              "project's own processes pass true); false: wait for lifecycle transitions.",
+              read_only=True),
+    ParamSpec("action_layout", "libero", "Layout of the chunks' action dimensions: 'libero' "
+              "(x y z roll pitch yaw gripper: normalised OSC delta end-effector actions, "
+              "Cartesian) or 'aloha' (14 absolute joint positions).", read_only=True,
+              choices=tuple(LAYOUTS)),
+    ParamSpec("output", "twist", "Command interface: 'twist' (geometry_msgs/TwistStamped, "
+              "for MoveIt Servo or Cartesian velocity controllers), 'pose' (geometry_msgs/"
+              "PoseStamped targets integrated from the measured pose, for Cartesian impedance "
+              "controllers), 'joint_trajectory' (trajectory_msgs/JointTrajectory with "
+              "joint_names, for joint_trajectory_controller; joint-space layouts only: a "
+              "Cartesian layout is refused at configure, there is no IK here).",
+              read_only=True, choices=OUTPUTS),
+    ParamSpec("control_rate_hz", 50.0, "Executor ticks per second (its own timer, on the "
+              "node clock: simulated time with use_sim_time).", read_only=True, lo=1.0,
+              hi=1000.0),
+    ParamSpec("linear_scale", 1.0, "m/s of end-effector velocity per normalised action unit "
+              "(robosuite OSC_POSE: 0.05 m per 20 Hz step).", read_only=True, lo=1e-4,
+              hi=100.0),
+    ParamSpec("angular_scale", 10.0, "rad/s of end-effector angular velocity per normalised "
+              "action unit (robosuite OSC_POSE: 0.5 rad per 20 Hz step).", read_only=True,
+              lo=1e-4, hi=1000.0),
+    ParamSpec("base_frame", "panda_link0", "Frame of the commands; the measured pose must be "
+              "stamped in it.", read_only=True),
+    ParamSpec("joint_names", _ALOHA_JOINTS, "Real joint names, in action order, of a "
+              "joint-space layout (output joint_trajectory).", read_only=True),
+    ParamSpec("action_chunk_topic", "/specprune/action_chunk", "trajectory_msgs/"
+              "JointTrajectory chunks from the policy (stamp = camera time).", read_only=True),
+    ParamSpec("ee_pose_topic", "/ee_pose", "geometry_msgs/PoseStamped: measured end-effector "
+              "pose in base_frame.", read_only=True),
+    ParamSpec("joint_states_topic", "/joint_states", "sensor_msgs/JointState: measured joints "
+              "(joint-space layouts).", read_only=True),
+    ParamSpec("estop_topic", "/specprune/estop", "std_msgs/Bool: true latches a hold until "
+              "the ~/reset_estop service.", read_only=True),
+    ParamSpec("twist_topic", "/specprune/ee_twist", "geometry_msgs/TwistStamped output "
+              "(base_frame, m/s and rad/s).", read_only=True),
+    ParamSpec("pose_topic", "/specprune/ee_target_pose", "geometry_msgs/PoseStamped output "
+              "(base_frame).", read_only=True),
+    ParamSpec("joint_trajectory_topic", "/specprune/joint_trajectory", "trajectory_msgs/"
+              "JointTrajectory output (one point per tick).", read_only=True),
+    ParamSpec("gripper_topic", "/specprune/gripper", "std_msgs/Float64 output: the gripper "
+              "action of Cartesian layouts (-1 open .. 1 close).", read_only=True),
+    # --- chunk combination (live) --------------------------------------------------------
+    ParamSpec("rule", "latest", "How overlapping chunks combine: 'latest' (newest chunk), "
+              "'ensemble' (ACT temporal ensembling, weights exp(-ensemble_k * j), j = 0 for "
+              "the oldest), 'crossfade' (linear blend into a new chunk over its first "
+              "crossfade_points points).", choices=RULES),
+    ParamSpec("ensemble_k", 0.01, "Temporal-ensembling decay (ACT's default 0.01).",
+              lo=0.0, hi=10.0),
+    ParamSpec("crossfade_points", 2, "Points of a new chunk over which it fades in.",
+              lo=0, hi=100),
+    # --- watchdog and inputs (live) ------------------------------------------------------
+    ParamSpec("chunk_timeout_s", 0.5, "Watchdog: hold when no chunk arrived for this long "
+              "(even if the last one still has points).", lo=0.01, hi=10.0),
+    ParamSpec("max_state_age_s", 0.25, "Hold when the measured pose (joint state) is older "
+              "than this.", lo=0.001, hi=10.0),
+    ParamSpec("max_chunk_age_s", 1.0, "Refuse a chunk whose stamp is further than this from "
+              "the node clock when it arrives.", lo=0.01, hi=60.0),
+    ParamSpec("dry_run", False, "Compute and report on /diagnostics, command nothing."),
+    # --- safety envelope (live) ----------------------------------------------------------
+    ParamSpec("workspace_min", list(_DEFAULT.workspace_min), "Workspace box lower corner "
+              "(x, y, z) in base_frame, m (the simulated table top is at z = -0.09)."),
+    ParamSpec("workspace_max", list(_DEFAULT.workspace_max), "Workspace box upper corner "
+              "(x, y, z) in base_frame, m."),
+    ParamSpec("max_linear_speed", _DEFAULT.max_linear_speed, "Linear speed limit, m/s.",
+              lo=0.0, hi=2.0),
+    ParamSpec("max_angular_speed", _DEFAULT.max_angular_speed, "Angular speed limit, rad/s.",
+              lo=0.0, hi=20.0),
+    ParamSpec("max_linear_accel", _DEFAULT.max_linear_accel, "Linear acceleration limit, "
+              "m/s^2.", lo=0.0, hi=1000.0),
+    ParamSpec("max_angular_accel", _DEFAULT.max_angular_accel, "Angular acceleration limit, "
+              "rad/s^2.", lo=0.0, hi=10000.0),
+    ParamSpec("ramp_in_s", _DEFAULT.ramp_in_s, "After activation (and an e-stop reset) the "
+              "speed limits grow from 0 to full over this time; 0: off.", lo=0.0, hi=30.0),
+    ParamSpec("max_pose_lead_m", _DEFAULT.max_pose_lead_m, "Output pose: the target stays "
+              "within this distance of the measured position.", lo=0.001, hi=1.0),
+    ParamSpec("max_pose_lead_rad", _DEFAULT.max_pose_lead_rad, "Output pose: the target "
+              "orientation stays within this angle of the measured one.", lo=0.001, hi=3.14),
+    ParamSpec("max_joint_speed", 1.0, "Output joint_trajectory: per-joint speed limit, "
+              "rad/s (or m/s).", lo=0.0, hi=20.0),
+)
+BY_NAME: Dict[str, ParamSpec] = {spec.name: spec for spec in PARAMS}
+LIMIT_FIELDS = tuple(f for f in Limits.__dataclass_fields__)
+COMBINE = ("rule", "ensemble_k", "crossfade_points")
+
+
+def as_declared_type(name: str, value: Any) -> Any:
+    """An integer given for a double parameter (as `ros2 param set` sends 2 for 2.0) as a
+    float; every other value unchanged."""
+    spec = BY_NAME.get(name)
+    if spec is None or isinstance(value, bool):
+        return value
+    if isinstance(spec.default, float) and isinstance(value, int):
+        return float(value)
+    if isinstance(spec.default, list) and spec.default and isinstance(spec.default[0], float) \
+            and isinstance(value, (list, tuple)) and all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return [float(v) for v in value]
+    return value
+
+
+def limits_from(values: Mapping[str, Any]) -> Limits:
+    """The envelope's Limits; ValueError naming the inconsistency."""
+    kwargs = {f: ros_value(values[f]) for f in LIMIT_FIELDS}
+    kwargs["workspace_min"] = tuple(kwargs["workspace_min"])
+    kwargs["workspace_max"] = tuple(kwargs["workspace_max"])
+    return Limits(**kwargs)
+
+
+def check_values(values: Mapping[str, Any], current: Mapping[str, Any]) -> Optional[str]:
+    """Why the ``values`` to be set (over ``current``) are not allowed, or None."""
+    for name, value in values.items():
+        spec = BY_NAME.get(name)
+        problem = spec.check(ros_value(value)) if spec is not None else None
+        if problem:
+            return problem
+    merged = {**current, **values}
+    if set(values) & set(LIMIT_FIELDS):
+        try:
+            limits_from(merged)
+        except (ValueError, TypeError) as exc:
+            return str(exc)
+    return None
+
+
+def structure_problem(values: Mapping[str, Any]) -> Optional[str]:
+    """Why the read-only settings cannot work together (refused at configure), or None."""
+    layout = values["action_layout"]
+    if values["output"] == "joint_trajectory" and layout not in JOINT_LAYOUTS:
+        return (f"output 'joint_trajectory' needs a joint-space action layout, but "
+                f"'{layout}' is Cartesian (end-effector deltas "
+                f"{' '.join(LAYOUTS[layout].action_names)}); this executor does no inverse "
+                f"kinematics: use output 'twist' or 'pose'")
+    if values["output"] != "joint_trajectory" and layout in JOINT_LAYOUTS:
+        return (f"output '{values['output']}' needs a Cartesian action layout; '{layout}' "
+                f"holds joint positions: use output 'joint_trajectory'")
+    if layout in JOINT_LAYOUTS and len(values["joint_names"]) != LAYOUTS[layout].action_dim:
+        return (f"joint_names lists {len(values['joint_names'])} joints, layout '{layout}' "
+                f"has {LAYOUTS[layout].action_dim} action dimensions")
+    return None
+
+
+_HEADER = f"""\
+# Parameters of the chunk executor ({NODE_NAME}), generated from
+# specprune_ros/node/executor_parameters.py: do not edit by hand, regenerate with
+#   python -m specprune_ros.node.executor_parameters --write config/executor.yaml
+# Run: python -m specprune_ros.node.executor_node --ros-args --params-file config/executor.yaml
+# Live parameters can be changed with `ros2 param set /{NODE_NAME} <name> <value>` (an
+# integer is accepted for a double); invalid values are rejected with the reason."""
+
+
+def render_yaml(specs: Sequence[ParamSpec] = PARAMS) -> str:
+    lines = _HEADER.splitlines() + [f"{NODE_NAME}:", "  ros__parameters:"]
+    lines += _entries(specs, "    ", lambda s: s.name)
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description="Render the executor's parameter YAML.")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--write", metavar="PATH", help="write the YAML to PATH")
+    group.add_argument("--check", metavar="PATH", help="exit 1 unless PATH is up to date")
+    args = parser.parse_args(argv)
+    text = render_yaml()
+    if args.write:
+        Path(args.write).write_text(text)
+    elif args.check and Path(args.check).read_text() != text:
+        print(f"{args.check} is out of date: run python -m "
+              f"specprune_ros.node.executor_parameters --write {args.check}", file=sys.stderr)
+        return 1
+    elif not args.check:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,269 @@
+"""The executor's ROS-free logic with known numbers: chunk timing and skipping, the three
+combination rules, the safety envelope, pose-target integration, the parameter table.
+No rclpy.init() anywhere here."""
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from specprune_ros.node import executor_parameters as xp
+from specprune_ros.node.chunk_timing import ChunkCombiner, parse_chunk
+from specprune_ros.node.observation_builder import quat_multiply
+from specprune_ros.node.safety_envelope import (Envelope, Limits, PoseIntegrator,
+                                                quat_to_rotvec, rotation_between,
+                                                rotvec_to_quat)
+
+NAMES = ("x", "y", "z", "roll", "pitch", "yaw", "gripper")
+PERIOD = 0.05
+T0 = 1000.0  # stamps and sample times below are relative to it
+CONFIG = Path(__file__).resolve().parents[1] / "config" / "executor.yaml"
+
+
+def chunk(stamp: float, values, seq: int = 0, points: int = 8):
+    """A chunk whose point i holds values[i] (a number: every dimension equal)."""
+    if np.isscalar(values):
+        values = [values] * points
+    rows = [[float(v)] * 7 for v in values]
+    times = [(i + 1) * PERIOD for i in range(len(rows))]
+    return parse_chunk(NAMES, rows, times, NAMES, T0 + stamp, received=T0 + stamp, seq=seq)
+
+
+# ------------------------------------------------------------------------------ timing
+def test_point_due_is_the_one_whose_period_holds_now_and_passed_points_are_skipped():
+    combiner = ChunkCombiner("latest")
+    combiner.add(chunk(10.0, list(range(8))))
+    sample = combiner.sample(T0 + 10.0 + 2.4 * PERIOD)  # 120 ms late: points 0, 1 passed
+    assert sample.newest_index == 2 and sample.action[0] == 2.0
+    assert sample.skipped == 2
+    assert combiner.sample(T0 + 10.0 + 3.1 * PERIOD).skipped == 0  # skipping counted once
+    assert combiner.sample(T0 + 10.0 + 3.2 * PERIOD).action[0] == 3.0
+
+
+def test_a_chunk_is_not_replayed_late_nor_run_before_its_stamp():
+    combiner = ChunkCombiner("latest")
+    combiner.add(chunk(10.0, list(range(8))))
+    assert combiner.sample(T0 + 9.99).action is None
+    assert combiner.sample(T0 + 10.0 + 8 * PERIOD).action is None  # every point's time passed
+
+
+def test_points_are_reordered_from_a_permutation_of_the_names():
+    names = list(reversed(NAMES))
+    c = parse_chunk(names, [[7, 6, 5, 4, 3, 2, 1]], [PERIOD], NAMES, 1.0, 1.0)
+    np.testing.assert_array_equal(c.actions[0], [1, 2, 3, 4, 5, 6, 7])
+
+
+@pytest.mark.parametrize("names,rows,times,stamp,reason", [
+    (NAMES[:-1], [[0] * 6], [0.05], 1.0, "permutation"),
+    (NAMES[:-1] + ("x",), [[0] * 7], [0.05], 1.0, "permutation"),
+    (NAMES, [], [], 1.0, "1 to"),
+    (NAMES, [[0] * 7, [0] * 6], [0.05, 0.1], 1.0, r"points \[1\]"),
+    (NAMES, [[0] * 6 + [math.nan]], [0.05], 1.0, "non-finite"),
+    (NAMES, [[math.inf] + [0] * 6], [0.05], 1.0, "non-finite"),
+    (NAMES, [[0] * 7, [0] * 7], [0.1, 0.1], 1.0, "strictly increasing"),
+    (NAMES, [[0] * 7], [0.0], 1.0, "positive"),
+    (NAMES, [[0] * 7], [math.nan], 1.0, "finite time"),
+    (NAMES, [[0] * 7], [0.05], 0.0, "no header stamp"),
+])
+def test_malformed_chunks_are_refused_with_the_reason(names, rows, times, stamp, reason):
+    with pytest.raises(ValueError, match=reason):
+        parse_chunk(names, rows, times, NAMES, stamp, received=1.0)
+
+
+# ------------------------------------------------------------------------------ rules
+def test_latest_takes_the_newest_covering_chunk():
+    combiner = ChunkCombiner("latest")
+    combiner.add(chunk(0.0, 1.0, seq=1))
+    combiner.add(chunk(0.1, 3.0, seq=2))
+    assert combiner.sample(T0 + 0.05).action[0] == 1.0  # only the first covers 0.05
+    assert combiner.sample(T0 + 0.12).action[0] == 3.0
+
+
+def test_ensemble_weights_exp_minus_k_j_with_the_oldest_first():
+    combiner = ChunkCombiner("ensemble", ensemble_k=math.log(2.0))  # weights 1, 1/2, 1/4
+    combiner.add(chunk(0.0, 1.0, seq=1))
+    combiner.add(chunk(0.1, 3.0, seq=2))
+    combiner.add(chunk(0.2, 7.0, seq=3))
+    assert combiner.sample(T0 + 0.05).action[0] == pytest.approx(1.0)
+    assert combiner.sample(T0 + 0.12).action[0] == pytest.approx((1 + 3 * 0.5) / 1.5)
+    assert combiner.sample(T0 + 0.22).action[0] == pytest.approx((1 + 1.5 + 7 * 0.25) / 1.75)
+    assert combiner.sample(T0 + 0.42).action[0] == pytest.approx((3 + 7 * 0.5) / 1.5)  # 1st ended
+
+
+def test_ensemble_with_k_0_is_the_plain_mean():
+    combiner = ChunkCombiner("ensemble", ensemble_k=0.0)
+    combiner.add(chunk(0.0, 1.0, seq=1))
+    combiner.add(chunk(0.1, 4.0, seq=2))
+    assert combiner.sample(T0 + 0.15).action[0] == pytest.approx(2.5)
+
+
+def test_crossfade_blends_into_a_new_chunk_over_its_first_k_points():
+    combiner = ChunkCombiner("crossfade", crossfade_points=2)
+    combiner.add(chunk(0.0, 0.0, seq=1, points=20))
+    assert combiner.sample(T0 + 0.05).action[0] == 0.0
+    combiner.add(chunk(0.1, 1.0, seq=2))
+    got = [combiner.sample(T0 + 0.1 + i * PERIOD + 0.001).action[0] for i in range(4)]
+    np.testing.assert_allclose(got, [1 / 3, 2 / 3, 1.0, 1.0], atol=0.03)
+
+
+def test_crossfade_from_the_last_action_when_the_old_chunk_has_ended():
+    combiner = ChunkCombiner("crossfade", crossfade_points=1)
+    combiner.add(chunk(0.0, 0.4, seq=1, points=2))
+    assert combiner.sample(T0 + 0.07).action[0] == pytest.approx(0.4)
+    combiner.add(chunk(0.1, 1.0, seq=2))  # the first one ends at 0.1
+    assert combiner.sample(T0 + 0.1).action[0] == pytest.approx(0.4 + 0.5 * 0.6)
+    assert combiner.sample(T0 + 0.15).action[0] == pytest.approx(1.0)
+
+
+def test_crossfade_0_and_a_first_chunk_are_plain_latest():
+    combiner = ChunkCombiner("crossfade", crossfade_points=0)
+    combiner.add(chunk(0.0, 0.0, seq=1))
+    combiner.add(chunk(0.1, 1.0, seq=2))
+    assert combiner.sample(T0 + 0.1).action[0] == 1.0
+    fresh = ChunkCombiner("crossfade", crossfade_points=3)
+    fresh.add(chunk(0.0, 0.7))
+    assert fresh.sample(T0 + 0.0).action[0] == pytest.approx(0.7)
+
+
+def test_unknown_rule_is_refused():
+    with pytest.raises(ValueError, match="rule"):
+        ChunkCombiner("median")
+
+
+# ------------------------------------------------------------------------------ envelope
+LIMITS = Limits(workspace_min=(0.0, -1.0, -1.0), workspace_max=(1.0, 1.0, 1.0),
+                max_linear_speed=0.5, max_angular_speed=1.0, max_linear_accel=100.0,
+                max_angular_accel=1000.0, ramp_in_s=0.0)
+INSIDE = np.array([0.5, 0.0, 0.0])
+DT = 0.02
+
+
+def test_speed_clamp_keeps_the_direction():
+    out = Envelope(LIMITS).limit([3.0, 4.0, 0.0], [0.0, 0.0, 2.0], INSIDE, DT, 10.0)
+    np.testing.assert_allclose(out.linear, [0.3, 0.4, 0.0])
+    np.testing.assert_allclose(out.angular, [0.0, 0.0, 1.0])
+    assert out.interventions == ["linear_speed", "angular_speed"]
+
+
+def test_acceleration_clamp_limits_the_change_per_tick():
+    limits = Limits(**{**LIMITS.__dict__, "max_linear_accel": 1.0})
+    env = Envelope(limits)
+    first = env.limit([0.5, 0, 0], [0, 0, 0], INSIDE, DT, 10.0)
+    np.testing.assert_allclose(first.linear, [0.02, 0, 0])  # 1 m/s^2 * 20 ms
+    second = env.limit([0.5, 0, 0], [0, 0, 0], INSIDE, DT, 10.0)
+    np.testing.assert_allclose(second.linear, [0.04, 0, 0])
+    assert second.interventions == ["linear_accel"]
+    env.stop()
+    np.testing.assert_allclose(env.limit([0.5, 0, 0], [0, 0, 0], INSIDE, DT, 10.).linear,
+                               [0.02, 0, 0])
+
+
+def test_ramp_in_scales_the_speed_limits_after_activation():
+    limits = Limits(**{**LIMITS.__dict__, "ramp_in_s": 2.0})
+    out = Envelope(limits).limit([0.5, 0, 0], [0, 0, 0], INSIDE, DT, 0.5)
+    np.testing.assert_allclose(out.linear, [0.125, 0, 0])  # a quarter of the way in
+    assert out.interventions == ["ramp_in"]
+    assert Envelope(limits).limit([0.5, 0, 0], [0, 0, 0], INSIDE, DT, 2.5).interventions == []
+
+
+def test_workspace_stops_motion_out_of_the_box_within_one_tick():
+    env = Envelope(LIMITS)
+    near = np.array([0.995, 0.0, 0.0])
+    out = env.limit([0.4, 0.1, 0], [0, 0, 0], near, DT, 10.0)
+    np.testing.assert_allclose(out.linear, [0.25, 0.1, 0])  # 5 mm left in 20 ms
+    assert out.interventions == ["workspace"]
+    outside = np.array([1.1, 0.0, 0.0])
+    assert env.limit([0.3, 0, 0], [0, 0, 0], outside, DT, 10.0).linear[0] == 0.0
+    back = Envelope(LIMITS).limit([-0.3, 0, 0], [0, 0, 0], outside, DT, 10.0)
+    assert back.linear[0] == pytest.approx(-0.3) and back.interventions == []
+
+
+def test_limits_refuse_an_inverted_box_and_negative_limits():
+    with pytest.raises(ValueError, match="below"):
+        Limits(workspace_min=(0, 0, 1), workspace_max=(1, 1, 0.5))
+    with pytest.raises(ValueError, match="max_linear_speed"):
+        Limits(max_linear_speed=-1.0)
+
+
+# ------------------------------------------------------------------------------ pose targets
+def test_rotation_vectors_round_trip():
+    r = np.array([0.1, -0.4, 0.25])
+    np.testing.assert_allclose(quat_to_rotvec(rotvec_to_quat(r)), r, atol=1e-12)
+    q0, q1 = rotvec_to_quat([0.0, 0.0, 1.0]), rotvec_to_quat(r)
+    moved = quat_multiply(rotvec_to_quat(rotation_between(q0, q1)), q0)
+    np.testing.assert_allclose(moved * np.sign(moved[3]), q1 * np.sign(q1[3]), atol=1e-12)
+    np.testing.assert_allclose(rotation_between(q0, q0), np.zeros(3), atol=1e-12)
+
+
+def test_pose_target_integrates_from_the_measured_pose_and_restarts_after_hold():
+    limits = Limits(**{**LIMITS.__dict__, "max_pose_lead_m": 1.0})
+    integ = PoseIntegrator()
+    identity = np.array([0.0, 0.0, 0.0, 1.0])
+    p, q, notes = integ.step([0.1, 0, 0], [0, 0, 0.5], DT, INSIDE, identity, limits)
+    np.testing.assert_allclose(p, INSIDE + [0.002, 0, 0])
+    np.testing.assert_allclose(quat_to_rotvec(q), [0, 0, 0.01], atol=1e-12)
+    p, q, notes = integ.step([0.1, 0, 0], [0, 0, 0.5], DT, INSIDE, identity, limits)
+    np.testing.assert_allclose(p, INSIDE + [0.004, 0, 0])  # from the last target
+    assert notes == []
+    hp, _ = integ.hold(INSIDE, identity)
+    np.testing.assert_allclose(hp, INSIDE)
+    p, _, _ = integ.step([0.1, 0, 0], [0, 0, 0], DT, INSIDE, identity, limits)
+    np.testing.assert_allclose(p, INSIDE + [0.002, 0, 0])
+
+
+def test_pose_target_stays_within_the_lead_and_the_box():
+    limits = Limits(**{**LIMITS.__dict__, "max_pose_lead_m": 0.005})
+    integ = PoseIntegrator()
+    identity = np.array([0.0, 0.0, 0.0, 1.0])
+    for _ in range(10):  # the arm does not follow: the target may not run away
+        p, _, notes = integ.step([0.5, 0, 0], [0, 0, 0], DT, INSIDE, identity, limits)
+    np.testing.assert_allclose(p, INSIDE + [0.005, 0, 0])
+    assert "pose_lead" in notes
+    near = np.array([0.999, 0.0, 0.0])
+    p, _, notes = PoseIntegrator().step([0.5, 0, 0], [0, 0, 0], DT, near, identity, LIMITS)
+    assert p[0] == pytest.approx(1.0) and notes == ["workspace"]
+
+
+# ------------------------------------------------------------------------------ parameters
+def test_yaml_is_generated_from_the_table():
+    assert CONFIG.read_text() == xp.render_yaml(), (
+        "run python -m specprune_ros.node.executor_parameters --write config/executor.yaml")
+    values = yaml.safe_load(CONFIG.read_text())[xp.NODE_NAME]["ros__parameters"]
+    assert set(values) == {spec.name for spec in xp.PARAMS}
+    for spec in xp.PARAMS:
+        assert values[spec.name] == spec.default and spec.description, spec.name
+
+
+def test_every_limit_is_a_live_parameter_with_a_range():
+    for name in xp.LIMIT_FIELDS:
+        spec = xp.BY_NAME[name]
+        assert not spec.read_only, name
+        assert isinstance(spec.default, list) or (spec.lo is not None and spec.hi is not None)
+    assert xp.limits_from({s.name: s.default for s in xp.PARAMS}) == Limits()
+
+
+def test_integers_are_taken_as_doubles():
+    assert xp.as_declared_type("max_linear_speed", 1) == 1.0
+    assert isinstance(xp.as_declared_type("max_linear_speed", 1), float)
+    assert xp.as_declared_type("workspace_min", [0, -1, 0]) == [0.0, -1.0, 0.0]
+    assert xp.as_declared_type("crossfade_points", 3) == 3
+    assert xp.as_declared_type("dry_run", True) is True
+
+
+def test_live_checks_refuse_a_bad_rule_and_an_inverted_box():
+    current = {s.name: s.default for s in xp.PARAMS}
+    assert "rule must be one of" in xp.check_values({"rule": "median"}, current)
+    assert "below" in xp.check_values({"workspace_max": [0.1, 0.1, 0.1]}, current)
+    assert xp.check_values({"workspace_max": [1.0, 1.0, 1.0]}, current) is None
+
+
+def test_joint_trajectory_is_refused_for_a_cartesian_layout_with_the_reason():
+    values = {s.name: s.default for s in xp.PARAMS}
+    values["output"] = "joint_trajectory"
+    problem = xp.structure_problem(values)
+    assert "Cartesian" in problem and "no inverse kinematics" in problem
+    values["action_layout"] = "aloha"
+    assert xp.structure_problem(values) is None
+    values["output"] = "twist"
+    assert "joint positions" in xp.structure_problem(values)
