@@ -20,7 +20,7 @@ from specprune.config import PruneConfig
 from specprune.prune.controller import ActionAwareController, lookback_steps, motion_from_action
 from specprune.prune.decoder import DecoderState, LayerHook, run_decoder
 from specprune.prune.frame_compare import changed_patches, patch_similarity
-from specprune.model.loading import load_model, resolve_device, resolve_dtype
+from specprune.model.loading import load_model, place_model, resolve_device, resolve_dtype
 from specprune.model.modeling_vla import OpenVLAOFT, SequenceLayout
 from specprune.model.presets import ActionLayout
 from specprune.model.processing import (check_image, check_proprio, normalize_proprio,
@@ -55,7 +55,7 @@ class SpecPrunePolicy:
     def __init__(self, model: OpenVLAOFT, tokenizer: Any, statistics: Dict[str, Any],
                  layout: ActionLayout, config: Optional[PruneConfig] = None,
                  device: str = "cpu", dtype: torch.dtype = torch.float32) -> None:
-        self.model = model.to(device=device, dtype=dtype).eval()
+        self.model = place_model(model, device, dtype).eval()
         self.tokenizer = tokenizer
         self.statistics = statistics
         self.layout = layout
@@ -133,15 +133,18 @@ class SpecPrunePolicy:
         cfg = self.model.cfg
         if len(obs.images) != cfg.num_images:
             raise ValueError(f"expected {cfg.num_images} camera views, got {len(obs.images)}")
-        frames = [resize_frame(check_image(img, v), cfg.image_size)
+        frames = [resize_frame(check_image(img, v), cfg.image_size, cfg.image_pipeline)
                   for v, img in enumerate(obs.images)]
-        pixels = pixel_values(frames, cfg.image_means, cfg.image_stds, cfg.center_crop_scale)
+        pixels = pixel_values(frames, cfg.image_means, cfg.image_stds, cfg.center_crop_scale,
+                              cfg.image_pipeline)
         prompt = self._prompt(obs.instruction)
         proprio = None
         if cfg.proprio_dim:
             raw = check_proprio(obs.proprio, cfg.proprio_dim)
             norm = normalize_proprio(raw, self.statistics["proprio"], self.layout.normalization)
-            proprio = torch.tensor(norm, dtype=self.dtype, device=self.device).unsqueeze(0)
+            # via float32, as the reference (torch.Tensor(proprio).to(dtype)): float64 straight
+            # to bfloat16 rounds some values the other way
+            proprio = torch.tensor(norm, dtype=torch.float32).to(self.device, self.dtype)[None]
         ids = torch.tensor([prompt.ids], device=self.device)
         patches = self.model.encode_images(pixels.to(self.device, self.dtype))
         embeds = self.model.build_sequence(patches, proprio, ids)
@@ -237,5 +240,6 @@ def load_policy(path_or_preset: str, device: str = "auto",
     """Build a policy from a preset (random weights, seeded) or a checkpoint folder."""
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
-    model, tokenizer, stats, lay = load_model(path_or_preset, layout, unnorm_key, seed)
+    model, tokenizer, stats, lay = load_model(path_or_preset, layout, unnorm_key, seed,
+                                              dtype=torch_dtype)
     return SpecPrunePolicy(model, tokenizer, stats, lay, prune_config, device, torch_dtype)

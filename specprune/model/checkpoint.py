@@ -18,10 +18,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import AutoTokenizer
+from transformers import AutoTokenizer, PreTrainedConfig
 
 from specprune.model.modeling_vla import OpenVLAOFT, VLAConfig
 from specprune.model.presets import LAYOUTS, ActionLayout
+from specprune.model.processing import PIPELINE_REFERENCE, PIPELINE_TORCH, PIPELINES
 
 CONFIG, STATS, INDEX = "config.json", "dataset_statistics.json", "model.safetensors.index.json"
 SINGLE = "model.safetensors"
@@ -131,7 +132,21 @@ def _vla_config(cfg: Dict[str, Any], layout: ActionLayout, proprio_dim: int,
         empty_token_id=int(extras.get("empty_token_id", LLAMA2_EMPTY_TOKEN)))
     if "center_crop_scale" in extras:
         kwargs["center_crop_scale"] = float(extras["center_crop_scale"])
+    kwargs["image_pipeline"] = _image_pipeline(cfg)
     return VLAConfig(**kwargs)
+
+
+def _image_pipeline(cfg: Dict[str, Any]) -> str:
+    """The pixels the checkpoint was trained on: a released folder (no ``specprune``
+    section) saw openvla-oft's pipeline; one written by specprune names its pipeline, or,
+    written before the field existed (e.g. checkpoints/pick_color), saw the torch one."""
+    if "specprune" not in cfg:
+        return PIPELINE_REFERENCE
+    pipeline = cfg["specprune"].get("image_pipeline", PIPELINE_TORCH)
+    if pipeline not in PIPELINES:
+        raise CheckpointError(f"{CONFIG}: specprune.image_pipeline must be one of "
+                              f"{', '.join(PIPELINES)}, got {pipeline!r}")
+    return pipeline
 
 
 def _image_normalisation(folder: str, kwargs_cfg: VLAConfig) -> VLAConfig:
@@ -163,9 +178,12 @@ def _statistics(folder: str, unnorm_key: Optional[str]) -> Dict[str, Any]:
 
 
 def load_checkpoint(folder: str, layout: Optional[str] = None,
-                    num_images: Optional[int] = None, unnorm_key: Optional[str] = None
+                    num_images: Optional[int] = None, unnorm_key: Optional[str] = None,
+                    dtype: torch.dtype = torch.float32
                     ) -> Tuple[OpenVLAOFT, Any, Dict[str, Any], ActionLayout]:
-    """(model, tokenizer, dataset statistics entry, action layout) from a folder."""
+    """(model, tokenizer, dataset statistics entry, action layout) from a folder; the
+    model is built in ``dtype`` (a 7B model never exists in float32 on the way to
+    bfloat16) and the stored weights are cast into it on load."""
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"checkpoint folder {folder!r} does not exist")
     cfg = _read_json(folder, CONFIG)
@@ -176,7 +194,7 @@ def load_checkpoint(folder: str, layout: Optional[str] = None,
     lay = _pick_layout(head, head_path, layout)
     proprio_dim = int(proprio["fc1.weight"].shape[1]) if "fc1.weight" in proprio else 0
     vla_cfg = _vla_config(cfg, lay, proprio_dim, num_images or lay.num_images)
-    model = OpenVLAOFT(_image_normalisation(folder, vla_cfg))
+    model = _build(_image_normalisation(folder, vla_cfg), dtype)
     backbone, origin = _load_backbone(folder)
     _assign(_Backbone(model), backbone, origin)
     _assign(model.action_head, head, {k: head_path for k in head}, "action_head.")
@@ -185,10 +203,30 @@ def load_checkpoint(folder: str, layout: Optional[str] = None,
                 "proprio_projector.")
     statistics = _statistics(folder, unnorm_key)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder)
+        tokenizer = load_tokenizer(folder)
     except Exception as err:  # transformers raises OSError / ValueError variants
         raise CheckpointError(f"{folder}: tokenizer files missing or unreadable ({err})") from err
     return model.eval(), tokenizer, statistics, lay
+
+
+def load_tokenizer(folder: str) -> Any:
+    """The folder's tokenizer, without reading config.json as a transformers model config:
+    released folders name remote code there (``auto_map``), which makes AutoTokenizer ask
+    a trust_remote_code question on stdin (a robot node would wait on it) and warn about
+    the unknown ``openvla`` type. The tokenizer files alone say which tokenizer it is."""
+    return AutoTokenizer.from_pretrained(folder, config=PreTrainedConfig(),
+                                         trust_remote_code=False)
+
+
+def _build(cfg: VLAConfig, dtype: torch.dtype) -> OpenVLAOFT:
+    """The model with its parameters created in ``dtype`` (buffers that transformers
+    builds in float32, the rotary frequencies, stay float32)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        return OpenVLAOFT(cfg)
+    finally:
+        torch.set_default_dtype(previous)
 
 
 def _pick_layout(head: Dict[str, torch.Tensor], path: str, name: Optional[str]) -> ActionLayout:
@@ -253,7 +291,8 @@ def _config_json(cfg: VLAConfig) -> Dict[str, Any]:
         "text_config": dict(cfg.text_config, model_type="llama"),
         "specprune": {"timm_overrides": list(cfg.timm_overrides),
                       "empty_token_id": cfg.empty_token_id,
-                      "center_crop_scale": cfg.center_crop_scale},
+                      "center_crop_scale": cfg.center_crop_scale,
+                      "image_pipeline": cfg.image_pipeline},
     }
 
 

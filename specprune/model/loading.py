@@ -1,11 +1,14 @@
 """A preset name or a checkpoint folder -> (model, tokenizer, statistics, layout); device
-and dtype resolution shared by inference and training."""
+and dtype resolution shared by inference and training; ``place_model`` puts a model on
+its device and dtype the way the reference's ``from_pretrained(torch_dtype=bfloat16)``
+leaves it (rotary frequencies in float32)."""
 from __future__ import annotations
 
 import os
 from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
+from torch import nn
 
 from specprune.model.checkpoint import load_checkpoint
 from specprune.model.modeling_vla import OpenVLAOFT
@@ -14,6 +17,11 @@ from specprune.model.presets import (LAYOUTS, PRESETS, ActionLayout, preset_conf
 from specprune.model.tiny_tokenizer import build_tokenizer, empty_token_id
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# Buffers that stay float32 whatever the model dtype: transformers builds the Llama rotary
+# frequencies in float32 and from_pretrained(torch_dtype=...) only casts loaded weights,
+# so the reference keeps them; casting them to bfloat16 rounds every frequency (an angle
+# error that grows with the position) before the rotary module upcasts them again.
+FLOAT32_BUFFERS = ("inv_freq", "original_inv_freq")
 
 
 def resolve_device(device: str) -> str:
@@ -38,10 +46,28 @@ def resolve_dtype(dtype: Union[str, torch.dtype], device: str) -> torch.dtype:
     return _DTYPES[dtype]
 
 
+def place_model(model: nn.Module, device: Union[str, torch.device],
+                dtype: torch.dtype) -> nn.Module:
+    """Move to ``device`` and cast parameters and buffers to ``dtype``, except the
+    FLOAT32_BUFFERS (returns the same module)."""
+    model.to(device=device)
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            if param.is_floating_point() and param.dtype != dtype:
+                param.data = param.data.to(dtype)
+        for name, buf in list(module.named_buffers(recurse=False)):
+            if buf.is_floating_point() and name not in FLOAT32_BUFFERS:
+                setattr(module, name, buf.to(dtype))
+    return model
+
+
 def load_model(path_or_preset: str, layout: Optional[str] = None,
-               unnorm_key: Optional[str] = None,
-               seed: int = 0) -> Tuple[OpenVLAOFT, Any, Dict[str, Any], ActionLayout]:
-    """A preset (random weights, seeded) or a checkpoint folder -> (model, tokenizer,
+               unnorm_key: Optional[str] = None, seed: int = 0,
+               dtype: torch.dtype = torch.float32
+               ) -> Tuple[OpenVLAOFT, Any, Dict[str, Any], ActionLayout]:
+    """A preset (random weights, seeded, built in float32 so the seed gives the same
+    weights in every dtype) or a checkpoint folder (built directly in ``dtype``, its
+    weights cast on load as the reference's from_pretrained does) -> (model, tokenizer,
     the chosen dataset statistics, action layout)."""
     if path_or_preset in PRESETS:
         lay_name = layout or "libero"
@@ -51,7 +77,7 @@ def load_model(path_or_preset: str, layout: Optional[str] = None,
                                          empty_token_id(tokenizer), lay_name))
         return model, tokenizer, synthetic_statistics(lay_name)["synthetic"], LAYOUTS[lay_name]
     if os.path.isdir(path_or_preset):
-        return load_checkpoint(path_or_preset, layout, unnorm_key=unnorm_key)
+        return load_checkpoint(path_or_preset, layout, unnorm_key=unnorm_key, dtype=dtype)
     raise FileNotFoundError(
         f"{path_or_preset!r} is neither a checkpoint folder nor a preset "
         f"({', '.join(PRESETS)})")

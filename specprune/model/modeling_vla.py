@@ -19,6 +19,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from specprune.model.modeling_heads import FusedProjector, L1RegressionActionHead, ProprioProjector
 from specprune.model.modeling_vision import VisionBackbone
+from specprune.model.processing import PIPELINE_REFERENCE, check_pipeline
 
 DINOV2_ID = "vit_large_patch14_reg4_dinov2.lvd142m"
 SIGLIP_ID = "vit_so400m_patch14_siglip_224"
@@ -44,6 +45,9 @@ class VLAConfig:
     image_means: Tuple[Tuple[float, ...], ...] = (IMAGENET_MEAN, SIGLIP_MEAN)
     image_stds: Tuple[Tuple[float, ...], ...] = (IMAGENET_STD, SIGLIP_STD)
     center_crop_scale: float = 0.9  # area of the centre crop (LIBERO eval); 1.0 disables
+    # which pixels the model was trained on (processing.py): "reference" = openvla-oft's
+    # TF ops exactly (released checkpoints), "torch" = specprune's own training pipeline
+    image_pipeline: str = PIPELINE_REFERENCE
     extra: Dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -55,6 +59,10 @@ class VLAConfig:
         if not 0.0 < self.center_crop_scale <= 1.0:
             raise ValueError(f"VLAConfig.center_crop_scale must be in (0, 1], "
                              f"got {self.center_crop_scale}")
+        try:
+            check_pipeline(self.image_pipeline)
+        except ValueError as err:
+            raise ValueError(f"VLAConfig.image_pipeline: {err}") from None
 
     @property
     def num_action_slots(self) -> int:

@@ -20,7 +20,7 @@ from typing import Any, Dict, Tuple
 import numpy as np
 
 from specprune.model.modeling_vla import VLAConfig
-from specprune.model.processing import BOUNDS, BOUNDS_Q99
+from specprune.model.processing import BOUNDS, BOUNDS_Q99, PIPELINE_TORCH
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,8 @@ def preset_config(name: str, vocab_size: int, empty_token_id: int,
         text_config=_llama(hidden, layers, heads, mlp, vocab),
         timm_overrides=(_vit(vdim, vdepth, vheads), _vit(vdim, vdepth, vheads)),
         num_images=lay.num_images, chunk=lay.chunk, action_dim=lay.action_dim,
-        proprio_dim=lay.proprio_dim, empty_token_id=empty_token_id)
+        proprio_dim=lay.proprio_dim, empty_token_id=empty_token_id,
+        image_pipeline=PIPELINE_TORCH)  # what specprune-train feeds the presets
 
 
 def synthetic_statistics(layout: str = "libero") -> Dict[str, Any]:

@@ -1,11 +1,20 @@
 """Input checks and the OpenVLA-OFT pre/post-processing (kept out of the model).
 
-Images: RGB uint8 (H, W, 3) -> antialiased resize to the model size -> optional centre
-crop of ``center_crop_scale`` of the area resized back (LIBERO evaluation) -> per
-backbone mean/std -> 6 channels per view (DINOv2 then SigLIP). The reference uses TF's
-lanczos3 resize and crop_and_resize; torch's antialiased bicubic / bilinear are used
-here (sub-1 % pixel differences). Proprio and actions use the checkpoint's dataset
-statistics: BOUNDS_Q99 (q01/q99, LIBERO) or BOUNDS (min/max, ALOHA), with the mask.
+Images: RGB uint8 (H, W, 3) -> resize to the model size -> optional centre crop of
+``center_crop_scale`` of the area resized back (LIBERO evaluation) -> per backbone
+mean/std -> 6 channels per view (DINOv2 then SigLIP). Two pipelines, named by the
+model config's ``image_pipeline``:
+
+- ``reference`` (PIPELINE_REFERENCE): the pixels of openvla-oft's ``openvla_utils.py``,
+  exactly: frames of another size go through a JPEG round trip (quality 95) and TF's
+  antialiased lanczos3 resize; the crop is TF's crop_and_resize (bilinear, box corners
+  over size - 1) followed by a uint8 round trip. See image_ops.py. Released checkpoints.
+- ``torch`` (PIPELINE_TORCH): torch's antialiased bicubic resize (no JPEG) and an
+  integer 213-px crop resized back with torch bilinear, kept in float. What specprune's
+  own training feeds (the default of ``pixel_values``), so what its checkpoints learnt.
+
+Proprio and actions use the checkpoint's dataset statistics: BOUNDS_Q99 (q01/q99,
+LIBERO) or BOUNDS (min/max, ALOHA), with the mask.
 """
 from __future__ import annotations
 
@@ -16,8 +25,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from specprune.model import image_ops
+
 BOUNDS_Q99, BOUNDS = "bounds_q99", "bounds"
 _STAT_KEYS = {BOUNDS_Q99: ("q01", "q99"), BOUNDS: ("min", "max")}
+PIPELINE_REFERENCE, PIPELINE_TORCH = "reference", "torch"
+PIPELINES = (PIPELINE_REFERENCE, PIPELINE_TORCH)
 
 
 def check_image(image: Any, view: int) -> np.ndarray:
@@ -33,18 +46,29 @@ def check_image(image: Any, view: int) -> np.ndarray:
     return image
 
 
-def resize_frame(image: np.ndarray, size: int) -> torch.Tensor:
+def check_pipeline(pipeline: str) -> str:
+    if pipeline not in PIPELINES:
+        raise ValueError(f"image pipeline must be one of {', '.join(PIPELINES)}, "
+                         f"got {pipeline!r}")
+    return pipeline
+
+
+def resize_frame(image: np.ndarray, size: int, pipeline: str = PIPELINE_TORCH) -> torch.Tensor:
     """(H, W, 3) uint8 -> (size, size, 3) uint8 tensor (no-op when already that size)."""
     t = torch.from_numpy(np.ascontiguousarray(image))
     if t.shape[0] == size and t.shape[1] == size:
         return t
+    if check_pipeline(pipeline) == PIPELINE_REFERENCE:
+        jpeg = image_ops.jpeg_round_trip(np.ascontiguousarray(image))
+        return torch.from_numpy(image_ops.resize_lanczos3(jpeg, size, size))
     x = t.permute(2, 0, 1).unsqueeze(0).float()
     x = F.interpolate(x, size=(size, size), mode="bicubic", antialias=True, align_corners=False)
     return x.clamp(0, 255).round().to(torch.uint8)[0].permute(1, 2, 0)
 
 
 def center_crop_box(size: int, scale: float) -> Tuple[int, int]:
-    """(top = left offset, side) of the centre crop keeping ``scale`` of an S x S area."""
+    """(top = left offset, side) of the torch pipeline's centre crop keeping ``scale`` of
+    an S x S area (the reference pipeline samples between non-integer corners)."""
     side = int(round(size * math.sqrt(scale)))
     return (size - side) // 2, side
 
@@ -59,13 +83,28 @@ def _center_crop(x: torch.Tensor, scale: float) -> torch.Tensor:
     return F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False)
 
 
+def _reference_crop(frame: torch.Tensor, scale: float) -> torch.Tensor:
+    """(S, S, 3) uint8 -> (S, S, 3) uint8: TF crop_and_resize of the centred box."""
+    if scale >= 1.0:
+        return frame
+    size = frame.shape[0]
+    crop = image_ops.crop_and_resize(image_ops.uint8_to_float(frame.numpy()),
+                                     image_ops.center_crop_box(scale), size, size)
+    return torch.from_numpy(image_ops.float_to_uint8(crop))
+
+
 def pixel_values(frames: Sequence[torch.Tensor], means: Sequence[Tuple[float, ...]],
-                 stds: Sequence[Tuple[float, ...]], crop_scale: float) -> torch.Tensor:
+                 stds: Sequence[Tuple[float, ...]], crop_scale: float,
+                 pipeline: str = PIPELINE_TORCH) -> torch.Tensor:
     """Model-size uint8 frames -> (1, 6 * views, S, S) float pixel values."""
+    reference = check_pipeline(pipeline) == PIPELINE_REFERENCE
     views: List[torch.Tensor] = []
     for frame in frames:
+        if reference:
+            frame = _reference_crop(frame, crop_scale)
         x = frame.permute(2, 0, 1).unsqueeze(0).float() / 255.0  # (1, 3, S, S)
-        x = _center_crop(x, crop_scale)
+        if not reference:
+            x = _center_crop(x, crop_scale)
         for mean, std in zip(means, stds):
             m = torch.tensor(mean).view(1, 3, 1, 1)
             s = torch.tensor(std).view(1, 3, 1, 1)
