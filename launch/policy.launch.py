@@ -1,31 +1,50 @@
-"""Launch the SpecPrune policy node with config/policy.yaml.
+"""Launch the SpecPrune policy node and the chunk executor (the robot path).
 
     ros2 launch specprune_ros policy.launch.py model:=/path/to/checkpoint device:=cuda \
+        output:=twist twist_topic:=/servo_node/delta_twist_cmds \
         agentview_topic:=/cam0/image_raw wrist_topic:=/cam1/image_raw
 
-Topic arguments remap the node's default topics (for compressed transport the
-<topic>/compressed names are remapped too); model and device override the yaml.
+Both are managed (lifecycle) nodes. By default they configure and activate themselves
+(``autostart:=true``); ``autostart:=false`` leaves them unconfigured for a lifecycle manager
+or ``ros2 lifecycle set``. Nothing moves until a real model is named: ``model`` has no
+default and the policy node refuses an empty name or a random-weight preset (unless
+``allow_preset_model:=true``, for tests and the simulator), and the executor commands
+only while active, inside its safety envelope (config/executor.yaml). If either node
+exits, the launch shuts down (the executor's last command is a hold).
+
+Topic arguments remap the nodes' default topics (for compressed transport the
+<topic>/compressed names are remapped too).
 """
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, Shutdown
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode
 
 PACKAGE = "specprune_ros"
 
-#: launch argument -> (the node's default topic, description)
+#: launch argument -> (the nodes' default topic, description)
 TOPICS = {
     "agentview_topic": ("/camera/agentview/image_raw", "third-person camera (view 0)"),
     "wrist_topic": ("/camera/wrist/image_raw", "wrist camera (view 1)"),
     "joint_states_topic": ("/joint_states", "sensor_msgs/JointState"),
-    "ee_pose_topic": ("/ee_pose", "end-effector geometry_msgs/PoseStamped"),
+    "ee_pose_topic": ("/ee_pose", "end-effector geometry_msgs/PoseStamped (measured)"),
     "instruction_topic": ("/instruction", "std_msgs/String instruction"),
-    "action_chunk_topic": ("/specprune/action_chunk", "trajectory_msgs/JointTrajectory output"),
+    "action_chunk_topic": ("/specprune/action_chunk", "policy -> executor JointTrajectory"),
+    "twist_topic": ("/specprune/ee_twist", "executor TwistStamped output"),
+    "pose_topic": ("/specprune/ee_target_pose", "executor PoseStamped target output"),
+    "joint_trajectory_topic": ("/specprune/joint_trajectory",
+                               "executor JointTrajectory output"),
+    "gripper_topic": ("/specprune/gripper", "executor std_msgs/Float64 gripper output"),
+    "estop_topic": ("/specprune/estop", "std_msgs/Bool e-stop input of the executor"),
 }
 CAMERAS = ("agentview_topic", "wrist_topic")
+#: seconds from SIGINT to SIGTERM and from SIGTERM to SIGKILL at launch shutdown; the
+#: policy node's ordered shutdown takes ~50 ms, but unloading torch can take seconds
+SIGTERM_TIMEOUT = {"specprune_policy": "15", "specprune_executor": "5"}
+SIGKILL_TIMEOUT = "5"
 
 
 def _remappings():
@@ -35,28 +54,63 @@ def _remappings():
     return rules
 
 
-def generate_launch_description() -> LaunchDescription:
-    config = os.path.join(get_package_share_directory(PACKAGE), "config", "policy.yaml")
+def _arguments(share: str):
+    config = os.path.join(share, "config")
+    executor_yaml = os.path.join(config, "executor.yaml")
     arguments = [
-        DeclareLaunchArgument("model", default_value="oft-cpu",
-                              description="preset name or OpenVLA-OFT checkpoint folder"),
+        DeclareLaunchArgument("model", description="OpenVLA-OFT checkpoint folder (required; "
+                              "a preset name only with allow_preset_model:=true)"),
         DeclareLaunchArgument("device", default_value="auto",
                               description="torch device: auto, cpu, cuda or cuda:N"),
-        DeclareLaunchArgument("params_file", default_value=config,
+        DeclareLaunchArgument("allow_preset_model", default_value="false",
+                              choices=["true", "false"],
+                              description="accept a random-weight preset (tests, simulator)"),
+        DeclareLaunchArgument("autostart", default_value="true", choices=["true", "false"],
+                              description="bring both nodes to active; false: leave them "
+                                          "unconfigured"),
+        DeclareLaunchArgument("output", default_value="twist",
+                              choices=["twist", "pose", "joint_trajectory"],
+                              description="the executor's command interface"),
+        DeclareLaunchArgument("dry_run", default_value="false", choices=["true", "false"],
+                              description="the executor computes and reports, commands "
+                                          "nothing"),
+        DeclareLaunchArgument("use_sim_time", default_value="false",
+                              choices=["true", "false"],
+                              description="run both nodes on /clock (a simulator)"),
+        DeclareLaunchArgument("params_file",
+                              default_value=os.path.join(config, "policy.yaml"),
                               description="parameter file of the policy node"),
+        DeclareLaunchArgument("executor_params_file", default_value=executor_yaml,
+                              description="parameter file of the executor"),
+        DeclareLaunchArgument("executor_overrides_file", default_value=executor_yaml,
+                              description="a second executor parameter file loaded after "
+                                          "the first (e.g. config/executor_sim.yaml)"),
     ]
     arguments += [DeclareLaunchArgument(arg, default_value=default,
                                         description=f"topic of the {what}")
                   for arg, (default, what) in TOPICS.items()]
-    policy = Node(
-        package=PACKAGE,
-        executable="specprune_policy",
-        name="specprune_policy",
-        output="screen",
-        emulate_tty=True,
-        parameters=[LaunchConfiguration("params_file"),
-                    {"model": LaunchConfiguration("model"),
-                     "device": LaunchConfiguration("device")}],
-        remappings=_remappings(),
-    )
-    return LaunchDescription(arguments + [policy])
+    return arguments
+
+
+def _node(name: str, parameters):
+    return LifecycleNode(
+        package=PACKAGE, executable=name, name=name, namespace="", output="screen",
+        emulate_tty=True, parameters=parameters, remappings=_remappings(),
+        sigterm_timeout=SIGTERM_TIMEOUT[name], sigkill_timeout=SIGKILL_TIMEOUT,
+        on_exit=[Shutdown(reason=f"{name} exited")])
+
+
+def generate_launch_description() -> LaunchDescription:
+    share = get_package_share_directory(PACKAGE)
+    common = {"autostart": LaunchConfiguration("autostart"),
+              "use_sim_time": LaunchConfiguration("use_sim_time")}
+    policy = _node("specprune_policy", [
+        LaunchConfiguration("params_file"),
+        dict(common, model=LaunchConfiguration("model"), device=LaunchConfiguration("device"),
+             allow_preset_model=LaunchConfiguration("allow_preset_model"))])
+    executor = _node("specprune_executor", [
+        LaunchConfiguration("executor_params_file"),
+        LaunchConfiguration("executor_overrides_file"),
+        dict(common, output=LaunchConfiguration("output"),
+             dry_run=LaunchConfiguration("dry_run"))])
+    return LaunchDescription(_arguments(share) + [policy, executor])

@@ -267,3 +267,13 @@ def test_joint_trajectory_is_refused_for_a_cartesian_layout_with_the_reason():
     assert xp.structure_problem(values) is None
     values["output"] = "twist"
     assert "joint positions" in xp.structure_problem(values)
+
+
+def test_sim_overrides_are_declared_parameters_within_their_ranges():
+    path = CONFIG.parent / "executor_sim.yaml"
+    values = yaml.safe_load(path.read_text())[xp.NODE_NAME]["ros__parameters"]
+    for name, value in values.items():
+        spec = xp.BY_NAME[name]
+        assert type(value) is type(spec.default) and not spec.read_only, name
+        assert spec.lo <= value <= spec.hi, name
+    assert xp.check_values(values, {s.name: s.default for s in xp.PARAMS}) is None

@@ -30,6 +30,7 @@ with warnings.catch_warnings():
 
 from ros_helpers import NodeProcess, Probe, domain_id, probe_fixture
 from specprune_ros.node.executor_node import DIAG_NAME
+from specprune_ros.node.safety_envelope import Limits
 
 pytestmark = pytest.mark.filterwarnings("ignore:module 'sre_:DeprecationWarning")
 NODE = "specprune_executor"
@@ -246,7 +247,7 @@ class TestTwist:
         rig = twist_rig
         start = rig.settled()
         wall = float(start[0]) + 0.03
-        result = rig.set(workspace_max=[wall, 0.5, 0.7])[0]
+        result = rig.set(workspace_max=[wall, 0.45, 0.6])[0]
         assert result.successful, result.reason
         try:
             before = rig.count("workspace")
@@ -256,7 +257,7 @@ class TestTwist:
             assert end[0] > start[0] + 0.01, (end, start)  # it did move up to the wall
             rig.diag(lambda d: int(d["count_workspace"]) > before)
         finally:
-            assert rig.set(workspace_max=[0.9, 0.5, 0.7])[0].successful
+            assert rig.set(workspace_max=list(Limits().workspace_max))[0].successful
 
     def test_watchdog_holds_within_its_time_when_chunks_stop(self, twist_rig: Rig) -> None:
         rig = twist_rig

@@ -1,8 +1,10 @@
-"""launch_testing version of the end-to-end test: the sim bridge + the policy node, launched.
+"""launch_testing version of the end-to-end test: sim_policy.launch.py as a user runs it
+(bridge + policy node + executor, /clock and use_sim_time), with the tiny preset.
 
 Needs a full ROS 2 installation with this package built (colcon build; launch, launch_ros
 and launch_testing are not on PyPI). Elsewhere it is skipped with the reason; the same
-checks run across real processes in test_policy_node.py.
+checks run across real processes in test_policy_node.py and test_executor_node.py, and
+test_launch_files.py reads the launch files without launch.
 """
 import math
 import os
@@ -15,10 +17,10 @@ import pytest
 launch_testing = pytest.importorskip(
     "launch_testing",
     reason="launch_testing needs a full ROS 2 installation (not installable from PyPI); "
-           "the same end-to-end checks run in test_policy_node.py")
+           "the same end-to-end checks run in test_policy_node.py and test_executor_node.py")
 
 import launch  # noqa: E402
-import launch_ros.actions  # noqa: E402
+import launch.launch_description_sources  # noqa: E402
 import launch_testing.actions  # noqa: E402
 import launch_testing.asserts  # noqa: E402
 import launch_testing.markers  # noqa: E402
@@ -28,6 +30,8 @@ from ament_index_python.packages import get_package_share_directory  # noqa: E40
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+    from geometry_msgs.msg import TwistStamped  # noqa: E402
+    from lifecycle_msgs.srv import GetState  # noqa: E402
     from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
     from rcl_interfaces.srv import SetParameters  # noqa: E402
     from trajectory_msgs.msg import JointTrajectory  # noqa: E402
@@ -41,15 +45,11 @@ TIMEOUT_S = 120.0
 @launch_testing.markers.keep_alive
 def generate_test_description():
     share = get_package_share_directory(PACKAGE)
-    sim = launch_ros.actions.Node(
-        package=PACKAGE, executable="specprune_sim_arm", name="specprune_sim_arm",
-        parameters=[os.path.join(share, "config", "sim_arm.yaml")], output="screen")
-    policy = launch_ros.actions.Node(
-        package=PACKAGE, executable="specprune_policy", name="specprune_policy",
-        parameters=[os.path.join(share, "config", "policy.yaml"), {"model": "tiny"}],
-        output="screen")
-    description = launch.LaunchDescription([sim, policy, launch_testing.actions.ReadyToTest()])
-    return description, {"sim": sim, "policy": policy}
+    sim_policy = launch.actions.IncludeLaunchDescription(
+        launch.launch_description_sources.PythonLaunchDescriptionSource(
+            os.path.join(share, "launch", "sim_policy.launch.py")),
+        launch_arguments={"model": "tiny"}.items())
+    return launch.LaunchDescription([sim_policy, launch_testing.actions.ReadyToTest()]), {}
 
 
 class TestPolicyEndToEnd(unittest.TestCase):
@@ -65,6 +65,9 @@ class TestPolicyEndToEnd(unittest.TestCase):
         self.node = rclpy.create_node("specprune_launch_test_probe")
         self.chunks = []
         self.diags = []
+        self.twists = []
+        self.node.create_subscription(TwistStamped, "/specprune/ee_twist", self.twists.append,
+                                      10)
         self.node.create_subscription(JointTrajectory, "/specprune/action_chunk",
                                       self.chunks.append, 10)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 50)
@@ -93,6 +96,18 @@ class TestPolicyEndToEnd(unittest.TestCase):
         for point in msg.points:
             self.assertEqual(len(point.positions), 7)
             self.assertTrue(all(math.isfinite(v) for v in point.positions))
+
+    def test_both_nodes_are_active_and_the_executor_commands_the_arm(
+            self, proc_output) -> None:
+        for name in ("specprune_policy", "specprune_executor"):
+            client = self.node.create_client(GetState, f"/{name}/get_state")
+            self.assertTrue(client.wait_for_service(timeout_sec=60.0), name)
+            future = client.call_async(GetState.Request())
+            self.assertTrue(self._spin_until(future.done, 30.0))
+            self.assertEqual(future.result().current_state.label, "active", name)
+        self.assertTrue(self._spin_until(
+            lambda: any(abs(t.twist.linear.x) + abs(t.twist.linear.z) > 0
+                        for t in self.twists)), "the executor never commanded motion")
 
     def test_keep_scale_is_settable_and_changes_kept_tokens(self, proc_output) -> None:
         self.assertTrue(self._spin_until(

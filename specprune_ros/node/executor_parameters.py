@@ -100,7 +100,8 @@ PARAMS: Tuple[ParamSpec, ...] = (
     ParamSpec("dry_run", False, "Compute and report on /diagnostics, command nothing."),
     # --- safety envelope (live) ----------------------------------------------------------
     ParamSpec("workspace_min", list(_DEFAULT.workspace_min), "Workspace box lower corner "
-              "(x, y, z) in base_frame, m (the simulated table top is at z = -0.09)."),
+              "(x, y, z) in base_frame, m (the simulated table top is at z = -0.10, cube "
+              "centres at -0.08)."),
     ParamSpec("workspace_max", list(_DEFAULT.workspace_max), "Workspace box upper corner "
               "(x, y, z) in base_frame, m."),
     ParamSpec("max_linear_speed", _DEFAULT.max_linear_speed, "Linear speed limit, m/s.",

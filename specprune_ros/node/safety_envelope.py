@@ -70,8 +70,8 @@ def _scale_to(vec: np.ndarray, limit: float) -> Tuple[np.ndarray, bool]:
 class Limits:
     """Every limit of the envelope (the executor's live parameters)."""
 
-    workspace_min: Tuple[float, float, float] = (0.2, -0.5, -0.2)
-    workspace_max: Tuple[float, float, float] = (0.9, 0.5, 0.7)
+    workspace_min: Tuple[float, float, float] = (0.25, -0.45, -0.11)
+    workspace_max: Tuple[float, float, float] = (0.85, 0.45, 0.6)
     max_linear_speed: float = 0.25
     max_angular_speed: float = 1.0
     max_linear_accel: float = 2.0

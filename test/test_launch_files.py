@@ -1,0 +1,107 @@
+"""The launch files, read without launch / launch_ros (not installable from PyPI; the
+launched end-to-end test is test_launch.py, run in a ROS 2 workspace): every executable is
+a console script, every parameter they set is declared by its node, every topic they remap
+is a node's default, the robot path has no default model, each process has its shutdown
+timeouts and ends the launch when it exits."""
+import ast
+import re
+from pathlib import Path
+from typing import Any, Dict, List, Set
+
+import pytest
+
+from specprune_ros.node import executor_parameters, parameters
+from specprune_ros.sim import sim_bridge_node
+
+ROOT = Path(__file__).resolve().parents[1]
+LAUNCH = sorted((ROOT / "launch").glob("*.launch.py"))
+DECLARED: Set[str] = ({s.name for s in parameters.PARAMS} | {s.name for s in
+                      executor_parameters.PARAMS} | {s.name for s in sim_bridge_node.PARAMS}
+                      | {"use_sim_time"})
+
+
+def calls(tree: ast.AST, name: str) -> List[ast.Call]:
+    return [n for n in ast.walk(tree) if isinstance(n, ast.Call) and (
+        getattr(n.func, "id", None) == name or getattr(n.func, "attr", None) == name)]
+
+
+def keywords(call: ast.Call) -> Dict[str, ast.AST]:
+    return {k.arg: k.value for k in call.keywords if k.arg}
+
+
+def assigned(tree: ast.AST, name: str) -> Any:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name
+                                                for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise AssertionError(f"{name} is not assigned")
+
+
+@pytest.fixture(params=LAUNCH, ids=[p.name for p in LAUNCH])
+def launch_file(request) -> Path:
+    return request.param
+
+
+def test_launch_files_define_a_description(launch_file: Path) -> None:
+    tree = ast.parse(launch_file.read_text())
+    assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description"
+               for n in tree.body)
+
+
+def test_executables_are_console_scripts(launch_file: Path) -> None:
+    scripts = set(re.findall(r'"(\w+) = ', (ROOT / "setup.py").read_text()))
+    text = launch_file.read_text()
+    named = set(re.findall(r'executable="(\w+)"', text)) | set(re.findall(
+        r'_node\("(\w+)"', text))
+    assert named and named <= scripts, named - scripts
+
+
+def test_parameters_set_by_launch_are_declared_by_the_nodes(launch_file: Path) -> None:
+    text = launch_file.read_text()
+    names = set(re.findall(r'"(\w+)": LaunchConfiguration', text)) | set(re.findall(
+        r'(\w+)=LaunchConfiguration\("', text))
+    names -= {"default_value"}
+    names = {n for n in names if not n.endswith("_topic") or n in DECLARED}
+    assert names and names <= DECLARED, names - DECLARED
+
+
+def test_every_process_has_shutdown_timeouts_and_ends_the_launch(launch_file: Path) -> None:
+    tree = ast.parse(launch_file.read_text())
+    nodes = calls(tree, "Node") + calls(tree, "LifecycleNode")
+    assert nodes
+    for node in nodes:
+        kw = keywords(node)
+        assert {"sigterm_timeout", "sigkill_timeout", "on_exit"} <= set(kw), ast.dump(node)
+
+
+def declared_arguments(tree: ast.AST) -> Dict[str, Dict[str, ast.AST]]:
+    """Launch argument name -> its DeclareLaunchArgument keywords (literal names only)."""
+    return {c.args[0].value: keywords(c) for c in calls(tree, "DeclareLaunchArgument")
+            if c.args and isinstance(c.args[0], ast.Constant)}
+
+
+def test_robot_path_needs_a_named_model_and_manages_both_nodes() -> None:
+    tree = ast.parse((ROOT / "launch" / "policy.launch.py").read_text())
+    arguments = declared_arguments(tree)
+    assert "default_value" not in arguments["model"], "model must be required"
+    assert calls(tree, "LifecycleNode") and not calls(tree, "Node")
+    assert ast.literal_eval(arguments["autostart"]["default_value"]) == "true"
+    assert ast.literal_eval(arguments["allow_preset_model"]["default_value"]) == "false"
+    assert ast.literal_eval(arguments["dry_run"]["default_value"]) == "false"
+
+
+def test_remapped_topics_are_the_nodes_default_topics() -> None:
+    tree = ast.parse((ROOT / "launch" / "policy.launch.py").read_text())
+    topics = assigned(tree, "TOPICS")
+    defaults = {s.default for s in parameters.PARAMS + executor_parameters.PARAMS
+                if isinstance(s.default, str)}
+    defaults |= set(parameters.BY_NAME["camera_topics"].default)
+    missing = {arg: d for arg, (d, _) in topics.items() if d not in defaults}
+    assert not missing, missing
+
+
+def test_simulation_uses_its_clock_and_the_executor_sim_overrides() -> None:
+    text = (ROOT / "launch" / "sim_policy.launch.py").read_text()
+    assert '"publish_clock": LaunchConfiguration("use_sim_time")' in text
+    assert '"command_input": LaunchConfiguration("output")' in text
+    assert "executor_sim.yaml" in text and (ROOT / "config" / "executor_sim.yaml").exists()
