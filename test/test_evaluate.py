@@ -13,7 +13,7 @@ import pytest
 
 from ros_helpers import REPO, domain_id, ros_environment
 from specprune import ActionChunk, NonFiniteActionError, PruneConfig, load_policy
-from specprune_ros.eval import evaluate
+from specprune_ros.eval import episodes, evaluate
 from specprune_ros.eval.configurations import CONFIGS
 from specprune_ros.eval.eval_results import ConfigRun
 from specprune_ros.eval.eval_stats import (mcnemar_exact_p, paired_comparison,
@@ -168,12 +168,12 @@ def arm() -> Iterator[SimArm]:
 def test_exceptions_and_non_finite_actions_fail_the_episode_not_the_run(arm: SimArm) -> None:
     base = load_policy("tiny", device="cpu", dtype="float32",
                        prune_config=PruneConfig(enabled=False))
-    variants = evaluate.build_variants(base, ["unpruned", "specprune", "no_global"])
+    variants = episodes.build_variants(base, ["unpruned", "specprune", "no_global"])
     variants["specprune"].policy = _Raising(variants["specprune"].policy,
                                             NonFiniteActionError("non-finite model output"))
     variants["no_global"].policy = _NaN(variants["no_global"].policy, RuntimeError())
-    runner = evaluate.DirectRunner(arm, base, HORIZON, l1_every=0)
-    runs: Dict[str, ConfigRun] = evaluate.run_direct(variants, runner, [0, 1],
+    runner = episodes.DirectRunner(arm, base, HORIZON, l1_every=0)
+    runs: Dict[str, ConfigRun] = episodes.run_direct(variants, runner, [0, 1],
                                                      progress=lambda line: None)
     assert [e.error for e in runs["unpruned"].episodes] == [None, None]
     raised = runs["specprune"].episodes

@@ -22,7 +22,7 @@ def demo_file(tmp_path_factory):
 def config(demo_file, out, **changes):
     return TrainConfig(**dict(dict(demos=demo_file, out=str(out), preset="tiny", steps=1,
                                    batch_size=4, val_demos=0, warmup_steps=1, seed=0,
-                                   threads=1), **changes))
+                                   threads=1, state_dir=str(out) + "-state"), **changes))
 
 
 @pytest.fixture(scope="module")

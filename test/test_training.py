@@ -24,7 +24,8 @@ def demo_file(tmp_path_factory):
 
 def tiny_config(demo_file, out, **changes):
     base = dict(demos=demo_file, out=str(out), preset="tiny", steps=3, batch_size=4,
-                val_demos=1, warmup_steps=2, log_every=1, seed=0, threads=1)
+                val_demos=1, warmup_steps=2, log_every=1, seed=0, threads=1,
+                state_dir=str(out) + "-state")
     return TrainConfig(**dict(base, **changes))
 
 
@@ -188,7 +189,8 @@ def test_the_training_command_runs_a_few_steps_of_the_shipped_size(demo_file, tm
     out = tmp_path / "sim_small"
     assert main(["--demos", demo_file, "--out", str(out), "--preset", "sim-small",
                  "--steps", "2", "--batch-size", "2", "--val-demos", "1",
-                 "--warmup-steps", "1", "--threads", "1"]) == 0
+                 "--warmup-steps", "1", "--threads", "1",
+                 "--state-dir", str(tmp_path / "state")]) == 0
     printed = capsys.readouterr().out
     assert "sim-small: 2.01 M parameters" in printed and "step 2/2 loss" in printed
     policy = load_policy(str(out), device="cpu")
