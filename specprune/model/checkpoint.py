@@ -29,6 +29,16 @@ SINGLE = "model.safetensors"
 LLAMA2_EMPTY_TOKEN = 29871
 
 
+# Files of OpenVLA-OFT variants this architecture does not implement: loading them as a
+# plain L1 checkpoint would silently give other actions.
+UNSUPPORTED = {
+    "vision_backbone": "a FiLM (OFT+) checkpoint: its vision backbone is conditioned on the "
+                       "instruction (use_film), which is not implemented here",
+    "noisy_action_projector": "a diffusion-head checkpoint: only the L1 regression head is "
+                              "implemented here",
+}
+
+
 class CheckpointError(ValueError):
     """A checkpoint folder is incomplete or does not match the architecture."""
 
@@ -187,6 +197,10 @@ def load_checkpoint(folder: str, layout: Optional[str] = None,
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"checkpoint folder {folder!r} does not exist")
     cfg = _read_json(folder, CONFIG)
+    for component, why in UNSUPPORTED.items():
+        path = _component_file(folder, component, required=False)
+        if path is not None:
+            raise CheckpointError(f"{path}: {why}")
     head_path = _component_file(folder, "action_head", required=True)
     head = _load_component(head_path)
     proprio_path = _component_file(folder, "proprio_projector", required=False)
