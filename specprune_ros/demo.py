@@ -1,7 +1,9 @@
-"""The main job: the simulated arm and the policy node as two processes, a few episodes.
+"""The main job: the simulated arm, the policy node and the executor as processes, a few
+episodes.
 
-Starts ``specprune_sim_arm`` (task pick_color) and ``specprune_policy`` with the shipped
-checkpoint (the same parameter files the launch files use) and runs the same seeded
+Starts ``specprune_sim_arm`` (task pick_color), ``specprune_policy`` with the shipped
+checkpoint and ``specprune_executor`` between them (the same parameter files and wiring
+as sim_policy.launch.py: twist commands, /clock) and runs the same seeded
 episodes unpruned and with SpecPrune, switching the node's ``prune.*`` parameters live
 through its set_parameters service (what ``ros2 param set`` does) and resetting the arm
 through its ~/reset service (``specprune_ros.eval.eval_ros``). Prints, per episode, the
@@ -65,8 +67,12 @@ def main(argv: Optional[List[str]] = None) -> int:
             json.dump(result, f, indent=2)
     errors = sum(row["errors"] for row in result["configs"].values())
     codes = result.get("node_exit_codes", {})
+    executor = result.get("executor_counters", {})
+    print("executor: " + (", ".join(f"{k}={v}" for k, v in executor.items() if v) or
+                          "no diagnostics received"))
     print(f"processes stopped (exit codes policy={codes.get('policy')}, "
-          f"sim={codes.get('sim')}); {errors} episode errors")
+          f"executor={codes.get('executor')}, sim={codes.get('sim')}); "
+          f"{errors} episode errors")
     return 0 if errors == 0 and not any(codes.values()) else 1
 
 

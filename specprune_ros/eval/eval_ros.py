@@ -1,24 +1,29 @@
 """``specprune-eval --via ros``: the paired episodes through the real node processes.
 
-Starts ``specprune_sim_arm`` and ``specprune_policy`` with the launch files' parameter
-files, then for every seed and configuration: stops chunk publishing (``~/enable``) and
-waits for the node's worker to finish any step in flight, sets the configuration's
+Starts ``specprune_sim_arm``, ``specprune_policy`` and ``specprune_executor`` with the launch
+files' parameter files, wired as sim_policy.launch.py wires them (the policy's chunks go
+through the executor, whose twist commands the simulated arm; the bridge publishes /clock
+and the nodes run on it), then for every seed and configuration: stops chunk publishing
+(``~/enable``), waits for the node's worker to finish any step in flight and deactivates
+the executor (it holds and forgets its chunks), sets the configuration's
 ``prune.*`` parameters through the node's set_parameters service (what ``ros2 param
 set`` does), resets the policy (``~/reset``), sets the bridge's ``reset_seed`` and calls
 its ``~/reset`` (same cube placement and instruction as the direct runner's episode),
-re-enables chunks, and waits until /task_success is true or ``horizon`` control ticks
+activates the executor, re-enables chunks, and waits until /task_success is true or
+``horizon`` control ticks
 have passed. Ticks are counted from /ee_pose (one per tick, stamped with the bridge's
 clock); latency, kept tokens and mode come from the node's /diagnostics rows (one per
 policy step).
 
 What differs from ``--via direct`` (also listed in the JSON's ``notes``):
-- Asynchronous: the bridge ticks at control_rate_hz of wall time whether or not a chunk is
-  ready. The node runs at most ``inference_rate_hz`` steps per second (set here to
-  control_rate / chunk, so that each chunk is executed whole, as the direct runner does);
-  a step that takes longer than the chunk lasts leaves the arm holding still (zero
-  motion) until the next chunk arrives, and a new chunk replaces the rest of the
-  executing one. Slow configurations therefore lose ticks: success here also depends on
-  latency (and on the CPU the bridge's rendering shares with the model).
+- Asynchronous: the bridge ticks at control_rate_hz whether or not a chunk is ready (on
+  its own /clock, which falls behind the wall clock when the CPU cannot keep up). The
+  node runs at most ``inference_rate_hz`` steps per second (twice per chunk length, so
+  consecutive chunks overlap); the executor skips the points whose time passed while the
+  model computed (the step's latency) and combines overlapping chunks by ``rule``
+  (``latest``); with no chunk covering a tick the arm holds still. Slow configurations
+  therefore lose ticks: success here also depends on latency (and on the CPU the
+  bridge's rendering shares with the model).
 - The node steps on the newest frames when its worker is free, not exactly at the end of
   the previous chunk; its first step of an episode waits for two poses of the new
   episode (the pose jump at the reset is rejected).
@@ -54,6 +59,8 @@ from specprune_ros.node.tf_motion import stamp_seconds
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)  # lark, pulled in by the msg packages
     from diagnostic_msgs.msg import DiagnosticArray
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
     from geometry_msgs.msg import PoseStamped
     from rcl_interfaces.srv import SetParameters
     from std_msgs.msg import Bool, String
@@ -63,9 +70,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 POLICY, BRIDGE = "/specprune_policy", "/specprune_sim_arm"
 CONTROL_RATE_HZ = 20.0  # config/sim_arm.yaml
 CHUNK = 8  # LIBERO layout
+EXECUTOR = "/specprune_executor"
+EXECUTOR_DIAG = "specprune_executor: safety"
 NOTES = [
-    "via ros: asynchronous; the bridge ticks in wall time while the model computes (the "
-    "arm holds once a chunk is spent), a new chunk replaces the executing one",
+    "via ros: asynchronous; chunks go through specprune_executor (twist, rule latest, "
+    "points whose time passed are skipped) on the bridge's /clock while the model "
+    "computes; the arm holds when no chunk covers a tick",
     "via ros: action_l1_vs_unpruned and the hit rate need in-process access (null)",
     "via ros: fastv is not available in the policy node (skipped)",
 ]
@@ -80,7 +90,9 @@ class EvalMonitor(Node):
     rows, the instruction) and the service calls that drive the episodes."""
 
     def __init__(self, procs: Sequence[Any]) -> None:
-        super().__init__("specprune_eval_monitor")
+        # on the bridge's /clock, as the nodes are: poses are stamped with simulated time
+        super().__init__("specprune_eval_monitor",
+                         parameter_overrides=[Parameter("use_sim_time", value=True)])
         self.procs = procs
         self.since = math.inf  # poses stamped at or after this belong to the episode
         self.poses = 0
@@ -89,6 +101,7 @@ class EvalMonitor(Node):
         self.instruction = ""
         self.steps: List[StepRecord] = []  # one per policy step, from /diagnostics
         self._last_steps = 0
+        self.executor_counters: Dict[str, int] = {}  # the executor's interventions
         self._paused = False  # publishing off and no step in flight (see pause)
         self._disabled_row = False  # a row saying "publishing disabled" arrived
         self._service_clients: Dict[str, Any] = {}
@@ -114,6 +127,10 @@ class EvalMonitor(Node):
         """Keep one record per policy step (the node also sends heartbeats and faults,
         which repeat the last step's figures with the same step count)."""
         for status in msg.status:
+            if status.name == EXECUTOR_DIAG:
+                self.executor_counters = {kv.key[len("count_"):]: int(kv.value)
+                                          for kv in status.values
+                                          if kv.key.startswith("count_")}
             if status.name != DIAG_NAME:
                 continue
             values = {kv.key: kv.value for kv in status.values}
@@ -178,8 +195,15 @@ class EvalMonitor(Node):
             raise ServiceError(f"{service} failed: {response.message}")
         return response.message
 
+    def executor_transition(self, transition: int) -> None:
+        """Activate / deactivate the executor through its lifecycle service."""
+        request = ChangeState.Request(transition=Transition(id=transition))
+        if not self.call(ChangeState, f"{EXECUTOR}/change_state", request).success:
+            raise ServiceError(f"{EXECUTOR} refused lifecycle transition {transition}")
+
     def resume(self) -> None:
-        """Publish chunks again (steps run from here on)."""
+        """Executor active, chunks published again (steps run from here on)."""
+        self.executor_transition(Transition.TRANSITION_ACTIVATE)
         self.call(SetBool, f"{POLICY}/enable", SetBool.Request(data=True))
         self._paused = False
 
@@ -199,6 +223,9 @@ class EvalMonitor(Node):
         if not self.spin_until(lambda: self._disabled_row, timeout):
             raise ServiceError(f"{POLICY} sent no diagnostics in {timeout:g} s after "
                                "chunk publishing was disabled")
+        # the executor holds and drops what is left of the last chunk: nothing of this
+        # episode runs after the bridge's reset
+        self.executor_transition(Transition.TRANSITION_DEACTIVATE)
         self._paused = True
 
     def close(self) -> None:
@@ -279,7 +306,8 @@ def _stop(proc: subprocess.Popen, timeout: float = 20.0) -> int:
 def _node_commands(args: argparse.Namespace) -> List[List[str]]:
     bridge = ["specprune_ros.sim.sim_bridge_node", "--ros-args", "--params-file",
               data_path("config/sim_arm.yaml"), "-p", f"task:={args.task}",
-              "-p", "horizon:=1000000000", "-p", f"seed:={args.seed}"]
+              "-p", "horizon:=1000000000", "-p", f"seed:={args.seed}",
+              "-p", "command_input:=twist", "-p", "publish_clock:=true"]
     # the simulator: active at once (no lifecycle manager here), presets allowed
     policy = ["specprune_ros.node.policy_node", "--ros-args",
               "--params-file", data_path("config/policy.yaml"),
@@ -287,8 +315,13 @@ def _node_commands(args: argparse.Namespace) -> List[List[str]]:
               "-p", f"model:={args.policy}", "-p", "ee_motion_source:=pose_topic",
               "-p", f"torch_threads:={args.threads}", "-p", f"device:={args.device}",
               "-p", f"dtype:={args.dtype}",
-              "-p", f"inference_rate_hz:={CONTROL_RATE_HZ / CHUNK}"]
-    return [bridge, policy]
+              "-p", f"inference_rate_hz:={2 * CONTROL_RATE_HZ / CHUNK}",
+              "-p", "use_sim_time:=true"]
+    executor = ["specprune_ros.node.executor_node", "--ros-args",
+                "--params-file", data_path("config/executor.yaml"),
+                "--params-file", data_path("config/executor_sim.yaml"),
+                "-p", "autostart:=true", "-p", "use_sim_time:=true", "-p", "output:=twist"]
+    return [bridge, policy, executor]
 
 
 def evaluate_ros(args: argparse.Namespace, startup_timeout: float = 300.0) -> Dict[str, Any]:
@@ -327,6 +360,7 @@ def evaluate_ros(args: argparse.Namespace, startup_timeout: float = 300.0) -> Di
         codes = [_stop(p) for p in reversed(procs)]
     host = machine(args.threads, args.device, args.dtype)
     meta = run_meta(args, seeds, time.monotonic() - start, host)
-    meta.update(notes=NOTES, node_exit_codes={"policy": codes[0], "sim": codes[1]},
+    meta.update(notes=NOTES, node_exit_codes=dict(zip(("executor", "policy", "sim"), codes)),
+                executor_counters=dict(sorted(monitor.executor_counters.items())),
                 configs_skipped=[c for c in args.configs if c not in configs])
     return summarize(runs, meta, [])
