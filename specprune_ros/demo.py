@@ -67,6 +67,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             json.dump(result, f, indent=2)
     errors = sum(row["errors"] for row in result["configs"].values())
     codes = result.get("node_exit_codes", {})
+    counters = result.get("policy_node_counters", {})
+    print("policy node: " + (", ".join(f"{k}={v}" for k, v in counters.items()) or
+                             "no diagnostics received"))
     executor = result.get("executor_counters", {})
     print("executor: " + (", ".join(f"{k}={v}" for k, v in executor.items() if v) or
                           "no diagnostics received"))

@@ -613,3 +613,19 @@ def test_tf_source_looks_up_base_to_ee_and_reports_failures(
         source.destroy()
         executor.shutdown()
         node.destroy_node()
+
+
+def test_diagnostics_count_skipped_iterations_per_fault_kind() -> None:
+    from specprune_ros.node.observation_builder import Fault
+    from specprune_ros.node.policy_node import Counters, diagnostic_status
+    counters = Counters()
+    counters.skip([Fault(f"camera_stale:{CAMERAS[0]}", "a"), Fault(f"camera_stale:{CAMERAS[1]}",
+                                                                   "b")])
+    counters.skip([Fault("cameras_out_of_sync", "c")])
+    status = diagnostic_status([], None, counters, True, "tiny",
+                               matching={"frames_late": 3})
+    values = {kv.key: kv.value for kv in status.values}
+    assert values["skipped"] == "2" and values["skipped.camera_stale"] == "1"
+    assert values["skipped.cameras_out_of_sync"] == "1" and values["frames_late"] == "3"
+    inactive = diagnostic_status([Fault("x", "y")], None, counters, True, "tiny", active=False)
+    assert inactive.level == DiagnosticStatus.OK and inactive.message.startswith("inactive")

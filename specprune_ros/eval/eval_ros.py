@@ -69,6 +69,9 @@ with warnings.catch_warnings():
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 POLICY, BRIDGE = "/specprune_policy", "/specprune_sim_arm"
 CONTROL_RATE_HZ = 20.0  # config/sim_arm.yaml
+#: the policy node's cumulative counters in its diagnostics: iterations skipped (per fault
+#: kind), waits for the state of the image instant, frames dropped on arrival
+COUNTER_PREFIXES = ("steps", "skipped", "waited_for_state", "frames_", "clock_resets")
 CHUNK = 8  # LIBERO layout
 EXECUTOR = "/specprune_executor"
 EXECUTOR_DIAG = "specprune_executor: safety"
@@ -100,6 +103,7 @@ class EvalMonitor(Node):
         self.horizon = 0
         self.instruction = ""
         self.steps: List[StepRecord] = []  # one per policy step, from /diagnostics
+        self.node_counters: Dict[str, int] = {}  # the node's cumulative skip counters
         self._last_steps = 0
         self.executor_counters: Dict[str, int] = {}  # the executor's interventions
         self._paused = False  # publishing off and no step in flight (see pause)
@@ -116,10 +120,12 @@ class EvalMonitor(Node):
 
     @property
     def ticks(self) -> int:
-        """Control ticks of this episode so far (the reset's own pose is tick 0)."""
-        return max(self.poses - 1, 0)
+        """Control ticks of this episode so far (the reset's own pose is tick 0, already
+        past when counting began at the reset's response)."""
+        return self.poses
 
     def begin(self, since: float, horizon: int) -> None:
+        """Count the poses stamped from ``since`` on (math.inf: none) as ticks 1, 2, ..."""
         self.since, self.horizon = since, horizon
         self.poses, self.success_tick = 0, None
 
@@ -134,6 +140,8 @@ class EvalMonitor(Node):
             if status.name != DIAG_NAME:
                 continue
             values = {kv.key: kv.value for kv in status.values}
+            self.node_counters = {k: int(v) for k, v in values.items()
+                                  if k.startswith(COUNTER_PREFIXES) and v.isdigit()}
             if values.get("publishing_enabled") == "False":
                 self._disabled_row = True
             steps = int(values.get("steps", "0"))
@@ -266,8 +274,12 @@ def ros_episode(monitor: EvalMonitor, params: Dict[str, Any], seed: int, horizon
     monitor.set_parameters(POLICY, params)
     monitor.trigger(f"{POLICY}/reset")
     monitor.set_parameters(BRIDGE, {"reset_seed": seed})
-    monitor.begin(monitor.now(), horizon)
+    # On a loaded machine the bridge served its reset up to 30 s late while its tick kept
+    # publishing the previous episode's poses; counted, they ended the episode before its
+    # first chunk (0 policy steps). Count from the reset's response instead.
+    monitor.begin(math.inf, horizon)
     monitor.trigger(f"{BRIDGE}/reset")
+    monitor.begin(monitor.now(), horizon)
     monitor.steps.clear()
     monitor.resume()
     limit = horizon / CONTROL_RATE_HZ * 6.0 + 60.0  # a bridge far behind wall time
@@ -362,5 +374,6 @@ def evaluate_ros(args: argparse.Namespace, startup_timeout: float = 300.0) -> Di
     meta = run_meta(args, seeds, time.monotonic() - start, host)
     meta.update(notes=NOTES, node_exit_codes=dict(zip(("executor", "policy", "sim"), codes)),
                 executor_counters=dict(sorted(monitor.executor_counters.items())),
+                policy_node_counters=dict(sorted(monitor.node_counters.items())),
                 configs_skipped=[c for c in args.configs if c not in configs])
     return summarize(runs, meta, [])

@@ -133,7 +133,8 @@ class StepReport:
 @dataclass
 class Counters:
     """Steps, chunks, and worker iterations that ran no step because of faults ("skipped",
-    in total and per fault kind: the fault key before any ':<topic>')."""
+    in total and per fault kind: the fault key before any ':<topic>'). The worker iterates
+    once per camera frame received (every 0.1 s without frames), rate limit permitting."""
 
     steps: int = 0
     chunks: int = 0
@@ -298,6 +299,7 @@ class PolicyNode(LifecycleNode):
         self._active = threading.Event()
         self._wake, self._stop = threading.Event(), threading.Event()
         self._worker: Optional[threading.Thread] = None
+        self._waiting_for_state = False  # wake the worker on joint states / poses
         # diagnostics also report 'inactive' / 'unconfigured': not a managed publisher
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_service(Trigger, "~/reset", self._on_reset)
@@ -485,12 +487,14 @@ class PolicyNode(LifecycleNode):
     def _on_joints(self, msg: JointState) -> None:
         self._builder.set_joint_state(list(msg.name), list(msg.position),
                                       stamp_seconds(msg.header.stamp))
-        self._wake.set()  # the build may be waiting for the state of the image instant
+        if self._waiting_for_state:  # the last build waited for the image instant's state
+            self._wake.set()
 
     def _on_pose(self, msg: PoseStamped) -> None:
         if self._values["ee_motion_source"] != "tf":
             self._builder.add_pose(*pose_from_msg(msg))
-            self._wake.set()
+            if self._waiting_for_state:
+                self._wake.set()
 
     def _on_tf_pose(self, position: Any, quaternion: Any, stamp: float) -> None:
         if self._values["ee_motion_source"] == "tf":
@@ -609,9 +613,10 @@ class PolicyNode(LifecycleNode):
             return False, time.monotonic() if due else last_diag
         now = self.get_clock().now().nanoseconds * 1e-9
         result = self._builder.build(now, self._instruction())
+        self._waiting_for_state = bool(result.waiting) and result.waiting != NO_NEW_FRAMES
         with self._shared.lock:
             enabled = self._shared.enabled
-            if result.waiting and result.waiting != NO_NEW_FRAMES:
+            if self._waiting_for_state:
                 self._shared.counters.waited_for_state += 1
         stepped = False
         if result.observation is not None and enabled:
