@@ -14,6 +14,7 @@ import numpy as np
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "parity")
 INSTRUCTION = "put the red bowl on the plate"
 FRAME_SIZES = (224, 256)
+CAMERA_SHAPES = ((480, 640), (100, 150), (60, 60))  # (H, W): down- and upsampling to 224
 MODEL_SEED = 7
 
 
@@ -35,6 +36,11 @@ def synthetic_frame(size: int, view: int) -> np.ndarray:
     h = (x[..., None] * 73856093) ^ (y[..., None] * 19349663) ^ (c * 83492791 + view * 7919)
     img = np.where(noisy[..., None], (h >> 7) % 256, img)
     return img.astype(np.uint8)
+
+
+def camera_frame(height: int, width: int) -> np.ndarray:
+    """A non-square frame cut from a synthetic one (resize paths other than 256 -> 224)."""
+    return np.ascontiguousarray(synthetic_frame(max(height, width), 1)[:height, :width])
 
 
 def frames(size: int, num_views: int):

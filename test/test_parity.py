@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from parity_helpers import (FRAME_SIZES, INSTRUCTION, frames, load_fixture, proprio_state,
-                            write_parity_checkpoint)
+from parity_helpers import (CAMERA_SHAPES, FRAME_SIZES, INSTRUCTION, camera_frame, frames,
+                            load_fixture, proprio_state, write_parity_checkpoint)
 from specprune import Observation, PruneConfig, load_policy
 from specprune.model import image_ops
 from specprune.model.checkpoint import CheckpointError, load_checkpoint
@@ -68,6 +68,15 @@ def test_reference_pipeline_reproduces_tensorflow_pixels(size, view):
     # the policy's entry points give the same bytes
     resized = resize_frame(frames(size, 3)[view], 224, "reference")
     np.testing.assert_array_equal(resized.numpy(), stages.get("resized", frames(224, 3)[view]))
+
+
+@pytest.mark.parametrize("height,width", CAMERA_SHAPES)
+def test_reference_resize_of_camera_sizes(height, width):
+    """Down- and upsampling of non-square frames: TF's lanczos3 alone and the reference's
+    whole resize (JPEG round trip first)."""
+    frame, key = camera_frame(height, width), f"cam{height}x{width}"
+    _assert_stage(image_ops.resize_lanczos3(frame, 224, 224), key + "_lanczos")
+    _assert_stage(resize_frame(frame, 224, "reference").numpy(), key + "_resized")
 
 
 def test_torch_pipeline_is_not_the_reference():
