@@ -1,9 +1,10 @@
 """The chunk executor across real process boundaries.
 
 TestTwist / TestPose: the simulated arm bridge (command_input twist / pose) and the executor
-(output twist / pose) as two processes; this process plays the policy (publishes chunks
-stamped with its clock, or stops publishing them as a dead policy node would) and asserts
-on what crosses the wire: the executor's commands, /diagnostics and the arm's /ee_pose.
+(output twist / pose) as two processes, TestPose on the bridge's /clock (use_sim_time);
+this process plays the policy (publishes chunks stamped with its clock, or stops
+publishing them as a dead policy node would) and asserts on what crosses the wire: the
+executor's commands, /diagnostics and the arm's /ee_pose.
 TestLifecycle: the executor alone, without autostart, driven through its lifecycle services
 with a pose fed by this process. Each class has its own processes and ROS domain.
 """
@@ -17,6 +18,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pytest
+from rclpy.parameter import Parameter
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)  # lark, pulled in by the msg packages
@@ -24,6 +26,7 @@ with warnings.catch_warnings():
     from geometry_msgs.msg import PoseStamped, TwistStamped
     from lifecycle_msgs.msg import Transition
     from lifecycle_msgs.srv import ChangeState, GetState
+    from rosgraph_msgs.msg import Clock
     from std_msgs.msg import Bool, Float64
     from std_srvs.srv import Trigger
     from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
@@ -51,10 +54,11 @@ def executor_process(tmp: Path, domain: int, *overrides: str) -> NodeProcess:
     return NodeProcess("specprune_ros.node.executor_node", args, tmp, domain, "executor")
 
 
-def bridge_process(tmp: Path, domain: int, command_input: str) -> NodeProcess:
+def bridge_process(tmp: Path, domain: int, command_input: str, clock: bool) -> NodeProcess:
     return NodeProcess("specprune_ros.sim.sim_bridge_node",
                        ["--ros-args", "--params-file", "config/sim_arm.yaml",
-                        "-p", f"command_input:={command_input}"], tmp, domain, "sim")
+                        "-p", f"command_input:={command_input}",
+                        "-p", f"publish_clock:={str(clock).lower()}"], tmp, domain, "sim")
 
 
 @dataclass
@@ -178,13 +182,19 @@ class Rig:
         return self.probe.set_parameters(NODE, values)
 
 
-def make_rig(tmp: Path, offset: int, command_input: Optional[str], *overrides: str
-             ) -> Iterator[Rig]:
+def make_rig(tmp: Path, offset: int, command_input: Optional[str], *overrides: str,
+             sim_time: bool = False) -> Iterator[Rig]:
+    """Bridge (unless ``command_input`` is None) + executor + probe; with ``sim_time`` the
+    bridge publishes /clock and the executor and the probe run on it."""
     domain = domain_id(offset)
-    sim = bridge_process(tmp, domain, command_input) if command_input else None
+    sim = bridge_process(tmp, domain, command_input, sim_time) if command_input else None
+    if sim_time:
+        overrides += ("use_sim_time:=true",)
     executor = executor_process(tmp, domain, *overrides)
     try:
         for probe in probe_fixture(f"executor_probe_{offset}", domain):
+            if sim_time:
+                probe.node.set_parameters([Parameter("use_sim_time", value=True)])
             wire = Wire()
             node = probe.node
             node.create_subscription(TwistStamped, "/specprune/ee_twist", wire.on_twist, 100)
@@ -370,8 +380,9 @@ class TestTwist:
 # ================================================================== pose
 @pytest.fixture(scope="class")
 def pose_rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    """The pose path on the simulator's clock (/clock, use_sim_time)."""
     for rig in make_rig(tmp_path_factory.mktemp("executor_pose"), 43, "pose",
-                        *EXECUTOR_ARGS, "output:=pose"):
+                        *EXECUTOR_ARGS, "output:=pose", sim_time=True):
         rig.spin_until(lambda: len(rig.wire.poses) > 5 and len(rig.wire.targets) > 5,
                        START_TIMEOUT_S, "bridge poses and executor targets")
         yield rig
@@ -389,6 +400,29 @@ class TestPose:
         leads = [np.linalg.norm(target - rig.wire.poses[-1][1])
                  for when, target in rig.wire.targets if when > t0]
         assert max(leads) < 0.3, max(leads)
+
+    def test_executor_runs_on_the_bridge_clock(self, pose_rig: Rig) -> None:
+        """Its commands are stamped with values of /clock (the bridge's simulated time,
+        advanced in 50 ms steps), not with the wall clock."""
+        rig = pose_rig
+        clock: List[int] = []
+        stamps: List[int] = []
+        node = rig.probe.node
+        subs = [node.create_subscription(Clock, "/clock", lambda m: clock.append(
+                    m.clock.sec * 10 ** 9 + m.clock.nanosec), 100),
+                node.create_subscription(PoseStamped, "/specprune/ee_target_pose", lambda m:
+                                         stamps.append(m.header.stamp.sec * 10 ** 9
+                                                       + m.header.stamp.nanosec), 100)]
+        try:
+            rig.spin_until(lambda: len(stamps) >= 20, 10.0, "targets")
+        finally:
+            for sub in subs:
+                node.destroy_subscription(sub)
+        assert set(np.diff(clock)) == {50 * 10 ** 6}, "the clock must advance one tick a step"
+        later = [s for s in stamps if s >= clock[0]]
+        ticks = np.array(clock)
+        off = [int(np.abs(ticks - s).min()) for s in later]  # ns; float seconds inside
+        assert later and max(off) < 1000, f"commands not stamped on /clock: {off}"
 
     def test_watchdog_holds_at_the_measured_pose(self, pose_rig: Rig) -> None:
         rig = pose_rig

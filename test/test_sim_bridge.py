@@ -39,7 +39,10 @@ with warnings.catch_warnings():
 from ros_helpers import ros_environment
 from specprune_ros.node.ros_image import image_msg_to_rgb
 from specprune_ros.sim.sim_arm import ACTION_NAMES
-from specprune_ros.sim.sim_bridge_node import PARAMS, ActionQueue, parse_action_chunk
+from specprune_ros.node.safety_envelope import rotvec_to_quat
+from specprune_ros.sim.sim_bridge_node import (PARAMS, ActionQueue, CommandInput,
+                                               parse_action_chunk, pose_to_action,
+                                               twist_to_action)
 
 # lark (used by rosidl at the first node / type-support load) imports the deprecated
 # sre_parse / sre_constants modules.
@@ -83,6 +86,42 @@ def test_queue_executes_rows_then_holds_with_the_last_gripper_command() -> None:
     np.testing.assert_array_equal(queue.next_action(), [0] * 6 + [0.8])
     queue.clear()
     np.testing.assert_array_equal(queue.next_action(), HOLD)
+
+
+def test_twist_becomes_the_osc_delta_of_one_tick() -> None:
+    # 0.5 m/s for 50 ms = 2.5 cm = half of OSC_POSE's 5 cm; 2 rad/s -> 0.1 rad of 0.5
+    action = twist_to_action([0.5, -0.2, 0.0], [0.0, 0.0, 2.0], 1.0, 0.05)
+    np.testing.assert_allclose(action, [0.5, -0.2, 0.0, 0.0, 0.0, 0.2, 1.0])
+    np.testing.assert_allclose(twist_to_action([3.0, 0, 0], [0, 0, 0], -1.0, 0.05)[0], 1.0)
+    with pytest.raises(ValueError):
+        twist_to_action([math.nan, 0, 0], [0, 0, 0], 1.0, 0.05)
+
+
+def test_pose_target_becomes_the_osc_delta_that_reaches_it() -> None:
+    here, identity = np.array([0.5, 0.0, 0.1]), np.array([0.0, 0.0, 0.0, 1.0])
+    action = pose_to_action(here + [0.01, 0.0, -0.02], rotvec_to_quat([0.0, 0.1, 0.0]),
+                            here, identity, -1.0)
+    np.testing.assert_allclose(action, [0.2, 0.0, -0.4, 0.0, 0.2, 0.0, -1.0], atol=1e-12)
+    far = pose_to_action(here + [1.0, 0.0, 0.0], identity, here, identity, -1.0)
+    assert far[0] == 1.0  # clipped to one step's reach
+    with pytest.raises(ValueError):
+        pose_to_action(here, [0.0, 0.0, 0.0, 0.0], here, identity, -1.0)
+
+
+def test_command_input_holds_when_the_command_is_stale_or_bad() -> None:
+    here, identity = np.zeros(3), np.array([0.0, 0.0, 0.0, 1.0])
+    twist = CommandInput("twist", timeout_s=0.2)
+    np.testing.assert_array_equal(twist.action(10.0, 0.05, here, identity), HOLD)
+    twist.set([0.5, 0, 0], [0, 0, 0], now=10.0)
+    twist.set_gripper(1.0)
+    np.testing.assert_allclose(twist.action(10.1, 0.05, here, identity),
+                               [0.5, 0, 0, 0, 0, 0, 1.0])
+    np.testing.assert_array_equal(twist.action(10.3, 0.05, here, identity), [0] * 6 + [1.0])
+    twist.set([math.inf, 0, 0], [0, 0, 0], now=10.3)
+    np.testing.assert_array_equal(twist.action(10.3, 0.05, here, identity), [0] * 6 + [1.0])
+    assert twist.rejected == 1
+    twist.clear()
+    np.testing.assert_array_equal(twist.action(10.3, 0.05, here, identity), HOLD)
 
 
 def test_yaml_documents_every_declared_parameter_with_its_default() -> None:
