@@ -524,3 +524,46 @@ def test_joint_trajectory_output_is_refused_for_the_cartesian_layout(tmp_path: P
         proc.stop()
     assert code == 1, proc.log()
     assert "no inverse kinematics" in proc.log() and "Cartesian" in proc.log()
+
+
+def test_joint_space_layout_commands_a_speed_limited_joint_trajectory(tmp_path: Path) -> None:
+    """ALOHA's 14 joint positions -> JointTrajectory with the real joint names, each joint
+    at most max_joint_speed / control_rate from its measured position per tick."""
+    from specprune.model.presets import LAYOUTS
+    from sensor_msgs.msg import JointState
+
+    names = list(LAYOUTS["aloha"].action_names)
+    real = [f"robot/{n}_joint" for n in names]
+    joint_list = "[" + ",".join(f"'{n}'" for n in real) + "]"
+    for rig in make_rig(tmp_path, 51, None, "autostart:=true", "action_layout:=aloha",
+                        "output:=joint_trajectory", f"joint_names:={joint_list}",
+                        "max_joint_speed:=0.5", f"chunk_timeout_s:={CHUNK_TIMEOUT_S}"):
+        out: List[JointTrajectory] = []
+        node = rig.probe.node
+        node.create_subscription(JointTrajectory, "/specprune/joint_trajectory", out.append, 100)
+        states = node.create_publisher(JointState, "/joint_states", 10)
+        measured = np.linspace(-0.3, 0.3, 14)
+
+        def publish_state() -> None:
+            msg = JointState(name=list(reversed(real)), position=list(reversed(measured)))
+            msg.header.stamp = rig.probe.now().to_msg()
+            states.publish(msg)
+        rig.probe.every.append(publish_state)
+        rig.spin_until(lambda: len(out) >= 5, START_TIMEOUT_S, "hold trajectories")
+        hold = out[-1]
+        assert list(hold.joint_names) == real
+        np.testing.assert_allclose(hold.points[0].positions, measured)  # holds where it is
+        rig.source.points = 8
+        rig.source.row = None
+        target = measured + 1.0  # far: every joint is speed-limited
+        chunk = [list(target)] * 8
+        t0 = len(out)
+        for _ in range(3):
+            rig.source.send(chunk, names=names)
+            rig.probe.spin_for(0.1)
+        moving = [np.array(m.points[0].positions) for m in out[t0:]]
+        moved = [q for q in moving if np.abs(q - measured).max() > 1e-9]
+        assert moved, "no joint command followed the chunk"
+        np.testing.assert_allclose(moved[-1] - measured, 0.5 / RATE_HZ, atol=1e-9)
+        assert rig.count("joint_speed") > 0 or rig.diag(
+            lambda d: int(d["count_joint_speed"]) > 0)
