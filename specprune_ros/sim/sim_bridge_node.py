@@ -80,6 +80,7 @@ COMMAND_INPUTS = ("chunk", "twist", "pose")
 OSC_MAX_TRANSLATION_M = 0.05
 OSC_MAX_ROTATION_RAD = 0.5
 _RATE_LOG_EVERY = 100
+RESET_WAIT_S = 60.0  # ~/reset answers failure when no tick ran in this time
 
 
 # ------------------------------------------------------------------------------ parameters
@@ -343,10 +344,15 @@ class SimBridgeNode(Node):
         self._episode = 0
         self._rejected = 0
         self._rate_t0 = time.monotonic()
-        sim_group = MutuallyExclusiveCallbackGroup()  # timer + reset: one sim user at a time
+        sim_group = MutuallyExclusiveCallbackGroup()  # the tick: the one sim user
+        # ~/reset in its own group, carried out by the tick: sharing the tick's group, it
+        # starved behind an always-overdue timer on a loaded machine (no answer in 60 s)
+        self._reset_lock = threading.Lock()
+        self._pending_resets: List[threading.Event] = []  # one new episode each, in order
         self._make_publishers()
         self._subscribe_commands()
-        self.create_service(Trigger, "~/reset", self._on_reset, callback_group=sim_group)
+        self.create_service(Trigger, "~/reset", self._on_reset,
+                            callback_group=MutuallyExclusiveCallbackGroup())
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._on_parameters_set)
         self._start_episode()
@@ -445,6 +451,13 @@ class SimBridgeNode(Node):
 
     def _tick(self) -> None:
         """Step the sim with the next action (or start a new episode) and publish."""
+        with self._reset_lock:
+            reset = self._pending_resets.pop(0) if self._pending_resets else None
+        if reset is not None:  # ~/reset waits for this
+            self._episode += 1
+            self._start_episode()
+            reset.set()
+            return
         if self._sim.done:
             self._episode += 1
             self.get_logger().info(f"horizon reached: starting episode {self._episode}")
@@ -497,9 +510,19 @@ class SimBridgeNode(Node):
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response
                   ) -> Trigger.Response:
-        """~/reset: new episode with the next seed, chunk dropped, instruction republished."""
-        self._episode += 1
-        self._start_episode()
+        """~/reset: new episode with the next seed, chunk dropped, instruction republished
+        (by the next tick; answered once it is done)."""
+        done = threading.Event()
+        with self._reset_lock:
+            self._pending_resets.append(done)
+        done.wait(timeout=RESET_WAIT_S)
+        with self._reset_lock:
+            if done in self._pending_resets:
+                self._pending_resets.remove(done)
+        if not done.is_set():
+            response.success = False
+            response.message = f"the simulation did not tick within {RESET_WAIT_S:g} s"
+            return response
         response.success = True
         response.message = f"episode {self._episode} (seed {self._seed_used})"
         self.get_logger().info(f"reset: {response.message}")
