@@ -439,6 +439,49 @@ class TestPose:
         assert rig.count("hold_watchdog") >= 1
 
 
+# ================================================================== with the policy node
+@pytest.fixture(scope="class")
+def policy_rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tuple[Rig, NodeProcess]]:
+    """Bridge (twist) + the real policy node (tiny preset) + executor."""
+    tmp = tmp_path_factory.mktemp("executor_policy")
+    for rig in make_rig(tmp, 53, "twist", "autostart:=true",
+                        f"chunk_timeout_s:={CHUNK_TIMEOUT_S}"):
+        policy = NodeProcess("specprune_ros.node.policy_node", [
+            "--ros-args", "--params-file", "config/policy.yaml", "-p", "model:=tiny",
+            "-p", "autostart:=true", "-p", "allow_preset_model:=true",
+            "-p", "instruction:=pick up the red cube"], tmp, domain_id(53), "policy")
+        try:
+            yield rig, policy
+        finally:
+            policy.stop(signal.SIGINT)
+
+
+class TestWithPolicy:
+    def test_killing_the_policy_node_makes_the_executor_hold_in_its_watchdog_time(
+            self, policy_rig: Tuple[Rig, NodeProcess]) -> None:
+        rig, policy = policy_rig
+        chunks: List[float] = []
+        rig.probe.node.create_subscription(JointTrajectory, "/specprune/action_chunk",
+                                           lambda m: chunks.append(time.monotonic()), 10)
+        rig.spin_until(lambda: len(chunks) >= 5 and any(
+            np.linalg.norm(v) > 0 for v in twist_after(rig.wire, chunks[0])),
+            START_TIMEOUT_S, "chunks from the policy node moving the arm")
+        policy.proc.send_signal(signal.SIGINT)  # keep spinning: arrival times stay true
+        assert rig.probe.spin_until(lambda: not policy.alive(), 30.0), policy.log()
+        assert policy.stop() == 0, policy.log()
+        last = chunks[-1]
+        rig.spin_until(lambda: any(np.linalg.norm(v) == 0 for v in
+                                   twist_after(rig.wire, last)), 5.0, "a hold")
+        held = next(when for when, v in rig.wire.twists if when > last
+                    and np.linalg.norm(v) == 0)
+        print(f"policy node killed: hold {(held - last) * 1e3:.0f} ms after its last chunk "
+              f"(chunk_timeout_s {CHUNK_TIMEOUT_S})")
+        assert held - last <= CHUNK_TIMEOUT_S + 2.0 / RATE_HZ + 0.1, held - last
+        rig.probe.spin_for(1.0)
+        assert all(np.linalg.norm(v) == 0 for v in twist_after(rig.wire, held))
+        assert rig.executor.alive()
+
+
 # ================================================================== lifecycle
 @pytest.fixture(scope="class")
 def managed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
