@@ -426,6 +426,8 @@ class SimBridgeNode(Node):
         self._command.clear()
         self._seed_used = self._episode_seed()  # reported by ~/reset as it was applied
         obs = self._sim.reset(seed=self._seed_used)
+        if self._episode:  # the new episode's state gets a stamp of its own, never the
+            self._advance_clock()  # previous tick's (the policy drops repeated stamps)
         self._publish_instruction()
         self._publish_observation(obs)
         return obs
@@ -463,9 +465,7 @@ class SimBridgeNode(Node):
             self.get_logger().info(f"horizon reached: starting episode {self._episode}")
             self._start_episode()
             return
-        if self._clock_ns is not None:
-            self._clock_ns += int(round(self._sim.dt * 1e9))
-            self._clock_pub.publish(Clock(clock=self._stamp()))
+        self._advance_clock()
         obs = self._sim.step(self._next_action())
         self._publish_observation(obs)
         self._log_rate(obs.step)
@@ -476,6 +476,12 @@ class SimBridgeNode(Node):
             return self._queue.next_action()
         pos, quat = self._sim.last_observation.eef_pose_in_base()
         return self._command.action(self._now(), self._sim.dt, pos, quat)
+
+    def _advance_clock(self) -> None:
+        """With publish_clock: one control period on, published on /clock."""
+        if self._clock_ns is not None:
+            self._clock_ns += int(round(self._sim.dt * 1e9))
+            self._clock_pub.publish(Clock(clock=self._stamp()))
 
     def _now(self) -> float:
         """Seconds on the bridge's clock (the simulated one with publish_clock)."""
