@@ -288,10 +288,11 @@ class TestTwist:
         assert hold_after <= CHUNK_TIMEOUT_S + 2.0 / RATE_HZ + 0.1, hold_after
         assert hold_after >= CHUNK_TIMEOUT_S - 0.1, hold_after  # the chunk ran until then
         assert not [w for w in moving if w > held], "moved again after the hold"
-        diag = rig.diag(lambda d: d["holding"] in ("watchdog", "no_chunk")
-                        and int(d["count_hold_watchdog"]) >= 1)
-        assert diag["count_hold_watchdog"] != "0"
+        # the hold stays a watchdog hold (WARN) until a new chunk arrives
+        diag = rig.diag(lambda d: d["holding"] == "watchdog")
+        assert diag["level"] == DiagnosticStatus.WARN and int(diag["count_hold_watchdog"]) >= 1
         rig.settled()
+        assert rig.wire.diags[-1]["holding"] == "watchdog"
 
     def test_malformed_chunks_are_refused_and_never_move_the_arm(self, twist_rig: Rig) -> None:
         rig = twist_rig

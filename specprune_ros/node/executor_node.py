@@ -340,6 +340,8 @@ class ExecutorNode(LifecycleNode):
                 else f"{what} is {age:.3f} s old"
             return "stale_state"
         newest = self._combiner.newest_received
+        if newest is None and self._hold_reason == "watchdog":
+            return "watchdog"  # until a new chunk arrives (the policy may be dead)
         if newest is not None and now - newest > self._values["chunk_timeout_s"]:
             self._hold_detail = f"no chunk for {now - newest:.3f} s"
             self._combiner.reset()  # what is left of it does not resume later
