@@ -186,9 +186,9 @@ class TestWithSim:
 
     def test_simulated_end_effector_moves_under_the_chunks(self, procs, probe, wire) -> None:
         start = len(wire.poses)
-        wait_chunks(probe, wire, procs[1], 10)
+        wait_chunks(probe, wire, procs[1], 10)  # the sim may tick slower than the model steps
+        assert probe.spin_until(lambda: len(wire.poses) - start > 20, 90.0, procs[1].alive)
         path = np.array(wire.poses[start:])
-        assert len(path) > 10
         assert float(np.ptp(path, axis=0).max()) > 0.003, "the ee did not move"
 
     def test_keep_scale_set_live_changes_kept_tokens(self, procs, probe, wire) -> None:
@@ -196,12 +196,11 @@ class TestWithSim:
         wait_diag(probe, wire, policy, lambda d: "kept_visual_tokens" in d)
         before = [int(d["kept_visual_tokens"]) for d in wire.diags[-5:]
                   if "kept_visual_tokens" in d]
-        steps = int(wire.diags[-1]["steps"])
         result = probe.set_parameters(NODE, {"prune.keep_scale": 3.0})
         assert result[0].successful, result[0].reason
-        try:
-            after = wait_diag(probe, wire, policy, lambda d: int(d["steps"]) > steps + 2)
-            assert int(after["kept_visual_tokens"]) > max(before), (before, after)
+        try:  # rows of earlier steps may still be queued on a loaded machine: wait for it
+            wait_diag(probe, wire, policy, lambda d: int(d.get("kept_visual_tokens", 0)) >
+                      max(before) + 20, timeout=60.0)
         finally:
             assert probe.set_parameters(NODE, {"prune.keep_scale": 1.0})[0].successful
 
