@@ -24,8 +24,10 @@ def test_main_job_runs_both_configurations_on_the_shipped_checkpoint(tmp_path: P
         assert re.search(rf"^{name}: [01]/1 episodes succeeded; step latency mean \d+ ms",
                          proc.stdout, re.M), proc.stdout
     assert re.search(rf"seed {EVAL_SEED}: 'pick up the (red|green|blue) cube': ", proc.stdout)
-    assert "exit codes policy=0, sim=0); 0 episode errors" in proc.stdout
+    assert "exit codes policy=0, executor=0, sim=0); 0 episode errors" in proc.stdout
     result = json.loads(out.read_text())
+    counters = result["policy_node_counters"]  # pairing by stamp: never out of sync
+    assert counters["steps"] >= 2 and "skipped.cameras_out_of_sync" not in counters, counters
     assert Path(result["policy"]).resolve() == Path(DEFAULT_MODEL).resolve()
     unpruned, pruned = result["configs"]["unpruned"], result["configs"]["specprune"]
     assert unpruned["per_episode"][0]["instruction"] == pruned["per_episode"][0]["instruction"]
