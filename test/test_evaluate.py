@@ -242,4 +242,4 @@ def test_ros_runner_gives_the_same_form_of_results(direct: Dict[str, Any],
     assert result["configs"]["specprune"]["kept_visual_tokens_mean"] < 512
     assert result["configs"]["unpruned"]["action_l1_vs_unpruned"] == 0.0
     assert result["configs"]["specprune"]["action_l1_vs_unpruned"] is None
-    assert result["node_exit_codes"] == {"policy": 0, "sim": 0}
+    assert result["node_exit_codes"] == {"executor": 0, "policy": 0, "sim": 0}
