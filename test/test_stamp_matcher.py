@@ -243,3 +243,11 @@ def test_match_counters_report_dropped_frames() -> None:
     builder.add_frame(0, frame(1), T0)
     assert builder.match_counters() == {"frames_duplicate": 1, "frames_late": 0,
                                         "clock_resets": 0}
+
+
+def test_sample_history_keeps_its_age_limit_of_a_fast_signal() -> None:
+    h: SampleHistory[float] = SampleHistory(reset_after_s=0.5)
+    for i in range(3000):  # 3 s of a 1 kHz joint state
+        h.add(T0 + i * 1e-3, float(i))
+    assert len(h.samples) == 501 and h.samples[0].stamp == pytest.approx(T0 + 2.499)
+    assert h.at(T0 + 2.7005, blend) == pytest.approx(2700.5)  # 0.3 s back: still there

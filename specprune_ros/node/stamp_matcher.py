@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Generic, List, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Callable, Dict, Generic, List, Optional, Sequence, Tuple, TypeVar
 
 T = TypeVar("T")
 
@@ -132,9 +132,15 @@ class StampMatcher(Generic[T]):
 
 
 # ------------------------------------------------------------------------------ samples
+def _stamp(sample: Stamped[Any]) -> float:
+    return sample.stamp
+
+
 @dataclass
 class SampleHistory(Generic[T]):
-    """Timestamped samples of one signal, oldest first, at most ``depth`` of them.
+    """Timestamped samples of one signal, oldest first: those within ``reset_after_s`` of
+    the newest (its age limit: older ones are stale anyway), at most ``depth`` of them
+    (a 1 kHz joint state keeps its last 0.5 s).
 
     ``at(stamp, blend)`` gives the sample with exactly that stamp, or
     ``blend(before, after, fraction)`` between the two samples around it; before the first
@@ -144,20 +150,25 @@ class SampleHistory(Generic[T]):
     one with a stamp already held replaces it.
     """
 
-    depth: int = 64
+    depth: int = 4096
     reset_after_s: float = 1.0
     samples: List[Stamped[T]] = field(default_factory=list)
 
     def add(self, stamp: float, item: T) -> None:
-        if self.samples and stamp < self.samples[-1].stamp - self.reset_after_s:
-            self.samples.clear()
-        stamps = [s.stamp for s in self.samples]
-        at = bisect.bisect_left(stamps, stamp)
-        if at < len(stamps) and stamps[at] == stamp:
-            self.samples[at] = Stamped(stamp, item)
+        sample = Stamped(stamp, item)
+        if not self.samples or stamp > self.samples[-1].stamp:
+            self.samples.append(sample)  # the usual case: in order
+        elif stamp < self.samples[-1].stamp - self.reset_after_s:
+            self.samples[:] = [sample]  # the clock went back
         else:
-            self.samples.insert(at, Stamped(stamp, item))
-        del self.samples[:-self.depth]
+            at = bisect.bisect_left(self.samples, stamp, key=_stamp)
+            if self.samples[at].stamp == stamp:
+                self.samples[at] = sample
+            else:
+                self.samples.insert(at, sample)
+        oldest = self.samples[-1].stamp - self.reset_after_s
+        del self.samples[:max(bisect.bisect_left(self.samples, oldest, key=_stamp),
+                              len(self.samples) - self.depth)]
 
     def clear(self) -> None:
         self.samples.clear()
@@ -168,9 +179,8 @@ class SampleHistory(Generic[T]):
 
     def around(self, stamp: float) -> Tuple[Optional[Stamped[T]], Optional[Stamped[T]]]:
         """(last sample at or before ``stamp``, first sample at or after it)."""
-        stamps = [s.stamp for s in self.samples]
-        right = bisect.bisect_left(stamps, stamp)
-        after = self.samples[right] if right < len(stamps) else None
+        right = bisect.bisect_left(self.samples, stamp, key=_stamp)
+        after = self.samples[right] if right < len(self.samples) else None
         if after is not None and after.stamp == stamp:
             return after, after
         before = self.samples[right - 1] if right > 0 else None
