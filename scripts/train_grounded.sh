@@ -9,12 +9,24 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
-RUN=runs/pick_color_grounded
+# Stage A (1032 steps, 60.6 min, then stopped): the diagnosis' recipe. It grounded x and
+# the instruction but left y's amplitude tiny (see train/auxiliary.py, target readout).
+# Stage B: warm start from A's weights with the parameter-free target readout on every
+# frame. STAGE=A resumes stage A instead.
+set -x
+if [ "${STAGE:-B}" = A ]; then
+  RUN=runs/pick_color_grounded
+  EXTRA=(--steps 8000 --warmup-steps 100)
+else
+  RUN=runs/pick_color_grounded_b
+  EXTRA=(--steps 6000 --warmup-steps 50 --init runs/pick_color_grounded/checkpoint_step1032
+         --aux-target-readout fixed --aux-target-all-frames)
+fi
 RESUME=()
 [ -f "$RUN/train_state.pt" ] && RESUME=(--resume)
 exec .venv/bin/python -m specprune.train.training \
   --demos demos/pick_color_aux.hdf5 --out "$RUN/checkpoint" --state-dir "$RUN" \
-  --preset sim-small --steps 8000 --batch-size 16 --lr 8e-4 --warmup-steps 100 --seed 0 \
+  --preset sim-small --batch-size 16 --lr 8e-4 --seed 0 "${EXTRA[@]}" \
   --aux-position 0.2 --aux-colour 0.1 --aux-named 0.2 --aux-target 0.3 \
   --label-weight 1.0 --early-frames 8 --early-repeat 3 \
   --threads "${THREADS:-1}" --save-every-minutes 5 --log-every 20 \

@@ -157,3 +157,48 @@ def test_cli_takes_the_recipe_flags(cube_demos, tmp_path, capsys):
     assert code == 0 and (tmp_path / "cli-state" / "train_state.pt").is_file()
     assert main(["--demos", cube_demos, "--out", str(out), "--minutes", "5", "--resume"]) == 2
     assert "resume needs steps" in capsys.readouterr().err
+
+
+def test_sigterm_ends_the_sitting_at_a_step_boundary_and_saves(cube_demos, tmp_path):
+    """A background run (SIGINT ignored there) stops on SIGTERM with its state saved."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    state = tmp_path / "state"
+    cmd = [sys.executable, "-m", "specprune.train.training", "--demos", cube_demos,
+           "--out", str(tmp_path / "o"), "--preset", "tiny", "--steps", "100000",
+           "--batch-size", "2", "--val-demos", "1", "--warmup-steps", "1", "--threads", "1",
+           "--log-every", "1", "--state-dir", str(state)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    for line in proc.stdout:
+        if line.startswith("step 2/") or time.monotonic() > deadline:
+            break
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    assert "stop requested" in out
+    saved = torch.load(str(state / "train_state.pt"), weights_only=False)
+    assert 2 <= saved["step"] < 100000 and saved["loop"]["done"] == saved["step"]
+
+
+def test_fixed_target_readout_reads_the_first_three_coordinates():
+    from specprune.train.auxiliary import AuxiliaryHeads, AuxLabels, AuxWeights, Features
+
+    heads = AuxiliaryHeads(dim=8, num_colours=3, action_dim=7, grid=2, views=1)
+    head_hidden = torch.zeros(2, 14, 8)
+    head_hidden[0, :7, :3] = torch.tensor([0.5, -1.0, 2.0])  # every first-step slot
+    labels = AuxLabels(colour=torch.zeros(2, 4, dtype=torch.long),
+                       named=torch.zeros(2, dtype=torch.long),
+                       target=torch.tensor([[0.5, -1.0, 2.0], [1.0, 1.0, 1.0]]),
+                       target_mask=torch.tensor([True, False]))
+    feats = Features(actions=torch.zeros(2, 2, 7), patches=torch.zeros(2, 4, 8),
+                     visual_hidden=None, head_hidden=head_hidden)
+    fixed = AuxWeights(target=1.0, target_readout="fixed")
+    assert float(heads.losses(feats, labels, fixed)["target"]) == 0.0  # sample 1 masked
+    every = AuxWeights(target=1.0, target_readout="fixed", target_all_frames=True)
+    assert float(heads.losses(feats, labels, every)["target"]) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="aux_target_readout"):
+        TrainConfig(demos="d", out="o", steps=1, aux_target_readout="mlp")

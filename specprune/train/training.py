@@ -26,7 +26,9 @@ import json
 import math
 import os
 import random
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -38,8 +40,9 @@ from torch import nn
 from specprune.model.checkpoint import load_checkpoint, save_checkpoint
 from specprune.config import check_value, documented_field, int_as_float
 from specprune.prune.decoder import run_decoder
-from specprune.train.auxiliary import (AuxiliaryHeads, AuxLabels, AuxWeights, Features,
-                                       LayerInput, model_rgb, named_index, patch_colour_labels)
+from specprune.train.auxiliary import (TARGET_READOUTS, AuxiliaryHeads, AuxLabels, AuxWeights,
+                                       Features, LayerInput, model_rgb, named_index,
+                                       patch_colour_labels)
 from specprune.train.demo_dataset import Demos, dataset_statistics, read_demos
 from specprune.model.loading import resolve_device
 from specprune.model.modeling_vla import OpenVLAOFT, VLAConfig
@@ -124,6 +127,13 @@ class TrainConfig:
         "Needs obs/cube_pos in the demos.", 0.0, 100.0)
     aux_target_scale: float = _spec(10.0, "Metres -> units of the target head's label.",
                                     1e-3, 1e4)
+    aux_target_readout: str = _spec(
+        "linear", "Readout of the target head: 'linear' (LayerNorm + Linear) or 'fixed' "
+        "(parameter-free: the first three coordinates of the states, so the decoder must "
+        "write the position at unit scale; see train/auxiliary.py).")
+    aux_target_all_frames: bool = _spec(
+        False, "Supervise the target head on every frame, not only before the grasp.",
+        kind=bool)
     colour_min_pixels: int = _spec(
         10, "Pixels of one cube colour that make a patch show that cube (of 196 in a 14 px "
         "patch).", 1, 10**6)
@@ -158,6 +168,9 @@ class TrainConfig:
                              f"{', '.join(PRESETS)}")
         if self.steps is None and self.minutes is None:
             raise ValueError("TrainConfig needs steps or minutes (or both)")
+        if self.aux_target_readout not in TARGET_READOUTS:
+            raise ValueError(f"TrainConfig.aux_target_readout={self.aux_target_readout!r} is "
+                             f"not one of {', '.join(TARGET_READOUTS)}")
         if self.resume and self.steps is None:
             raise ValueError("TrainConfig.resume needs steps (the LR schedule of the run)")
         if self.steps is None and self.calibration_steps > self.warmup_steps:
@@ -168,7 +181,8 @@ class TrainConfig:
     @property
     def aux_weights(self) -> AuxWeights:
         return AuxWeights(self.aux_position, self.aux_colour, self.aux_named, self.aux_target,
-                          self.aux_named_pos_weight, self.aux_named_layer)
+                          self.aux_named_pos_weight, self.aux_named_layer,
+                          self.aux_target_readout, self.aux_target_all_frames)
 
     @property
     def state_path(self) -> str:
@@ -264,7 +278,7 @@ class TrainingData:
             if augment is not None:
                 frames = [augment(frame) for frame in frames]
             pixels.append(pixel_values(frames, self.cfg.image_means, self.cfg.image_stds,
-                                       self.cfg.center_crop_scale))
+                                       self.cfg.center_crop_scale, self.cfg.image_pipeline))
         chunks = self.actions[self.demos.chunk_index[np.asarray(samples)]]
         pixel_batch = torch.cat(pixels)
         aux = self.aux_labels(samples, pixel_batch) if self.aux_settings else None
@@ -545,14 +559,37 @@ def _warm_start(model: OpenVLAOFT, folder: str, log: Log) -> None:
 
 
 def train(cfg: TrainConfig, log: Optional[Log] = None) -> Run:
-    """Train, validate, save ``cfg.out``; returns the run (model, data, summary)."""
+    """Train, validate, save ``cfg.out``; returns the run (model, data, summary).
+
+    SIGTERM (and SIGINT, also where a background shell ignores it) ends the sitting after
+    the current step, so the saved state is exactly that of a step boundary; then it
+    validates and saves like a finished sitting."""
     log = log or _print
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
+    previous = _stop_on_signals()
     try:
         return _train(cfg, log)
     finally:
         torch.set_num_threads(threads)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+#: Set by SIGTERM / SIGINT; the loop stops before its next step.
+_STOP = threading.Event()
+
+
+def _request_stop(signum: int, frame: Any) -> None:
+    _STOP.set()
+
+
+def _stop_on_signals() -> Dict[int, Any]:
+    """SIGTERM / SIGINT -> _STOP (checked between steps); returns the old handlers."""
+    _STOP.clear()
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, _request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
 
 
 def _train(cfg: TrainConfig, log: Log) -> Run:
@@ -712,6 +749,9 @@ class _Loop:
         return time.perf_counter() - self.start
 
     def keep_going(self, step: int) -> bool:
+        if _STOP.is_set():
+            self.log(f"stop requested (signal) at step {step}: validating and saving")
+            return False
         if self.total is not None and step >= self.total:
             return False
         if self.cfg.sitting_steps is not None and step - self.first >= self.cfg.sitting_steps:
