@@ -17,14 +17,12 @@ other ``linear_scale`` / ``angular_scale`` values.
 """
 from __future__ import annotations
 
-import argparse
 import sys
-from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 from specprune.model.presets import LAYOUTS
 from specprune_ros.node.chunk_timing import RULES
-from specprune_ros.node.parameters import ParamSpec, _entries, ros_value
+from specprune_ros.node.parameters import ParamSpec, _entries, ros_value, yaml_cli
 from specprune_ros.node.safety_envelope import Limits
 
 NODE_NAME = "specprune_executor"
@@ -198,21 +196,8 @@ def render_yaml(specs: Sequence[ParamSpec] = PARAMS) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description="Render the executor's parameter YAML.")
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--write", metavar="PATH", help="write the YAML to PATH")
-    group.add_argument("--check", metavar="PATH", help="exit 1 unless PATH is up to date")
-    args = parser.parse_args(argv)
-    text = render_yaml()
-    if args.write:
-        Path(args.write).write_text(text)
-    elif args.check and Path(args.check).read_text() != text:
-        print(f"{args.check} is out of date: run python -m "
-              f"specprune_ros.node.executor_parameters --write {args.check}", file=sys.stderr)
-        return 1
-    elif not args.check:
-        sys.stdout.write(text)
-    return 0
+    return yaml_cli(argv, render_yaml(), "specprune_ros.node.executor_parameters",
+                    "the executor's")
 
 
 if __name__ == "__main__":

@@ -350,23 +350,28 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
     return flat
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description="Render the policy node's parameter YAML.")
+def yaml_cli(argv: Optional[Sequence[str]], text: str, module: str, whose: str) -> int:
+    """The command line of a generated parameter YAML: print it, ``--write PATH`` or
+    ``--check PATH`` (exit 1 if outdated); ``module`` is what to rerun to regenerate."""
+    parser = argparse.ArgumentParser(description=f"Render {whose} parameter YAML.")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--write", metavar="PATH", help="write the YAML to PATH")
     group.add_argument("--check", metavar="PATH", help="exit 1 unless PATH is up to date")
     args = parser.parse_args(argv)
-    text = render_yaml()
     if args.write:
         Path(args.write).write_text(text)
     elif args.check:
         if Path(args.check).read_text() != text:
-            print(f"{args.check} is out of date: run python -m specprune_ros.node.parameters "
+            print(f"{args.check} is out of date: run python -m {module} "
                   f"--write {args.check}", file=sys.stderr)
             return 1
     else:
         sys.stdout.write(text)
     return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    return yaml_cli(argv, render_yaml(), "specprune_ros.node.parameters", "the policy node's")
 
 
 if __name__ == "__main__":
