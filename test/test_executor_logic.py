@@ -1,15 +1,23 @@
 """The executor's ROS-free logic with known numbers: chunk timing and skipping, the three
-combination rules, the safety envelope, pose-target integration, the parameter table.
-No rclpy.init() anywhere here."""
+combination rules, the safety envelope, pose-target integration, the parameter table, and
+the node's tick logic on an ExecutorNode instance that never joins a ROS graph (its
+publishers recorded, its clock set by the test). No rclpy.init() anywhere here."""
 import math
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pytest
 import yaml
 
+from geometry_msgs.msg import PoseStamped
+from rclpy.parameter import Parameter
+from rclpy.time import Time
+from sensor_msgs.msg import JointState
+
 from specprune_ros.node import executor_parameters as xp
 from specprune_ros.node.chunk_timing import ChunkCombiner, parse_chunk
+from specprune_ros.node.executor_node import ExecutorNode
 from specprune_ros.node.observation_builder import quat_multiply
 from specprune_ros.node.safety_envelope import (Envelope, Limits, PoseIntegrator,
                                                 quat_to_rotvec, rotation_between,
@@ -277,3 +285,99 @@ def test_sim_overrides_are_declared_parameters_within_their_ranges():
         assert type(value) is type(spec.default) and not spec.read_only, name
         assert spec.lo <= value <= spec.hi, name
     assert xp.check_values(values, {s.name: s.default for s in xp.PARAMS}) is None
+
+
+# ------------------------------------------------------------------------------ the node's ticks
+class Recorder:
+    """Stands in for a publisher and for the node's logger."""
+
+    def __init__(self) -> None:
+        self.sent: list = []
+
+    def publish(self, msg) -> None:
+        self.sent.append(msg)
+
+    def __getattr__(self, level):  # info / warning / error: ignored
+        return lambda *args, **kwargs: None
+
+
+class Bare:
+    """An active ExecutorNode outside any ROS graph: ``node`` runs the real tick, hold,
+    input and parameter code; ``t`` is its clock; ``out`` what it published."""
+
+    def __init__(self, **overrides) -> None:
+        values = {s.name: s.default for s in xp.PARAMS}
+        values.update(ramp_in_s=0.0, require_estop_signal=False)
+        values = {k: v for k, v in values.items() if k in xp.BY_NAME}
+        values.update(overrides)
+        self.t = T0
+        self.out, self.gripper, log = Recorder(), Recorder(), Recorder()
+        node = self.node = ExecutorNode.__new__(ExecutorNode)
+        node._setup(values)
+        node.get_logger = lambda: log
+        node._now = lambda: self.t
+        node._command_pub, node._gripper_pub = self.out, self.gripper
+        node._start_commanding(self.t)
+
+    def pose(self, stamp: Optional[float] = None, x: float = 0.5) -> None:
+        msg = PoseStamped()
+        msg.header.stamp = Time(nanoseconds=int(round((self.t if stamp is None else stamp)
+                                                      * 1e9))).to_msg()
+        msg.header.frame_id = self.node._values["base_frame"]
+        msg.pose.position.x, msg.pose.position.z = x, 0.2
+        msg.pose.orientation.w = 1.0
+        self.node._on_pose(msg)
+
+    def joints(self, q, stamp: Optional[float] = None) -> None:
+        msg = JointState(name=list(self.node._values["joint_names"]),
+                         position=[float(v) for v in q])
+        msg.header.stamp = Time(nanoseconds=int(round((self.t if stamp is None else stamp)
+                                                      * 1e9))).to_msg()
+        self.node._on_joints(msg)
+
+    def chunk(self, row, points: int = 8) -> None:
+        """A chunk stamped now, every point ``row`` (executor dimension order)."""
+        self.node._combiner.add(parse_chunk(
+            self.node._layout.action_names, [list(row)] * points,
+            [(i + 1) * PERIOD for i in range(points)], self.node._layout.action_names,
+            self.t, self.t, seq=len(self.out.sent) + 1000 * points))
+
+    def tick(self, dt: float = 0.02) -> None:
+        self.t += dt
+        self.node._tick(self.t)
+
+    def set(self, **values) -> None:
+        self.node._apply_parameters([Parameter(k, value=v) for k, v in values.items()])
+
+    def last_twist(self) -> np.ndarray:
+        t = self.out.sent[-1].twist
+        return np.array([t.linear.x, t.linear.y, t.linear.z])
+
+
+def test_dry_run_switched_on_while_moving_sends_one_hold_directly():
+    bare = Bare(output="twist")
+    bare.pose()
+    bare.chunk([0.1, 0, 0, 0, 0, 0, -1.0])
+    bare.tick()
+    assert bare.last_twist()[0] > 0.0  # moving
+    sent = len(bare.out.sent)
+    bare.set(dry_run=True)
+    assert len(bare.out.sent) == sent + 1, "the controller keeps the last moving twist"
+    np.testing.assert_array_equal(bare.last_twist(), np.zeros(3))
+    bare.pose()
+    bare.tick()  # dry run from here on: nothing more reaches the controller
+    assert len(bare.out.sent) == sent + 1 and bare.node.counters["dry_run_commands"] == 1
+
+
+def test_dry_run_on_while_moving_holds_the_measured_pose_or_joints():
+    pose = Bare(output="pose")
+    pose.pose(x=0.6)
+    pose.chunk([0.1, 0, 0, 0, 0, 0, -1.0])
+    pose.tick()
+    assert pose.out.sent[-1].pose.position.x > 0.6
+    pose.set(dry_run=True)
+    assert pose.out.sent[-1].pose.position.x == pytest.approx(0.6)
+    idle = Bare(output="twist", dry_run=False)
+    idle.node._active = False  # inactive: it commands nothing, not even this hold
+    idle.set(dry_run=True)
+    assert idle.out.sent == []

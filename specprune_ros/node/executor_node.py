@@ -108,11 +108,18 @@ class ExecutorNode(LifecycleNode):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
         try:
-            self._values = declare_parameters(self)
+            values = declare_parameters(self)
         except StartupError:
             self.destroy_node()
             raise
-        v = self._values
+        self._setup(values)
+        self.add_pre_set_parameters_callback(self._coerce_parameters)
+        self.add_on_set_parameters_callback(self._validate_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
+
+    def _setup(self, values: Dict[str, Any]) -> None:
+        """Everything but the ROS entities (the logic tests drive an instance from here)."""
+        self._values = v = values
         self._layout = LAYOUTS[v["action_layout"]]
         self._cartesian = v["action_layout"] not in params.JOINT_LAYOUTS
         self._dt = 1.0 / float(v["control_rate_hz"])
@@ -126,7 +133,8 @@ class ExecutorNode(LifecycleNode):
         self._activated_at = 0.0
         self._estop_latched = self._estop_input = False
         self._pose: Optional[Tuple[np.ndarray, np.ndarray, float]] = None
-        self._pose_problem = "no ee pose received"
+        self._state_problem = "no ee pose received" if self._cartesian else \
+            "no joint state received"
         self._joints: Optional[Tuple[np.ndarray, float]] = None
         self._hold_reason: Optional[str] = None
         self._hold_detail = ""
@@ -135,9 +143,6 @@ class ExecutorNode(LifecycleNode):
         self._last_command: Dict[str, Any] = {}
         self._seq = 0
         self._last_diag = -math.inf
-        self.add_pre_set_parameters_callback(self._coerce_parameters)
-        self.add_on_set_parameters_callback(self._validate_parameters)
-        self.add_post_set_parameters_callback(self._apply_parameters)
 
     @property
     def autostart(self) -> bool:
@@ -177,16 +182,19 @@ class ExecutorNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._start_commanding(self._now())
+        return super().on_activate(state)
+
+    def _start_commanding(self, now: float) -> None:
         self._combiner.reset()
         self._envelope.stop()
         self._integrator.reset()
-        self._activated_at = self._now()
+        self._activated_at = now
         self._hold_reason = None
         self._active = True
         self.get_logger().info(f"active: commanding ({self._values['output']}"
                                f"{', dry run' if self._values['dry_run'] else ''})")
-        self._publish_diagnostics(self._now())
-        return super().on_activate(state)
+        self._publish_diagnostics(now)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         if self._active:
@@ -257,14 +265,14 @@ class ExecutorNode(LifecycleNode):
     def _on_pose(self, msg: PoseStamped) -> None:
         position, quaternion, stamp = pose_from_msg(msg)
         if msg.header.frame_id != self._values["base_frame"]:
-            self._pose_problem = (f"ee pose in frame '{msg.header.frame_id}', expected "
-                                  f"'{self._values['base_frame']}'")
+            self._state_problem = (f"ee pose in frame '{msg.header.frame_id}', expected "
+                                   f"'{self._values['base_frame']}'")
         elif not (np.all(np.isfinite(position)) and np.all(np.isfinite(quaternion))
                   and np.linalg.norm(quaternion) > 0.5):
-            self._pose_problem = "ee pose not finite / not a rotation"
+            self._state_problem = "ee pose not finite / not a rotation"
         else:
             self._pose = (np.asarray(position, float), np.asarray(quaternion, float), stamp)
-            self._pose_problem = ""
+            self._state_problem = ""
             return
         self._pose = None
         self.counters["bad_state"] += 1
@@ -336,7 +344,7 @@ class ExecutorNode(LifecycleNode):
         age = self._state_age(now)
         if age is None or age > self._values["max_state_age_s"]:
             what = "ee pose" if self._cartesian else "joint state"
-            self._hold_detail = (self._pose_problem or f"no {what} received") if age is None \
+            self._hold_detail = (self._state_problem or f"no {what} received") if age is None \
                 else f"{what} is {age:.3f} s old"
             return "stale_state"
         newest = self._combiner.newest_received
@@ -363,18 +371,24 @@ class ExecutorNode(LifecycleNode):
                                           throttle_duration_sec=1.0)
             self._hold_reason = reason
         self.counters["hold_ticks"] += 1
+        command = self._hold_command(now)
+        if command is not None:
+            self._send(*command)
+
+    def _hold_command(self, now: float) -> Optional[Tuple[Any, Optional[float]]]:
+        """(message, gripper) of a hold, None when there is nothing measured to hold at;
+        the next motion starts from rest and from the measured pose."""
         self._envelope.stop()
         v = self._values
         if v["output"] == "twist":
-            self._send(self._twist(np.zeros(3), np.zeros(3), now), self._gripper)
-        elif v["output"] == "pose":
-            if self._pose is not None:
-                position, orientation = self._integrator.hold(self._pose[0], self._pose[1])
-                self._send(self._pose_msg(position, orientation, now), self._gripper)
-            else:
+            return self._twist(np.zeros(3), np.zeros(3), now), self._gripper
+        if v["output"] == "pose":
+            if self._pose is None:
                 self._integrator.reset()  # nothing measured: no target to hold at
-        elif self._joints is not None:
-            self._send(self._trajectory(self._joints[0], now), None)
+                return None
+            position, orientation = self._integrator.hold(self._pose[0], self._pose[1])
+            return self._pose_msg(position, orientation, now), self._gripper
+        return None if self._joints is None else (self._trajectory(self._joints[0], now), None)
 
     def _move(self, action: np.ndarray, now: float) -> None:
         if not self._cartesian:
@@ -419,6 +433,9 @@ class ExecutorNode(LifecycleNode):
         if self._values["dry_run"]:
             self.counters["dry_run_commands"] += 1
             return
+        self._publish(msg, gripper)
+
+    def _publish(self, msg: Any, gripper: Optional[float]) -> None:
         self._command_pub.publish(msg)
         if gripper is not None:
             self._gripper_pub.publish(Float64(data=gripper))
@@ -505,12 +522,18 @@ class ExecutorNode(LifecycleNode):
 
     def _apply_parameters(self, changed: List[Parameter]) -> None:
         names = {p.name for p in changed}
+        was_dry_run = self._values["dry_run"]
         self._values.update({p.name: params.ros_value(p.value) for p in changed})
         v = self._values
         if names & set(params.LIMIT_FIELDS):
             self._envelope.limits = params.limits_from(v)
         if names & set(params.COMBINE):
             self._combiner.set_rule(v["rule"], v["ensemble_k"], v["crossfade_points"])
+        if v["dry_run"] and not was_dry_run and self._active:
+            # the controller would keep the last (moving) command: one hold, sent directly
+            command = self._hold_command(self._now())
+            if command is not None:
+                self._publish(*command)
 
 
 # ------------------------------------------------------------------------------ main
