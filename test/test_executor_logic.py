@@ -381,3 +381,19 @@ def test_dry_run_on_while_moving_holds_the_measured_pose_or_joints():
     idle.node._active = False  # inactive: it commands nothing, not even this hold
     idle.set(dry_run=True)
     assert idle.out.sent == []
+
+
+def test_a_non_finite_joint_state_drops_the_last_good_one():
+    bare = Bare(action_layout="aloha", output="joint_trajectory")
+    bare.joints(np.zeros(14))
+    bare.chunk(np.full(14, 0.01))
+    bare.tick()
+    assert bare.node._hold_reason is None and bare.out.sent  # moving on the good state
+    bare.joints([math.nan] + [0.0] * 13)
+    bare.tick()
+    assert bare.node._hold_reason == "stale_state"
+    assert bare.node._hold_detail == "joint state not finite"
+    assert bare.node.counters["bad_state"] == 1
+    bare.joints(np.zeros(14))
+    bare.tick()
+    assert bare.node._hold_reason is None

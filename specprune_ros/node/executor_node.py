@@ -287,7 +287,10 @@ class ExecutorNode(LifecycleNode):
             return  # another publisher's subset of joints
         if np.all(np.isfinite(q)):
             self._joints = (q, stamp_seconds(msg.header.stamp))
-        else:
+            self._state_problem = ""
+        else:  # the previous good state must not stay fresh: hold until a finite one
+            self._joints = None
+            self._state_problem = "joint state not finite"
             self.counters["bad_state"] += 1
 
     def _on_estop(self, msg: Bool) -> None:
