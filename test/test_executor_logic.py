@@ -397,3 +397,23 @@ def test_a_non_finite_joint_state_drops_the_last_good_one():
     bare.joints(np.zeros(14))
     bare.tick()
     assert bare.node._hold_reason is None
+
+
+@pytest.mark.parametrize("cartesian", [True, False])
+def test_a_state_stamped_in_the_future_is_stale(cartesian):
+    bare = Bare() if cartesian else Bare(action_layout="aloha", output="joint_trajectory")
+    limit = bare.node._values["max_state_age_s"]
+    ahead = bare.t + 0.02 + 2 * limit  # the tick below runs 0.02 s later
+    if cartesian:
+        bare.pose(stamp=ahead)
+        bare.chunk([0.1, 0, 0, 0, 0, 0, -1.0])
+    else:
+        bare.joints(np.zeros(14), stamp=ahead)
+        bare.chunk(np.full(14, 0.01))
+    bare.tick()
+    assert bare.node._hold_reason == "stale_state"
+    assert "stamped in the future" in bare.node._hold_detail
+    if cartesian:  # a little ahead (clock jitter within the limit) still runs
+        bare.pose(stamp=bare.t + 0.02 + 0.5 * limit)
+        bare.tick()
+        assert bare.node._hold_reason is None

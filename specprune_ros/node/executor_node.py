@@ -344,11 +344,15 @@ class ExecutorNode(LifecycleNode):
         if self._estop_latched:
             self._hold_detail = "e-stop latched (~/reset_estop)"
             return "estop"
-        age = self._state_age(now)
-        if age is None or age > self._values["max_state_age_s"]:
+        age, limit = self._state_age(now), self._values["max_state_age_s"]
+        if age is None or abs(age) > limit:  # a stamp from the future is no fresher
             what = "ee pose" if self._cartesian else "joint state"
-            self._hold_detail = (self._state_problem or f"no {what} received") if age is None \
-                else f"{what} is {age:.3f} s old"
+            if age is None:
+                self._hold_detail = self._state_problem or f"no {what} received"
+            elif age > 0.0:
+                self._hold_detail = f"{what} is {age:.3f} s old"
+            else:
+                self._hold_detail = f"{what} is stamped in the future ({-age:.3f} s ahead)"
             return "stale_state"
         newest = self._combiner.newest_received
         if newest is None and self._hold_reason == "watchdog":
