@@ -25,7 +25,8 @@ def tiny(demo_file, out, **changes):
 
 
 RECIPE = dict(aux_position=0.2, aux_colour=0.1, aux_named=0.2, aux_target=0.3,
-              aux_named_layer=1, label_weight=2.0, early_frames=2, early_repeat=3)
+              aux_named_layer=1, label_weight=2.0, early_frames=2, early_repeat=3,
+              aux_attention=0.1, aux_attention_layers="0,-1")
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +106,7 @@ def test_recipe_trains_every_head_and_exports_the_plain_checkpoint(cube_demos, t
     lines = []
     run = train(tiny(cube_demos, tmp_path / "aux", **RECIPE), log=lines.append)
     logged = " ".join(lines)
-    for term in ("position", "colour", "named", "target"):
+    for term in ("position", "colour", "named", "target", "attention"):
         assert f" {term} " in logged, term
     plain = tmp_path / "plain"
     train(tiny(cube_demos, plain), log=lambda _: None)
@@ -202,3 +203,36 @@ def test_fixed_target_readout_reads_the_first_three_coordinates():
     assert float(heads.losses(feats, labels, every)["target"]) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="aux_target_readout"):
         TrainConfig(demos="d", out="o", steps=1, aux_target_readout="mlp")
+
+
+def test_attention_loss_is_minus_log_the_named_share_of_the_text_scores():
+    from specprune.train.auxiliary import AuxiliaryHeads, AuxLabels, AuxWeights, Features
+
+    heads = AuxiliaryHeads(dim=8, num_colours=3, action_dim=7, grid=2, views=1)
+    colour = torch.tensor([[2, 0, 0, 1], [0, 0, 0, 0]])  # sample 1: the named cube unseen
+    labels = AuxLabels(colour=colour, named=torch.tensor([1, 1]),
+                       target=torch.zeros(2, 3), target_mask=torch.ones(2, dtype=torch.bool))
+    scores = torch.tensor([[0.2, 0.1, 0.1, 0.2], [0.1, 0.1, 0.1, 0.1]])  # named share 1/3
+    feats = Features(actions=torch.zeros(2, 1, 7), patches=torch.zeros(2, 4, 8),
+                     visual_hidden=None, head_hidden=torch.zeros(2, 7, 8),
+                     text_to_visual={0: scores, 5: scores})
+    loss = heads.losses(feats, labels, AuxWeights(attention=0.5))["attention"]
+    assert float(loss) == pytest.approx(0.5 * -np.log(1 / 3 + 1e-6), rel=1e-5)
+    with pytest.raises(ValueError, match="aux_attention_layers"):
+        TrainConfig(demos="d", out="o", steps=1, aux_attention_layers="0,last")
+
+
+def test_a_time_budgeted_run_resumes_with_its_calibrated_steps(cube_demos, tmp_path):
+    same = dict(warmup_steps=3, calibration_steps=2)
+    first = train(tiny(cube_demos, tmp_path / "m", steps=None, minutes=10.0, sitting_steps=2,
+                       **same), log=lambda _: None)
+    total = torch.load(str(tmp_path / "m-state" / "train_state.pt"),
+                       weights_only=False)["total"]
+    assert first.summary["steps"] == 2 and total >= 2
+    with pytest.raises(ValueError, match="steps=None"):
+        train(tiny(cube_demos, tmp_path / "m", steps=total + 1, resume=True, **same),
+              log=lambda _: None)
+    lines = []
+    train(tiny(cube_demos, tmp_path / "m", steps=total, resume=True, sitting_steps=1,
+               threads=2, **same), log=lines.append)
+    assert any("no longer bitwise" in line for line in lines)

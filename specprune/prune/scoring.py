@@ -26,15 +26,23 @@ def query_attention(layer: nn.Module, hidden: torch.Tensor, cos: torch.Tensor,
     hidden: (1, T, D) layer input; cos/sin: (1, T, hd); query_idx: (Q,) indices into T.
     Returns (H, Q, T) float32 probabilities (bidirectional: every key is visible).
     """
+    return batched_query_attention(layer, hidden, cos, sin, query_idx)[0]
+
+
+def batched_query_attention(layer: nn.Module, hidden: torch.Tensor, cos: torch.Tensor,
+                            sin: torch.Tensor, query_idx: torch.Tensor) -> torch.Tensor:
+    """``query_attention`` for a batch: hidden (B, T, D) -> (B, H, Q, T) probabilities
+    (training reads the same scores the pruned pass will use)."""
     attn = layer.self_attn
     hd = attn.head_dim
-    normed = layer.input_layernorm(hidden)[0]  # (T, D)
-    q = attn.q_proj(normed[query_idx]).view(len(query_idx), -1, hd).transpose(0, 1)  # (H, Q, hd)
-    k = attn.k_proj(normed).view(normed.shape[0], -1, hd).transpose(0, 1)  # (Hkv, T, hd)
-    q = _rope(q, cos[:, query_idx], sin[:, query_idx])
+    b, t = hidden.shape[:2]
+    normed = layer.input_layernorm(hidden)  # (B, T, D)
+    q = attn.q_proj(normed[:, query_idx]).view(b, len(query_idx), -1, hd).transpose(1, 2)
+    k = attn.k_proj(normed).view(b, t, -1, hd).transpose(1, 2)  # (B, Hkv, T, hd)
+    q = _rope(q, cos[:, query_idx], sin[:, query_idx])  # (B, H, Q, hd)
     k = _rope(k, cos, sin)
-    k = k.repeat_interleave(q.shape[0] // k.shape[0], dim=0)  # GQA -> (H, T, hd)
-    logits = torch.matmul(q.float(), k.float().transpose(1, 2)) * attn.scaling  # (H, Q, T)
+    k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)  # GQA -> (B, H, T, hd)
+    logits = torch.matmul(q.float(), k.float().transpose(-1, -2)) * attn.scaling  # (B,H,Q,T)
     return torch.softmax(logits, dim=-1)
 
 

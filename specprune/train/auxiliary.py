@@ -24,6 +24,12 @@ folder stay exactly OpenVLA-OFT's:
    recovers (R^2 0.97 for y) but the L1-trained action head learns only very slowly
    (measured: y prediction std 0.03 against a label std 0.75 after 600 steps).
 
+5. ``attention`` (a loss, no head): the share of the task-text query rows' attention
+   (mean over heads and rows, the score SpecPrune ranks visual tokens by) that falls on the
+   named cube's patches at the scoring layers, pushed up (-log share). A from-scratch model
+   has no reason to make its text tokens look at the named object, which SpecPrune's
+   text -> visual scores assume (a pretrained VLM brings it from pre-training).
+
 Patch colour labels come from the model-input pixels (after augmentation and the centre
 crop, so they move with the shift augmentation exactly as the tokens do) with per-colour
 dominance rules for the task's saturated cube colours; cube positions are the simulator's
@@ -127,10 +133,22 @@ class AuxWeights:
     named_layer: int = 2
     target_readout: str = "linear"  # or "fixed"
     target_all_frames: bool = False
+    attention: float = 0.0
+    attention_layers: Tuple[int, ...] = (0, 1, -1)
 
     @property
     def enabled(self) -> bool:
-        return any(w > 0 for w in (self.position, self.colour, self.named, self.target))
+        return any(w > 0 for w in (self.position, self.colour, self.named, self.target,
+                                   self.attention))
+
+    def captured_layers(self, num_layers: int) -> Tuple[int, ...]:
+        """Decoder layers whose inputs the enabled losses read (negative: from the end)."""
+        layers = set()
+        if self.named > 0:
+            layers.add(self.named_layer)
+        if self.attention > 0:
+            layers.update(i % num_layers for i in self.attention_layers)
+        return tuple(sorted(layers))
 
 
 @dataclass
@@ -141,18 +159,21 @@ class Features:
     patches: torch.Tensor  # (B, views * P, D) projected patch tokens
     visual_hidden: Optional[torch.Tensor]  # (B, views * P, D) entering named_layer
     head_hidden: torch.Tensor  # (B, chunk * action_dim, D) final norm
+    #: layer -> (B, views * P) attention of the task-text rows to each visual token
+    text_to_visual: Optional[Dict[int, torch.Tensor]] = None
 
 
-class LayerInput:
-    """Decoder hook that keeps the hidden states entering one layer (selects nothing)."""
+class LayerInputs:
+    """Decoder hook that keeps the state entering some layers (selects nothing):
+    layer -> (hidden (B, T, D), cos, sin)."""
 
-    def __init__(self, index: int) -> None:
-        self.index = index
-        self.hidden: Optional[torch.Tensor] = None
+    def __init__(self, indices: Sequence[int]) -> None:
+        self.indices = set(indices)
+        self.states: Dict[int, Tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
     def before_layer(self, index: int, layer: nn.Module, state: DecoderState) -> None:
-        if index == self.index:
-            self.hidden = state.hidden
+        if index in self.indices:
+            self.states[index] = (state.hidden, state.cos, state.sin)
 
 
 def _head(dim_in: int, dim_out: int) -> nn.Sequential:
@@ -205,4 +226,14 @@ class AuxiliaryHeads(nn.Module):
             mask = (torch.ones_like(labels.target_mask) if weights.target_all_frames
                     else labels.target_mask).float()
             out["target"] = weights.target * (err * mask).sum() / mask.sum().clamp(min=1.0)
+        if weights.attention > 0:
+            if not feats.text_to_visual:
+                raise ValueError("the attention loss needs the text -> visual scores")
+            is_named = (labels.colour == (labels.named + 1).unsqueeze(1)).float()
+            has = (is_named.sum(dim=1) > 0).float()  # (B,) the named cube is in view
+            terms = []
+            for scores in feats.text_to_visual.values():  # (B, V*P)
+                share = (scores * is_named).sum(1) / scores.sum(1).clamp_min(1e-12)
+                terms.append((-torch.log(share + 1e-6) * has).sum() / has.sum().clamp(min=1.0))
+            out["attention"] = weights.attention * torch.stack(terms).mean()
         return out

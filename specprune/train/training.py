@@ -40,8 +40,9 @@ from torch import nn
 from specprune.model.checkpoint import load_checkpoint, save_checkpoint
 from specprune.config import check_value, documented_field, int_as_float
 from specprune.prune.decoder import run_decoder
+from specprune.prune.scoring import batched_query_attention
 from specprune.train.auxiliary import (TARGET_READOUTS, AuxiliaryHeads, AuxLabels, AuxWeights,
-                                       Features, LayerInput, model_rgb, named_index,
+                                       Features, LayerInputs, model_rgb, named_index,
                                        patch_colour_labels)
 from specprune.train.demo_dataset import Demos, dataset_statistics, read_demos
 from specprune.model.loading import resolve_device
@@ -134,6 +135,13 @@ class TrainConfig:
     aux_target_all_frames: bool = _spec(
         False, "Supervise the target head on every frame, not only before the grasp.",
         kind=bool)
+    aux_attention: float = _spec(
+        0.0, "Weight of the attention loss: -log of the share of the task-text rows' "
+        "attention on the named cube's patches at aux_attention_layers (SpecPrune's score).",
+        0.0, 100.0)
+    aux_attention_layers: str = _spec(
+        "0,1,-1", "Comma-separated decoder layers of the attention loss (SpecPrune scores "
+        "V_local at 0 and 1, V_global at global_score_layers; -1: the last).")
     colour_min_pixels: int = _spec(
         10, "Pixels of one cube colour that make a patch show that cube (of 196 in a 14 px "
         "patch).", 1, 10**6)
@@ -156,7 +164,8 @@ class TrainConfig:
         "optimiser, sampler and RNG states). Empty: runs/<name of --out>.")
     resume: bool = _spec(
         False, "Continue from state_dir/train_state.pt exactly where it stopped (the same "
-        "settings; minutes, threads, device, logging and saving may change).", kind=bool)
+        "settings; minutes, logging and saving may change; threads and device too, but then "
+        "the result is no longer bitwise that of one uninterrupted run).", kind=bool)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -171,6 +180,7 @@ class TrainConfig:
         if self.aux_target_readout not in TARGET_READOUTS:
             raise ValueError(f"TrainConfig.aux_target_readout={self.aux_target_readout!r} is "
                              f"not one of {', '.join(TARGET_READOUTS)}")
+        _layer_list(self.aux_attention_layers)
         if self.resume and self.steps is None:
             raise ValueError("TrainConfig.resume needs steps (the LR schedule of the run)")
         if self.steps is None and self.calibration_steps > self.warmup_steps:
@@ -182,7 +192,8 @@ class TrainConfig:
     def aux_weights(self) -> AuxWeights:
         return AuxWeights(self.aux_position, self.aux_colour, self.aux_named, self.aux_target,
                           self.aux_named_pos_weight, self.aux_named_layer,
-                          self.aux_target_readout, self.aux_target_all_frames)
+                          self.aux_target_readout, self.aux_target_all_frames,
+                          self.aux_attention, _layer_list(self.aux_attention_layers))
 
     @property
     def state_path(self) -> str:
@@ -191,9 +202,20 @@ class TrainConfig:
         return os.path.join(folder, "train_state.pt")
 
 
-#: Fields that may differ between a run and its resumption (they do not change the result).
+def _layer_list(text: str) -> Tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ValueError(f"TrainConfig.aux_attention_layers={text!r} is not a comma-separated "
+                         "list of layer indices") from None
+
+
+#: Fields that may differ between a run and its resumption. All but threads and device
+#: leave the result unchanged; a change of those two keeps the run going but no longer
+#: bitwise-equal to an uninterrupted one (logged when it happens).
 RESUMABLE_CHANGES = ("minutes", "sitting_steps", "threads", "device", "log_every",
                      "save_every_minutes", "state_dir", "resume", "val_max_samples")
+_INEXACT_CHANGES = ("threads", "device")
 
 
 def _check_field(f: dataclasses.Field, value: Any) -> None:
@@ -329,22 +351,33 @@ def crop_margin(size: int, scale: float) -> int:
     return min(top, size - side - top)
 
 
-def forward(model: OpenVLAOFT, batch: Batch, capture_layer: Optional[int] = None) -> Features:
-    """The policy's unpruned pass, exposing what the auxiliary heads read."""
+def forward(model: OpenVLAOFT, batch: Batch, weights: Optional[AuxWeights] = None) -> Features:
+    """The policy's unpruned pass, exposing what the enabled auxiliary losses read."""
     layout = model.layout(len(batch.prompt.ids), batch.prompt.task_ids)
     patches = model.encode_images(batch.pixels)  # (B, views * P, D)
     embeds = model.build_sequence(patches, batch.proprio, batch.ids)  # (B, T, D)
-    hook = LayerInput(capture_layer) if capture_layer is not None else None
+    captured = weights.captured_layers(model.num_layers) if weights is not None else ()
+    missing = [i for i in captured if i >= model.num_layers]
+    if missing:
+        raise ValueError(f"decoder layers {missing} do not exist ({model.num_layers} layers)")
+    hook = LayerInputs(captured) if captured else None
     state = run_decoder(model.decoder, embeds, hook)
     head = state.hidden[:, layout.head_start:layout.head_start + layout.num_head_positions]
-    visual = None
-    if hook is not None:
-        if hook.hidden is None:
-            raise ValueError(f"decoder layer {capture_layer} does not exist "
-                             f"({model.num_layers} layers)")
-        visual = hook.hidden[:, layout.visual_start:layout.visual_start + layout.num_visual]
-    return Features(actions=model.predict_normalized(head), patches=patches,
-                    visual_hidden=visual, head_hidden=head)
+    vis = slice(layout.visual_start, layout.visual_start + layout.num_visual)
+    feats = Features(actions=model.predict_normalized(head), patches=patches,
+                     visual_hidden=None, head_hidden=head)
+    if hook is None or weights is None:
+        return feats
+    if weights.named > 0:
+        feats.visual_hidden = hook.states[weights.named_layer][0][:, vis]
+    if weights.attention > 0:
+        queries = torch.tensor(layout.query_positions, device=embeds.device)
+        feats.text_to_visual = {}
+        for i in sorted({j % model.num_layers for j in weights.attention_layers}):
+            hidden, cos, sin = hook.states[i]
+            probs = batched_query_attention(model.decoder.layers[i], hidden, cos, sin, queries)
+            feats.text_to_visual[i] = probs[..., vis].mean(dim=(1, 2))  # (B, V*P)
+    return feats
 
 
 def patch_grid(model: OpenVLAOFT) -> int:
@@ -475,8 +508,7 @@ def loss_terms(model: OpenVLAOFT, batch: Batch, label_weight: float = 0.0,
                weights: Optional[AuxWeights] = None) -> Dict[str, torch.Tensor]:
     """name -> loss: ``l1`` (the OFT action loss) plus the enabled auxiliary terms."""
     use_aux = heads is not None and weights is not None and weights.enabled
-    capture = weights.named_layer if use_aux and weights.named > 0 else None
-    feats = forward(model, batch, capture)
+    feats = forward(model, batch, weights if use_aux else None)
     terms = {"l1": action_loss(feats.actions, batch.target, label_weight)}
     if use_aux:
         if batch.aux is None:
@@ -541,6 +573,11 @@ def prepare(cfg: TrainConfig, log: Log) -> Tuple[Run, Any]:
         if weights.named > 0 and weights.named_layer >= model.num_layers:
             raise ValueError(f"TrainConfig.aux_named_layer={weights.named_layer} needs more "
                              f"than {model.num_layers} decoder layers")
+        bad = [i for i in weights.attention_layers if not -model.num_layers <= i
+               < model.num_layers]
+        if weights.attention > 0 and bad:
+            raise ValueError(f"TrainConfig.aux_attention_layers: {bad} outside the model's "
+                             f"{model.num_layers} decoder layers")
     params = sum(p.numel() for p in model.parameters())
     log(f"{cfg.preset}: {params / 1e6:.2f} M parameters; {len(train_demos)} train demos "
         f"({len(train_s)} samples), {len(val_demos)} held out ({len(val_s)} samples)")
@@ -696,6 +733,12 @@ def load_state(cfg: TrainConfig, model: OpenVLAOFT, heads: Optional[AuxiliaryHea
     saved = blob["config"]
     changed = sorted(k for k, v in dataclasses.asdict(cfg).items()
                      if k not in RESUMABLE_CHANGES and saved.get(k) != v)
+    if "steps" in changed and saved.get("steps") is None and blob["total"] == cfg.steps:
+        changed.remove("steps")  # a --minutes run resumed with its calibrated step count
+    inexact = [k for k in _INEXACT_CHANGES if saved.get(k) != getattr(cfg, k)]
+    if inexact:
+        log(f"--resume with other {', '.join(inexact)}: the run continues, but is no longer "
+            "bitwise that of an uninterrupted run")
     if changed:
         raise ValueError(f"--resume: {path} was saved with other settings: " + ", ".join(
             f"{k}={saved.get(k)!r} (now {getattr(cfg, k)!r})" for k in changed))

@@ -68,7 +68,7 @@ def evaluate_parallel(args: argparse.Namespace, spec: EpisodeSpec) -> Dict[str, 
     if args.ray_address:
         init["address"] = args.ray_address
     else:
-        init["num_cpus"] = args.workers
+        init["num_cpus"] = args.workers * spec.threads  # each task asks for --threads CPUs
     ray.init(**init)
     try:
         task = ray.remote(num_cpus=spec.threads)(_block)
