@@ -48,8 +48,10 @@ EXECUTOR_ARGS = ("autostart:=true", f"chunk_timeout_s:={CHUNK_TIMEOUT_S}",
 
 
 def executor_process(tmp: Path, domain: int, *overrides: str) -> NodeProcess:
+    """config/executor.yaml without the wait for an e-stop signal (nothing publishes it
+    here unless a test does), then ``overrides``."""
     args = ["--ros-args", "--params-file", "config/executor.yaml"]
-    for item in overrides:
+    for item in ("require_estop_signal:=false",) + overrides:
         args += ["-p", item]
     return NodeProcess("specprune_ros.node.executor_node", args, tmp, domain, "executor")
 

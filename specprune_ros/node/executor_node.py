@@ -132,6 +132,7 @@ class ExecutorNode(LifecycleNode):
         self._active = False
         self._activated_at = 0.0
         self._estop_latched = self._estop_input = False
+        self._estop_heard = False  # a false received on estop_topic (require_estop_signal)
         self._pose: Optional[Tuple[np.ndarray, np.ndarray, float]] = None
         self._state_problem = "no ee pose received" if self._cartesian else \
             "no joint state received"
@@ -224,6 +225,7 @@ class ExecutorNode(LifecycleNode):
         self._entities = []
         self._combiner.reset()
         self._pose, self._joints = None, None
+        self._estop_heard = False  # a new subscription must hear it again
 
     def stop(self) -> None:
         """Process exit: one last hold (a velocity interface must not keep the last
@@ -295,6 +297,11 @@ class ExecutorNode(LifecycleNode):
 
     def _on_estop(self, msg: Bool) -> None:
         self._estop_input = bool(msg.data)
+        if not msg.data and not self._estop_heard:
+            self._estop_heard = True
+            if self._values["require_estop_signal"]:
+                self._activated_at = self._now()  # the hold ends: ramp in again
+                self.get_logger().info("e-stop signal received (false): ramping in")
         if msg.data and not self._estop_latched:
             self._estop_latched = True
             self.counters["estops"] += 1
@@ -343,6 +350,9 @@ class ExecutorNode(LifecycleNode):
         """The reason to hold this tick (before looking at chunks), or None."""
         if self._estop_latched:
             self._hold_detail = "e-stop latched (~/reset_estop)"
+            return "estop"
+        if self._values["require_estop_signal"] and not self._estop_heard:
+            self._hold_detail = "no e-stop signal received yet"
             return "estop"
         age, limit = self._state_age(now), self._values["max_state_age_s"]
         if age is None or abs(age) > limit:  # a stamp from the future is no fresher
@@ -491,6 +501,7 @@ class ExecutorNode(LifecycleNode):
         values: Dict[str, Any] = {
             "active": self._active, "output": v["output"], "rule": v["rule"],
             "dry_run": v["dry_run"], "estop_latched": self._estop_latched,
+            "estop_signal": self._estop_heard,
             "holding": self._hold_reason or "", "last_refusal": self._last_refusal}
         values.update(self._last_command)
         names = ["ticks", "commands", "dry_run_commands", "chunks_received", "chunks_refused",

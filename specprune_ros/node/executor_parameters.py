@@ -96,6 +96,10 @@ PARAMS: Tuple[ParamSpec, ...] = (
     ParamSpec("max_chunk_age_s", 1.0, "Refuse a chunk whose stamp is further than this from "
               "the node clock when it arrives.", lo=0.01, hi=60.0),
     ParamSpec("dry_run", False, "Compute and report on /diagnostics, command nothing."),
+    ParamSpec("require_estop_signal", True, "Hold (reason estop, 'no e-stop signal received "
+              "yet') until a false has been received on estop_topic, so that an e-stop "
+              "raised before the executor subscribed cannot go unseen (the topic is not "
+              "latched). false only where nothing publishes the e-stop (simulation, tests)."),
     # --- safety envelope (live) ----------------------------------------------------------
     ParamSpec("workspace_min", list(_DEFAULT.workspace_min), "Workspace box lower corner "
               "(x, y, z) in base_frame, m (the simulated table top is at z = -0.10, cube "
