@@ -457,3 +457,23 @@ def test_the_robot_config_requires_the_estop_signal_and_the_simulator_does_not()
         "require_estop_signal"] is True
     sim = yaml.safe_load((CONFIG.parent / "executor_sim.yaml").read_text())
     assert sim[xp.NODE_NAME]["ros__parameters"]["require_estop_signal"] is False
+
+
+def test_joint_speed_ramps_in_after_activation_like_the_cartesian_limits():
+    bare = Bare(action_layout="aloha", output="joint_trajectory", ramp_in_s=1.0,
+                max_joint_speed=0.5)
+    q = np.linspace(-0.3, 0.3, 14)
+    bare.t += 0.23
+    bare.joints(q)
+    bare.chunk(q + 1.0)  # far: every joint limited
+    bare.tick()  # 0.25 s after activation: a quarter of the speed
+    step = np.array(bare.out.sent[-1].points[0].positions) - q
+    np.testing.assert_allclose(step, 0.5 * 0.25 * bare.node._dt, atol=1e-12)
+    assert bare.node.counters["ramp_in"] == 1 and bare.node.counters["joint_speed"] == 0
+    bare.t += 1.0
+    bare.joints(q)
+    bare.chunk(q + 1.0)
+    bare.tick()  # ramped in: the full limit
+    step = np.array(bare.out.sent[-1].points[0].positions) - q
+    np.testing.assert_allclose(step, 0.5 * bare.node._dt, atol=1e-12)
+    assert bare.node.counters["joint_speed"] == 1

@@ -583,7 +583,8 @@ def test_joint_space_layout_commands_a_speed_limited_joint_trajectory(tmp_path: 
     joint_list = "[" + ",".join(f"'{n}'" for n in real) + "]"
     for rig in make_rig(tmp_path, 51, None, "autostart:=true", "action_layout:=aloha",
                         "output:=joint_trajectory", f"joint_names:={joint_list}",
-                        "max_joint_speed:=0.5", f"chunk_timeout_s:={CHUNK_TIMEOUT_S}"):
+                        "max_joint_speed:=0.5", f"chunk_timeout_s:={CHUNK_TIMEOUT_S}",
+                        "ramp_in_s:=0.0"):
         out: List[JointTrajectory] = []
         node = rig.probe.node
         node.create_subscription(JointTrajectory, "/specprune/joint_trajectory", out.append, 100)

@@ -55,7 +55,7 @@ from specprune.model.presets import LAYOUTS
 from specprune_ros.node import executor_parameters as params
 from specprune_ros.node import lifecycle
 from specprune_ros.node.chunk_timing import ChunkCombiner, parse_chunk
-from specprune_ros.node.safety_envelope import Envelope, PoseIntegrator
+from specprune_ros.node.safety_envelope import Envelope, PoseIntegrator, ramp_factor
 from specprune_ros.node.tf_motion import pose_from_msg, stamp_seconds
 
 NODE_NAME = params.NODE_NAME
@@ -438,10 +438,11 @@ class ExecutorNode(LifecycleNode):
 
     def _move_joints(self, action: np.ndarray, now: float) -> None:
         q = self._joints[0]
-        step = self._values["max_joint_speed"] * self._dt
+        ramp = ramp_factor(self._envelope.limits.ramp_in_s, now - self._activated_at)
+        step = self._values["max_joint_speed"] * ramp * self._dt
         target = np.clip(action, q - step, q + step)
-        if np.any(target != action):
-            self.counters["joint_speed"] += 1
+        if np.any(target != action):  # as in the envelope: ramp_in while it binds
+            self.counters["ramp_in" if ramp < 1.0 else "joint_speed"] += 1
         self._last_command = {"max_joint_step": float(np.abs(target - q).max())}
         self._send(self._trajectory(target, now), None)
 

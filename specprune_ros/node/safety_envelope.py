@@ -4,7 +4,8 @@ No ROS imports. Units: metres, radians, seconds; vectors in the robot base frame
 quaternions (x, y, z, w). ``Envelope.limit`` takes the twist a chunk asks for and returns
 the one that may be commanded, naming every intervention:
 
-1. ``ramp_in``: for ``ramp_in_s`` after (re)activation the speed limits grow linearly from 0.
+1. ``ramp_in``: for ``ramp_in_s`` after (re)activation the speed limits grow linearly from 0
+   (``ramp_factor``; the executor applies it to its joint speed limit too).
 2. ``linear_speed`` / ``angular_speed``: the vector is scaled down to the limit (direction
    kept).
 3. ``linear_accel`` / ``angular_accel``: the change from the previous command is scaled to
@@ -56,6 +57,14 @@ def quat_to_rotvec(q: np.ndarray) -> np.ndarray:
 def rotation_between(current: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Base-frame rotation vector r with rotvec_to_quat(r) * current = target."""
     return quat_to_rotvec(quat_multiply(target, quat_conj(current)))
+
+
+def ramp_factor(ramp_in_s: float, since_activation: float) -> float:
+    """The fraction of the speed limits allowed ``since_activation`` seconds after
+    (re)activation: 0 growing linearly to 1 over ``ramp_in_s`` (0: always 1)."""
+    if ramp_in_s <= 0.0:
+        return 1.0
+    return min(1.0, max(since_activation, 0.0) / ramp_in_s)
 
 
 def _scale_to(vec: np.ndarray, limit: float) -> Tuple[np.ndarray, bool]:
@@ -123,8 +132,7 @@ class Envelope:
         was activated or the e-stop reset)."""
         lim, notes = self.limits, []
         v, w = np.asarray(linear, dtype=np.float64), np.asarray(angular, dtype=np.float64)
-        ramp = 1.0 if lim.ramp_in_s <= 0.0 else min(1.0, max(since_activation, 0.0)
-                                                    / lim.ramp_in_s)
+        ramp = ramp_factor(lim.ramp_in_s, since_activation)
         v_max, w_max = lim.max_linear_speed * ramp, lim.max_angular_speed * ramp
         v, hit_v = _scale_to(v, v_max)
         w, hit_w = _scale_to(w, w_max)
