@@ -126,6 +126,16 @@ def test_crossfade_from_the_last_action_when_the_old_chunk_has_ended():
     assert combiner.sample(T0 + 0.15).action[0] == pytest.approx(1.0)
 
 
+def test_crossfade_after_a_hold_does_not_blend_in_the_action_from_before_it():
+    combiner = ChunkCombiner("crossfade", crossfade_points=2)
+    combiner.add(chunk(0.0, 0.9, seq=1, points=2))
+    assert combiner.sample(T0 + 0.07).action[0] == pytest.approx(0.9)
+    assert combiner.sample(T0 + 0.2).action is None  # a gap: the executor holds
+    combiner.forget_last()
+    combiner.add(chunk(0.3, 0.1, seq=2))
+    assert combiner.sample(T0 + 0.3).action[0] == pytest.approx(0.1)
+
+
 def test_crossfade_0_and_a_first_chunk_are_plain_latest():
     combiner = ChunkCombiner("crossfade", crossfade_points=0)
     combiner.add(chunk(0.0, 0.0, seq=1))
@@ -477,3 +487,24 @@ def test_joint_speed_ramps_in_after_activation_like_the_cartesian_limits():
     step = np.array(bare.out.sent[-1].points[0].positions) - q
     np.testing.assert_allclose(step, 0.5 * bare.node._dt, atol=1e-12)
     assert bare.node.counters["joint_speed"] == 1
+
+
+def test_a_hold_ends_the_crossfade_from_the_chunk_before_it():
+    """A stale-state hold in the middle of a fade: afterwards the newest chunk runs alone,
+    not blended with the chunk that ran before the hold."""
+    bare = Bare(rule="crossfade", crossfade_points=20, max_linear_accel=1000.0,
+                max_linear_speed=2.0)
+    bare.pose()
+    bare.chunk([0.5, 0, 0, 0, 0, 0, -1.0], points=40)
+    bare.tick()
+    bare.pose()
+    bare.chunk([0.1, 0, 0, 0, 0, 0, -1.0], points=40)
+    bare.tick()
+    assert bare.last_twist()[0] == pytest.approx(0.5 - 0.4 / 21)  # fading 0.5 -> 0.1
+    bare.t += 0.3  # no pose for 0.32 s: stale
+    bare.tick()
+    assert bare.node._hold_reason == "stale_state"
+    bare.pose()
+    bare.tick()
+    assert bare.node._hold_reason is None
+    assert bare.last_twist()[0] == pytest.approx(0.1)

@@ -19,7 +19,8 @@ turns them into one action per tick by one of three rules:
   ``k`` points: at the first tick the new chunk runs, the weight of the new chunk is
   1 / (k + 1), rising linearly in time to 1 after k point periods. "What ran before" is
   the previous chunk's point at t while that chunk still covers t, else the combined
-  action of the tick before the new chunk took over.
+  action of the tick before the new chunk took over. After a hold (``forget_last``) nothing
+  ran before: the next chunk starts unblended.
 """
 from __future__ import annotations
 
@@ -135,6 +136,10 @@ class ChunkCombiner:
         self._fade_value: Optional[np.ndarray] = None  # the action when the newest took over
         self._newest_run: Optional[Chunk] = None
         self._last: Optional[np.ndarray] = None
+
+    def forget_last(self) -> None:
+        """The arm was held: what ran before is no action to fade from (the chunks stay)."""
+        self._fade_from = self._fade_value = self._newest_run = self._last = None
 
     def add(self, chunk: Chunk) -> None:
         """Keep ``chunk`` (ordered by stamp); drop chunks that can no longer run."""

@@ -388,6 +388,7 @@ class ExecutorNode(LifecycleNode):
                                           throttle_duration_sec=1.0)
             self._hold_reason = reason
         self.counters["hold_ticks"] += 1
+        self._combiner.forget_last()  # no crossfade from an action from before the hold
         command = self._hold_command(now)
         if command is not None:
             self._send(*command)
