@@ -508,3 +508,21 @@ def test_a_hold_ends_the_crossfade_from_the_chunk_before_it():
     bare.tick()
     assert bare.node._hold_reason is None
     assert bare.last_twist()[0] == pytest.approx(0.1)
+
+
+def test_activation_before_the_first_clock_message_still_ramps_in():
+    """use_sim_time: the node clock reads 0 until /clock arrives; the ramp starts at the
+    first tick with a clock, not at time 0 (which would skip it)."""
+    bare = Bare(ramp_in_s=1.0, max_linear_accel=1000.0)
+    bare.t = 0.0
+    bare.node._start_commanding(bare.t)  # activated before any /clock
+    bare.t = 500.0  # the simulator's clock is well past 0 when it first ticks
+    bare.pose()
+    bare.chunk([0.2, 0, 0, 0, 0, 0, -1.0], points=40)
+    bare.tick()  # the first tick with a clock: the ramp starts here
+    np.testing.assert_array_equal(bare.last_twist(), np.zeros(3))
+    assert bare.node.counters["ramp_in"] == 1
+    for _ in range(20):
+        bare.pose()
+        bare.tick()
+    assert bare.last_twist()[0] == pytest.approx(0.25 * 0.4)  # 40 % in after 0.4 s

@@ -130,7 +130,7 @@ class ExecutorNode(LifecycleNode):
         self._entities: List[Any] = []
         self._timer: Any = None
         self._active = False
-        self._activated_at = 0.0
+        self._activated_at: Optional[float] = None  # start of the ramp; None: no clock yet
         self._estop_latched = self._estop_input = False
         self._estop_heard = False  # a false received on estop_topic (require_estop_signal)
         self._pose: Optional[Tuple[np.ndarray, np.ndarray, float]] = None
@@ -190,7 +190,7 @@ class ExecutorNode(LifecycleNode):
         self._combiner.reset()
         self._envelope.stop()
         self._integrator.reset()
-        self._activated_at = now
+        self._restart_ramp(now)
         self._hold_reason = None
         self._active = True
         self.get_logger().info(f"active: commanding ({self._values['output']}"
@@ -300,7 +300,7 @@ class ExecutorNode(LifecycleNode):
         if not msg.data and not self._estop_heard:
             self._estop_heard = True
             if self._values["require_estop_signal"]:
-                self._activated_at = self._now()  # the hold ends: ramp in again
+                self._restart_ramp(self._now())  # the hold ends: ramp in again
                 self.get_logger().info("e-stop signal received (false): ramping in")
         if msg.data and not self._estop_latched:
             self._estop_latched = True
@@ -318,7 +318,7 @@ class ExecutorNode(LifecycleNode):
             response.success, response.message = True, "no e-stop latched"
         else:
             self._estop_latched = False
-            self._activated_at = self._now()  # ramp in again
+            self._restart_ramp(self._now())
             self._combiner.reset()  # chunks from before the stop do not resume
             response.success, response.message = True, "e-stop reset: ramping in"
             self.get_logger().warning(response.message)
@@ -332,8 +332,18 @@ class ExecutorNode(LifecycleNode):
         if now - self._last_diag >= _DIAG_PERIOD_S or now < self._last_diag:
             self._publish_diagnostics(now)
 
+    def _restart_ramp(self, now: float) -> None:
+        """The speed limits ramp in from ``now``; under use_sim_time before the first
+        /clock message (now 0) from the first tick that has a clock."""
+        self._activated_at = now if now > 0.0 else None
+
+    def _since_activation(self, now: float) -> float:
+        return 0.0 if self._activated_at is None else now - self._activated_at
+
     def _tick(self, now: float) -> None:
         self.counters["ticks"] += 1
+        if self._activated_at is None and now > 0.0:
+            self._activated_at = now
         reason = self._hold_check(now)
         if reason is None:
             sample = self._combiner.sample(now)
@@ -419,7 +429,7 @@ class ExecutorNode(LifecycleNode):
         position, orientation, _ = self._pose
         limited = self._envelope.limit(clipped[:3] * v["linear_scale"],
                                        clipped[3:6] * v["angular_scale"], position, self._dt,
-                                       now - self._activated_at)
+                                       self._since_activation(now))
         notes = list(limited.interventions)
         if v["output"] == "twist":
             msg = self._twist(limited.linear, limited.angular, now)
@@ -439,7 +449,7 @@ class ExecutorNode(LifecycleNode):
 
     def _move_joints(self, action: np.ndarray, now: float) -> None:
         q = self._joints[0]
-        ramp = ramp_factor(self._envelope.limits.ramp_in_s, now - self._activated_at)
+        ramp = ramp_factor(self._envelope.limits.ramp_in_s, self._since_activation(now))
         step = self._values["max_joint_speed"] * ramp * self._dt
         target = np.clip(action, q - step, q + step)
         if np.any(target != action):  # as in the envelope: ramp_in while it binds
