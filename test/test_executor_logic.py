@@ -526,3 +526,17 @@ def test_activation_before_the_first_clock_message_still_ramps_in():
         bare.pose()
         bare.tick()
     assert bare.last_twist()[0] == pytest.approx(0.25 * 0.4)  # 40 % in after 0.4 s
+
+
+def test_one_pair_of_time_conversions_serves_both_nodes():
+    from specprune_ros.node import executor_node, policy_node, tf_motion
+    assert policy_node.duration is tf_motion.duration is executor_node.duration
+    assert executor_node.stamp_seconds is tf_motion.stamp_seconds
+    assert not hasattr(executor_node, "_seconds") and not hasattr(executor_node, "_point")
+    d = tf_motion.duration(2.9999999999)  # rounds to the nanosecond, carrying into sec
+    assert (d.sec, d.nanosec) == (3, 0)
+    assert tf_motion.stamp_seconds(tf_motion.duration(1.25)) == 1.25
+    bare = Bare(action_layout="aloha", output="joint_trajectory")
+    bare.joints(np.zeros(14))
+    bare.tick()  # a hold: one point, one control period ahead
+    assert bare.out.sent[-1].points[0].time_from_start == tf_motion.duration(bare.node._dt)

@@ -56,7 +56,7 @@ from specprune_ros.node import executor_parameters as params
 from specprune_ros.node import lifecycle
 from specprune_ros.node.chunk_timing import ChunkCombiner, parse_chunk
 from specprune_ros.node.safety_envelope import Envelope, PoseIntegrator, ramp_factor
-from specprune_ros.node.tf_motion import pose_from_msg, stamp_seconds
+from specprune_ros.node.tf_motion import duration, pose_from_msg, stamp_seconds
 
 NODE_NAME = params.NODE_NAME
 DIAG_NAME = f"{NODE_NAME}: safety"
@@ -66,17 +66,6 @@ HOLD_REASONS = ("estop", "stale_state", "watchdog", "no_chunk")
 
 class StartupError(Exception):
     """A parameter problem that stops the node at start (clear message)."""
-
-
-def _seconds(duration: Any) -> float:
-    return duration.sec + duration.nanosec * 1e-9
-
-
-def _point(positions: Any, seconds: float) -> JointTrajectoryPoint:
-    sec, nanosec = divmod(int(round(seconds * 1e9)), 10 ** 9)
-    point = JointTrajectoryPoint(positions=[float(v) for v in positions])
-    point.time_from_start.sec, point.time_from_start.nanosec = sec, nanosec
-    return point
 
 
 def _kind(entity: Any) -> type:
@@ -243,7 +232,7 @@ class ExecutorNode(LifecycleNode):
         self._seq += 1
         try:
             chunk = parse_chunk(msg.joint_names, [p.positions for p in msg.points],
-                                [_seconds(p.time_from_start) for p in msg.points],
+                                [stamp_seconds(p.time_from_start) for p in msg.points],
                                 self._layout.action_names, stamp_seconds(msg.header.stamp),
                                 now, self._seq)
             age = now - chunk.stamp
@@ -492,7 +481,8 @@ class ExecutorNode(LifecycleNode):
 
     def _trajectory(self, positions: np.ndarray, now: float) -> JointTrajectory:
         msg = self._header(JointTrajectory(joint_names=list(self._values["joint_names"])), now)
-        msg.points.append(_point(positions, self._dt))
+        msg.points.append(JointTrajectoryPoint(positions=[float(v) for v in positions],
+                                               time_from_start=duration(self._dt)))
         return msg
 
     # -------------------------------------------------------------------- diagnostics

@@ -44,7 +44,6 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profi
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)  # lark, pulled in by the msg packages
-    from builtin_interfaces.msg import Duration
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
     from geometry_msgs.msg import PoseStamped
     from rcl_interfaces.msg import SetParametersResult
@@ -62,8 +61,8 @@ from specprune_ros.node.observation_builder import (NO_NEW_FRAMES, BuildResult, 
                                                     FaultTracker, Limits, ObservationBuilder,
                                                     StateLayout)
 from specprune_ros.node.ros_image import compressed_msg_to_rgb, image_msg_to_rgb, rgb_to_image_msg
-from specprune_ros.node.tf_motion import (TfPoseSource, pose_from_msg, stamp_seconds,
-                                          tf_unavailable_reason)
+from specprune_ros.node.tf_motion import (TfPoseSource, duration, pose_from_msg,
+                                          stamp_seconds, tf_unavailable_reason)
 
 NODE_NAME = params.NODE_NAME
 DIAG_NAME = f"{NODE_NAME}: inference"
@@ -81,11 +80,6 @@ class StartupError(Exception):
 
 
 # ------------------------------------------------------------------------------ outputs
-def duration(seconds: float) -> Duration:
-    sec, nanosec = divmod(int(round(seconds * 1e9)), 10 ** 9)
-    return Duration(sec=sec, nanosec=nanosec)
-
-
 def chunk_msg(chunk: ActionChunk, names: Sequence[str], stamp: Any, frame_id: str,
               control_rate_hz: float) -> JointTrajectory:
     """One point per future control tick, time_from_start = (i + 1) / control_rate_hz."""

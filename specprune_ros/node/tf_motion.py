@@ -15,6 +15,7 @@ from rclpy.node import Node
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)  # lark, pulled in by the msg packages
+    from builtin_interfaces.msg import Duration
     from geometry_msgs.msg import PoseStamped
 
 try:
@@ -36,8 +37,14 @@ def tf_unavailable_reason() -> Optional[str]:
 
 
 def stamp_seconds(stamp: Any) -> float:
-    """builtin_interfaces/Time -> seconds."""
+    """builtin_interfaces/Time (or Duration: the same two fields) -> seconds."""
     return stamp.sec + stamp.nanosec * 1e-9
+
+
+def duration(seconds: float) -> Duration:
+    """Seconds -> builtin_interfaces/Duration (rounded to the nanosecond)."""
+    sec, nanosec = divmod(int(round(seconds * 1e9)), 10 ** 9)
+    return Duration(sec=sec, nanosec=nanosec)
 
 
 def pose_from_msg(msg: PoseStamped) -> Tuple[Tuple[float, float, float],
