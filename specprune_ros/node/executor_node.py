@@ -12,9 +12,11 @@ normalised action to SI units, passes it through the safety envelope (safety_env
 and commands the robot on one interface (``output``: TwistStamped, PoseStamped target or
 JointTrajectory) plus the gripper (std_msgs/Float64). It holds (zero twist / the measured
 pose / the measured joints) when no chunk covers the tick, when no chunk arrived for
-``chunk_timeout_s`` (watchdog), when the measured state is stale, and from an e-stop
-message until ``~/reset_estop``. Malformed or non-finite chunks are refused. Every
-intervention is counted on /diagnostics. ``dry_run`` computes and reports, commands nothing.
+``chunk_timeout_s`` (watchdog), when the measured state is stale (or stamped in the
+future), from an e-stop message until ``~/reset_estop``, and (``require_estop_signal``)
+until the e-stop topic has said false once. Malformed or non-finite chunks are refused.
+Every intervention is counted on /diagnostics. ``dry_run`` computes and reports, commands
+nothing (switched on while active, it first sends one hold).
 
 Lifecycle: configure subscribes and creates the outputs (a Cartesian layout with output
 joint_trajectory is refused here, with the reason); activate starts commanding (speed
