@@ -229,11 +229,22 @@ def twist_rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         yield rig
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "open defect (#13): on an idle 2-core machine the simulated arm moves < 3 cm during 1.5 s "
-    "of 0.2 m/s twists (the executor publishes them; the bridge holds), reproduced at "
-    "22c9a61 and HEAD; the tests passed with the machine loaded. Pose mode is unaffected."))
 class TestTwist:
+    def test_the_arm_keeps_ticking_while_twists_stream(self, twist_rig: Rig) -> None:
+        """The executor streams a twist every 20 ms (zero while it holds). The bridge once
+        ticked from a timer that rclpy's MultiThreadedExecutor starved under that stream:
+        ~1 /ee_pose per second instead of 20, and the arm barely moved (#13)."""
+        rig = twist_rig
+        poses, twists, t0 = len(rig.wire.poses), len(rig.wire.twists), time.monotonic()
+        rig.probe.spin_for(2.0)
+        n_poses, n_twists = len(rig.wire.poses) - poses, len(rig.wire.twists) - twists
+        seconds = time.monotonic() - t0
+        print(f"over {seconds:.1f} s: {n_poses / seconds:.1f} /ee_pose per s, "
+              f"{n_twists / seconds:.1f} twists per s")
+        assert n_twists > 0
+        # nominal 20 Hz / 50 Hz = 0.4 poses per twist; starved it was ~0.02
+        assert n_poses / n_twists > 0.1, (n_poses, n_twists)
+
     def test_chunks_move_the_arm_through_twist_commands(self, twist_rig: Rig) -> None:
         rig = twist_rig
         start = rig.settled()

@@ -23,6 +23,11 @@ def _request_stop(signum: int, frame: object) -> None:
     _stop.set()
 
 
+def request_stop() -> None:
+    """Ask the main loop to stop, as SIGINT / SIGTERM do (from any thread)."""
+    _stop.set()
+
+
 def init(args: Optional[List[str]] = None) -> None:
     """rclpy.init without rclpy's signal handlers; SIGINT / SIGTERM request a stop."""
     _stop.clear()

@@ -33,6 +33,7 @@ import math
 import sys
 import threading
 import time
+import traceback
 import warnings
 from collections import deque
 from dataclasses import dataclass
@@ -41,8 +42,7 @@ from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import rclpy
 import rclpy.logging
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -67,6 +67,7 @@ with warnings.catch_warnings():
 from specprune_ros.node import lifecycle
 from specprune_ros.node.ros_image import rgb_to_image_msg
 from specprune_ros.node.safety_envelope import rotation_between
+from specprune_ros.sim.control_loop import ControlLoop
 from specprune_ros.sim.sim_arm import (ACTION_DIM, ACTION_NAMES, GRIPPER_OPEN, SimArm,
                                        SimArmConfig, SimObservation)
 
@@ -344,20 +345,19 @@ class SimBridgeNode(Node):
         self._episode = 0
         self._rejected = 0
         self._rate_t0 = time.monotonic()
-        sim_group = MutuallyExclusiveCallbackGroup()  # the tick: the one sim user
-        # ~/reset in its own group, carried out by the tick: sharing the tick's group, it
-        # starved behind an always-overdue timer on a loaded machine (no answer in 60 s)
+        # ~/reset is carried out by the tick (the one sim user) and answered once done
         self._reset_lock = threading.Lock()
         self._pending_resets: List[threading.Event] = []  # one new episode each, in order
         self._make_publishers()
         self._subscribe_commands()
-        self.create_service(Trigger, "~/reset", self._on_reset,
-                            callback_group=MutuallyExclusiveCallbackGroup())
+        self.create_service(Trigger, "~/reset", self._on_reset)
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._on_parameters_set)
         self._start_episode()
-        self._tick_timer = self.create_timer(self._sim.dt, self._on_tick,
-                                             callback_group=sim_group)
+        # the tick runs on its own thread, not an rclpy timer: see control_loop.py
+        self._loop = ControlLoop(self._sim.dt, self._on_tick, self._on_tick_error,
+                                 name="sim_tick")
+        self._loop.start()
         self.get_logger().info(
             f"simulating '{self._p['task']}' at {self._p['control_rate_hz']:g} Hz, "
             f"{self._p['camera_size']}px cameras; executing {self._p['command_input']} "
@@ -365,20 +365,18 @@ class SimBridgeNode(Node):
 
     def _subscribe_commands(self) -> None:
         """Subscribe to what command_input names (and the gripper beside twist / pose)."""
-        p, group = self._p, MutuallyExclusiveCallbackGroup()
+        p = self._p
         if p["command_input"] == "chunk":
             self.create_subscription(JointTrajectory, p["action_chunk_topic"], self._on_chunk,
-                                     10, callback_group=group)
+                                     10)
             return
         if p["command_input"] == "twist":
-            self.create_subscription(TwistStamped, p["twist_topic"], self._on_twist, 10,
-                                     callback_group=group)
+            self.create_subscription(TwistStamped, p["twist_topic"], self._on_twist, 10)
         else:
-            self.create_subscription(PoseStamped, p["pose_target_topic"], self._on_pose_target,
-                                     10, callback_group=group)
+            self.create_subscription(PoseStamped, p["pose_target_topic"],
+                                     self._on_pose_target, 10)
         self.create_subscription(Float64, p["gripper_topic"],
-                                 lambda msg: self._command.set_gripper(msg.data), 10,
-                                 callback_group=group)
+                                 lambda msg: self._command.set_gripper(msg.data), 10)
 
     # -------------------------------------------------------------------- setup
     def _make_publishers(self) -> None:
@@ -403,8 +401,14 @@ class SimBridgeNode(Node):
                                    f"published (use {p['ee_pose_topic']})")
 
     def stop_ticking(self) -> None:
-        """Cancel the control tick: the simulator gets no new work."""
-        self._tick_timer.cancel()
+        """End the control loop after the tick in progress: the simulator gets no new work."""
+        if not self._loop.stop():
+            self.get_logger().error("the control tick did not end within 5 s")
+
+    @property
+    def failed(self) -> bool:
+        """The control loop ended on an error (reported by _on_tick_error)."""
+        return self._loop.error is not None
 
     def close(self) -> None:
         """Free the simulator (call after the executor stopped running callbacks)."""
@@ -443,13 +447,19 @@ class SimBridgeNode(Node):
 
     # -------------------------------------------------------------------- callbacks
     def _on_tick(self) -> None:
-        """Timer callback: one control tick."""
+        """The control loop's callback: one control tick."""
         try:
             self._tick()
         except Exception:
             if self.context.ok():
                 raise
             # shutting down (SIGINT/SIGTERM): publishers died under this tick; nothing to do
+
+    def _on_tick_error(self, exc: BaseException) -> None:
+        """A tick raised: the simulation cannot go on; say why and stop the process."""
+        trace = "".join(traceback.format_exception(exc)).rstrip()
+        self.get_logger().fatal(f"simulation tick failed, stopping:\n{trace}")
+        lifecycle.request_stop()
 
     def _tick(self) -> None:
         """Step the sim with the next action (or start a new episode) and publish."""
@@ -521,13 +531,17 @@ class SimBridgeNode(Node):
         done = threading.Event()
         with self._reset_lock:
             self._pending_resets.append(done)
-        done.wait(timeout=RESET_WAIT_S)
+        deadline = time.monotonic() + RESET_WAIT_S
+        while not done.wait(0.05) and self._loop.running() \
+                and time.monotonic() < deadline:
+            pass
         with self._reset_lock:
             if done in self._pending_resets:
                 self._pending_resets.remove(done)
         if not done.is_set():
             response.success = False
-            response.message = f"the simulation did not tick within {RESET_WAIT_S:g} s"
+            response.message = (f"the simulation did not tick within {RESET_WAIT_S:g} s"
+                                if self._loop.running() else "the simulation is stopping")
             return response
         response.success = True
         response.message = f"episode {self._episode} (seed {self._seed_used})"
@@ -572,19 +586,25 @@ class SimBridgeNode(Node):
         rate = _RATE_LOG_EVERY / max(now - self._rate_t0, 1e-9)
         self._rate_t0 = now
         self.get_logger().debug(f"achieved {rate:.1f} steps/s "
-                                f"(target {self._p['control_rate_hz']:g})")
+                                f"(target {self._p['control_rate_hz']:g}; "
+                                f"{self._loop.overruns} overrun ticks so far)")
 
 
 def main(args: Optional[List[str]] = None) -> None:
     """Run the bridge until SIGINT / SIGTERM, then free the simulator."""
     lifecycle.init(args)
     node: Optional[SimBridgeNode] = None
-    executor = MultiThreadedExecutor(num_threads=3)
+    # single-threaded: every callback only stores or waits for the tick, which has its own
+    # thread. rclpy 9's MultiThreadedExecutor re-queues tasks that wait in its pool and
+    # spins holding the GIL (ros2/rclpy#1452, fixed upstream by #1547), which starved the
+    # tick here to ~1 Hz under 50 Hz twist commands.
+    executor = SingleThreadedExecutor()
     code = 0
     try:
         node = SimBridgeNode()
         executor.add_node(node)
         lifecycle.spin_until_stopped(executor)
+        code = 1 if node.failed else 0
     except ValueError as exc:  # a parameter that cannot work
         rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {exc}")
         code = 1
