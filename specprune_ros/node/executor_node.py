@@ -41,6 +41,7 @@ from rclpy.parameter import Parameter
 from rclpy.publisher import Publisher
 from rclpy.service import Service
 from rclpy.subscription import Subscription
+from rclpy.duration import Duration
 from rclpy.time import Time
 
 with warnings.catch_warnings():
@@ -63,6 +64,7 @@ from specprune_ros.node.tf_motion import duration, pose_from_msg, stamp_seconds
 NODE_NAME = params.NODE_NAME
 DIAG_NAME = f"{NODE_NAME}: safety"
 _DIAG_PERIOD_S = 0.5
+SHUTDOWN_ACK_TIMEOUT_S = 1.0  # at exit, how long the last hold may wait for acknowledgement
 HOLD_REASONS = ("estop", "stale_state", "watchdog", "no_chunk")
 
 
@@ -224,8 +226,20 @@ class ExecutorNode(LifecycleNode):
         if self._active:
             self._hold("shutdown", self._now(), count=False)
             self._active = False
+            self._await_delivery()
         if self._timer is not None:
             self._timer.cancel()
+
+    def _await_delivery(self) -> None:
+        """Wait until the robot's side acknowledged what was published (reliable QoS): the
+        process exits next, and a last hold lost with the publisher left the controller
+        on the previous twist (seen under load)."""
+        for pub in (self._command_pub, self._gripper_pub):
+            if pub is not None and not pub.wait_for_all_acked(
+                    Duration(seconds=SHUTDOWN_ACK_TIMEOUT_S)):
+                self.get_logger().warning(
+                    f"the last hold on {pub.topic_name} was not acknowledged by every "
+                    f"subscriber within {SHUTDOWN_ACK_TIMEOUT_S:g} s")
 
     # -------------------------------------------------------------------- inputs
     def _on_chunk(self, msg: JointTrajectory) -> None:
