@@ -26,16 +26,12 @@ cleanup drops everything. ``autostart: true`` configures and activates at start.
 from __future__ import annotations
 
 import math
-import sys
 import warnings
 from collections import Counter
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
-import rclpy
-import rclpy.logging
 from rclpy.exceptions import ParameterException
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.publisher import Publisher
@@ -57,6 +53,7 @@ with warnings.catch_warnings():
 from specprune.model.presets import LAYOUTS
 from specprune_ros.node import executor_parameters as params
 from specprune_ros.node import lifecycle
+from specprune_ros.node.lifecycle import StartupError
 from specprune_ros.node.chunk_timing import ChunkCombiner, parse_chunk
 from specprune_ros.node.safety_envelope import Envelope, PoseIntegrator, ramp_factor
 from specprune_ros.node.tf_motion import duration, pose_from_msg, stamp_seconds
@@ -66,10 +63,6 @@ DIAG_NAME = f"{NODE_NAME}: safety"
 _DIAG_PERIOD_S = 0.5
 SHUTDOWN_ACK_TIMEOUT_S = 1.0  # at exit, how long the last hold may wait for acknowledgement
 HOLD_REASONS = ("estop", "stale_state", "watchdog", "no_chunk")
-
-
-class StartupError(Exception):
-    """A parameter problem that stops the node at start (clear message)."""
 
 
 def _kind(entity: Any) -> type:
@@ -141,6 +134,10 @@ class ExecutorNode(LifecycleNode):
     @property
     def autostart(self) -> bool:
         return bool(self._values["autostart"])
+
+    def bring_up(self) -> None:
+        """configure, then activate (``autostart``); StartupError with the reason."""
+        lifecycle.bring_up(self, lambda: self._last_refusal)
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -574,41 +571,9 @@ class ExecutorNode(LifecycleNode):
 
 # ------------------------------------------------------------------------------ main
 def main(args: Optional[List[str]] = None) -> None:
-    """Run until SIGINT / SIGTERM (exit 0); a parameter problem, or a refused configure
-    under autostart, exits with 1."""
-    lifecycle.init(args)
-    node: Optional[ExecutorNode] = None
-    executor = SingleThreadedExecutor()
-    code = 0
-    try:
-        node = ExecutorNode()
-        executor.add_node(node)
-        if node.autostart and not autostart(node):
-            code = 1
-        else:
-            lifecycle.spin_until_stopped(executor)
-    except StartupError as exc:
-        rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {exc}")
-        code = 1
-    finally:
-        if node is not None:
-            node.stop()
-        executor.shutdown()
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    if code:
-        sys.exit(code)
-
-
-def autostart(node: ExecutorNode) -> bool:
-    """configure + activate; False (logged) when a transition fails."""
-    for name, trigger in (("configure", node.trigger_configure),
-                          ("activate", node.trigger_activate)):
-        if trigger() != TransitionCallbackReturn.SUCCESS:
-            node.get_logger().fatal(f"autostart: {name} failed: {node._last_refusal}")
-            return False
-    return True
+    """Run until SIGINT / SIGTERM (exit 0) and send one last hold; a parameter problem, or a
+    refused configure / activate under autostart, exits with 1."""
+    lifecycle.run_managed(args, NODE_NAME, ExecutorNode, ExecutorNode.stop)
 
 
 if __name__ == "__main__":

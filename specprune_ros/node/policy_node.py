@@ -24,7 +24,6 @@ thresholds are live; an integer is accepted for every double. Services: ``~/rese
 from __future__ import annotations
 
 import gc
-import os
 import sys
 import threading
 import time
@@ -33,10 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-import rclpy
-import rclpy.logging
 from rclpy.exceptions import ParameterException
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -56,6 +52,7 @@ from specprune import (ActionChunk, CheckpointError, NonFiniteActionError, Obser
                        PruneConfig, StepStats, load_policy)
 from specprune.model.presets import PRESETS
 from specprune_ros.node import lifecycle
+from specprune_ros.node.lifecycle import StartupError
 from specprune_ros.node import parameters as params
 from specprune_ros.node.observation_builder import (NO_NEW_FRAMES, BuildResult, Fault,
                                                     FaultTracker, Limits, ObservationBuilder,
@@ -73,10 +70,6 @@ _FAULT_DIAG_PERIOD_S = 0.25  # most frequent diagnostics while skipping
 _HEARTBEAT_S = 1.0  # diagnostics at least this often
 _WAKE_PERIOD_S = 0.1  # re-check inputs this often without new frames (staleness)
 _DIM = 3  # dropped patches are shown at 1/_DIM brightness
-
-
-class StartupError(Exception):
-    """A configuration or model problem that stops the node at start (clear message)."""
 
 
 # ------------------------------------------------------------------------------ outputs
@@ -308,10 +301,7 @@ class PolicyNode(LifecycleNode):
 
     def bring_up(self) -> None:
         """configure, then activate (``autostart``); StartupError with the reason."""
-        for name, trigger in (("configure", self.trigger_configure),
-                              ("activate", self.trigger_activate)):
-            if trigger() != TransitionCallbackReturn.SUCCESS:
-                raise StartupError(self.error or f"{name} failed")
+        lifecycle.bring_up(self, lambda: self.error)
 
     # -------------------------------------------------------------------- lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -702,37 +692,9 @@ def _finish(node: PolicyNode) -> None:
 def main(args: Optional[List[str]] = None) -> None:
     """Run the managed node until SIGINT / SIGTERM (exit 0). With ``autostart`` it
     configures and activates itself, and a configure / activate failure exits with 1;
-    without, it waits for its lifecycle manager.
-
-    The process ends with os._exit once rclpy is shut down and the output flushed: the
-    interpreter's teardown of torch / transformers takes seconds on a loaded machine, long
-    enough for a launch's SIGINT to escalate to SIGTERM (issue #13)."""
-    lifecycle.init(args)
-    node: Optional[PolicyNode] = None
-    executor = SingleThreadedExecutor()
-    code = 0
-    try:
-        node = PolicyNode()
-        executor.add_node(node)
-        if node.autostart:
-            node.bring_up()
-        else:
-            node.get_logger().info("unconfigured: waiting for configure / activate "
-                                   "(lifecycle services, or autostart:=true)")
-        lifecycle.spin_until_stopped(executor)
-    except StartupError as exc:
-        rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {exc}")
-        code = 1
-    finally:
-        if node is not None:
-            _finish(node)
-        executor.shutdown()
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    without, it waits for its lifecycle manager. The process ends with os._exit after the
+    ordered shutdown (issue #13: torch's teardown outlasted a launch's SIGINT timeout)."""
+    lifecycle.run_managed(args, NODE_NAME, PolicyNode, _finish, exit_at_once=True)
 
 
 if __name__ == "__main__":
