@@ -394,6 +394,29 @@ def test_dry_run_on_while_moving_holds_the_measured_pose_or_joints():
     assert idle.out.sent == []
 
 
+def test_dry_run_switched_off_starts_from_rest_and_ramps_in_again():
+    """In dry run the envelope follows commands that are never sent; the arm is at rest
+    when dry_run goes off, so the first real twist is limited from zero."""
+    accel, dt = 1.0, 0.02
+    bare = Bare(output="twist", dry_run=True, max_linear_accel=accel)
+    for _ in range(30):  # 0.6 s of a 0.2 m/s chunk: the unsent command reaches 0.2 m/s
+        bare.pose()
+        bare.chunk([0.2, 0, 0, 0, 0, 0, -1.0])
+        bare.tick(dt)
+    assert bare.out.sent == [] and bare.node._envelope._linear[0] == pytest.approx(0.2)
+    bare.set(ramp_in_s=0.5)
+    bare.set(dry_run=False)
+    speeds = []
+    for _ in range(3):
+        bare.pose()
+        bare.chunk([0.2, 0, 0, 0, 0, 0, -1.0])
+        bare.tick(dt)
+        speeds.append(bare.last_twist()[0])
+    # from rest: ramp-in (0.02 s of 0.5 s) and acceleration (accel * dt per tick) bind
+    assert 0.0 < speeds[0] <= accel * dt + 1e-9, speeds
+    assert all(b - a <= accel * dt + 1e-9 for a, b in zip([0.0] + speeds, speeds)), speeds
+
+
 def test_a_non_finite_joint_state_drops_the_last_good_one():
     bare = Bare(action_layout="aloha", output="joint_trajectory")
     bare.joints(np.zeros(14))

@@ -567,6 +567,13 @@ class ExecutorNode(LifecycleNode):
             command = self._hold_command(self._now())
             if command is not None:
                 self._publish(*command)
+        if was_dry_run and not v["dry_run"] and self._active:
+            # the arm held while the envelope and the pose target followed commands that
+            # were never sent: start again from rest and from the measured pose, ramping in
+            self._envelope.stop()
+            self._integrator.reset()
+            self._combiner.forget_last()
+            self._restart_ramp(self._now())
 
 
 # ------------------------------------------------------------------------------ main
