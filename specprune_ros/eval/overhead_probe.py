@@ -41,6 +41,7 @@ with warnings.catch_warnings():
 
 from specprune_ros.node.policy_node import DIAG_NAME
 from specprune_ros.node.ros_image import rgb_to_image_msg
+from specprune_ros.node.tf_motion import stamp_seconds
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CAMERAS = ("/camera/agentview/image_raw", "/camera/wrist/image_raw")
@@ -78,8 +79,8 @@ class Feeder(Node):
         self.sent += 1
 
     def _on_chunk(self, msg: JointTrajectory) -> None:
-        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-        self.chunk_ages.append(self.get_clock().now().nanoseconds * 1e-9 - stamp)
+        self.chunk_ages.append(self.get_clock().now().nanoseconds * 1e-9
+                               - stamp_seconds(msg.header.stamp))
 
     def _on_diag(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
@@ -104,13 +105,17 @@ def _column(diags: List[Dict[str, str]], key: str) -> List[float]:
     return [float(d[key]) for d in diags if key in d]
 
 
-def _start_node(args: argparse.Namespace, env: Dict[str, str]) -> subprocess.Popen:
+def _start_node(args: argparse.Namespace, env: Dict[str, str], log_path: str
+                ) -> subprocess.Popen:
+    """The policy node, brought up by itself; a preset model (random weights) is allowed:
+    the inputs are synthetic and nothing moves."""
     cmd = [sys.executable, "-m", "specprune_ros.node.policy_node", "--ros-args", "--params-file",
            "config/policy.yaml", "-p", f"model:={args.model}", "-p",
            f"inference_rate_hz:={args.inference_rate:.1f}", "-p",
-           "instruction:=pick up the red cube"]
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+           "instruction:=pick up the red cube", "-p", "autostart:=true",
+           "-p", "allow_preset_model:=true"]
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -120,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
                ROS_LOG_DIR=log_dir)
     env.setdefault("HOME", log_dir)
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    proc = _start_node(args, env)
+    log_path = os.path.join(log_dir, "policy_node.log")
+    proc = _start_node(args, env, log_path)
     context = Context()
     rclpy.init(context=context, domain_id=domain)
     feeder = Feeder(context, args.rate)
@@ -131,7 +137,11 @@ def run(args: argparse.Namespace) -> int:
         while not feeder.chunk_ages and time.monotonic() < deadline and proc.poll() is None:
             executor.spin_once(timeout_sec=0.05)
         if not feeder.chunk_ages:
-            print("the node published no chunk", file=sys.stderr)
+            with open(log_path, errors="replace") as log:
+                tail = log.read()[-3000:]
+            state = "running" if proc.poll() is None else f"exited with {proc.returncode}"
+            print(f"the node published no chunk ({state}); its log ({log_path}):\n{tail}",
+                  file=sys.stderr)
             return 1
         feeder.chunk_ages.clear()
         feeder.diags.clear()
