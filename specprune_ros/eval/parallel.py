@@ -69,6 +69,10 @@ def evaluate_parallel(args: argparse.Namespace, spec: EpisodeSpec) -> Dict[str, 
         init["address"] = args.ray_address
     else:
         init["num_cpus"] = args.workers * spec.threads  # each task asks for --threads CPUs
+        # Ray starts its workers at nice 15: beside any other load (two CPU burners) they got
+        # ~3 % of a core and one 2-episode test ran for many minutes; the serial runner
+        # runs at the caller's priority, and so do these workers now
+        init["_system_config"] = {"worker_niceness": 0}
     ray.init(**init)
     try:
         task = ray.remote(num_cpus=spec.threads)(_block)
