@@ -264,11 +264,11 @@ def test_every_limit_is_a_live_parameter_with_a_range():
 
 
 def test_integers_are_taken_as_doubles():
-    assert xp.as_declared_type("max_linear_speed", 1) == 1.0
-    assert isinstance(xp.as_declared_type("max_linear_speed", 1), float)
-    assert xp.as_declared_type("workspace_min", [0, -1, 0]) == [0.0, -1.0, 0.0]
-    assert xp.as_declared_type("crossfade_points", 3) == 3
-    assert xp.as_declared_type("dry_run", True) is True
+    assert xp.BY_NAME["max_linear_speed"].coerce(1) == 1.0
+    assert isinstance(xp.BY_NAME["max_linear_speed"].coerce(1), float)
+    assert xp.BY_NAME["workspace_min"].coerce([0, -1, 0]) == [0.0, -1.0, 0.0]
+    assert xp.BY_NAME["crossfade_points"].coerce(3) == 3
+    assert xp.BY_NAME["dry_run"].coerce(True) is True
 
 
 def test_live_checks_refuse_a_bad_rule_and_an_inverted_box():

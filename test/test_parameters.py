@@ -11,6 +11,7 @@ from rclpy.parameter import Parameter
 
 from specprune import PruneConfig, field_specs
 from specprune_ros.node import parameters as params
+from specprune_ros.node.param_table import flatten
 from specprune_ros.node.policy_node import PolicyNode, StartupError
 from ros_helpers import domain_id
 
@@ -21,7 +22,7 @@ RCLPY_OWN = {"use_sim_time", "start_type_description_service"}
 
 def yaml_values() -> dict:
     tree = yaml.safe_load(CONFIG.read_text())
-    return params.flatten(tree[params.NODE_NAME]["ros__parameters"])
+    return flatten(tree[params.NODE_NAME]["ros__parameters"])
 
 
 # ------------------------------------------------------------------ the yaml

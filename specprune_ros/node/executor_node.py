@@ -31,7 +31,6 @@ from collections import Counter
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
-from rclpy.exceptions import ParameterException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.publisher import Publisher
@@ -54,6 +53,7 @@ from specprune.model.presets import LAYOUTS
 from specprune_ros.node import executor_parameters as params
 from specprune_ros.node import lifecycle
 from specprune_ros.node.lifecycle import StartupError
+from specprune_ros.node.param_table import coerce_parameters, declare_table, ros_value
 from specprune_ros.node.chunk_timing import ChunkCombiner, parse_chunk
 from specprune_ros.node.safety_envelope import Envelope, PoseIntegrator, ramp_factor
 from specprune_ros.node.tf_motion import duration, pose_from_msg, stamp_seconds
@@ -70,18 +70,9 @@ def _kind(entity: Any) -> type:
 
 
 def declare_parameters(node: LifecycleNode) -> Dict[str, Any]:
-    """Declare the table (an integer override of a double is taken as a float)."""
-    for name, override in list(node._parameter_overrides.items()):
-        value = params.as_declared_type(name, override.value)
-        if value is not override.value:
-            node._parameter_overrides[name] = Parameter(name, value=value)
-    values = {}
-    for spec in params.PARAMS:
-        try:
-            param = node.declare_parameter(spec.name, spec.default, spec.descriptor())
-        except ParameterException as exc:
-            raise StartupError(f"parameter {spec.name}: {exc}") from None
-        values[spec.name] = params.ros_value(param.value)
+    """Declare the table (an integer override of a double is taken as a float); StartupError
+    on an override of the wrong type, out of range or against the table's rules."""
+    values = declare_table(node, params.PARAMS)
     problem = params.check_values(values, values)
     if problem:
         raise StartupError(problem)
@@ -541,22 +532,18 @@ class ExecutorNode(LifecycleNode):
 
     # -------------------------------------------------------------------- parameters
     def _coerce_parameters(self, changed: List[Parameter]) -> List[Parameter]:
-        out = []
-        for p in changed:
-            value = params.as_declared_type(p.name, params.ros_value(p.value))
-            out.append(p if value == params.ros_value(p.value) and type(value) is type(
-                params.ros_value(p.value)) else Parameter(p.name, value=value))
-        return out
+        """Before validation: an integer for a double (list) becomes that float (list)."""
+        return coerce_parameters(params.BY_NAME, changed)
 
     def _validate_parameters(self, changed: List[Parameter]) -> SetParametersResult:
-        values = {p.name: params.ros_value(p.value) for p in changed}
+        values = {p.name: ros_value(p.value) for p in changed}
         problem = params.check_values(values, self._values)
         return SetParametersResult(successful=problem is None, reason=problem or "")
 
     def _apply_parameters(self, changed: List[Parameter]) -> None:
         names = {p.name for p in changed}
         was_dry_run = self._values["dry_run"]
-        self._values.update({p.name: params.ros_value(p.value) for p in changed})
+        self._values.update({p.name: ros_value(p.value) for p in changed})
         v = self._values
         if names & set(params.LIMIT_FIELDS):
             self._envelope.limits = params.limits_from(v)

@@ -1,9 +1,9 @@
 """The chunk executor's parameters: one table, from which everything else derives.
 
-The same pattern as the policy node's (``specprune_ros.node.parameters``): ``PARAMS``
-holds every parameter with its default, documentation, range and liveness; from it come the
-descriptors the node declares, the live-value checks, the ``Limits`` of the safety
-envelope and config/executor.yaml::
+The same pattern as the policy node's (``specprune_ros.node.parameters``), on the shared
+``specprune_ros.node.param_table``: ``PARAMS`` holds every parameter with its default,
+documentation, range and liveness; from it come the descriptors the node declares, the
+live-value checks, the ``Limits`` of the safety envelope and config/executor.yaml::
 
     python -m specprune_ros.node.executor_parameters --write config/executor.yaml
     python -m specprune_ros.node.executor_parameters --check config/executor.yaml
@@ -22,7 +22,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 from specprune.model.presets import LAYOUTS
 from specprune_ros.node.chunk_timing import RULES
-from specprune_ros.node.parameters import ParamSpec, _entries, ros_value, yaml_cli
+from specprune_ros.node.param_table import ParamSpec, ros_value, yaml_cli, yaml_entries
 from specprune_ros.node.safety_envelope import Limits
 
 NODE_NAME = "specprune_executor"
@@ -128,21 +128,6 @@ LIMIT_FIELDS = tuple(f for f in Limits.__dataclass_fields__)
 COMBINE = ("rule", "ensemble_k", "crossfade_points")
 
 
-def as_declared_type(name: str, value: Any) -> Any:
-    """An integer given for a double parameter (as `ros2 param set` sends 2 for 2.0) as a
-    float; every other value unchanged."""
-    spec = BY_NAME.get(name)
-    if spec is None or isinstance(value, bool):
-        return value
-    if isinstance(spec.default, float) and isinstance(value, int):
-        return float(value)
-    if isinstance(spec.default, list) and spec.default and isinstance(spec.default[0], float) \
-            and isinstance(value, (list, tuple)) and all(
-                isinstance(v, int) and not isinstance(v, bool) for v in value):
-        return [float(v) for v in value]
-    return value
-
-
 def limits_from(values: Mapping[str, Any]) -> Limits:
     """The envelope's Limits; ValueError naming the inconsistency."""
     kwargs = {f: ros_value(values[f]) for f in LIMIT_FIELDS}
@@ -195,7 +180,7 @@ _HEADER = f"""\
 
 def render_yaml(specs: Sequence[ParamSpec] = PARAMS) -> str:
     lines = _HEADER.splitlines() + [f"{NODE_NAME}:", "  ros__parameters:"]
-    lines += _entries(specs, "    ", lambda s: s.name)
+    lines += yaml_entries(specs, "    ", lambda s: s.name)
     return "\n".join(lines) + "\n"
 
 

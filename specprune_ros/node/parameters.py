@@ -2,7 +2,9 @@
 
 ``PARAMS`` holds the node's own parameters and, under the prefix ``prune.``, one parameter
 per ``specprune.PruneConfig`` field derived from ``specprune.field_specs()`` (default, doc,
-range, liveness; tuple fields become integer arrays). From the table come the
+range, liveness; tuple fields become integer arrays). Its entries are ``PolicyParam``: the
+generic ``param_table.ParamSpec`` plus what only this node knows (the ``prune.*`` names, the
+layer lists checked against the loaded model). From the table come the
 ParameterDescriptors the node declares, the conversion of parameter values to PruneConfig
 changes, and config/policy.yaml::
 
@@ -11,38 +13,22 @@ changes, and config/policy.yaml::
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-import textwrap
-import warnings
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from specprune import PruneConfig, field_specs
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)  # lark, pulled in by the msg packages
-    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from specprune_ros.node.param_table import (ParamSpec, ros_value, yaml_cli, yaml_entries,
+                                            yaml_scalar)
 
 NODE_NAME = "specprune_policy"
 PRUNE_PREFIX = "prune."
 EE_MOTION_SOURCES = ("tf", "pose_topic", "policy")
-WIDTH = 99
 
 
 @dataclass(frozen=True)
-class ParamSpec:
-    """One parameter: default (its type is the parameter's type), documentation, limits."""
-
-    name: str
-    default: Any
-    description: str
-    read_only: bool = False
-    lo: Optional[float] = None  # inclusive range, for int and float parameters
-    hi: Optional[float] = None
-    choices: Tuple[str, ...] = ()  # for string parameters: the allowed values
+class PolicyParam(ParamSpec):
+    """A parameter of the policy node: a ``ParamSpec`` that knows the ``prune.*`` names."""
 
     @property
     def is_prune(self) -> bool:
@@ -54,176 +40,125 @@ class ParamSpec:
         return self.name[len(PRUNE_PREFIX):]
 
     @property
-    def is_double(self) -> bool:
-        return isinstance(self.default, float)
-
-    @property
     def is_layer_list(self) -> bool:
         """A list of decoder layer indices (checked against the loaded model's depth)."""
         return self.is_prune and self.name.endswith("_layers") and isinstance(self.default, list)
 
-    def coerce(self, value: Any) -> Any:
-        """An integer given for a double parameter (``ros2 param set x 2``, ``x: 2`` in a
-        yaml) as that float; everything else unchanged (the descriptor checks types)."""
-        if self.is_double and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
-        return value
-
-    def constraints(self) -> str:
-        """Range / choices / liveness as one sentence-ish string."""
-        parts = []
-        if self.lo is not None or self.hi is not None:
-            parts.append(f"Range [{_fmt(self.lo)}, {_fmt(self.hi)}].")
-        if self.is_double:
-            parts.append("Integers are accepted as doubles.")
-        if self.is_layer_list:
-            parts.append(f"Every layer must exist in the loaded model (-depth..depth-1); "
-                         f"the default {_yaml_scalar(self.default)} is written for 32 layers "
-                         f"and uses what a shallower model has.")
-        if self.choices:
-            parts.append("One of: " + ", ".join(repr(c) for c in self.choices) + ".")
-        parts.append("Read-only (fixed at start-up)." if self.read_only
-                     else "Live (ros2 param set).")
-        return " ".join(parts)
-
-    def descriptor(self) -> ParameterDescriptor:
-        desc = ParameterDescriptor(description=self.description, read_only=self.read_only,
-                                   additional_constraints=self.constraints())
-        if self.lo is None and self.hi is None:
-            return desc
-        if isinstance(self.default, float):
-            desc.floating_point_range = [FloatingPointRange(
-                from_value=float(self.lo), to_value=float(self.hi), step=0.0)]
-        elif isinstance(self.default, int) and not isinstance(self.default, bool):
-            desc.integer_range = [IntegerRange(
-                from_value=int(self.lo), to_value=int(self.hi), step=0)]
-        return desc
-
-    def check(self, value: Any) -> Optional[str]:
-        """Why ``value`` is not allowed beyond what the descriptor checks, or None."""
-        if self.choices and value not in self.choices:
-            return (f"{self.name} must be one of {', '.join(repr(c) for c in self.choices)}, "
-                    f"got {value!r}")
-        return None
-
-
-def _fmt(value: Optional[float]) -> str:
-    return "-" if value is None else f"{value:g}"
+    def notes(self) -> List[str]:
+        """A layer list's rule: its layers must exist in the loaded model."""
+        if not self.is_layer_list:
+            return []
+        return [f"Every layer must exist in the loaded model (-depth..depth-1); the default "
+                f"{yaml_scalar(self.default)} is written for 32 layers and uses what a "
+                f"shallower model has."]
 
 
 # ------------------------------------------------------------------------------ the table
 _PANDA_ARM = [f"panda_joint{i}" for i in range(1, 8)]
 _PANDA_FINGERS = ["panda_finger_joint1", "panda_finger_joint2"]
 
-NODE_PARAMS: Tuple[ParamSpec, ...] = (
+NODE_PARAMS: Tuple[PolicyParam, ...] = (
     # --- lifecycle and safety (structural) -----------------------------------------------
-    ParamSpec("autostart", False, "Bring the managed node to active by itself at start "
-              "(configure, then activate); a configure failure then exits with code 1. "
-              "false: wait in 'unconfigured' for a lifecycle manager / launch file / "
-              "`ros2 lifecycle set`.", read_only=True),
-    ParamSpec("allow_preset_model", False, "Allow a preset model (random weights: random "
-              "motion on a robot). Only tests and the simulator set it; otherwise configure "
-              "refuses a preset name.", read_only=True),
+    PolicyParam("autostart", False, "Bring the managed node to active by itself at start "
+                "(configure, then activate); a configure failure then exits with code 1. "
+                "false: wait in 'unconfigured' for a lifecycle manager / launch file / "
+                "`ros2 lifecycle set`.", read_only=True),
+    PolicyParam("allow_preset_model", False, "Allow a preset model (random weights: random "
+                "motion on a robot). Only tests and the simulator set it; otherwise configure "
+                "refuses a preset name.", read_only=True),
     # --- the model (structural) ----------------------------------------------------------
-    ParamSpec("model", "", "Policy to load: an OpenVLA-OFT checkpoint folder, or a preset "
-              "name ('tiny', 'oft-cpu') when allow_preset_model is true. Required: empty, a "
-              "missing folder or a refused preset fail configure.", read_only=True),
-    ParamSpec("device", "auto", "Torch device: 'auto' (cuda when available), 'cpu', "
-              "'cuda' or 'cuda:N'.", read_only=True),
-    ParamSpec("dtype", "auto", "Model dtype: 'auto' is bfloat16 on a GPU, float32 on the CPU.",
-              read_only=True, choices=("auto", "float32", "bfloat16", "float16")),
-    ParamSpec("action_layout", "", "Action layout of the checkpoint ('libero' or 'aloha'); "
-              "empty: the checkpoint's own (presets: libero).", read_only=True,
-              choices=("", "libero", "aloha")),
-    ParamSpec("torch_threads", 0, "CPU threads torch may use; 0 keeps torch's default.",
-              read_only=True, lo=0, hi=256),
+    PolicyParam("model", "", "Policy to load: an OpenVLA-OFT checkpoint folder, or a preset "
+                "name ('tiny', 'oft-cpu') when allow_preset_model is true. Required: empty, a "
+                "missing folder or a refused preset fail configure.", read_only=True),
+    PolicyParam("device", "auto", "Torch device: 'auto' (cuda when available), 'cpu', "
+                "'cuda' or 'cuda:N'.", read_only=True),
+    PolicyParam("dtype", "auto", "Model dtype: 'auto' is bfloat16 on a GPU, float32 on the CPU.",
+                read_only=True, choices=("auto", "float32", "bfloat16", "float16")),
+    PolicyParam("action_layout", "", "Action layout of the checkpoint ('libero' or 'aloha'); "
+                "empty: the checkpoint's own (presets: libero).", read_only=True,
+                choices=("", "libero", "aloha")),
+    PolicyParam("torch_threads", 0, "CPU threads torch may use; 0 keeps torch's default.",
+                read_only=True, lo=0, hi=256),
     # --- inputs (structural) -------------------------------------------------------------
-    ParamSpec("camera_topics", ["/camera/agentview/image_raw", "/camera/wrist/image_raw"],
-              "Camera topics in the model's view order (view 0 third-person, view 1 wrist "
-              "for LIBERO); their number must equal the model's views.", read_only=True),
-    ParamSpec("camera_transport", "raw", "'raw': sensor_msgs/Image on each camera topic; "
-              "'compressed': sensor_msgs/CompressedImage on <topic>/compressed.",
-              read_only=True, choices=("raw", "compressed")),
-    ParamSpec("layout", "libero", "Proprio layout. 'libero': ee position + axis-angle of the "
-              "ee quaternion + the two gripper finger positions (OpenVLA-OFT LIBERO state); "
-              "'joints': the positions of joint_names.", read_only=True,
-              choices=("libero", "joints")),
-    ParamSpec("joint_states_topic", "/joint_states", "sensor_msgs/JointState topic.",
-              read_only=True),
-    ParamSpec("joint_names", _PANDA_ARM, "Arm joints, in proprio order for layout 'joints'.",
-              read_only=True),
-    ParamSpec("gripper_joint_names", _PANDA_FINGERS, "The two gripper finger joints of "
-              "layout 'libero'.", read_only=True),
-    ParamSpec("ee_pose_topic", "/ee_pose", "geometry_msgs/PoseStamped of the end effector in "
-              "base_frame: the pose for proprio unless ee_motion_source is 'tf', and the "
-              "motion when it is 'pose_topic'.", read_only=True),
-    ParamSpec("base_frame", "panda_link0", "TF parent frame of the end-effector lookup "
-              "(use the frame the checkpoint's state was recorded in).", read_only=True),
-    ParamSpec("ee_frame", "panda_hand", "TF child frame: the end effector.", read_only=True),
-    ParamSpec("tf_rate_hz", 50.0, "Rate of the TF lookups base_frame -> ee_frame.",
-              read_only=True, lo=1.0, hi=1000.0),
-    ParamSpec("instruction_topic", "/instruction", "std_msgs/String topic of the language "
-              "instruction (transient local, like a latched topic).", read_only=True),
+    PolicyParam("camera_topics", ["/camera/agentview/image_raw", "/camera/wrist/image_raw"],
+                "Camera topics in the model's view order (view 0 third-person, view 1 wrist "
+                "for LIBERO); their number must equal the model's views.", read_only=True),
+    PolicyParam("camera_transport", "raw", "'raw': sensor_msgs/Image on each camera topic; "
+                "'compressed': sensor_msgs/CompressedImage on <topic>/compressed.",
+                read_only=True, choices=("raw", "compressed")),
+    PolicyParam("layout", "libero", "Proprio layout. 'libero': ee position + axis-angle of the "
+                "ee quaternion + the two gripper finger positions (OpenVLA-OFT LIBERO state); "
+                "'joints': the positions of joint_names.", read_only=True,
+                choices=("libero", "joints")),
+    PolicyParam("joint_states_topic", "/joint_states", "sensor_msgs/JointState topic.",
+                read_only=True),
+    PolicyParam("joint_names", _PANDA_ARM, "Arm joints, in proprio order for layout 'joints'.",
+                read_only=True),
+    PolicyParam("gripper_joint_names", _PANDA_FINGERS, "The two gripper finger joints of "
+                "layout 'libero'.", read_only=True),
+    PolicyParam("ee_pose_topic", "/ee_pose", "geometry_msgs/PoseStamped of the end effector in "
+                "base_frame: the pose for proprio unless ee_motion_source is 'tf', and the "
+                "motion when it is 'pose_topic'.", read_only=True),
+    PolicyParam("base_frame", "panda_link0", "TF parent frame of the end-effector lookup "
+                "(use the frame the checkpoint's state was recorded in).", read_only=True),
+    PolicyParam("ee_frame", "panda_hand", "TF child frame: the end effector.", read_only=True),
+    PolicyParam("tf_rate_hz", 50.0, "Rate of the TF lookups base_frame -> ee_frame.",
+                read_only=True, lo=1.0, hi=1000.0),
+    PolicyParam("instruction_topic", "/instruction", "std_msgs/String topic of the language "
+                "instruction (transient local, like a latched topic).", read_only=True),
     # --- outputs (structural) ------------------------------------------------------------
-    ParamSpec("action_chunk_topic", "/specprune/action_chunk", "trajectory_msgs/"
-              "JointTrajectory output: joint_names = action dimensions, points[i].positions = "
-              "action of control tick i.", read_only=True),
-    ParamSpec("overlay_topic", "~/kept_patches", "sensor_msgs/Image (rgb8) output: the views "
-              "side by side, dropped patches darkened.", read_only=True),
+    PolicyParam("action_chunk_topic", "/specprune/action_chunk", "trajectory_msgs/"
+                "JointTrajectory output: joint_names = action dimensions, points[i].positions = "
+                "action of control tick i.", read_only=True),
+    PolicyParam("overlay_topic", "~/kept_patches", "sensor_msgs/Image (rgb8) output: the views "
+                "side by side, dropped patches darkened.", read_only=True),
     # --- live behaviour ------------------------------------------------------------------
-    ParamSpec("instruction", "", "Language instruction; non-empty overrides "
-              "instruction_topic."),
-    ParamSpec("ee_motion_source", "pose_topic", "Measured end-effector motion for the "
-              "pruning controller: 'tf' (needs tf2_ros), 'pose_topic' (ee_pose_topic), "
-              "'policy' (the policy's own actions, no measurement).",
-              choices=EE_MOTION_SOURCES),
-    ParamSpec("control_rate_hz", 20.0, "Control ticks per second: point i of a chunk has "
-              "time_from_start (i + 1) / control_rate_hz.", lo=0.1, hi=1000.0),
-    ParamSpec("inference_rate_hz", 10.0, "Most policy steps per second; 0: as fast as the "
-              "model runs.", lo=0.0, hi=1000.0),
-    ParamSpec("max_image_age_s", 0.5, "A camera whose newest image is older than this "
-              "(header stamp vs the node clock) is stale: no chunk.", lo=0.001, hi=60.0),
-    ParamSpec("max_view_skew_s", 0.1, "Views whose stamps differ by more than this are out "
-              "of sync: no chunk.", lo=0.0, hi=10.0),
-    ParamSpec("max_joint_state_age_s", 0.5, "Joint state older than this is stale: no chunk.",
-              lo=0.001, hi=60.0),
-    ParamSpec("max_pose_age_s", 0.5, "End-effector pose older than this is stale: no chunk.",
-              lo=0.001, hi=60.0),
-    ParamSpec("max_ee_speed", 3.0, "Two poses implying a faster translation (m/s) are a "
-              "TF/pose jump: reported, no motion from them.", lo=0.01, hi=100.0),
-    ParamSpec("max_ee_angular_speed", 20.0, "Likewise for rotation (rad/s).",
-              lo=0.01, hi=1000.0),
-    ParamSpec("image_width", 224, "Required camera image width in pixels; 0 accepts any "
-              "(the model resizes).", lo=0, hi=16384),
-    ParamSpec("image_height", 224, "Required camera image height in pixels; 0 accepts any.",
-              lo=0, hi=16384),
-    ParamSpec("publish_overlay", True, "Publish the kept-patch overlay image (only computed "
-              "while someone subscribes)."),
+    PolicyParam("instruction", "", "Language instruction; non-empty overrides "
+                "instruction_topic."),
+    PolicyParam("ee_motion_source", "pose_topic", "Measured end-effector motion for the "
+                "pruning controller: 'tf' (needs tf2_ros), 'pose_topic' (ee_pose_topic), "
+                "'policy' (the policy's own actions, no measurement).",
+                choices=EE_MOTION_SOURCES),
+    PolicyParam("control_rate_hz", 20.0, "Control ticks per second: point i of a chunk has "
+                "time_from_start (i + 1) / control_rate_hz.", lo=0.1, hi=1000.0),
+    PolicyParam("inference_rate_hz", 10.0, "Most policy steps per second; 0: as fast as the "
+                "model runs.", lo=0.0, hi=1000.0),
+    PolicyParam("max_image_age_s", 0.5, "A camera whose newest image is older than this "
+                "(header stamp vs the node clock) is stale: no chunk.", lo=0.001, hi=60.0),
+    PolicyParam("max_view_skew_s", 0.1, "Views whose stamps differ by more than this are out "
+                "of sync: no chunk.", lo=0.0, hi=10.0),
+    PolicyParam("max_joint_state_age_s", 0.5, "Joint state older than this is stale: no chunk.",
+                lo=0.001, hi=60.0),
+    PolicyParam("max_pose_age_s", 0.5, "End-effector pose older than this is stale: no chunk.",
+                lo=0.001, hi=60.0),
+    PolicyParam("max_ee_speed", 3.0, "Two poses implying a faster translation (m/s) are a "
+                "TF/pose jump: reported, no motion from them.", lo=0.01, hi=100.0),
+    PolicyParam("max_ee_angular_speed", 20.0, "Likewise for rotation (rad/s).",
+                lo=0.01, hi=1000.0),
+    PolicyParam("image_width", 224, "Required camera image width in pixels; 0 accepts any "
+                "(the model resizes).", lo=0, hi=16384),
+    PolicyParam("image_height", 224, "Required camera image height in pixels; 0 accepts any.",
+                lo=0, hi=16384),
+    PolicyParam("publish_overlay", True, "Publish the kept-patch overlay image (only computed "
+                "while someone subscribes)."),
 )
 
 
-def _prune_param(name: str, spec: Mapping[str, Any]) -> ParamSpec:
+def _prune_param(name: str, spec: Mapping[str, Any]) -> PolicyParam:
     default = spec["default"]
     if isinstance(default, tuple):
         default = list(default)
-    return ParamSpec(PRUNE_PREFIX + name, default, spec["doc"], read_only=not spec["live"],
-                     lo=spec["min"], hi=spec["max"])
+    return PolicyParam(PRUNE_PREFIX + name, default, spec["doc"], read_only=not spec["live"],
+                       lo=spec["min"], hi=spec["max"])
 
 
-PRUNE_PARAMS: Tuple[ParamSpec, ...] = tuple(
+PRUNE_PARAMS: Tuple[PolicyParam, ...] = tuple(
     _prune_param(name, spec) for name, spec in field_specs().items())
-PARAMS: Tuple[ParamSpec, ...] = NODE_PARAMS + PRUNE_PARAMS
-BY_NAME: Dict[str, ParamSpec] = {spec.name: spec for spec in PARAMS}
+PARAMS: Tuple[PolicyParam, ...] = NODE_PARAMS + PRUNE_PARAMS
+BY_NAME: Dict[str, PolicyParam] = {spec.name: spec for spec in PARAMS}
 
 
 # ------------------------------------------------------------------------------ conversion
-def ros_value(value: Any) -> Any:
-    """A parameter value as plain Python (arrays -> lists)."""
-    if isinstance(value, (str, bytes, bool, int, float)) or value is None:
-        return value
-    return list(value)
-
-
 def prune_changes(values: Mapping[str, Any]) -> Dict[str, Any]:
     """{``prune.<field>``: value} (other names ignored) -> PruneConfig field changes."""
     changes = {}
@@ -239,12 +174,6 @@ def prune_config(values: Mapping[str, Any], base: Optional[PruneConfig] = None) 
     """``base`` (default PruneConfig()) with the ``prune.*`` values applied and validated;
     ValueError naming the field otherwise."""
     return (base or PruneConfig()).updated(**prune_changes(values))
-
-
-def coerce_values(values: Mapping[str, Any]) -> Dict[str, Any]:
-    """``values`` with integers for double parameters converted (``ParamSpec.coerce``)."""
-    return {name: BY_NAME[name].coerce(v) if name in BY_NAME else v
-            for name, v in values.items()}
 
 
 def check_layers(values: Mapping[str, Any], num_layers: int) -> Optional[str]:
@@ -278,46 +207,6 @@ def check_values(values: Mapping[str, Any]) -> Optional[str]:
 
 
 # ------------------------------------------------------------------------------ yaml
-def _yaml_scalar(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        text = repr(value)
-        if "e" in text and "." not in text.split("e")[0]:  # 1e-06 -> 1.0e-06 (YAML 1.1 float)
-            mantissa, exponent = text.split("e")
-            text = f"{mantissa}.0e{exponent}"
-        return text
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        return json.dumps(value)  # a double-quoted YAML string
-    if isinstance(value, list):
-        return "[" + ", ".join(_yaml_scalar(v) for v in value) + "]"
-    raise TypeError(f"no YAML form for {value!r}")
-
-
-def _comment(spec: ParamSpec, indent: str) -> List[str]:
-    text = f"{spec.description} {spec.constraints()}"
-    return textwrap.wrap(text, WIDTH, initial_indent=f"{indent}# ",
-                         subsequent_indent=f"{indent}# ", break_on_hyphens=False)
-
-
-def _entry(key: str, value: Any, indent: str) -> List[str]:
-    """``key: value``; a list too long for one line becomes a block sequence."""
-    line = f"{indent}{key}: {_yaml_scalar(value)}"
-    if len(line) <= WIDTH or not isinstance(value, list):
-        return [line]
-    return [f"{indent}{key}:"] + [f"{indent}  - {_yaml_scalar(v)}" for v in value]
-
-
-def _entries(specs: Iterable[ParamSpec], indent: str, key: Callable[[ParamSpec], str]
-             ) -> List[str]:
-    lines: List[str] = []
-    for spec in specs:
-        lines += _comment(spec, indent) + _entry(key(spec), spec.default, indent)
-    return lines
-
-
 _HEADER = f"""\
 # Parameters of the SpecPrune policy node ({NODE_NAME}), generated from
 # specprune_ros/node/parameters.py (the prune.* ones from specprune.PruneConfig): do not edit by
@@ -328,46 +217,14 @@ _HEADER = f"""\
 # invalid values are rejected with the reason."""
 
 
-def render_yaml(specs: Sequence[ParamSpec] = PARAMS) -> str:
+def render_yaml(specs: Sequence[PolicyParam] = PARAMS) -> str:
     """The documented parameter file: every parameter with its comment and default."""
     lines = _HEADER.splitlines() + [f"{NODE_NAME}:", "  ros__parameters:"]
-    lines += _entries([s for s in specs if not s.is_prune], "    ", lambda s: s.name)
+    lines += yaml_entries([s for s in specs if not s.is_prune], "    ", lambda s: s.name)
     lines += ["    # SpecPrune settings (specprune.PruneConfig; see its docstrings).",
               "    prune:"]
-    lines += _entries([s for s in specs if s.is_prune], "      ", lambda s: s.field)
+    lines += yaml_entries([s for s in specs if s.is_prune], "      ", lambda s: s.field)
     return "\n".join(lines) + "\n"
-
-
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
-    """Nested parameter YAML -> {dotted name: value}, as rcl's parser reads it."""
-    flat: Dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
-
-
-def yaml_cli(argv: Optional[Sequence[str]], text: str, module: str, whose: str) -> int:
-    """The command line of a generated parameter YAML: print it, ``--write PATH`` or
-    ``--check PATH`` (exit 1 if outdated); ``module`` is what to rerun to regenerate."""
-    parser = argparse.ArgumentParser(description=f"Render {whose} parameter YAML.")
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--write", metavar="PATH", help="write the YAML to PATH")
-    group.add_argument("--check", metavar="PATH", help="exit 1 unless PATH is up to date")
-    args = parser.parse_args(argv)
-    if args.write:
-        Path(args.write).write_text(text)
-    elif args.check:
-        if Path(args.check).read_text() != text:
-            print(f"{args.check} is out of date: run python -m {module} "
-                  f"--write {args.check}", file=sys.stderr)
-            return 1
-    else:
-        sys.stdout.write(text)
-    return 0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

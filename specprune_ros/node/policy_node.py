@@ -32,9 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from rclpy.exceptions import ParameterException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
@@ -54,6 +52,7 @@ from specprune.model.presets import PRESETS
 from specprune_ros.node import lifecycle
 from specprune_ros.node.lifecycle import StartupError
 from specprune_ros.node import parameters as params
+from specprune_ros.node.param_table import coerce_parameters, declare_table, ros_value
 from specprune_ros.node.observation_builder import (NO_NEW_FRAMES, BuildResult, Fault,
                                                     FaultTracker, Limits, ObservationBuilder,
                                                     StateLayout)
@@ -202,23 +201,6 @@ def diagnostic_status(faults: Sequence[Fault], report: Optional[StepReport],
 
 
 # ------------------------------------------------------------------------------ parameters
-def declare_parameters(node: Node) -> Dict[str, Any]:
-    """Declare the whole table on ``node``; StartupError on an override of the wrong type
-    or out of range. An integer override of a double parameter is taken as that float."""
-    values = {}
-    overrides = node._parameter_overrides  # rclpy keeps no public accessor for them
-    for spec in params.PARAMS:
-        if spec.name in overrides:
-            value = spec.coerce(overrides[spec.name].value)
-            overrides[spec.name] = Parameter(spec.name, value=value)
-        try:
-            param = node.declare_parameter(spec.name, spec.default, spec.descriptor())
-        except ParameterException as exc:
-            raise StartupError(f"parameter {spec.name}: {exc}") from None
-        values[spec.name] = params.ros_value(param.value)
-    return values
-
-
 def startup_checks(values: Dict[str, Any]) -> PruneConfig:
     """The table's rules on the start-up values; the PruneConfig they describe."""
     problem = params.check_values(values)
@@ -269,7 +251,7 @@ class PolicyNode(LifecycleNode):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
         try:
-            self._values = declare_parameters(self)
+            self._values = declare_table(self, params.PARAMS)
             self._prune = startup_checks(self._values)
         except StartupError:
             self.destroy_node()
@@ -522,16 +504,10 @@ class PolicyNode(LifecycleNode):
     def _coerce_parameters(self, changed: List[Parameter]) -> List[Parameter]:
         """Before validation: an integer for a double parameter becomes that float (what
         `ros2 param set <node> prune.keep_scale 2` sends), then the range applies."""
-        out = []
-        for param in changed:
-            spec = params.BY_NAME.get(param.name)
-            if spec is not None and param.type_ == Parameter.Type.INTEGER and spec.is_double:
-                param = Parameter(param.name, Parameter.Type.DOUBLE, float(param.value))
-            out.append(param)
-        return out
+        return coerce_parameters(params.BY_NAME, changed)
 
     def _validate_parameters(self, changed: List[Parameter]) -> SetParametersResult:
-        values = {p.name: params.ros_value(p.value) for p in changed}
+        values = {p.name: ros_value(p.value) for p in changed}
         problem = params.check_values(values)
         policy = self._policy
         if problem is None and policy is not None:
@@ -547,8 +523,8 @@ class PolicyNode(LifecycleNode):
 
     def _apply_parameters(self, changed: List[Parameter]) -> None:
         names = {p.name for p in changed}
-        self._values.update({p.name: params.ros_value(p.value) for p in changed})
-        prune = {p.name: params.ros_value(p.value) for p in changed
+        self._values.update({p.name: ros_value(p.value) for p in changed})
+        prune = {p.name: ros_value(p.value) for p in changed
                  if p.name.startswith(params.PRUNE_PREFIX)}
         if prune:
             self._prune = params.prune_config(prune, self._prune)

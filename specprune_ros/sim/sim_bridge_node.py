@@ -36,7 +36,6 @@ import time
 import traceback
 import warnings
 from collections import deque
-from dataclasses import dataclass
 from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -51,8 +50,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)  # lark, pulled in by the msg packages
     from builtin_interfaces.msg import Time
     from geometry_msgs.msg import PoseStamped, TransformStamped
-    from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
-                                    SetParametersResult)
+    from rcl_interfaces.msg import SetParametersResult
     from sensor_msgs.msg import Image, JointState
     from geometry_msgs.msg import TwistStamped
     from rosgraph_msgs.msg import Clock
@@ -65,6 +63,8 @@ with warnings.catch_warnings():
         TFMessage = None
 
 from specprune_ros.node import lifecycle
+from specprune_ros.node.lifecycle import StartupError
+from specprune_ros.node.param_table import ParamSpec, declare_table
 from specprune_ros.node.ros_image import rgb_to_image_msg
 from specprune_ros.node.safety_envelope import rotation_between
 from specprune_ros.sim.control_loop import ControlLoop
@@ -85,55 +85,37 @@ RESET_WAIT_S = 60.0  # ~/reset answers failure when no tick ran in this time
 
 
 # ------------------------------------------------------------------------------ parameters
-@dataclass(frozen=True)
-class ParamSpec:
-    """One declared parameter: default, documentation and constraints."""
-
-    name: str
-    default: Any
-    description: str
-    read_only: bool = True
-    int_range: Optional[Tuple[int, int]] = None
-    float_range: Optional[Tuple[float, float]] = None
-
-    def descriptor(self) -> ParameterDescriptor:
-        """The rcl ParameterDescriptor (description, read-only flag, range)."""
-        desc = ParameterDescriptor(description=self.description, read_only=self.read_only)
-        if self.int_range is not None:
-            desc.integer_range = [IntegerRange(from_value=self.int_range[0],
-                                               to_value=self.int_range[1], step=0)]
-        if self.float_range is not None:
-            desc.floating_point_range = [FloatingPointRange(
-                from_value=self.float_range[0], to_value=self.float_range[1], step=0.0)]
-        return desc
-
-
 def _topic(name: str, default: str, what: str) -> ParamSpec:
     """A read-only topic-name parameter."""
-    return ParamSpec(name, default, f"Topic of {what}.")
+    return ParamSpec(name, default, f"Topic of {what}.", read_only=True)
 
 
 PARAMS: Tuple[ParamSpec, ...] = (
     ParamSpec("task", "pick_color", "Simulated task (specprune_ros.sim.sim_arm.TASKS): pick_color "
-              "names one of three cubes per episode; lift has one red cube."),
+              "names one of three cubes per episode; lift has one red cube.", read_only=True),
     ParamSpec("instruction", "", "Language instruction published on instruction_topic; "
-              "empty: the episode's own (e.g. 'pick up the green cube').", read_only=False),
+              "empty: the episode's own (e.g. 'pick up the green cube')."),
     ParamSpec("seed", 0, "Seed of the first episode; episode k uses seed + k; -1: random.",
-              int_range=(-1, 2**31 - 1)),
+              read_only=True, lo=-1, hi=2**31 - 1),
     ParamSpec("reset_seed", -1, "Seed of every episode started from now on (by ~/reset or "
               "at the horizon), e.g. to replay paired seeds; -1: seed + episode index.",
-              read_only=False, int_range=(-1, 2**31 - 1)),
+              lo=-1, hi=2**31 - 1),
     ParamSpec("camera_size", 224, "Square size in pixels of both camera images.",
-              int_range=(16, 2048)),
+              read_only=True, lo=16, hi=2048),
     ParamSpec("control_rate_hz", 20.0, "Control ticks per second (sim and wall clock).",
-              float_range=(1.0, 500.0)),
+              read_only=True, lo=1.0, hi=500.0),
     ParamSpec("horizon", 1000, "Ticks per episode; at the horizon the episode resets.",
-              int_range=(1, 10**9)),
-    ParamSpec("fast_render", True, "Render without shadows, reflections, skybox, MSAA."),
-    ParamSpec("base_frame_id", "panda_link0", "Frame of ee_pose and parent of the /tf."),
-    ParamSpec("ee_frame_id", "panda_hand", "Child frame of the end-effector transform."),
-    ParamSpec("agentview_frame_id", "agentview_camera", "frame_id of agentview images."),
-    ParamSpec("wrist_frame_id", "wrist_camera", "frame_id of wrist camera images."),
+              read_only=True, lo=1, hi=10**9),
+    ParamSpec("fast_render", True, "Render without shadows, reflections, skybox, MSAA.",
+              read_only=True),
+    ParamSpec("base_frame_id", "panda_link0", "Frame of ee_pose and parent of the /tf.",
+              read_only=True),
+    ParamSpec("ee_frame_id", "panda_hand", "Child frame of the end-effector transform.",
+              read_only=True),
+    ParamSpec("agentview_frame_id", "agentview_camera", "frame_id of agentview images.",
+              read_only=True),
+    ParamSpec("wrist_frame_id", "wrist_camera", "frame_id of wrist camera images.",
+              read_only=True),
     _topic("agentview_topic", "/camera/agentview/image_raw", "third-person images (rgb8)"),
     _topic("wrist_topic", "/camera/wrist/image_raw", "wrist camera images (rgb8)"),
     _topic("joint_states_topic", "/joint_states", "the 7 arm + 2 finger joint states"),
@@ -144,22 +126,15 @@ PARAMS: Tuple[ParamSpec, ...] = (
     _topic("action_chunk_topic", "/specprune/action_chunk", "incoming action chunks"),
     ParamSpec("command_input", "chunk", "What the arm executes: 'chunk' (action chunks, one "
               "row per tick), 'twist' (TwistStamped from specprune_executor) or 'pose' "
-              "(PoseStamped targets from specprune_executor)."),
+              "(PoseStamped targets from specprune_executor).", read_only=True),
     _topic("twist_topic", "/specprune/ee_twist", "incoming TwistStamped commands"),
     _topic("pose_target_topic", "/specprune/ee_target_pose", "incoming PoseStamped targets"),
     _topic("gripper_topic", "/specprune/gripper", "incoming gripper commands (Float64)"),
     ParamSpec("command_timeout_s", 0.2, "A twist / pose command older than this is not "
-              "executed (the arm holds).", float_range=(0.001, 10.0)),
+              "executed (the arm holds).", read_only=True, lo=0.001, hi=10.0),
     ParamSpec("publish_clock", False, "Publish /clock with the simulated time and stamp "
-              "everything with it (run the other nodes with use_sim_time)."),
+              "everything with it (run the other nodes with use_sim_time).", read_only=True),
 )
-
-
-def declare_parameters(node: Node) -> Dict[str, Any]:
-    """Declare every ParamSpec on ``node`` and return the values it ended up with."""
-    for spec in PARAMS:
-        node.declare_parameter(spec.name, spec.default, spec.descriptor())
-    return {spec.name: node.get_parameter(spec.name).value for spec in PARAMS}
 
 
 def sim_config(params: Dict[str, Any]) -> SimArmConfig:
@@ -334,7 +309,7 @@ class SimBridgeNode(Node):
 
     def __init__(self) -> None:
         super().__init__(NODE_NAME)
-        self._p = declare_parameters(self)
+        self._p = declare_table(self, PARAMS)
         if self._p["command_input"] not in COMMAND_INPUTS:
             raise ValueError(f"command_input must be one of {COMMAND_INPUTS}, got "
                              f"{self._p['command_input']!r}")
@@ -605,7 +580,7 @@ def main(args: Optional[List[str]] = None) -> None:
         executor.add_node(node)
         lifecycle.spin_until_stopped(executor)
         code = 1 if node.failed else 0
-    except ValueError as exc:  # a parameter that cannot work
+    except (ValueError, StartupError) as exc:  # a parameter that cannot work
         rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {exc}")
         code = 1
     finally:
