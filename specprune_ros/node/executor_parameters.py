@@ -22,7 +22,8 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 from specprune.model.presets import LAYOUTS
 from specprune_ros.node.chunk_timing import RULES
-from specprune_ros.node.param_table import ParamSpec, ros_value, yaml_cli, yaml_entries
+from specprune_ros.node.param_table import (ParamSpec, ros_value, rule_problem, yaml_cli,
+                                            yaml_entries)
 from specprune_ros.node.safety_envelope import Limits
 
 NODE_NAME = "specprune_executor"
@@ -138,11 +139,9 @@ def limits_from(values: Mapping[str, Any]) -> Limits:
 
 def check_values(values: Mapping[str, Any], current: Mapping[str, Any]) -> Optional[str]:
     """Why the ``values`` to be set (over ``current``) are not allowed, or None."""
-    for name, value in values.items():
-        spec = BY_NAME.get(name)
-        problem = spec.check(ros_value(value)) if spec is not None else None
-        if problem:
-            return problem
+    problem = rule_problem(BY_NAME, values)
+    if problem:
+        return problem
     merged = {**current, **values}
     if set(values) & set(LIMIT_FIELDS):
         try:

@@ -24,12 +24,8 @@ from rclpy.signals import SignalHandlerOptions
 _stop = threading.Event()
 
 
-def _request_stop(signum: int, frame: object) -> None:
-    _stop.set()
-
-
-def request_stop() -> None:
-    """Ask the main loop to stop, as SIGINT / SIGTERM do (from any thread)."""
+def request_stop(*_signal: object) -> None:
+    """Ask the main loop to stop (from any thread); also the SIGINT / SIGTERM handler."""
     _stop.set()
 
 
@@ -37,8 +33,8 @@ def init(args: Optional[List[str]] = None) -> None:
     """rclpy.init without rclpy's signal handlers; SIGINT / SIGTERM request a stop."""
     _stop.clear()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    signal.signal(signal.SIGINT, _request_stop)
-    signal.signal(signal.SIGTERM, _request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
 
 
 def spin_until_stopped(executor: Executor, period_s: float = 0.1) -> None:

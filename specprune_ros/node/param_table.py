@@ -151,7 +151,8 @@ def _coerce_overrides(node: Node, specs: Iterable[ParamSpec]) -> None:
 def declare_table(node: Node, specs: Sequence[ParamSpec]) -> Dict[str, Any]:
     """Declare every spec on ``node`` with its descriptor; {name: value it ended up with}.
     An override the spec coerces (an integer for a double) is declared as coerced; one of
-    the wrong type or out of range raises StartupError naming the parameter."""
+    the wrong type, out of range or against the spec's rule (choices) raises StartupError
+    naming the parameter."""
     _coerce_overrides(node, specs)
     values = {}
     for spec in specs:
@@ -160,7 +161,22 @@ def declare_table(node: Node, specs: Sequence[ParamSpec]) -> Dict[str, Any]:
         except ParameterException as exc:
             raise StartupError(f"parameter {spec.name}: {exc}") from None
         values[spec.name] = ros_value(param.value)
+        problem = spec.check(values[spec.name])
+        if problem:
+            raise StartupError(problem)
     return values
+
+
+def rule_problem(by_name: Mapping[str, ParamSpec], values: Mapping[str, Any]
+                 ) -> Optional[str]:
+    """The first spec rule (choices) that ``values`` break, or None; names without a spec
+    in ``by_name`` are not checked. Types and ranges are the descriptors' job."""
+    for name, value in values.items():
+        spec = by_name.get(name)
+        problem = spec.check(ros_value(value)) if spec is not None else None
+        if problem:
+            return problem
+    return None
 
 
 def coerce_parameters(by_name: Mapping[str, ParamSpec], changed: List[Parameter]

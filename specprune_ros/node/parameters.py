@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from specprune import PruneConfig, field_specs
-from specprune_ros.node.param_table import (ParamSpec, ros_value, yaml_cli, yaml_entries,
-                                            yaml_scalar)
+from specprune_ros.node.param_table import (ParamSpec, ros_value, rule_problem, yaml_cli,
+                                            yaml_entries, yaml_scalar)
 
 NODE_NAME = "specprune_policy"
 PRUNE_PREFIX = "prune."
@@ -198,12 +198,7 @@ def check_layers(values: Mapping[str, Any], num_layers: int) -> Optional[str]:
 def check_values(values: Mapping[str, Any]) -> Optional[str]:
     """The first table rule (choices) that ``values`` break, or None. Ranges and types are
     the descriptors' job; PruneConfig consistency is ``prune_config``'s."""
-    for name, value in values.items():
-        spec = BY_NAME.get(name)
-        problem = spec.check(ros_value(value)) if spec is not None else None
-        if problem:
-            return problem
-    return None
+    return rule_problem(BY_NAME, values)
 
 
 # ------------------------------------------------------------------------------ yaml

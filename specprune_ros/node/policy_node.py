@@ -202,10 +202,8 @@ def diagnostic_status(faults: Sequence[Fault], report: Optional[StepReport],
 
 # ------------------------------------------------------------------------------ parameters
 def startup_checks(values: Dict[str, Any]) -> PruneConfig:
-    """The table's rules on the start-up values; the PruneConfig they describe."""
-    problem = params.check_values(values)
-    if problem:
-        raise StartupError(problem)
+    """The start-up checks beyond the table's own (declare_table applied those); the
+    PruneConfig the values describe."""
     if values["ee_motion_source"] == "tf" and tf_unavailable_reason():
         raise StartupError(f"ee_motion_source 'tf' rejected: {tf_unavailable_reason()}")
     try:

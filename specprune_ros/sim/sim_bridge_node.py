@@ -126,7 +126,8 @@ PARAMS: Tuple[ParamSpec, ...] = (
     _topic("action_chunk_topic", "/specprune/action_chunk", "incoming action chunks"),
     ParamSpec("command_input", "chunk", "What the arm executes: 'chunk' (action chunks, one "
               "row per tick), 'twist' (TwistStamped from specprune_executor) or 'pose' "
-              "(PoseStamped targets from specprune_executor).", read_only=True),
+              "(PoseStamped targets from specprune_executor).", read_only=True,
+              choices=COMMAND_INPUTS),
     _topic("twist_topic", "/specprune/ee_twist", "incoming TwistStamped commands"),
     _topic("pose_target_topic", "/specprune/ee_target_pose", "incoming PoseStamped targets"),
     _topic("gripper_topic", "/specprune/gripper", "incoming gripper commands (Float64)"),
@@ -310,9 +311,6 @@ class SimBridgeNode(Node):
     def __init__(self) -> None:
         super().__init__(NODE_NAME)
         self._p = declare_table(self, PARAMS)
-        if self._p["command_input"] not in COMMAND_INPUTS:
-            raise ValueError(f"command_input must be one of {COMMAND_INPUTS}, got "
-                             f"{self._p['command_input']!r}")
         self._sim = SimArm(sim_config(self._p))
         self._queue = ActionQueue()
         self._command = CommandInput(self._p["command_input"], self._p["command_timeout_s"])
