@@ -5,7 +5,7 @@ import torch
 
 from specprune import PruneConfig
 from specprune.prune.decoder import DecoderState, run_decoder
-from specprune.prune.scoring import query_attention
+from specprune.prune.scoring import batched_query_attention, column_scores, query_attention
 
 from core_helpers import KEEP_ALL, observation, tiny_policy
 
@@ -64,6 +64,28 @@ def test_query_rows_equal_rows_of_the_full_attention_map():
     rows = query_attention(dec.layers[0], prep.embeds, cos, sin, queries)
     _, full = eager_layer(dec.layers[0], prep.embeds, cos, sin)
     torch.testing.assert_close(rows, full[:, queries], rtol=1e-4, atol=1e-5)
+
+
+@torch.inference_mode()
+def test_batched_query_rows_and_scores_equal_each_sample_alone():
+    """Training's attention loss reads a batch through batched_query_attention and
+    column_scores: each sample's row must be what the pruned pass computes for it alone."""
+    policy, prep = prepared()
+    dec = policy.model.decoder
+    other = prep.embeds + 0.1 * torch.randn_like(prep.embeds)
+    batch = torch.cat([prep.embeds, other])
+    pos = torch.arange(batch.shape[1])[None]
+    cos, sin = dec.rotary_emb(batch, pos)
+    queries = torch.tensor(prep.layout.query_positions)
+    visual = torch.arange(prep.layout.visual_start,
+                          prep.layout.visual_start + prep.layout.num_visual)
+    rows = batched_query_attention(dec.layers[0], batch, cos, sin, queries)  # shared RoPE
+    scores = column_scores(rows, visual)  # (2, visual)
+    for i, embeds in enumerate((prep.embeds, other)):
+        alone = query_attention(dec.layers[0], embeds, cos, sin, queries)
+        torch.testing.assert_close(rows[i], alone, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(scores[i], column_scores(alone, visual))
+    assert not torch.allclose(scores[0], scores[1])
 
 
 @torch.inference_mode()

@@ -32,7 +32,8 @@ def query_attention(layer: nn.Module, hidden: torch.Tensor, cos: torch.Tensor,
 def batched_query_attention(layer: nn.Module, hidden: torch.Tensor, cos: torch.Tensor,
                             sin: torch.Tensor, query_idx: torch.Tensor) -> torch.Tensor:
     """``query_attention`` for a batch: hidden (B, T, D) -> (B, H, Q, T) probabilities
-    (training reads the same scores the pruned pass will use)."""
+    (training reads the same scores the pruned pass will use); cos/sin (1, T, hd), the
+    positions every sample of the batch shares."""
     attn = layer.self_attn
     hd = attn.head_dim
     b, t = hidden.shape[:2]
@@ -46,9 +47,11 @@ def batched_query_attention(layer: nn.Module, hidden: torch.Tensor, cos: torch.T
     return torch.softmax(logits, dim=-1)
 
 
-def column_scores(probs: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
-    """Eq. 1: mean over heads and query rows of the attention paid to each column."""
-    return probs[:, :, columns].mean(dim=(0, 1))
+def column_scores(probs: torch.Tensor, columns: "torch.Tensor | slice") -> torch.Tensor:
+    """Eq. 1: mean over heads and query rows of the attention paid to each column.
+    ``probs`` (heads, queries, keys), or (batch, heads, queries, keys) for one score row
+    per sample; ``columns`` an index tensor or a slice of the keys."""
+    return probs[..., columns].mean(dim=(-3, -2))
 
 
 def mean_entropy(probs: torch.Tensor) -> torch.Tensor:

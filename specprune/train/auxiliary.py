@@ -18,11 +18,12 @@ folder stay exactly OpenVLA-OFT's:
    cube's position relative to the end effector in the robot base frame, metres x
    ``target_scale`` (L1), on frames before the first grasp (or on every frame). Its
    readout is a LayerNorm + Linear (``linear``) or parameter-free (``fixed``: the mean of
-   the first three coordinates of those states, times ``fixed_gain``). The fixed readout
+   the first three coordinates of those states). The fixed readout
    makes the decoder write the position at unit scale into fixed coordinates; a learnt
    readout can instead find it in a low-variance direction that a ridge regression
-   recovers (R^2 0.97 for y) but the L1-trained action head learns only very slowly
-   (measured: y prediction std 0.03 against a label std 0.75 after 600 steps).
+   recovers (R^2 0.97 for y on stage A's head states) but an L1-trained head learns only
+   very slowly (on those frozen states: y prediction std 0.06-0.14 against a label std
+   0.81 after 600-2000 steps; README, "Why B").
 
 5. ``attention`` (a loss, no head): the share of the task-text query rows' attention
    (mean over heads and rows, the score SpecPrune ranks visual tokens by) that falls on the
@@ -46,8 +47,6 @@ from torch import nn
 
 from specprune.prune.decoder import DecoderState
 
-#: Gain of the fixed target readout: a coordinate of a final-norm state is ~1 in size.
-FIXED_GAIN = 1.0
 TARGET_READOUTS = ("linear", "fixed")
 
 #: colour -> (dominant channel, its minimum 0-255 value, ratio over the other channels).
@@ -147,8 +146,12 @@ class AuxWeights:
         if self.named > 0:
             layers.add(self.named_layer)
         if self.attention > 0:
-            layers.update(i % num_layers for i in self.attention_layers)
+            layers.update(self.attention_indices(num_layers))
         return tuple(sorted(layers))
+
+    def attention_indices(self, num_layers: int) -> Tuple[int, ...]:
+        """The attention loss's layers as absolute indices (negative: from the end)."""
+        return tuple(sorted({i % num_layers for i in self.attention_layers}))
 
 
 @dataclass
@@ -200,6 +203,8 @@ class AuxiliaryHeads(nn.Module):
                weights: AuxWeights) -> Dict[str, torch.Tensor]:
         """Weighted loss terms of the enabled heads (name -> scalar)."""
         out: Dict[str, torch.Tensor] = {}
+        # patches showing the cube the instruction names (named head, attention loss)
+        is_named = (labels.colour == (labels.named + 1).unsqueeze(1)).float()
         if weights.position > 0:
             pred = self.position(feats.patches)  # (B, V*P, 2)
             out["position"] = weights.position * F.mse_loss(
@@ -212,24 +217,24 @@ class AuxiliaryHeads(nn.Module):
             if feats.visual_hidden is None:
                 raise ValueError("the named head needs the visual hidden states")
             logit = self.named(feats.visual_hidden).squeeze(-1)  # (B, V*P)
-            is_named = (labels.colour == (labels.named + 1).unsqueeze(1)).float()
             pos_weight = torch.tensor(weights.named_pos_weight, device=logit.device)
             out["named"] = weights.named * F.binary_cross_entropy_with_logits(
                 logit, is_named, pos_weight=pos_weight)
         if weights.target > 0:
             first = feats.head_hidden[:, :self.action_dim]  # (B, action_dim, D)
             if weights.target_readout == "fixed":
-                pred = first[..., :3].mean(dim=1) * FIXED_GAIN  # (B, 3)
+                pred = first[..., :3].mean(dim=1)  # (B, 3): final-norm coordinates are ~1
             else:
                 pred = self.target(first.flatten(1))
             err = (pred - labels.target).abs().mean(dim=1)  # (B,)
-            mask = (torch.ones_like(labels.target_mask) if weights.target_all_frames
-                    else labels.target_mask).float()
-            out["target"] = weights.target * (err * mask).sum() / mask.sum().clamp(min=1.0)
+            if weights.target_all_frames:
+                out["target"] = weights.target * err.mean()
+            else:
+                mask = labels.target_mask.float()
+                out["target"] = weights.target * (err * mask).sum() / mask.sum().clamp(min=1.0)
         if weights.attention > 0:
             if not feats.text_to_visual:
                 raise ValueError("the attention loss needs the text -> visual scores")
-            is_named = (labels.colour == (labels.named + 1).unsqueeze(1)).float()
             has = (is_named.sum(dim=1) > 0).float()  # (B,) the named cube is in view
             terms = []
             for scores in feats.text_to_visual.values():  # (B, V*P)

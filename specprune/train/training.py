@@ -40,7 +40,7 @@ from torch import nn
 from specprune.model.checkpoint import load_checkpoint, save_checkpoint
 from specprune.config import check_value, documented_field, int_as_float
 from specprune.prune.decoder import run_decoder
-from specprune.prune.scoring import batched_query_attention
+from specprune.prune.scoring import batched_query_attention, column_scores
 from specprune.train.auxiliary import (TARGET_READOUTS, AuxiliaryHeads, AuxLabels, AuxWeights,
                                        Features, LayerInputs, model_rgb, named_index,
                                        patch_colour_labels)
@@ -156,6 +156,10 @@ class TrainConfig:
     sitting_steps: Optional[int] = _spec(
         None, "Stop this sitting after this many steps (saving the resumable state); the LR "
         "schedule still follows steps. None: run to steps / minutes.", 1, 10**7, int)
+    stop_step: Optional[int] = _spec(
+        None, "End the run at this global step (validating, saving the resumable state and "
+        "the checkpoint folder) while the LR schedule follows steps: one stage of a longer "
+        "schedule, reproducible and resumable. None: run to steps / minutes.", 1, 10**7, int)
     save_every_minutes: float = _spec(
         10.0, "Minutes between saves of the resumable state and the checkpoint folder.",
         0.1, 10**5)
@@ -213,7 +217,7 @@ def _layer_list(text: str) -> Tuple[int, ...]:
 #: Fields that may differ between a run and its resumption. All but threads and device
 #: leave the result unchanged; a change of those two keeps the run going but no longer
 #: bitwise-equal to an uninterrupted one (logged when it happens).
-RESUMABLE_CHANGES = ("minutes", "sitting_steps", "threads", "device", "log_every",
+RESUMABLE_CHANGES = ("minutes", "sitting_steps", "stop_step", "threads", "device", "log_every",
                      "save_every_minutes", "state_dir", "resume", "val_max_samples")
 _INEXACT_CHANGES = ("threads", "device")
 
@@ -356,7 +360,8 @@ def forward(model: OpenVLAOFT, batch: Batch, weights: Optional[AuxWeights] = Non
     layout = model.layout(len(batch.prompt.ids), batch.prompt.task_ids)
     patches = model.encode_images(batch.pixels)  # (B, views * P, D)
     embeds = model.build_sequence(patches, batch.proprio, batch.ids)  # (B, T, D)
-    captured = weights.captured_layers(model.num_layers) if weights is not None else ()
+    n = model.num_layers
+    captured = weights.captured_layers(n) if weights is not None else ()
     missing = [i for i in captured if i >= model.num_layers]
     if missing:
         raise ValueError(f"decoder layers {missing} do not exist ({model.num_layers} layers)")
@@ -373,10 +378,10 @@ def forward(model: OpenVLAOFT, batch: Batch, weights: Optional[AuxWeights] = Non
     if weights.attention > 0:
         queries = torch.tensor(layout.query_positions, device=embeds.device)
         feats.text_to_visual = {}
-        for i in sorted({j % model.num_layers for j in weights.attention_layers}):
+        for i in weights.attention_indices(n):
             hidden, cos, sin = hook.states[i]
             probs = batched_query_attention(model.decoder.layers[i], hidden, cos, sin, queries)
-            feats.text_to_visual[i] = probs[..., vis].mean(dim=(1, 2))  # (B, V*P)
+            feats.text_to_visual[i] = column_scores(probs, vis)  # (B, V*P): SpecPrune's Eq. 1
     return feats
 
 
@@ -650,19 +655,17 @@ def _train(cfg: TrainConfig, log: Log) -> Run:
     if cfg.resume:
         first = load_state(cfg, model, heads, optimizer, sampler, augment, loop, log)
     state = _Resumable(model, heads, optimizer, sampler, augment, device)
-    try:
-        for step in itertools.count(first):
-            if not loop.keep_going(step):
-                break
-            batch = run.data.batch(next(sampler), augment).to(device)
-            terms = train_step(model, optimizer, batch, learning_rate(step, loop.total, cfg),
-                               cfg.grad_clip, cfg.label_weight, heads, weights)
-            loop.after_step(step, terms, len(batch.ids))
-            if loop.save_due():
-                run.summary = loop.summary()
-                _save_all(cfg, run, tokenizer, state, loop, log)
-    except KeyboardInterrupt:
-        log(f"interrupted after {loop.done} steps: validating and saving what there is")
+    # SIGINT / SIGTERM set _STOP (see _stop_on_signals): keep_going ends at a step boundary
+    for step in itertools.count(first):
+        if not loop.keep_going(step):
+            break
+        batch = run.data.batch(next(sampler), augment).to(device)
+        terms = train_step(model, optimizer, batch, learning_rate(step, loop.total, cfg),
+                           cfg.grad_clip, cfg.label_weight, heads, weights)
+        loop.after_step(step, terms, len(batch.ids))
+        if loop.save_due():
+            run.summary = loop.summary()
+            _save_all(cfg, run, tokenizer, state, loop, log)
     run.summary = loop.summary()
     if len(val):
         per_dim = evaluate(model, run.data, val, cfg.batch_size, device)
@@ -796,6 +799,9 @@ class _Loop:
             self.log(f"stop requested (signal) at step {step}: validating and saving")
             return False
         if self.total is not None and step >= self.total:
+            return False
+        if self.cfg.stop_step is not None and step >= self.cfg.stop_step:
+            self.log(f"stop step {self.cfg.stop_step} reached")
             return False
         if self.cfg.sitting_steps is not None and step - self.first >= self.cfg.sitting_steps:
             self.log(f"sitting of {self.cfg.sitting_steps} steps done at step {step}")
