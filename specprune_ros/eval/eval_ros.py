@@ -315,20 +315,27 @@ def _stop(proc: subprocess.Popen, timeout: float = 20.0) -> int:
     return proc.returncode
 
 
+def simulated_policy_command(model: str, *params: str) -> List[str]:
+    """``python -m`` arguments of a policy node for the simulator or synthetic inputs:
+    config/policy.yaml, active at once (no lifecycle manager here), a preset model
+    allowed (nothing real moves), then each ``name:=value`` of ``params``."""
+    cmd = ["specprune_ros.node.policy_node", "--ros-args",
+           "--params-file", data_path("config/policy.yaml"),
+           "-p", "autostart:=true", "-p", "allow_preset_model:=true", "-p", f"model:={model}"]
+    for item in params:
+        cmd += ["-p", item]
+    return cmd
+
+
 def _node_commands(args: argparse.Namespace) -> List[List[str]]:
     bridge = ["specprune_ros.sim.sim_bridge_node", "--ros-args", "--params-file",
               data_path("config/sim_arm.yaml"), "-p", f"task:={args.task}",
               "-p", "horizon:=1000000000", "-p", f"seed:={args.seed}",
               "-p", "command_input:=twist", "-p", "publish_clock:=true"]
-    # the simulator: active at once (no lifecycle manager here), presets allowed
-    policy = ["specprune_ros.node.policy_node", "--ros-args",
-              "--params-file", data_path("config/policy.yaml"),
-              "-p", "autostart:=true", "-p", "allow_preset_model:=true",
-              "-p", f"model:={args.policy}", "-p", "ee_motion_source:=pose_topic",
-              "-p", f"torch_threads:={args.threads}", "-p", f"device:={args.device}",
-              "-p", f"dtype:={args.dtype}",
-              "-p", f"inference_rate_hz:={2 * CONTROL_RATE_HZ / CHUNK}",
-              "-p", "use_sim_time:=true"]
+    policy = simulated_policy_command(
+        args.policy, "ee_motion_source:=pose_topic", f"torch_threads:={args.threads}",
+        f"device:={args.device}", f"dtype:={args.dtype}",
+        f"inference_rate_hz:={2 * CONTROL_RATE_HZ / CHUNK}", "use_sim_time:=true")
     executor = ["specprune_ros.node.executor_node", "--ros-args",
                 "--params-file", data_path("config/executor.yaml"),
                 "--params-file", data_path("config/executor_sim.yaml"),

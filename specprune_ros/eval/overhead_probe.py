@@ -39,6 +39,7 @@ with warnings.catch_warnings():
     from sensor_msgs.msg import Image, JointState
     from trajectory_msgs.msg import JointTrajectory
 
+from specprune_ros.eval.eval_ros import simulated_policy_command
 from specprune_ros.node.policy_node import DIAG_NAME
 from specprune_ros.node.ros_image import rgb_to_image_msg
 from specprune_ros.node.tf_motion import stamp_seconds
@@ -109,11 +110,9 @@ def _start_node(args: argparse.Namespace, env: Dict[str, str], log_path: str
                 ) -> subprocess.Popen:
     """The policy node, brought up by itself; a preset model (random weights) is allowed:
     the inputs are synthetic and nothing moves."""
-    cmd = [sys.executable, "-m", "specprune_ros.node.policy_node", "--ros-args", "--params-file",
-           "config/policy.yaml", "-p", f"model:={args.model}", "-p",
-           f"inference_rate_hz:={args.inference_rate:.1f}", "-p",
-           "instruction:=pick up the red cube", "-p", "autostart:=true",
-           "-p", "allow_preset_model:=true"]
+    cmd = [sys.executable, "-m"] + simulated_policy_command(
+        args.model, f"inference_rate_hz:={args.inference_rate:.1f}",
+        "instruction:=pick up the red cube")
     with open(log_path, "wb") as log:
         return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
