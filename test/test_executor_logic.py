@@ -22,8 +22,8 @@ from specprune_ros.node.chunk_timing import ChunkCombiner, parse_chunk
 from specprune_ros.node.executor_node import ExecutorNode
 from specprune_ros.node.observation_builder import quat_multiply
 from specprune_ros.node.safety_envelope import (Envelope, Limits, PoseIntegrator,
-                                                quat_to_rotvec, rotation_between,
-                                                rotvec_to_quat)
+                                                quat_to_rotvec, ramp_factor,
+                                                rotation_between, rotvec_to_quat)
 
 NAMES = ("x", "y", "z", "roll", "pitch", "yaw", "gripper")
 PERIOD = 0.05
@@ -322,6 +322,7 @@ class Bare:
         values.update(ramp_in_s=0.0, require_estop_signal=False)
         values.update(overrides)
         self.t = T0
+        self.seq = 0  # chunk numbers, unique as the node's own
         self.out, self.gripper, log = Recorder(), Recorder(), Recorder()
         node = self.node = ExecutorNode.__new__(ExecutorNode)
         node._setup(values)
@@ -347,11 +348,14 @@ class Bare:
         self.node._on_joints(msg)
 
     def chunk(self, row, points: int = 8) -> None:
-        """A chunk stamped now, every point ``row`` (executor dimension order)."""
+        """A chunk stamped now, every point ``row`` (executor dimension order), accepted as
+        ``_on_chunk`` accepts one."""
+        self.seq += 1
         self.node._combiner.add(parse_chunk(
             self.node._layout.action_names, [list(row)] * points,
             [(i + 1) * PERIOD for i in range(points)], self.node._layout.action_names,
-            self.t, self.t, seq=len(self.out.sent) + 1000 * points))
+            self.t, self.t, seq=self.seq))
+        self.node._last_chunk_at = self.t
 
     def tick(self, dt: float = 0.02) -> None:
         self.t += dt
@@ -397,14 +401,14 @@ def test_dry_run_on_while_moving_holds_the_measured_pose_or_joints():
 def test_dry_run_switched_off_starts_from_rest_and_ramps_in_again():
     """In dry run the envelope follows commands that are never sent; the arm is at rest
     when dry_run goes off, so the first real twist is limited from zero."""
-    accel, dt = 1.0, 0.02
+    accel, dt, ramp_in_s = 1.0, 0.02, 0.5
     bare = Bare(output="twist", dry_run=True, max_linear_accel=accel)
     for _ in range(30):  # 0.6 s of a 0.2 m/s chunk: the unsent command reaches 0.2 m/s
         bare.pose()
         bare.chunk([0.2, 0, 0, 0, 0, 0, -1.0])
         bare.tick(dt)
     assert bare.out.sent == [] and bare.node._envelope._linear[0] == pytest.approx(0.2)
-    bare.set(ramp_in_s=0.5)
+    bare.set(ramp_in_s=ramp_in_s)
     bare.set(dry_run=False)
     speeds = []
     for _ in range(3):
@@ -412,8 +416,11 @@ def test_dry_run_switched_off_starts_from_rest_and_ramps_in_again():
         bare.chunk([0.2, 0, 0, 0, 0, 0, -1.0])
         bare.tick(dt)
         speeds.append(bare.last_twist()[0])
-    # from rest: ramp-in (0.02 s of 0.5 s) and acceleration (accel * dt per tick) bind
-    assert 0.0 < speeds[0] <= accel * dt + 1e-9, speeds
+    # from rest: ramp-in (one tick, 0.02 s of 0.5 s) and acceleration (accel * dt per tick)
+    # bind; the ramp cap is below the acceleration bound, so only a restarted ramp meets it
+    ramp_cap = ramp_factor(ramp_in_s, dt) * bare.node._values["max_linear_speed"]
+    assert ramp_cap < accel * dt
+    assert 0.0 < speeds[0] <= ramp_cap + 1e-9, speeds
     assert all(b - a <= accel * dt + 1e-9 for a, b in zip([0.0] + speeds, speeds)), speeds
 
 
@@ -481,7 +488,9 @@ def test_no_motion_before_the_first_false_on_the_estop_topic():
     assert fresh.node._hold_reason is None
     assert 0.0 < fresh.last_twist()[0] <= 0.25 * 0.02 + 1e-9  # ramping in from 0 again
     fresh.set(require_estop_signal=False)
-    assert fresh.node._hold_reason is None
+    fresh.pose()
+    fresh.tick()
+    assert fresh.node._hold_reason is None and fresh.last_twist()[0] > 0.0
 
 
 def test_the_robot_config_requires_the_estop_signal_and_the_simulator_does_not():
@@ -551,15 +560,54 @@ def test_activation_before_the_first_clock_message_still_ramps_in():
     assert bare.last_twist()[0] == pytest.approx(0.25 * 0.4)  # 40 % in after 0.4 s
 
 
-def test_one_pair_of_time_conversions_serves_both_nodes():
-    from specprune_ros.node import executor_node, policy_node, tf_motion
-    assert policy_node.duration is tf_motion.duration is executor_node.duration
-    assert executor_node.stamp_seconds is tf_motion.stamp_seconds
-    assert not hasattr(executor_node, "_seconds") and not hasattr(executor_node, "_point")
+def test_time_conversions_round_to_the_nanosecond_and_a_hold_is_one_period_ahead():
+    from specprune_ros.node import tf_motion
     d = tf_motion.duration(2.9999999999)  # rounds to the nanosecond, carrying into sec
     assert (d.sec, d.nanosec) == (3, 0)
     assert tf_motion.stamp_seconds(tf_motion.duration(1.25)) == 1.25
-    bare = Bare(action_layout="aloha", output="joint_trajectory")
+    bare = Bare(action_layout="aloha", output="joint_trajectory", control_rate_hz=40.0)
     bare.joints(np.zeros(14))
     bare.tick()  # a hold: one point, one control period ahead
-    assert bare.out.sent[-1].points[0].time_from_start == tf_motion.duration(bare.node._dt)
+    bare.joints(np.zeros(14))
+    bare.tick()
+    for msg in bare.out.sent[-2:]:
+        assert (msg.points[0].time_from_start.sec,
+                msg.points[0].time_from_start.nanosec) == (0, 25_000_000)
+        assert list(msg.joint_names) == list(bare.node._values["joint_names"])
+
+
+def test_the_watchdog_holds_through_other_holds_until_a_new_chunk():
+    """A stale pose while the watchdog holds, then a fresh pose: still the watchdog (no
+    chunk for longer than chunk_timeout_s), at WARN, not an OK no_chunk."""
+    bare = Bare(chunk_timeout_s=0.3)
+    bare.pose()
+    bare.chunk([0.1, 0, 0, 0, 0, 0, -1.0], points=40)  # 2 s of points: it does not run out
+    for _ in range(20):  # 0.4 s without another chunk
+        bare.pose()
+        bare.tick()
+    assert bare.node._hold_reason == "watchdog"
+    bare.tick(0.3)  # no pose for 0.3 s: stale
+    assert bare.node._hold_reason == "stale_state"
+    bare.pose()
+    bare.tick()
+    assert bare.node._hold_reason == "watchdog", bare.node._hold_detail
+    assert bare.node._hold_detail.startswith("no chunk for")
+    assert bare.node.diagnostic_status().level == DiagnosticStatus.WARN
+    bare.pose()
+    bare.chunk([0.1, 0, 0, 0, 0, 0, -1.0])
+    bare.tick()
+    assert bare.node._hold_reason is None and bare.last_twist()[0] > 0.0
+
+
+def test_a_pose_is_ignored_by_a_joint_space_layout():
+    bare = Bare(action_layout="aloha", output="joint_trajectory")
+    bare.joints(np.zeros(14))
+    msg = PoseStamped()
+    msg.header.frame_id = "elsewhere"
+    bare.node._on_pose(msg)
+    assert bare.node.counters["bad_state"] == 0 and bare.node._state_problem == ""
+    bare.tick()
+    assert bare.node._hold_reason == "no_chunk"
+    fresh = Bare(action_layout="aloha", output="joint_trajectory")
+    fresh.tick()  # nothing received yet: the fallback text, once
+    assert fresh.node._hold_detail == "no joint state received"

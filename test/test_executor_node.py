@@ -497,6 +497,9 @@ class TestWithPolicy:
         assert held - last <= CHUNK_TIMEOUT_S + 2.0 / RATE_HZ + 0.1, held - last
         rig.probe.spin_for(1.0)
         assert all(np.linalg.norm(v) == 0 for v in twist_after(rig.wire, held))
+        # the watchdog holds, not merely the end of the last chunk (no_chunk, level OK)
+        diag = rig.diag(lambda d: d["active"] == "True", 5.0)
+        assert diag["holding"] == "watchdog" and diag["level"] == DiagnosticStatus.WARN, diag
         assert rig.executor.alive()
 
 

@@ -129,27 +129,24 @@ class ChunkCombiner:
         self.rule, self.ensemble_k, self.crossfade_points = rule, ensemble_k, crossfade_points
 
     def reset(self) -> None:
-        """Forget every chunk and the fade state (new activation, hold, e-stop)."""
+        """Forget every chunk and the fade state (activation, cleanup, watchdog, e-stop
+        reset); a plain hold only calls ``forget_last``."""
         self._chunks: List[Chunk] = []
         self._started: dict = {}  # seq -> time the chunk first ran
+        self.forget_last()
+
+    def forget_last(self) -> None:
+        """The arm was held: what ran before is no action to fade from (the chunks stay)."""
         self._fade_from: Optional[Chunk] = None  # the chunk that ran before the newest
         self._fade_value: Optional[np.ndarray] = None  # the action when the newest took over
         self._newest_run: Optional[Chunk] = None
         self._last: Optional[np.ndarray] = None
-
-    def forget_last(self) -> None:
-        """The arm was held: what ran before is no action to fade from (the chunks stay)."""
-        self._fade_from = self._fade_value = self._newest_run = self._last = None
 
     def add(self, chunk: Chunk) -> None:
         """Keep ``chunk`` (ordered by stamp); drop chunks that can no longer run."""
         self._chunks.append(chunk)
         self._chunks.sort(key=lambda c: (c.stamp, c.seq))
         del self._chunks[:-self._max_chunks]
-
-    @property
-    def newest_received(self) -> Optional[float]:
-        return max((c.received for c in self._chunks), default=None)
 
     def sample(self, t: float) -> Sample:
         """The combined action at time ``t`` (call once per control tick)."""

@@ -71,11 +71,13 @@ def _kind(entity: Any) -> type:
 
 def declare_parameters(node: LifecycleNode) -> Dict[str, Any]:
     """Declare the table (an integer override of a double is taken as a float); StartupError
-    on an override of the wrong type, out of range or against the table's rules."""
+    on an override of the wrong type, out of range or against the table's rules (all three
+    checked by declare_table), or on inconsistent limits (an inverted workspace box)."""
     values = declare_table(node, params.PARAMS)
-    problem = params.check_values(values, values)
-    if problem:
-        raise StartupError(problem)
+    try:
+        params.limits_from(values)
+    except (ValueError, TypeError) as exc:
+        raise StartupError(str(exc)) from None
     return values
 
 
@@ -100,6 +102,9 @@ class ExecutorNode(LifecycleNode):
         self._layout = LAYOUTS[v["action_layout"]]
         self._cartesian = v["action_layout"] not in params.JOINT_LAYOUTS
         self._dt = 1.0 / float(v["control_rate_hz"])
+        # read-only parameters: a joint trajectory's names and point time, built once
+        self._joint_names = tuple(v["joint_names"])
+        self._point_time = duration(self._dt)
         self._combiner = ChunkCombiner(v["rule"], v["ensemble_k"], v["crossfade_points"])
         self._envelope = Envelope(params.limits_from(v))
         self._integrator = PoseIntegrator()
@@ -111,8 +116,8 @@ class ExecutorNode(LifecycleNode):
         self._estop_latched = self._estop_input = False
         self._estop_heard = False  # a false received on estop_topic (require_estop_signal)
         self._pose: Optional[Tuple[np.ndarray, np.ndarray, float]] = None
-        self._state_problem = "no ee pose received" if self._cartesian else \
-            "no joint state received"
+        self._state_problem = ""  # why the last state message was refused
+        self._last_chunk_at: Optional[float] = None  # node time of the last accepted chunk
         self._joints: Optional[Tuple[np.ndarray, float]] = None
         self._hold_reason: Optional[str] = None
         self._hold_detail = ""
@@ -169,9 +174,8 @@ class ExecutorNode(LifecycleNode):
 
     def _start_commanding(self, now: float) -> None:
         self._combiner.reset()
-        self._envelope.stop()
-        self._integrator.reset()
-        self._restart_ramp(now)
+        self._last_chunk_at = None  # the watchdog starts with the first chunk of this run
+        self._from_rest(now)
         self._hold_reason = None
         self._active = True
         self.get_logger().info(f"active: commanding ({self._values['output']}"
@@ -206,6 +210,8 @@ class ExecutorNode(LifecycleNode):
         self._entities = []
         self._combiner.reset()
         self._pose, self._joints = None, None
+        self._state_problem = ""
+        self._last_chunk_at = None
         self._estop_heard = False  # a new subscription must hear it again
 
     def stop(self) -> None:
@@ -223,7 +229,7 @@ class ExecutorNode(LifecycleNode):
         process exits next, and a last hold lost with the publisher left the controller
         on the previous twist (seen under load)."""
         for pub in (self._command_pub, self._gripper_pub):
-            if pub is not None and not pub.wait_for_all_acked(
+            if not pub.wait_for_all_acked(
                     Duration(seconds=SHUTDOWN_ACK_TIMEOUT_S)):
                 self.get_logger().warning(
                     f"the last hold on {pub.topic_name} was not acknowledged by every "
@@ -256,8 +262,11 @@ class ExecutorNode(LifecycleNode):
             self.counters["points_skipped_late"] += len(chunk.actions)
             return
         self._combiner.add(chunk)
+        self._last_chunk_at = now
 
     def _on_pose(self, msg: PoseStamped) -> None:
+        if not self._cartesian:
+            return
         position, quaternion, stamp = pose_from_msg(msg)
         if msg.header.frame_id != self._values["base_frame"]:
             self._state_problem = (f"ee pose in frame '{msg.header.frame_id}', expected "
@@ -311,7 +320,7 @@ class ExecutorNode(LifecycleNode):
             response.success, response.message = True, "no e-stop latched"
         else:
             self._estop_latched = False
-            self._restart_ramp(self._now())
+            self._from_rest(self._now())
             self._combiner.reset()  # chunks from before the stop do not resume
             response.success, response.message = True, "e-stop reset: ramping in"
             self.get_logger().warning(response.message)
@@ -324,6 +333,13 @@ class ExecutorNode(LifecycleNode):
             self._tick(now)
         if now - self._last_diag >= _DIAG_PERIOD_S or now < self._last_diag:
             self._publish_diagnostics(now)
+
+    def _from_rest(self, now: float) -> None:
+        """The next motion starts from rest, from the measured pose, and ramps in from
+        ``now`` (activation, e-stop reset, dry_run switched off)."""
+        self._envelope.stop()
+        self._integrator.reset()
+        self._restart_ramp(now)
 
     def _restart_ramp(self, now: float) -> None:
         """The speed limits ramp in from ``now``; under use_sim_time before the first
@@ -367,11 +383,10 @@ class ExecutorNode(LifecycleNode):
             else:
                 self._hold_detail = f"{what} is stamped in the future ({-age:.3f} s ahead)"
             return "stale_state"
-        newest = self._combiner.newest_received
-        if newest is None and self._hold_reason == "watchdog":
-            return "watchdog"  # until a new chunk arrives (the policy may be dead)
-        if newest is not None and now - newest > self._values["chunk_timeout_s"]:
-            self._hold_detail = f"no chunk for {now - newest:.3f} s"
+        last = self._last_chunk_at
+        if last is not None and now - last > self._values["chunk_timeout_s"]:
+            # until a new chunk arrives (the policy may be dead), whatever held in between
+            self._hold_detail = f"no chunk for {now - last:.3f} s"
             self._combiner.reset()  # what is left of it does not resume later
             return "watchdog"
         return None
@@ -484,9 +499,9 @@ class ExecutorNode(LifecycleNode):
         return msg
 
     def _trajectory(self, positions: np.ndarray, now: float) -> JointTrajectory:
-        msg = self._header(JointTrajectory(joint_names=list(self._values["joint_names"])), now)
+        msg = self._header(JointTrajectory(joint_names=self._joint_names), now)
         msg.points.append(JointTrajectoryPoint(positions=[float(v) for v in positions],
-                                               time_from_start=duration(self._dt)))
+                                               time_from_start=self._point_time))
         return msg
 
     # -------------------------------------------------------------------- diagnostics
@@ -557,10 +572,8 @@ class ExecutorNode(LifecycleNode):
         if was_dry_run and not v["dry_run"] and self._active:
             # the arm held while the envelope and the pose target followed commands that
             # were never sent: start again from rest and from the measured pose, ramping in
-            self._envelope.stop()
-            self._integrator.reset()
+            self._from_rest(self._now())
             self._combiner.forget_last()
-            self._restart_ramp(self._now())
 
 
 # ------------------------------------------------------------------------------ main
