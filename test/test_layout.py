@@ -2,8 +2,11 @@
 never imports ROS, and no module imports itself back through others.
 
 Reads every import statement (module level and inside functions) with ``ast``; nothing is
-imported, so a violation is found even in a path no other test runs."""
+imported, so a violation is found even in a path no other test runs. The robot-side modules
+are then imported for real, each in a fresh interpreter: none may load torch."""
 import ast
+import subprocess
+import sys
 from pathlib import Path
 from typing import Dict, List, Set
 
@@ -130,3 +133,48 @@ def test_the_rule_reader_sees_a_violation():
     assert room("specprune.prune.pruning_hooks") not in ALLOWED["core.model"]
     assert "specprune_ros.node.policy_node" in project_imports("specprune_ros.eval.eval_ros")
     assert room("specprune_ros.eval.eval_ros") not in ALLOWED["ros.node"]
+
+
+# ------------------------------------------------------------------------------ robot side
+#: what runs next to the robot's driver, often on a small computer while the policy runs
+#: elsewhere: numpy and rclpy, never torch / transformers (issue #18: 11 s of imports and
+#: 830 MB RSS when the executor read its action layouts from specprune.model.presets)
+ROBOT_SIDE = ("specprune_ros.node.executor_node", "specprune_ros.node.executor_parameters",
+              "specprune_ros.node.safety_envelope", "specprune_ros.node.chunk_timing",
+              "specprune_ros.node.observation_builder", "specprune_ros.sim.sim_bridge_node",
+              "specprune.model.layouts", "specprune")
+HEAVY = ("torch", "transformers", "timm")
+
+
+def heavy_imports(module: str) -> List[str]:
+    """The heavy packages a fresh interpreter holds after ``import module``."""
+    code = (f"import sys, {module}\n"
+            f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+@pytest.mark.parametrize("module", ROBOT_SIDE)
+def test_robot_side_modules_import_no_torch(module):
+    assert heavy_imports(module) == [], f"{module} loads the model stack"
+
+
+def test_the_torch_check_sees_a_heavy_import():
+    """The check above can fail: the policy node (which runs the model) loads torch."""
+    assert "torch" in heavy_imports("specprune.model.presets")
+
+
+def test_core_names_resolve_on_first_use():
+    """specprune's public API is imported lazily: every name in __all__ resolves, and the
+    layouts the model code reads from presets are the torch-free ones."""
+    import specprune
+    from specprune.model import layouts, presets
+
+    assert sorted(specprune.__all__) == sorted(specprune._SOURCES)
+    for name in specprune.__all__:
+        assert getattr(specprune, name).__name__ == name
+    assert presets.LAYOUTS is layouts.LAYOUTS and presets.ActionLayout is layouts.ActionLayout
+    with pytest.raises(AttributeError, match="no attribute 'load'"):
+        getattr(specprune, "load")

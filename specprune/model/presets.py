@@ -9,38 +9,19 @@
   later ones) of width 128, ViTs of width 64 and depth 3 (features from block 2 of 3).
   Measured fwd+bwd, batch 16, float32, 2 threads, 2-core AMD EPYC: 10.6 samples/s over the
   shipped 2000-step run (checkpoints/pick_color/training_summary.json).
-Layouts of the released checkpoints: LIBERO (chunk 8, dim 7, proprio 8, 2 views,
-BOUNDS_Q99) and ALOHA (chunk 25, dim 14, proprio 14, 3 views, BOUNDS).
+Layouts of the released checkpoints (LIBERO, ALOHA) live in the torch-free
+``specprune.model.layouts`` (the robot side reads them); ``LAYOUTS`` and ``ActionLayout`` are
+re-exported here for the model code.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Dict, Tuple
+from typing import Any, Dict
 
 import numpy as np
 
+from specprune.model.layouts import LAYOUTS, ActionLayout  # noqa: F401 - re-exported
 from specprune.model.modeling_vla import VLAConfig
-from specprune.model.processing import BOUNDS, BOUNDS_Q99, PIPELINE_TORCH
-
-
-@dataclass(frozen=True)
-class ActionLayout:
-    chunk: int
-    action_dim: int
-    proprio_dim: int
-    num_images: int
-    normalization: str
-    action_names: Tuple[str, ...]
-
-
-LAYOUTS = {
-    "libero": ActionLayout(8, 7, 8, 2, BOUNDS_Q99,
-                           ("x", "y", "z", "roll", "pitch", "yaw", "gripper")),
-    "aloha": ActionLayout(25, 14, 14, 3, BOUNDS,
-                          tuple(f"{side}_{j}" for side in ("left", "right")
-                                for j in ("waist", "shoulder", "elbow", "forearm_roll",
-                                          "wrist_angle", "wrist_rotate", "gripper"))),
-}
+from specprune.model.processing import PIPELINE_TORCH
 
 
 def _llama(hidden: int, layers: int, heads: int, mlp: int, vocab: int) -> Dict[str, Any]:

@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from specprune.model import image_ops
+from specprune.model.layouts import BOUNDS, BOUNDS_Q99
 
-BOUNDS_Q99, BOUNDS = "bounds_q99", "bounds"
 _STAT_KEYS = {BOUNDS_Q99: ("q01", "q99"), BOUNDS: ("min", "max")}
 PIPELINE_REFERENCE, PIPELINE_TORCH = "reference", "torch"
 PIPELINES = (PIPELINE_REFERENCE, PIPELINE_TORCH)

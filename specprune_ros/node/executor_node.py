@@ -49,7 +49,7 @@ with warnings.catch_warnings():
     from std_srvs.srv import Trigger
     from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from specprune.model.presets import LAYOUTS
+from specprune.model.layouts import LAYOUTS
 from specprune_ros.node import executor_parameters as params
 from specprune_ros.node import lifecycle
 from specprune_ros.node.lifecycle import StartupError

@@ -20,7 +20,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
-from specprune.model.presets import LAYOUTS
+from specprune.model.layouts import LAYOUTS
 from specprune_ros.node.chunk_timing import RULES
 from specprune_ros.node.param_table import (ParamSpec, ros_value, rule_problem, yaml_cli,
                                             yaml_entries)
