@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Idempotent set-up on Debian/Ubuntu with Python 3.11: OS packages for offscreen MuJoCo
-# rendering, and a project-local virtual environment (.venv) with pinned packages. The stamp
-# file .venv/.requirements.installed holds the requirement files last installed: any change
-# to them reinstalls (pip keeps what already matches).
+# rendering, a project-local virtual environment (.venv) with pinned packages, and the LIBERO
+# worker's own (.venv-libero, requirements-libero.txt). Each venv's stamp file
+# (.requirements.installed) holds the requirement files last installed: any change to them
+# reinstalls (pip keeps what already matches).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,4 +33,18 @@ if [ ! -x .venv/bin/python ] || ! wanted | cmp -s - "$STAMP"; then
   for f in "${REQUIREMENTS[@]}"; do args+=(-r "$f"); done
   .venv/bin/python -m pip install -q --disable-pip-version-check "${args[@]}"
   wanted > "$STAMP"
+fi
+
+# LIBERO's suites run in a worker process of their own (.venv-libero): LIBERO pins robosuite
+# 1.4.0, the project uses 1.5.2. Same stamp rule as .venv; SPECPRUNE_SKIP_LIBERO=1 skips it
+# (the LIBERO tests then skip, saying why).
+LIBERO_REQUIREMENTS=requirements-libero.txt
+LIBERO_STAMP=.venv-libero/.requirements.installed
+if [ "${SPECPRUNE_SKIP_LIBERO:-0}" != 1 ] && \
+   { [ ! -x .venv-libero/bin/python ] || ! cmp -s "$LIBERO_REQUIREMENTS" "$LIBERO_STAMP"; }; then
+  echo "setup: installing $LIBERO_REQUIREMENTS into .venv-libero ($($PYTHON --version))"
+  [ -x .venv-libero/bin/python ] || "$PYTHON" -m venv .venv-libero
+  .venv-libero/bin/python -m pip install -q --disable-pip-version-check \
+    -r "$LIBERO_REQUIREMENTS"
+  cp "$LIBERO_REQUIREMENTS" "$LIBERO_STAMP"
 fi
