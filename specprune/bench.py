@@ -155,8 +155,11 @@ def _summary(series: Dict[str, Series], hits: List[float], policy: SpecPrunePoli
 
 
 def machine(threads: int, device: str, dtype: str) -> Dict[str, Any]:
-    """Where the numbers were measured (the ``machine`` entry of every result JSON)."""
+    """Where the numbers were measured (the ``machine`` entry of every result JSON): the
+    CPU model and the kernels torch dispatched (``cpu_capability``: DEFAULT, AVX2, AVX512;
+    ATEN_CPU_CAPABILITY overrides it), since float results differ between them."""
     return {"platform": platform.platform(), "processor": _cpu_name(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "cpu_count": os.cpu_count(), "threads": threads, "torch": torch.__version__,
             "device": device, "dtype": dtype, "python": sys.version.split()[0]}
 
