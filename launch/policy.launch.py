@@ -6,11 +6,22 @@
 
 Both are managed (lifecycle) nodes. By default they configure and activate themselves
 (``autostart:=true``); ``autostart:=false`` leaves them unconfigured for a lifecycle manager
-or ``ros2 lifecycle set``. Nothing moves until a real model is named: ``model`` has no
-default and the policy node refuses an empty name or a random-weight preset (unless
-``allow_preset_model:=true``, for tests and the simulator), and the executor commands
-only while active, inside its safety envelope (config/executor.yaml). If either node
-exits, the launch shuts down (the executor's last command is a hold).
+or ``ros2 lifecycle set``. Nothing moves until a real model is named and the policy is
+active; the executor commands only while active, inside its safety envelope
+(config/executor.yaml), and holds while no chunk comes. Without ``model`` (the bare
+command) both nodes come up, the policy node stays unconfigured, publishes no chunk, answers
+``ros2 param list / get / set`` (the ``prune.*`` thresholds are live) and logs once what to
+do next::
+
+    ros2 launch specprune_ros policy.launch.py
+    ros2 param set /specprune_policy prune.keep_scale 1.5
+    ros2 param set /specprune_policy model /path/to/checkpoint
+    ros2 lifecycle set /specprune_policy configure     # loads the model
+    ros2 lifecycle set /specprune_policy activate      # steps and publishes chunks
+
+A random-weight preset name is refused unless ``allow_preset_model:=true`` (tests, the
+simulator). If either node exits, the launch shuts down (the executor's last command is a
+hold).
 
 Topic arguments remap the nodes' default topics (for compressed transport the
 <topic>/compressed names are remapped too).
@@ -22,6 +33,7 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, Shutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode
+from launch_ros.parameter_descriptions import ParameterValue
 
 PACKAGE = "specprune_ros"
 
@@ -58,8 +70,11 @@ def _arguments(share: str):
     config = os.path.join(share, "config")
     executor_yaml = os.path.join(config, "executor.yaml")
     arguments = [
-        DeclareLaunchArgument("model", description="OpenVLA-OFT checkpoint folder (required; "
-                              "a preset name only with allow_preset_model:=true)"),
+        DeclareLaunchArgument("model", default_value="",
+                              description="OpenVLA-OFT checkpoint folder (a preset name only "
+                                          "with allow_preset_model:=true); empty: the policy "
+                                          "node waits unconfigured until its model parameter "
+                                          "is set and it is configured and activated"),
         DeclareLaunchArgument("device", default_value="auto",
                               description="torch device: auto, cpu, cuda or cuda:N"),
         DeclareLaunchArgument("allow_preset_model", default_value="false",
@@ -106,7 +121,9 @@ def generate_launch_description() -> LaunchDescription:
               "use_sim_time": LaunchConfiguration("use_sim_time")}
     policy = _node("specprune_policy", [
         LaunchConfiguration("params_file"),
-        dict(common, model=LaunchConfiguration("model"), device=LaunchConfiguration("device"),
+        # a string even when empty or numeric-looking (yaml would make it None or a number)
+        dict(common, model=ParameterValue(LaunchConfiguration("model"), value_type=str),
+             device=LaunchConfiguration("device"),
              allow_preset_model=LaunchConfiguration("allow_preset_model"))])
     executor = _node("specprune_executor", [
         LaunchConfiguration("executor_params_file"),

@@ -1,8 +1,8 @@
 """The launch files, read without launch / launch_ros (not installable from PyPI; the
-launched end-to-end test is test_launch.py, run in a ROS 2 workspace): every executable is
-a console script, every parameter they set is declared by its node, every topic they remap
-is a node's default, the robot path has no default model, each process has its shutdown
-timeouts and ends the launch when it exits."""
+launched end-to-end tests are test_launch*.py, run in a ROS 2 workspace): every executable
+is a console script, every parameter they set is declared by its node, every topic they
+remap is a node's default, the robot path names no model by default (the policy node then
+waits for one), each process has its shutdown timeouts and ends the launch when it exits."""
 import ast
 import re
 from pathlib import Path
@@ -59,7 +59,7 @@ def test_executables_are_console_scripts(launch_file: Path) -> None:
 def test_parameters_set_by_launch_are_declared_by_the_nodes(launch_file: Path) -> None:
     text = launch_file.read_text()
     names = set(re.findall(r'"(\w+)": LaunchConfiguration', text)) | set(re.findall(
-        r'(\w+)=LaunchConfiguration\("', text))
+        r'(\w+)=(?:ParameterValue\()?LaunchConfiguration\("', text))
     names -= {"default_value"}
     names = {n for n in names if not n.endswith("_topic") or n in DECLARED}
     assert names and names <= DECLARED, names - DECLARED
@@ -80,10 +80,14 @@ def declared_arguments(tree: ast.AST) -> Dict[str, Dict[str, ast.AST]]:
             if c.args and isinstance(c.args[0], ast.Constant)}
 
 
-def test_robot_path_needs_a_named_model_and_manages_both_nodes() -> None:
-    tree = ast.parse((ROOT / "launch" / "policy.launch.py").read_text())
+def test_robot_path_names_no_model_by_default_and_manages_both_nodes() -> None:
+    """The bare command starts both nodes; the policy node then waits for a model (its
+    empty default, passed as a string: yaml would turn '' into None and fail the launch)."""
+    text = (ROOT / "launch" / "policy.launch.py").read_text()
+    tree = ast.parse(text)
     arguments = declared_arguments(tree)
-    assert "default_value" not in arguments["model"], "model must be required"
+    assert ast.literal_eval(arguments["model"]["default_value"]) == ""
+    assert 'model=ParameterValue(LaunchConfiguration("model"), value_type=str)' in text
     assert calls(tree, "LifecycleNode") and not calls(tree, "Node")
     assert ast.literal_eval(arguments["autostart"]["default_value"]) == "true"
     assert ast.literal_eval(arguments["allow_preset_model"]["default_value"]) == "false"

@@ -7,6 +7,7 @@ import pytest
 import rclpy
 import yaml
 from rclpy.context import Context
+from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 
 from specprune import PruneConfig, field_specs
@@ -143,8 +144,29 @@ def test_node_descriptors_carry_ranges_docs_and_read_only(node: PolicyNode) -> N
                 assert not ranges, desc.name
             else:
                 assert [(r.from_value, r.to_value) for r in ranges] == [(lo, hi)], desc.name
-    structural = ("model", "device", "dtype", "layout", "camera_topics", "camera_transport")
+    structural = ("layout", "camera_topics", "camera_transport", "autostart",
+                  "allow_preset_model")
     assert all(params.BY_NAME[name].read_only for name in structural)
+    until_configure = ("model", "device", "dtype", "action_layout", "torch_threads")
+    assert all(params.BY_NAME[name].until_configure and not params.BY_NAME[name].read_only
+               for name in until_configure)
+
+
+def test_the_model_is_settable_while_unconfigured_and_refused_once_configured(
+        context: Context, node: PolicyNode) -> None:
+    waiting = PolicyNode(context=context)  # no model: bring_up leaves it unconfigured
+    try:
+        waiting.bring_up()
+        assert waiting._policy is None
+        assert waiting.set_parameters([Parameter("model", value="tiny")])[0].successful
+        assert waiting.get_parameter("model").value == "tiny"
+    finally:
+        waiting.destroy_node()
+    refused = node.set_parameters([Parameter("model", value="oft-cpu")])[0]
+    assert not refused.successful
+    assert refused.reason.startswith("model is read by configure and a model is loaded: "
+                                     "`ros2 lifecycle set /specprune_policy deactivate`")
+    assert node.get_parameter("model").value == "tiny"
 
 
 def test_bad_start_values_stop_the_node_with_a_reason(context: Context) -> None:
@@ -218,5 +240,11 @@ def test_layer_list_beyond_the_model_stops_configure(context: Context) -> None:
 def test_preset_or_no_model_is_refused_without_allow_preset_model(context: Context) -> None:
     with pytest.raises(StartupError, match="preset with random weights"):
         make_node(context, allow_preset_model=False)
-    with pytest.raises(StartupError, match="no model named"):
-        make_node(context, model="")
+    unnamed = PolicyNode(context=context)
+    try:
+        unnamed.bring_up()  # without a model autostart waits: configure is never tried
+        assert unnamed._policy is None and not unnamed.error
+        assert unnamed.trigger_configure() != TransitionCallbackReturn.SUCCESS
+        assert unnamed.error.startswith("no model named")
+    finally:
+        unnamed.destroy_node()

@@ -30,6 +30,7 @@ with warnings.catch_warnings():
     from geometry_msgs.msg import PoseStamped, TransformStamped
     from lifecycle_msgs.msg import Transition
     from lifecycle_msgs.srv import ChangeState, GetState
+    from rcl_interfaces.srv import GetParameters, ListParameters
     from sensor_msgs.msg import CompressedImage, Image, JointState
     from std_srvs.srv import SetBool, Trigger
     from trajectory_msgs.msg import JointTrajectory
@@ -38,7 +39,7 @@ from specprune_ros.node import tf_motion
 from specprune_ros.node.policy_node import DIAG_NAME, PolicyNode
 from specprune_ros.node.ros_image import rgb_to_compressed_msg, rgb_to_image_msg
 from load_helpers import cpu_burners
-from ros_helpers import NodeProcess, Probe, domain_id, probe_fixture
+from ros_helpers import REPO, NodeProcess, Probe, domain_id, probe_fixture
 
 ACTION_NAMES = ["x", "y", "z", "roll", "pitch", "yaw", "gripper"]
 CAMERAS = ["/camera/agentview/image_raw", "/camera/wrist/image_raw"]
@@ -49,12 +50,14 @@ WARN = DiagnosticStatus.WARN
 
 
 def policy_process(tmp: Path, domain: int, *overrides: str, autostart: bool = True,
-                   allow_preset: bool = True) -> NodeProcess:
+                   allow_preset: bool = True, model: str = "tiny") -> NodeProcess:
     """The node as a process with the tiny preset (allowed: a test), active at once
-    unless ``autostart`` is False."""
-    args = ["--ros-args", "--params-file", "config/policy.yaml", "-p", "model:=tiny",
+    unless ``autostart`` is False; ``model=""`` names none (config/policy.yaml's default)."""
+    args = ["--ros-args", "--params-file", "config/policy.yaml",
             "-p", f"autostart:={str(autostart).lower()}",
             "-p", f"allow_preset_model:={str(allow_preset).lower()}"]
+    if model:
+        args += ["-p", f"model:={model}"]
     for item in overrides:
         args += ["-p", item]
     return NodeProcess("specprune_ros.node.policy_node", args, tmp, domain, "policy")
@@ -273,6 +276,8 @@ class Feeder:
     size: int = 224
     views: Tuple[int, ...] = (0, 1)
     nan_joints: bool = False
+    nan_index: int = 8  # which of JOINTS reads NaN while nan_joints: panda_finger_joint2
+    frame_id: str = "panda_link0"  # of the ee pose
     velocity: Tuple[float, float, float] = (0.3, 0.0, 0.0)  # m/s
     jumping: bool = False
     _position: np.ndarray = field(default_factory=lambda: np.array([0.4, 0.0, 0.3]))
@@ -290,6 +295,7 @@ class Feeder:
     def good(self) -> None:
         self.encoding, self.size, self.views = "rgb8", 224, (0, 1)
         self.nan_joints = self.jumping = False
+        self.nan_index, self.frame_id = 8, "panda_link0"
 
     def __call__(self) -> None:
         now = time.monotonic()
@@ -315,7 +321,7 @@ class Feeder:
     def joint_state(self, stamp: Any) -> JointState:
         positions = [0.0] * 7 + [0.04, 0.04]
         if self.nan_joints:
-            positions[8] = math.nan
+            positions[self.nan_index] = math.nan
         msg = JointState(name=JOINTS, position=positions)
         msg.header.stamp = stamp
         return msg
@@ -325,18 +331,21 @@ class Feeder:
         position = self._position + (np.array([0.5, 0, 0]) if self.jumping and self._tick % 2
                                      else 0.0)
         msg = PoseStamped()
-        msg.header.stamp, msg.header.frame_id = stamp, "panda_link0"
+        msg.header.stamp, msg.header.frame_id = stamp, self.frame_id
         msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = map(float, position)
         msg.pose.orientation.w = 1.0
         return msg
 
 
 def fed_node(tmp: Path, name: str, domain: int, *overrides: str, autostart: bool = True,
-             first_chunk: bool = True) -> Iterator[Tuple[NodeProcess, Probe, Wire, Feeder]]:
+             first_chunk: bool = True, **process: Any
+             ) -> Iterator[Tuple[NodeProcess, Probe, Wire, Feeder]]:
     """Generator body of a fixture: the policy node alone, fed by this process (first
-    chunk awaited when ``first_chunk``), stopped with SIGTERM at the end."""
+    chunk awaited when ``first_chunk``), stopped with SIGTERM at the end; ``process``:
+    more keywords of policy_process."""
     policy = policy_process(tmp, domain, "instruction:=pick up the cube",
-                            "ee_motion_source:=pose_topic", *overrides, autostart=autostart)
+                            "ee_motion_source:=pose_topic", *overrides, autostart=autostart,
+                            **process)
     try:
         for feed_probe in probe_fixture(f"{name}_probe", domain):
             wire = watch(feed_probe, sim=False)
@@ -374,6 +383,10 @@ class TestSyntheticInput:
         ("size", "image is 160x160, expected 224x224", 2),
         ("stale", "camera /camera/wrist/image_raw stale", 1),
         ("nan", "non-finite positions: panda_finger_joint2", 1),
+        # issue #18: an arm joint the LIBERO proprio does not read is still a sensor fault
+        ("arm_nan", "non-finite positions: panda_joint4", 1),
+        # issue #18: a pose in another frame was used as proprio, nothing logged
+        ("frame", "frame_id 'world_elsewhere' is not base_frame 'panda_link0'", 1),
         ("jump", "ee pose jumped", 1),
     ])
     def test_bad_input_publishes_no_chunk_and_reports_why(self, synthetic, case, reason,
@@ -389,6 +402,10 @@ class TestSyntheticInput:
             feeder.views = (0,)
         elif case == "nan":
             feeder.nan_joints = True
+        elif case == "arm_nan":
+            feeder.nan_joints, feeder.nan_index = True, JOINTS.index("panda_joint4")
+        elif case == "frame":
+            feeder.frame_id = "world_elsewhere"
         else:
             feeder.jumping = True
         try:
@@ -482,6 +499,89 @@ class TestLifecycle:
         assert "Traceback" not in policy.log(10 ** 6), policy.log()
 
 
+# ================================================================== no model: the bare launch
+NEXT_STEPS = "waits unconfigured and publishes nothing. Next: `ros2 param set /specprune_policy"
+SHIPPED = str(REPO / "checkpoints" / "pick_color")
+
+
+@pytest.fixture(scope="class")
+def bare(tmp_path_factory: pytest.TempPathFactory
+         ) -> Iterator[Tuple[NodeProcess, Probe, Wire, Feeder]]:
+    """The node as `ros2 launch specprune_ros policy.launch.py` starts it without
+    arguments: autostart, no model, no preset allowed; fed by this process."""
+    yield from fed_node(tmp_path_factory.mktemp("policy_bare"), "policy_bare", domain_id(59),
+                        "instruction:=pick up the red cube", first_chunk=False, model="",
+                        allow_preset=False)
+
+
+def next_steps_logged(policy: NodeProcess) -> int:
+    return policy.log(10 ** 6).count(NEXT_STEPS)
+
+
+class TestWithoutAModel:
+    """The bare launch command: up, tunable, silent, and saying once what to do next."""
+
+    def test_it_stays_up_unconfigured_and_says_once_what_to_do_next(self, bare) -> None:
+        policy, probe, wire, _ = bare
+        assert probe.spin_until(lambda: next_steps_logged(policy) > 0, START_TIMEOUT_S,
+                                policy.alive), policy.log()
+        assert lifecycle_state(probe) == "unconfigured"
+        diag = wait_diag(probe, wire, policy, lambda d: d["level"] == WARN)
+        assert diag["message"].startswith("unconfigured, no model named: set the parameter "
+                                          "model"), diag
+        probe.spin_for(2.5)  # two more heartbeats: the same status, no new log line
+        assert policy.alive() and next_steps_logged(policy) == 1, policy.log()
+        assert wire.diags[-1]["message"] == diag["message"]
+
+    def test_tuning_parameters_can_be_listed_read_and_set(self, bare) -> None:
+        policy, probe, _, _ = bare
+        listed = probe.call(ListParameters, f"/{NODE}/list_parameters",
+                            ListParameters.Request()).result.names
+        assert {"model", "prune.keep_scale", "prune.layer_prune_ratio",
+                "max_image_age_s"} <= set(listed)
+        got = probe.call(GetParameters, f"/{NODE}/get_parameters",
+                         GetParameters.Request(names=["prune.keep_scale"])).values
+        assert got[0].double_value == 1.0
+        assert probe.set_parameters(NODE, {"prune.keep_scale": 1.5})[0].successful
+        got = probe.call(GetParameters, f"/{NODE}/get_parameters",
+                         GetParameters.Request(names=["prune.keep_scale"])).values
+        assert got[0].double_value == 1.5
+        out_of_range = probe.set_parameters(NODE, {"prune.keep_scale": -1.0})[0]
+        assert not out_of_range.successful and "out of range" in out_of_range.reason
+        bad_choice = probe.set_parameters(NODE, {"dtype": "float64"})[0]
+        assert not bad_choice.successful and "dtype must be one of" in bad_choice.reason
+        assert probe.set_parameters(NODE, {"prune.keep_scale": 1.0})[0].successful
+
+    def test_nothing_is_published_and_configure_without_a_model_fails_with_why(
+            self, bare) -> None:
+        policy, probe, wire, _ = bare
+        assert_no_chunks(probe, wire)
+        assert not change_state(probe, Transition.TRANSITION_CONFIGURE)
+        assert lifecycle_state(probe) == "unconfigured"
+        diag = wait_diag(probe, wire, policy, lambda d: d["level"] == DiagnosticStatus.ERROR)
+        assert diag["message"].startswith("configure failed: no model named"), diag
+        assert_no_chunks(probe, wire)
+
+    def test_naming_a_model_then_configure_and_activate_publishes_chunks(self, bare) -> None:
+        policy, probe, wire, _ = bare
+        result = probe.set_parameters(NODE, {"model": SHIPPED})[0]
+        assert result.successful, result.reason
+        ok = wait_diag(probe, wire, policy, lambda d: d["level"] == DiagnosticStatus.OK)
+        assert ok["message"] == f"unconfigured: model {SHIPPED!r} waits for configure"
+        assert change_state(probe, Transition.TRANSITION_CONFIGURE), policy.log()
+        assert lifecycle_state(probe) == "inactive"
+        assert_no_chunks(probe, wire)
+        assert change_state(probe, Transition.TRANSITION_ACTIVATE)
+        wait_chunks(probe, wire, policy, 2, START_TIMEOUT_S)
+        assert list(wire.chunks[-1].joint_names) == ACTION_NAMES
+        refused = probe.set_parameters(NODE, {"model": "/another/checkpoint"})[0]
+        assert not refused.successful
+        assert refused.reason.startswith("model is read by configure and a model is loaded")
+        assert next_steps_logged(policy) == 1
+        assert policy.stop(signal.SIGTERM) == 0, policy.log()
+        assert "Traceback" not in policy.log(10 ** 6)
+
+
 def test_preset_model_is_refused_on_a_robot_path(tmp_path: Path) -> None:
     """Without allow_preset_model, a random-weight preset never reaches active: autostart
     exits 1 with the reason (a manager's configure would fail the same way)."""
@@ -548,7 +648,7 @@ def test_compressed_transport_images_are_decoded_into_chunks(context: Context) -
             state.header.stamp = stamp
             joints.publish(state)
             pose = PoseStamped()
-            pose.header.stamp = stamp
+            pose.header.stamp, pose.header.frame_id = stamp, "panda_link0"
             pose.pose.orientation.w = 1.0
             poses.publish(pose)
             executor.spin_once(timeout_sec=0.05)

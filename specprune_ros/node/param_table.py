@@ -101,9 +101,12 @@ class ParamSpec:
         parts += self.notes()
         if self.choices:
             parts.append("One of: " + ", ".join(repr(c) for c in self.choices) + ".")
-        parts.append("Read-only (fixed at start-up)." if self.read_only
-                     else "Live (ros2 param set).")
+        parts.append(self.liveness())
         return " ".join(parts)
+
+    def liveness(self) -> str:
+        """When the parameter may change: the last sentence of ``constraints()``."""
+        return "Read-only (fixed at start-up)." if self.read_only else "Live (ros2 param set)."
 
     def descriptor(self) -> ParameterDescriptor:
         """The rcl ParameterDescriptor: description, read-only flag, constraints, range."""

@@ -28,7 +28,11 @@ EE_MOTION_SOURCES = ("tf", "pose_topic", "policy")
 
 @dataclass(frozen=True)
 class PolicyParam(ParamSpec):
-    """A parameter of the policy node: a ``ParamSpec`` that knows the ``prune.*`` names."""
+    """A parameter of the policy node: a ``ParamSpec`` that knows the ``prune.*`` names
+    and the parameters that name the model (``until_configure``: read by configure,
+    settable while the node is unconfigured, refused once it is configured)."""
+
+    until_configure: bool = False
 
     @property
     def is_prune(self) -> bool:
@@ -52,6 +56,11 @@ class PolicyParam(ParamSpec):
                 f"{yaml_scalar(self.default)} is written for 32 layers and uses what a "
                 f"shallower model has."]
 
+    def liveness(self) -> str:
+        if self.until_configure:
+            return "Settable while unconfigured (read by configure); refused once configured."
+        return super().liveness()
+
 
 # ------------------------------------------------------------------------------ the table
 _PANDA_ARM = [f"panda_joint{i}" for i in range(1, 8)]
@@ -68,17 +77,19 @@ NODE_PARAMS: Tuple[PolicyParam, ...] = (
                 "refuses a preset name.", read_only=True),
     # --- the model (structural) ----------------------------------------------------------
     PolicyParam("model", "", "Policy to load: an OpenVLA-OFT checkpoint folder, or a preset "
-                "name ('tiny', 'oft-cpu') when allow_preset_model is true. Required: empty, a "
-                "missing folder or a refused preset fail configure.", read_only=True),
+                "name ('tiny', 'oft-cpu') when allow_preset_model is true. Empty (the "
+                "default): the node starts, waits unconfigured and publishes nothing until a "
+                "model is named and it is configured and activated; a missing folder or a "
+                "refused preset fail configure.", until_configure=True),
     PolicyParam("device", "auto", "Torch device: 'auto' (cuda when available), 'cpu', "
-                "'cuda' or 'cuda:N'.", read_only=True),
+                "'cuda' or 'cuda:N'.", until_configure=True),
     PolicyParam("dtype", "auto", "Model dtype: 'auto' is bfloat16 on a GPU, float32 on the CPU.",
-                read_only=True, choices=("auto", "float32", "bfloat16", "float16")),
+                until_configure=True, choices=("auto", "float32", "bfloat16", "float16")),
     PolicyParam("action_layout", "", "Action layout of the checkpoint ('libero' or 'aloha'); "
-                "empty: the checkpoint's own (presets: libero).", read_only=True,
+                "empty: the checkpoint's own (presets: libero).", until_configure=True,
                 choices=("", "libero", "aloha")),
     PolicyParam("torch_threads", 0, "CPU threads torch may use; 0 keeps torch's default.",
-                read_only=True, lo=0, hi=256),
+                until_configure=True, lo=0, hi=256),
     # --- inputs (structural) -------------------------------------------------------------
     PolicyParam("camera_topics", ["/camera/agentview/image_raw", "/camera/wrist/image_raw"],
                 "Camera topics in the model's view order (view 0 third-person, view 1 wrist "
@@ -195,9 +206,18 @@ def check_layers(values: Mapping[str, Any], num_layers: int) -> Optional[str]:
     return None
 
 
-def check_values(values: Mapping[str, Any]) -> Optional[str]:
-    """The first table rule (choices) that ``values`` break, or None. Ranges and types are
-    the descriptors' job; PruneConfig consistency is ``prune_config``'s."""
+def check_values(values: Mapping[str, Any], configured: bool = False,
+                 node: str = f"/{NODE_NAME}") -> Optional[str]:
+    """The first table rule (choices; ``until_configure`` parameters only while not
+    ``configured``) that ``values`` break, or None; ``node`` is the node's name in the
+    reason. Ranges and types are the descriptors' job; PruneConfig consistency is
+    ``prune_config``'s."""
+    frozen = [name for name in values if configured and name in BY_NAME
+              and BY_NAME[name].until_configure]
+    if frozen:
+        return (f"{frozen[0]} is read by configure and a model is loaded: `ros2 lifecycle "
+                f"set {node} deactivate` (if active) and `... cleanup` first, then set it "
+                f"and configure again")
     return rule_problem(BY_NAME, values)
 
 

@@ -6,7 +6,12 @@ policy -> action chunks, diagnostics and a kept-patch overlay. Run::
 
 A lifecycle node (rclpy.lifecycle): it starts 'unconfigured' and waits for its manager
 (a launch file, ``ros2 lifecycle set``, the ``~/change_state`` service) unless
-``autostart`` is true. configure: refuses an empty model or a random-weight preset (unless
+``autostart`` is true. Without a model (``model`` empty, the default) it stays
+unconfigured even with ``autostart``: its parameter services answer, it publishes no chunk,
+it logs once what to do next (set ``model``, then configure and activate) and says the
+same on /diagnostics. ``model``, ``device``, ``dtype``, ``action_layout`` and
+``torch_threads`` can be set while unconfigured and are refused once configured.
+configure: refuses an empty model or a random-weight preset (unless
 ``allow_preset_model``), loads the model, checks layer lists against its depth, subscribes
 and starts the worker; activate: steps and publishes chunks; deactivate: stops both (a step
 in flight finishes first); cleanup: unsubscribes and frees the model.
@@ -212,6 +217,31 @@ def startup_checks(values: Dict[str, Any]) -> PruneConfig:
         raise StartupError(f"invalid prune.* parameters: {exc}") from None
 
 
+def next_steps(node: str) -> str:
+    """What to do with a node that has no model (logged once at start, ``node`` its name)."""
+    return (f"no model named: {node} waits unconfigured and publishes nothing. Next: `ros2 "
+            f"param set {node} model /path/to/checkpoint`, then `ros2 lifecycle set {node} "
+            f"configure` and `ros2 lifecycle set {node} activate` (or launch with "
+            f"model:=/path/to/checkpoint)")
+
+
+def unconfigured_status(model: str, error: str) -> DiagnosticStatus:
+    """The status while unconfigured: ERROR with the reason when the last configure failed,
+    WARN when no model is named, OK while a named model waits for configure."""
+    status = DiagnosticStatus(name=DIAG_NAME, hardware_id=model)
+    if error:
+        status.level, status.message = DiagnosticStatus.ERROR, f"configure failed: {error}"
+    elif not model:
+        status.level = DiagnosticStatus.WARN
+        status.message = ("unconfigured, no model named: set the parameter model, then "
+                          "configure and activate")
+    else:
+        status.level = DiagnosticStatus.OK
+        status.message = f"unconfigured: model {model!r} waits for configure"
+    status.values = _kv({"configured": False, "active": False, "model": model})
+    return status
+
+
 def model_refusal(values: Dict[str, Any]) -> Optional[str]:
     """Why configure must not load ``values['model']`` (none named, or a random-weight
     preset without allow_preset_model), or None."""
@@ -274,14 +304,19 @@ class PolicyNode(LifecycleNode):
         self.add_pre_set_parameters_callback(self._coerce_parameters)
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
+        self.create_timer(_HEARTBEAT_S, self._unconfigured_diagnostics)
+        if not self._values["model"]:
+            self.get_logger().warning(next_steps(self.get_fully_qualified_name()))
 
     @property
     def autostart(self) -> bool:
         return bool(self._values["autostart"])
 
     def bring_up(self) -> None:
-        """configure, then activate (``autostart``); StartupError with the reason."""
-        lifecycle.bring_up(self, lambda: self.error)
+        """configure, then activate (``autostart``); StartupError with the reason. Without
+        a model it stays unconfigured (the constructor said what to do next)."""
+        if self._values["model"]:
+            lifecycle.bring_up(self, lambda: self.error)
 
     # -------------------------------------------------------------------- lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -391,7 +426,8 @@ class PolicyNode(LifecycleNode):
             raise StartupError(f"layout {v['layout']!r} gives {layout.proprio_dim} proprio "
                                f"values, the model takes {self._policy.layout.proprio_dim}")
         return ObservationBuilder(v["camera_topics"], layout, limits_from(v),
-                                  measure_motion=v["ee_motion_source"] != "policy")
+                                  measure_motion=v["ee_motion_source"] != "policy",
+                                  base_frame=v["base_frame"])
 
     def _make_publishers(self) -> None:
         v = self._values
@@ -456,7 +492,7 @@ class PolicyNode(LifecycleNode):
 
     def _on_pose(self, msg: PoseStamped) -> None:
         if self._values["ee_motion_source"] != "tf":
-            self._builder.add_pose(*pose_from_msg(msg))
+            self._builder.add_pose(*pose_from_msg(msg), frame_id=msg.header.frame_id)
             if self._waiting_for_state:
                 self._wake.set()
 
@@ -506,8 +542,9 @@ class PolicyNode(LifecycleNode):
 
     def _validate_parameters(self, changed: List[Parameter]) -> SetParametersResult:
         values = {p.name: ros_value(p.value) for p in changed}
-        problem = params.check_values(values)
         policy = self._policy
+        problem = params.check_values(values, policy is not None,
+                                      self.get_fully_qualified_name())
         if problem is None and policy is not None:
             problem = params.check_layers(values, policy.model.num_layers)
         if problem is None and values.get("ee_motion_source") == "tf":
@@ -522,6 +559,8 @@ class PolicyNode(LifecycleNode):
     def _apply_parameters(self, changed: List[Parameter]) -> None:
         names = {p.name for p in changed}
         self._values.update({p.name: ros_value(p.value) for p in changed})
+        if any(params.BY_NAME[name].until_configure for name in names if name in params.BY_NAME):
+            self.error = ""  # a new model (or way to load it): the last failure is history
         prune = {p.name: ros_value(p.value) for p in changed
                  if p.name.startswith(params.PRUNE_PREFIX)}
         if prune:
@@ -633,6 +672,14 @@ class PolicyNode(LifecycleNode):
         for fault in cleared:
             log.info(f"cleared: {fault.message}")
         return faults
+
+    def _unconfigured_diagnostics(self) -> None:
+        """The heartbeat while no model is loaded (the worker reports otherwise)."""
+        if self._policy is None:
+            msg = DiagnosticArray(status=[unconfigured_status(str(self._values["model"]),
+                                                              self.error)])
+            msg.header.stamp = self.get_clock().now().to_msg()
+            self._diag_pub.publish(msg)
 
     def _publish_diagnostics(self, faults: List[Fault]) -> None:
         builder = self._builder
