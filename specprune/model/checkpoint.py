@@ -18,7 +18,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import AutoTokenizer, PreTrainedConfig
+from transformers import AutoTokenizer, PreTrainedConfig, PreTrainedTokenizerFast
 
 from specprune.model.modeling_vla import OpenVLAOFT, VLAConfig
 from specprune.model.presets import LAYOUTS, ActionLayout
@@ -26,6 +26,7 @@ from specprune.model.processing import PIPELINE_REFERENCE, PIPELINE_TORCH, PIPEL
 
 CONFIG, STATS, INDEX = "config.json", "dataset_statistics.json", "model.safetensors.index.json"
 SINGLE = "model.safetensors"
+TOKENIZER_FILE, TOKENIZER_CONFIG = "tokenizer.json", "tokenizer_config.json"
 LLAMA2_EMPTY_TOKEN = 29871
 
 
@@ -224,12 +225,33 @@ def load_checkpoint(folder: str, layout: Optional[str] = None,
 
 
 def load_tokenizer(folder: str) -> Any:
-    """The folder's tokenizer, without reading config.json as a transformers model config:
-    released folders name remote code there (``auto_map``), which makes AutoTokenizer ask
-    a trust_remote_code question on stdin (a robot node would wait on it) and warn about
-    the unknown ``openvla`` type. The tokenizer files alone say which tokenizer it is."""
+    """The folder's tokenizer as the reference (transformers 4.40) reads it.
+
+    With a ``tokenizer.json`` (what every fast tokenizer, and so every released folder,
+    saves), the backend is that file as is, with the special tokens and settings of
+    tokenizer_config.json / special_tokens_map.json: transformers 5's class named there
+    (``LlamaTokenizer``) would instead rebuild a BPE from the vocabulary, which splits the
+    prompt into characters when the file holds a sentencepiece Unigram model. Without a
+    tokenizer.json, AutoTokenizer builds one from the other files. Neither path reads
+    config.json as a transformers model config: released folders name remote code there
+    (``auto_map``), which makes AutoTokenizer ask a trust_remote_code question on stdin (a
+    robot node would wait on it) and warn about the unknown ``openvla`` type."""
+    if os.path.isfile(os.path.join(folder, TOKENIZER_FILE)):
+        return PreTrainedTokenizerFast.from_pretrained(folder, **_llama_flags(folder))
     return AutoTokenizer.from_pretrained(folder, config=PreTrainedConfig(),
                                          trust_remote_code=False)
+
+
+def _llama_flags(folder: str) -> Dict[str, bool]:
+    """add_bos_token / add_eos_token of a Llama tokenizer_config.json: 4.40's
+    LlamaTokenizerFast rebuilds tokenizer.json's post-processor from them (transformers 5
+    drops them when a tokenizer.json exists; passed explicitly, it rebuilds it too)."""
+    if not os.path.isfile(os.path.join(folder, TOKENIZER_CONFIG)):
+        return {}
+    settings = _read_json(folder, TOKENIZER_CONFIG)
+    if settings.get("tokenizer_class") not in ("LlamaTokenizer", "LlamaTokenizerFast"):
+        return {}
+    return {k: bool(settings[k]) for k in ("add_bos_token", "add_eos_token") if k in settings}
 
 
 def _build(cfg: VLAConfig, dtype: torch.dtype) -> OpenVLAOFT:
