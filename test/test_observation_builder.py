@@ -153,6 +153,46 @@ def test_nan_joint_state_is_reported() -> None:
     assert "panda_finger_joint1" in faults[0].message
 
 
+def test_nan_in_an_arm_joint_the_policy_does_not_read_is_a_sensor_fault() -> None:
+    """Issue #18: LIBERO proprio reads only the fingers, yet a NaN panda_joint4 means the
+    arm state (and the ee pose computed from it) cannot be trusted: no observation."""
+    builder = ready_builder()
+    positions = [0.1 * i for i in range(7)] + [0.04, -0.04]
+    positions[3] = math.nan
+    feed(builder, T0 + 0.05)
+    builder.set_joint_state(ARM + FINGERS, positions, T0 + 0.05)
+    result = builder.build(T0 + 0.05, "go")
+    assert result.observation is None and keys(result.faults) == ["joint_state_nonfinite"]
+    assert result.faults[0].message == ("joint state has non-finite positions: panda_joint4 "
+                                        "(sensor fault)")
+    feed(builder, T0 + 0.1)  # finite again: steps resume
+    assert builder.build(T0 + 0.1, "go").observation is not None
+
+
+def test_nan_arm_joint_at_the_image_stamp_is_refused_when_the_newest_is_finite() -> None:
+    builder = ready_builder()
+    positions = [0.1 * i for i in range(7)] + [0.04, -0.04]
+    positions[3] = math.inf
+    feed(builder, T0 + 0.05)
+    builder.set_joint_state(ARM + FINGERS, positions, T0 + 0.05)  # the image instant
+    state(builder, T0 + 0.1)  # the newest sample is finite
+    result = builder.build(T0 + 0.1, "go")
+    assert keys(result.faults) == ["joint_state_nonfinite"]
+    assert "at the image stamp has non-finite positions: panda_joint4" in \
+        result.faults[0].message
+
+
+def test_nan_in_a_joint_outside_the_arm_is_ignored() -> None:
+    """Another device on /joint_states (a velocity-only wheel, a head) is not the arm."""
+    builder = ready_builder()
+    for view in range(len(VIEWS)):
+        builder.add_frame(view, image(), T0 + 0.05)
+    builder.set_joint_state(ARM + FINGERS + ("head_pan",), [0.0] * 7 + [0.04, -0.04, math.nan],
+                            T0 + 0.05)
+    builder.add_pose((0.1, -0.2, 0.3), IDENTITY, T0 + 0.05)
+    assert builder.build(T0 + 0.05, "go").observation is not None
+
+
 def test_missing_and_stale_joint_state_are_reported() -> None:
     builder = ObservationBuilder(VIEWS)
     assert "joint_state_missing" in keys(builder.build(T0, "go").faults)
@@ -285,6 +325,37 @@ def test_non_finite_pose_is_rejected() -> None:
     builder = ready_builder()
     builder.add_pose((math.nan, 0.0, 0.0), IDENTITY, T0 + 0.01)
     assert keys(builder.build(T0, "go").faults) == ["ee_pose_error"]
+
+
+def test_pose_in_another_frame_is_refused_and_never_becomes_the_proprio() -> None:
+    """Issue #18: a pose stamped in 'world_elsewhere' was used as proprio."""
+    builder = ObservationBuilder(VIEWS, base_frame="panda_link0")
+    feed(builder, T0 - 0.05)
+    feed(builder, T0)
+    assert builder.build(T0, "go").observation is not None
+    for view in range(len(VIEWS)):
+        builder.add_frame(view, image(), T0 + 0.05)
+    builder.set_joint_state(ARM + FINGERS, [0.0] * 7 + [0.04, -0.04], T0 + 0.05)
+    builder.add_pose((0.9, 0.9, 0.9), IDENTITY, T0 + 0.05, frame_id="world_elsewhere")
+    result = builder.build(T0 + 0.05, "go")
+    assert result.observation is None and keys(result.faults) == ["ee_pose_error"]
+    assert result.faults[0].message == ("ee pose rejected: frame_id 'world_elsewhere' is not "
+                                        "base_frame 'panda_link0'")
+    builder.add_pose((0.1, -0.2, 0.3), IDENTITY, T0 + 0.05, frame_id="panda_link0")
+    obs = builder.build(T0 + 0.05, "go").observation
+    assert obs is not None  # resumes with the next pose in base_frame...
+    np.testing.assert_allclose(obs.proprio[:3], [0.1, -0.2, 0.3])  # ...never the other one
+    np.testing.assert_allclose(obs.ee_motion.linear, [0.0, 0.0, 0.0], atol=1e-9)
+
+
+def test_pose_frame_is_not_checked_for_tf_or_without_a_base_frame() -> None:
+    tf_fed = ObservationBuilder(VIEWS, base_frame="panda_link0")
+    tf_fed.add_pose((0.1, -0.2, 0.3), IDENTITY, T0)  # no frame: the TF lookup's own
+    unchecked = ObservationBuilder(VIEWS)  # no base_frame: any frame
+    unchecked.add_pose((0.1, -0.2, 0.3), IDENTITY, T0, frame_id="world_elsewhere")
+    for builder in (tf_fed, unchecked):
+        faults = keys(builder.build(T0, "go").faults)
+        assert "ee_motion_missing" in faults and "ee_pose_error" not in faults  # pose taken
 
 
 def test_policy_motion_source_passes_no_motion_but_needs_the_pose_for_libero() -> None:

@@ -4,12 +4,16 @@ Pure Python + numpy (no rclpy): the node feeds camera frames, joint states and e
 poses as they arrive (any thread), and its inference worker asks ``build(now, instruction)``
 for an observation. ``build`` checks every input and returns the full list of faults
 (stale or missing views, views out of sync, a bad frame, missing / non-finite / stale joint
-state, a missing or jumping end-effector pose). Inputs are paired by header stamp, never by
-arrival (``stamp_matcher``): the views come from the newest set whose stamps match within
-``max_view_skew_s`` and that no earlier observation used (so a slow model step never works
-through a backlog), and the joint state and ee pose are read at view 0's stamp (exactly, or
-interpolated between the samples around it; until a sample at or after that stamp arrives
-the build waits, without a fault).
+state, a missing or jumping end-effector pose, a pose in another frame than
+``base_frame``). A non-finite position of any configured arm joint (``joint_names``, read by
+the policy or not) or gripper finger is a sensor fault: no observation until the arm reports
+finite positions again (the ee pose is forward kinematics of those same joints).
+
+Inputs are paired by header stamp, never by arrival (``stamp_matcher``): the views come
+from the newest set whose stamps match within ``max_view_skew_s`` and that no earlier
+observation used (so a slow model step never works through a backlog), and the joint
+state and ee pose are read at view 0's stamp (exactly, or interpolated between the samples
+around it; until a sample at or after that stamp arrives the build waits, without a fault).
 
 Proprioception layouts:
 - ``libero``: ee position (3) + axis-angle of the ee quaternion (3) + the two gripper finger
@@ -83,6 +87,13 @@ class StateLayout:
     @property
     def required_joints(self) -> Tuple[str, ...]:
         return self.gripper_names if self.kind == LAYOUT_LIBERO else self.joint_names
+
+    @property
+    def watched_joints(self) -> Tuple[str, ...]:
+        """Every configured joint of the arm and gripper, read by the policy or not: a
+        non-finite position in any of them (when present) means the arm state cannot be
+        trusted. Other joints on the topic (a mobile base, a pan-tilt head) are ignored."""
+        return tuple(dict.fromkeys(self.required_joints + self.joint_names + self.gripper_names))
 
 
 # ------------------------------------------------------------------------------ samples
@@ -311,14 +322,17 @@ class ObservationBuilder:
 
     ``views`` names the camera views (their topics) for the messages. ``measure_motion``:
     attach the measured EEMotion (False: ee_motion=None, the policy uses its own actions).
+    ``base_frame``: the frame every ee pose must be in (empty: not checked).
     """
 
     def __init__(self, views: Sequence[str], layout: StateLayout = StateLayout(),
-                 limits: Limits = Limits(), measure_motion: bool = True) -> None:
+                 limits: Limits = Limits(), measure_motion: bool = True,
+                 base_frame: str = "") -> None:
         if not views:
             raise ValueError("at least one camera view is needed")
         self.views = tuple(views)
         self.layout = layout
+        self.base_frame = base_frame
         self._limits = limits
         self.measure_motion = measure_motion
         self._lock = threading.Lock()
@@ -405,9 +419,15 @@ class ObservationBuilder:
             self._joint_history.add(self._joints.stamp, self._joints)
 
     def add_pose(self, position: Sequence[float], quaternion: Sequence[float],
-                 stamp: float) -> None:
-        """A timestamped end-effector pose (x, y, z; quaternion x, y, z, w)."""
+                 stamp: float, frame_id: Optional[str] = None) -> None:
+        """A timestamped end-effector pose (x, y, z; quaternion x, y, z, w) in ``frame_id``
+        (None: a source in ``base_frame`` by construction, the TF lookup). A pose in another
+        frame is refused, never used: a fault until the next good pose."""
         with self._lock:
+            if frame_id is not None and self.base_frame and frame_id != self.base_frame:
+                self._motion.error = (f"ee pose rejected: frame_id '{frame_id}' is not "
+                                      f"base_frame '{self.base_frame}'")
+                return
             self._motion.add(position, quaternion, stamp)
 
     def pose_unavailable(self, reason: str) -> None:
@@ -456,6 +476,9 @@ class ObservationBuilder:
             return self._missing_at(stamp, newest is not None and newest.stamp >= stamp,
                                     "joint state", self._limits.max_joint_state_age_s,
                                     newest.stamp if newest else None)
+        fault = self._nonfinite_fault(joints, " at the image stamp")
+        if fault is not None:  # a sample around the stamp had one, the newest has none
+            return BuildResult(faults=[fault])
         pose: Optional[PoseSample] = None
         motion: Optional[EEMotion] = None
         if self.layout.needs_pose or self.measure_motion:
@@ -519,15 +542,23 @@ class ObservationBuilder:
         missing = [n for n in self.layout.required_joints if n not in js.positions]
         if missing:
             return [Fault("joint_state_incomplete", f"joint state lacks {', '.join(missing)}")]
-        bad = [n for n in self.layout.required_joints if not math.isfinite(js.positions[n])]
-        if bad:
-            return [Fault("joint_state_nonfinite",
-                          f"joint state has non-finite positions: {', '.join(bad)}")]
+        fault = self._nonfinite_fault(js)
+        if fault is not None:
+            return [fault]
         age = now - js.stamp
         if age > self._limits.max_joint_state_age_s:
             return [Fault("joint_state_stale", (
                 f"joint state stale: {age:.2f} s > {self._limits.max_joint_state_age_s:g} s"))]
         return []
+
+    def _nonfinite_fault(self, joints: _JointState, where: str = "") -> Optional[Fault]:
+        """A sensor fault when any watched joint present in ``joints`` is not finite."""
+        bad = [n for n in self.layout.watched_joints
+               if n in joints.positions and not math.isfinite(joints.positions[n])]
+        if not bad:
+            return None
+        return Fault("joint_state_nonfinite", f"joint state{where} has non-finite positions: "
+                                              f"{', '.join(bad)} (sensor fault)")
 
     def _pose_faults(self, now: float) -> List[Fault]:
         if self.measure_motion:
