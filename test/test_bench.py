@@ -2,7 +2,11 @@
 import json
 import math
 
+import pytest
+
 from specprune.bench import main
+
+pytestmark = pytest.mark.numeric  # rerun under other CPU kernels (scripts/test.sh)
 
 KEYS = ["baseline_llm_ms", "specprune_llm_ms", "llm_speedup", "baseline_step_ms",
         "specprune_step_ms", "step_speedup", "selection_overhead_frac",

@@ -41,6 +41,7 @@ def test_folder_has_the_released_file_names(saved):
         os.path.join(folder, "action_head--5_checkpoint.pt"))
 
 
+@pytest.mark.numeric
 def test_round_trip_gives_identical_actions(saved):
     policy, folder = saved
     loaded = load_policy(folder, device="cpu", prune_config=PruneConfig(enabled=False))
@@ -50,6 +51,7 @@ def test_round_trip_gives_identical_actions(saved):
     assert loaded.layout.action_names[-1] == "gripper"
 
 
+@pytest.mark.numeric
 def test_ddp_prefix_and_sharded_weights_load(saved, tmp_path):
     policy, folder = saved
     dst = copy_of(folder, tmp_path)

@@ -1,6 +1,7 @@
 """The layer-by-layer decoder against an independent eager implementation."""
 import math
 
+import pytest
 import torch
 
 from specprune import PruneConfig
@@ -8,6 +9,8 @@ from specprune.prune.decoder import DecoderState, run_decoder
 from specprune.prune.scoring import batched_query_attention, column_scores, query_attention
 
 from core_helpers import KEEP_ALL, observation, tiny_policy
+
+pytestmark = pytest.mark.numeric  # rerun under other CPU kernels (scripts/test.sh)
 
 
 def eager_layer(layer, h, cos, sin):

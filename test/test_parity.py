@@ -14,11 +14,13 @@ import pytest
 import torch
 
 from parity_helpers import (CAMERA_SHAPES, FRAME_SIZES, INSTRUCTION, camera_frame, frames,
-                            load_fixture, proprio_state, write_parity_checkpoint)
+                            load_fixture, parity_model, proprio_state, weights_sum)
 from specprune import Observation, PruneConfig, load_policy
 from specprune.model import image_ops
 from specprune.model.checkpoint import CheckpointError, load_checkpoint
 from specprune.model.processing import PIPELINE_TORCH, pixel_values, resize_frame
+
+pytestmark = pytest.mark.numeric  # rerun under other ATEN_CPU_CAPABILITY (scripts/test.sh)
 
 PIXELS = load_fixture("pixels.npz")
 CROPS = ((0, 0), (106, 106), (196, 8))
@@ -90,15 +92,17 @@ def test_torch_pipeline_is_not_the_reference():
 
 
 @pytest.fixture(scope="module")
-def parity_folders(tmp_path_factory):
+def parity_folders():
+    """The shipped model folders (tests that change one copy it first). Their weights are
+    the reference run's model regenerated from the same seed on another CPU: the sums
+    agree to rel 1.7e-12 (models/made_on.json), far below what moves an action by 1e-6."""
     folders = {}
     for layout in ("libero", "aloha"):
-        folder = str(tmp_path_factory.mktemp(layout))
-        weights_sum = write_parity_checkpoint(folder, layout)
+        folder = parity_model(layout)
         expected = float(load_fixture(f"actions_{layout}.npz")["weights_sum"])
-        assert weights_sum == pytest.approx(expected, rel=1e-12), (
-            "the seeded tiny model is not the one the fixtures were made with (torch's "
-            "random init changed?): regenerate them as test/fixtures/parity/README.md says")
+        assert weights_sum(folder) == pytest.approx(expected, rel=1e-9), (
+            "the shipped parity model is not the one the fixtures were made with: "
+            "regenerate them as test/fixtures/parity/README.md says")
         folders[layout] = folder
     return folders
 
@@ -152,18 +156,33 @@ def test_float32_actions_need_the_reference_pixels(parity_folders):
         assert np.abs(chunk.normalized - ref[f"s{size}_normalized_fp32"]).max() > 1e-3
 
 
+def _rms(a: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(a))))
+
+
 @pytest.mark.parametrize("layout", ["libero", "aloha"])
-def test_bfloat16_actions_within_the_references_own_bf16_spread(parity_folders, layout):
+def test_bfloat16_actions_stay_within_bfloat16_rounding_of_the_reference(parity_folders,
+                                                                         layout):
+    """Our bfloat16 chunk is as far from the reference's float32 chunk as the reference's
+    own bfloat16 chunk is (its spread), within 1.5x (RMS) and 2x (max). Not bitwise: bf16
+    kernels round differently per CPU and the differences grow through the layers (ratios
+    measured: 0.86-1.07 RMS, 0.78-1.10 max under AVX2 and DEFAULT kernels; 1.0 on the
+    machine the fixtures were made on, where it was bitwise equal). On this tiny random
+    model (near-uniform attention) the rotary defect (frequencies rounded to bfloat16)
+    moves the actions less than another CPU does (0.98-1.14 RMS), so no bound against
+    recorded bf16 numbers can catch it on every CPU: the two tests below catch it in one
+    process (buffers stay float32; cos/sin are the float32 ones rounded once)."""
     ref = load_fixture(f"actions_{layout}.npz")
     policy, chunks = _chunks(parity_folders[layout], "bfloat16")
     for name, buf in policy.model.named_buffers():
         assert buf.dtype == torch.float32, name
     for size, chunk in chunks.items():
-        spread = np.abs(ref[f"s{size}_normalized_bf16"] - ref[f"s{size}_normalized_fp32"])
-        ours = np.abs(chunk.normalized - ref[f"s{size}_normalized_bf16"])
-        assert spread.max() > 1e-3  # bf16 really is coarser than the tolerance above
-        # measured here: bitwise equal to the reference's bf16 (same CPU kernels)
-        assert ours.max() <= 0.25 * spread.max(), (ours.max(), spread.max())
+        fp32 = ref[f"s{size}_normalized_fp32"]
+        spread = ref[f"s{size}_normalized_bf16"] - fp32
+        assert np.abs(spread).max() > 1e-3  # bf16 really is coarser than the fp32 tolerance
+        ours = chunk.normalized - fp32
+        assert _rms(ours) <= 1.5 * _rms(spread), (size, _rms(ours), _rms(spread))
+        assert np.abs(ours).max() <= 2.0 * np.abs(spread).max(), (size, ours, spread)
 
 
 def test_rotary_frequencies_stay_float32_under_bfloat16():
