@@ -12,8 +12,10 @@ from specprune import PruneConfig, load_policy
 from specprune.train.demo_dataset import DemoFileError, dataset_statistics, read_demos
 from specprune.model.prompting import encode_prompt
 from specprune.model.tiny_tokenizer import build_tokenizer, empty_token_id
-from specprune.train.training import (Augment, TrainConfig, crop_margin, learning_rate, main,
-                                      make_optimizer, predict, prepare, train, train_step)
+from specprune.train.batches import Augment, crop_margin
+from specprune.train.optimisation import learning_rate, make_optimizer, predict, train_step
+from specprune.train.train_config import TrainConfig
+from specprune.train.training import main, prepare, train
 from specprune.types import Observation
 
 

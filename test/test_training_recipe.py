@@ -14,8 +14,10 @@ from specprune.model.modeling_vla import IMAGENET_MEAN, IMAGENET_STD
 from specprune.model.processing import pixel_values
 from specprune.train.auxiliary import model_rgb, named_index, patch_colour_labels
 from specprune.train.demo_dataset import read_demos
-from specprune.train.training import (BatchSampler, TrainConfig, _pre_grasp, action_loss,
-                                      main, train)
+from specprune.train.batches import BatchSampler, _pre_grasp
+from specprune.train.optimisation import action_loss
+from specprune.train.train_config import TrainConfig
+from specprune.train.training import main, train
 
 
 def tiny(demo_file, out, **changes):

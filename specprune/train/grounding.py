@@ -30,7 +30,8 @@ import torch
 from specprune.model.checkpoint import load_checkpoint
 from specprune.train.demo_dataset import read_demos
 from specprune.model.modeling_vla import OpenVLAOFT
-from specprune.train.training import Batch, TrainingData, predict
+from specprune.train.batches import Batch, TrainingData
+from specprune.train.optimisation import predict
 
 SWAPS = ("image", "proprio", "instruction")
 

@@ -1,0 +1,151 @@
+"""One optimisation step of the OFT recipe: the policy's unpruned pass with what the
+auxiliary losses read, the loss terms, AdamW, the learning-rate schedule, validation."""
+from __future__ import annotations
+
+import math
+import random
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from specprune.model.modeling_vla import OpenVLAOFT
+from specprune.prune.decoder import run_decoder
+from specprune.prune.scoring import batched_query_attention, column_scores
+from specprune.train.auxiliary import AuxiliaryHeads, AuxWeights, Features, LayerInputs
+from specprune.train.batches import Batch, TrainingData
+from specprune.train.train_config import TrainConfig
+
+
+def forward(model: OpenVLAOFT, batch: Batch, weights: Optional[AuxWeights] = None) -> Features:
+    """The policy's unpruned pass, exposing what the enabled auxiliary losses read."""
+    layout = model.layout(len(batch.prompt.ids), batch.prompt.task_ids)
+    patches = model.encode_images(batch.pixels)  # (B, views * P, D)
+    embeds = model.build_sequence(patches, batch.proprio, batch.ids)  # (B, T, D)
+    n = model.num_layers
+    captured = weights.captured_layers(n) if weights is not None else ()
+    missing = [i for i in captured if i >= model.num_layers]
+    if missing:
+        raise ValueError(f"decoder layers {missing} do not exist ({model.num_layers} layers)")
+    hook = LayerInputs(captured) if captured else None
+    state = run_decoder(model.decoder, embeds, hook)
+    head = state.hidden[:, layout.head_start:layout.head_start + layout.num_head_positions]
+    vis = slice(layout.visual_start, layout.visual_start + layout.num_visual)
+    feats = Features(actions=model.predict_normalized(head), patches=patches,
+                     visual_hidden=None, head_hidden=head)
+    if hook is None or weights is None:
+        return feats
+    if weights.named > 0:
+        feats.visual_hidden = hook.states[weights.named_layer][0][:, vis]
+    if weights.attention > 0:
+        queries = torch.tensor(layout.query_positions, device=embeds.device)
+        feats.text_to_visual = {}
+        for i in weights.attention_indices(n):
+            hidden, cos, sin = hook.states[i]
+            probs = batched_query_attention(model.decoder.layers[i], hidden, cos, sin, queries)
+            feats.text_to_visual[i] = column_scores(probs, vis)  # (B, V*P): SpecPrune's Eq. 1
+    return feats
+
+
+def patch_grid(model: OpenVLAOFT) -> int:
+    """Patches per side of one view (16 for 224 px and 14 px patches)."""
+    return int(round(math.sqrt(model.vision_backbone.num_patches)))
+
+
+def predict(model: OpenVLAOFT, batch: Batch) -> torch.Tensor:
+    """Normalised action chunks (B, chunk, action_dim): the policy's unpruned pass."""
+    return forward(model, batch).actions
+
+
+def action_loss(pred: torch.Tensor, target: torch.Tensor, label_weight: float) -> torch.Tensor:
+    """The OFT L1; with label_weight > 0 each element weighs 1 + label_weight * |label|
+    (normalised by the mean weight, so the scale of the loss stays that of an L1)."""
+    err = (pred - target).abs()
+    if not label_weight:
+        return err.mean()
+    weight = 1.0 + label_weight * target.abs()
+    return (err * weight).sum() / weight.sum()
+
+
+def learning_rate(step: int, total: Optional[int], cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to lr * min_lr_ratio at ``total``.
+
+    ``total`` may be unknown (None) only during warm-up: a time-budgeted run fixes it after
+    ``calibration_steps``, which TrainConfig keeps within ``warmup_steps``."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if total is None:
+        raise ValueError(f"learning_rate: step {step} is past warm-up but the step count "
+                         "is not fixed yet")
+    span = max(1, total - cfg.warmup_steps)
+    progress = min(1.0, (step - cfg.warmup_steps) / span)
+    floor = cfg.lr * cfg.min_lr_ratio
+    return floor + (cfg.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+@torch.no_grad()
+def evaluate(model: OpenVLAOFT, data: TrainingData, samples: np.ndarray, batch_size: int,
+             device: torch.device) -> np.ndarray:
+    """Mean L1 per action dimension (normalised space) over ``samples``, no augmentation."""
+    was_training = model.training
+    model.eval()
+    total = np.zeros(data.cfg.action_dim)
+    for n in np.unique(data.prompt_lengths[samples]):
+        group = samples[data.prompt_lengths[samples] == n]
+        for i in range(0, len(group), batch_size):
+            batch = data.batch(group[i:i + batch_size]).to(device)
+            err = (predict(model, batch) - batch.target).abs()  # (b, chunk, dim)
+            total += err.sum(dim=(0, 1)).double().cpu().numpy()
+    model.train(was_training)
+    return total / (len(samples) * data.cfg.chunk)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig,
+                   extra: Optional[nn.Module] = None) -> torch.optim.AdamW:
+    """AdamW over the model's (and the auxiliary heads') parameters."""
+    params = list(model.parameters()) + (list(extra.parameters()) if extra else [])
+    decay = [p for p in params if p.ndim >= 2]
+    rest = [p for p in params if p.ndim < 2]
+    # fused: one kernel for all parameters instead of a loop of small ops per tensor
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": rest, "weight_decay": 0.0}],
+                             lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=True)
+
+
+def loss_terms(model: OpenVLAOFT, batch: Batch, label_weight: float = 0.0,
+               heads: Optional[AuxiliaryHeads] = None,
+               weights: Optional[AuxWeights] = None) -> Dict[str, torch.Tensor]:
+    """name -> loss: ``l1`` (the OFT action loss) plus the enabled auxiliary terms."""
+    use_aux = heads is not None and weights is not None and weights.enabled
+    feats = forward(model, batch, weights if use_aux else None)
+    terms = {"l1": action_loss(feats.actions, batch.target, label_weight)}
+    if use_aux:
+        if batch.aux is None:
+            raise ValueError("auxiliary heads enabled but the batch carries no labels")
+        terms.update(heads.losses(feats, batch.aux, weights))
+    return terms
+
+
+def train_step(model: OpenVLAOFT, optimizer: torch.optim.Optimizer, batch: Batch,
+               lr: float, grad_clip: float, label_weight: float = 0.0,
+               heads: Optional[AuxiliaryHeads] = None,
+               weights: Optional[AuxWeights] = None) -> Dict[str, float]:
+    """One optimiser step on the sum of the loss terms; returns each term's value."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    terms = loss_terms(model, batch, label_weight, heads, weights)
+    loss = torch.stack(list(terms.values())).sum()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    optimizer.step()
+    return {name: float(value.detach()) for name, value in terms.items()}

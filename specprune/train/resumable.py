@@ -1,0 +1,81 @@
+"""The resumable state of a training run (train_state.pt): weights, auxiliary heads,
+optimiser, sampler, augmentation and torch RNG states, the loop's counters."""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from specprune.model.modeling_vla import OpenVLAOFT
+from specprune.train.auxiliary import AuxiliaryHeads
+from specprune.train.batches import Augment, BatchSampler
+from specprune.train.run_loop import Log, Loop
+from specprune.train.train_config import _INEXACT_CHANGES, RESUMABLE_CHANGES, TrainConfig
+
+
+@dataclass
+class Resumable:
+    """Everything whose state a resumed run needs besides the loop's counters."""
+
+    model: OpenVLAOFT
+    heads: Optional[AuxiliaryHeads]
+    optimizer: torch.optim.Optimizer
+    sampler: BatchSampler
+    augment: "Augment"
+    device: torch.device
+
+
+def save_state(cfg: TrainConfig, state: Resumable, loop: Loop) -> None:
+    """Write state_dir/train_state.pt atomically (a crash mid-write keeps the last one)."""
+    path = cfg.state_path
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    blob = {
+        "format": 1, "step": loop.done, "total": loop.total,
+        "config": dataclasses.asdict(cfg),
+        "model": state.model.state_dict(),
+        "heads": state.heads.state_dict() if state.heads is not None else None,
+        "optimizer": state.optimizer.state_dict(),
+        "sampler": state.sampler.state(),
+        "augment_rng": state.augment.rng.bit_generator.state,
+        "torch_rng": torch.get_rng_state(),
+        "loop": loop.counters(),
+    }
+    tmp = path + ".tmp"
+    torch.save(blob, tmp)
+    os.replace(tmp, path)
+
+
+def load_state(cfg: TrainConfig, model: OpenVLAOFT, heads: Optional[AuxiliaryHeads],
+               optimizer: torch.optim.Optimizer, sampler: BatchSampler, augment: "Augment",
+               loop: Loop, log: Log) -> int:
+    """Restore a saved run into freshly built objects; returns the next step."""
+    path = cfg.state_path
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--resume: no training state at {path!r}")
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    saved = blob["config"]
+    changed = sorted(k for k, v in dataclasses.asdict(cfg).items()
+                     if k not in RESUMABLE_CHANGES and saved.get(k) != v)
+    if "steps" in changed and saved.get("steps") is None and blob["total"] == cfg.steps:
+        changed.remove("steps")  # a --minutes run resumed with its calibrated step count
+    inexact = [k for k in _INEXACT_CHANGES if saved.get(k) != getattr(cfg, k)]
+    if inexact:
+        log(f"--resume with other {', '.join(inexact)}: the run continues, but is no longer "
+            "bitwise that of an uninterrupted run")
+    if changed:
+        raise ValueError(f"--resume: {path} was saved with other settings: " + ", ".join(
+            f"{k}={saved.get(k)!r} (now {getattr(cfg, k)!r})" for k in changed))
+    model.load_state_dict(blob["model"])
+    if heads is not None:
+        heads.load_state_dict(blob["heads"])
+    optimizer.load_state_dict(blob["optimizer"])
+    sampler.restore(blob["sampler"])
+    augment.rng.bit_generator.state = blob["augment_rng"]
+    torch.set_rng_state(blob["torch_rng"])
+    loop.restore(blob["loop"], blob["total"])
+    log(f"resumed {path} at step {blob['step']}/{blob['total']} "
+        f"({blob['loop']['minutes_before']:.1f} min trained before this sitting)")
+    return int(blob["step"])
