@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from specprune import CheckpointError, PruneConfig, load_policy, save_checkpoint
+from specprune.model.checkpoint import checkpoint_hash
 
 from core_helpers import observation, tiny_policy
 
@@ -138,3 +139,22 @@ def test_real_checkpoint_config_defaults_to_llama2_7b():
     from transformers import LlamaConfig
     cfg = LlamaConfig(vocab_size=32064, pad_token_id=32000)
     assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.intermediate_size) == (4096, 32, 11008)
+
+
+def test_checkpoint_hash_follows_the_content_not_the_folder(saved, tmp_path):
+    _, folder = saved
+    digest = checkpoint_hash(folder)
+    assert digest.startswith("sha256:") and len(digest) == len("sha256:") + 64
+    copy = copy_of(folder, tmp_path)
+    os.makedirs(os.path.join(copy, ".cache", "huggingface"))  # hub download bookkeeping
+    with open(os.path.join(copy, ".cache", "huggingface", "meta"), "w") as f:
+        f.write("downloaded at noon")
+    assert checkpoint_hash(copy) == digest  # same files elsewhere, hidden ones ignored
+    with open(os.path.join(copy, "dataset_statistics.json"), "a") as f:
+        f.write(" ")  # one byte more
+    changed = checkpoint_hash(copy)
+    assert changed != digest
+    os.rename(os.path.join(copy, "dataset_statistics.json"), os.path.join(copy, "stats.json"))
+    assert checkpoint_hash(copy) not in (digest, changed)  # same bytes, another name
+    with pytest.raises(CheckpointError, match="not a checkpoint folder"):
+        checkpoint_hash(os.path.join(copy, "stats.json"))

@@ -13,8 +13,9 @@ import pytest
 
 from ros_helpers import REPO, domain_id, ros_environment
 from specprune import ActionChunk, NonFiniteActionError, PruneConfig, load_policy
+from specprune.model.checkpoint import checkpoint_hash
 from specprune_ros.eval import episodes, evaluate
-from specprune_ros.eval.configurations import CONFIGS
+from specprune_ros.eval.configurations import CONFIGS, run_meta
 from specprune_ros.eval.eval_results import ConfigRun
 from specprune_ros.eval.eval_stats import (mcnemar_exact_p, paired_comparison,
                                            paired_difference_interval, wilson_interval)
@@ -102,6 +103,18 @@ def test_json_has_every_configuration_with_sane_values(direct: Dict[str, Any]) -
                                    / direct["configs"]["specprune"]["step_ms_median"])
     assert direct["specprune_vs_unpruned"]["episodes"] == EPISODES
     assert direct["machine"]["threads"] == 1 and direct["policy"] == "tiny"
+
+
+def test_json_records_the_checkpoint_hash_and_the_cpu(direct: Dict[str, Any]) -> None:
+    """A preset has no folder to hash (its weights follow from its name); a checkpoint
+    folder's JSON carries the hash of its content; every JSON names the CPU model and
+    the kernels torch dispatched."""
+    assert direct["checkpoint_hash"] is None
+    assert direct["machine"]["processor"] and direct["machine"]["cpu_capability"]
+    shipped = str(REPO / "checkpoints" / "pick_color")
+    args = evaluate.parse_args(["--policy", shipped])
+    meta = run_meta(args, [SEED], 1.0, {})
+    assert meta["policy"] == shipped and meta["checkpoint_hash"] == checkpoint_hash(shipped)
 
 
 def test_every_configuration_runs_the_same_seeds_and_instructions(direct: Dict[str, Any]

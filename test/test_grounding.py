@@ -6,6 +6,8 @@ import pytest
 import torch
 
 from demo_helpers import COLOURS, write_demos
+from specprune.bench import machine
+from specprune.model.checkpoint import checkpoint_hash
 from specprune.train.grounding import frame_samples, main, measure
 from specprune.model.presets import LAYOUTS
 from specprune.model.tiny_tokenizer import build_tokenizer
@@ -83,6 +85,22 @@ def test_command_prints_a_row_per_dimension_and_writes_json(demo_file, tmp_path,
     figures = json.loads(out.read_text())
     assert set(figures["effect"]) == {"image", "proprio", "instruction"}
     assert set(figures["corr"]) == set(NAMES)
+
+
+def test_json_records_the_checkpoint_hash_demo_file_seeds_and_machine(demo_file, tmp_path):
+    folder = tmp_path / "ckpt"
+    train(config(demo_file, folder), log=lambda _: None)
+    out = tmp_path / "grounding.json"
+    assert main(["--checkpoint", str(folder), "--demos", demo_file, "--frame", "1",
+                 "--max-demos", "3", "--threads", "1", "--json", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    assert figures["checkpoint"] == str(folder)
+    assert figures["checkpoint_hash"] == checkpoint_hash(str(folder))
+    assert figures["demos"] == demo_file and figures["frame"] == 1
+    assert figures["demo_names"] == ["demo_0", "demo_1", "demo_2"]
+    assert figures["demo_seeds"] == [0, 1, 2]  # the seed attributes write_demos gave them
+    assert figures["machine"] == machine(1, "cpu", "float32")
+    assert figures["machine"]["processor"] and figures["machine"]["cpu_capability"]
 
 
 def test_command_names_a_missing_checkpoint(demo_file, tmp_path, capsys):

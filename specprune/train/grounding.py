@@ -15,6 +15,9 @@ that picks the named cube must move ``y`` with the image and the instruction.
 
     python -m specprune.train.grounding --checkpoint checkpoints/pick_color \\
         --demos demos/pick_color.hdf5 --frame 0 --max-demos 60
+
+``--json`` writes the figures with what they were measured on: the checkpoint and its
+content hash, the demo file, the demos read and their seeds, the frame, and the machine.
 """
 from __future__ import annotations
 
@@ -22,12 +25,14 @@ import argparse
 import json
 import sys
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
+import h5py
 import numpy as np
 import torch
 
-from specprune.model.checkpoint import load_checkpoint
+from specprune.bench import machine
+from specprune.model.checkpoint import checkpoint_hash, load_checkpoint
 from specprune.train.demo_dataset import read_demos
 from specprune.model.modeling_vla import OpenVLAOFT
 from specprune.train.batches import Batch, TrainingData
@@ -161,6 +166,26 @@ def frame_samples(demo_of: np.ndarray, frame: int, max_demos: int) -> np.ndarray
     return np.asarray(picked)
 
 
+def demo_seeds(path: str, names: Sequence[str]) -> List[Optional[int]]:
+    """The ``seed`` attribute of each named demo of ``path`` (None where it has none)."""
+    with h5py.File(path, "r") as f:
+        seeds = [f["data"][name].attrs.get("seed") for name in names]
+    return [None if seed is None else int(seed) for seed in seeds]
+
+
+def provenance(args: argparse.Namespace, names: Sequence[str], model: OpenVLAOFT
+               ) -> Dict[str, Any]:
+    """What the figures were measured on: checkpoint (and its content hash), demo file,
+    the demos read and their seeds, frame, and the machine."""
+    weight = next(model.parameters())
+    return {"checkpoint": args.checkpoint, "checkpoint_hash": checkpoint_hash(args.checkpoint),
+            "demos": args.demos, "demo_names": list(names),
+            "demo_seeds": demo_seeds(args.demos, names), "frame": args.frame,
+            "max_demos": args.max_demos,
+            "machine": machine(args.threads, str(weight.device),
+                               str(weight.dtype).replace("torch.", ""))}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, help="checkpoint folder")
@@ -194,7 +219,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(result.table())
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(result.as_dict(), f, indent=2)
+            json.dump(dict(provenance(args, demos.names, model), **result.as_dict()), f,
+                      indent=2)
     return 0
 
 

@@ -3,8 +3,10 @@ pieces both the in-process runner (evaluate) and the ROS runner (eval_ros) use."
 from __future__ import annotations
 
 import argparse
-from typing import Any, Dict, Sequence
+from typing import Any, Dict, Optional, Sequence
 
+from specprune.model.checkpoint import checkpoint_hash
+from specprune.model.presets import PRESETS
 from specprune_ros.eval.eval_results import FASTV, SPECPRUNE, UNPRUNED
 
 #: First evaluation seed: the recorded demonstrations use seeds 0, 1, ... (a few hundred).
@@ -28,9 +30,19 @@ CONFIGS: Dict[str, tuple] = {
 }
 
 
+def model_hash(policy: str) -> Optional[str]:
+    """What a result JSON records as the policy's ``checkpoint_hash``: the content hash of
+    a checkpoint folder, None for a preset (its random weights follow from its name)."""
+    return None if policy in PRESETS else checkpoint_hash(policy)
+
+
 def run_meta(args: argparse.Namespace, seeds: Sequence[int], wall_s: float,
              host: Dict[str, Any]) -> Dict[str, Any]:
-    return {"task": args.task, "policy": args.policy, "via": args.via,
+    """The JSON's top-level record of the run: what ran (``policy`` as named and its
+    ``checkpoint_hash``), on which seeds, and ``machine`` (CPU model, torch's CPU
+    capability, threads, versions)."""
+    return {"task": args.task, "policy": args.policy,
+            "checkpoint_hash": model_hash(args.policy), "via": args.via,
             "episodes": args.episodes, "horizon": args.horizon, "seeds": list(seeds),
             "hit_rate_k": args.hit_k, "l1_every": args.l1_every, "wall_s": wall_s,
             "machine": host}

@@ -28,7 +28,8 @@ import numpy as np
 import yaml
 
 from specprune import load_policy
-from specprune_ros.eval.configurations import EVAL_SEED
+from specprune.bench import machine
+from specprune_ros.eval.configurations import EVAL_SEED, model_hash
 from specprune_ros.eval.episodes import observation
 from specprune_ros.node import executor_parameters as xp
 from specprune_ros.node.chunk_timing import RULES, ChunkCombiner, parse_chunk
@@ -159,8 +160,10 @@ def measure(args: argparse.Namespace) -> Dict[str, Any]:
             "horizon": args.horizon, "replan_ticks": args.replan,
             "latency_ticks": args.latency, "control_rate_hz": 1.0 / arm.dt,
             "ensemble_k": args.ensemble_k, "crossfade_points": args.crossfade_points,
-            "policy": args.policy, "limits": "config/executor.yaml + executor_sim.yaml",
-            "seconds": time.monotonic() - start}
+            "policy": args.policy, "checkpoint_hash": model_hash(args.policy),
+            "limits": "config/executor.yaml + executor_sim.yaml",
+            "seconds": time.monotonic() - start,
+            "machine": machine(args.threads, "cpu", "float32")}
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
