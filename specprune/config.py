@@ -95,6 +95,13 @@ class PruneConfig:
         0.0, 0.9)
     layer_prune_min_visual: int = _spec(
         60, "Never prune below this many visual tokens (released code's floor).", 0, 100000)
+    layer_depth: int = _spec(
+        0, "Depth the layer numbers above (layer_prune_layers, global_score_layers) are "
+        "written for. 0: absolute indices (layers a shallow model lacks are skipped). 32: "
+        "layer i of a 32-layer Llama-2-7B (the paper) maps to round(i * L / 32) on an L-layer "
+        "model (half up), so the paper's layers keep their relative depth on a smaller "
+        "policy and stay as they are on a 32-layer checkpoint; pruning layers that map below "
+        "2 are dropped, duplicates merged.", 0, 4096)
     layer_prune_ema_beta: float = _spec(
         0.2, "EMA weight of the previous layers' score: S = beta*S_prev + (1-beta)*s (paper).",
         0.0, 1.0)
@@ -255,10 +262,18 @@ def _check_pairs(cfg: PruneConfig) -> None:
             ">= 2 (layers 0 and 1 belong to static selection)")
 
 
-def resolve_layers(layers: Tuple[int, ...], num_layers: int) -> Tuple[int, ...]:
-    """Map negative indices to absolute ones and drop layers the model does not have.
-
-    Lets the paper's defaults (written for 32 layers) apply unchanged to shallower models.
-    """
-    out = {i + num_layers if i < 0 else i for i in layers}
-    return tuple(sorted(i for i in out if 0 <= i < num_layers))
+def resolve_layers(layers: Tuple[int, ...], num_layers: int, depth: int = 0,
+                   lowest: int = 0) -> Tuple[int, ...]:
+    """The model's layer indices of ``layers`` (sorted, distinct), written for a model of
+    ``depth`` layers (0: absolute). Negative indices count from the last layer (-1: the last,
+    at any depth); layers outside [lowest, num_layers) are dropped, so the paper's defaults
+    also apply to shallower models with depth 0."""
+    out = set()
+    for i in layers:
+        if i < 0:
+            out.add(i + num_layers)
+        elif depth:
+            out.add(int(math.floor(i * num_layers / depth + 0.5)))
+        else:
+            out.add(i)
+    return tuple(sorted(i for i in out if lowest <= i < num_layers))

@@ -50,3 +50,23 @@ def test_resolve_layers_maps_negative_and_drops_missing():
     assert resolve_layers((14, -1), 32) == (14, 31)
     assert resolve_layers((14, -1), 4) == (3,)
     assert resolve_layers((5, 10, 15, 20), 12) == (5, 10)
+
+
+def test_layer_depth_keeps_the_papers_relative_depth():
+    paper, global_layers = (5, 10, 15, 20), (14, -1)
+    assert resolve_layers(paper, 32, 32, 2) == paper  # a 32-layer checkpoint: unchanged
+    assert resolve_layers(global_layers, 32, 32) == (14, 31)
+    assert resolve_layers(paper, 16, 32, 2) == (3, 5, 8, 10)
+    assert resolve_layers(global_layers, 16, 32) == (7, 15)
+    assert resolve_layers(paper, 6, 32, 2) == (2, 3, 4)  # 0.94 -> 1 is below layer 2: dropped
+    assert resolve_layers(paper, 4, 32, 2) == (2, 3)  # 1.25 and 0.63 -> 1: merged, dropped
+
+
+def test_layer_depth_makes_layer_pruning_act_on_a_shallow_model():
+    from core_helpers import observation, tiny_policy  # the 4-layer tiny preset
+    counts = {}
+    for depth in (0, 32):
+        policy = tiny_policy(PruneConfig(layer_depth=depth, layer_prune_min_visual=0))
+        counts[depth] = policy.step(observation(0))[1].visual_tokens_per_layer
+    assert counts[0][2] == counts[0][3]  # layers 5..20 do not exist: nothing drops
+    assert counts[32][2] < counts[0][2] and counts[32][3] < counts[32][2]

@@ -71,8 +71,9 @@ class SpecPruneHook(_VisualScorer):
         self.cfg = cfg
         self.fine = fine
         self.fixed = global_mask | dynamic_mask  # V_global U V_dynamic, always kept
-        self.global_layers = resolve_layers(cfg.global_score_layers, num_layers)
-        self.prune_layers = (resolve_layers(cfg.layer_prune_layers, num_layers)
+        depth = cfg.layer_depth
+        self.global_layers = resolve_layers(cfg.global_score_layers, num_layers, depth)
+        self.prune_layers = (resolve_layers(cfg.layer_prune_layers, num_layers, depth, 2)
                              if cfg.layer_prune_enabled else ())
         self.trace = SpecPruneTrace()
         self._scores: Dict[int, torch.Tensor] = {}
