@@ -32,11 +32,12 @@ with warnings.catch_warnings():
     from lifecycle_msgs.srv import ChangeState, GetState
     from rcl_interfaces.srv import GetParameters, ListParameters
     from sensor_msgs.msg import CompressedImage, Image, JointState
+    from std_msgs.msg import String
     from std_srvs.srv import SetBool, Trigger
     from trajectory_msgs.msg import JointTrajectory
 
 from specprune_ros.node import tf_motion
-from specprune_ros.node.policy_node import DIAG_NAME, PolicyNode
+from specprune_ros.node.policy_node import DIAG_NAME, EPISODE_TOPIC, PolicyNode
 from specprune_ros.node.ros_image import rgb_to_compressed_msg, rgb_to_image_msg
 from load_helpers import cpu_burners
 from ros_helpers import REPO, NodeProcess, Probe, domain_id, probe_fixture
@@ -255,8 +256,12 @@ class TestWithSim:
         wait_chunks(probe, wire, policy, 2)
 
     def test_reset_service_starts_a_new_episode(self, procs, probe, wire) -> None:
+        markers: List[str] = []  # the episode boundary a recording keeps
+        probe.node.create_subscription(String, EPISODE_TOPIC, lambda m: markers.append(m.data),
+                                       10)
         response = probe.call(Trigger, f"/{NODE}/reset", Trigger.Request())
         assert response.success, response.message
+        assert probe.spin_until(lambda: markers == ["reset"], 10.0, procs[1].alive), markers
         wait_chunks(probe, wire, procs[1], 1)
 
     def test_sigint_stops_the_node_with_exit_code_0(self, procs, probe, wire) -> None:

@@ -24,7 +24,8 @@ pose, non-finite model output) publishes no chunk: it is logged once per occurre
 reported on /diagnostics, with the skipped iterations counted per reason. Parameters:
 config/policy.yaml (generated from specprune_ros/node/parameters.py); ``prune.*`` and the
 thresholds are live; an integer is accepted for every double. Services: ``~/reset``
-(std_srvs/Trigger, new episode), ``~/enable`` (std_srvs/SetBool), and the lifecycle ones.
+(std_srvs/Trigger, new episode: also published as std_msgs/String on EPISODE_TOPIC, the
+episode boundary a recording keeps), ``~/enable`` (std_srvs/SetBool), and the lifecycle ones.
 """
 from __future__ import annotations
 
@@ -67,6 +68,9 @@ from specprune_ros.node.tf_motion import (TfPoseSource, duration, pose_from_msg,
 
 NODE_NAME = params.NODE_NAME
 DIAG_NAME = f"{NODE_NAME}: inference"
+#: each successful ~/reset publishes "reset" here (reliable): the episode boundary that
+#: specprune-record keeps and specprune-replay resets the policy at
+EPISODE_TOPIC = "/specprune/episode"
 _LIMIT_PARAMS = ("max_image_age_s", "max_view_skew_s", "max_joint_state_age_s",
                  "max_pose_age_s", "max_ee_speed", "max_ee_angular_speed", "image_width",
                  "image_height")
@@ -260,6 +264,20 @@ def limits_from(values: Dict[str, Any]) -> Limits:
     return Limits(**{name: values[name] for name in _LIMIT_PARAMS})
 
 
+def make_builder(values: Dict[str, Any], proprio_dim: int) -> ObservationBuilder:
+    """The observation builder the parameter ``values`` describe, for a model taking
+    ``proprio_dim`` values (the node's, and specprune-replay's on a recording); ValueError
+    with the reason when they do not fit."""
+    layout = StateLayout(values["layout"], tuple(values["joint_names"]),
+                         tuple(values["gripper_joint_names"]))
+    if layout.proprio_dim != proprio_dim:
+        raise ValueError(f"layout {values['layout']!r} gives {layout.proprio_dim} proprio "
+                         f"values, the model takes {proprio_dim}")
+    return ObservationBuilder(values["camera_topics"], layout, limits_from(values),
+                              measure_motion=values["ee_motion_source"] != "policy",
+                              base_frame=values["base_frame"])
+
+
 # ------------------------------------------------------------------------------ the node
 @dataclass
 class _Shared:
@@ -300,6 +318,7 @@ class PolicyNode(LifecycleNode):
         # diagnostics also report 'inactive' / 'unconfigured': not a managed publisher
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_service(Trigger, "~/reset", self._on_reset)
+        self._episode_pub = self.create_publisher(String, EPISODE_TOPIC, 10)
         self.create_service(SetBool, "~/enable", self._on_enable)
         self.add_pre_set_parameters_callback(self._coerce_parameters)
         self.add_on_set_parameters_callback(self._validate_parameters)
@@ -416,18 +435,10 @@ class PolicyNode(LifecycleNode):
         return policy
 
     def _make_builder(self) -> ObservationBuilder:
-        v = self._values
         try:
-            layout = StateLayout(v["layout"], tuple(v["joint_names"]),
-                                 tuple(v["gripper_joint_names"]))
+            return make_builder(self._values, self._policy.layout.proprio_dim)
         except ValueError as exc:
             raise StartupError(str(exc)) from None
-        if layout.proprio_dim != self._policy.layout.proprio_dim:
-            raise StartupError(f"layout {v['layout']!r} gives {layout.proprio_dim} proprio "
-                               f"values, the model takes {self._policy.layout.proprio_dim}")
-        return ObservationBuilder(v["camera_topics"], layout, limits_from(v),
-                                  measure_motion=v["ee_motion_source"] != "policy",
-                                  base_frame=v["base_frame"])
 
     def _make_publishers(self) -> None:
         v = self._values
@@ -519,6 +530,7 @@ class PolicyNode(LifecycleNode):
         with self._policy_lock:
             if self._policy is not None:
                 self._policy.reset()
+                self._episode_pub.publish(String(data="reset"))
                 response.success, response.message = True, "policy reset: new episode"
             else:
                 response.success, response.message = False, "not configured: no policy"
