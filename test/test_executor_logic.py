@@ -4,7 +4,6 @@ the node's tick logic on an ExecutorNode instance that never joins a ROS graph (
 publishers recorded, its clock set by the test). No rclpy.init() anywhere here."""
 import math
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import pytest
@@ -13,13 +12,10 @@ import yaml
 from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import PoseStamped
 from std_msgs.msg import Bool
-from rclpy.parameter import Parameter
-from rclpy.time import Time
-from sensor_msgs.msg import JointState
 
+from executor_helpers import Bare
 from specprune_ros.node import executor_parameters as xp
 from specprune_ros.node.chunk_timing import ChunkCombiner, parse_chunk
-from specprune_ros.node.executor_node import ExecutorNode
 from specprune_ros.node.observation_builder import quat_multiply
 from specprune_ros.node.safety_envelope import (Envelope, Limits, PoseIntegrator,
                                                 quat_to_rotvec, ramp_factor,
@@ -154,7 +150,8 @@ def test_unknown_rule_is_refused():
 # ------------------------------------------------------------------------------ envelope
 LIMITS = Limits(workspace_min=(0.0, -1.0, -1.0), workspace_max=(1.0, 1.0, 1.0),
                 max_linear_speed=0.5, max_angular_speed=1.0, max_linear_accel=100.0,
-                max_angular_accel=1000.0, ramp_in_s=0.0)
+                max_angular_accel=1000.0, max_linear_stop_decel=100.0,
+                max_angular_stop_decel=1000.0, ramp_in_s=0.0)
 INSIDE = np.array([0.5, 0.0, 0.0])
 DT = 0.02
 
@@ -187,11 +184,14 @@ def test_ramp_in_scales_the_speed_limits_after_activation():
     assert Envelope(limits).limit([0.5, 0, 0], [0, 0, 0], INSIDE, DT, 2.5).interventions == []
 
 
-def test_workspace_stops_motion_out_of_the_box_within_one_tick():
+def test_workspace_allows_only_a_speed_that_stops_inside_the_box():
     env = Envelope(LIMITS)
     near = np.array([0.995, 0.0, 0.0])
     out = env.limit([0.4, 0.1, 0], [0, 0, 0], near, DT, 10.0)
-    np.testing.assert_allclose(out.linear, [0.25, 0.1, 0])  # 5 mm left in 20 ms
+    # 5 mm left: v DT + v^2 / (2 * 100 m/s^2) = 5 mm
+    v = 100.0 * (math.sqrt(DT ** 2 + 2 * 0.005 / 100.0) - DT)
+    np.testing.assert_allclose(out.linear, [v, 0.1, 0])
+    assert v * DT + v ** 2 / 200.0 == pytest.approx(0.005)
     assert out.interventions == ["workspace"]
     outside = np.array([1.1, 0.0, 0.0])
     assert env.limit([0.3, 0, 0], [0, 0, 0], outside, DT, 10.0).linear[0] == 0.0
@@ -216,7 +216,7 @@ def test_rotation_vectors_round_trip():
     np.testing.assert_allclose(rotation_between(q0, q0), np.zeros(3), atol=1e-12)
 
 
-def test_pose_target_integrates_from_the_measured_pose_and_restarts_after_hold():
+def test_pose_target_integrates_from_the_measured_pose_and_restarts_after_a_reset():
     limits = Limits(**{**LIMITS.__dict__, "max_pose_lead_m": 1.0})
     integ = PoseIntegrator()
     identity = np.array([0.0, 0.0, 0.0, 1.0])
@@ -226,8 +226,9 @@ def test_pose_target_integrates_from_the_measured_pose_and_restarts_after_hold()
     p, q, notes = integ.step([0.1, 0, 0], [0, 0, 0.5], DT, INSIDE, identity, limits)
     np.testing.assert_allclose(p, INSIDE + [0.004, 0, 0])  # from the last target
     assert notes == []
-    hp, _ = integ.hold(INSIDE, identity)
-    np.testing.assert_allclose(hp, INSIDE)
+    hp, _ = integ.coast(np.zeros(3), np.zeros(3), DT, limits)  # a hold: latched
+    np.testing.assert_allclose(hp, INSIDE + [0.004, 0, 0])
+    integ.reset()
     p, _, _ = integ.step([0.1, 0, 0], [0, 0, 0], DT, INSIDE, identity, limits)
     np.testing.assert_allclose(p, INSIDE + [0.002, 0, 0])
 
@@ -300,75 +301,6 @@ def test_sim_overrides_are_declared_parameters_within_their_ranges():
 
 
 # ------------------------------------------------------------------------------ the node's ticks
-class Recorder:
-    """Stands in for a publisher and for the node's logger."""
-
-    def __init__(self) -> None:
-        self.sent: list = []
-
-    def publish(self, msg) -> None:
-        self.sent.append(msg)
-
-    def __getattr__(self, level):  # info / warning / error: ignored
-        return lambda *args, **kwargs: None
-
-
-class Bare:
-    """An active ExecutorNode outside any ROS graph: ``node`` runs the real tick, hold,
-    input and parameter code; ``t`` is its clock; ``out`` what it published."""
-
-    def __init__(self, **overrides) -> None:
-        values = {s.name: s.default for s in xp.PARAMS}
-        values.update(ramp_in_s=0.0, require_estop_signal=False)
-        values.update(overrides)
-        self.t = T0
-        self.seq = 0  # chunk numbers, unique as the node's own
-        self.out, self.gripper, log = Recorder(), Recorder(), Recorder()
-        node = self.node = ExecutorNode.__new__(ExecutorNode)
-        node._setup(values)
-        node.get_logger = lambda: log
-        node._now = lambda: self.t
-        node._command_pub, node._gripper_pub = self.out, self.gripper
-        node._start_commanding(self.t)
-
-    def pose(self, stamp: Optional[float] = None, x: float = 0.5) -> None:
-        msg = PoseStamped()
-        msg.header.stamp = Time(nanoseconds=int(round((self.t if stamp is None else stamp)
-                                                      * 1e9))).to_msg()
-        msg.header.frame_id = self.node._values["base_frame"]
-        msg.pose.position.x, msg.pose.position.z = x, 0.2
-        msg.pose.orientation.w = 1.0
-        self.node._on_pose(msg)
-
-    def joints(self, q, stamp: Optional[float] = None) -> None:
-        msg = JointState(name=list(self.node._values["joint_names"]),
-                         position=[float(v) for v in q])
-        msg.header.stamp = Time(nanoseconds=int(round((self.t if stamp is None else stamp)
-                                                      * 1e9))).to_msg()
-        self.node._on_joints(msg)
-
-    def chunk(self, row, points: int = 8) -> None:
-        """A chunk stamped now, every point ``row`` (executor dimension order), accepted as
-        ``_on_chunk`` accepts one."""
-        self.seq += 1
-        self.node._combiner.add(parse_chunk(
-            self.node._layout.action_names, [list(row)] * points,
-            [(i + 1) * PERIOD for i in range(points)], self.node._layout.action_names,
-            self.t, self.t, seq=self.seq))
-        self.node._last_chunk_at = self.t
-
-    def tick(self, dt: float = 0.02) -> None:
-        self.t += dt
-        self.node._tick(self.t)
-
-    def set(self, **values) -> None:
-        self.node._apply_parameters([Parameter(k, value=v) for k, v in values.items()])
-
-    def last_twist(self) -> np.ndarray:
-        t = self.out.sent[-1].twist
-        return np.array([t.linear.x, t.linear.y, t.linear.z])
-
-
 def test_dry_run_switched_on_while_moving_sends_one_hold_directly():
     bare = Bare(output="twist")
     bare.pose()
@@ -381,19 +313,24 @@ def test_dry_run_switched_on_while_moving_sends_one_hold_directly():
     np.testing.assert_array_equal(bare.last_twist(), np.zeros(3))
     bare.pose()
     bare.tick()  # dry run from here on: nothing more reaches the controller
-    assert len(bare.out.sent) == sent + 1 and bare.node.counters["dry_run_commands"] == 1
+    assert len(bare.out.sent) == sent + 1 and bare.node.core.counters["dry_run_commands"] == 1
 
 
-def test_dry_run_on_while_moving_holds_the_measured_pose_or_joints():
+def test_dry_run_on_while_moving_holds_where_the_target_comes_to_rest():
+    """The last command before nothing: the target where the motion stops at the stop
+    deceleration (an impedance controller then brakes the arm to it)."""
     pose = Bare(output="pose")
     pose.pose(x=0.6)
     pose.chunk([0.1, 0, 0, 0, 0, 0, -1.0])
     pose.tick()
-    assert pose.out.sent[-1].pose.position.x > 0.6
+    moving = pose.out.sent[-1].pose.position.x
+    v = pose.node.core.motion.envelope.linear[0]
+    assert moving > 0.6 and v > 0.0
     pose.set(dry_run=True)
-    assert pose.out.sent[-1].pose.position.x == pytest.approx(0.6)
+    decel = pose.node.core.values["max_linear_stop_decel"]
+    assert pose.out.sent[-1].pose.position.x == pytest.approx(moving + v * v / (2 * decel))
     idle = Bare(output="twist", dry_run=False)
-    idle.node._active = False  # inactive: it commands nothing, not even this hold
+    idle.node.core.active = False  # inactive: it commands nothing, not even this hold
     idle.set(dry_run=True)
     assert idle.out.sent == []
 
@@ -407,7 +344,7 @@ def test_dry_run_switched_off_starts_from_rest_and_ramps_in_again():
         bare.pose()
         bare.chunk([0.2, 0, 0, 0, 0, 0, -1.0])
         bare.tick(dt)
-    assert bare.out.sent == [] and bare.node._envelope._linear[0] == pytest.approx(0.2)
+    assert bare.out.sent == [] and bare.node.core.motion.envelope.linear[0] == pytest.approx(0.2)
     bare.set(ramp_in_s=ramp_in_s)
     bare.set(dry_run=False)
     speeds = []
@@ -418,7 +355,7 @@ def test_dry_run_switched_off_starts_from_rest_and_ramps_in_again():
         speeds.append(bare.last_twist()[0])
     # from rest: ramp-in (one tick, 0.02 s of 0.5 s) and acceleration (accel * dt per tick)
     # bind; the ramp cap is below the acceleration bound, so only a restarted ramp meets it
-    ramp_cap = ramp_factor(ramp_in_s, dt) * bare.node._values["max_linear_speed"]
+    ramp_cap = ramp_factor(ramp_in_s, dt) * bare.node.core.values["max_linear_speed"]
     assert ramp_cap < accel * dt
     assert 0.0 < speeds[0] <= ramp_cap + 1e-9, speeds
     assert all(b - a <= accel * dt + 1e-9 for a, b in zip([0.0] + speeds, speeds)), speeds
@@ -429,35 +366,35 @@ def test_a_non_finite_joint_state_drops_the_last_good_one():
     bare.joints(np.zeros(14))
     bare.chunk(np.full(14, 0.01))
     bare.tick()
-    assert bare.node._hold_reason is None and bare.out.sent  # moving on the good state
+    assert bare.node.core.hold_reason is None and bare.out.sent  # moving on the good state
     bare.joints([math.nan] + [0.0] * 13)
     bare.tick()
-    assert bare.node._hold_reason == "stale_state"
-    assert bare.node._hold_detail == "joint state not finite"
-    assert bare.node.counters["bad_state"] == 1
+    assert bare.node.core.hold_reason == "stale_state"
+    assert bare.node.core.hold_detail == "joint state not finite"
+    assert bare.node.core.counters["bad_state"] == 1
     bare.joints(np.zeros(14))
     bare.tick()
-    assert bare.node._hold_reason is None
+    assert bare.node.core.hold_reason is None
 
 
 @pytest.mark.parametrize("cartesian", [True, False])
 def test_a_state_stamped_in_the_future_is_stale(cartesian):
     bare = Bare() if cartesian else Bare(action_layout="aloha", output="joint_trajectory")
-    limit = bare.node._values["max_state_age_s"]
+    limit = bare.node.core.values["max_future_stamp_s"]  # as for chunks
     ahead = bare.t + 0.02 + 2 * limit  # the tick below runs 0.02 s later
     if cartesian:
-        bare.pose(stamp=ahead)
+        bare.pose(stamp_s=ahead)
         bare.chunk([0.1, 0, 0, 0, 0, 0, -1.0])
     else:
-        bare.joints(np.zeros(14), stamp=ahead)
+        bare.joints(np.zeros(14), stamp_s=ahead)
         bare.chunk(np.full(14, 0.01))
     bare.tick()
-    assert bare.node._hold_reason == "stale_state"
-    assert "stamped in the future" in bare.node._hold_detail
+    assert bare.node.core.hold_reason == "stale_state"
+    assert "stamped in the future" in bare.node.core.hold_detail
     if cartesian:  # a little ahead (clock jitter within the limit) still runs
-        bare.pose(stamp=bare.t + 0.02 + 0.5 * limit)
+        bare.pose(stamp_s=bare.t + 0.02 + 0.5 * limit)
         bare.tick()
-        assert bare.node._hold_reason is None
+        assert bare.node.core.hold_reason is None
 
 
 def test_no_motion_before_the_first_false_on_the_estop_topic():
@@ -467,15 +404,15 @@ def test_no_motion_before_the_first_false_on_the_estop_topic():
     bare.pose()
     bare.chunk([0.1, 0, 0, 0, 0, 0, -1.0], points=40)
     bare.tick()
-    assert bare.node._hold_reason == "estop"
-    assert bare.node._hold_detail == "no e-stop signal received yet"
+    assert bare.node.core.hold_reason == "estop"
+    assert bare.node.core.hold_detail == "no e-stop signal received yet"
     np.testing.assert_array_equal(bare.last_twist(), np.zeros(3))
     assert bare.node.diagnostic_status().level == DiagnosticStatus.ERROR
     bare.node._on_estop(Bool(data=True))  # raised: latched as always
     bare.node._on_estop(Bool(data=False))
     bare.pose()
     bare.tick()
-    assert bare.node._hold_reason == "estop" and "latched" in bare.node._hold_detail
+    assert bare.node.core.hold_reason == "estop" and "latched" in bare.node.core.hold_detail
     fresh = Bare(require_estop_signal=True, ramp_in_s=1.0)
     fresh.pose()
     fresh.chunk([0.1, 0, 0, 0, 0, 0, -1.0], points=40)
@@ -485,12 +422,12 @@ def test_no_motion_before_the_first_false_on_the_estop_topic():
     fresh.node._on_estop(Bool(data=False))
     fresh.pose()
     fresh.tick()
-    assert fresh.node._hold_reason is None
+    assert fresh.node.core.hold_reason is None
     assert 0.0 < fresh.last_twist()[0] <= 0.25 * 0.02 + 1e-9  # ramping in from 0 again
     fresh.set(require_estop_signal=False)
     fresh.pose()
     fresh.tick()
-    assert fresh.node._hold_reason is None and fresh.last_twist()[0] > 0.0
+    assert fresh.node.core.hold_reason is None and fresh.last_twist()[0] > 0.0
 
 
 def test_the_robot_config_requires_the_estop_signal_and_the_simulator_does_not():
@@ -503,22 +440,22 @@ def test_the_robot_config_requires_the_estop_signal_and_the_simulator_does_not()
 
 def test_joint_speed_ramps_in_after_activation_like_the_cartesian_limits():
     bare = Bare(action_layout="aloha", output="joint_trajectory", ramp_in_s=1.0,
-                max_joint_speed=0.5)
+                max_joint_speed=0.5, max_joint_accel=1000.0)
     q = np.linspace(-0.3, 0.3, 14)
     bare.t += 0.23
     bare.joints(q)
     bare.chunk(q + 1.0)  # far: every joint limited
     bare.tick()  # 0.25 s after activation: a quarter of the speed
     step = np.array(bare.out.sent[-1].points[0].positions) - q
-    np.testing.assert_allclose(step, 0.5 * 0.25 * bare.node._dt, atol=1e-12)
-    assert bare.node.counters["ramp_in"] == 1 and bare.node.counters["joint_speed"] == 0
-    bare.t += 1.0
-    bare.joints(q)
-    bare.chunk(q + 1.0)
-    bare.tick()  # ramped in: the full limit
-    step = np.array(bare.out.sent[-1].points[0].positions) - q
-    np.testing.assert_allclose(step, 0.5 * bare.node._dt, atol=1e-12)
-    assert bare.node.counters["joint_speed"] == 1
+    np.testing.assert_allclose(step, 0.5 * 0.25 * bare.node.core.dt, atol=1e-12)
+    assert bare.node.core.counters["ramp_in"] == 1 and bare.node.core.counters["joint_speed"] == 0
+    for _ in range(50):  # 1 s more, the arm where it was commanded: ramped in
+        bare.joints(bare.out.sent[-1].points[0].positions)
+        bare.chunk(q + 2.0)
+        bare.tick()
+    steps = np.diff([m.points[0].positions for m in bare.out.sent[-2:]], axis=0)
+    np.testing.assert_allclose(steps, 0.5 * bare.node.core.dt, atol=1e-12)  # the full limit
+    assert bare.node.core.counters["joint_speed"] > 0
 
 
 def test_a_hold_ends_the_crossfade_from_the_chunk_before_it():
@@ -535,10 +472,10 @@ def test_a_hold_ends_the_crossfade_from_the_chunk_before_it():
     assert bare.last_twist()[0] == pytest.approx(0.5 - 0.4 / 21)  # fading 0.5 -> 0.1
     bare.t += 0.3  # no pose for 0.32 s: stale
     bare.tick()
-    assert bare.node._hold_reason == "stale_state"
+    assert bare.node.core.hold_reason == "stale_state"
     bare.pose()
     bare.tick()
-    assert bare.node._hold_reason is None
+    assert bare.node.core.hold_reason is None
     assert bare.last_twist()[0] == pytest.approx(0.1)
 
 
@@ -553,7 +490,7 @@ def test_activation_before_the_first_clock_message_still_ramps_in():
     bare.chunk([0.2, 0, 0, 0, 0, 0, -1.0], points=40)
     bare.tick()  # the first tick with a clock: the ramp starts here
     np.testing.assert_array_equal(bare.last_twist(), np.zeros(3))
-    assert bare.node.counters["ramp_in"] == 1
+    assert bare.node.core.counters["ramp_in"] == 1
     for _ in range(20):
         bare.pose()
         bare.tick()
@@ -573,7 +510,7 @@ def test_time_conversions_round_to_the_nanosecond_and_a_hold_is_one_period_ahead
     for msg in bare.out.sent[-2:]:
         assert (msg.points[0].time_from_start.sec,
                 msg.points[0].time_from_start.nanosec) == (0, 25_000_000)
-        assert list(msg.joint_names) == list(bare.node._values["joint_names"])
+        assert list(msg.joint_names) == list(bare.node.core.values["joint_names"])
 
 
 def test_the_watchdog_holds_through_other_holds_until_a_new_chunk():
@@ -585,18 +522,18 @@ def test_the_watchdog_holds_through_other_holds_until_a_new_chunk():
     for _ in range(20):  # 0.4 s without another chunk
         bare.pose()
         bare.tick()
-    assert bare.node._hold_reason == "watchdog"
+    assert bare.node.core.hold_reason == "watchdog"
     bare.tick(0.3)  # no pose for 0.3 s: stale
-    assert bare.node._hold_reason == "stale_state"
+    assert bare.node.core.hold_reason == "stale_state"
     bare.pose()
     bare.tick()
-    assert bare.node._hold_reason == "watchdog", bare.node._hold_detail
-    assert bare.node._hold_detail.startswith("no chunk for")
+    assert bare.node.core.hold_reason == "watchdog", bare.node.core.hold_detail
+    assert bare.node.core.hold_detail.startswith("no chunk for")
     assert bare.node.diagnostic_status().level == DiagnosticStatus.WARN
     bare.pose()
     bare.chunk([0.1, 0, 0, 0, 0, 0, -1.0])
     bare.tick()
-    assert bare.node._hold_reason is None and bare.last_twist()[0] > 0.0
+    assert bare.node.core.hold_reason is None and bare.last_twist()[0] > 0.0
 
 
 def test_a_pose_is_ignored_by_a_joint_space_layout():
@@ -605,9 +542,9 @@ def test_a_pose_is_ignored_by_a_joint_space_layout():
     msg = PoseStamped()
     msg.header.frame_id = "elsewhere"
     bare.node._on_pose(msg)
-    assert bare.node.counters["bad_state"] == 0 and bare.node._state_problem == ""
+    assert bare.node.core.counters["bad_state"] == 0 and bare.node.core.measured.problem == ""
     bare.tick()
-    assert bare.node._hold_reason == "no_chunk"
+    assert bare.node.core.hold_reason == "no_chunk"
     fresh = Bare(action_layout="aloha", output="joint_trajectory")
     fresh.tick()  # nothing received yet: the fallback text, once
-    assert fresh.node._hold_detail == "no joint state received"
+    assert fresh.node.core.hold_detail == "no joint state received"

@@ -17,6 +17,7 @@ other ``linear_scale`` / ``angular_scale`` values.
 """
 from __future__ import annotations
 
+import math
 import sys
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
@@ -24,6 +25,7 @@ from specprune.model.layouts import LAYOUTS
 from specprune_ros.node.chunk_timing import RULES
 from specprune_ros.node.param_table import (ParamSpec, ros_value, rule_problem, yaml_cli,
                                             yaml_entries)
+from specprune_ros.node.joint_limits import JointLimits
 from specprune_ros.node.safety_envelope import Limits
 
 NODE_NAME = "specprune_executor"
@@ -31,6 +33,8 @@ OUTPUTS = ("twist", "pose", "joint_trajectory")
 #: action layouts whose dimensions are joint positions (the others are Cartesian deltas)
 JOINT_LAYOUTS = ("aloha",)
 _DEFAULT = Limits()
+_JOINTS = 14  # the aloha layout's
+_JOINT_DEFAULT = JointLimits((-math.pi,) * _JOINTS, (math.pi,) * _JOINTS)
 _ALOHA_JOINTS = [f"{side}_{j}" for side in ("left", "right")
                  for j in ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle",
                            "wrist_rotate", "gripper")]
@@ -79,7 +83,12 @@ PARAMS: Tuple[ParamSpec, ...] = (
     ParamSpec("joint_trajectory_topic", "/specprune/joint_trajectory", "trajectory_msgs/"
               "JointTrajectory output (one point per tick).", read_only=True),
     ParamSpec("gripper_topic", "/specprune/gripper", "std_msgs/Float64 output: the gripper "
-              "action of Cartesian layouts (-1 open .. 1 close).", read_only=True),
+              "action of Cartesian layouts (-1 open .. 1 close), sent with every moving "
+              "command and never in a hold.", read_only=True),
+    ParamSpec("robot_description_topic", "/robot_description", "std_msgs/String (transient "
+              "local, as robot_state_publisher publishes it): the URDF whose joint <limit "
+              "lower upper velocity> narrow the joint limits (joint-space layouts).",
+              read_only=True),
     # --- chunk combination (live) --------------------------------------------------------
     ParamSpec("rule", "latest", "How overlapping chunks combine: 'latest' (newest chunk), "
               "'ensemble' (ACT temporal ensembling, weights exp(-ensemble_k * j), j = 0 for "
@@ -94,13 +103,22 @@ PARAMS: Tuple[ParamSpec, ...] = (
               "(even if the last one still has points).", lo=0.01, hi=10.0),
     ParamSpec("max_state_age_s", 0.25, "Hold when the measured pose (joint state) is older "
               "than this.", lo=0.001, hi=10.0),
-    ParamSpec("max_chunk_age_s", 1.0, "Refuse a chunk whose stamp is further than this from "
-              "the node clock when it arrives.", lo=0.01, hi=60.0),
+    ParamSpec("max_chunk_age_s", 1.0, "Refuse a chunk whose stamp is older than this when "
+              "it arrives.", lo=0.01, hi=60.0),
+    ParamSpec("max_future_stamp_s", 0.1, "Refuse a chunk, and hold on a measured state, "
+              "stamped further than this ahead of the node clock (clocks of two machines "
+              "under NTP / PTP agree within milliseconds; a /clock subscriber may run one "
+              "step of a 10-20 Hz clock behind).", lo=0.0, hi=1.0),
     ParamSpec("dry_run", False, "Compute and report on /diagnostics, command nothing."),
     ParamSpec("require_estop_signal", True, "Hold (reason estop, 'no e-stop signal received "
               "yet') until a false has been received on estop_topic, so that an e-stop "
               "raised before the executor subscribed cannot go unseen (the topic is not "
               "latched). false only where nothing publishes the e-stop (simulation, tests)."),
+    ParamSpec("estop_heartbeat_timeout_s", 0.0, "E-stop heartbeat: hold (reason estop) unless "
+              "a false arrived on estop_topic within this time, so that a dead e-stop "
+              "publisher stops the arm; for e-stop publishers that repeat their state at a "
+              "known rate. 0: off (a false is needed once, see require_estop_signal).",
+              lo=0.0, hi=10.0),
     # --- safety envelope (live) ----------------------------------------------------------
     ParamSpec("workspace_min", list(_DEFAULT.workspace_min), "Workspace box lower corner "
               "(x, y, z) in base_frame, m (the simulated table top is at z = -0.10, cube "
@@ -112,29 +130,74 @@ PARAMS: Tuple[ParamSpec, ...] = (
     ParamSpec("max_angular_speed", _DEFAULT.max_angular_speed, "Angular speed limit, rad/s.",
               lo=0.0, hi=20.0),
     ParamSpec("max_linear_accel", _DEFAULT.max_linear_accel, "Linear acceleration limit, "
-              "m/s^2.", lo=0.0, hi=1000.0),
+              "m/s^2; also the braking the workspace box plans with.", lo=0.0, hi=1000.0),
     ParamSpec("max_angular_accel", _DEFAULT.max_angular_accel, "Angular acceleration limit, "
               "rad/s^2.", lo=0.0, hi=10000.0),
-    ParamSpec("ramp_in_s", _DEFAULT.ramp_in_s, "After activation (and an e-stop reset) the "
-              "speed limits grow from 0 to full over this time; 0: off.", lo=0.0, hi=30.0),
+    ParamSpec("max_linear_stop_decel", _DEFAULT.max_linear_stop_decel, "Linear deceleration "
+              "of a stop: every hold (the e-stop included), a lowered speed limit, a box "
+              "closing in; max_linear_accel where that is larger (a stop is never gentler "
+              "than a start). Franka Panda's own limit: 13 m/s^2.",
+              lo=0.01, hi=10000.0),
+    ParamSpec("max_angular_stop_decel", _DEFAULT.max_angular_stop_decel, "Angular "
+              "deceleration of a stop, rad/s^2; max_angular_accel where that is larger.", lo=0.01,
+              hi=100000.0),
+    ParamSpec("controller_lag_s", _DEFAULT.controller_lag_s, "Output twist: the time from a "
+              "command to the arm moving by it (the controller's delay; a first-order lag's "
+              "time constant counts as such). The workspace box extrapolates the measured pose "
+              "by the commands of the last (pose age + this) seconds.", lo=0.0, hi=1.0),
+    ParamSpec("ramp_in_s", _DEFAULT.ramp_in_s, "After activation, an e-stop reset, the first "
+              "e-stop signal, a heartbeat regained or a clock that stepped back, the speed "
+              "limits grow from 0 to full over this time; 0: off.", lo=0.0, hi=30.0),
     ParamSpec("max_pose_lead_m", _DEFAULT.max_pose_lead_m, "Output pose: the target stays "
               "within this distance of the measured position.", lo=0.001, hi=1.0),
     ParamSpec("max_pose_lead_rad", _DEFAULT.max_pose_lead_rad, "Output pose: the target "
               "orientation stays within this angle of the measured one.", lo=0.001, hi=3.14),
-    ParamSpec("max_joint_speed", 1.0, "Output joint_trajectory: per-joint speed limit, "
-              "rad/s (or m/s).", lo=0.0, hi=20.0),
+    ParamSpec("joint_position_min", list(_JOINT_DEFAULT.joint_position_min), "Output "
+              "joint_trajectory: lower position limit per joint (joint_names order), rad or "
+              "m; narrowed by robot_description's <limit lower>. The defaults bound nothing "
+              "a revolute joint can reach: set your robot's."),
+    ParamSpec("joint_position_max", list(_JOINT_DEFAULT.joint_position_max), "Output "
+              "joint_trajectory: upper position limit per joint, rad or m; narrowed by "
+              "robot_description's <limit upper>."),
+    ParamSpec("max_joint_speed", _JOINT_DEFAULT.max_joint_speed, "Output joint_trajectory: "
+              "per-joint speed limit, rad/s (or m/s); narrowed by robot_description's <limit "
+              "velocity>.", lo=0.0, hi=20.0),
+    ParamSpec("max_joint_accel", _JOINT_DEFAULT.max_joint_accel, "Output joint_trajectory: "
+              "per-joint acceleration limit, rad/s^2; also the braking before a position "
+              "limit.", lo=0.0, hi=1000.0),
+    ParamSpec("max_joint_stop_decel", _JOINT_DEFAULT.max_joint_stop_decel, "Output "
+              "joint_trajectory: per-joint deceleration of a stop (holds, a lowered speed "
+              "limit, a position limit closing in); max_joint_accel where that is larger.",
+              lo=0.01, hi=10000.0),
+    ParamSpec("max_joint_lead", _JOINT_DEFAULT.max_joint_lead, "Output joint_trajectory: the "
+              "target stays within this of the measured joint (rad or m).", lo=0.001,
+              hi=3.14),
 )
 BY_NAME: Dict[str, ParamSpec] = {spec.name: spec for spec in PARAMS}
 LIMIT_FIELDS = tuple(f for f in Limits.__dataclass_fields__)
+JOINT_LIMIT_FIELDS = tuple(f for f in JointLimits.__dataclass_fields__)
 COMBINE = ("rule", "ensemble_k", "crossfade_points")
+
+
+def _plain(values: Mapping[str, Any], fields: Sequence[str]) -> Dict[str, Any]:
+    """The ``fields`` of ``values``, lists as tuples (the limits are frozen dataclasses)."""
+    plain = {f: ros_value(values[f]) for f in fields}
+    return {f: tuple(v) if isinstance(v, list) else v for f, v in plain.items()}
 
 
 def limits_from(values: Mapping[str, Any]) -> Limits:
     """The envelope's Limits; ValueError naming the inconsistency."""
-    kwargs = {f: ros_value(values[f]) for f in LIMIT_FIELDS}
-    kwargs["workspace_min"] = tuple(kwargs["workspace_min"])
-    kwargs["workspace_max"] = tuple(kwargs["workspace_max"])
-    return Limits(**kwargs)
+    return Limits(**_plain(values, LIMIT_FIELDS))
+
+
+def joint_limits_from(values: Mapping[str, Any]) -> JointLimits:
+    """The joint limits; ValueError naming the inconsistency (one pair per joint name)."""
+    limits = JointLimits(**_plain(values, JOINT_LIMIT_FIELDS))
+    joints = len(values["joint_names"])
+    if len(limits.joint_position_min) != joints:
+        raise ValueError(f"joint_position_min / joint_position_max need one value per joint "
+                         f"of joint_names ({joints}), got {len(limits.joint_position_min)}")
+    return limits
 
 
 def check_values(values: Mapping[str, Any], current: Mapping[str, Any]) -> Optional[str]:
@@ -143,11 +206,13 @@ def check_values(values: Mapping[str, Any], current: Mapping[str, Any]) -> Optio
     if problem:
         return problem
     merged = {**current, **values}
-    if set(values) & set(LIMIT_FIELDS):
-        try:
-            limits_from(merged)
-        except (ValueError, TypeError) as exc:
-            return str(exc)
+    for fields, convert in ((LIMIT_FIELDS, limits_from),
+                            (JOINT_LIMIT_FIELDS, joint_limits_from)):
+        if set(values) & set(fields):
+            try:
+                convert(merged)
+            except (ValueError, TypeError) as exc:
+                return str(exc)
     return None
 
 

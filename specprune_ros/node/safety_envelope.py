@@ -1,27 +1,41 @@
 """The executor's safety envelope for Cartesian commands, and pose-target integration.
 
 No ROS imports. Units: metres, radians, seconds; vectors in the robot base frame;
-quaternions (x, y, z, w). ``Envelope.limit`` takes the twist a chunk asks for and returns
-the one that may be commanded, naming every intervention:
+quaternions (x, y, z, w). ``Envelope.limit`` takes the twist a chunk asks for (or, in a
+hold, zero) and returns the one that may be commanded, naming every intervention:
 
 1. ``ramp_in``: for ``ramp_in_s`` after (re)activation the speed limits grow linearly from 0
-   (``ramp_factor``; the executor applies it to its joint speed limit too).
+   (``ramp_factor``; the executor applies it to its joint speed limits too).
 2. ``linear_speed`` / ``angular_speed``: the vector is scaled down to the limit (direction
    kept).
-3. ``linear_accel`` / ``angular_accel``: the change from the previous command is scaled to
-   ``max_*_accel * dt``.
-4. ``workspace``: per axis, no velocity that would carry the measured position out of the
-   box within one tick; outside the box only motion back towards it is allowed (none is
-   forced). The box is hard: it may brake harder than the acceleration limit.
+3. ``workspace``: per axis, no velocity from which the arm could not stop inside the box:
+   held for one control period and then braked at ``max_linear_accel``
+   (``stopping_speed``), from the position at command time (the caller extrapolates the
+   measured pose with ``CommandHistory``: its age and the controller's lag). Outside the
+   box only motion back towards it is allowed (none is forced).
+4. ``linear_accel`` / ``angular_accel``: the change from the previous command is scaled to
+   ``max_*_accel * period``, while the previous command is itself allowed.
+5. ``stop_decel``: a previous command that is no longer allowed (a hold, a lowered speed
+   limit, the box closing in) is brought into the limits at ``max_*_stop_decel`` (or the
+   acceleration limit where that is larger: a stop may be firmer than a start, never
+   gentler, and never a step).
+6. ``workspace`` again, the last resort: no velocity that leaves the box within one period
+   (a box moved live, a pose that jumped), whatever the deceleration.
+
+``period`` is the actual time between the executor's ticks (on a 20 Hz /clock it is 50 ms
+with a nominal 20 ms), so the limits hold per second, not per tick.
 
 ``PoseIntegrator`` turns the limited twist into a PoseStamped target for Cartesian
-impedance controllers: starting from the measured pose, the target advances by v dt and
-w dt each tick, is kept inside the workspace box and at most ``max_pose_lead_m`` /
-``max_pose_lead_rad`` ahead of the measured pose (``pose_lead``), and restarts from the
-measured pose after every hold.
+impedance controllers: the target advances by v period and w period each tick from the
+last target (from the measured pose at the start), is kept inside the workspace box and at
+most ``max_pose_lead_m`` / ``max_pose_lead_rad`` ahead of the measured pose
+(``pose_lead``). In a hold it is latched: it advances only by the decelerating twist, from
+the last target (or, with none, the measured pose), inside the box, as a unit quaternion,
+and never follows the measured pose (an arm that settles 2 mm low would drag it down).
 """
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
@@ -31,7 +45,7 @@ import numpy as np
 from specprune_ros.node.observation_builder import quat_multiply, rotation_vector
 
 INTERVENTIONS = ("ramp_in", "linear_speed", "angular_speed", "linear_accel", "angular_accel",
-                 "workspace", "pose_lead")
+                 "stop_decel", "workspace", "pose_lead")
 
 
 # ------------------------------------------------------------------------------ rotations
@@ -74,6 +88,26 @@ def _scale_to(vec: np.ndarray, limit: float) -> Tuple[np.ndarray, bool]:
     return vec * (limit / norm), True
 
 
+def stopping_speed(distance: np.ndarray, decel: float, period: float) -> np.ndarray:
+    """The largest speed towards a limit ``distance`` away (per element; <= 0: none) that
+    can be held for one ``period`` and then braked to rest at ``decel`` before the limit:
+    v period + v^2 / (2 decel) <= distance."""
+    d = np.maximum(np.asarray(distance, dtype=np.float64), 0.0)
+    if decel <= 0.0:
+        return d / period
+    return decel * (np.sqrt(period ** 2 + 2.0 * d / decel) - period)
+
+
+def approach(previous: np.ndarray, wanted: np.ndarray, allowed: bool, rate: float,
+             stop_rate: float, period: float) -> Tuple[np.ndarray, str]:
+    """One tick from the ``previous`` command towards ``wanted``: at most ``rate * period``
+    while the previous command is ``allowed`` (note "accel" when that binds), else at most
+    ``stop_rate * period`` (note "stop_decel" when that binds). Vectors are limited as a
+    whole (direction kept)."""
+    step, hit = _scale_to(wanted - previous, (rate if allowed else stop_rate) * period)
+    return previous + step, ("" if not hit else "accel" if allowed else "stop_decel")
+
+
 # ------------------------------------------------------------------------------ envelope
 @dataclass(frozen=True)
 class Limits:
@@ -85,6 +119,11 @@ class Limits:
     max_angular_speed: float = 1.0
     max_linear_accel: float = 2.0
     max_angular_accel: float = 8.0
+    # Franka Panda's own Cartesian limits are 13 m/s^2 and 25 rad/s^2: a stop at these
+    # rates stays well inside what the robot's velocity interface accepts
+    max_linear_stop_decel: float = 5.0
+    max_angular_stop_decel: float = 20.0
+    controller_lag_s: float = 0.05
     ramp_in_s: float = 1.0
     max_pose_lead_m: float = 0.05
     max_pose_lead_rad: float = 0.3
@@ -98,10 +137,22 @@ class Limits:
             raise ValueError(f"workspace_min {list(lo)} must be below workspace_max {list(hi)} "
                              "on every axis")
         for name in ("max_linear_speed", "max_angular_speed", "max_linear_accel",
-                     "max_angular_accel", "ramp_in_s", "max_pose_lead_m", "max_pose_lead_rad"):
+                     "max_angular_accel", "max_linear_stop_decel", "max_angular_stop_decel",
+                     "controller_lag_s", "ramp_in_s", "max_pose_lead_m", "max_pose_lead_rad"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0.0:
                 raise ValueError(f"{name} must be finite and >= 0, got {value}")
+        if min(self.max_linear_stop_decel, self.max_angular_stop_decel) <= 0.0:
+            raise ValueError("the stop decelerations must be > 0: a hold has to stop")
+
+    @property
+    def linear_stop(self) -> float:
+        """The linear deceleration of a stop: never gentler than a start."""
+        return max(self.max_linear_stop_decel, self.max_linear_accel)
+
+    @property
+    def angular_stop(self) -> float:
+        return max(self.max_angular_stop_decel, self.max_angular_accel)
 
 
 @dataclass
@@ -113,25 +164,71 @@ class Limited:
     interventions: List[str]
 
 
+class CommandHistory:
+    """The linear velocities commanded lately (each from its time until the next), to
+    extrapolate a measured position to the present."""
+
+    def __init__(self, keep_s: float = 2.0) -> None:
+        self.keep_s = keep_s
+        self.clear()
+
+    def clear(self) -> None:
+        self._times: List[float] = []
+        self._velocities: List[np.ndarray] = []
+
+    @property
+    def empty(self) -> bool:
+        return not self._times
+
+    def add(self, t: float, velocity: np.ndarray) -> None:
+        self._times.append(t)
+        self._velocities.append(np.asarray(velocity, dtype=np.float64).copy())
+        old = bisect.bisect_left(self._times, t - self.keep_s) - 1  # keep the one in force
+        if old > 0:
+            del self._times[:old], self._velocities[:old]
+
+    def displacement(self, start: float, end: float) -> np.ndarray:
+        """The integral of the commanded velocity from ``start`` to ``end`` (zero before
+        the first command kept)."""
+        total = np.zeros(3)
+        for i, t in enumerate(self._times):
+            until = self._times[i + 1] if i + 1 < len(self._times) else end
+            lo, hi = max(t, start), min(until, end)
+            if hi > lo:
+                total += self._velocities[i] * (hi - lo)
+        return total
+
+
 class Envelope:
-    """Speed, acceleration, ramp-in and workspace limits of a Cartesian twist command."""
+    """Speed, acceleration, stop, ramp-in and workspace limits of a Cartesian twist."""
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
         self.stop()
 
     def stop(self) -> None:
-        """The arm was commanded to hold: the next command accelerates from rest."""
+        """The arm is at rest: the next command accelerates from zero."""
         self._linear = np.zeros(3)
         self._angular = np.zeros(3)
 
-    def limit(self, linear: np.ndarray, angular: np.ndarray, position: np.ndarray, dt: float,
-              since_activation: float) -> Limited:
-        """The command allowed this tick (``dt``: the control period; ``position``: the
-        measured end-effector position; ``since_activation``: seconds since the executor
-        was activated or the e-stop reset)."""
+    @property
+    def linear(self) -> np.ndarray:
+        """The last commanded linear velocity."""
+        return self._linear.copy()
+
+    @property
+    def angular(self) -> np.ndarray:
+        return self._angular.copy()
+
+    def limit(self, linear: np.ndarray, angular: np.ndarray, position: Optional[np.ndarray],
+              period: float, since_activation: float, hold: bool = False) -> Limited:
+        """The command allowed this tick. ``position``: the end effector's position at
+        command time (None: unknown, no box); ``period``: the time until the next tick;
+        ``since_activation``: seconds since the speed limits started ramping in; ``hold``:
+        stop (``linear`` and ``angular`` are ignored)."""
         lim, notes = self.limits, []
-        v, w = np.asarray(linear, dtype=np.float64), np.asarray(angular, dtype=np.float64)
+        v = np.zeros(3) if hold else np.asarray(linear, dtype=np.float64)
+        w = np.zeros(3) if hold else np.asarray(angular, dtype=np.float64)
         ramp = ramp_factor(lim.ramp_in_s, since_activation)
         v_max, w_max = lim.max_linear_speed * ramp, lim.max_angular_speed * ramp
         v, hit_v = _scale_to(v, v_max)
@@ -140,26 +237,42 @@ class Envelope:
             notes.append("ramp_in")
         elif hit_v or hit_w:
             notes += ["linear_speed"] * hit_v + ["angular_speed"] * hit_w
-        dv, hit = _scale_to(v - self._linear, lim.max_linear_accel * dt)
-        if hit:
-            v = self._linear + dv
-            notes.append("linear_accel")
-        dw, hit = _scale_to(w - self._angular, lim.max_angular_accel * dt)
-        if hit:
-            w = self._angular + dw
-            notes.append("angular_accel")
-        v, hit = self._inside_box(v, np.asarray(position, dtype=np.float64), dt)
-        if hit:
+        low, high = self._box(position, period)
+        boxed = np.clip(v, low, high)
+        if np.any(np.abs(boxed - v) > 1e-12):
             notes.append("workspace")
+        tol = 1e-9
+        v_ok = not hold and float(np.linalg.norm(self._linear)) <= v_max + tol \
+            and bool(np.all(self._linear >= low - tol) and np.all(self._linear <= high + tol))
+        w_ok = not hold and float(np.linalg.norm(self._angular)) <= w_max + tol
+        v, note_v = approach(self._linear, boxed, v_ok, lim.max_linear_accel,
+                             lim.linear_stop, period)
+        w, note_w = approach(self._angular, w, w_ok, lim.max_angular_accel,
+                             lim.angular_stop, period)
+        notes += [f"linear_{note_v}"] * (note_v == "accel") + \
+            [f"angular_{note_w}"] * (note_w == "accel") + \
+            ["stop_decel"] * ("stop_decel" in (note_v, note_w))
+        last = self._box(position, period, brake=False)
+        hard = np.clip(v, *last)
+        if np.any(np.abs(hard - v) > 1e-12):
+            notes.append("workspace")
+            v = hard
         self._linear, self._angular = v.copy(), w.copy()
-        return Limited(v, w, notes)
+        return Limited(v, w, list(dict.fromkeys(notes)))
 
-    def _inside_box(self, v: np.ndarray, p: np.ndarray, dt: float) -> Tuple[np.ndarray, bool]:
+    def _box(self, position: Optional[np.ndarray], period: float,
+             brake: bool = True) -> Tuple[np.ndarray, np.ndarray]:
+        """Per axis, the (lowest, highest) velocity allowed at ``position``: one that can
+        stop inside the box at ``max_linear_accel`` (``brake``), or that does not leave it
+        within one period; outside the box only motion back towards it."""
+        if position is None:
+            return np.full(3, -np.inf), np.full(3, np.inf)
+        p = np.asarray(position, dtype=np.float64)
         lo, hi = np.asarray(self.limits.workspace_min), np.asarray(self.limits.workspace_max)
-        upper = np.maximum((hi - p) / dt, 0.0)  # outside: only back towards the box
-        lower = np.minimum((lo - p) / dt, 0.0)
-        out = np.clip(v, lower, upper)
-        return out, bool(np.any(np.abs(out - v) > 1e-12))
+        if brake:
+            accel = self.limits.max_linear_accel
+            return -stopping_speed(p - lo, accel, period), stopping_speed(hi - p, accel, period)
+        return np.minimum((lo - p) / period, 0.0), np.maximum((hi - p) / period, 0.0)
 
 
 class PoseIntegrator:
@@ -169,27 +282,43 @@ class PoseIntegrator:
         self.reset()
 
     def reset(self) -> None:
-        """Restart from the measured pose at the next step (after a hold)."""
+        """Start again from the measured pose at the next step (activation, e-stop reset,
+        dry_run switched off: the arm may be anywhere near the old target)."""
         self.position: Optional[np.ndarray] = None
         self.orientation: Optional[np.ndarray] = None
 
-    def hold(self, position: np.ndarray,
-             orientation: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """The hold target: the measured pose; integration restarts from it."""
-        self.reset()
-        return np.array(position, dtype=np.float64), np.array(orientation, dtype=np.float64)
+    def latch(self, position: np.ndarray, orientation: np.ndarray, limits: Limits) -> None:
+        """A hold with no target yet: from ``position`` (clipped into the box) and
+        ``orientation`` (normalised)."""
+        if self.position is not None:
+            return
+        lo, hi = np.asarray(limits.workspace_min), np.asarray(limits.workspace_max)
+        self.position = np.clip(np.asarray(position, dtype=np.float64), lo, hi)
+        q = np.asarray(orientation, dtype=np.float64)
+        self.orientation = q / np.linalg.norm(q)
 
-    def step(self, linear: np.ndarray, angular: np.ndarray, dt: float, position: np.ndarray,
-             orientation: np.ndarray, limits: Limits) -> Tuple[np.ndarray, np.ndarray,
-                                                               List[str]]:
+    def coast(self, linear: np.ndarray, angular: np.ndarray, period: float, limits: Limits
+              ) -> Tuple[np.ndarray, np.ndarray]:
+        """A hold step: the latched target moves only by the (decelerating) twist, inside
+        the box; (position, orientation)."""
+        lo, hi = np.asarray(limits.workspace_min), np.asarray(limits.workspace_max)
+        p = np.clip(self.position + np.asarray(linear) * period, lo, hi)
+        q = quat_multiply(rotvec_to_quat(np.asarray(angular) * period), self.orientation)
+        self.position, self.orientation = p, q / np.linalg.norm(q)
+        return self.position.copy(), self.orientation.copy()
+
+    def step(self, linear: np.ndarray, angular: np.ndarray, period: float,
+             position: np.ndarray, orientation: np.ndarray, limits: Limits
+             ) -> Tuple[np.ndarray, np.ndarray, List[str]]:
         """Advance the target by one tick; (position, orientation, interventions)."""
         notes: List[str] = []
         pos = np.asarray(position, dtype=np.float64)
         quat = np.asarray(orientation, dtype=np.float64)
+        quat = quat / np.linalg.norm(quat)
         base_p = pos if self.position is None else self.position
         base_q = quat if self.orientation is None else self.orientation
-        target_p = base_p + np.asarray(linear) * dt
-        target_q = quat_multiply(rotvec_to_quat(np.asarray(angular) * dt), base_q)
+        target_p = base_p + np.asarray(linear) * period
+        target_q = quat_multiply(rotvec_to_quat(np.asarray(angular) * period), base_q)
         lead, hit = _scale_to(target_p - pos, limits.max_pose_lead_m)
         lead_r, hit_r = _scale_to(rotation_between(quat, target_q), limits.max_pose_lead_rad)
         if hit or hit_r:

@@ -1,0 +1,394 @@
+"""The executor's safety guarantees on its own logic, driving a toy arm (issue #18).
+
+Every test runs an ExecutorNode outside any ROS graph (``executor_helpers.Bare``, no
+rclpy.init()) and, where motion matters, the kinematic ``ToyArm`` that executes what it
+publishes: holds that command no gripper and hold a latched target, joint limits, a hard
+workspace box under stale poses, controller lag and a slow /clock, holds that decelerate,
+a lowered speed limit, time jumps, the e-stop heartbeat, out-of-range actions per
+dimension.
+"""
+import math
+
+import numpy as np
+import pytest
+from diagnostic_msgs.msg import DiagnosticStatus
+from std_msgs.msg import Bool, String
+
+from executor_helpers import Bare, ToyArm, ToyLoop
+from specprune_ros.node import executor_parameters as xp
+
+MOVE_X = [1.0, 0, 0, 0, 0, 0, 0.5]  # asks for 1 m/s along +x (the limit is 0.25)
+DEFAULT = {s.name: s.default for s in xp.PARAMS}
+
+
+def twists(bare: Bare, since: int = 0) -> np.ndarray:
+    return np.array([[m.twist.linear.x, m.twist.linear.y, m.twist.linear.z]
+                     for m in bare.out.sent[since:]])
+
+
+def targets(bare: Bare, since: int = 0) -> np.ndarray:
+    return np.array([[m.pose.position.x, m.pose.position.y, m.pose.position.z]
+                     for m in bare.out.sent[since:]])
+
+
+def joint_commands(bare: Bare, since: int = 0) -> np.ndarray:
+    return np.array([m.points[-1].positions for m in bare.out.sent[since:]])
+
+
+def moving(bare: Bare, row=MOVE_X, ticks: int = 20) -> None:
+    """``ticks`` ticks of a chunk of ``row`` (fresh pose each tick)."""
+    bare.chunk(row, points=40)
+    for _ in range(ticks):
+        bare.pose()
+        bare.tick()
+
+
+# ------------------------------------------------------------------ 1. the gripper in holds
+def test_a_fresh_executor_waiting_for_the_estop_signal_commands_no_gripper():
+    """A restart while an object is held must not open the hand (-1.0 each hold tick)."""
+    bare = Bare(require_estop_signal=True)
+    for _ in range(10):
+        bare.pose()
+        bare.tick()
+    assert bare.node.core.hold_reason == "estop" and bare.out.sent  # holds go out
+    assert bare.gripper_values() == []
+
+
+def _hold_by(bare: Bare, hold: str) -> int:
+    """Make the executor hold for ``hold``; the gripper messages sent until it held."""
+    if hold == "estop":
+        bare.node._on_estop(Bool(data=True))
+    elif hold == "dry_run":
+        sent = len(bare.gripper.sent)
+        bare.set(dry_run=True)
+        return sent
+    elif hold == "shutdown":
+        sent = len(bare.gripper.sent)
+        bare.node.stop()
+        return sent
+    for _ in range(40):  # until it holds: the watchdog (0.3 s), the 8-point chunk's end...
+        if hold != "stale_state":
+            bare.pose()
+        sent = len(bare.gripper.sent)
+        bare.tick()
+        if bare.node.core.hold_reason == hold:
+            return sent
+    raise AssertionError(f"no {hold} hold")
+
+
+@pytest.mark.parametrize("hold", ["estop", "watchdog", "stale_state", "no_chunk", "dry_run",
+                                  "shutdown"])
+@pytest.mark.parametrize("output", ["twist", "pose"])
+def test_no_gripper_command_in_any_hold(hold, output):
+    bare = Bare(output=output, chunk_timeout_s=0.3 if hold == "watchdog" else 2.0)
+    bare.pose()
+    bare.chunk([0.1, 0, 0, 0, 0, 0, 0.7], points=8 if hold == "no_chunk" else 40)
+    bare.tick()
+    assert bare.gripper_values() == [0.7]
+    before = _hold_by(bare, hold)
+    for _ in range(10):
+        if hold != "stale_state":
+            bare.pose()
+        bare.tick()
+    assert len(bare.gripper.sent) == before, "a hold commanded the gripper"
+    assert set(bare.gripper_values()) == {0.7}
+
+
+# ------------------------------------------------------------------ 2. latched hold targets
+def _sagging_pose_rig(**overrides) -> ToyLoop:
+    bare = Bare(output="pose", **overrides)
+    arm = ToyArm(position=np.array([0.5, 0.0, 0.2]), offset=np.array([0.0, 0.0, -0.002]))
+    return ToyLoop(bare, arm)
+
+
+@pytest.mark.parametrize("hold", ["estop", "watchdog"])
+def test_a_pose_hold_is_latched_and_does_not_creep_under_a_sagging_arm(hold):
+    """The toy arm settles 2 mm below its target: re-reading the hold target from the
+    measured pose every tick walked it down through the box floor."""
+    loop = _sagging_pose_rig(chunk_timeout_s=0.3)
+    loop.run(0.6, row=[0, 0, 0.1, 0, 0, 0, 0.5])  # up at 0.1 m/s
+    if hold == "estop":
+        loop.bare.node._on_estop(Bool(data=True))
+    start = len(loop.bare.out.sent)
+    loop.run(3.0)
+    assert loop.bare.node.core.hold_reason == hold
+    held = targets(loop.bare, start)[40:]  # holding and stopped by then
+    np.testing.assert_allclose(held, np.repeat(held[:1], len(held), axis=0), atol=1e-12)
+    z = loop.positions()[:, 2]
+    assert z[-1] > held[0, 2] - 0.003, (z[-1], held[0])  # 2 mm sag, no creep
+
+
+def test_a_joint_hold_is_latched_and_does_not_creep():
+    bare = Bare(action_layout="aloha", output="joint_trajectory", max_joint_accel=100.0,
+                max_joint_stop_decel=100.0)
+    arm = ToyArm(position=np.zeros(3), joint_offset=-0.002)
+    loop = ToyLoop(bare, arm, cartesian=False)
+    loop.run(0.5, row=np.full(14, 0.3))
+    bare.node._on_estop(Bool(data=True))
+    start = len(bare.out.sent)
+    loop.run(3.0)
+    held = joint_commands(bare, start)[40:]
+    np.testing.assert_allclose(held, np.repeat(held[:1], len(held), axis=0), atol=1e-12)
+    assert arm.q.min() > held[0].min() - 0.003
+
+
+def test_a_hold_target_is_inside_the_box_and_a_unit_quaternion():
+    bare = Bare(output="pose")
+    top = bare.node.core.values["workspace_max"][2]
+    bare.pose(position=[0.5, 0.0, top + 0.05], quaternion=[0.0, 0.0, 0.0, 40.0])
+    bare.tick()  # no chunk: a hold at the measured pose, clipped
+    msg = bare.out.sent[-1].pose
+    assert msg.position.z == pytest.approx(top)
+    o = msg.orientation
+    assert math.sqrt(o.x ** 2 + o.y ** 2 + o.z ** 2 + o.w ** 2) == pytest.approx(1.0)
+
+
+def test_a_stale_state_hold_keeps_the_last_fresh_target():
+    """A pose that arrives already stale (1 s old, elsewhere) is no target to hold at."""
+    bare = Bare(output="pose")
+    bare.pose(position=[0.5, 0.0, 0.2])
+    bare.tick()
+    bare.pose(stamp_s=bare.t - 1.0, position=[0.6, 0.1, 0.3])
+    bare.tick()
+    assert bare.node.core.hold_reason == "stale_state"
+    np.testing.assert_allclose(targets(bare)[-1], [0.5, 0.0, 0.2])
+
+
+# ------------------------------------------------------------------ 3. joint limits
+ALOHA = dict(action_layout="aloha", output="joint_trajectory")
+
+
+def test_a_joint_target_beyond_its_limit_is_never_commanded():
+    """A 50 rad target was followed to 3 rad in 3 s and kept climbing."""
+    upper = [1.0] * 14
+    bare = Bare(**ALOHA, joint_position_max=upper, max_joint_speed=1.0,
+                max_joint_accel=4.0, max_joint_stop_decel=8.0)
+    arm = ToyArm(position=np.zeros(3), tau_s=0.02)
+    loop = ToyLoop(bare, arm, cartesian=False)
+    loop.run(4.0, row=np.full(14, 50.0))
+    sent = joint_commands(bare)
+    assert sent.max() <= 1.0 + 1e-12, sent.max()
+    assert sent[-1].min() > 0.98  # it does get there
+    speed = np.abs(np.diff(sent[:, 0])) / bare.node.core.dt
+    assert speed.max() <= 1.0 + 1e-9
+    accel = np.abs(np.diff(speed)) / bare.node.core.dt
+    assert accel.max() <= 8.0 + 1e-6  # accelerates at 4, brakes before the limit at <= 8
+    assert bare.node.core.counters["joint_position"] > 0
+
+
+def test_joint_limits_come_from_robot_description_when_it_is_published():
+    names = list(DEFAULT["joint_names"])
+    joints = "".join(
+        f'<joint name="{n}" type="revolute"><limit lower="-0.5" upper="{0.2 + 0.01 * i}" '
+        f'velocity="0.4" effort="10"/></joint>' for i, n in enumerate(names))
+    urdf = f'<?xml version="1.0"?><robot name="toy"><link name="base"/>{joints}</robot>'
+    bare = Bare(**ALOHA, max_joint_accel=100.0, max_joint_stop_decel=100.0)
+    bare.node._on_robot_description(String(data=urdf))
+    loop = ToyLoop(bare, ToyArm(position=np.zeros(3), tau_s=0.02), cartesian=False)
+    loop.run(3.0, row=np.full(14, 5.0))
+    sent = joint_commands(bare)
+    np.testing.assert_array_less(sent.max(axis=0), 0.2 + 0.01 * np.arange(14) + 1e-12)
+    assert (np.abs(np.diff(sent, axis=0)) / bare.node.core.dt).max() <= 0.4 + 1e-9
+
+
+def test_a_bad_robot_description_is_reported_and_keeps_the_parameter_limits():
+    bare = Bare(**ALOHA)
+    bare.node._on_robot_description(String(data="<robot><joint"))
+    values = {kv.key: kv.value for kv in bare.node.diagnostic_status().values}
+    assert values["joint_limits"].startswith("parameters (robot_description refused:")
+    assert bare.node.diagnostic_status().level == DiagnosticStatus.WARN
+
+
+def test_joint_trajectory_starts_when_the_controller_reads_it():
+    """joint_trajectory_controller takes a zero stamp as "start now": the whole
+    time_from_start is the first segment (a stamp of the publishing time is shortened by
+    the transport delay, or refused when it ends in the past)."""
+    bare = Bare(**ALOHA)
+    bare.joints(np.zeros(14))
+    bare.chunk(np.full(14, 0.1))
+    bare.tick()
+    msg = bare.out.sent[-1]
+    assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (0, 0)
+    assert msg.points[0].time_from_start.nanosec == int(round(bare.node.core.dt * 1e9))
+
+
+# ------------------------------------------------------------------ 4. a hard workspace box
+BOX_CASES = {  # tick period, pose age, controller delay, first-order velocity lag
+    "100ms_old_pose": (0.02, 0.10, 0.0, 0.0),
+    "240ms_old_pose": (0.02, 0.24, 0.0, 0.0),
+    "50ms_controller_lag": (0.02, 0.0, 0.05, 0.0),
+    "50ms_first_order_lag": (0.02, 0.0, 0.0, 0.05),
+    "20Hz_clock": (0.05, 0.0, 0.0, 0.0),
+    "20Hz_clock_one_tick_old_pose": (0.05, 0.05, 0.0, 0.0),
+}
+
+
+@pytest.mark.parametrize("speed", [0.25, 1.0])
+@pytest.mark.parametrize("case", list(BOX_CASES))
+def test_the_workspace_box_is_hard(case, speed):
+    """Driven into the +x wall at the speed limit (the robot config's 0.25 m/s, and 1 m/s):
+    at most 5 mm past it."""
+    tick, age, lag, tau = BOX_CASES[case]
+    wall = DEFAULT["workspace_max"][0]
+    bare = Bare(output="twist", max_linear_speed=speed)
+    arm = ToyArm(position=np.array([wall - 0.5, 0.0, 0.2]), lag_s=lag, velocity_tau_s=tau)
+    loop = ToyLoop(bare, arm, tick_s=tick, state_age_s=age)
+    loop.run(2.5, row=MOVE_X)
+    x = loop.positions()[:, 0]
+    overshoot = max(0.0, x.max() - wall)
+    print(f"{case} at {speed:g} m/s: overshoot {overshoot * 1e3:.1f} mm, at rest "
+          f"{(wall - x[-1]) * 1e3:.1f} mm inside")
+    assert overshoot <= 0.005
+    assert x[-1] > wall - 0.05  # it does go up to the wall
+
+
+# ------------------------------------------------------------------ 5. holds decelerate
+@pytest.mark.parametrize("hold", ["no_chunk", "watchdog", "stale_state", "estop"])
+def test_a_hold_decelerates_within_the_stop_deceleration(hold):
+    bare = Bare(output="twist", chunk_timeout_s=0.3 if hold == "watchdog" else 2.0)
+    decel = bare.node.core.values.get("max_linear_stop_decel", 5.0)  # (its default)
+    bare.pose()
+    bare.chunk(MOVE_X, points=8 if hold == "no_chunk" else 40)
+    for _ in range(12):
+        bare.pose()
+        bare.tick()
+    start = len(bare.out.sent) - 1
+    assert bare.last_twist()[0] == pytest.approx(0.25)
+    if hold == "estop":
+        bare.node._on_estop(Bool(data=True))
+    for _ in range(25):
+        if hold != "stale_state":
+            bare.pose()
+        bare.tick()
+    assert bare.node.core.hold_reason == hold
+    speeds = twists(bare, start)[:, 0]
+    steps = -np.diff(speeds)
+    assert steps.max() <= decel * bare.node.core.dt + 1e-9, speeds[:8]
+    assert speeds[-1] == 0.0
+
+
+def test_the_stop_deceleration_is_a_live_parameter_never_gentler_than_the_acceleration():
+    spec = xp.BY_NAME["max_linear_stop_decel"]
+    assert not spec.read_only and spec.lo > 0.0
+    assert xp.check_values({"max_linear_stop_decel": 0.0}, DEFAULT)  # a hold has to stop
+    bare = Bare(output="twist", max_linear_accel=20.0, max_linear_stop_decel=1.0)
+    moving(bare)
+    bare.node._on_estop(Bool(data=True))  # from 0.25 m/s: stops at 20, not 1 m/s^2
+    assert bare.last_twist()[0] == 0.0
+
+
+def test_the_last_hold_at_shutdown_is_zero_at_once():
+    bare = Bare(output="twist")
+    moving(bare)
+    bare.node.stop()
+    np.testing.assert_array_equal(bare.last_twist(), np.zeros(3))
+
+
+# ------------------------------------------------------------------ 6. a lowered speed limit
+def test_a_lowered_speed_limit_is_reached_at_the_stop_deceleration():
+    """0.25 m/s, then max_linear_speed 0.05 live: 0.21, 0.17, 0.13, ... was the normal
+    acceleration limit; the speed limit is a safety limit, reached at the stop one."""
+    bare = Bare(output="twist")
+    moving(bare)
+    assert bare.last_twist()[0] == pytest.approx(0.25)
+    bare.set(max_linear_speed=0.05)
+    start = len(bare.out.sent)
+    moving(bare, ticks=5)
+    speeds = twists(bare, start)[:, 0]
+    step = bare.node.core.values.get("max_linear_stop_decel", 5.0) * bare.node.core.dt
+    np.testing.assert_allclose(speeds, [max(0.05, 0.25 - step * (i + 1)) for i in range(5)])
+    fast = Bare(output="twist", max_linear_stop_decel=1000.0)
+    moving(fast)
+    fast.set(max_linear_speed=0.05)
+    moving(fast, ticks=1)
+    assert fast.last_twist()[0] == pytest.approx(0.05)  # a stop deceleration that allows it
+
+
+# ------------------------------------------------------------------ 7. time
+def test_a_chunk_stamped_in_the_future_is_refused_as_a_state_would_be():
+    bare = Bare()
+    limit = bare.node.core.values.get("max_future_stamp_s", 0.1)
+    bare.chunk([0.1] * 7, stamp_s=bare.t + limit + 0.2)
+    assert bare.node.core.counters["chunks_refused"] == 1
+    assert "future" in bare.node.core.last_refusal
+    bare.chunk([0.1] * 7, stamp_s=bare.t + 0.5 * limit)
+    assert bare.node.core.counters["chunks_refused"] == 1
+
+
+def test_a_backward_clock_step_is_a_reset():
+    """0.3 s back: the executed points must not replay, the watchdog must not wait 0.3 s
+    longer; the executor holds, drops its chunks and state, and ramps in again."""
+    bare = Bare(output="twist", ramp_in_s=0.5)
+    moving(bare, ticks=20)
+    assert bare.last_twist()[0] > 0.15
+    bare.t -= 0.3
+    start = len(bare.out.sent)
+    bare.pose()  # a pose on the new timeline
+    bare.tick()
+    assert bare.node.core.hold_reason == "clock_jump"
+    assert bare.node.core.counters["clock_jumps"] == 1
+    assert bare.node.core.combiner.sample(bare.t).action is None  # chunks dropped
+    for _ in range(10):
+        bare.pose()
+        bare.tick()
+    assert twists(bare, start)[-1, 0] == 0.0  # no chunk since: stopped
+    bare.pose()
+    moving(bare, ticks=1)  # a new chunk ramps in from the jump
+    assert 0.0 < bare.last_twist()[0] <= 0.25 * 0.24 / 0.5 + 1e-9
+
+
+def test_a_clock_reset_to_a_small_value_does_not_freeze_the_ramp():
+    bare = Bare(output="twist", ramp_in_s=1.0)
+    moving(bare, ticks=10)
+    bare.t = 5.0  # /clock restarted (a simulator reset)
+    for _ in range(3):
+        bare.pose()
+        bare.tick()
+    for _ in range(6):  # 1.2 s after the reset: ramped in
+        moving(bare, ticks=10)
+    assert bare.last_twist()[0] == pytest.approx(0.25)
+
+
+def test_state_from_before_a_backward_step_is_dropped():
+    bare = Bare(output="twist")
+    moving(bare, ticks=10)
+    bare.t -= 0.3
+    bare.node.core.time_jumped(bare.t, "test")  # what the rclpy jump callback calls
+    assert bare.node.core.measured.latest is None and bare.node.core.motion.history.empty
+
+
+# ------------------------------------------------------------------ 8. e-stop heartbeat
+def test_estop_heartbeat_holds_when_no_false_arrived_within_the_timeout():
+    bare = Bare(output="twist", estop_heartbeat_timeout_s=0.2)
+    bare.node._on_estop(Bool(data=False))
+    moving(bare, ticks=5)  # 0.1 s: alive
+    assert bare.node.core.hold_reason is None
+    moving(bare, ticks=10)  # 0.3 s since the last false: a dead e-stop publisher
+    assert bare.node.core.hold_reason == "estop"
+    assert "heartbeat" in bare.node.core.hold_detail
+    for _ in range(10):
+        bare.node._on_estop(Bool(data=False))
+        moving(bare, ticks=1)
+    assert bare.node.core.hold_reason is None and bare.last_twist()[0] > 0.0
+
+
+def test_estop_heartbeat_is_off_by_default():
+    assert DEFAULT["estop_heartbeat_timeout_s"] == 0.0
+    bare = Bare(output="twist")
+    bare.node._on_estop(Bool(data=False))
+    moving(bare, ticks=20)
+    assert bare.node.core.hold_reason is None
+
+
+# ------------------------------------------------------------------ out-of-range actions
+def test_out_of_range_actions_are_reported_per_dimension_with_the_largest_excess():
+    bare = Bare(output="twist")
+    moving(bare, row=[1.01, 0, 0, 0, 0, 0, 0.5], ticks=2)
+    moving(bare, row=[0, 0, 10.0, 0, 0, 0, -3.0], ticks=1)
+    values = {kv.key: kv.value for kv in bare.node.diagnostic_status().values}
+    assert values["count_action_out_of_range"] == "3"
+    assert values["out_of_range_x"] == "2" and values["out_of_range_z"] == "1"
+    assert float(values["max_excess_x"]) == pytest.approx(0.01)
+    assert float(values["max_excess_z"]) == pytest.approx(9.0)
+    assert float(values["max_excess_gripper"]) == pytest.approx(2.0)
+    assert "out_of_range_y" not in values
