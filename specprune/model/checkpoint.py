@@ -10,7 +10,6 @@ key raises CheckpointError naming it.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from typing import Any, Dict, List, Optional, Tuple
@@ -21,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoTokenizer, PreTrainedConfig, PreTrainedTokenizerFast
 
+from specprune.model.folder_hash import CheckpointError, checkpoint_hash  # noqa: F401
 from specprune.model.modeling_vla import OpenVLAOFT, VLAConfig
 from specprune.model.presets import LAYOUTS, ActionLayout
 from specprune.model.processing import PIPELINE_REFERENCE, PIPELINE_TORCH, PIPELINES
@@ -39,10 +39,6 @@ UNSUPPORTED = {
     "noisy_action_projector": "a diffusion-head checkpoint: only the L1 regression head is "
                               "implemented here",
 }
-
-
-class CheckpointError(ValueError):
-    """A checkpoint folder is incomplete or does not match the architecture."""
 
 
 def _read_json(folder: str, name: str) -> Dict[str, Any]:
@@ -336,26 +332,3 @@ def _config_json(cfg: VLAConfig) -> Dict[str, Any]:
 def _write_json(folder: str, name: str, data: Dict[str, Any]) -> None:
     with open(os.path.join(folder, name), "w", encoding="utf-8") as f:
         json.dump(data, f, indent=2)
-
-
-def checkpoint_hash(folder: str) -> str:
-    """``'sha256:<hex>'`` over a checkpoint folder's content: every file below ``folder``
-    (hidden files and folders such as a hub download's ``.cache`` left out), in sorted
-    order of its '/'-separated path relative to ``folder``, as its path, its size and its
-    bytes. Any changed, added, removed or renamed file changes it. Result JSONs record it
-    because a folder's name does not say which model it held (``checkpoints/pick_color``
-    held two policies). CheckpointError when ``folder`` is not a folder."""
-    if not os.path.isdir(folder):
-        raise CheckpointError(f"{folder}: not a checkpoint folder")
-    files = []
-    for root, dirs, names in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        files += [os.path.join(root, n) for n in names if not n.startswith(".")]
-    digest = hashlib.sha256()
-    for path in sorted(files, key=lambda p: os.path.relpath(p, folder).split(os.sep)):
-        relative = "/".join(os.path.relpath(path, folder).split(os.sep))
-        digest.update(f"{relative}\0{os.path.getsize(path)}\0".encode())
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-    return f"sha256:{digest.hexdigest()}"
