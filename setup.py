@@ -34,6 +34,10 @@ setup(
             "specprune-eval = specprune_ros.eval.evaluate:main",
             "specprune-grounding = specprune.train.grounding:main",
             "specprune-demos = specprune_ros.sim.demos:main",
+            "specprune_recorder = specprune_ros.node.recorder:main",
+            "specprune-record = specprune_ros.node.recorder:main",
+            "specprune-replay = specprune_ros.eval.replay:main",
+            "specprune-bag2demos = specprune_ros.eval.bag2demos:main",
         ],
     },
 )

@@ -23,6 +23,10 @@ A random-weight preset name is refused unless ``allow_preset_model:=true`` (test
 simulator). If either node exits, the launch shuts down (the executor's last command is a
 hold).
 
+``record:=true`` also starts specprune-record (``specprune_recorder``) with the same topic
+remappings: a rosbag2 bag (MCAP) of what the policy saw and did, in ``bag`` (default
+bags/specprune_<UTC time>), closed when the launch ends; ``specprune-replay <bag>`` replays it.
+
 Topic arguments remap the nodes' default topics (for compressed transport the
 <topic>/compressed names are remapped too).
 """
@@ -31,8 +35,9 @@ import os
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, Shutdown
+from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import LifecycleNode
+from launch_ros.actions import LifecycleNode, Node
 from launch_ros.parameter_descriptions import ParameterValue
 
 PACKAGE = "specprune_ros"
@@ -55,7 +60,8 @@ TOPICS = {
 CAMERAS = ("agentview_topic", "wrist_topic")
 #: seconds from SIGINT to SIGTERM and from SIGTERM to SIGKILL at launch shutdown; the
 #: policy node's ordered shutdown takes ~50 ms, but unloading torch can take seconds
-SIGTERM_TIMEOUT = {"specprune_policy": "15", "specprune_executor": "5"}
+SIGTERM_TIMEOUT = {"specprune_policy": "15", "specprune_executor": "5",
+                   "specprune_recorder": "10"}
 SIGKILL_TIMEOUT = "5"
 
 
@@ -101,6 +107,18 @@ def _arguments(share: str):
                               description="a second executor parameter file loaded after "
                                           "the first (e.g. config/executor_sim.yaml)"),
     ]
+    arguments += [
+        DeclareLaunchArgument("record", default_value="false", choices=["true", "false"],
+                              description="also record the policy's inputs and outputs "
+                                          "(specprune-record)"),
+        DeclareLaunchArgument("bag", default_value="",
+                              description="bag directory of the recording (must not exist); "
+                                          "empty: bags/specprune_<UTC time>"),
+        DeclareLaunchArgument("record_camera_transport", default_value="raw",
+                              choices=["raw", "compressed"],
+                              description="camera topics recorded: raw or <topic>/compressed, "
+                                          "as the policy node's camera_transport"),
+    ]
     arguments += [DeclareLaunchArgument(arg, default_value=default,
                                         description=f"topic of the {what}")
                   for arg, (default, what) in TOPICS.items()]
@@ -113,6 +131,19 @@ def _node(name: str, parameters):
         emulate_tty=True, parameters=parameters, remappings=_remappings(),
         sigterm_timeout=SIGTERM_TIMEOUT[name], sigkill_timeout=SIGKILL_TIMEOUT,
         on_exit=[Shutdown(reason=f"{name} exited")])
+
+
+def _recorder(common):
+    """specprune-record on the policy's topics (same remappings), with record:=true."""
+    return Node(
+        package=PACKAGE, executable="specprune_recorder", name="specprune_recorder",
+        output="screen", emulate_tty=True, remappings=_remappings(),
+        parameters=[dict(common, output=ParameterValue(LaunchConfiguration("bag"),
+                                                       value_type=str),
+                         camera_transport=LaunchConfiguration("record_camera_transport"))],
+        condition=IfCondition(LaunchConfiguration("record")),
+        sigterm_timeout=SIGTERM_TIMEOUT["specprune_recorder"], sigkill_timeout=SIGKILL_TIMEOUT,
+        on_exit=[Shutdown(reason="specprune_recorder exited")])
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -130,4 +161,5 @@ def generate_launch_description() -> LaunchDescription:
         LaunchConfiguration("executor_overrides_file"),
         dict(common, output=LaunchConfiguration("output"),
              dry_run=LaunchConfiguration("dry_run"))])
-    return LaunchDescription(_arguments(share) + [policy, executor])
+    recorder = _recorder({"use_sim_time": LaunchConfiguration("use_sim_time")})
+    return LaunchDescription(_arguments(share) + [policy, executor, recorder])

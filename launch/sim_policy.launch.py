@@ -2,6 +2,7 @@
 
     ros2 launch specprune_ros sim_policy.launch.py   # the shipped pick_color checkpoint
     ros2 launch specprune_ros sim_policy.launch.py model:=tiny output:=pose
+    ros2 launch specprune_ros sim_policy.launch.py record:=true bag:=bags/sim1   # + a bag
 
 The same nodes as on a robot (policy.launch.py): the policy's chunks go to the executor,
 whose twist (or pose target) commands the simulated arm as a Cartesian controller would
@@ -42,6 +43,7 @@ def generate_launch_description() -> LaunchDescription:
             "output": LaunchConfiguration("output"),
             "use_sim_time": LaunchConfiguration("use_sim_time"),
             "executor_overrides_file": os.path.join(config, "executor_sim.yaml"),
+            "record": LaunchConfiguration("record"), "bag": LaunchConfiguration("bag"),
         }.items())
     return LaunchDescription([
         DeclareLaunchArgument("model",
@@ -53,6 +55,10 @@ def generate_launch_description() -> LaunchDescription:
                               description="bring the policy and executor to active"),
         DeclareLaunchArgument("output", default_value="twist", choices=["twist", "pose"],
                               description="executor output the simulated arm executes"),
+        DeclareLaunchArgument("record", default_value="false", choices=["true", "false"],
+                              description="also record a bag (specprune-record, on /clock)"),
+        DeclareLaunchArgument("bag", default_value="",
+                              description="bag directory of the recording (must not exist)"),
         DeclareLaunchArgument("use_sim_time", default_value="true",
                               choices=["true", "false"],
                               description="bridge publishes /clock; nodes use it"),

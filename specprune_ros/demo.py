@@ -8,11 +8,16 @@ episodes unpruned and with SpecPrune, switching the node's ``prune.*`` parameter
 through its set_parameters service (what ``ros2 param set`` does) and resetting the arm
 through its ~/reset service (``specprune_ros.eval.eval_ros``). Prints, per episode, the
 instruction and whether the arm did it, then latency and tokens kept per configuration.
+``--record BAG`` also runs specprune-record beside them (on the bridge's /clock) and closes
+the bag at the end: ``specprune-replay BAG`` replays it.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
+import subprocess
 import sys
 from typing import Dict, List, Optional
 
@@ -39,6 +44,23 @@ def _summary(result: Dict) -> str:
     return "\n".join(lines)
 
 
+def start_recorder(bag: str) -> subprocess.Popen:
+    """specprune-record into ``bag`` on the ROS domain evaluate_ros will use (it keeps a
+    ROS_DOMAIN_ID already set), on simulated time."""
+    os.environ.setdefault("ROS_DOMAIN_ID", str(50 + os.getpid() % 50))
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    return subprocess.Popen([sys.executable, "-m", "specprune_ros.node.recorder", "-o", bag,
+                             "--ros-args", "-p", "use_sim_time:=true"])
+
+
+def stop_recorder(proc: subprocess.Popen, bag: str) -> int:
+    """SIGINT (the recorder closes the bag), then its exit code."""
+    proc.send_signal(signal.SIGINT)
+    code = proc.wait(60)
+    print(f"recording: {bag} (exit code {code}); replay it with: specprune-replay {bag}")
+    return code
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=DEFAULT_MODEL,
@@ -49,6 +71,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                              "demonstrations' seeds)")
     parser.add_argument("--horizon", type=int, default=150, help="control ticks per episode")
     parser.add_argument("--json", default="", help="also write the evaluation JSON here")
+    parser.add_argument("--record", default="", metavar="BAG",
+                        help="record the episodes into this new bag (specprune-record)")
     args = parser.parse_args(argv)
     from specprune_ros.eval.eval_results import format_table
     from specprune_ros.eval.eval_ros import evaluate_ros
@@ -59,7 +83,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     eval_args = evaluation_args([
         "--via", "ros", "--policy", args.model, "--configs", "unpruned,specprune",
         "--episodes", str(args.episodes), "--seed", str(seed), "--horizon", str(args.horizon)])
-    result = evaluate_ros(eval_args)
+    recorder = start_recorder(args.record) if args.record else None
+    try:
+        result = evaluate_ros(eval_args)
+    finally:
+        record_code = stop_recorder(recorder, args.record) if recorder else 0
     print(format_table(result))
     print(_summary(result))
     if args.json:
@@ -76,7 +104,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"processes stopped (exit codes policy={codes.get('policy')}, "
           f"executor={codes.get('executor')}, sim={codes.get('sim')}); "
           f"{errors} episode errors")
-    return 0 if errors == 0 and not any(codes.values()) else 1
+    return 0 if errors == 0 and not any(codes.values()) and not record_code else 1
 
 
 if __name__ == "__main__":

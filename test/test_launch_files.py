@@ -10,14 +10,14 @@ from typing import Any, Dict, List, Set
 
 import pytest
 
-from specprune_ros.node import executor_parameters, parameters
+from specprune_ros.node import executor_parameters, parameters, recorder
 from specprune_ros.sim import sim_bridge_node
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = sorted((ROOT / "launch").glob("*.launch.py"))
 DECLARED: Set[str] = ({s.name for s in parameters.PARAMS} | {s.name for s in
                       executor_parameters.PARAMS} | {s.name for s in sim_bridge_node.PARAMS}
-                      | {"use_sim_time"})
+                      | {s.name for s in recorder.PARAMS} | {"use_sim_time"})
 
 
 def calls(tree: ast.AST, name: str) -> List[ast.Call]:
@@ -60,7 +60,7 @@ def test_parameters_set_by_launch_are_declared_by_the_nodes(launch_file: Path) -
     text = launch_file.read_text()
     names = set(re.findall(r'"(\w+)": LaunchConfiguration', text)) | set(re.findall(
         r'(\w+)=(?:ParameterValue\()?LaunchConfiguration\("', text))
-    names -= {"default_value"}
+    names -= {"default_value"} | set(included_arguments(ast.parse(text)))
     names = {n for n in names if not n.endswith("_topic") or n in DECLARED}
     assert names and names <= DECLARED, names - DECLARED
 
@@ -72,6 +72,24 @@ def test_every_process_has_shutdown_timeouts_and_ends_the_launch(launch_file: Pa
     for node in nodes:
         kw = keywords(node)
         assert {"sigterm_timeout", "sigkill_timeout", "on_exit"} <= set(kw), ast.dump(node)
+
+
+def included_arguments(tree: ast.AST) -> List[str]:
+    """The launch arguments passed to an included launch file (launch_arguments={...})."""
+    out = []
+    for call in calls(tree, "IncludeLaunchDescription"):
+        value = keywords(call).get("launch_arguments")
+        dicts = [n for n in ast.walk(value) if isinstance(n, ast.Dict)] if value else []
+        out += [k.value for d in dicts for k in d.keys if isinstance(k, ast.Constant)]
+    return out
+
+
+def test_included_arguments_are_declared_by_the_included_file() -> None:
+    sim = ast.parse((ROOT / "launch" / "sim_policy.launch.py").read_text())
+    policy = ast.parse((ROOT / "launch" / "policy.launch.py").read_text())
+    passed = set(included_arguments(sim))
+    assert {"record", "bag", "model"} <= passed
+    assert passed <= set(declared_arguments(policy)), passed - set(declared_arguments(policy))
 
 
 def declared_arguments(tree: ast.AST) -> Dict[str, Dict[str, ast.AST]]:
@@ -88,7 +106,11 @@ def test_robot_path_names_no_model_by_default_and_manages_both_nodes() -> None:
     arguments = declared_arguments(tree)
     assert ast.literal_eval(arguments["model"]["default_value"]) == ""
     assert 'model=ParameterValue(LaunchConfiguration("model"), value_type=str)' in text
-    assert calls(tree, "LifecycleNode") and not calls(tree, "Node")
+    assert calls(tree, "LifecycleNode")
+    plain = calls(tree, "Node")  # only the recorder, and only with record:=true
+    assert [keywords(n)["executable"].value for n in plain] == ["specprune_recorder"]
+    assert "condition" in keywords(plain[0])
+    assert ast.literal_eval(arguments["record"]["default_value"]) == "false"
     assert ast.literal_eval(arguments["autostart"]["default_value"]) == "true"
     assert ast.literal_eval(arguments["allow_preset_model"]["default_value"]) == "false"
     assert ast.literal_eval(arguments["dry_run"]["default_value"]) == "false"
