@@ -76,18 +76,33 @@ class RecordConfig:
     noise: NoiseConfig = NoiseConfig()
 
 
+class OffNominal:
+    """The executed actions of one seeded episode: the expert's label plus Gaussian noise of
+    a per-episode scale and, in some episodes, a push of a few ticks (positions only)."""
+
+    def __init__(self, noise: NoiseConfig, seed: int) -> None:
+        self._rng = rng = np.random.default_rng(seed + 1_000_003)  # distinct from the env's
+        self.std = rng.uniform(0.0, noise.max_noise_std)
+        self.push_at, self.push_len, self.push_dir = -1, 0, np.zeros(3)
+        if rng.uniform() < noise.push_probability:
+            self.push_at = int(rng.integers(3, 25))
+            self.push_len = int(rng.integers(noise.push_ticks[0], noise.push_ticks[1] + 1))
+            push_dir = rng.normal(size=3)
+            self.push_dir = noise.push_magnitude * push_dir / np.linalg.norm(push_dir)
+
+    def __call__(self, label: np.ndarray, tick: int) -> np.ndarray:
+        """The action executed at ``tick`` for the expert's ``label``, clipped to [-1, 1]."""
+        executed = np.array(label, dtype=np.float64, copy=True)
+        executed[:3] += self._rng.normal(scale=self.std, size=3)
+        if self.push_at <= tick < self.push_at + self.push_len:
+            executed[:3] = self.push_dir
+        return np.clip(executed, -1.0, 1.0)
+
+
 def record_episode(arm: SimArm, seed: int, config: RecordConfig) -> Optional[Dict]:
     """One seeded episode: a dict of arrays, or None when the expert failed within horizon."""
-    rng = np.random.default_rng(seed + 1_000_003)  # the noise stream, distinct from the env's
+    off_nominal = OffNominal(config.noise, seed)
     expert = ScriptedExpert(config.expert)
-    noise = config.noise
-    std = rng.uniform(0.0, noise.max_noise_std)
-    push_at, push_len, push_dir = -1, 0, np.zeros(3)
-    if rng.uniform() < noise.push_probability:
-        push_at = int(rng.integers(3, 25))
-        push_len = int(rng.integers(noise.push_ticks[0], noise.push_ticks[1] + 1))
-        push_dir = rng.normal(size=3)
-        push_dir = noise.push_magnitude * push_dir / np.linalg.norm(push_dir)
     obs = arm.reset(seed=seed)
     instruction = arm.instruction
     images: Dict[str, List[np.ndarray]] = {cam: [] for cam in arm.config.cameras}
@@ -101,11 +116,7 @@ def record_episode(arm: SimArm, seed: int, config: RecordConfig) -> Optional[Dic
         proprio.append(obs.proprio_in_base())
         cubes.append([obs.point_in_base(obs.extras[f"{c}_cube_pos"]) for c in colors])
         actions.append(label)
-        executed = label.copy()
-        executed[:3] += rng.normal(scale=std, size=3)
-        if push_at <= tick < push_at + push_len:
-            executed[:3] = push_dir
-        obs = arm.step(np.clip(executed, -1.0, 1.0))
+        obs = arm.step(off_nominal(label, tick))
         if obs.success and remaining is None:
             remaining = config.ticks_after_success
         if remaining is not None:
