@@ -273,7 +273,8 @@ def test_the_stop_deceleration_is_a_live_parameter_never_gentler_than_the_accele
     assert xp.check_values({"max_linear_stop_decel": 0.0}, DEFAULT)  # a hold has to stop
     bare = Bare(output="twist", max_linear_accel=20.0, max_linear_stop_decel=1.0)
     moving(bare)
-    bare.node._on_estop(Bool(data=True))  # from 0.25 m/s: stops at 20, not 1 m/s^2
+    bare.node._on_estop(Bool(data=True))
+    bare.tick()  # from 0.25 m/s: stops at 20, not at 1 m/s^2
     assert bare.last_twist()[0] == 0.0
 
 

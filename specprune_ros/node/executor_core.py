@@ -196,21 +196,19 @@ class ExecutorCore:
             f"joint limits: {self.limits_source}"
             + (f"; not in the URDF: {missing}" if missing else ""))
 
-    def take_estop(self, value: bool, now: float) -> Optional[Command]:
-        """An e-stop message; the hold to publish at once when it latched."""
+    def take_estop(self, value: bool, now: float) -> bool:
+        """An e-stop message; True when it latched the e-stop now. The controlled stop
+        starts at the next tick (a hold sent here as well would brake twice within one
+        tick period)."""
         v = self.values
         latched, resumed = self.estop.receive(value, now, v["estop_heartbeat_timeout_s"])
         if resumed and (v["require_estop_signal"] or v["estop_heartbeat_timeout_s"] > 0.0):
             self.restart_ramp(now)  # the hold ends: ramp in again
             self.log.info("e-stop signal received (false): ramping in")
-        if not latched:
-            return None
-        self.counters["estops"] += 1
-        self.log.error("E-STOP: holding until ~/reset_estop")
-        if not self.active:
-            return None
-        self.hold_detail = "e-stop latched (~/reset_estop)"
-        return self.hold("estop", now)
+        if latched:
+            self.counters["estops"] += 1
+            self.log.error("E-STOP: holding until ~/reset_estop")
+        return latched
 
     def reset_estop(self, now: float) -> Tuple[bool, str]:
         """``~/reset_estop``: (success, message); a released latch starts from rest."""

@@ -238,10 +238,8 @@ class ExecutorNode(LifecycleNode):
 
     def _on_estop(self, msg: Bool) -> None:
         now = self._now()
-        hold = self.core.take_estop(bool(msg.data), now)
-        if hold is not None or self.core.estop.latched:
-            self._publish(hold)
-            self._publish_diagnostics(now)
+        if self.core.take_estop(bool(msg.data), now):
+            self._publish_diagnostics(now)  # ERROR at once; the stop starts at the next tick
 
     def _on_reset_estop(self, request: Trigger.Request, response: Trigger.Response
                         ) -> Trigger.Response:
