@@ -1,0 +1,182 @@
+"""specprune-record and the bag files: the recording contract, splitting, what survives a
+kill or a truncated file, and the recorder process stopped mid-episode by a signal."""
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import warnings
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pytest
+
+from specprune.model.folder_hash import checkpoint_hash
+from specprune_ros.node.bag_reader import BagError, decode, read_bag
+from specprune_ros.node.bag_topics import (COMPRESSED, EPISODE_TOPIC, METADATA_KEY,
+                                           recorded_topics)
+from specprune_ros.node.bag_writer import BagWriter, SplitLimits
+from specprune_ros.node.package_data import shipped_checkpoint
+from ros_helpers import NodeProcess, Probe, domain_id
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)  # lark, pulled in by the msg packages
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from rclpy.serialization import serialize_message
+    from sensor_msgs.msg import Image, JointState
+    from std_msgs.msg import String
+
+
+def specs():
+    return recorded_topics(["/a", "/b"], "raw", {}, clock=False)
+
+
+def index(role: str) -> int:
+    return [s.role for s in specs()].index(role)
+
+
+def image_bytes(value: int = 0) -> bytes:
+    return serialize_message(Image(height=224, width=224, encoding="rgb8", step=672,
+                                   data=bytes([value]) * (224 * 224 * 3)))
+
+
+# ------------------------------------------------------------------------------ contract
+def test_compressed_transport_records_the_compressed_topics() -> None:
+    cams = [s for s in recorded_topics(["/cam0"], "compressed", {}, False)
+            if s.role == "camera0"]
+    assert [(s.topic, s.msgtype) for s in cams] == [("/cam0/compressed", COMPRESSED)]
+
+
+def test_unknown_role_and_topic_twice_are_refused_with_the_reason() -> None:
+    with pytest.raises(ValueError, match="unknown topic roles.*'bogus'"):
+        recorded_topics(["/a"], "raw", {"bogus": "/x"}, False)
+    with pytest.raises(ValueError, match=r"topics listed twice: \['/joint_states'\]"):
+        recorded_topics(["/a"], "raw", {"ee_pose": "/joint_states"}, False)
+    with pytest.raises(ValueError, match="camera_transport"):
+        recorded_topics(["/a"], "theora", {}, False)
+
+
+def test_clock_is_recorded_only_on_simulated_time() -> None:
+    assert "/clock" in [s.topic for s in recorded_topics(["/a"], "raw", {}, True)]
+    assert "/clock" not in [s.topic for s in recorded_topics(["/a"], "raw", {}, False)]
+
+
+# ------------------------------------------------------------------------------ files
+def test_bag_splits_by_size_and_lists_every_file(tmp_path: Path) -> None:
+    writer = BagWriter(str(tmp_path / "bag"), specs(), SplitLimits(max_bytes=1_000_000))
+    writer.write(index("instruction"), 1, serialize_message(String(data="pick")))
+    for k in range(20):
+        writer.write(index("camera0"), 10 + k, image_bytes(k))
+    writer.close()
+    assert len(writer.files) == 3  # 150 kB images, a new file after 1 MB
+    bag = read_bag(str(tmp_path / "bag"))
+    frames = [decode(m) for m in bag.on("/a")]
+    assert [int(f.data[0]) for f in frames] == list(range(20))
+    # the latched instruction starts every file: one file alone still has it
+    assert bag.counts()["/instruction"] == 3 and not bag.problems
+
+
+def test_killed_recording_keeps_its_finished_files(tmp_path: Path) -> None:
+    writer = BagWriter(str(tmp_path / "bag"), specs(), SplitLimits(max_bytes=1_000_000))
+    for k in range(12):
+        writer.write(index("camera0"), 10 + k, image_bytes(k))
+    # no close(): the process died while the second file was written
+    bag = read_bag(str(tmp_path / "bag"))
+    assert bag.counts()["/a"] == 7  # the first file: closed at 1 MB
+    assert len(bag.problems) == 1 and ".writing_1" in bag.problems[0]
+    assert "interrupted" in bag.problems[0]
+
+
+def test_truncated_file_is_named_and_the_others_are_read(tmp_path: Path) -> None:
+    writer = BagWriter(str(tmp_path / "bag"), specs(), SplitLimits(max_bytes=1_000_000))
+    for k in range(20):
+        writer.write(index("camera0"), 10 + k, image_bytes(k))
+    writer.close()
+    damaged = tmp_path / "bag" / writer.files[1]
+    damaged.write_bytes(damaged.read_bytes()[:5000])
+    bag = read_bag(str(tmp_path / "bag"))
+    assert [p.split(":")[0] for p in bag.problems] == [str(damaged)]
+    assert "truncated or damaged" in bag.problems[0]
+    values = [int(decode(m).data[0]) for m in bag.on("/a")]
+    assert values == list(range(7)) + list(range(14, 20))  # files 0 and 2
+
+
+def test_a_bag_with_no_readable_file_is_an_error_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "x.mcap").write_bytes(b"not an mcap")
+    with pytest.raises(BagError, match="x.mcap"):
+        read_bag(str(tmp_path / "x.mcap"))
+    with pytest.raises(BagError, match="does not exist"):
+        read_bag(str(tmp_path / "nothing"))
+
+
+@pytest.mark.skipif(shutil.which("ros2") is None,
+                    reason="needs the ros2 command (ros2cli + rosbag2), which comes only with a "
+                           "ROS 2 installation, not from PyPI")
+def test_ros2_bag_info_reads_a_split_recording(tmp_path: Path) -> None:
+    writer = BagWriter(str(tmp_path / "bag"), specs(), SplitLimits(max_bytes=1_000_000))
+    for k in range(20):
+        writer.write(index("camera0"), 10 + k, image_bytes(k))
+    writer.close()
+    out = subprocess.run(["ros2", "bag", "info", str(tmp_path / "bag")], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "Messages: 20" in out.stdout or "Messages:            20" in out.stdout
+
+
+# ------------------------------------------------------------------------------ the process
+@pytest.fixture
+def probe() -> Iterator[Probe]:
+    # named as the policy node: the recorder fetches its parameters for the metadata
+    p = Probe("specprune_policy", domain_id(41))
+    p.node.declare_parameter("model", shipped_checkpoint())
+    p.node.declare_parameter("prune.keep_scale", 1.5)
+    yield p
+    p.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_mid_episode_closes_the_bag_with_every_message(tmp_path: Path, probe: Probe,
+                                                              sig: int) -> None:
+    bag_path = tmp_path / "bag"
+    recorder = NodeProcess("specprune_ros.node.recorder", ["-o", str(bag_path)],
+                           tmp_path / "log", domain_id(41), "recorder")
+    node = probe.node
+    joints = node.create_publisher(JointState, "/joint_states", 10)
+    camera = node.create_publisher(Image, "/camera/agentview/image_raw", 10)
+    episode = node.create_publisher(String, EPISODE_TOPIC, 10)
+    latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                         reliability=ReliabilityPolicy.RELIABLE)
+    node.create_publisher(String, "/instruction", latched).publish(String(data="pick it"))
+    assert probe.spin_until(lambda: all(p.get_subscription_count() for p in (
+        joints, camera, episode)), 60.0, recorder.alive), recorder.log()
+    episode.publish(String(data="reset"))
+    tick = [0]
+
+    def publish() -> None:
+        msg = JointState(name=["panda_joint1"], position=[float(tick[0])])
+        joints.publish(msg)
+        if tick[0] % 3 == 0:
+            camera.publish(Image(height=2, width=2, encoding="rgb8", step=6, data=bytes(12)))
+        tick[0] += 1
+
+    probe.every.append(publish)
+    probe.spin_for(4.0)  # parameters fetched (asked every second), mid-episode
+    recorder.proc.send_signal(sig)
+    assert probe.spin_until(lambda: not recorder.alive(), 30.0)
+    assert recorder.proc.returncode == 0, recorder.log()
+    bag = read_bag(str(bag_path))
+    assert not bag.problems
+    ticks = [int(decode(m).position[0]) for m in bag.on("/joint_states")]
+    # everything received before the signal, in order, nothing missing in between
+    assert ticks == list(range(ticks[0], ticks[0] + len(ticks))) and len(ticks) > 20
+    assert bag.counts()["/camera/agentview/image_raw"] > 5
+    assert bag.counts()[EPISODE_TOPIC] == 1
+    meta = json.loads(bag.custom_data[METADATA_KEY])
+    assert meta["instructions"] == ["pick it"]
+    assert meta["model_hash"] == checkpoint_hash(shipped_checkpoint())
+    assert meta["messages"]["/joint_states"] == len(ticks)
+    assert bag.policy_parameters()["values"]["prune.keep_scale"] == 1.5
+    assert np.isfinite(ticks).all()
