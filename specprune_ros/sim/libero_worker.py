@@ -159,7 +159,7 @@ class LiberoTaskServer:
                     n_init_states=int(len(self.init_states)),
                     instruction=str(self.env.language_instruction),
                     objects_of_interest=list(self.env.obj_of_interest),
-                    goal=repr(self.env.env.parsed_problem.get("goal_state")))
+                    goal=[list(map(str, g)) for g in self.env.env.parsed_problem["goal_state"]])
         return info
 
     def reset(self, seed: Optional[int] = None) -> Dict[str, Any]:

@@ -1,0 +1,332 @@
+"""Scripted pick-and-place experts for LIBERO tasks, from the privileged object poses. No ROS.
+
+A task whose BDDL goal is ``(On <object> <target>)`` or ``(In <object> <target>_..._region)``
+(all of LIBERO-Spatial and LIBERO-Object) is solved by one closed-loop state machine:
+approach above the grasp point, descend, close, lift, carry the *object* (not the hand) over
+the target, lower, open, retreat. It reads the true state every tick, so it recovers when
+the executed action differs from its own (noise, pushes): a grasp that lost the object opens
+and starts over, a hand pushed off the grasp point lines up again.
+
+Actions are LIBERO's OSC deltas: 1 moves the controller's goal 5 cm, so a large gain with
+clipping to [-1, 1] moves in straight lines at full speed until the last few centimetres.
+The hand keeps its starting orientation (LIBERO's fingers close along world y).
+
+Grasps by object kind (measured, see the issue's notes): bowls by the rim, 5 cm from the
+centre along y, fingertips 2 cm above the bowl's origin (fingers on both sides of the wall);
+everything else by its centre, 2 cm above its origin.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from specprune.config import check_value, int_as_float
+
+from specprune_ros.sim.demos import NoiseConfig, OffNominal
+from specprune_ros.sim.libero_env import LiberoStep, LiberoWorker
+from specprune_ros.sim.libero_protocol import DUMMY_ACTION, NUM_STEPS_WAIT, SUITE_MAX_STEPS
+
+GRIPPER_OPEN, GRIPPER_CLOSE = -1.0, 1.0
+APPROACH, DESCEND, CLOSE, LIFT, CARRY, LOWER, RELEASE, RETREAT = (
+    "approach", "descend", "close", "lift", "carry", "lower", "release", "retreat")
+
+
+@dataclass(frozen=True)
+class GraspSpec:
+    """Where the grip site goes relative to an object's origin, and where the object is let
+    go relative to the target's origin (metres, world frame)."""
+
+    offset: Tuple[float, float, float] = (0.0, 0.0, 0.02)
+    release_height: float = 0.06
+
+
+#: Grasp geometry by a substring of the object's name; the first match wins.
+GRASPS: Tuple[Tuple[str, GraspSpec], ...] = (
+    ("bowl", GraspSpec(offset=(0.0, 0.05, 0.02), release_height=0.05)),
+)
+DEFAULT_GRASP = GraspSpec()
+#: Release heights by target kind (a basket's rim stands 8 cm high: drop from above it).
+RELEASE_ABOVE: Tuple[Tuple[str, float], ...] = (("basket", 0.15), ("plate", 0.05))
+
+
+@dataclass(frozen=True)
+class LiberoExpertConfig:
+    """Gains and tolerances of the pick-and-place expert (metres, control ticks).
+
+    gain: action per metre of position error (saturates at 1 = 5 cm). hover: grip-site height
+    above the grasp point before descending. carry_clearance: the carried object's height
+    above the higher of its start and the target. xy_tolerance / z_tolerance: errors that end
+    a move. place_tolerance: horizontal error of the carried object over the target that
+    ends the carry (the arm sags under a load: a tight tolerance takes long to meet).
+    lift_before_carry: height the object rises before the carry starts (then it rises and
+    moves together). lower_overshoot: how far below the release point the lowering aims.
+    close_ticks / release_ticks: ticks spent closing / opening in place.
+    lost_distance: grip-site to grasp-point distance that means the object slipped away.
+    stall_ticks / stall_progress: a descent that gained less than stall_progress in
+    stall_ticks ticks has hit the object (a tall bottle's cap, the floor): close there.
+    """
+
+    gain: float = 20.0
+    hover: float = 0.06
+    carry_clearance: float = 0.10
+    xy_tolerance: float = 0.01
+    z_tolerance: float = 0.01
+    place_tolerance: float = 0.025
+    lift_before_carry: float = 0.04
+    lower_overshoot: float = 0.03
+    close_ticks: int = 8
+    release_ticks: int = 4
+    lost_distance: float = 0.05
+    stall_ticks: int = 3
+    stall_progress: float = 0.002
+
+    def __post_init__(self) -> None:
+        for name in ("gain", "hover", "carry_clearance", "xy_tolerance", "z_tolerance",
+                     "place_tolerance", "lift_before_carry", "lower_overshoot",
+                     "lost_distance", "stall_progress"):
+            value = int_as_float(getattr(self, name), float)
+            check_value("LiberoExpertConfig", name, value, float, 1e-9, None)
+        for name in ("close_ticks", "release_ticks", "stall_ticks"):
+            check_value("LiberoExpertConfig", name, getattr(self, name), int, 1, None)
+
+
+@dataclass(frozen=True)
+class PickPlaceTask:
+    """What to move where: ``obj`` onto / into ``target`` (object names of the observation)."""
+
+    obj: str
+    target: str
+    relation: str
+
+    @staticmethod
+    def from_goal(goal: Sequence[Sequence[str]]) -> "PickPlaceTask":
+        """From a BDDL goal as the worker's ``make`` returns it, e.g.
+        ``[['on', 'akita_black_bowl_1', 'plate_1']]``; ValueError if it is not one
+        pick-and-place (the task is not scriptable by this expert)."""
+        if len(goal) != 1 or len(goal[0]) != 3 or goal[0][0].lower() not in ("on", "in"):
+            raise ValueError(f"not a single On / In goal: {goal!r}")
+        relation, obj, target = (str(g) for g in goal[0])
+        for suffix in ("_contain_region",):
+            if target.endswith(suffix):
+                target = target[:-len(suffix)]
+        return PickPlaceTask(obj=obj, target=target, relation=relation.lower())
+
+
+def grasp_for(obj: str) -> GraspSpec:
+    """The grasp geometry of object ``obj`` (by name)."""
+    return next((spec for key, spec in GRASPS if key in obj), DEFAULT_GRASP)
+
+
+def release_above(target: str, grasp: GraspSpec) -> float:
+    """Height of the object's origin above the target's when it is let go."""
+    return next((h for key, h in RELEASE_ABOVE if key in target), grasp.release_height)
+
+
+class PickPlaceExpert:
+    """Closed-loop pick and place: ``reset`` per episode, ``act(obs)`` per tick, where
+    ``obs`` maps LIBERO observation keys (``robot0_eef_pos``, ``<object>_pos``) to arrays."""
+
+    def __init__(self, task: PickPlaceTask, config: Optional[LiberoExpertConfig] = None):
+        self.task, self.config = task, config or LiberoExpertConfig()
+        self.grasp = grasp_for(task.obj)
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new episode in the approach phase."""
+        self.phase = APPROACH
+        self._ticks = 0
+        self._carry_z = 0.0
+        self._grasp_z = 0.0
+        self._heights: List[float] = []
+        self.phase_log: List[Tuple[int, str]] = []
+        self._tick = 0
+
+    def act(self, obs: Dict[str, np.ndarray]) -> np.ndarray:
+        """The (7,) action for this observation."""
+        eef = np.asarray(obs["robot0_eef_pos"], dtype=np.float64)
+        obj = np.asarray(obs[f"{self.task.obj}_pos"], dtype=np.float64)
+        target = np.asarray(obs[f"{self.task.target}_pos"], dtype=np.float64)
+        grasp_point = obj + np.asarray(self.grasp.offset)
+        self._advance(eef, obj, target, grasp_point)
+        goal, grip = self._goal(eef, obj, target, grasp_point)
+        action = np.zeros(7)
+        action[:3] = np.clip(self.config.gain * (goal - eef), -1.0, 1.0)
+        action[6] = grip
+        self._tick += 1
+        return action
+
+    # ------------------------------------------------------------------ internals
+    def _place_point(self, target: np.ndarray) -> np.ndarray:
+        """Where the object's origin should be when it is let go."""
+        return target + np.array([0.0, 0.0, release_above(self.task.target, self.grasp)])
+
+    def _goal(self, eef: np.ndarray, obj: np.ndarray, target: np.ndarray,
+              grasp_point: np.ndarray) -> Tuple[np.ndarray, float]:
+        cfg, phase = self.config, self.phase
+        if phase == APPROACH:
+            return grasp_point + np.array([0.0, 0.0, cfg.hover]), GRIPPER_OPEN
+        if phase == DESCEND:
+            return grasp_point, GRIPPER_OPEN
+        if phase == CLOSE:
+            return grasp_point, GRIPPER_CLOSE
+        held = eef - obj  # the hand relative to the object it carries
+        if phase == LIFT:
+            return np.array([eef[0], eef[1], self._carry_z + held[2]]), GRIPPER_CLOSE
+        place = self._place_point(target)
+        if phase == CARRY:
+            above = np.array([place[0], place[1], max(self._carry_z, place[2])])
+            return above + held, GRIPPER_CLOSE
+        if phase == LOWER:  # aim below: the loaded arm sags short of its goal
+            return place + held - np.array([0.0, 0.0, self.config.lower_overshoot]), \
+                GRIPPER_CLOSE
+        if phase == RELEASE:
+            return eef, GRIPPER_OPEN
+        return np.array([eef[0], eef[1], self._carry_z + 0.05]), GRIPPER_OPEN  # RETREAT
+
+    def _advance(self, eef: np.ndarray, obj: np.ndarray, target: np.ndarray,
+                 grasp_point: np.ndarray) -> None:
+        """Move between phases from the true state (this is where recovery happens)."""
+        cfg = self.config
+        self._ticks += 1
+        to_grasp = grasp_point - eef
+        xy, z = float(np.linalg.norm(to_grasp[:2])), float(to_grasp[2])
+        place = self._place_point(target)
+        lost = float(np.linalg.norm(eef - grasp_point)) > cfg.lost_distance
+        if self.phase == APPROACH:
+            if xy < cfg.xy_tolerance and abs(z + cfg.hover) < 2 * cfg.z_tolerance:
+                self._enter(DESCEND)
+        elif self.phase == DESCEND:
+            self._heights.append(float(eef[2]))
+            stalled = (len(self._heights) > cfg.stall_ticks
+                       and self._heights[-cfg.stall_ticks - 1] - eef[2] < cfg.stall_progress)
+            if xy > 2.5 * cfg.xy_tolerance:
+                self._enter(APPROACH)
+            elif abs(z) < cfg.z_tolerance or stalled:  # stalled: the palm is on the object
+                self._enter(CLOSE)
+        elif self.phase == CLOSE:
+            if self._ticks > cfg.close_ticks:
+                self._carry_z = max(obj[2], place[2]) + cfg.carry_clearance
+                self._grasp_z = obj[2]
+                self._enter(LIFT)
+        elif self.phase in (LIFT, CARRY, LOWER) and lost:
+            self._enter(RELEASE)  # the object slipped: open and start over
+        elif self.phase == LIFT:
+            if obj[2] > min(self._grasp_z + cfg.lift_before_carry, self._carry_z):
+                self._enter(CARRY)
+        elif self.phase == CARRY:
+            if float(np.linalg.norm((place - obj)[:2])) < cfg.place_tolerance:
+                self._enter(LOWER)
+        elif self.phase == LOWER:
+            if abs(place[2] - obj[2]) < cfg.z_tolerance:
+                self._enter(RELEASE)
+        elif self.phase == RELEASE and self._ticks > cfg.release_ticks:
+            placed = float(np.linalg.norm((place - obj)[:2])) < 2 * cfg.place_tolerance
+            self._carry_z = max(self._carry_z, eef[2])
+            self._enter(RETREAT if placed else APPROACH)
+        elif self.phase == RETREAT and float(np.linalg.norm((place - obj)[:2])) > 0.08:
+            self._enter(APPROACH)  # it fell off: pick it up again
+
+    def _enter(self, phase: str) -> None:
+        self.phase = phase
+        self._ticks = 0
+        self._heights = []
+        self.phase_log.append((self._tick, phase))
+
+
+# ------------------------------------------------------------------------------ episodes
+@dataclass
+class ExpertEpisode:
+    """One expert episode on a development initial state: success, the ticks it took
+    (after the settling no-op ticks), the phases it went through, the noise it had."""
+
+    suite: str
+    task: int
+    seed: int
+    success: bool = False
+    ticks: int = 0
+    phases: List[Tuple[int, str]] = field(default_factory=list)
+    noise_std: float = 0.0
+    pushed: bool = False
+
+
+def run_expert_episode(worker: LiberoWorker, expert: PickPlaceExpert, suite: str, task: int,
+                       seed: int, horizon: int, noise: Optional[NoiseConfig] = None,
+                       on_tick=None) -> ExpertEpisode:
+    """Reset the worker's task (built by ``make``) with development ``seed``, settle for the
+    protocol's no-op ticks, then let the expert act for at most ``horizon`` ticks, its
+    actions perturbed by ``noise`` (None: clean). ``on_tick(step, label)`` sees every
+    observation the expert acted on with its clean action (a demo recorder's hook)."""
+    off = OffNominal(noise, seed) if noise is not None else None
+    episode = ExpertEpisode(suite=suite, task=task, seed=seed,
+                            noise_std=float(off.std) if off else 0.0,
+                            pushed=bool(off and off.push_len))
+    step: LiberoStep = worker.reset(seed=seed)
+    for _ in range(NUM_STEPS_WAIT):
+        step = worker.step(DUMMY_ACTION)
+    expert.reset()
+    for tick in range(horizon):
+        label = expert.act(step.obs)
+        if on_tick is not None:
+            on_tick(step, label)
+        step = worker.step(off(label, tick) if off else label)
+        episode.ticks = tick + 1
+        if step.done:
+            episode.success = True
+            break
+    episode.phases = list(expert.phase_log)
+    return episode
+
+
+def measure(suite: str, tasks: Sequence[int], seeds: Sequence[int],
+            noise: Optional[NoiseConfig] = None, log=print) -> List[ExpertEpisode]:
+    """Every task x seed of ``suite`` with the suite's protocol step limit as horizon."""
+    episodes = []
+    with LiberoWorker() as worker:
+        for task in tasks:
+            info = worker.make(suite, task, camera_size=64)  # hard resets: fixtures move too
+            expert = PickPlaceExpert(PickPlaceTask.from_goal(info["goal"]))
+            for seed in seeds:
+                start = time.perf_counter()
+                episode = run_expert_episode(worker, expert, suite, task, seed,
+                                             SUITE_MAX_STEPS[suite], noise)
+                episodes.append(episode)
+                log(json.dumps({k: v for k, v in asdict(episode).items() if k != "phases"}
+                               | {"seconds": round(time.perf_counter() - start, 1)}))
+    return episodes
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Success and ticks of the scripted LIBERO experts on development seeds.")
+    parser.add_argument("--suite", default="libero_spatial", choices=sorted(SUITE_MAX_STEPS))
+    parser.add_argument("--tasks", default="0-9", help="e.g. 0-9 or 0,2,5")
+    parser.add_argument("--seeds", default="1000-1002", help="development seeds, e.g. 1000-1009")
+    parser.add_argument("--noise", action="store_true", help="the demo recorder's noise/pushes")
+    args = parser.parse_args(argv)
+    episodes = measure(args.suite, _ints(args.tasks), _ints(args.seeds),
+                       NoiseConfig() if args.noise else None)
+    wins = [e for e in episodes if e.success]
+    print(json.dumps({"suite": args.suite, "episodes": len(episodes), "successes": len(wins),
+                      "max_ticks": max((e.ticks for e in wins), default=0),
+                      "mean_ticks": round(float(np.mean([e.ticks for e in wins])), 1)
+                      if wins else 0}))
+    return 0
+
+
+def _ints(text: str) -> List[int]:
+    """'0-3,7' -> [0, 1, 2, 3, 7]."""
+    out: List[int] = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        out.extend(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""The scripted LIBERO pick-and-place expert: its reading of BDDL goals, its phases and
+recoveries on a kinematic toy, and real LIBERO episodes on development seeds (one per suite
+in CI; SPECPRUNE_LIBERO_FULL=1 runs every scripted task)."""
+import os
+
+import numpy as np
+import pytest
+
+from specprune_ros.sim.demos import NoiseConfig
+from specprune_ros.sim.libero_env import LiberoWorker, libero_python
+from specprune_ros.sim.libero_experts import (APPROACH, CARRY, CLOSE, DESCEND, LIFT, LOWER,
+                                              RELEASE, RETREAT, LiberoExpertConfig,
+                                              PickPlaceExpert, PickPlaceTask, grasp_for,
+                                              release_above, run_expert_episode)
+from specprune_ros.sim.libero_protocol import SUITE_MAX_STEPS
+
+
+def test_goals_name_the_object_and_the_target_and_odd_goals_are_refused():
+    spatial = PickPlaceTask.from_goal([["on", "akita_black_bowl_1", "plate_1"]])
+    assert spatial == PickPlaceTask("akita_black_bowl_1", "plate_1", "on")
+    basket = PickPlaceTask.from_goal([["In", "ketchup_1", "basket_1_contain_region"]])
+    assert basket.target == "basket_1" and basket.relation == "in"
+    for goal in ([["open", "microwave_1"]], [["on", "a", "b"], ["on", "c", "d"]],
+                 [["turnon", "stove_1", "x"]]):
+        with pytest.raises(ValueError, match="not a single On / In goal"):
+            PickPlaceTask.from_goal(goal)
+
+
+def test_bowls_are_taken_by_the_rim_and_baskets_get_a_high_release():
+    assert grasp_for("akita_black_bowl_2").offset[1] == pytest.approx(0.05)
+    assert grasp_for("ketchup_1").offset == (0.0, 0.0, 0.02)
+    assert release_above("basket_1", grasp_for("ketchup_1")) == pytest.approx(0.15)
+    assert release_above("plate_1", grasp_for("akita_black_bowl_1")) == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize("bad", [{"gain": 0.0}, {"close_ticks": 0}, {"hover": -0.1},
+                                 {"stall_ticks": 0}, {"place_tolerance": "wide"}])
+def test_config_rejects_bad_values(bad):
+    with pytest.raises(ValueError, match=f"LiberoExpertConfig.{next(iter(bad))}"):
+        LiberoExpertConfig(**bad)
+
+
+class Toy:
+    """Kinematics only: the hand moves 2 cm per unit action; a closed hand within 1.5 cm of
+    the grasp point holds the object; a free object drops to the floor."""
+
+    FLOOR = 0.02
+
+    def __init__(self):
+        self.eef = np.array([0.0, 0.0, 0.3])
+        self.obj = np.array([0.12, 0.08, self.FLOOR])
+        self.target = np.array([-0.1, 0.2, 0.0])
+        self.held = None
+
+    def obs(self):
+        return {"robot0_eef_pos": self.eef.copy(), "thing_1_pos": self.obj.copy(),
+                "bin_1_pos": self.target.copy()}
+
+    def step(self, action):
+        self.eef = self.eef + 0.02 * np.clip(action[:3], -1, 1)
+        grasp = self.obj + np.array(grasp_for("thing_1").offset)
+        if action[6] > 0 and self.held is None and np.linalg.norm(self.eef - grasp) < 0.015:
+            self.held = self.eef - self.obj
+        if action[6] < 0:
+            self.held = None
+        if self.held is not None:
+            self.obj = self.eef - self.held
+        else:
+            self.obj[2] = max(self.FLOOR, self.obj[2] - 0.05)
+
+    def drop(self, at):
+        self.held, self.obj = None, np.array(at, dtype=float)
+
+
+def _run(toy, expert, ticks=300, on_phase=None):
+    for _ in range(ticks):
+        toy.step(expert.act(toy.obs()))
+        if on_phase is not None:
+            on_phase(expert.phase)
+        if expert.phase == RETREAT:
+            return True
+    return False
+
+
+def test_the_expert_picks_carries_and_places_on_the_toy():
+    toy, expert = Toy(), PickPlaceExpert(PickPlaceTask("thing_1", "bin_1", "on"))
+    assert _run(toy, expert)
+    assert [p for _, p in expert.phase_log] == [DESCEND, CLOSE, LIFT, CARRY, LOWER, RELEASE,
+                                                RETREAT]
+    assert np.linalg.norm((toy.obj - toy.target)[:2]) < 0.05
+
+
+def test_an_object_lost_in_the_carry_is_picked_up_again():
+    toy, expert = Toy(), PickPlaceExpert(PickPlaceTask("thing_1", "bin_1", "on"))
+    dropped = []
+
+    def drop_once(phase):
+        if phase == CARRY and not dropped:
+            toy.drop([0.05, -0.05, Toy.FLOOR])
+            dropped.append(True)
+    assert _run(toy, expert, on_phase=drop_once)
+    phases = [p for _, p in expert.phase_log]
+    assert phases[phases.index(CARRY) + 1:][:2] == [RELEASE, APPROACH]
+    assert phases.count(CLOSE) == 2 and np.linalg.norm((toy.obj - toy.target)[:2]) < 0.05
+
+
+def test_a_descent_stopped_by_the_object_closes_where_it_stalled():
+    toy, expert = Toy(), PickPlaceExpert(PickPlaceTask("thing_1", "bin_1", "on"))
+    stop_z = toy.obj[2] + 0.045  # a palm resting on a tall object's top
+    for _ in range(60):
+        toy.step(expert.act(toy.obs()))
+        toy.eef[2] = max(toy.eef[2], stop_z)
+        if expert.phase == CLOSE:
+            break
+    assert expert.phase == CLOSE and toy.eef[2] == pytest.approx(stop_z)
+
+
+needs_libero = pytest.mark.skipif(libero_python() is None,
+                                  reason=".venv-libero is not installed (scripts/setup.sh)")
+#: CI: one short episode per suite (task, development seed). The full sweep below covers
+#: every scripted task.
+CI_EPISODES = [("libero_spatial", 0, 1000), ("libero_object", 0, 1000)]
+SCRIPTED = {"libero_spatial": range(10), "libero_object": range(10)}
+FULL = os.environ.get("SPECPRUNE_LIBERO_FULL") == "1"
+
+
+def _episode(suite, task, seed, noise=None):
+    with LiberoWorker() as worker:
+        info = worker.make(suite, task, camera_size=64)
+        expert = PickPlaceExpert(PickPlaceTask.from_goal(info["goal"]))
+        return run_expert_episode(worker, expert, suite, task, seed, SUITE_MAX_STEPS[suite],
+                                  noise)
+
+
+@needs_libero
+@pytest.mark.parametrize("suite,task,seed", CI_EPISODES)
+def test_the_expert_solves_a_development_episode_within_the_step_limit(suite, task, seed):
+    episode = _episode(suite, task, seed)
+    assert episode.success, episode.phases
+    assert episode.ticks < SUITE_MAX_STEPS[suite]
+
+
+@needs_libero
+@pytest.mark.skipif(not FULL, reason="SPECPRUNE_LIBERO_FULL=1 runs every scripted task on "
+                    "two development seeds with noise (~20 min on 2 cores)")
+@pytest.mark.parametrize("suite,task", [(s, t) for s, ts in SCRIPTED.items() for t in ts])
+def test_every_scripted_task_succeeds_on_development_seeds(suite, task):
+    for seed in (2000, 2001):
+        episode = _episode(suite, task, seed, NoiseConfig())
+        assert episode.success, (seed, episode.phases)
