@@ -648,14 +648,18 @@ def test_joint_space_layout_commands_a_limited_joint_trajectory(tmp_path: Path) 
         rig.source.row = None
         chunk = [list(measured + 1.0)] * 8  # far: every joint limited
         t0 = len(out)
-        for _ in range(3):
+
+        def at_the_limit() -> bool:
             rig.source.send(chunk, names=names)
             rig.probe.spin_for(0.1)
+            last = np.array(out[-1].points[0].positions)
+            return bool(np.all(last >= measured + URDF_UPPER - 1e-6))
+        rig.spin_until(at_the_limit, 30.0, "joint commands at the URDF limits")
         moving = np.array([m.points[0].positions for m in out[t0 - 1:]])
-        assert np.abs(moving[-1] - measured).max() > 1e-9, "no joint command followed the chunk"
-        steps = np.abs(np.diff(moving, axis=0))
-        assert steps.max() <= 0.5 / RATE_HZ * 2.5 + 1e-9, steps.max()  # a tick may be late
-        assert moving.max(axis=0) == pytest.approx(measured + URDF_UPPER)  # at the limit
+        seconds = np.array([m.points[0].time_from_start.nanosec * 1e-9 for m in out[t0:]])
+        speeds = np.abs(np.diff(moving, axis=0)) / seconds[:, None]  # as the controller runs
+        assert speeds.max() <= 0.5 + 1e-6, speeds.max()  # the point one tick period ahead
+        assert np.all(moving <= measured + URDF_UPPER + 1e-9)  # never beyond the limit
         assert rig.count("joint_speed") > 0 or rig.diag(
             lambda d: int(d["count_joint_speed"]) > 0)
 
