@@ -393,3 +393,58 @@ def test_out_of_range_actions_are_reported_per_dimension_with_the_largest_excess
     assert float(values["max_excess_z"]) == pytest.approx(9.0)
     assert float(values["max_excess_gripper"]) == pytest.approx(2.0)
     assert "out_of_range_y" not in values
+
+
+# ------------------------------------------------------------------ the pieces, known answers
+def test_command_history_integrates_the_velocity_in_force():
+    from specprune_ros.node.safety_envelope import CommandHistory
+    history = CommandHistory()
+    history.add(10.0, np.array([0.1, 0.0, 0.0]))
+    history.add(11.0, np.array([0.2, 0.0, 0.0]))
+    np.testing.assert_allclose(history.displacement(10.5, 11.5), [0.1 * 0.5 + 0.2 * 0.5, 0, 0])
+    np.testing.assert_allclose(history.displacement(9.0, 10.0), np.zeros(3))  # before any
+
+
+def test_stopping_speed_stops_within_the_distance():
+    from specprune_ros.node.safety_envelope import stopping_speed
+    v = float(stopping_speed(np.array([0.02]), 2.0, 0.05)[0])
+    assert v * 0.05 + v * v / 4.0 == pytest.approx(0.02)
+    assert float(stopping_speed(np.array([-0.01]), 2.0, 0.05)[0]) == 0.0  # past it: none
+    assert float(stopping_speed(np.array([0.02]), 0.0, 0.05)[0]) == pytest.approx(0.4)
+
+
+def test_tick_clock_measures_the_period_and_sees_the_clock_go_back():
+    from specprune_ros.node.tick_clock import TickClock
+    clock = TickClock(0.02)
+    assert clock.tick(100.0) == (0.02, False)
+    assert clock.tick(100.05) == (pytest.approx(0.05), False)  # a 20 Hz /clock
+    assert clock.tick(100.06) == (0.02, False)  # never below the nominal period
+    assert clock.tick(101.0) == (0.1, False)  # a stall counts as at most 0.1 s
+    assert clock.tick(100.7) == (0.02, True)
+
+
+def test_urdf_limits_of_the_robots_own_joints():
+    from specprune_ros.node.joint_limits import parse_urdf_limits
+    urdf = """<robot name="r"><link name="a"/>
+      <joint name="j1" type="revolute"><limit lower="-1" upper="2" velocity="3" effort="1"/>
+      </joint>
+      <joint name="j2" type="continuous"><limit velocity="4" effort="1"/></joint>
+      <joint name="j3" type="fixed"/>
+      <transmission name="t"><joint name="j1"><hardwareInterface>x</hardwareInterface>
+      </joint></transmission></robot>"""
+    limits = parse_urdf_limits(urdf)
+    assert set(limits) == {"j1", "j2"}
+    assert (limits["j1"].lower, limits["j1"].upper, limits["j1"].velocity) == (-1, 2, 3)
+    assert (limits["j2"].lower, limits["j2"].upper, limits["j2"].velocity) == (None, None, 4)
+    for bad, reason in (("<robot><joint", "not XML"), ("<model/>", "not <robot>"),
+                        ('<robot><joint name="j" type="revolute"><limit lower="x"/>'
+                         '</joint></robot>', "not a number")):
+        with pytest.raises(ValueError, match=reason):
+            parse_urdf_limits(bad)
+
+
+def test_joint_limits_must_fit_the_joint_names():
+    problem = xp.check_values({"joint_position_min": [0.0, 0.0]}, DEFAULT)
+    assert problem and "one finite value per joint" in problem
+    inverted = xp.check_values({"joint_position_max": [-4.0] * 14}, DEFAULT)
+    assert inverted and "below joint_position_max" in inverted

@@ -168,7 +168,7 @@ class CommandHistory:
     """The linear velocities commanded lately (each from its time until the next), to
     extrapolate a measured position to the present."""
 
-    def __init__(self, keep_s: float = 2.0) -> None:
+    def __init__(self, keep_s: float = 12.0) -> None:  # max_state_age_s + controller_lag_s
         self.keep_s = keep_s
         self.clear()
 
@@ -191,7 +191,9 @@ class CommandHistory:
         """The integral of the commanded velocity from ``start`` to ``end`` (zero before
         the first command kept)."""
         total = np.zeros(3)
-        for i, t in enumerate(self._times):
+        first = max(bisect.bisect_right(self._times, start) - 1, 0)  # the one in force
+        for i in range(first, len(self._times)):
+            t = self._times[i]
             until = self._times[i + 1] if i + 1 < len(self._times) else end
             lo, hi = max(t, start), min(until, end)
             if hi > lo:
