@@ -182,15 +182,21 @@ class DemoWriter:
         self.total = 0
 
     def add(self, episode: Dict) -> None:
+        """One episode; ``cube_pos`` / ``cube_colors`` (privileged simulator labels) and
+        ``seed`` are left out where absent (recorded robot episodes), ``success`` is True
+        unless given."""
         group = self._data.create_group(f"demo_{self.count}")
         n = len(episode["actions"])
-        group.attrs.update(num_samples=n, seed=int(episode["seed"]),
-                           instruction=episode["instruction"], success=True,
-                           cube_colors=json.dumps(episode["cube_colors"]))
+        group.attrs.update(num_samples=n, seed=int(episode.get("seed", -1)),
+                           instruction=episode["instruction"],
+                           success=bool(episode.get("success", True)))
+        if "cube_colors" in episode:
+            group.attrs["cube_colors"] = json.dumps(episode["cube_colors"])
         group.create_dataset("actions", data=episode["actions"])
         obs = group.create_group("obs")
         obs.create_dataset("proprio", data=episode["proprio"])
-        obs.create_dataset("cube_pos", data=episode["cube_pos"])
+        if "cube_pos" in episode:
+            obs.create_dataset("cube_pos", data=episode["cube_pos"])
         for cam, frames in episode["images"].items():
             obs.create_dataset(f"{cam}_image", data=frames, compression="lzf",
                                chunks=(1,) + frames.shape[1:])
