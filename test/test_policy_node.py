@@ -215,7 +215,7 @@ class TestWithSim:
         ("prune.global_score_layers", [99], "layers [99] do not exist in the loaded model"),
         ("prune.fine_exit_trans_speed", 0.01, "must be >= fine_enter_trans_speed"),
         ("ee_motion_source", "odometry", "must be one of"),
-        ("model", "oft-cpu", "read-only"),
+        ("model", "oft-cpu", "model is read by configure and a model is loaded"),
         ("camera_topics", ["/a", "/b"], "read-only"),
     ])
     def test_invalid_parameter_values_are_rejected_with_the_reason(
