@@ -59,6 +59,18 @@ class ActionAwareController:
             self._mode = MODE_COARSE
         return ModeDecision(self._mode, previous == MODE_COARSE and self._mode == MODE_FINE)
 
+    def would_enter_fine(self, motion: Optional[EEMotion], cfg: PruneConfig) -> bool:
+        """Whether ``update(motion, cfg)`` would switch coarse -> fine now; changes nothing.
+        A runner executing a chunk asks after each tick and, on True, drops the rest of the
+        chunk and replans: the released code checks the switch on every executed action."""
+        if not cfg.controller_enabled or motion is None or self._mode != MODE_COARSE:
+            return False
+        if self._steps + 1 <= cfg.warmup_steps:
+            return False
+        if not (np.all(np.isfinite(motion.linear)) and np.all(np.isfinite(motion.angular))):
+            return False
+        return _should_enter_fine(motion, cfg)
+
 
 def _should_enter_fine(m: EEMotion, cfg: PruneConfig) -> bool:
     return (m.trans_speed < cfg.fine_enter_trans_speed
