@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from specprune.config import PruneConfig
+from specprune.prune.baselines import RandomDropHook
 from specprune.prune.decoder import run_decoder
 from specprune.policy import SpecPrunePolicy, load_policy
 from specprune.prune.pruning_hooks import FastVHook, ScoreProbe
@@ -36,6 +37,24 @@ class FastVPolicy(SpecPrunePolicy):
 
     def _make_hook(self, prep, cfg, fine, motion, stats):  # noqa: D102 (see base)
         return FastVHook(prep.layout, self.layer, self.budget)
+
+
+class RandomDropPolicy(FastVPolicy):
+    """Random token dropping: at FastV's layer keep ``budget`` visual tokens drawn uniformly
+    at random, seeded by (``episode_seed``, the step's index since ``reset``): the same
+    episode drops the same tokens on every run."""
+
+    episode_seed: int = 0
+
+    def reset(self) -> None:
+        super().reset()
+        self.step_index = 0
+
+    def _make_hook(self, prep, cfg, fine, motion, stats):  # noqa: D102 (see base)
+        hook = RandomDropHook(prep.layout, self.layer, self.budget,
+                              (self.episode_seed, self.step_index))
+        self.step_index += 1
+        return hook
 
 
 @dataclass

@@ -20,7 +20,7 @@ def test_seed_blocks_are_contiguous_and_cover_every_seed():
 
 
 def _run(tmp_path, *extra: str) -> Dict[str, Any]:
-    out = tmp_path / ("eval%s.json" % "_".join(extra))
+    out = tmp_path / ("eval%s.json" % "_".join(extra).replace("-", ""))
     code = evaluate.main(["--policy", "tiny", "--task", TASK, "--episodes", str(EPISODES),
                           "--horizon", str(HORIZON), "--seed", str(SEED), "--threads", "1",
                           "--configs", CONFIGS, "--hit-every", "1", "--l1-every", "1",
@@ -44,14 +44,21 @@ def _outcome(result: Dict[str, Any]) -> Dict[str, Any]:
 
 @pytest.mark.skipif(not ray_available(), reason="ray is not installed: the serial runner is "
                     "the default and the only path here")
-def test_ray_workers_reproduce_the_serial_run(tmp_path):
-    serial = _run(tmp_path)
-    parallel = _run(tmp_path, "--workers", "2")
+@pytest.mark.parametrize("budget_match", ["step", "mean"])
+def test_ray_workers_reproduce_the_serial_run(tmp_path, budget_match):
+    """Per step (the default) every block matches its own episodes; with the mean, FastV
+    runs in a second round at SpecPrune's mean over every block."""
+    serial = _run(tmp_path, "--budget-match", budget_match)
+    parallel = _run(tmp_path, "--budget-match", budget_match, "--workers", "2")
     assert parallel["machine"]["ray_workers"] == 2
     assert parallel["seeds"] == serial["seeds"] == list(range(SEED, SEED + EPISODES))
     assert _outcome(parallel) == _outcome(serial)
-    assert serial["configs"]["fastv"]["kept_visual_tokens_mean"] == pytest.approx(
-        round(serial["configs"]["specprune"]["kept_visual_tokens_mean"]))
+    fastv, spec = serial["configs"]["fastv"], serial["configs"]["specprune"]
+    if budget_match == "mean":
+        assert fastv["kept_visual_tokens_mean"] == round(spec["kept_visual_tokens_mean"])
+    else:  # the same first frame of every episode: SpecPrune's count exactly
+        assert [e["kept_visual_tokens"][0] for e in fastv["per_episode"]] == [
+            e["kept_visual_tokens"][0] for e in spec["per_episode"]]
 
 
 def test_workers_are_refused_over_ros(capsys):

@@ -16,9 +16,11 @@ from specprune import ActionChunk, NonFiniteActionError, PruneConfig, load_polic
 from specprune.model.checkpoint import checkpoint_hash
 from specprune_ros.eval import episodes, evaluate
 from specprune_ros.eval.configurations import CONFIGS, run_meta
+from specprune_ros.eval.episode_env import SimArmEnv
 from specprune_ros.eval.eval_results import ConfigRun
-from specprune_ros.eval.eval_stats import (mcnemar_exact_p, paired_comparison,
-                                           paired_difference_interval, wilson_interval)
+from specprune_ros.eval.eval_stats import (mcnemar_exact_p, newcombe_paired_interval,
+                                           paired_comparison, paired_difference_interval,
+                                           wilson_interval)
 from specprune_ros.sim.sim_arm import SimArm, SimArmConfig
 
 TASK = "pick_color"
@@ -53,16 +55,75 @@ def test_paired_comparison_counts_discordant_pairs_and_brackets_the_difference()
     lo, hi = result["difference_ci95"]
     assert result["difference"] == pytest.approx(1 / 26)
     assert lo < result["difference"] < hi
+    assert result["difference_ci95_method"] == "newcombe1998_method10"
+    assert (lo, hi) == pytest.approx(newcombe_paired_interval(8, 5, 4, 9))
     # swapping the two sides mirrors the interval
-    assert paired_difference_interval(4, 5, 26) == pytest.approx((-hi, -lo))
-    # Agresti-Min by hand: b = 5.5, c = 4.5, n = 28
+    assert newcombe_paired_interval(8, 4, 5, 9) == pytest.approx((-hi, -lo))
+    # Agresti-Min, still recorded next to it; by hand: b = 5.5, c = 4.5, n = 28
+    am_lo, am_hi = result["difference_ci95_agresti_min"]
     half = 1.959964 * math.sqrt(10 - 1 / 28) / 28
-    assert (lo, hi) == pytest.approx((1 / 28 - half, 1 / 28 + half), abs=1e-6)
+    assert (am_lo, am_hi) == pytest.approx((1 / 28 - half, 1 / 28 + half), abs=1e-6)
+    assert paired_difference_interval(4, 5, 26) == pytest.approx((-am_hi, -am_lo))
     # identical outcomes: no difference, yet an interval that reflects only n = 20 episodes
     same = paired_comparison([True, False] * 10, [True, False] * 10)
     assert same["difference"] == 0 and same["mcnemar_p"] == 1.0
-    assert same["difference_ci95"] == pytest.approx([-1.959964 / 22, 1.959964 / 22])
+    s_lo, s_hi = same["difference_ci95"]
+    assert s_lo == pytest.approx(-s_hi) and 0.05 < s_hi < 0.15
     assert mcnemar_exact_p(0, 6) == pytest.approx(2 / 64)
+
+
+def test_newcombe_interval_matches_the_published_example() -> None:
+    """Cavo et al. 2012 (complete response before / after consolidation therapy, 161
+    patients: 59 both, 6 only before, 16 only after, 80 neither), the worked example of
+    Fagerland, Lydersen & Laake, "Statistical Analysis of Contingency Tables" (2017), ch. 8:
+    Newcombe square-and-add estimate -0.0621, 95 % CI -0.1186 to -0.0046 (the values the
+    book's R package, contingencytables, asserts in tests/testthat/test-ch8.R)."""
+    lo, hi = newcombe_paired_interval(59, 6, 16, 80)
+    assert (lo, hi) == pytest.approx((-0.1186, -0.0046), abs=5e-5)
+    result = paired_comparison([True] * 65 + [False] * 96,
+                               [True] * 59 + [False] * 6 + [True] * 16 + [False] * 80)
+    assert result["difference"] == pytest.approx(-0.0621, abs=5e-5)
+    assert result["difference_ci95"] == pytest.approx([lo, hi])
+
+
+def _wilson_by_bisection(successes: int, n: int, z: float, upper: bool) -> float:
+    """The Wilson bound: the root of f(pi) = (p - pi)^2 - z^2 pi (1 - pi) / n on one side of
+    p (f <= 0 at p, > 0 at 0 and 1), by bisection: no closed form shared with the code."""
+    p = successes / n
+    if (upper and successes == n) or (not upper and successes == 0):
+        return p
+
+    def f(pi: float) -> float:
+        return (p - pi) ** 2 - z * z * pi * (1 - pi) / n
+    inside, outside = p, (1.0 if upper else 0.0)
+    for _ in range(200):
+        mid = (inside + outside) / 2
+        if f(mid) > 0:
+            outside = mid
+        else:
+            inside = mid
+    return (inside + outside) / 2
+
+
+@pytest.mark.parametrize("a, b, c, d", [(14, 5, 0, 22), (1, 1, 7, 12), (40, 3, 9, 48),
+                                        (95, 4, 1, 0), (50, 0, 0, 50), (0, 7, 2, 1)])
+def test_newcombe_interval_matches_an_independent_computation(a, b, c, d) -> None:
+    """Newcombe (1998) method 10 written out from the paper's definitions: Wilson bounds
+    by bisection, phi with the continuity correction of A = ad - bc."""
+    n, z = a + b + c + d, 1.959963984540054
+    p1, p2 = (a + b) / n, (a + c) / n
+    l1, u1 = (_wilson_by_bisection(a + b, n, z, up) for up in (False, True))
+    l2, u2 = (_wilson_by_bisection(a + c, n, z, up) for up in (False, True))
+    margins = (a + b) * (c + d) * (a + c) * (b + d)
+    big_a = a * d - b * c
+    corrected = big_a - n / 2 if big_a > n / 2 else (0 if big_a >= 0 else big_a)
+    phi = corrected / math.sqrt(margins) if margins else 0.0
+    lower = p1 - p2 - math.sqrt((p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2)
+                                + (u2 - p2) ** 2)
+    upper = p1 - p2 + math.sqrt((p2 - l2) ** 2 - 2 * phi * (p2 - l2) * (u1 - p1)
+                                + (u1 - p1) ** 2)
+    assert newcombe_paired_interval(a, b, c, d) == pytest.approx((lower, upper), abs=1e-9)
+    assert lower <= (b - c) / n <= upper
 
 
 # ------------------------------------------------------------------------------ direct runner
@@ -136,9 +197,12 @@ def test_action_deviation_is_zero_unpruned_and_measured_when_pruned(direct: Dict
         c = configs[name]
         assert c["action_l1_samples"] == c["policy_steps"] > 0
         assert 0.0 < c["action_l1_vs_unpruned"] < 2.0
-    # FastV keeps SpecPrune's mean budget
-    assert configs["fastv"]["prune_config_changes"]["budget"] == round(
-        configs["specprune"]["kept_visual_tokens_mean"])
+    # the baselines keep SpecPrune's count per step: on each episode's first observation
+    # (the same frame, fresh state in every configuration) exactly SpecPrune's
+    for name in ("fastv", "random"):
+        assert configs[name]["prune_config_changes"]["budget"] == "specprune_per_step"
+        assert [e["kept_visual_tokens"][0] for e in configs[name]["per_episode"]] == [
+            e["kept_visual_tokens"][0] for e in configs["specprune"]["per_episode"]]
 
 
 def test_plot_is_a_png(direct: Dict[str, Any]) -> None:
@@ -185,7 +249,7 @@ def test_exceptions_and_non_finite_actions_fail_the_episode_not_the_run(arm: Sim
     variants["specprune"].policy = _Raising(variants["specprune"].policy,
                                             NonFiniteActionError("non-finite model output"))
     variants["no_global"].policy = _NaN(variants["no_global"].policy, RuntimeError())
-    runner = episodes.DirectRunner(arm, base, HORIZON, l1_every=0)
+    runner = episodes.DirectRunner(SimArmEnv(arm), base, HORIZON, l1_every=0)
     runs: Dict[str, ConfigRun] = episodes.run_direct(variants, runner, [0, 1],
                                                      progress=lambda line: None)
     assert [e.error for e in runs["unpruned"].episodes] == [None, None]

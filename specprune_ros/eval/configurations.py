@@ -3,19 +3,30 @@ pieces both the in-process runner (evaluate) and the ROS runner (eval_ros) use."
 from __future__ import annotations
 
 import argparse
-from typing import Any, Dict, Optional, Sequence
+import json
+import os
+from typing import Any, Dict, List, Optional, Sequence
 
 from specprune.model.checkpoint import checkpoint_hash
 from specprune.model.presets import PRESETS
-from specprune_ros.eval.eval_results import FASTV, SPECPRUNE, UNPRUNED
+from specprune_ros.eval.eval_results import FASTV, RANDOM, SPECPRUNE, UNPRUNED
 
-#: First evaluation seed: the recorded demonstrations use seeds 0, 1, ... (a few hundred).
+#: First development seed: the recorded demonstrations use seeds 0, 1, ... (a few hundred),
+#: the grounding probe's held-out demos 200000 and up. Everything tried runs here.
 EVAL_SEED = 100_000
+#: The claim's seeds, fixed before any claim run (issue #19): ``--claim`` runs episode i
+#: on CLAIM_SEED + i, i < CLAIM_EPISODES_MAX; no development run may use them, and a claim
+#: JSON is never overwritten. For LIBERO the claim set is the benchmark's fixed initial
+#: states instead (50 per task), which no demonstration starts from.
+CLAIM_SEED = 900_000
+CLAIM_EPISODES_MAX = 1_000
+CLAIM_SEEDS = range(CLAIM_SEED, CLAIM_SEED + CLAIM_EPISODES_MAX)
 
 _NO_LOCAL = {"local_k_primary_coarse": 0, "local_k_wrist_coarse": 0,
              "local_k_primary_fine": 0, "local_k_wrist_fine": 0}
-#: name -> (PruneConfig changes from the defaults, what it measures). FastV ignores its
-#: changes (the baseline has its own hook) and keeps SpecPrune's mean visual budget.
+#: name -> (PruneConfig changes from the defaults, what it measures). The baselines (FastV,
+#: random) ignore their changes (each has its own hook) and keep SpecPrune's visual budget
+#: (episodes.py: per step by default).
 CONFIGS: Dict[str, tuple] = {
     UNPRUNED: ({"enabled": False}, "no pruning: every token, SDPA (the fastest unpruned path)"),
     SPECPRUNE: ({}, "SpecPrune with its defaults"),
@@ -26,8 +37,12 @@ CONFIGS: Dict[str, tuple] = {
                         "controller off: always coarse mode (the cheaper K)"),
     "no_layer_pruning": ({"layer_prune_enabled": False},
                          "without dynamic layer pruning at layers 5/10/15/20"),
-    FASTV: ({"enabled": False}, "FastV at layer 2 with SpecPrune's mean visual budget"),
+    FASTV: ({"enabled": False}, "FastV at layer 2 with SpecPrune's visual budget"),
+    RANDOM: ({"enabled": False}, "a uniformly random subset of SpecPrune's visual budget at "
+                                 "layer 2, seeded by episode and step: the floor"),
 }
+#: configurations the policy node cannot run (no FastV / random mode there): in process only
+IN_PROCESS_ONLY = (FASTV, RANDOM)
 
 
 def model_hash(policy: str) -> Optional[str]:
@@ -43,6 +58,46 @@ def run_meta(args: argparse.Namespace, seeds: Sequence[int], wall_s: float,
     capability, threads, versions)."""
     return {"task": args.task, "policy": args.policy,
             "checkpoint_hash": model_hash(args.policy), "via": args.via,
+            "claim": bool(getattr(args, "claim", False)),
+            "seed_set": "claim" if getattr(args, "claim", False) else "development",
             "episodes": args.episodes, "horizon": args.horizon, "seeds": list(seeds),
+            "budget_match": getattr(args, "budget_match", None),
+            "prune_defaults": dict(getattr(args, "prune", ()) or ()),
             "hit_rate_k": args.hit_k, "l1_every": args.l1_every, "wall_s": wall_s,
             "machine": host}
+
+
+def episode_seeds(claim: bool, first: Optional[int], episodes: int) -> List[int]:
+    """The seeds of a run: the claim range's first ``episodes``, or ``first`` (EVAL_SEED
+    when None) and on; ValueError when a claim asks for a seed or too many episodes, or a
+    development run reaches into the claim range."""
+    if claim:
+        if first is not None:
+            raise ValueError("--claim runs the fixed claim seeds; --seed is not allowed")
+        if episodes > CLAIM_EPISODES_MAX:
+            raise ValueError(f"the claim range holds {CLAIM_EPISODES_MAX} seeds, "
+                             f"{episodes} episodes asked")
+        return list(CLAIM_SEEDS[:episodes])
+    start = EVAL_SEED if first is None else first
+    seeds = list(range(start, start + episodes))
+    if seeds[0] < CLAIM_SEEDS.stop and seeds[-1] >= CLAIM_SEEDS.start:
+        raise ValueError(f"seeds {seeds[0]}..{seeds[-1]} reach into the claim range "
+                         f"{CLAIM_SEEDS.start}..{CLAIM_SEEDS.stop - 1} (only --claim runs "
+                         "there)")
+    return seeds
+
+
+def check_output(path: Optional[str], claim: bool) -> None:
+    """ValueError when writing ``path`` would overwrite a claim's record, or when a claim
+    run would overwrite anything."""
+    if not path or not os.path.exists(path):
+        return
+    if claim:
+        raise ValueError(f"{path} exists: a claim run never overwrites a file")
+    try:
+        with open(path, encoding="utf-8") as f:
+            held = json.load(f)
+    except (OSError, ValueError):
+        return
+    if isinstance(held, dict) and held.get("claim"):
+        raise ValueError(f"{path} holds a claim run's results: it is never overwritten")

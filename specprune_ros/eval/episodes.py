@@ -1,86 +1,143 @@
-"""Closed-loop episodes of the simulated task, in process: the policy variants (one per
-configuration, sharing one model), the runner that steps the arm and records each step,
-and ``run_episodes``, the unit of work of both the serial evaluation and a Ray task.
+"""Closed-loop episodes in process: the policy variants (one per configuration, sharing one
+model), the runner that steps an EpisodeEnv and records each step, and ``run_episodes``,
+the unit of work of both the serial evaluation and a Ray task.
 
-Per policy step the cameras are rendered (``arm.observe()``), the policy sees both views,
-the instruction, the LIBERO proprio (in the base frame, as the node builds it) and the
-end-effector motion measured the way the policy node measures it (finite difference of the
-base-frame pose over the last control tick), and the whole chunk is executed open loop
-without rendering (OpenVLA-OFT executes all 8 actions on LIBERO). Everything an episode
-does follows from its seed: the same seed gives the same episode in any process.
+Per policy step the cameras are rendered (``env.observe()``), the policy sees both views,
+the instruction, the proprio and the end-effector motion measured the way the policy node
+measures it (finite difference of the pose over the last control tick), and the chunk is
+executed without rendering: all of it (OpenVLA-OFT executes all 8 actions on LIBERO)
+unless the action-aware controller would enter fine mode after one of its ticks. Then the
+rest is dropped and the policy replans on a fresh observation (SpecPrune's released code
+checks the switch on every executed action and re-plans on it; the new chunk comes back
+with ``replan`` set). Configurations without pruning never replan.
+
+FastV and random dropping keep SpecPrune's visual budget: per step by default, the count
+SpecPrune's own selection keeps on the same observation (a shadow SpecPrune policy with its
+own cross-step state steps on the baseline's observations, untimed), or SpecPrune's mean
+over the run (``mean``), or a fixed count. Per step is what "at the same budget" means on
+a task whose budget moves (fine mode, V_dynamic on motion): a mean would give the baseline
+more tokens than SpecPrune where SpecPrune keeps few and fewer where it needs many.
+Everything an episode does follows from its seed: the same seed gives the same episode in
+any process.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from specprune import EEMotion, Observation, PruneConfig, SpecPrunePolicy, load_policy
-from specprune.bench import FastVPolicy, hit_rate
+from specprune.bench import FastVPolicy, RandomDropPolicy, hit_rate
+from specprune.config import resolve_layers
 from specprune_ros.eval.configurations import CONFIGS
-from specprune_ros.eval.eval_results import (FASTV, SPECPRUNE, UNPRUNED, ConfigRun, EpisodeRecord,
-                                             StepRecord)
+from specprune_ros.eval.episode_env import EpisodeEnv, Frame, SimArmEnv
+from specprune_ros.eval.eval_results import (FASTV, RANDOM, SPECPRUNE, UNPRUNED, ConfigRun,
+                                             EpisodeRecord, StepRecord)
 from specprune_ros.node.observation_builder import Limits, MotionEstimator
-from specprune_ros.sim.sim_arm import SimArm, SimArmConfig, SimObservation
+from specprune_ros.sim.sim_arm import SimArm, SimArmConfig
 
-#: Camera of each model view: view 0 third person, view 1 wrist (LIBERO's order).
-VIEWS = ("agentview", "robot0_eye_in_hand")
+#: the baselines and their policy classes (each drops at its ``layer`` to ``budget``)
+BASELINES = {FASTV: FastVPolicy, RANDOM: RandomDropPolicy}
+#: how the baselines' budget follows SpecPrune's
+BUDGET_STEP, BUDGET_MEAN = "step", "mean"
+BUDGET_MATCHES = (BUDGET_STEP, BUDGET_MEAN)
 
 
 @dataclass
 class Variant:
-    """One configuration's policy (sharing the model with every other variant)."""
+    """One configuration's policy (sharing the model with every other variant); a baseline
+    matched per step has a ``shadow`` SpecPrune policy whose kept count sets its budget."""
 
     name: str
     policy: SpecPrunePolicy
     changes: Dict[str, Any]
+    shadow: Optional[SpecPrunePolicy] = None
+    layers: Dict[str, List[int]] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------ policies
-def build_variants(base: SpecPrunePolicy, names: Sequence[str]) -> Dict[str, Variant]:
-    """A policy per configuration around ``base``'s model, tokenizer and statistics."""
+def build_variants(base: SpecPrunePolicy, names: Sequence[str],
+                   per_step_budget: bool = True,
+                   defaults: Optional[PruneConfig] = None) -> Dict[str, Variant]:
+    """A policy per configuration around ``base``'s model, tokenizer and statistics; each
+    configuration's changes apply on top of ``defaults`` (PruneConfig())."""
     shared = (base.model, base.tokenizer, base.statistics, base.layout)
+    place = (str(base.device), base.dtype)
+    defaults = defaults or PruneConfig()
     variants = {}
     for name in names:
         changes = CONFIGS[name][0]
-        kind = FastVPolicy if name == FASTV else SpecPrunePolicy
-        policy = kind(*shared, PruneConfig().updated(**changes), str(base.device), base.dtype)
-        variants[name] = Variant(name, policy, dict(changes))
+        kind = BASELINES.get(name, SpecPrunePolicy)
+        policy = kind(*shared, defaults.updated(**changes), *place)
+        shadow = (SpecPrunePolicy(*shared, defaults, *place)
+                  if name in BASELINES and per_step_budget else None)
+        variants[name] = Variant(name, policy, dict(changes), shadow, layer_roles(policy))
+        if shadow is not None:
+            variants[name].changes["budget"] = "specprune_per_step"
     return variants
 
 
-def observation(obs: SimObservation, instruction: str,
-                motion: Optional[EEMotion]) -> Observation:
-    """The policy input of a rendered SimObservation."""
-    return Observation(images=[obs.images[v] for v in VIEWS], instruction=instruction,
-                       proprio=obs.proprio_in_base(), ee_motion=motion, stamp=obs.sim_time)
+def layer_roles(policy: SpecPrunePolicy) -> Dict[str, List[int]]:
+    """The decoder layers where ``policy`` drops visual tokens, by role (the layers the
+    pruning hook resolves from its config: specprune/prune/pruning_hooks.py)."""
+    if isinstance(policy, FastVPolicy):
+        return {"drop": [policy.layer]}
+    cfg, depth = policy.config, policy.model.num_layers
+    if not cfg.enabled:
+        return {}
+    pruning = (resolve_layers(cfg.layer_prune_layers, depth, cfg.layer_depth, 2)
+               if cfg.layer_prune_enabled else ())
+    return {"static": [1, 2] if cfg.refine_after_layer1 else [1],
+            "layer_pruning": list(pruning),
+            "global_scores": list(resolve_layers(cfg.global_score_layers, depth,
+                                                 cfg.layer_depth))}
 
 
-def _add_pose(motion: MotionEstimator, obs: SimObservation) -> None:
-    """Feed the base-frame pose at sim time, as the bridge publishes it to the node."""
-    pos, quat = obs.eef_pose_in_base()
-    motion.add(pos, quat, obs.sim_time)
+def observation(frame: Frame, instruction: str, motion: Optional[EEMotion]) -> Observation:
+    """The policy input of a rendered Frame."""
+    if frame.images is None:
+        raise ValueError("the policy needs a rendered frame")
+    return Observation(images=list(frame.images), instruction=instruction,
+                       proprio=frame.proprio, ee_motion=motion, stamp=frame.stamp)
+
+
+def replan_due(policy: SpecPrunePolicy, motion: Optional[EEMotion]) -> bool:
+    """Whether the policy's controller would enter fine mode on ``motion`` now (the
+    released code then drops the rest of the chunk and re-plans); never without pruning."""
+    cfg = policy.config
+    return (cfg.enabled and cfg.replan_on_fine_entry
+            and policy.controller.would_enter_fine(motion, cfg))
+
+
+def start_episode(variant: Variant, seed: int) -> None:
+    """Forget the previous episode; random dropping draws from this episode's seed."""
+    variant.policy.reset()
+    if variant.shadow is not None:
+        variant.shadow.reset()
+    if isinstance(variant.policy, RandomDropPolicy):
+        variant.policy.episode_seed = seed
 
 
 # ------------------------------------------------------------------------------ episodes
 class DirectRunner:
-    """Runs episodes in-process on one SimArm; records into ConfigRuns."""
+    """Runs episodes in-process on one EpisodeEnv; records into ConfigRuns."""
 
-    def __init__(self, arm: SimArm, reference: SpecPrunePolicy, horizon: int,
+    def __init__(self, env: EpisodeEnv, reference: SpecPrunePolicy, horizon: int,
                  l1_every: int = 1, hit_every: int = 0, hit_k: int = 20) -> None:
-        self.arm, self.reference, self.horizon = arm, reference, horizon
+        self.env, self.reference, self.horizon = env, reference, horizon
         self.l1_every, self.hit_every, self.hit_k = l1_every, hit_every, hit_k
         self.hit_rates: List[float] = []
         self._motion = MotionEstimator(Limits())
 
     def warm_up(self, variants: Sequence[Variant], seed: int) -> None:
         """One untimed step per policy (first-call allocations), then forget it."""
-        obs = self.arm.reset(seed=seed)
-        for policy in [v.policy for v in variants] + [self.reference]:
-            policy.step(observation(obs, self.arm.instruction, None))
+        inputs = observation(self.env.reset(seed), self.env.instruction, None)
+        shadows = [v.shadow for v in variants if v.shadow is not None]
+        for policy in [v.policy for v in variants] + shadows + [self.reference]:
+            policy.step(inputs)
             policy.reset()
 
     def episode(self, variant: Variant, run: ConfigRun, seed: int,
@@ -97,61 +154,93 @@ class DirectRunner:
 
     def _episode(self, variant: Variant, run: ConfigRun, record: EpisodeRecord,
                  sample_hits: bool) -> None:
-        obs = self.arm.reset(seed=record.seed)
-        record.instruction = self.arm.instruction
-        variant.policy.reset()
+        frame = self.env.reset(record.seed)
+        record.instruction = self.env.instruction
+        start_episode(variant, record.seed)
         self._motion.reset()
-        _add_pose(self._motion, obs)
+        self._add_pose(frame)
         while record.steps < self.horizon:
-            if record.policy_steps:
-                obs = self.arm.observe()
-            inputs = observation(obs, record.instruction, self._motion.motion)
-            chunk = self._step(variant, run, inputs, record.policy_steps)
-            if sample_hits and self.hit_every and record.policy_steps % self.hit_every == 0:
+            index = record.policy_steps
+            if index:
+                frame = self.env.observe()
+            inputs = observation(frame, record.instruction, self._motion.motion)
+            chunk = self._step(variant, run, record, inputs)
+            if sample_hits and self.hit_every and index % self.hit_every == 0:
                 self.hit_rates.append(hit_rate(self.reference, inputs, self.hit_k))
-            record.policy_steps += 1
-            for action in chunk:
-                obs = self.arm.step(action, render=False)
-                record.steps += 1
-                _add_pose(self._motion, obs)
-                if obs.success:
-                    record.success = True
-                    return
-                if record.steps >= self.horizon:
-                    return
+            if self._execute(variant.policy, chunk, record):
+                return
 
-    def _step(self, variant: Variant, run: ConfigRun, inputs: Observation,
-              index: int) -> np.ndarray:
+    def _execute(self, policy: SpecPrunePolicy, chunk: np.ndarray,
+                 record: EpisodeRecord) -> bool:
+        """Execute the chunk tick by tick, its rest dropped when a replan is due; True when
+        the episode ended (success or horizon)."""
+        for done, action in enumerate(chunk, 1):
+            frame = self.env.step(action)
+            record.steps += 1
+            self._add_pose(frame)
+            if frame.success:
+                record.success = True
+                return True
+            if record.steps >= self.horizon:
+                return True
+            if done < len(chunk) and replan_due(policy, self._motion.motion):
+                record.replans += 1
+                return False
+        return False
+
+    def _add_pose(self, frame: Frame) -> None:
+        """Feed the pose at sim time, as the bridge publishes it to the node."""
+        self._motion.add(*frame.ee_pose, frame.stamp)
+
+    def _step(self, variant: Variant, run: ConfigRun, record: EpisodeRecord,
+              inputs: Observation) -> np.ndarray:
         """Time one policy step, record its stats and action deviation; the actions."""
+        if variant.shadow is not None:  # untimed: what SpecPrune keeps on this observation
+            variant.policy.budget = variant.shadow.step(inputs)[1].kept_visual_tokens
         start = time.perf_counter()
         chunk, stats = variant.policy.step(inputs)
         wall_ms = (time.perf_counter() - start) * 1e3
         if not np.all(np.isfinite(chunk.actions)):
             raise ValueError("the policy returned non-finite actions")
-        record = StepRecord(step_ms=wall_ms, llm_ms=stats.llm_ms,
-                            kept_visual_tokens=stats.kept_visual_tokens,
-                            visual_tokens_total=stats.visual_tokens_total, mode=stats.mode)
-        if variant.name != UNPRUNED and self.l1_every and index % self.l1_every == 0:
+        step = StepRecord(step_ms=wall_ms, llm_ms=stats.llm_ms,
+                          kept_visual_tokens=stats.kept_visual_tokens,
+                          visual_tokens_total=stats.visual_tokens_total, mode=stats.mode,
+                          visual_tokens_per_layer=list(stats.visual_tokens_per_layer))
+        if (variant.name != UNPRUNED and self.l1_every
+                and record.policy_steps % self.l1_every == 0):
             ref, _ = self.reference.step(inputs)
-            record.action_l1 = float(np.abs(chunk.normalized - ref.normalized).mean())
-        run.steps.append(record)
+            step.action_l1 = float(np.abs(chunk.normalized - ref.normalized).mean())
+        run.steps.append(step)
+        record.note_step(step)
         return chunk.actions
 
 
+def late_configs(configs: Sequence[str], budget_match: str, fixed_budget: int) -> List[str]:
+    """The baselines that must wait for SpecPrune's whole run (mean budget matching)."""
+    if budget_match != BUDGET_MEAN or fixed_budget:
+        return []
+    return [c for c in configs if c in BASELINES]
+
+
 def run_direct(variants: Dict[str, Variant], runner: DirectRunner, seeds: Sequence[int],
-               fastv_budget: int = 0, progress: Callable[[str], None] = print,
-               hit_source: Optional[str] = None) -> Dict[str, ConfigRun]:
-    """Every configuration on every seed, seed-major, FastV last: it keeps
-    ``fastv_budget`` visual tokens, or (0) SpecPrune's mean over all of this run's
-    SpecPrune steps (its class default without SpecPrune). The hit rate is sampled in
-    ``hit_source``'s episodes (default: hit_source_of(variants))."""
-    runs = {name: ConfigRun(name, v.changes) for name, v in variants.items()}
+               fixed_budget: int = 0, progress: Callable[[str], None] = print,
+               hit_source: Optional[str] = None, late: Sequence[str] = ()
+               ) -> Dict[str, ConfigRun]:
+    """Every configuration on every seed, seed-major. The baselines without a shadow keep
+    ``fixed_budget`` visual tokens, or (0) SpecPrune's mean over all of this run's
+    SpecPrune steps (its class default without SpecPrune); those in ``late`` run after the
+    others for that. The hit rate is sampled in ``hit_source``'s episodes (default:
+    hit_source_of(variants))."""
+    runs = {name: ConfigRun(name, v.changes, layers=v.layers) for name, v in variants.items()}
     hit_source = hit_source or hit_source_of(list(variants))
-    first = [name for name in variants if name != FASTV]
-    phases = [first] + ([[FASTV]] if FASTV in variants else [])
-    for phase in phases:
-        if phase == [FASTV]:
-            set_fastv_budget(variants[FASTV], fastv_budget_of(runs.get(SPECPRUNE), fastv_budget))
+    first = [name for name in variants if name not in late]
+    for name in first:
+        if name in BASELINES and variants[name].shadow is None:
+            set_budget(variants[name], fixed_budget)
+    for phase in [first] + ([list(late)] if late else []):
+        if phase is not first:
+            for name in phase:
+                set_budget(variants[name], budget_of(runs.get(SPECPRUNE), fixed_budget))
         for i, seed in enumerate(seeds):
             for name in phase:
                 record = runner.episode(variants[name], runs[name], seed,
@@ -167,16 +256,16 @@ def hit_source_of(configs: Sequence[str]) -> str:
     return UNPRUNED if UNPRUNED in configs else configs[0]
 
 
-def fastv_budget_of(spec: Optional[ConfigRun], fixed: int) -> int:
-    """FastV's visual-token budget: ``fixed``, else SpecPrune's mean kept tokens (0: its
-    class default)."""
+def budget_of(spec: Optional[ConfigRun], fixed: int) -> int:
+    """A baseline's visual-token budget without a shadow: ``fixed``, else SpecPrune's mean
+    kept tokens (0: its class default)."""
     if fixed:
         return fixed
     kept = [s.kept_visual_tokens for s in spec.steps] if spec is not None else []
     return max(1, int(round(float(np.mean(kept))))) if kept else 0
 
 
-def set_fastv_budget(variant: Variant, budget: int) -> None:
+def set_budget(variant: Variant, budget: int) -> None:
     if budget:
         variant.policy.budget = budget
     variant.changes["budget"] = int(variant.policy.budget)
@@ -196,22 +285,28 @@ class EpisodeSpec:
     hit_every: int
     hit_k: int
     first_seed: int  # of the whole evaluation (the simulator's construction seed)
+    budget_match: str = BUDGET_STEP  # how FastV / random follow SpecPrune's budget
+    prune_defaults: Tuple[Tuple[str, Any], ...] = ()  # PruneConfig fields under every config
+
+    def defaults(self) -> PruneConfig:
+        return PruneConfig().updated(**dict(self.prune_defaults))
 
 
 def run_episodes(spec: EpisodeSpec, configs: Sequence[str], seeds: Sequence[int],
-                 fastv_budget: int = 0, progress: Callable[[str], None] = print,
-                 hit_source: Optional[str] = None
+                 fixed_budget: int = 0, progress: Callable[[str], None] = print,
+                 hit_source: Optional[str] = None, late: Sequence[str] = ()
                  ) -> Tuple[Dict[str, ConfigRun], List[float], str, str]:
     """Load the policy, open the simulator and run ``configs`` on ``seeds`` (run_direct):
     (runs, hit rates, device, dtype)."""
     torch.set_num_threads(spec.threads)
     base = load_policy(spec.policy, device=spec.device, dtype=spec.dtype,
                        prune_config=PruneConfig(enabled=False))
-    variants = build_variants(base, configs)
+    per_step = spec.budget_match == BUDGET_STEP and not fixed_budget
+    variants = build_variants(base, configs, per_step, spec.defaults())
     with SimArm(SimArmConfig(task=spec.task, horizon=spec.horizon,
                              seed=spec.first_seed)) as arm:
-        runner = DirectRunner(arm, base, spec.horizon, spec.l1_every, spec.hit_every,
-                              spec.hit_k)
+        runner = DirectRunner(SimArmEnv(arm), base, spec.horizon, spec.l1_every,
+                              spec.hit_every, spec.hit_k)
         runner.warm_up(list(variants.values()), seeds[0])
-        runs = run_direct(variants, runner, seeds, fastv_budget, progress, hit_source)
+        runs = run_direct(variants, runner, seeds, fixed_budget, progress, hit_source, late)
     return runs, runner.hit_rates, str(base.device), str(base.dtype).replace("torch.", "")

@@ -16,27 +16,17 @@ import numpy as np
 from specprune.types import MODE_FINE
 from specprune_ros.eval.eval_stats import latency_summary, paired_comparison, wilson_interval
 
-UNPRUNED, SPECPRUNE, FASTV = "unpruned", "specprune", "fastv"
-
-
-@dataclass
-class EpisodeRecord:
-    """One episode of one configuration. ``steps``: control ticks executed (to success or
-    the horizon); ``error``: why the episode was cut short (counted as a failure)."""
-
-    seed: int
-    success: bool = False
-    steps: int = 0
-    policy_steps: int = 0
-    instruction: str = ""
-    error: Optional[str] = None
+UNPRUNED, SPECPRUNE, FASTV, RANDOM = "unpruned", "specprune", "fastv", "random"
+#: paired comparisons the JSON carries (first vs second, on the same seeds) when both ran
+COMPARISONS = ((SPECPRUNE, UNPRUNED), (FASTV, UNPRUNED), (RANDOM, UNPRUNED),
+               (SPECPRUNE, FASTV), (SPECPRUNE, RANDOM))
 
 
 @dataclass
 class StepRecord:
-    """One policy step: wall time of ``policy.step``, what the pruner kept, and (where the
-    unpruned model was run on the same observation) the mean |a - a_unpruned| over the
-    normalised chunk."""
+    """One policy step: wall time of ``policy.step``, what the pruner kept (visual tokens
+    entering each decoder layer, where the runner sees them), and (where the unpruned model
+    was run on the same observation) the mean |a - a_unpruned| over the normalised chunk."""
 
     step_ms: float
     llm_ms: float = math.nan
@@ -44,16 +34,60 @@ class StepRecord:
     visual_tokens_total: int = 0
     mode: str = ""
     action_l1: Optional[float] = None
+    visual_tokens_per_layer: List[int] = field(default_factory=list)
+
+
+@dataclass
+class EpisodeRecord:
+    """One episode of one configuration. ``steps``: control ticks executed (to success or
+    the horizon); ``error``: why the episode was cut short (counted as a failure);
+    ``fine_steps``: policy steps in fine mode; ``replans``: chunks cut short because the
+    controller entered fine mode mid-chunk; ``kept_visual_tokens``: per policy step;
+    ``dropped_per_layer``: visual tokens dropped before each decoder layer, summed over the
+    episode's steps (empty where the runner cannot see the layers)."""
+
+    seed: int
+    success: bool = False
+    steps: int = 0
+    policy_steps: int = 0
+    instruction: str = ""
+    error: Optional[str] = None
+    fine_steps: int = 0
+    replans: int = 0
+    kept_visual_tokens: List[int] = field(default_factory=list)
+    dropped_per_layer: List[int] = field(default_factory=list)
+
+    def note_step(self, step: StepRecord) -> None:
+        """Count one policy step of this episode."""
+        self.policy_steps += 1
+        self.fine_steps += step.mode == MODE_FINE
+        self.kept_visual_tokens.append(step.kept_visual_tokens)
+        dropped = dropped_per_layer(step.visual_tokens_total, step.visual_tokens_per_layer)
+        if len(dropped) > len(self.dropped_per_layer):
+            self.dropped_per_layer += [0] * (len(dropped) - len(self.dropped_per_layer))
+        for i, d in enumerate(dropped):
+            self.dropped_per_layer[i] += d
+
+
+def dropped_per_layer(total: int, per_layer: Sequence[int]) -> List[int]:
+    """Visual tokens dropped right before each layer: ``total`` entering the model, then
+    the count entering each layer (StepStats.visual_tokens_per_layer)."""
+    entering = [total] + list(per_layer)
+    return [entering[i] - entering[i + 1] for i in range(len(per_layer))]
 
 
 @dataclass
 class ConfigRun:
-    """Everything one configuration produced."""
+    """Everything one configuration produced. ``layers``: which decoder layers play which
+    part for this configuration (``static``: where static selection drops, ``layer_pruning``:
+    the resolved pruning layers, ``global_scores``: the layers feeding V_global, or the
+    baselines' ``drop`` layer)."""
 
     name: str
     changes: Dict[str, Any]
     episodes: List[EpisodeRecord] = field(default_factory=list)
     steps: List[StepRecord] = field(default_factory=list)
+    layers: Dict[str, List[int]] = field(default_factory=dict)
 
 
 def _mean(values: Sequence[float]) -> Optional[float]:
@@ -86,12 +120,30 @@ def config_summary(run: ConfigRun) -> Dict[str, Any]:
         "visual_tokens_total": max((s.visual_tokens_total for s in run.steps), default=0),
         "fine_mode_fraction": (sum(s.mode == MODE_FINE for s in run.steps) / len(run.steps)
                                if run.steps else 0.0),
+        "fine_steps": sum(e.fine_steps for e in run.episodes),
+        "replans": sum(e.replans for e in run.episodes),
         "action_l1_vs_unpruned": _mean(l1),
         "action_l1_samples": len(l1),
         "ticks_to_success_mean": _mean(ticks),
         "prune_config_changes": run.changes,
+        **layer_summary(run),
         "per_episode": [asdict(e) for e in run.episodes],
     }
+
+
+def layer_summary(run: ConfigRun) -> Dict[str, Any]:
+    """Which layers dropped visual tokens: the mean dropped per step before each layer,
+    the layers where that mean is > 0, and of the configuration's resolved layer-pruning
+    layers those that acted (dropped on some step)."""
+    rows = [dropped_per_layer(s.visual_tokens_total, s.visual_tokens_per_layer)
+            for s in run.steps if s.visual_tokens_per_layer]
+    width = max((len(r) for r in rows), default=0)
+    mean = [float(np.mean([r[i] for r in rows if len(r) > i])) for i in range(width)]
+    acted = sorted({i for r in rows for i in run.layers.get("layer_pruning", [])
+                    if i < len(r) and r[i] > 0})
+    return {"layers": run.layers, "dropped_per_layer_mean": mean,
+            "layers_dropping": [i for i, m in enumerate(mean) if m > 0],
+            "layer_pruning_acted": acted}
 
 
 def summarize(runs: Dict[str, ConfigRun], meta: Dict[str, Any],
@@ -102,19 +154,30 @@ def summarize(runs: Dict[str, ConfigRun], meta: Dict[str, Any],
     result["configs"] = configs
     result["hit_rate_layers01_vs_last"] = _mean(list(hit_rates))
     result["hit_rate_samples"] = len(hit_rates)
-    result["specprune_vs_unpruned"] = None
+    result["comparisons"] = comparisons(runs)
+    result["specprune_vs_unpruned"] = result["comparisons"].get(f"{SPECPRUNE}_vs_{UNPRUNED}")
     # mean (as the issue asks) and median (robust to load spikes on a shared machine)
     result["step_speedup_specprune_vs_unpruned"] = None
     result["step_speedup_median_specprune_vs_unpruned"] = None
     if UNPRUNED in runs and SPECPRUNE in runs:
-        spec, base = runs[SPECPRUNE].episodes, runs[UNPRUNED].episodes
-        if [e.seed for e in spec] == [e.seed for e in base]:
-            result["specprune_vs_unpruned"] = paired_comparison(
-                [e.success for e in spec], [e.success for e in base])
         for key, stat in (("step_speedup_specprune_vs_unpruned", "step_ms_mean"),
                           ("step_speedup_median_specprune_vs_unpruned", "step_ms_median")):
             result[key] = _ratio(configs[UNPRUNED][stat], configs[SPECPRUNE][stat])
     return result
+
+
+def comparisons(runs: Dict[str, ConfigRun]) -> Dict[str, Dict[str, Any]]:
+    """``<first>_vs_<second>``: the paired comparison of each pair in COMPARISONS that ran
+    on the same seeds (Newcombe's interval, McNemar's exact test)."""
+    out = {}
+    for first, second in COMPARISONS:
+        if first not in runs or second not in runs:
+            continue
+        a, b = runs[first].episodes, runs[second].episodes
+        if [e.seed for e in a] == [e.seed for e in b]:
+            out[f"{first}_vs_{second}"] = paired_comparison([e.success for e in a],
+                                                            [e.success for e in b])
+    return out
 
 
 def _ratio(slow: Optional[float], fast: Optional[float]) -> Optional[float]:
@@ -133,24 +196,26 @@ def _fmt(value: Optional[float], spec: str) -> str:
 def format_table(result: Dict[str, Any]) -> str:
     """One row per configuration plus the comparison lines."""
     rows = [("config", "success", "95% CI", "step ms", "p95 ms", "kept vis", "fine",
-             "L1 vs unpruned", "errors")]
+             "replans", "layers dropping", "L1 vs unpruned", "errors")]
     for name, c in result["configs"].items():
         lo, hi = c["success_ci95"]
         rows.append((name, f"{c['successes']}/{c['episodes']} ({100 * c['success_rate']:.0f}%)",
                      f"[{100 * lo:.0f}, {100 * hi:.0f}]%", _fmt(c["step_ms_mean"], ".0f"),
                      _fmt(c["step_ms_p95"], ".0f"), _fmt(c["kept_visual_tokens_mean"], ".0f"),
-                     f"{100 * c['fine_mode_fraction']:.0f}%",
+                     f"{100 * c['fine_mode_fraction']:.0f}%", str(c.get("replans", 0)),
+                     ",".join(map(str, c.get("layers_dropping", []))) or "-",
                      _fmt(c["action_l1_vs_unpruned"], ".4f"), str(c["errors"])))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows]
-    pair = result.get("specprune_vs_unpruned")
-    if pair:
+    for key, pair in (result.get("comparisons") or {}).items():
+        first, second = key.split("_vs_")
         lo, hi = pair["difference_ci95"]
         lines.append(
-            f"specprune vs unpruned on {pair['episodes']} paired seeds: both succeed "
-            f"{pair['both_success']}, only specprune {pair['only_first']}, only unpruned "
+            f"{first} vs {second} on {pair['episodes']} paired seeds: both succeed "
+            f"{pair['both_success']}, only {first} {pair['only_first']}, only {second} "
             f"{pair['only_second']}; difference {100 * pair['difference']:+.1f} pp "
-            f"(95% CI [{100 * lo:+.1f}, {100 * hi:+.1f}] pp, McNemar p={pair['mcnemar_p']:.3f})")
+            f"(95% Newcombe CI [{100 * lo:+.1f}, {100 * hi:+.1f}] pp, "
+            f"McNemar p={pair['mcnemar_p']:.3f})")
     speedup = result.get("step_speedup_specprune_vs_unpruned")
     if speedup:
         median = result.get("step_speedup_median_specprune_vs_unpruned")

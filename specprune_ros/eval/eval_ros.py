@@ -28,7 +28,7 @@ What differs from ``--via direct`` (also listed in the JSON's ``notes``):
   the previous chunk; its first step of an episode waits for two poses of the new
   episode (the pose jump at the reset is rejected).
 - action_l1_vs_unpruned and the hit rate need the node's exact observation in-process:
-  null here (0 for ``unpruned``). ``fastv``: the node has no FastV mode; skipped.
+  null here (0 for ``unpruned``). ``fastv``, ``random``: the node has neither mode; skipped.
 """
 from __future__ import annotations
 
@@ -50,8 +50,8 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.task import Future
 
 from specprune.bench import machine
-from specprune_ros.eval.configurations import CONFIGS, run_meta
-from specprune_ros.eval.eval_results import FASTV, ConfigRun, EpisodeRecord, StepRecord, summarize
+from specprune_ros.eval.configurations import CONFIGS, IN_PROCESS_ONLY, run_meta
+from specprune_ros.eval.eval_results import ConfigRun, EpisodeRecord, StepRecord, summarize
 from specprune_ros.node.package_data import data_path
 from specprune_ros.node.policy_node import DIAG_NAME
 from specprune_ros.node.tf_motion import stamp_seconds
@@ -80,7 +80,7 @@ NOTES = [
     "points whose time passed are skipped) on the bridge's /clock while the model "
     "computes; the arm holds when no chunk covers a tick",
     "via ros: action_l1_vs_unpruned and the hit rate need in-process access (null)",
-    "via ros: fastv is not available in the policy node (skipped)",
+    "via ros: fastv and random are not available in the policy node (skipped)",
 ]
 
 
@@ -242,15 +242,18 @@ class EvalMonitor(Node):
 
 
 # ------------------------------------------------------------------------------ episodes
-def prune_parameters(configs: Sequence[str]) -> Dict[str, Dict[str, Any]]:
-    """Per configuration, every ``prune.*`` value any selected configuration changes (the
-    default where this one does not), so switching configurations leaves nothing behind."""
+def prune_parameters(configs: Sequence[str], defaults: Optional[Dict[str, Any]] = None
+                     ) -> Dict[str, Dict[str, Any]]:
+    """Per configuration, every ``prune.*`` value any selected configuration (or
+    ``defaults``, the --prune values under every configuration) changes, the default where
+    this one does not, so switching configurations leaves nothing behind."""
     from specprune import PruneConfig
 
-    defaults = PruneConfig()
-    touched = sorted({f for c in configs for f in CONFIGS[c][0]})
-    return {c: {f"prune.{f}": CONFIGS[c][0].get(f, getattr(defaults, f)) for f in touched}
-            for c in configs}
+    base = PruneConfig().updated(**(defaults or {}))
+    touched = sorted({f for c in configs for f in CONFIGS[c][0]} | set(defaults or {}))
+    values = {c: {f: CONFIGS[c][0].get(f, getattr(base, f)) for f in touched} for c in configs}
+    return {c: {f"prune.{f}": list(v) if isinstance(v, tuple) else v for f, v in row.items()}
+            for c, row in values.items()}
 
 
 def step_record(values: Dict[str, str]) -> Optional[StepRecord]:
@@ -290,7 +293,8 @@ def ros_episode(monitor: EvalMonitor, params: Dict[str, Any], seed: int, horizon
     record.success = monitor.success_tick is not None
     record.steps = monitor.success_tick if record.success else min(monitor.ticks, horizon)
     steps = list(monitor.steps)
-    record.policy_steps = len(steps)
+    for step in steps:
+        record.note_step(step)
     if not done:
         record.error = f"timeout: {monitor.ticks} ticks in {limit:.0f} s"
     run.steps.extend(steps)
@@ -345,11 +349,12 @@ def _node_commands(args: argparse.Namespace) -> List[List[str]]:
 
 def evaluate_ros(args: argparse.Namespace, startup_timeout: float = 300.0) -> Dict[str, Any]:
     """The evaluation through ROS; the same JSON as the direct runner."""
-    configs = [c for c in args.configs if c != FASTV]
+    configs = [c for c in args.configs if c not in IN_PROCESS_ONLY]
     if not configs:
-        raise SystemExit("--via ros: fastv is not available through the policy node")
-    params = prune_parameters(configs)
-    seeds = [args.seed + i for i in range(args.episodes)]
+        raise SystemExit("--via ros: fastv and random are not available through the policy "
+                         "node")
+    params = prune_parameters(configs, dict(args.prune))
+    seeds = list(args.seeds)
     env = dict(os.environ)
     env.setdefault("ROS_DOMAIN_ID", str(50 + os.getpid() % 50))
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")

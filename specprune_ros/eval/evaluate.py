@@ -1,17 +1,24 @@
 """``specprune-eval``: closed-loop task success with and without pruning, on paired seeds.
 
 Runs N episodes of the simulated task per configuration -- ``unpruned``, ``specprune``
-(defaults), one ablation per SpecPrune component and ``fastv`` at SpecPrune's visual
-budget -- where episode i uses seed + i in EVERY configuration (same cube placement and
-instruction), and writes JSON + a table (+ a PNG with ``--plot``)::
+(defaults), one ablation per SpecPrune component, ``fastv`` and ``random`` at SpecPrune's
+visual budget -- where episode i uses seed + i in EVERY configuration (same cube placement
+and instruction), and writes JSON + a table (+ a PNG with ``--plot``)::
 
     specprune-eval --episodes 200 --json eval.json --plot eval.png
     python -m specprune_ros.eval.evaluate --policy tiny --episodes 2 --horizon 20 \\
         --json /tmp/e.json
 
+Seeds: development runs start at EVAL_SEED (``--seed``); ``--claim`` runs the claim range
+fixed in configurations.py (CLAIM_SEED and on), records ``claim: true`` and refuses to
+overwrite any file; no development run may reach into that range, and no run overwrites a
+claim's JSON.
+
 ``--via direct`` (default) runs in process (specprune_ros/eval/episodes.py). Episodes are
 run seed-major (every configuration on seed s, then on s + 1...) so that slow drifts of the
-machine's load hit all configurations alike, FastV last at SpecPrune's mean budget. One
+machine's load hit all configurations alike; FastV and random keep SpecPrune's visual
+budget per step (``--budget-match step``: SpecPrune's selection on the same observation),
+or its mean over the run (``mean``: they run last), or ``--baseline-budget N``. One
 model is loaded; every configuration shares its weights. ``--workers N`` runs blocks of
 seeds as Ray tasks with the same results (specprune_ros/eval/parallel.py). ``--via ros``:
 see specprune_ros/eval/eval_ros.py.
@@ -23,12 +30,17 @@ import json
 import os
 import sys
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
+import yaml
+
+from specprune import PruneConfig
 from specprune.bench import FastVPolicy, machine
 from specprune.model.presets import PRESETS
-from specprune_ros.eval.configurations import CONFIGS, EVAL_SEED, run_meta
-from specprune_ros.eval.episodes import EpisodeSpec, run_episodes
+from specprune_ros.eval.configurations import (CLAIM_SEED, CONFIGS, EVAL_SEED, check_output,
+                                               episode_seeds, run_meta)
+from specprune_ros.eval.episodes import (BUDGET_MATCHES, BUDGET_STEP, EpisodeSpec, late_configs,
+                                         run_episodes)
 from specprune_ros.eval.eval_results import format_table, plot, summarize
 from specprune_ros.eval.parallel import evaluate_parallel, ray_available
 from specprune_ros.node import package_data
@@ -64,9 +76,12 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--via", choices=("direct", "ros"), default="direct")
     parser.add_argument("--task", default="pick_color")
     parser.add_argument("--horizon", type=int, default=150, help="control ticks per episode")
-    parser.add_argument("--seed", type=int, default=EVAL_SEED,
-                        help="episode i uses seed + i (default: past the demos' seeds 0, 1, "
-                             "..., so no evaluated placement was demonstrated)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="episode i uses seed + i (default %d: past the demos' seeds 0, "
+                             "1, ..., so no evaluated placement was demonstrated)" % EVAL_SEED)
+    parser.add_argument("--claim", action="store_true",
+                        help="the claim run: seeds %d + i (fixed in the code), 'claim: true' "
+                             "in the JSON, which must not exist yet" % CLAIM_SEED)
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--dtype", default="auto", help="auto (bf16 on GPU), float32, ...")
@@ -77,9 +92,16 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                         help="hit rate on every k-th observation of the unpruned episodes "
                              "(0: never)")
     parser.add_argument("--hit-k", type=int, default=20, help="top-k per view of the hit rate")
-    parser.add_argument("--fastv-budget", type=int, default=0,
-                        help="FastV's visual tokens (0: SpecPrune's mean kept over this run, "
-                             "or %d without specprune)" % FastVPolicy.budget)
+    parser.add_argument("--budget-match", choices=BUDGET_MATCHES, default=BUDGET_STEP,
+                        help="FastV's and random's visual budget: per step, what SpecPrune "
+                             "keeps on the same observation (untimed shadow selection), or "
+                             "SpecPrune's mean kept over this run (or %d without "
+                             "specprune)" % FastVPolicy.budget)
+    parser.add_argument("--baseline-budget", "--fastv-budget", dest="fastv_budget", type=int,
+                        default=0, help="a fixed visual budget for FastV and random instead")
+    parser.add_argument("--prune", action="append", default=[], metavar="FIELD=VALUE",
+                        help="a PruneConfig default under every configuration (repeatable), "
+                             "e.g. layer_depth=32")
     parser.add_argument("--workers", type=int, default=1,
                         help="episodes run as Ray tasks on this many workers (1: serial, "
                              "in this process; needs ray); each uses --threads")
@@ -91,7 +113,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     unknown = [c for c in args.configs if c not in CONFIGS]
     if unknown or not args.configs:
         parser.error(f"--configs: unknown {unknown}; choose from {', '.join(CONFIGS)}")
-    if args.episodes < 1 or args.horizon < 1 or args.seed < 0:
+    if args.episodes < 1 or args.horizon < 1 or (args.seed or 0) < 0:
         parser.error("--episodes and --horizon must be >= 1, --seed >= 0")
     counts = (args.l1_every, args.hit_every, args.fastv_budget)
     if min(counts) < 0 or min(args.hit_k, args.threads, args.workers) < 1:
@@ -104,18 +126,38 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                      "runner is the default")
     try:
         args.policy = resolve_policy(args.policy)
+        args.seeds = episode_seeds(args.claim, args.seed, args.episodes)
+        args.seed = args.seeds[0]
+        check_output(args.json, args.claim)
+        args.prune = prune_defaults(args.prune)
     except ValueError as exc:
         parser.error(str(exc))
-    # SpecPrune runs before FastV (FastV takes its budget)
+    if args.claim and not args.json:
+        parser.error("--claim needs --json: a claim run is recorded")
+    # SpecPrune runs before the baselines (they take its budget)
     args.configs = sorted(args.configs, key=list(CONFIGS).index)
     return args
+
+
+def prune_defaults(items: List[str]) -> Tuple[Tuple[str, Any], ...]:
+    """``FIELD=VALUE`` strings as validated PruneConfig changes (values parsed as YAML:
+    32, 0.5, true, [5, 10]); ValueError naming the problem."""
+    changes: Dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep:
+            raise ValueError(f"--prune {item!r}: expected FIELD=VALUE")
+        changes[name.strip()] = yaml.safe_load(text)
+    PruneConfig().updated(**changes)  # raises ValueError naming the field
+    return tuple(sorted(changes.items()))
 
 
 def episode_spec(args: argparse.Namespace) -> EpisodeSpec:
     return EpisodeSpec(policy=args.policy, task=args.task, horizon=args.horizon,
                        threads=args.threads, device=args.device, dtype=args.dtype,
                        l1_every=args.l1_every, hit_every=args.hit_every, hit_k=args.hit_k,
-                       first_seed=args.seed)
+                       first_seed=args.seed, budget_match=args.budget_match,
+                       prune_defaults=args.prune)
 
 
 def evaluate_direct(args: argparse.Namespace) -> Dict[str, Any]:
@@ -123,9 +165,11 @@ def evaluate_direct(args: argparse.Namespace) -> Dict[str, Any]:
     spec = episode_spec(args)
     if args.workers > 1 or args.ray_address:
         return evaluate_parallel(args, spec)
-    seeds = [args.seed + i for i in range(args.episodes)]
+    seeds = args.seeds
     start = time.monotonic()
-    runs, hits, device, dtype = run_episodes(spec, args.configs, seeds, args.fastv_budget)
+    late = late_configs(args.configs, args.budget_match, args.fastv_budget)
+    runs, hits, device, dtype = run_episodes(spec, args.configs, seeds, args.fastv_budget,
+                                             late=late)
     meta = run_meta(args, seeds, time.monotonic() - start, machine(args.threads, device, dtype))
     return summarize(runs, meta, hits)
 
@@ -139,7 +183,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         result = evaluate_direct(args)
     print(format_table(result))
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
+        with open(args.json, "x" if args.claim else "w", encoding="utf-8") as f:
             json.dump(result, f, indent=2)
     if args.plot:
         plot(result, args.plot)

@@ -30,6 +30,7 @@ import yaml
 from specprune import load_policy
 from specprune.bench import machine
 from specprune_ros.eval.configurations import EVAL_SEED, model_hash
+from specprune_ros.eval.episode_env import frame_of
 from specprune_ros.eval.episodes import observation
 from specprune_ros.node import executor_parameters as xp
 from specprune_ros.node.chunk_timing import RULES, ChunkCombiner, parse_chunk
@@ -73,8 +74,8 @@ class Episode:
             now = T0 + tick * dt
             if tick % self.replan == 0:
                 rendered = self.arm.observe() if tick else obs
-                chunk, _ = self.policy.step(observation(rendered, self.arm.instruction,
-                                                        motion.motion))
+                chunk, _ = self.policy.step(observation(frame_of(rendered),
+                                                        self.arm.instruction, motion.motion))
                 self.steps += 1
                 offsets = [(i + 1) * dt for i in range(len(chunk.actions))]
                 pending.append((tick + self.latency, parse_chunk(

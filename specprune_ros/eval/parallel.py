@@ -3,11 +3,12 @@
 ``specprune-eval --workers N`` splits the seeds into contiguous blocks and runs each block
 (every configuration, seed-major, as the serial runner does) as one Ray task with its own
 model and simulator, on this machine (``ray.init()`` with N CPUs) or on a running cluster
-(``--ray-address``; the nodes need this package and its requirements installed). FastV
-runs in a second round with SpecPrune's mean kept tokens over the whole first round, the
-rule the serial runner follows too. Blocks are merged in seed order, so every episode
-record, kept-token count, action deviation and hit rate equals the serial run's on the same
-seeds; only the timings differ. Ray is optional: without it the serial path runs.
+(``--ray-address``; the nodes need this package and its requirements installed). With
+``--budget-match mean`` the baselines run in a second round with SpecPrune's mean kept
+tokens over the whole first round, the rule the serial runner follows too (per step, each
+block matches its own steps). Blocks are merged in seed order, so every episode record,
+kept-token count, action deviation and hit rate equals the serial run's on the same seeds;
+only the timings differ. Ray is optional: without it the serial path runs.
 """
 from __future__ import annotations
 
@@ -19,9 +20,9 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 from specprune.bench import machine
 from specprune_ros.eval.configurations import run_meta
-from specprune_ros.eval.episodes import (EpisodeSpec, fastv_budget_of, hit_source_of,
+from specprune_ros.eval.episodes import (EpisodeSpec, budget_of, hit_source_of, late_configs,
                                          run_episodes)
-from specprune_ros.eval.eval_results import FASTV, SPECPRUNE, ConfigRun, summarize
+from specprune_ros.eval.eval_results import SPECPRUNE, ConfigRun, summarize
 
 #: Environment every worker needs: the repository on the path, the offscreen renderer.
 _WORKER_ENV = ("PYTHONPATH", "MUJOCO_GL", "PYOPENGL_PLATFORM", "PYTHONWARNINGS")
@@ -42,9 +43,9 @@ def seed_blocks(seeds: Sequence[int], workers: int) -> List[List[int]]:
 
 
 def _block(spec: EpisodeSpec, configs: Sequence[str], seeds: Sequence[int],
-           fastv_budget: int, hit_source: str
+           budget: int, hit_source: str
            ) -> Tuple[Dict[str, ConfigRun], List[float], str, str]:
-    return run_episodes(spec, configs, seeds, fastv_budget, lambda line: None, hit_source)
+    return run_episodes(spec, configs, seeds, budget, lambda line: None, hit_source)
 
 
 def _merge(parts: Sequence[Tuple[Dict[str, ConfigRun], List[float], str, str]],
@@ -53,6 +54,7 @@ def _merge(parts: Sequence[Tuple[Dict[str, ConfigRun], List[float], str, str]],
         for name, run in block_runs.items():
             merged = runs.setdefault(name, ConfigRun(name, dict(run.changes)))
             merged.changes.update(run.changes)
+            merged.layers = run.layers
             merged.episodes += run.episodes
             merged.steps += run.steps
         hits += block_hits
@@ -76,19 +78,20 @@ def evaluate_parallel(args: argparse.Namespace, spec: EpisodeSpec) -> Dict[str, 
     ray.init(**init)
     try:
         task = ray.remote(num_cpus=spec.threads)(_block)
-        seeds = [args.seed + i for i in range(args.episodes)]
+        seeds = list(args.seeds)
         blocks = seed_blocks(seeds, args.workers)
         start = time.monotonic()
         runs: Dict[str, ConfigRun] = {}
         hits: List[float] = []
-        first = [c for c in args.configs if c != FASTV]
+        late = late_configs(args.configs, args.budget_match, args.fastv_budget)
+        first = [c for c in args.configs if c not in late]
         source = hit_source_of(args.configs)
-        parts = ray.get([task.remote(spec, first, b, 0, source) for b in blocks]) \
-            if first else []
+        parts = ray.get([task.remote(spec, first, b, args.fastv_budget, source)
+                         for b in blocks]) if first else []
         _merge(parts, runs, hits)
-        if FASTV in args.configs:
-            budget = fastv_budget_of(runs.get(SPECPRUNE), args.fastv_budget)
-            more = ray.get([task.remote(spec, [FASTV], b, budget, source) for b in blocks])
+        if late:
+            budget = budget_of(runs.get(SPECPRUNE), args.fastv_budget)
+            more = ray.get([task.remote(spec, late, b, budget, source) for b in blocks])
             _merge(more, runs, hits)
             parts += more
         runs = {c: runs[c] for c in args.configs}
