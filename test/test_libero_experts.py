@@ -1,17 +1,21 @@
 """The scripted LIBERO pick-and-place expert: its reading of BDDL goals, its phases and
 recoveries on a kinematic toy, and real LIBERO episodes on development seeds (one per suite
 in CI; SPECPRUNE_LIBERO_FULL=1 runs every scripted task)."""
+import json
 import os
 
+import h5py
 import numpy as np
 import pytest
 
 from specprune_ros.sim.demos import NoiseConfig
 from specprune_ros.sim.libero_env import LiberoWorker, libero_python
+from specprune_ros.sim.libero_demos import main as record_main
 from specprune_ros.sim.libero_experts import (APPROACH, CARRY, CLOSE, DESCEND, LIFT, LOWER,
                                               RELEASE, RETREAT, LiberoExpertConfig,
                                               PickPlaceExpert, PickPlaceTask, grasp_for,
-                                              release_above, run_expert_episode)
+                                              parse_ranges, release_above,
+                                              run_expert_episode)
 from specprune_ros.sim.libero_protocol import SUITE_MAX_STEPS
 
 
@@ -119,7 +123,7 @@ needs_libero = pytest.mark.skipif(libero_python() is None,
                                   reason=".venv-libero is not installed (scripts/setup.sh)")
 #: CI: one short episode per suite (task, development seed). The full sweep below covers
 #: every scripted task.
-CI_EPISODES = [("libero_spatial", 0, 1000), ("libero_object", 0, 1000)]
+CI_EPISODES = [("libero_object", 0, 1000)]  # Spatial: the recorder's test below
 SCRIPTED = {"libero_spatial": range(10), "libero_object": range(10)}
 FULL = os.environ.get("SPECPRUNE_LIBERO_FULL") == "1"
 
@@ -148,3 +152,28 @@ def test_every_scripted_task_succeeds_on_development_seeds(suite, task):
     for seed in (2000, 2001):
         episode = _episode(suite, task, seed, NoiseConfig())
         assert episode.success, (seed, episode.phases)
+
+
+@needs_libero
+def test_the_recorder_writes_a_spatial_demo_as_the_protocol_shows_it(tmp_path):
+    out = tmp_path / "libero.hdf5"
+    assert record_main(["--suite", "libero_spatial", "--tasks", "0", "--per-task", "1",
+                        "--seed", "1000", "--camera-size", "64", "--out", str(out)]) == 0
+    with h5py.File(out, "r") as f:
+        env_args = json.loads(f["data"].attrs["env_args"])
+        demo = f["data/demo_0"]
+        n = int(demo.attrs["num_samples"])
+        assert env_args["suite"] == "libero_spatial" and env_args["proprio_frame"] == "world"
+        assert demo.attrs["seed"] == 1000 and demo.attrs["instruction"].startswith("pick up")
+        assert json.loads(demo.attrs["cube_colors"]) == ["akita_black_bowl_1", "plate_1"]
+        assert 20 < n < SUITE_MAX_STEPS["libero_spatial"]
+        assert demo["actions"].shape == (n, 7) and demo["obs/proprio"].shape == (n, 8)
+        assert demo["obs/agentview_image"].shape == (n, 64, 64, 3)
+        assert demo["obs/cube_pos"].shape == (n, 2, 3)
+        bowl = demo["obs/cube_pos"][:, 0]
+        assert bowl[:, 2].max() > bowl[0, 2] + 0.05  # lifted and carried
+
+
+def test_ranges_parse_as_the_command_lines_write_them():
+    assert parse_ranges("0-3,5-9") == [0, 1, 2, 3, 5, 6, 7, 8, 9]
+    assert parse_ranges("4") == [4]

@@ -12,8 +12,9 @@ clipping to [-1, 1] moves in straight lines at full speed until the last few cen
 The hand keeps its starting orientation (LIBERO's fingers close along world y).
 
 Grasps by object kind (measured, see the issue's notes): bowls by the rim, 5 cm from the
-centre along y, fingertips 2 cm above the bowl's origin (fingers on both sides of the wall);
-everything else by its centre, 2 cm above its origin.
+centre along y, grip site 2 cm above the bowl's origin (fingers on both sides of the wall);
+flat boxes (cream cheese, butter, pudding) at their centre; everything else 2 cm above its
+origin.
 """
 from __future__ import annotations
 
@@ -33,6 +34,8 @@ from specprune_ros.sim.libero_env import LiberoStep, LiberoWorker
 from specprune_ros.sim.libero_protocol import DUMMY_ACTION, NUM_STEPS_WAIT, SUITE_MAX_STEPS
 
 GRIPPER_OPEN, GRIPPER_CLOSE = -1.0, 1.0
+#: An object this far below its target after settling has fallen off the table.
+FELL_BELOW = 0.1
 APPROACH, DESCEND, CLOSE, LIFT, CARRY, LOWER, RELEASE, RETREAT = (
     "approach", "descend", "close", "lift", "carry", "lower", "release", "retreat")
 
@@ -49,6 +52,11 @@ class GraspSpec:
 #: Grasp geometry by a substring of the object's name; the first match wins.
 GRASPS: Tuple[Tuple[str, GraspSpec], ...] = (
     ("bowl", GraspSpec(offset=(0.0, 0.05, 0.02), release_height=0.05)),
+    # flat boxes (1.8-2.6 cm tall): the fingertips reach ~1 cm below the grip site, so +2 cm
+    # closes them above the box; grasp at the centre (the floor stops the hand at ~1.1 cm)
+    ("cream_cheese", GraspSpec(offset=(0.0, 0.0, 0.0))),
+    ("butter", GraspSpec(offset=(0.0, 0.0, 0.0))),
+    ("chocolate_pudding", GraspSpec(offset=(0.0, 0.0, 0.0))),
 )
 DEFAULT_GRASP = GraspSpec()
 #: Release heights by target kind (a basket's rim stands 8 cm high: drop from above it).
@@ -243,7 +251,9 @@ class PickPlaceExpert:
 @dataclass
 class ExpertEpisode:
     """One expert episode on a development initial state: success, the ticks it took
-    (after the settling no-op ticks), the phases it went through, the noise it had."""
+    (after the settling no-op ticks), the phases it went through, the noise it had, and
+    whether the start was valid (LIBERO's sampler sometimes drops the object off the table:
+    then the expert does not run)."""
 
     suite: str
     task: int
@@ -253,28 +263,34 @@ class ExpertEpisode:
     phases: List[Tuple[int, str]] = field(default_factory=list)
     noise_std: float = 0.0
     pushed: bool = False
+    valid_start: bool = True
 
 
 def run_expert_episode(worker: LiberoWorker, expert: PickPlaceExpert, suite: str, task: int,
                        seed: int, horizon: int, noise: Optional[NoiseConfig] = None,
-                       on_tick=None) -> ExpertEpisode:
+                       on_tick=None, views: Sequence[str] = ()) -> ExpertEpisode:
     """Reset the worker's task (built by ``make``) with development ``seed``, settle for the
     protocol's no-op ticks, then let the expert act for at most ``horizon`` ticks, its
     actions perturbed by ``noise`` (None: clean). ``on_tick(step, label)`` sees every
-    observation the expert acted on with its clean action (a demo recorder's hook)."""
+    observation the expert acted on with its clean action (a demo recorder's hook); ``views``
+    are rendered for each of those observations."""
     off = OffNominal(noise, seed) if noise is not None else None
     episode = ExpertEpisode(suite=suite, task=task, seed=seed,
                             noise_std=float(off.std) if off else 0.0,
                             pushed=bool(off and off.push_len))
     step: LiberoStep = worker.reset(seed=seed)
-    for _ in range(NUM_STEPS_WAIT):
-        step = worker.step(DUMMY_ACTION)
+    for wait in range(NUM_STEPS_WAIT):
+        step = worker.step(DUMMY_ACTION, views=views if wait == NUM_STEPS_WAIT - 1 else ())
     expert.reset()
+    task_obj, target = expert.task.obj, expert.task.target
+    if step.object_pos(task_obj)[2] < step.object_pos(target)[2] - FELL_BELOW:
+        episode.valid_start = False
+        return episode
     for tick in range(horizon):
         label = expert.act(step.obs)
         if on_tick is not None:
             on_tick(step, label)
-        step = worker.step(off(label, tick) if off else label)
+        step = worker.step(off(label, tick) if off else label, views=views)
         episode.ticks = tick + 1
         if step.done:
             episode.success = True
@@ -309,17 +325,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--seeds", default="1000-1002", help="development seeds, e.g. 1000-1009")
     parser.add_argument("--noise", action="store_true", help="the demo recorder's noise/pushes")
     args = parser.parse_args(argv)
-    episodes = measure(args.suite, _ints(args.tasks), _ints(args.seeds),
+    episodes = measure(args.suite, parse_ranges(args.tasks), parse_ranges(args.seeds),
                        NoiseConfig() if args.noise else None)
     wins = [e for e in episodes if e.success]
-    print(json.dumps({"suite": args.suite, "episodes": len(episodes), "successes": len(wins),
+    valid = [e for e in episodes if e.valid_start]
+    print(json.dumps({"suite": args.suite, "episodes": len(episodes), "valid": len(valid),
+                      "successes": len(wins),
                       "max_ticks": max((e.ticks for e in wins), default=0),
                       "mean_ticks": round(float(np.mean([e.ticks for e in wins])), 1)
                       if wins else 0}))
     return 0
 
 
-def _ints(text: str) -> List[int]:
+def parse_ranges(text: str) -> List[int]:
     """'0-3,7' -> [0, 1, 2, 3, 7]."""
     out: List[int] = []
     for part in text.split(","):

@@ -1,0 +1,112 @@
+"""Record scripted LIBERO demonstrations through the worker, in the demo recorder's HDF5
+layout (``demos.DemoWriter``). No ROS imports.
+
+Episodes start from development initial states (``env.reset`` with seeds from ``--seed`` on,
+never the benchmark's fixed states: those are the claim set), settle for the protocol's 10
+no-op ticks, then the scripted expert acts with the recorder's noise and pushes
+(``demos.OffNominal``); the recorded label is the expert's clean action. Only successful
+episodes are written. What is recorded is what the protocol gives a policy: both views
+rotated 180 degrees, the 8-D LIBERO state (world frame), the task's language. Run::
+
+    python -m specprune_ros.sim.libero_demos --suite libero_spatial --tasks 0-3,5-9 \\
+        --per-task 50 --seed 10000 --out demos/libero_spatial.hdf5
+
+Layout as pick_color's (demos.py), with the task's two objects in place of the cubes:
+``attrs cube_colors`` holds ``[object, target]`` (names in the observation) and
+``obs/cube_pos`` their world positions (privileged: labels, never inputs); the instruction
+tells the tasks apart.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from specprune_ros.sim.demos import DemoWriter, NoiseConfig
+from specprune_ros.sim.libero_env import LiberoStep, LiberoWorker
+from specprune_ros.sim.libero_experts import (PickPlaceExpert, PickPlaceTask, parse_ranges,
+                                              run_expert_episode)
+from specprune_ros.sim.libero_protocol import ENV_IMAGE_SIZE, SUITE_MAX_STEPS, flip_180, proprio
+from specprune_ros.sim.libero_worker import VIEWS
+
+
+def record_episode(worker: LiberoWorker, info: Dict, suite: str, seed: int,
+                   noise: NoiseConfig) -> Optional[Dict]:
+    """One noisy expert episode on the worker's task: the demo dict, or None on failure."""
+    task = PickPlaceTask.from_goal(info["goal"])
+    frames: Dict[str, List[np.ndarray]] = {view: [] for view in VIEWS}
+    states, labels, positions = [], [], []
+
+    def keep(step: LiberoStep, label: np.ndarray) -> None:
+        for view in VIEWS:
+            frames[view].append(flip_180(step.images[view]))
+        states.append(proprio(step))
+        labels.append(label)
+        positions.append([step.object_pos(task.obj), step.object_pos(task.target)])
+
+    episode = run_expert_episode(worker, PickPlaceExpert(task), suite, info["index"], seed,
+                                 SUITE_MAX_STEPS[suite], noise, on_tick=keep, views=VIEWS)
+    if not episode.success:
+        return None
+    return {"seed": seed, "instruction": info["language"], "cube_colors": [task.obj, task.target],
+            "actions": np.asarray(labels, dtype=np.float32),
+            "proprio": np.asarray(states, dtype=np.float32),
+            "cube_pos": np.asarray(positions, dtype=np.float32),
+            "images": {view: np.stack(f) for view, f in frames.items()}}
+
+
+def record(out: str, suite: str, tasks: Sequence[int], per_task: int, seed: int,
+           noise: NoiseConfig, camera_size: int = ENV_IMAGE_SIZE, log=print) -> Dict:
+    """``per_task`` successful demos of each task, seeds counting up from ``seed`` (shared
+    by all tasks, so every seed is used once); a summary dict."""
+    env_args = {"suite": suite, "tasks": list(tasks), "camera_size": camera_size,
+                "cameras": list(VIEWS), "images": "rotated 180 degrees (openvla-oft)",
+                "proprio_frame": "world", "action_dim": 7, "control_rate_hz": 20,
+                "noise": asdict(noise), "first_seed": seed}
+    writer = DemoWriter(out, env_args)
+    tried, next_seed, start = 0, seed, time.perf_counter()
+    try:
+        with LiberoWorker() as worker:
+            for task in tasks:
+                info = worker.make(suite, task, camera_size=camera_size)
+                kept = 0
+                while kept < per_task:
+                    episode = record_episode(worker, info, suite, next_seed, noise)
+                    tried, next_seed = tried + 1, next_seed + 1
+                    if episode is not None:
+                        writer.add(episode)
+                        kept += 1
+                log(f"libero demos: task {task} done, {writer.count} written, {tried} tried "
+                    f"({time.perf_counter() - start:.0f} s)")
+    finally:
+        writer.close()
+    summary = {"written": writer.count, "tried": tried, "samples": writer.total,
+               "expert_success_rate": writer.count / max(tried, 1),
+               "seconds": round(time.perf_counter() - start, 1), "out": out}
+    log(f"libero demos: {json.dumps(summary)}")
+    return summary
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--suite", default="libero_spatial", choices=sorted(SUITE_MAX_STEPS))
+    parser.add_argument("--tasks", default="0-3,5-9", help="task indices, e.g. 0-3,5-9")
+    parser.add_argument("--per-task", type=int, default=50, help="successful demos per task")
+    parser.add_argument("--seed", type=int, default=10000, help="first development seed")
+    parser.add_argument("--out", default="demos/libero_spatial.hdf5", help="HDF5 to write")
+    parser.add_argument("--camera-size", type=int, default=ENV_IMAGE_SIZE)
+    args = parser.parse_args(argv)
+    if args.per_task < 1:
+        parser.error("--per-task must be >= 1")
+    record(args.out, args.suite, parse_ranges(args.tasks), args.per_task, args.seed, NoiseConfig(),
+           args.camera_size)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
