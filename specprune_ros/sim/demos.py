@@ -232,11 +232,17 @@ def record(out: str, episodes: int, seed: int, config: RecordConfig, workers: in
                             f"({time.perf_counter() - start:.0f} s)")
     finally:
         writer.close()
-    summary = {"written": writer.count, "tried": tried, "samples": writer.total,
-               "expert_success_rate": writer.count / max(tried, 1),
-               "seconds": round(time.perf_counter() - start, 1), "out": out}
+    summary = record_summary(writer, tried, start, out)
     log(f"demos: {json.dumps(summary)}")
     return summary
+
+
+def record_summary(writer: DemoWriter, tried: int, start: float, out: str) -> Dict:
+    """What a recording wrote: demos, episodes tried, samples, the expert's success rate,
+    seconds since ``start`` (time.perf_counter), the file."""
+    return {"written": writer.count, "tried": tried, "samples": writer.total,
+            "expert_success_rate": writer.count / max(tried, 1),
+            "seconds": round(time.perf_counter() - start, 1), "out": out}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -27,7 +27,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from specprune_ros.sim.demos import DemoWriter, NoiseConfig
+from specprune_ros.sim.demos import DemoWriter, NoiseConfig, record_summary
 from specprune_ros.sim.libero_env import LiberoStep, LiberoWorker
 from specprune_ros.sim.libero_experts import (PickPlaceExpert, PickPlaceTask, parse_ranges,
                                               run_expert_episode)
@@ -85,9 +85,7 @@ def record(out: str, suite: str, tasks: Sequence[int], per_task: int, seed: int,
                     f"({time.perf_counter() - start:.0f} s)")
     finally:
         writer.close()
-    summary = {"written": writer.count, "tried": tried, "samples": writer.total,
-               "expert_success_rate": writer.count / max(tried, 1),
-               "seconds": round(time.perf_counter() - start, 1), "out": out}
+    summary = record_summary(writer, tried, start, out)
     log(f"libero demos: {json.dumps(summary)}")
     return summary
 
