@@ -32,6 +32,7 @@ setup(
             "specprune-train = specprune.train.training:main",
             "specprune-demo = specprune_ros.demo:main",
             "specprune-eval = specprune_ros.eval.evaluate:main",
+            "specprune-suite-table = specprune_ros.eval.suite_table:main",
             "specprune-grounding = specprune.train.grounding:main",
             "specprune-demos = specprune_ros.sim.demos:main",
             "specprune_recorder = specprune_ros.node.recorder:main",
