@@ -257,7 +257,7 @@ def test_yaml_is_generated_from_the_table():
 
 
 def test_every_limit_is_a_live_parameter_with_a_range():
-    for name in xp.LIMIT_FIELDS:
+    for name in xp.LIMIT_FIELDS + xp.JOINT_LIMIT_FIELDS:
         spec = xp.BY_NAME[name]
         assert not spec.read_only, name
         assert isinstance(spec.default, list) or (spec.lo is not None and spec.hi is not None)
