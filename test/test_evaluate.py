@@ -320,3 +320,14 @@ def test_ros_runner_gives_the_same_form_of_results(direct: Dict[str, Any],
     assert result["configs"]["unpruned"]["action_l1_vs_unpruned"] == 0.0
     assert result["configs"]["specprune"]["action_l1_vs_unpruned"] is None
     assert result["node_exit_codes"] == {"executor": 0, "policy": 0, "sim": 0}
+
+
+def test_robot_limits_keep_the_robot_envelope_over_ros():
+    from specprune_ros.eval.eval_ros import executor_command
+    sim, robot = executor_command("sim"), executor_command("robot")
+    assert any(arg.endswith("config/executor_sim.yaml") for arg in sim)
+    assert not any(arg.endswith("executor_sim.yaml") for arg in robot)
+    assert any(arg.endswith("config/executor.yaml") for arg in robot)
+    assert "require_estop_signal:=false" in robot  # the only waiver: no e-stop in the sim
+    with pytest.raises(ValueError, match="executor limits"):
+        executor_command("fast")

@@ -340,11 +340,27 @@ def _node_commands(args: argparse.Namespace) -> List[List[str]]:
         args.policy, "ee_motion_source:=pose_topic", f"torch_threads:={args.threads}",
         f"device:={args.device}", f"dtype:={args.dtype}",
         f"inference_rate_hz:={2 * CONTROL_RATE_HZ / CHUNK}", "use_sim_time:=true")
-    executor = ["specprune_ros.node.executor_node", "--ros-args",
-                "--params-file", data_path("config/executor.yaml"),
-                "--params-file", data_path("config/executor_sim.yaml"),
-                "-p", "autostart:=true", "-p", "use_sim_time:=true", "-p", "output:=twist"]
-    return [bridge, policy, executor]
+    return [bridge, policy, executor_command(getattr(args, "executor_limits", "sim"))]
+
+
+#: --executor-limits: which envelope the executor runs with over ROS
+EXECUTOR_LIMITS = ("sim", "robot")
+
+
+def executor_command(limits: str) -> List[str]:
+    """The executor of the ROS evaluation: config/executor.yaml (the robot's limits), plus
+    executor_sim.yaml's opened speed / acceleration limits with ``limits`` "sim". "robot"
+    keeps the robot config's envelope and only waives its e-stop signal (the simulator has
+    no e-stop to say false)."""
+    if limits not in EXECUTOR_LIMITS:
+        raise ValueError(f"executor limits {limits!r}: choose one of {EXECUTOR_LIMITS}")
+    cmd = ["specprune_ros.node.executor_node", "--ros-args",
+           "--params-file", data_path("config/executor.yaml")]
+    if limits == "sim":
+        cmd += ["--params-file", data_path("config/executor_sim.yaml")]
+    else:
+        cmd += ["-p", "require_estop_signal:=false"]
+    return cmd + ["-p", "autostart:=true", "-p", "use_sim_time:=true", "-p", "output:=twist"]
 
 
 def evaluate_ros(args: argparse.Namespace, startup_timeout: float = 300.0) -> Dict[str, Any]:
@@ -385,6 +401,7 @@ def evaluate_ros(args: argparse.Namespace, startup_timeout: float = 300.0) -> Di
     host = machine(args.threads, args.device, args.dtype)
     meta = run_meta(args, seeds, time.monotonic() - start, host)
     meta.update(notes=NOTES, node_exit_codes=dict(zip(("executor", "policy", "sim"), codes)),
+                executor_limits=getattr(args, "executor_limits", "sim"),
                 executor_counters=dict(sorted(monitor.executor_counters.items())),
                 policy_node_counters=dict(sorted(monitor.node_counters.items())),
                 configs_skipped=[c for c in args.configs if c not in configs])

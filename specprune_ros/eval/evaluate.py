@@ -75,6 +75,10 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                         help="comma-separated subset of: " + ", ".join(CONFIGS))
     parser.add_argument("--via", choices=("direct", "ros"), default="direct")
     parser.add_argument("--task", default="pick_color")
+    parser.add_argument("--executor-limits", choices=("sim", "robot"), default="sim",
+                        help="--via ros: the executor's envelope: sim (executor_sim.yaml opens "
+                        "speed and acceleration to the simulator's OSC range) or robot "
+                        "(config/executor.yaml as on a real arm, e-stop signal waived)")
     parser.add_argument("--horizon", type=int, default=150, help="control ticks per episode")
     parser.add_argument("--seed", type=int, default=None,
                         help="episode i uses seed + i (default %d: past the demos' seeds 0, "
