@@ -53,11 +53,12 @@ class GraspSpec:
 
     offset: Tuple[float, float, float] = (0.0, 0.0, 0.02)
     release_height: float = 0.06
+    high_approach: bool = True  # stay up while far (LiberoExpertConfig.sweep_*)
 
 
 #: Grasp geometry by a substring of the object's name; the first match wins.
 GRASPS: Tuple[Tuple[str, GraspSpec], ...] = (
-    ("bowl", GraspSpec(offset=(0.0, 0.05, 0.02), release_height=0.05)),
+    ("bowl", GraspSpec(offset=(0.0, 0.05, 0.02), release_height=0.05, high_approach=False)),
     # flat boxes (1.8-2.6 cm tall): the fingertips reach ~1 cm below the grip site, so +2 cm
     # closes them above the box; grasp at the centre (the floor stops the hand at ~1.1 cm)
     ("cream_cheese", GraspSpec(offset=(0.0, 0.0, 0.0))),
@@ -84,8 +85,10 @@ class LiberoExpertConfig:
     lost_distance: grip-site to grasp-point distance that means the object slipped away.
     stall_ticks / stall_progress: a descent that gained less than stall_progress in
     stall_ticks ticks has hit the object (a tall bottle's cap, the floor): close there.
-    sweep_distance: horizontal distance from the hover point beyond which the approach does
-    not descend (a diagonal descent knocked a ketchup bottle over).
+    sweep_distance / sweep_height: farther than sweep_distance from the hover point, the
+    approach stays up to sweep_height above it (a diagonal descent knocked a ketchup bottle
+    over; bowls, low and wide, approach diagonally: holding height failed on the bowl
+    on the ramekin next to the robot's base, 0 of 3).
     """
 
     gain: float = 20.0
@@ -101,12 +104,13 @@ class LiberoExpertConfig:
     lost_distance: float = 0.05
     stall_ticks: int = 3
     sweep_distance: float = 0.04
+    sweep_height: float = 0.08
     stall_progress: float = 0.002
 
     def __post_init__(self) -> None:
         for name in ("gain", "hover", "carry_clearance", "xy_tolerance", "z_tolerance",
                      "place_tolerance", "lift_before_carry", "lower_overshoot",
-                     "lost_distance", "stall_progress", "sweep_distance"):
+                     "lost_distance", "stall_progress", "sweep_distance", "sweep_height"):
             value = int_as_float(getattr(self, name), float)
             check_value("LiberoExpertConfig", name, value, float, 1e-9, None)
         for name in ("close_ticks", "release_ticks", "stall_ticks"):
@@ -188,8 +192,10 @@ class PickPlaceExpert:
         cfg, phase = self.config, self.phase
         if phase == APPROACH:
             goal = grasp_point + np.array([0.0, 0.0, cfg.hover])
-            if np.linalg.norm((goal - eef)[:2]) > cfg.sweep_distance:
-                goal[2] = max(goal[2], eef[2])  # no low sweep into a tall object's top
+            far = np.linalg.norm((goal - eef)[:2]) > cfg.sweep_distance
+            if far and self.grasp.high_approach:
+                # no low sweep into a tall object's top, but no long hold high up either
+                goal[2] = max(goal[2], min(eef[2], goal[2] + cfg.sweep_height))
             return goal, GRIPPER_OPEN
         if phase == DESCEND:
             return grasp_point, GRIPPER_OPEN
