@@ -379,3 +379,21 @@ def test_fault_tracker_reports_each_fault_once_until_it_clears() -> None:
     assert tracker.update([nan]) == ([], [stale2])
     assert tracker.update([]) == ([], [nan])
     assert tracker.update([stale1]) == ([stale1], [])  # recurred: reported again
+
+
+@pytest.mark.parametrize("told", [True, False])
+def test_a_backward_time_jump_forgets_the_old_timeline(told) -> None:
+    """After the clock steps back 0.3 s (less than any age limit) the policy node's jump
+    callback calls time_jumped: no sample of the old timeline is paired or blended."""
+    builder = ready_builder()  # T0 - 0.05 and T0, the arm at x = 0.1
+    if told:
+        builder.time_jumped()
+    for t in (T0 - 0.35, T0 - 0.3):
+        feed(builder, t, position=(0.2, -0.2, 0.3))
+    result = builder.build(T0 - 0.29, "pick up the cube")
+    if not told:  # what the node would build without the callback: the old timeline's frame
+        assert result.observation is None or result.observation.stamp == T0
+        return
+    assert result.faults == []
+    assert result.observation.stamp == T0 - 0.3
+    assert result.observation.proprio[0] == pytest.approx(0.2)

@@ -248,3 +248,55 @@ def test_preset_or_no_model_is_refused_without_allow_preset_model(context: Conte
         assert unnamed.error.startswith("no model named")
     finally:
         unnamed.destroy_node()
+
+
+def test_layer_lists_written_for_layer_depth_are_checked_against_it(node: PolicyNode) -> None:
+    assert node.set_parameters([Parameter("prune.layer_depth", value=32)])[0].successful
+    try:
+        ok = node.set_parameters([Parameter("prune.global_score_layers", value=[25, -1])])[0]
+        assert ok.successful, ok.reason  # layer 25 of 32: layer 3 of the tiny preset's 4
+        rejected = node.set_parameters([Parameter("prune.layer_prune_layers",
+                                                  value=[5, 40])])[0]
+        assert not rejected.successful
+        assert rejected.reason == ("prune.layer_prune_layers: layers [40] do not exist in a "
+                                   "model of prune.layer_depth 32 decoder layers (valid "
+                                   "indices -32..31)")
+    finally:
+        node.set_parameters([Parameter("prune.global_score_layers", value=[14, -1]),
+                             Parameter("prune.layer_depth", value=0)])
+
+
+def test_a_backward_clock_step_drops_buffered_inputs_and_resets_the_policy(
+        context: Context) -> None:
+    """use_sim_time: /clock stepping back 0.3 s reaches the node through rclpy's time-jump
+    callback, which forgets the builder's samples of the old timeline."""
+    import time
+
+    from rclpy.executors import SingleThreadedExecutor
+    from rosgraph_msgs.msg import Clock
+
+    sim_node = make_node(context, use_sim_time=True)
+    probe = rclpy.create_node("clock_probe", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(sim_node)
+    executor.add_node(probe)
+    calls = []
+    builder = sim_node._builder
+    forget = builder.time_jumped
+    builder.time_jumped = lambda: (calls.append(sim_node.get_clock().now()), forget())
+    clock_pub = probe.create_publisher(Clock, "/clock", 10)
+    try:
+        deadline = time.monotonic() + 20.0
+        for stamp in [100.0 + 0.05 * i for i in range(10)] + [99.9]:
+            clock_pub.publish(Clock(clock=rclpy.time.Time(seconds=stamp).to_msg()))
+            for _ in range(5):
+                executor.spin_once(timeout_sec=0.02)
+        while not calls and time.monotonic() < deadline:
+            clock_pub.publish(Clock(clock=rclpy.time.Time(seconds=99.9).to_msg()))
+            executor.spin_once(timeout_sec=0.05)
+        assert len(calls) == 1, calls  # the step back only, not the steps forward
+    finally:
+        executor.shutdown()
+        probe.destroy_node()
+        sim_node.trigger_shutdown()
+        sim_node.destroy_node()

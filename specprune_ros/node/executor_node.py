@@ -33,7 +33,6 @@ import math
 import warnings
 from typing import Any, Dict, List, Optional
 
-from rclpy.clock import ClockChange, JumpThreshold, TimeJump
 from rclpy.duration import Duration
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
@@ -60,6 +59,7 @@ from specprune_ros.node.executor_messages import (pose_msg, status_msg, trajecto
 from specprune_ros.node.lifecycle import StartupError
 from specprune_ros.node.param_table import coerce_parameters, declare_table, ros_value
 from specprune_ros.node.tf_motion import pose_from_msg, stamp_seconds
+from specprune_ros.node.time_jumps import watch_time_jumps
 
 NODE_NAME = params.NODE_NAME
 DIAG_NAME = f"{NODE_NAME}: safety"
@@ -153,9 +153,8 @@ class ExecutorNode(LifecycleNode):
         self._command_pub = pub(kind, v[topic], 10)
         self._entities += [self._diag_pub, self._gripper_pub, self._command_pub]
         self._timer = self.create_timer(self.core.dt, self._on_tick)
-        self._jump_handle = self.get_clock().create_jump_callback(
-            JumpThreshold(min_forward=None, min_backward=Duration(nanoseconds=-1),
-                          on_clock_change=True), post_callback=self._on_time_jump)
+        self._jump_handle = watch_time_jumps(
+            self, lambda reason: self.core.time_jumped(self._now(), reason))
         self.get_logger().info(f"configured: chunks on {v['action_chunk_topic']} -> "
                                f"{v['output']} on {v[topic]}, rule {v['rule']}, "
                                f"{v['control_rate_hz']:g} Hz")
@@ -245,15 +244,6 @@ class ExecutorNode(LifecycleNode):
                         ) -> Trigger.Response:
         response.success, response.message = self.core.reset_estop(self._now())
         return response
-
-    def _on_time_jump(self, jump: TimeJump) -> None:
-        """rclpy's time-jump callback: a backward step or a change of time source."""
-        if jump.clock_change in (ClockChange.ROS_TIME_ACTIVATED,
-                                 ClockChange.ROS_TIME_DEACTIVATED):
-            self.core.time_jumped(self._now(), "the time source changed")
-        elif jump.delta.nanoseconds < 0:
-            back = -jump.delta.nanoseconds * 1e-9
-            self.core.time_jumped(self._now(), f"the clock stepped back {back:.3f} s")
 
     # -------------------------------------------------------------------- the tick
     def _on_tick(self) -> None:

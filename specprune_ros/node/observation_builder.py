@@ -368,6 +368,17 @@ class ObservationBuilder:
         with self._lock:
             self._motion.reset()
 
+    def time_jumped(self) -> None:
+        """The clock went back (a /clock reset, a restarted simulator or bag): forget every
+        buffered frame, joint state and pose, so that samples of two timelines are never
+        paired or blended (a step back shorter than the age limits would otherwise be taken
+        for out-of-order arrival)."""
+        with self._lock:
+            self._frames.clear()
+            self._joints = None
+            self._joint_history.clear()
+            self._motion.reset()
+
     def match_counters(self) -> Dict[str, int]:
         """Frames dropped on arrival (duplicate / late) and clock resets so far."""
         with self._lock:

@@ -187,10 +187,15 @@ def prune_config(values: Mapping[str, Any], base: Optional[PruneConfig] = None) 
     return (base or PruneConfig()).updated(**prune_changes(values))
 
 
-def check_layers(values: Mapping[str, Any], num_layers: int) -> Optional[str]:
+def check_layers(values: Mapping[str, Any], num_layers: int,
+                 current: Optional[Mapping[str, Any]] = None) -> Optional[str]:
     """Why a layer-list value in ``values`` names a layer the ``num_layers``-layer model
     lacks, or None. A list equal to its default is exempt: the core's defaults are the
-    paper's 32-layer indices and shallower models use the layers they have."""
+    paper's 32-layer indices and shallower models use the layers they have. With
+    ``prune.layer_depth`` set (in ``values``, else in the ``current`` ones), the lists are
+    written for a model of that depth."""
+    depth = values.get("prune.layer_depth", (current or {}).get("prune.layer_depth", 0))
+    depth = int(ros_value(depth) or 0)
     for name, value in values.items():
         spec = BY_NAME.get(name)
         if spec is None or not spec.is_layer_list:
@@ -198,11 +203,13 @@ def check_layers(values: Mapping[str, Any], num_layers: int) -> Optional[str]:
         value = ros_value(value)
         if value == spec.default:
             continue
-        missing = [i for i in value if not -num_layers <= int(i) < num_layers]
+        written_for = depth or num_layers
+        missing = [i for i in value if not -written_for <= int(i) < written_for]
         if missing:
-            return (f"{name}: layers {missing} do not exist in the loaded model, which has "
-                    f"{num_layers} decoder layers (valid indices {-num_layers}.."
-                    f"{num_layers - 1})")
+            model = ("the loaded model, which has" if not depth else
+                     "a model of prune.layer_depth")
+            return (f"{name}: layers {missing} do not exist in {model} {written_for} decoder "
+                    f"layers (valid indices {-written_for}..{written_for - 1})")
     return None
 
 

@@ -63,6 +63,7 @@ from specprune_ros.node.observation_builder import (NO_NEW_FRAMES, BuildResult, 
                                                     FaultTracker, Limits, ObservationBuilder,
                                                     StateLayout)
 from specprune_ros.node.ros_image import compressed_msg_to_rgb, image_msg_to_rgb, rgb_to_image_msg
+from specprune_ros.node.time_jumps import watch_time_jumps
 from specprune_ros.node.tf_motion import (TfPoseSource, duration, pose_from_msg,
                                           stamp_seconds, tf_unavailable_reason)
 
@@ -309,6 +310,7 @@ class PolicyNode(LifecycleNode):
         self._faults = FaultTracker()
         self._policy_lock = threading.Lock()  # step vs reset vs deactivate / cleanup
         self._tf: Optional[TfPoseSource] = None
+        self._jump_handle: Any = None
         self._subscriptions_made: List[Any] = []
         self._managed_pubs: List[Any] = []
         self._active = threading.Event()
@@ -394,6 +396,7 @@ class PolicyNode(LifecycleNode):
         self._make_publishers()
         self._make_subscriptions()
         self._start_motion_source()
+        self._jump_handle = watch_time_jumps(self, self._on_time_jump)
         self._stop.clear()
         self._worker = threading.Thread(target=self._run_worker, name="specprune_inference",
                                         daemon=True)
@@ -406,6 +409,9 @@ class PolicyNode(LifecycleNode):
         if self._tf is not None:
             self._tf.destroy()
             self._tf = None
+        if self._jump_handle is not None:
+            self._jump_handle.unregister()
+            self._jump_handle = None
         for sub in self._subscriptions_made:
             self.destroy_subscription(sub)
         for pub in self._managed_pubs:
@@ -524,6 +530,17 @@ class PolicyNode(LifecycleNode):
         with self._shared.lock:
             return text or self._shared.topic_instruction
 
+    def _on_time_jump(self, reason: str) -> None:
+        """The clock broke its timeline: buffered inputs of the old one are forgotten and
+        the policy starts a new episode (its look-back frames are of the old timeline)."""
+        with self._policy_lock:
+            if self._builder is not None:
+                self._builder.time_jumped()
+            if self._policy is not None:
+                self._policy.reset()
+        self.get_logger().warning(f"time jump ({reason}): buffered inputs dropped, policy "
+                                  "reset")
+
     # -------------------------------------------------------------------- services
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response
                   ) -> Trigger.Response:
@@ -558,7 +575,7 @@ class PolicyNode(LifecycleNode):
         problem = params.check_values(values, policy is not None,
                                       self.get_fully_qualified_name())
         if problem is None and policy is not None:
-            problem = params.check_layers(values, policy.model.num_layers)
+            problem = params.check_layers(values, policy.model.num_layers, self._values)
         if problem is None and values.get("ee_motion_source") == "tf":
             problem = tf_unavailable_reason()
         if problem is None and any(name.startswith(params.PRUNE_PREFIX) for name in values):
