@@ -15,6 +15,18 @@ Grasps by object kind (measured, see the issue's notes): bowls by the rim, 5 cm 
 centre along y, grip site 2 cm above the bowl's origin (fingers on both sides of the wall);
 flat boxes (cream cheese, butter, pudding) at their centre; everything else 2 cm above its
 origin.
+
+Measured (``python -m specprune_ros.sim.libero_experts``, clean actions, hard resets,
+development seeds 1000-1002, December 2026), successes and ticks after the 10 settling ticks:
+
+- LIBERO-Spatial (limit 220): tasks 0, 1, 2, 3, 5, 6, 7 3/3; 8 2/3 (seed 1000: the sampler
+  drops the bowl off the table, ``valid_start`` false); 9 2/3; 4 0/3 (``UNSCRIPTED``).
+  64-145 ticks.
+- LIBERO-Object (limit 280): 29/30, 88-103 ticks (mean 96); task 1 (cream cheese) fails on
+  seed 1000 (the hand stops 2.6 cm above the box's centre and closes on nothing; cause not
+  found). LIBERO-Object's placements move only ~1 cm between seeds, as its fixed states do.
+- LIBERO-Goal and LIBERO-10 are not scripted: their goals (open, turn on, two objects) are
+  not a single On / In, and ``PickPlaceTask.from_goal`` refuses them.
 """
 from __future__ import annotations
 
