@@ -25,8 +25,9 @@ development seeds 1000-1002, December 2026), successes and ticks after the 10 se
 - LIBERO-Object (limit 280): 29/30, 88-103 ticks (mean 96); task 1 (cream cheese) fails on
   seed 1000 (the hand stops 2.6 cm above the box's centre and closes on nothing; cause not
   found). LIBERO-Object's placements move only ~1 cm between seeds, as its fixed states do.
-- LIBERO-Goal and LIBERO-10 are not scripted: their goals (open, turn on, two objects) are
-  not a single On / In, and ``PickPlaceTask.from_goal`` refuses them.
+- LIBERO-Goal and LIBERO-10 were not tried. ``PickPlaceTask.from_goal`` accepts any task
+  whose goal is a single On / In (some Goal tasks: a bowl on the plate / stove / cabinet, the
+  cream cheese in the bowl) and refuses the rest (open, turn on, two-object goals).
 """
 from __future__ import annotations
 
