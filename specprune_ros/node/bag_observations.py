@@ -11,7 +11,10 @@ Which observations: where the bag holds the node's chunks, exactly the ones it s
 A chunk is stamped with view 0's stamp S; before building for it, every state message
 received up to the chunk is fed, and camera frames up to stamp S (view 0) or S +
 max_view_skew_s (the other views), so the builder's newest unused set is the one the node
-used. Without chunks (a bag of a teleoperated episode), every new matched set of frames.
+used. Joint states and poses stamped up to S + STATE_AHEAD_S are fed too, even when the
+recorder received them after the chunk: its subscriptions are not the node's, and a pose the
+node had (the one clearing a reset's pose jump) can reach the recorder after the chunk.
+Without chunks (a bag of a teleoperated episode), every new matched set of frames.
 The node's ~/reset marker (``EPISODE_TOPIC``) starts an episode.
 """
 from __future__ import annotations
@@ -36,6 +39,8 @@ with warnings.catch_warnings():
 from specprune_ros.node.ros_image import compressed_msg_to_rgb, image_msg_to_rgb
 from specprune_ros.node.tf_motion import pose_from_msg, stamp_seconds
 
+STATE_AHEAD_S = 0.1  # state stamped this far past a chunk's image is fed before it
+_STATE_ROLES = ("joint_states", "ee_pose")
 #: rcl_interfaces/ParameterValue type -> the field holding the value
 _VALUE_FIELDS = {1: "bool_value", 2: "integer_value", 3: "double_value", 4: "string_value",
                  5: "byte_array_value", 6: "bool_array_value", 7: "integer_array_value",
@@ -204,23 +209,43 @@ def rebuild(bag: RecordedBag, proprio_dim: int, use_chunks: bool = True) -> Rebu
                        f"{exc}") from None
     out = Rebuilt([], source)
     chunk_topic = values["action_chunk_topic"]
-    for message in bag.messages:
+    fed_early: set = set()  # state messages handled before their turn
+    for i, message in enumerate(bag.messages):
         if message.topic in replayer.views:
             replayer.frames[replayer.views[message.topic]].append(message)
             if not use_chunks:
                 _step_every_frame(replayer, message, out)
         elif message.topic == chunk_topic and use_chunks:
+            _feed_state_ahead(replayer, bag.messages, i, _chunk(message)[0], fed_early)
             _step_at_chunk(replayer, message, out)
-        else:
+        elif i not in fed_early:
             replayer.handle(message)
     out.episodes = replayer.episode + 1
     return out
+
+
+def _feed_state_ahead(replayer: _Replayer, messages: List[Recorded], start: int, stamp: float,
+                      fed: set) -> None:
+    """Handle the state messages after ``start`` stamped up to stamp + STATE_AHEAD_S."""
+    for j in range(start + 1, len(messages)):
+        message = messages[j]
+        if replayer.roles.get(message.topic) not in _STATE_ROLES or j in fed:
+            continue
+        if stamp_seconds(decode(message).header.stamp) > stamp + STATE_AHEAD_S:
+            break
+        replayer.handle(message)
+        fed.add(j)
 
 
 def _step_at_chunk(replayer: _Replayer, message: Recorded, out: Rebuilt) -> None:
     stamp, actions, names = _chunk(message)
     replayer.feed_frames(message.log_ns, stamp)
     result = replayer.build()
+    if result.observation is None and result.faults and all(
+            f.key == "ee_jump" for f in result.faults):
+        # a jump before the newest pair of poses (a reset's teleport) is reported once by
+        # the next build; the node builds on every frame and had reported it already
+        result = replayer.build()
     if result.observation is None or abs(result.observation.stamp - stamp) > 1e-6:
         why = "; ".join(f.message for f in result.faults) or result.waiting or (
             f"the builder's set is stamped {result.observation.stamp:.6f}")
