@@ -11,6 +11,11 @@ rotated 180 degrees, the 8-D LIBERO state (world frame), the task's language. Ru
     python -m specprune_ros.sim.libero_demos --suite libero_spatial --tasks 0-3,5-9 \\
         --per-task 50 --seed 10000 --out demos/libero_spatial.hdf5
 
+or, stoppable and continued by the same command, shards of 10 demos in a folder::
+
+    python -m specprune_ros.sim.libero_demos --suite libero_spatial --tasks 0-3,5-9 \\
+        --per-task 50 --seed 10000 --shard-size 10 --out demos/libero_spatial
+
 Layout as pick_color's (demos.py), with the task's two objects in place of the cubes:
 ``attrs cube_colors`` holds ``[object, target]`` (names in the observation) and
 ``obs/cube_pos`` their world positions (privileged: labels, never inputs); the instruction
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import asdict
@@ -61,9 +67,11 @@ def record_episode(worker: LiberoWorker, info: Dict, suite: str, seed: int,
 
 
 def record(out: str, suite: str, tasks: Sequence[int], per_task: int, seed: int,
-           noise: NoiseConfig, camera_size: int = ENV_IMAGE_SIZE, log=print) -> Dict:
+           noise: NoiseConfig, camera_size: int = ENV_IMAGE_SIZE, log=print,
+           max_tries: Optional[int] = None) -> Dict:
     """``per_task`` successful demos of each task, seeds counting up from ``seed`` (shared
-    by all tasks, so every seed is used once); a summary dict."""
+    by all tasks, so every seed is used once); a summary dict. RuntimeError when
+    ``max_tries`` episodes did not give them."""
     env_args = {"suite": suite, "tasks": list(tasks), "camera_size": camera_size,
                 "cameras": list(VIEWS), "images": "rotated 180 degrees (openvla-oft)",
                 "proprio_frame": "world", "action_dim": 7, "control_rate_hz": 20,
@@ -76,6 +84,9 @@ def record(out: str, suite: str, tasks: Sequence[int], per_task: int, seed: int,
                 info = worker.make(suite, task, camera_size=camera_size)
                 kept = 0
                 while kept < per_task:
+                    if max_tries is not None and tried >= max_tries:
+                        raise RuntimeError(f"libero demos: {kept} of {per_task} demos of "
+                                           f"task {task} after {tried} tries")
                     episode = record_episode(worker, info, suite, next_seed, noise)
                     tried, next_seed = tried + 1, next_seed + 1
                     if episode is not None:
@@ -90,6 +101,41 @@ def record(out: str, suite: str, tasks: Sequence[int], per_task: int, seed: int,
     return summary
 
 
+#: development seeds of shard (task t, part k): SHARD_SEEDS_PER_TASK * t + SHARD_SEEDS_PER_PART * k
+#: after --seed; a shard tries at most SHARD_SEEDS_PER_PART seeds, so no two shards share one
+SHARD_SEEDS_PER_TASK = 10_000
+SHARD_SEEDS_PER_PART = 1_000
+
+
+def shard_path(out_dir: str, suite: str, task: int, part: int) -> str:
+    return os.path.join(out_dir, f"{suite}_task{task:02d}_part{part:02d}.hdf5")
+
+
+def record_shards(out_dir: str, suite: str, tasks: Sequence[int], per_task: int, seed: int,
+                  shard_size: int, noise: NoiseConfig, camera_size: int = ENV_IMAGE_SIZE,
+                  log=print) -> List[str]:
+    """A long recording that can stop any time and continue: each task's ``per_task`` demos
+    in shards of ``shard_size``, one HDF5 file each, written under a temporary name and
+    renamed when complete. A rerun skips the complete shards; a stopped one is recorded
+    again from its own seed block (the same seeds, so the same demos). Returns the paths."""
+    os.makedirs(out_dir, exist_ok=True)
+    paths = []
+    for task in tasks:
+        for part in range(-(-per_task // shard_size)):
+            path = shard_path(out_dir, suite, task, part)
+            paths.append(path)
+            if os.path.exists(path):
+                continue
+            count = min(shard_size, per_task - part * shard_size)
+            first = seed + SHARD_SEEDS_PER_TASK * task + SHARD_SEEDS_PER_PART * part
+            partial = path + ".partial"
+            record(partial, suite, [task], count, first, noise, camera_size, log,
+                   max_tries=SHARD_SEEDS_PER_PART)
+            os.replace(partial, path)
+            log(f"libero demos: shard {path} complete")
+    return paths
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--suite", default="libero_spatial", choices=sorted(SUITE_MAX_STEPS))
@@ -98,11 +144,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--seed", type=int, default=10000, help="first development seed")
     parser.add_argument("--out", default="demos/libero_spatial.hdf5", help="HDF5 to write")
     parser.add_argument("--camera-size", type=int, default=ENV_IMAGE_SIZE)
+    parser.add_argument("--shard-size", type=int, default=0,
+                        help="> 0: --out is a folder of resumable shards of this many demos "
+                        "per task (rerun the same command to continue)")
     args = parser.parse_args(argv)
     if args.per_task < 1:
         parser.error("--per-task must be >= 1")
-    record(args.out, args.suite, parse_ranges(args.tasks), args.per_task, args.seed, NoiseConfig(),
-           args.camera_size)
+    tasks = parse_ranges(args.tasks)
+    if args.shard_size > 0:
+        record_shards(args.out, args.suite, tasks, args.per_task, args.seed, args.shard_size,
+                      NoiseConfig(), args.camera_size)
+    else:
+        record(args.out, args.suite, tasks, args.per_task, args.seed, NoiseConfig(),
+               args.camera_size)
     return 0
 
 
