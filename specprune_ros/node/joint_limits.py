@@ -31,7 +31,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from specprune_ros.node.safety_envelope import stopping_speed
+from specprune_ros.node.safety_envelope import check_non_negative, finite, stopping_speed
 
 
 @dataclass(frozen=True)
@@ -47,19 +47,15 @@ class JointLimits:
 
     def __post_init__(self) -> None:
         lo, hi = np.asarray(self.joint_position_min), np.asarray(self.joint_position_max)
-        if lo.shape != hi.shape or lo.ndim != 1 or not np.all(np.isfinite(lo)) \
-                or not np.all(np.isfinite(hi)):
+        if lo.shape != hi.shape or lo.ndim != 1 or not finite(lo, hi):
             raise ValueError("joint_position_min and joint_position_max need one finite value "
                              f"per joint, got {lo.size} and {hi.size}")
         bad = np.nonzero(lo >= hi)[0]
         if bad.size:
             raise ValueError(f"joint_position_min must be below joint_position_max for every "
                              f"joint; not for joints {bad.tolist()}")
-        for name in ("max_joint_speed", "max_joint_accel", "max_joint_stop_decel",
-                     "max_joint_lead"):
-            value = getattr(self, name)
-            if not math.isfinite(value) or value < 0.0:
-                raise ValueError(f"{name} must be finite and >= 0, got {value}")
+        check_non_negative(self, ("max_joint_speed", "max_joint_accel", "max_joint_stop_decel",
+                                  "max_joint_lead"))
         if self.max_joint_stop_decel <= 0.0:
             raise ValueError("max_joint_stop_decel must be > 0: a hold has to stop")
 

@@ -109,6 +109,18 @@ def approach(previous: np.ndarray, wanted: np.ndarray, allowed: bool, rate: floa
 
 
 # ------------------------------------------------------------------------------ envelope
+def finite(*arrays: np.ndarray) -> bool:
+    return all(bool(np.all(np.isfinite(a))) for a in arrays)
+
+
+def check_non_negative(limits: object, names: Tuple[str, ...]) -> None:
+    """ValueError naming the first of ``names`` whose value is not finite and >= 0."""
+    for name in names:
+        value = getattr(limits, name)
+        if not math.isfinite(value) or value < 0.0:
+            raise ValueError(f"{name} must be finite and >= 0, got {value}")
+
+
 @dataclass(frozen=True)
 class Limits:
     """Every limit of the envelope (the executor's live parameters)."""
@@ -130,18 +142,15 @@ class Limits:
 
     def __post_init__(self) -> None:
         lo, hi = np.asarray(self.workspace_min), np.asarray(self.workspace_max)
-        if lo.shape != (3,) or hi.shape != (3,) or not np.all(np.isfinite(lo)) \
-                or not np.all(np.isfinite(hi)):
+        if lo.shape != (3,) or hi.shape != (3,) or not finite(lo, hi):
             raise ValueError("workspace_min and workspace_max need 3 finite values each")
         if np.any(lo >= hi):
             raise ValueError(f"workspace_min {list(lo)} must be below workspace_max {list(hi)} "
                              "on every axis")
-        for name in ("max_linear_speed", "max_angular_speed", "max_linear_accel",
-                     "max_angular_accel", "max_linear_stop_decel", "max_angular_stop_decel",
-                     "controller_lag_s", "ramp_in_s", "max_pose_lead_m", "max_pose_lead_rad"):
-            value = getattr(self, name)
-            if not math.isfinite(value) or value < 0.0:
-                raise ValueError(f"{name} must be finite and >= 0, got {value}")
+        check_non_negative(self, ("max_linear_speed", "max_angular_speed", "max_linear_accel",
+                                  "max_angular_accel", "max_linear_stop_decel",
+                                  "max_angular_stop_decel", "controller_lag_s", "ramp_in_s",
+                                  "max_pose_lead_m", "max_pose_lead_rad"))
         if min(self.max_linear_stop_decel, self.max_angular_stop_decel) <= 0.0:
             raise ValueError("the stop decelerations must be > 0: a hold has to stop")
 
