@@ -4,6 +4,8 @@ import pytest
 from specprune import PruneConfig, field_specs
 from specprune.config import resolve_layers
 
+from core_helpers import observation, tiny_policy
+
 
 def test_defaults_are_valid_and_documented():
     cfg = PruneConfig()
@@ -63,8 +65,7 @@ def test_layer_depth_keeps_the_papers_relative_depth():
 
 
 def test_layer_depth_makes_layer_pruning_act_on_a_shallow_model():
-    from core_helpers import observation, tiny_policy  # the 4-layer tiny preset
-    counts = {}
+    counts = {}  # the 4-layer tiny preset
     for depth in (0, 32):
         policy = tiny_policy(PruneConfig(layer_depth=depth, layer_prune_min_visual=0))
         counts[depth] = policy.step(observation(0))[1].visual_tokens_per_layer

@@ -1,5 +1,6 @@
 """One parameter table: config/policy.yaml, the node's declarations and PruneConfig agree."""
 import os
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -7,8 +8,10 @@ import pytest
 import rclpy
 import yaml
 from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
+from rosgraph_msgs.msg import Clock
 
 from specprune import PruneConfig, field_specs
 from specprune_ros.node import parameters as params
@@ -270,11 +273,6 @@ def test_a_backward_clock_step_drops_buffered_inputs_and_resets_the_policy(
         context: Context) -> None:
     """use_sim_time: /clock stepping back 0.3 s reaches the node through rclpy's time-jump
     callback, which forgets the builder's samples of the old timeline."""
-    import time
-
-    from rclpy.executors import SingleThreadedExecutor
-    from rosgraph_msgs.msg import Clock
-
     sim_node = make_node(context, use_sim_time=True)
     probe = rclpy.create_node("clock_probe", context=context)
     executor = SingleThreadedExecutor(context=context)

@@ -340,7 +340,7 @@ def _node_commands(args: argparse.Namespace) -> List[List[str]]:
         args.policy, "ee_motion_source:=pose_topic", f"torch_threads:={args.threads}",
         f"device:={args.device}", f"dtype:={args.dtype}",
         f"inference_rate_hz:={2 * CONTROL_RATE_HZ / CHUNK}", "use_sim_time:=true")
-    return [bridge, policy, executor_command(getattr(args, "executor_limits", "sim"))]
+    return [bridge, policy, executor_command(args.executor_limits)]
 
 
 #: --executor-limits: which envelope the executor runs with over ROS
@@ -401,7 +401,7 @@ def evaluate_ros(args: argparse.Namespace, startup_timeout: float = 300.0) -> Di
     host = machine(args.threads, args.device, args.dtype)
     meta = run_meta(args, seeds, time.monotonic() - start, host)
     meta.update(notes=NOTES, node_exit_codes=dict(zip(("executor", "policy", "sim"), codes)),
-                executor_limits=getattr(args, "executor_limits", "sim"),
+                executor_limits=args.executor_limits,
                 executor_counters=dict(sorted(monitor.executor_counters.items())),
                 policy_node_counters=dict(sorted(monitor.node_counters.items())),
                 configs_skipped=[c for c in args.configs if c not in configs])
