@@ -51,6 +51,7 @@ from rclpy.task import Future
 
 from specprune.bench import machine
 from specprune_ros.eval.configurations import CONFIGS, IN_PROCESS_ONLY, run_meta
+from specprune_ros.eval.eval_journal import optional_journal
 from specprune_ros.eval.eval_results import ConfigRun, EpisodeRecord, StepRecord, summarize
 from specprune_ros.node.package_data import data_path
 from specprune_ros.node.policy_node import DIAG_NAME
@@ -160,6 +161,11 @@ class EvalMonitor(Node):
     def _on_success(self, msg: Bool) -> None:
         if msg.data and self.success_tick is None and 1 <= self.ticks <= self.horizon:
             self.success_tick = self.ticks
+
+    def counters(self) -> Dict[str, Dict[str, int]]:
+        """The nodes' cumulative counters so far, as the JSON records them."""
+        return {"executor": dict(sorted(self.executor_counters.items())),
+                "policy_node": dict(sorted(self.node_counters.items()))}
 
     def now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -379,6 +385,7 @@ def evaluate_ros(args: argparse.Namespace, startup_timeout: float = 300.0) -> Di
     rclpy.init()
     monitor = EvalMonitor(procs)
     runs = {c: ConfigRun(c, dict(CONFIGS[c][0])) for c in configs}
+    journal = optional_journal(getattr(args, "resume", None), args, runs)
     start = time.monotonic()
     try:
         # both services answer once the sim runs and the node has loaded its model
@@ -386,11 +393,17 @@ def evaluate_ros(args: argparse.Namespace, startup_timeout: float = 300.0) -> Di
         monitor.call(SetBool, f"{POLICY}/enable", SetBool.Request(data=False), startup_timeout)
         for i, seed in enumerate(seeds):
             for config in configs:
+                if journal and (seed, config) in journal.done:
+                    continue
+                began, first_step = time.monotonic(), len(runs[config].steps)
                 try:
                     rec = ros_episode(monitor, params[config], seed, args.horizon, runs[config])
                 except ServiceError as exc:  # this episode fails; a dead node ends the run
                     rec = EpisodeRecord(seed=seed, error=str(exc))
                     runs[config].episodes.append(rec)
+                if journal:
+                    journal.record(config, rec, runs[config].steps[first_step:],
+                                   monitor.counters(), time.monotonic() - began)
                 print(f"[{i + 1}/{len(seeds)}] seed {seed} {config} (ros): "
                       f"{'success' if rec.success else rec.error or 'failure'} after "
                       f"{rec.steps} ticks, {rec.policy_steps} policy steps", flush=True)
@@ -399,10 +412,19 @@ def evaluate_ros(args: argparse.Namespace, startup_timeout: float = 300.0) -> Di
         rclpy.shutdown()
         codes = [_stop(p) for p in reversed(procs)]
     host = machine(args.threads, args.device, args.dtype)
-    meta = run_meta(args, seeds, time.monotonic() - start, host)
+    if journal:  # every attempt's episodes, wall time and counters
+        for run in runs.values():
+            run.episodes.sort(key=lambda e: seeds.index(e.seed))
+        wall_s, counters = journal.wall_s, {n: journal.summed_counters(n) for n in
+                                            ("executor", "policy_node")}
+    else:
+        wall_s, counters = time.monotonic() - start, monitor.counters()
+    meta = run_meta(args, seeds, wall_s, host)
     meta.update(notes=NOTES, node_exit_codes=dict(zip(("executor", "policy", "sim"), codes)),
                 executor_limits=args.executor_limits,
-                executor_counters=dict(sorted(monitor.executor_counters.items())),
-                policy_node_counters=dict(sorted(monitor.node_counters.items())),
+                executor_counters=counters["executor"],
+                policy_node_counters=counters["policy_node"],
                 configs_skipped=[c for c in args.configs if c not in configs])
+    if journal and journal.attempt:
+        meta["resumed_attempts"] = journal.attempt + 1
     return summarize(runs, meta, [])

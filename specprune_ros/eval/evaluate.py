@@ -80,6 +80,10 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                         "speed and acceleration to the simulator's OSC range) or robot "
                         "(config/executor.yaml as on a real arm, e-stop signal waived)")
     parser.add_argument("--horizon", type=int, default=150, help="control ticks per episode")
+    parser.add_argument("--resume", metavar="FILE",
+                        help="--via ros: record each finished episode in FILE (JSON lines) "
+                             "and, started again with the same FILE and run, run only the "
+                             "episodes not in it")
     parser.add_argument("--seed", type=int, default=None,
                         help="episode i uses seed + i (default %d: past the demos' seeds 0, "
                              "1, ..., so no evaluated placement was demonstrated)" % EVAL_SEED)
@@ -125,6 +129,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                      "--hit-k / --threads / --workers >= 1")
     if (args.workers > 1 or args.ray_address) and args.via == "ros":
         parser.error("--workers / --ray-address run episodes in process (--via direct)")
+    if args.resume and args.via != "ros":
+        parser.error("--resume is for --via ros (the in-process runner: --workers)")
     if (args.workers > 1 or args.ray_address) and not ray_available():
         parser.error("--workers > 1 needs ray (pip install ray); without it the serial "
                      "runner is the default")

@@ -1,0 +1,115 @@
+"""A run's progress on disk, so a long evaluation stops and resumes where it was.
+
+``specprune-eval --resume FILE`` appends one JSON line per finished episode (its
+``EpisodeRecord``, the ``StepRecord`` rows of its policy steps, and the nodes' cumulative
+counters after it). Started again with the same FILE and the same run (policy hash,
+configurations, horizon, limits and prune defaults, the ``key``), it reads those lines
+back and runs only the (seed, configuration) pairs not yet done; the final JSON is the same
+as one uninterrupted run's, except ``wall_s`` (the sum over the attempts) and the
+counters (summed over the attempts: each attempt's processes count from zero).
+
+A line cut short by a kill is ignored (that episode runs again). A FILE written by another
+run is refused with the difference, never mixed in.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional, Set, Tuple
+
+from specprune_ros.eval.eval_results import ConfigRun, EpisodeRecord, StepRecord
+
+
+@dataclass
+class Journal:
+    """The episodes already done, read from ``path``; ``record`` appends one more."""
+
+    path: str
+    key: Dict[str, Any]
+    done: Set[Tuple[int, str]] = field(default_factory=set)
+    wall_s: float = 0.0
+    #: per earlier attempt, the last counters it reported (summed into the result)
+    counters: Dict[str, Dict[str, Dict[str, int]]] = field(default_factory=dict)
+    attempt: int = 0
+
+    @classmethod
+    def open(cls, path: str, key: Dict[str, Any], runs: Dict[str, ConfigRun]) -> "Journal":
+        """Read ``path`` (if it exists) into ``runs``; ValueError when it belongs to
+        another run."""
+        journal = cls(path, json.loads(json.dumps(key)))
+        if not os.path.exists(path):
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(json.dumps({"key": journal.key}) + "\n")
+            return journal
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+        entries = []
+        for number, line in enumerate(lines, 1):
+            try:
+                entries.append(json.loads(line))
+            except ValueError:
+                if number != len(lines):  # only the last line can be cut by a kill
+                    raise ValueError(f"{path}: line {number} is not JSON")
+        if not entries or "key" not in entries[0]:
+            raise ValueError(f"{path}: no run key on its first line")
+        held = entries[0]["key"]
+        if held != journal.key:
+            diff = sorted(k for k in set(held) | set(journal.key)
+                          if held.get(k) != journal.key.get(k))
+            raise ValueError(f"{path} belongs to another run (differs in {', '.join(diff)})")
+        for entry in entries[1:]:
+            journal._read(entry, runs)
+        journal.attempt = 1 + max((e.get("attempt", 0) for e in entries[1:]), default=-1)
+        if len(entries) < len(lines):  # a kill tore the last line: drop it
+            with open(path, "w", encoding="utf-8") as f:
+                f.write("\n".join(lines[:-1]) + "\n")
+        return journal
+
+    def _read(self, entry: Dict[str, Any], runs: Dict[str, ConfigRun]) -> None:
+        config = entry["config"]
+        if config not in runs:
+            return
+        record = EpisodeRecord(**entry["episode"])
+        runs[config].episodes.append(record)
+        runs[config].steps.extend(StepRecord(**s) for s in entry["steps"])
+        self.done.add((record.seed, config))
+        attempt = str(entry.get("attempt", 0))
+        self.counters[attempt] = entry.get("counters", {})
+        self.wall_s += float(entry.get("wall_s", 0.0))
+
+    def record(self, config: str, episode: EpisodeRecord, steps: List[StepRecord],
+               counters: Dict[str, Dict[str, int]], wall_s: float) -> None:
+        """Append one finished episode (``wall_s``: its own wall time)."""
+        entry = {"config": config, "attempt": self.attempt, "episode": asdict(episode),
+                 "steps": [asdict(s) for s in steps], "counters": counters,
+                 "wall_s": wall_s}
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(entry) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self.counters[str(self.attempt)] = counters
+
+    def summed_counters(self, name: str) -> Dict[str, int]:
+        """Counter ``name`` (e.g. ``executor``) summed over every attempt."""
+        total: Dict[str, int] = {}
+        for per_attempt in self.counters.values():
+            for key, value in per_attempt.get(name, {}).items():
+                total[key] = total.get(key, 0) + int(value)
+        return dict(sorted(total.items()))
+
+
+def journal_key(args: Any) -> Dict[str, Any]:
+    """What must match for a journal to be resumed: everything that changes an episode."""
+    from specprune_ros.eval.configurations import model_hash
+    return {"policy_hash": model_hash(args.policy), "task": args.task, "via": args.via,
+            "configs": list(args.configs), "horizon": args.horizon,
+            "executor_limits": getattr(args, "executor_limits", None),
+            "prune_defaults": [list(p) for p in (getattr(args, "prune", ()) or ())],
+            "claim": bool(getattr(args, "claim", False))}
+
+
+def optional_journal(path: Optional[str], args: Any,
+                     runs: Dict[str, ConfigRun]) -> Optional[Journal]:
+    """The journal at ``path`` (None: no resuming)."""
+    return Journal.open(path, journal_key(args), runs) if path else None

@@ -1,0 +1,76 @@
+"""The evaluation's resume journal: episodes read back, torn lines, another run refused."""
+import json
+
+import pytest
+
+from specprune_ros.eval.eval_journal import Journal
+from specprune_ros.eval.eval_results import ConfigRun, EpisodeRecord, StepRecord
+
+KEY = {"policy_hash": "abc", "configs": ["unpruned", "specprune"], "horizon": 150}
+
+
+def fresh_runs():
+    return {c: ConfigRun(c, {}) for c in ("unpruned", "specprune")}
+
+
+def write_two(path):
+    journal = Journal.open(str(path), KEY, fresh_runs())
+    steps = [StepRecord(step_ms=50.0, kept_visual_tokens=100, visual_tokens_total=256,
+                        mode="fine", visual_tokens_per_layer=[256, 200])]
+    journal.record("unpruned", EpisodeRecord(seed=7, success=True, steps=40, policy_steps=1),
+                   steps, {"executor": {"holds": 2}}, 12.5)
+    journal.record("specprune", EpisodeRecord(seed=7, steps=150, error="timeout"), [],
+                   {"executor": {"holds": 5}}, 20.0)
+    return journal
+
+
+def test_a_resumed_run_gets_back_every_episode_and_step(tmp_path):
+    path = tmp_path / "run.jsonl"
+    write_two(path)
+    runs = fresh_runs()
+    again = Journal.open(str(path), KEY, runs)
+    assert again.done == {(7, "unpruned"), (7, "specprune")}
+    assert runs["unpruned"].episodes == [EpisodeRecord(seed=7, success=True, steps=40,
+                                                       policy_steps=1)]
+    assert runs["unpruned"].steps[0].visual_tokens_per_layer == [256, 200]
+    assert runs["specprune"].episodes[0].error == "timeout"
+    assert again.wall_s == pytest.approx(32.5)
+    assert again.attempt == 1
+
+
+def test_counters_are_summed_over_attempts(tmp_path):
+    path = tmp_path / "run.jsonl"
+    write_two(path)
+    again = Journal.open(str(path), KEY, fresh_runs())
+    again.record("unpruned", EpisodeRecord(seed=8), [], {"executor": {"holds": 3}}, 1.0)
+    # attempt 0 ended at 5 holds, attempt 1 (new processes, from 0) at 3
+    assert again.summed_counters("executor") == {"holds": 8}
+
+
+def test_a_line_torn_by_a_kill_is_dropped_and_that_episode_runs_again(tmp_path):
+    path = tmp_path / "run.jsonl"
+    write_two(path)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write('{"config": "unpruned", "episode": {"se')
+    runs = fresh_runs()
+    again = Journal.open(str(path), KEY, runs)
+    assert len(again.done) == 2
+    lines = path.read_text().splitlines()
+    assert len(lines) == 3 and all(json.loads(line) for line in lines)
+
+
+def test_a_journal_of_another_run_is_refused_naming_the_difference(tmp_path):
+    path = tmp_path / "run.jsonl"
+    write_two(path)
+    with pytest.raises(ValueError, match="differs in horizon"):
+        Journal.open(str(path), dict(KEY, horizon=200), fresh_runs())
+
+
+def test_a_damaged_line_inside_the_file_is_an_error(tmp_path):
+    path = tmp_path / "run.jsonl"
+    write_two(path)
+    lines = path.read_text().splitlines()
+    lines[1] = lines[1][:10]
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match="line 2 is not JSON"):
+        Journal.open(str(path), KEY, fresh_runs())
