@@ -2,7 +2,9 @@
 
 Runs the trained policy closed loop on the simulated arm, in process and on the simulator's
 clock, through the executor's own ROS-free logic (chunk_timing.ChunkCombiner,
-safety_envelope.Envelope with config/executor_sim.yaml's limits) and the bridge's twist ->
+cartesian_motion.CartesianMotion with config/executor_sim.yaml's limits: a tick with no chunk
+point is a hold, decelerating at the stop limits as the executor's holds do) and the
+bridge's twist ->
 OSC conversion, exactly as ``specprune_executor`` (output twist) and ``specprune_sim_arm``
 (command_input twist) do over ROS, but deterministic: the policy steps every ``--replan``
 ticks on the rendered observation of that tick; its chunk is stamped with that tick's time
@@ -33,11 +35,12 @@ from specprune_ros.eval.configurations import EVAL_SEED, model_hash
 from specprune_ros.eval.episode_env import frame_of
 from specprune_ros.eval.episodes import observation
 from specprune_ros.node import executor_parameters as xp
+from specprune_ros.node.cartesian_motion import CartesianMotion
 from specprune_ros.node.chunk_timing import RULES, ChunkCombiner, parse_chunk
 from specprune_ros.node.observation_builder import Limits as InputLimits
 from specprune_ros.node.observation_builder import MotionEstimator
 from specprune_ros.node.package_data import data_path, shipped_checkpoint
-from specprune_ros.node.safety_envelope import Envelope, Limits
+from specprune_ros.node.safety_envelope import Limits
 from specprune_ros.sim.sim_arm import ACTION_NAMES, GRIPPER_OPEN, SimArm, SimArmConfig
 from specprune_ros.sim.sim_bridge_node import twist_to_action
 
@@ -57,7 +60,8 @@ class Episode:
     def __init__(self, arm: SimArm, policy: Any, combiner: ChunkCombiner, limits: Limits,
                  replan: int, latency: int) -> None:
         self.arm, self.policy, self.combiner = arm, policy, combiner
-        self.envelope, self.replan, self.latency = Envelope(limits), replan, latency
+        self.cartesian = CartesianMotion(limits, "twist")
+        self.replan, self.latency = replan, latency
         self.scale = (xp.BY_NAME["linear_scale"].default, xp.BY_NAME["angular_scale"].default)
         self.velocities: List[np.ndarray] = []
         self.holds = self.skipped = self.steps = 0
@@ -67,6 +71,7 @@ class Episode:
         obs = self.arm.reset(seed=seed)
         self.policy.reset()
         self.combiner.reset()
+        self.cartesian.reset()
         motion = MotionEstimator(InputLimits())
         pending: List[Any] = []
         gripper, dt = GRIPPER_OPEN, self.arm.dt
@@ -96,16 +101,16 @@ class Episode:
     def _command(self, now: float, obs: Any, gripper: float, dt: float) -> Any:
         sample = self.combiner.sample(now)
         self.skipped += sample.skipped
-        if sample.action is None:
+        pos, quat = obs.eef_pose_in_base()
+        pose = (pos, quat, now)  # measured at this tick: no age to extrapolate over
+        if sample.action is None:  # the gripper keeps its last command in a hold
             self.holds += 1
-            self.envelope.stop()
-            linear = angular = np.zeros(3)
+            linear, angular = self.cartesian.hold(pose, now, dt)
         else:
             action = np.clip(sample.action, -1.0, 1.0)
-            pos, _ = obs.eef_pose_in_base()
-            limited = self.envelope.limit(action[:3] * self.scale[0],
-                                          action[3:6] * self.scale[1], pos, dt, 1e9)
-            linear, angular, gripper = limited.linear, limited.angular, float(action[6])
+            wanted = (action[:3] * self.scale[0], action[3:6] * self.scale[1])
+            (linear, angular), _ = self.cartesian.move(*wanted, pose, now, dt, 1e9)
+            gripper = float(action[6])
         self.velocities.append(np.concatenate([linear, angular]))
         return linear, angular, gripper
 
