@@ -13,7 +13,8 @@ class Stopped(Exception):
 def test_shards_resume_where_the_recording_stopped(tmp_path, monkeypatch):
     calls, stop_at = [], [3]
 
-    def fake_record(out, suite, tasks, count, seed, noise, camera_size, log, max_tries):
+    def fake_record(out, suite, tasks, count, seed, noise, camera_size, log, max_tries,
+                    frame_every):
         calls.append((os.path.basename(out), tasks, count, seed, max_tries))
         with open(out, "w") as f:
             f.write("demos")

@@ -14,7 +14,9 @@ File layout (robomimic's)::
     /data                       attrs env_args (JSON), total
     /data/demo_<i>              attrs num_samples, seed, instruction, success, cube_colors
     /data/demo_<i>/actions      (T, 7) float32
-    /data/demo_<i>/obs/<camera>_image  (T, 224, 224, 3) uint8
+    /data/demo_<i>/obs/<camera>_image  (T, 224, 224, 3) uint8 (F frames where frame_ticks is)
+    /data/demo_<i>/obs/frame_ticks      optional (F,) int32: the ticks the frames show (a
+                                recording that renders every k-th tick only)
     /data/demo_<i>/obs/proprio  (T, 8) float32, LIBERO order, pose in the robot base frame
     /data/demo_<i>/obs/cube_pos (T, cubes, 3) float32, each cube's centre in the robot base
                                 frame, in the order of the demo's attrs cube_colors (privileged:
@@ -197,6 +199,8 @@ class DemoWriter:
         obs.create_dataset("proprio", data=episode["proprio"])
         if "cube_pos" in episode:
             obs.create_dataset("cube_pos", data=episode["cube_pos"])
+        if "frame_ticks" in episode:  # frames on these ticks only (LIBERO --frame-every)
+            obs.create_dataset("frame_ticks", data=episode["frame_ticks"])
         for cam, frames in episode["images"].items():
             obs.create_dataset(f"{cam}_image", data=frames, compression="lzf",
                                chunks=(1,) + frames.shape[1:])

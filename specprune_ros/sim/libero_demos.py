@@ -42,40 +42,46 @@ from specprune_ros.sim.libero_worker import VIEWS
 
 
 def record_episode(worker: LiberoWorker, info: Dict, suite: str, seed: int,
-                   noise: NoiseConfig) -> Optional[Dict]:
-    """One noisy expert episode on the worker's task: the demo dict, or None on failure."""
+                   noise: NoiseConfig, frame_every: int = 1) -> Optional[Dict]:
+    """One noisy expert episode on the worker's task: the demo dict, or None on failure.
+    Every tick's label, state and object positions are kept; the views only on every
+    ``frame_every``-th tick from ``seed % frame_every`` on (``frame_ticks``)."""
     task = PickPlaceTask.from_goal(info["goal"])
     frames: Dict[str, List[np.ndarray]] = {view: [] for view in VIEWS}
-    states, labels, positions = [], [], []
+    states, labels, positions, frame_ticks = [], [], [], []
 
     def keep(step: LiberoStep, label: np.ndarray) -> None:
-        for view in VIEWS:
-            frames[view].append(flip_180(step.images[view]))
+        if step.images:
+            frame_ticks.append(len(labels))
+            for view in VIEWS:
+                frames[view].append(flip_180(step.images[view]))
         states.append(proprio(step))
         labels.append(label)
         positions.append([step.object_pos(task.obj), step.object_pos(task.target)])
 
     episode = run_expert_episode(worker, PickPlaceExpert(task), suite, info["index"], seed,
-                                 SUITE_MAX_STEPS[suite], noise, on_tick=keep, views=VIEWS)
+                                 SUITE_MAX_STEPS[suite], noise, on_tick=keep, views=VIEWS,
+                                 frame_every=frame_every, frame_phase=seed % frame_every)
     if not episode.success:
         return None
     return {"seed": seed, "instruction": info["language"], "cube_colors": [task.obj, task.target],
             "actions": np.asarray(labels, dtype=np.float32),
             "proprio": np.asarray(states, dtype=np.float32),
             "cube_pos": np.asarray(positions, dtype=np.float32),
+            "frame_ticks": np.asarray(frame_ticks, dtype=np.int32),
             "images": {view: np.stack(f) for view, f in frames.items()}}
 
 
 def record(out: str, suite: str, tasks: Sequence[int], per_task: int, seed: int,
            noise: NoiseConfig, camera_size: int = ENV_IMAGE_SIZE, log=print,
-           max_tries: Optional[int] = None) -> Dict:
+           max_tries: Optional[int] = None, frame_every: int = 1) -> Dict:
     """``per_task`` successful demos of each task, seeds counting up from ``seed`` (shared
     by all tasks, so every seed is used once); a summary dict. RuntimeError when
     ``max_tries`` episodes did not give them."""
     env_args = {"suite": suite, "tasks": list(tasks), "camera_size": camera_size,
                 "cameras": list(VIEWS), "images": "rotated 180 degrees (openvla-oft)",
                 "proprio_frame": "world", "action_dim": 7, "control_rate_hz": 20,
-                "noise": asdict(noise), "first_seed": seed}
+                "noise": asdict(noise), "first_seed": seed, "frame_every": frame_every}
     writer = DemoWriter(out, env_args)
     tried, next_seed, start = 0, seed, time.perf_counter()
     try:
@@ -87,7 +93,8 @@ def record(out: str, suite: str, tasks: Sequence[int], per_task: int, seed: int,
                     if max_tries is not None and tried >= max_tries:
                         raise RuntimeError(f"libero demos: {kept} of {per_task} demos of "
                                            f"task {task} after {tried} tries")
-                    episode = record_episode(worker, info, suite, next_seed, noise)
+                    episode = record_episode(worker, info, suite, next_seed, noise,
+                                             frame_every)
                     tried, next_seed = tried + 1, next_seed + 1
                     if episode is not None:
                         writer.add(episode)
@@ -113,7 +120,7 @@ def shard_path(out_dir: str, suite: str, task: int, part: int) -> str:
 
 def record_shards(out_dir: str, suite: str, tasks: Sequence[int], per_task: int, seed: int,
                   shard_size: int, noise: NoiseConfig, camera_size: int = ENV_IMAGE_SIZE,
-                  log=print) -> List[str]:
+                  log=print, frame_every: int = 1) -> List[str]:
     """A long recording that can stop any time and continue: each task's ``per_task`` demos
     in shards of ``shard_size``, one HDF5 file each, written under a temporary name and
     renamed when complete. A rerun skips the complete shards; a stopped one is recorded
@@ -130,7 +137,7 @@ def record_shards(out_dir: str, suite: str, tasks: Sequence[int], per_task: int,
             first = seed + SHARD_SEEDS_PER_TASK * task + SHARD_SEEDS_PER_PART * part
             partial = path + ".partial"
             record(partial, suite, [task], count, first, noise, camera_size, log,
-                   max_tries=SHARD_SEEDS_PER_PART)
+                   max_tries=SHARD_SEEDS_PER_PART, frame_every=frame_every)
             os.replace(partial, path)
             log(f"libero demos: shard {path} complete")
     return paths
@@ -144,19 +151,22 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--seed", type=int, default=10000, help="first development seed")
     parser.add_argument("--out", default="demos/libero_spatial.hdf5", help="HDF5 to write")
     parser.add_argument("--camera-size", type=int, default=ENV_IMAGE_SIZE)
+    parser.add_argument("--frame-every", type=int, default=1,
+                        help="render and store the views on every k-th tick only (labels, "
+                        "states and object positions stay per tick; see the docstring)")
     parser.add_argument("--shard-size", type=int, default=0,
                         help="> 0: --out is a folder of resumable shards of this many demos "
                         "per task (rerun the same command to continue)")
     args = parser.parse_args(argv)
-    if args.per_task < 1:
-        parser.error("--per-task must be >= 1")
+    if args.per_task < 1 or args.frame_every < 1:
+        parser.error("--per-task and --frame-every must be >= 1")
     tasks = parse_ranges(args.tasks)
     if args.shard_size > 0:
         record_shards(args.out, args.suite, tasks, args.per_task, args.seed, args.shard_size,
-                      NoiseConfig(), args.camera_size)
+                      NoiseConfig(), args.camera_size, frame_every=args.frame_every)
     else:
         record(args.out, args.suite, tasks, args.per_task, args.seed, NoiseConfig(),
-               args.camera_size)
+               args.camera_size, frame_every=args.frame_every)
     return 0
 
 

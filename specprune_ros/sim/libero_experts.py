@@ -299,19 +299,24 @@ class ExpertEpisode:
 
 def run_expert_episode(worker: LiberoWorker, expert: PickPlaceExpert, suite: str, task: int,
                        seed: int, horizon: int, noise: Optional[NoiseConfig] = None,
-                       on_tick=None, views: Sequence[str] = ()) -> ExpertEpisode:
+                       on_tick=None, views: Sequence[str] = (), frame_every: int = 1,
+                       frame_phase: int = 0) -> ExpertEpisode:
     """Reset the worker's task (built by ``make``) with development ``seed``, settle for the
     protocol's no-op ticks, then let the expert act for at most ``horizon`` ticks, its
     actions perturbed by ``noise`` (None: clean). ``on_tick(step, label)`` sees every
     observation the expert acted on with its clean action (a demo recorder's hook); ``views``
-    are rendered for each of those observations."""
+    are rendered for the observations of ticks t with t % frame_every == frame_phase (the
+    others come without images: rendering is most of a tick's cost)."""
+    def render(tick: int) -> Sequence[str]:
+        return views if tick % frame_every == frame_phase else ()
+
     off = OffNominal(noise, seed) if noise is not None else None
     episode = ExpertEpisode(suite=suite, task=task, seed=seed,
                             noise_std=float(off.std) if off else 0.0,
                             pushed=bool(off and off.push_len))
     step: LiberoStep = worker.reset(seed=seed)
     for wait in range(NUM_STEPS_WAIT):
-        step = worker.step(DUMMY_ACTION, views=views if wait == NUM_STEPS_WAIT - 1 else ())
+        step = worker.step(DUMMY_ACTION, views=render(0) if wait == NUM_STEPS_WAIT - 1 else ())
     expert.reset()
     task_obj, target = expert.task.obj, expert.task.target
     if step.object_pos(task_obj)[2] < step.object_pos(target)[2] - FELL_BELOW:
@@ -321,7 +326,7 @@ def run_expert_episode(worker: LiberoWorker, expert: PickPlaceExpert, suite: str
         label = expert.act(step.obs)
         if on_tick is not None:
             on_tick(step, label)
-        step = worker.step(off(label, tick) if off else label, views=views)
+        step = worker.step(off(label, tick) if off else label, views=render(tick + 1))
         episode.ticks = tick + 1
         if step.done:
             episode.success = True
