@@ -13,7 +13,8 @@ from specprune.model.modeling_vla import VLAConfig
 from specprune.model.presets import ActionLayout
 from specprune.model.processing import center_crop_box, normalize_proprio, pixel_values
 from specprune.model.prompting import EncodedPrompt, encode_prompt
-from specprune.train.auxiliary import AuxLabels, model_rgb, named_index, patch_colour_labels
+from specprune.train.auxiliary import (COLOUR_RULES, AuxLabels, model_rgb, named_index,
+                                       patch_colour_labels)
 from specprune.train.demo_dataset import Demos
 from specprune.train.train_config import TrainConfig
 
@@ -51,14 +52,24 @@ class TrainingData:
         self.aux_settings: Optional[Tuple[int, float, int]] = None  # min px, scale, grid
 
     def enable_aux(self, min_pixels: int, target_scale: float, need_cubes: bool,
-                   grid: int) -> None:
-        """Build AuxLabels with every batch; ValueError when the demos lack what they need."""
-        if not self.demos.cube_colors:
+                   grid: int, need_colours: bool = True) -> None:
+        """Build AuxLabels with every batch; ValueError when the demos lack what they need.
+
+        What the heads read depends on the demos' cubes (``aux_roles``): pick_color's
+        colour cubes, or LIBERO's [object, target] (no pixel rule finds those objects, so
+        only the position and target heads have labels there: ``need_colours`` False)."""
+        if not self.demos.cube_names:
             raise ValueError("the auxiliary heads need the demos' cube colours and positions "
                              "(obs/cube_pos, attrs cube_colors): record the demos again with "
                              "specprune-demos")
-        colors = self.demos.cube_colors
-        self.named = np.array([named_index(text, colors) for text in self.demos.instructions])
+        self.colours = self.demos.cube_colors if colour_cubes(self.demos) else None
+        if need_colours and self.colours is None:
+            raise ValueError(
+                "the colour and named heads and the attention loss need colour cubes every "
+                f"demo shares (pick_color's {list(COLOUR_RULES)}); these demos name objects "
+                f"(e.g. {self.demos.cube_names[0]}) that no pixel rule finds: use the "
+                "position and target heads only")
+        self.named, self.goal = aux_roles(self.demos)
         self.pre_grasp = _pre_grasp(self.demos)
         self.aux_settings = (min_pixels, target_scale, grid)
         if need_cubes and self.demos.cube_pos is None:
@@ -66,15 +77,18 @@ class TrainingData:
 
     def aux_labels(self, samples: Sequence[int], pixels: torch.Tensor) -> AuxLabels:
         """Labels of the auxiliary heads for ``samples`` whose pixel values are ``pixels``."""
-        assert self.aux_settings is not None and self.demos.cube_colors is not None
+        assert self.aux_settings is not None
         min_pixels, scale, grid = self.aux_settings
         idx = np.asarray(samples)
         views = self.cfg.num_images
-        rgb = model_rgb(pixels, views, self.cfg.image_means[0], self.cfg.image_stds[0])
-        colour = patch_colour_labels(rgb, self.demos.cube_colors, grid, min_pixels)
+        if self.colours is not None:
+            rgb = model_rgb(pixels, views, self.cfg.image_means[0], self.cfg.image_stds[0])
+            colour = patch_colour_labels(rgb, self.colours, grid, min_pixels)
+        else:  # no patch labels (LIBERO objects): only position / target heads run
+            colour = torch.zeros(len(idx) * views, grid * grid, dtype=torch.long)
         named = self.named[self.demos.demo_of[idx]]
         if self.demos.cube_pos is not None:
-            cube = self.demos.cube_pos[idx, named]  # (B, 3) base frame
+            cube = self.demos.cube_pos[idx, self.goal[idx]]  # (B, 3), the proprio's frame
             target = (cube - self.demos.proprio[idx, :3]) * scale
         else:
             target = np.zeros((len(idx), 3))
@@ -102,12 +116,39 @@ class TrainingData:
                      target=torch.tensor(chunks, dtype=torch.float32), aux=aux)
 
 
+def colour_cubes(demos: Demos) -> bool:
+    """The demos' cubes are colour cubes every demo shares (pick_color's)."""
+    return bool(demos.cube_colors) and all(c in COLOUR_RULES for c in demos.cube_colors)
+
+
+def aux_roles(demos: Demos) -> Tuple[np.ndarray, np.ndarray]:
+    """(per demo: the cube the instruction names, per sample: the cube the target head
+    points at), indices into ``cube_pos``'s cubes.
+
+    Colour cubes (pick_color): the cube whose colour the instruction names, on every frame.
+    LIBERO's [object, target] pairs (libero_demos): the object until the demo's first grasp
+    label, then the place it goes to: the target head then says where the arm must go next,
+    in both halves of a pick-and-place."""
+    if colour_cubes(demos):
+        named = np.array([named_index(text, demos.cube_colors) for text in demos.instructions])
+        return named, named[demos.demo_of]
+    if demos.cube_names is None or any(len(n) != 2 for n in demos.cube_names):
+        raise ValueError("the auxiliary heads need colour cubes or [object, target] pairs in "
+                         f"attrs cube_colors, got {(demos.cube_names or [None])[0]}")
+    return np.zeros(len(demos.names), int), np.where(_pre_grasp(demos), 0, 1)
+
+
 def _pre_grasp(demos: Demos) -> np.ndarray:
-    """(N,) bool: the sample lies before its demo's first 'close the gripper' label."""
-    closing = demos.actions[:, -1] > 0
+    """(N,) bool: the sample's tick lies before its demo's first 'close the gripper' label
+    (over every tick's label, also those without frames)."""
+    rows = np.arange(len(demos.actions))
+    owner = demos.action_demo if demos.action_demo is not None else demos.demo_of
+    first_row = np.full(len(demos.names), len(rows))
+    np.minimum.at(first_row, owner, rows)
+    tick = rows - first_row[owner]
     first = np.full(len(demos.names), np.iinfo(np.int64).max)
-    hits = np.flatnonzero(closing)
-    np.minimum.at(first, demos.demo_of[hits], demos.frame_index[hits])
+    hits = np.flatnonzero(demos.actions[:, -1] > 0)
+    np.minimum.at(first, owner[hits], tick[hits])
     return demos.frame_index < first[demos.demo_of]
 
 

@@ -82,7 +82,8 @@ def prepare(cfg: TrainConfig, log: Log) -> Tuple[Run, Any]:
     weights = cfg.aux_weights
     if weights.enabled:
         data.enable_aux(cfg.colour_min_pixels, cfg.aux_target_scale, cfg.aux_target > 0,
-                        patch_grid(model))
+                        patch_grid(model), max(weights.colour, weights.named,
+                                               weights.attention) > 0)
         if weights.named > 0 and weights.named_layer >= model.num_layers:
             raise ValueError(f"TrainConfig.aux_named_layer={weights.named_layer} needs more "
                              f"than {model.num_layers} decoder layers")
@@ -134,8 +135,9 @@ def _train(cfg: TrainConfig, log: Log) -> Run:
     heads = None
     if weights.enabled:
         torch.manual_seed(cfg.seed + 1)  # the model's initialisation stays that of a plain run
-        heads = AuxiliaryHeads(model.decoder.config.hidden_size, len(run.data.demos.cube_colors),
-                               model.cfg.action_dim, patch_grid(model),
+        cubes = len(run.data.demos.cube_names[0])
+        heads = AuxiliaryHeads(model.decoder.config.hidden_size, cubes, model.cfg.action_dim,
+                               patch_grid(model),
                                model.cfg.num_images).to(device)
     augment = Augment(cfg, model.cfg, np.random.default_rng([cfg.seed, 1]))
     sampler = BatchSampler(run.train_samples, run.data.prompt_lengths, cfg.batch_size,

@@ -1,0 +1,144 @@
+"""Training data from LIBERO demo shards: a folder (several suites / tasks) read as one set,
+frames on some ticks only with chunks from every tick, and what the grounded recipe's heads
+read on LIBERO's [object, target] pairs. Small synthetic HDF5 files."""
+import json
+import os
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from specprune.model.presets import LAYOUTS, preset_config
+from specprune.model.tiny_tokenizer import build_tokenizer, empty_token_id
+from specprune.train.batches import TrainingData
+from specprune.train.demo_dataset import (CAMERAS, DemoFileError, dataset_statistics,
+                                          read_demos)
+
+SPATIAL = ("pick up the black bowl next to the plate and place it on the plate",
+           ["akita_black_bowl_1", "plate_1"])
+OBJECT = ("pick up the ketchup and place it in the basket", ["ketchup_1", "basket_1"])
+
+
+def write_shard(path, task, lengths, every=4, close_at=5, seed=0, frame_ticks=None):
+    """A LIBERO recorder shard: per-tick labels / state / object positions, frames on every
+    ``every``-th tick (phase = the demo's seed % every, as libero_demos records them)."""
+    rng = np.random.default_rng(seed)
+    instruction, names = task
+    with h5py.File(path, "w") as f:
+        data = f.create_group("data")
+        data.attrs["env_args"] = json.dumps({"suite": os.path.basename(path).split("_task")[0],
+                                             "frame_every": every})
+        for i, ticks in enumerate(lengths):
+            demo = data.create_group(f"demo_{i}")
+            demo.attrs.update(num_samples=ticks, seed=seed + i, instruction=instruction,
+                              success=True, cube_colors=json.dumps(names))
+            actions = rng.uniform(-1, 1, (ticks, 7)).astype(np.float32)
+            actions[:, 6] = np.where(np.arange(ticks) >= close_at, 1.0, -1.0)
+            shown = (np.arange((seed + i) % every, ticks, every) if frame_ticks is None
+                     else np.asarray(frame_ticks))
+            demo.create_dataset("actions", data=actions)
+            demo.create_dataset("obs/proprio", data=rng.normal(0, 0.3, (ticks, 8))
+                                .astype(np.float32))
+            demo.create_dataset("obs/cube_pos", data=rng.normal(0, 0.2, (ticks, 2, 3))
+                                .astype(np.float32))
+            demo.create_dataset("obs/frame_ticks", data=shown.astype(np.int32))
+            for cam in CAMERAS:
+                demo.create_dataset(f"obs/{cam}", data=rng.integers(
+                    0, 256, (len(shown), 32, 32, 3), np.uint8))
+    return str(path)
+
+
+@pytest.fixture
+def shards(tmp_path):
+    folder = tmp_path / "libero"
+    folder.mkdir()
+    write_shard(folder / "libero_spatial_task00_part00.hdf5", SPATIAL, (10, 9), seed=100)
+    write_shard(folder / "libero_object_task03_part00.hdf5", OBJECT, (7,), seed=200)
+    write_shard(folder / "libero_object_task03_part01.hdf5.partial", OBJECT, (6,), seed=300)
+    return str(folder)
+
+
+def _read(path, **kw):
+    return read_demos(path, chunk=8, action_dim=7, proprio_dim=8, image_size=32, **kw)
+
+
+def test_a_folder_of_shards_reads_as_one_set_without_unfinished_shards(shards):
+    demos = _read(shards)
+    # files in name order (object before spatial), the .partial shard left out
+    assert demos.names == ["libero_object_task03_part00.hdf5/demo_0",
+                           "libero_spatial_task00_part00.hdf5/demo_0",
+                           "libero_spatial_task00_part00.hdf5/demo_1"]
+    assert demos.instructions == [OBJECT[0], SPATIAL[0], SPATIAL[0]]
+    assert demos.cube_names == [OBJECT[1], SPATIAL[1], SPATIAL[1]]
+    assert demos.cube_colors is None  # no names every demo shares
+    assert set(demos.env_args["files"]) == {os.path.join(shards, n) for n in os.listdir(
+        shards) if n.endswith(".hdf5")}
+    assert _read(shards, max_demos=2).names == demos.names[:2]
+    comma = _read(",".join(sorted(demos.env_args["files"])))
+    np.testing.assert_array_equal(comma.frames[0], demos.frames[0])
+
+
+def test_samples_are_the_frame_ticks_and_chunks_take_every_tick(shards):
+    demos = _read(shards)
+    # seeds 200 (7 ticks), 100 (10 ticks), 101 (9 ticks); frames every 4th tick from seed % 4
+    np.testing.assert_array_equal(demos.frame_index, [0, 4, 0, 4, 8, 1, 5])
+    assert len(demos) == 7 and demos.frames[1].shape == (7, 32, 32, 3)
+    assert len(demos.actions) == 7 + 10 + 9
+    path = os.path.join(shards, "libero_spatial_task00_part00.hdf5")
+    with h5py.File(path) as f:
+        actions = f["data/demo_1/actions"][()]
+        proprio = f["data/demo_1/obs/proprio"][()]
+        cube = f["data/demo_1/obs/cube_pos"][()]
+        frames = f["data/demo_1/obs/agentview_image"][()]
+    chunks = demos.target_chunks(np.arange(len(demos)))
+    np.testing.assert_array_equal(chunks[5], actions[1:9])  # tick 1: ticks 1..8
+    np.testing.assert_array_equal(chunks[6], actions[[5, 6, 7, 8, 8, 8, 8, 8]])  # clamped
+    np.testing.assert_array_equal(demos.proprio[5:], proprio[[1, 5]])
+    np.testing.assert_array_equal(demos.cube_pos[5:], cube[[1, 5]])
+    np.testing.assert_array_equal(demos.frames[0][5:], frames)
+    stats = dataset_statistics(demos, demos.samples_of([2]), [True] * 6 + [False])
+    assert stats["action"]["max"] == actions[[1, 5]].max(0).tolist()  # the sampled ticks
+
+
+def test_frame_ticks_that_do_not_match_the_frames_are_refused(tmp_path):
+    bad = write_shard(tmp_path / "bad.hdf5", SPATIAL, (6,), frame_ticks=[0, 3, 3])
+    with pytest.raises(DemoFileError, match="frame_ticks: expected increasing"):
+        _read(bad)
+    late = write_shard(tmp_path / "late.hdf5", SPATIAL, (6,), frame_ticks=[0, 6])
+    with pytest.raises(DemoFileError, match=r"frame_ticks: expected .* in \[0, 6\)"):
+        _read(late)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="holds no"):
+        _read(str(tmp_path / "empty"))
+
+
+def _data(demos):
+    tok = build_tokenizer()
+    cfg = preset_config("tiny", len(tok), empty_token_id(tok))
+    lay = LAYOUTS["libero"]
+    stats = dataset_statistics(demos, np.arange(len(demos)), [True] * 6 + [False])
+    return TrainingData(demos, stats, cfg, lay, tok), cfg
+
+
+def test_the_target_head_points_at_the_object_until_the_grasp_then_at_the_target(tmp_path):
+    # the grasp (first close label) at tick 6: frames on ticks 1, 5 show the object, 9 the
+    # target; a close label on a tick without frames counts too
+    path = write_shard(tmp_path / "s.hdf5", SPATIAL, (12,), close_at=6, seed=1)
+    demos = _read(path)
+    np.testing.assert_array_equal(demos.frame_index, [1, 5, 9])
+    data, cfg = _data(demos)
+    data.enable_aux(10, 10.0, need_cubes=True, grid=2, need_colours=False)
+    samples = [0, 1, 2]
+    labels = data.aux_labels(samples, torch.zeros(3, 6 * cfg.num_images, 32, 32))
+    goal = demos.cube_pos[[0, 1, 2], [0, 0, 1]]  # object, object, target
+    expected = (goal - demos.proprio[:, :3]) * 10.0
+    np.testing.assert_allclose(labels.target.numpy(), expected, rtol=1e-6)
+    assert labels.target_mask.tolist() == [True, True, False]
+    assert int(labels.colour.abs().sum()) == 0  # no patch labels for LIBERO's objects
+
+
+def test_colour_heads_on_libero_objects_are_refused_with_the_reason(shards):
+    data, _ = _data(_read(shards))
+    with pytest.raises(ValueError, match="no pixel rule finds: use the position and target"):
+        data.enable_aux(10, 10.0, need_cubes=True, grid=2, need_colours=True)
