@@ -8,9 +8,12 @@ optionally, processes that each burn a core; publishes two 224 x 224 rgb8 camera
     python -m specprune_ros.eval.recording_load --seconds 600 --burners 2 --json load.json
 
 Counted from the moment each publisher sees the recorder's subscription; after the last
-message it waits ``--settle`` seconds before the signal. Dropped = published - recorded.
+message it waits ``--settle`` seconds before the signal. Dropped = published - recorded,
+matched message by message on the header stamp: each lost message is listed (seconds after
+the first publish), with the recorder's receive latency (bag log time - header stamp: how far
+behind it ran) and what its subscriptions' DDS readers reported lost (``message_lost``).
 CPU: the recorder's user + system time over the publishing window / its wall time (100 %
-= one core).
+= one core); the load average over the run says how busy the machine was besides.
 """
 from __future__ import annotations
 
@@ -18,29 +21,81 @@ import argparse
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
 import time
 import warnings
-from typing import Dict, List, Optional
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import rclpy
 from rclpy.context import Context
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
+from rosbags.rosbag2 import Reader
+from ruamel.yaml import YAML
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)  # lark, pulled in by the msg packages
     from geometry_msgs.msg import PoseStamped
+    from builtin_interfaces.msg import Time
     from sensor_msgs.msg import Image, JointState
 
-from specprune_ros.node.bag_reader import read_bag
-from specprune_ros.node.bag_topics import CAMERA_TOPICS
+from specprune_ros.node.bag_topics import CAMERA_TOPICS, METADATA_KEY
 from specprune_ros.node.ros_image import rgb_to_image_msg
 
 BURN = "while True: pass"
+
+
+def stamp_ns(stamp: Time) -> int:
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
+def header_stamp_ns(cdr: bytes) -> int:
+    """The header stamp of a serialized message whose first field is a std_msgs/Header
+    (CDR: a 4-byte encapsulation header, byte 1 = 1 for little endian, then int32 sec and
+    uint32 nanosec)."""
+    sec, nanosec = struct.unpack_from("<iI" if cdr[1] == 1 else ">iI", cdr, 4)
+    return sec * 1_000_000_000 + nanosec
+
+
+def recorded_stamps(bag: str, topics: Sequence[str]) -> Dict[str, List[Tuple[int, int]]]:
+    """topic -> [(header stamp, log time)] of the bag's messages on ``topics`` (streamed:
+    a 10-minute bag holds several GB)."""
+    out: Dict[str, List[Tuple[int, int]]] = {t: [] for t in topics}
+    with Reader(bag) as reader:
+        wanted = [c for c in reader.connections if c.topic in out]
+        for conn, log_ns, raw in reader.messages(connections=wanted):
+            out[conn.topic].append((header_stamp_ns(raw), log_ns))
+    return out
+
+
+def compare(published: Dict[str, List[int]], recorded: Dict[str, List[Tuple[int, int]]],
+            start_ns: int) -> Dict[str, Dict]:
+    """Per topic: published, recorded, dropped, the lost messages (seconds after
+    ``start_ns``, by header stamp) and the receive latency (ms: median, p99, max)."""
+    out = {}
+    for topic, stamps in published.items():
+        got = recorded.get(topic, [])
+        seen = {stamp for stamp, _ in got}
+        lost = [round((s - start_ns) / 1e9, 3) for s in stamps if s not in seen]
+        delay = np.array([(log - stamp) / 1e6 for stamp, log in got]) if got else np.zeros(1)
+        out[topic] = {"published": len(stamps), "recorded": len(stamps) - len(lost),
+                      "dropped": len(lost), "lost_at_s": lost,
+                      "latency_ms": {"median": round(float(np.median(delay)), 2),
+                                     "p99": round(float(np.percentile(delay, 99)), 2),
+                                     "max": round(float(delay.max()), 2)}}
+    return out
+
+
+def recorder_metadata(bag: str) -> Dict:
+    """The recorder's own metadata (messages written, messages its readers lost)."""
+    info = YAML(typ="safe").load((Path(bag) / "metadata.yaml").read_text("utf8"))
+    return json.loads((info["rosbag2_bagfile_information"].get("custom_data") or {}).get(
+        METADATA_KEY, "{}"))
 
 
 def cpu_seconds(pid: int) -> float:
@@ -59,19 +114,19 @@ class Publishers:
         self.joints = node.create_publisher(JointState, "/joint_states", 10)
         self.pose = node.create_publisher(PoseStamped, "/ee_pose", 10)
         names = (*CAMERA_TOPICS, "/joint_states", "/ee_pose")
-        self.counts: Dict[str, int] = {t: 0 for t in names}
+        self.stamps: Dict[str, List[int]] = {t: [] for t in names}  # header stamps, ns
         self.image = np.random.default_rng(0).integers(0, 255, (224, 224, 3), dtype=np.uint8)
 
     def matched(self) -> bool:
         pubs = self.cameras + [self.joints, self.pose]
         return all(p.get_subscription_count() > 0 for p in pubs)
 
-    def cameras_now(self, stamp: object) -> None:
+    def cameras_now(self, stamp: Time) -> None:
         for topic, pub in zip(CAMERA_TOPICS, self.cameras):
             pub.publish(rgb_to_image_msg(self.image, "rgb8", stamp, "camera"))
-            self.counts[topic] += 1
+            self.stamps[topic].append(stamp_ns(stamp))
 
-    def state_now(self, stamp: object, tick: int) -> None:
+    def state_now(self, stamp: Time, tick: int) -> None:
         js = JointState(name=[f"panda_joint{i}" for i in range(1, 8)],
                         position=[0.01 * tick] * 7)
         js.header.stamp = stamp
@@ -80,8 +135,8 @@ class Publishers:
         pose.header.stamp, pose.header.frame_id = stamp, "panda_link0"
         pose.pose.position.x, pose.pose.orientation.w = 0.001 * tick, 1.0
         self.pose.publish(pose)
-        self.counts["/joint_states"] += 1
-        self.counts["/ee_pose"] += 1
+        self.stamps["/joint_states"].append(stamp_ns(stamp))
+        self.stamps["/ee_pose"].append(stamp_ns(stamp))
 
 
 def publish(node: Node, pubs: Publishers, seconds: float, camera_hz: float,
@@ -124,10 +179,12 @@ def measure(seconds: float, camera_hz: float, state_hz: float, burners: int,
                 raise RuntimeError(f"the recorder never subscribed (exit code "
                                    f"{recorder.poll()})")
             time.sleep(0.1)
-        cpu0 = cpu_seconds(recorder.pid)
+        cpu0, load0 = cpu_seconds(recorder.pid), os.getloadavg()
+        start_ns = node.get_clock().now().nanoseconds
         wall = publish(node, pubs, seconds, camera_hz, state_hz)
         time.sleep(settle)
         cpu = (cpu_seconds(recorder.pid) - cpu0) / (wall + settle)
+        load = os.getloadavg()
     finally:
         node.destroy_node()
         rclpy.try_shutdown(context=context)
@@ -135,13 +192,14 @@ def measure(seconds: float, camera_hz: float, state_hz: float, burners: int,
             proc.terminate()
         recorder.send_signal(signal.SIGINT)
         code = recorder.wait(60)
-    recorded = read_bag(bag).counts()
-    topics = {t: {"published": n, "recorded": recorded.get(t, 0),
-                  "dropped": n - recorded.get(t, 0)} for t, n in pubs.counts.items()}
+    topics = compare(pubs.stamps, recorded_stamps(bag, list(pubs.stamps)), start_ns)
+    meta = recorder_metadata(bag)
     return {"seconds": wall, "camera_hz": camera_hz, "state_hz": state_hz, "burners": burners,
+            "load_average_1_5_15": {"at_start": load0, "at_end": load},
             "recorder_cpu_percent": 100.0 * cpu, "recorder_exit_code": code,
             "bag_bytes": sum(os.path.getsize(os.path.join(bag, f)) for f in os.listdir(bag)),
             "topics": topics, "dropped": sum(t["dropped"] for t in topics.values()),
+            "recorder_reported": {k: meta.get(k) for k in ("messages", "lost")},
             "bag": bag}
 
 
