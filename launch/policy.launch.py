@@ -98,6 +98,11 @@ def _arguments(share: str):
         DeclareLaunchArgument("use_sim_time", default_value="false",
                               choices=["true", "false"],
                               description="run both nodes on /clock (a simulator)"),
+        DeclareLaunchArgument("reset_forgets_instruction", default_value="false",
+                              choices=["true", "false"],
+                              description="the policy's ~/reset forgets the topic "
+                                          "instruction and waits for the next (an episode "
+                                          "source publishing one per episode)"),
         DeclareLaunchArgument("params_file",
                               default_value=os.path.join(config, "policy.yaml"),
                               description="parameter file of the policy node"),
@@ -155,7 +160,8 @@ def generate_launch_description() -> LaunchDescription:
         # a string even when empty or numeric-looking (yaml would make it None or a number)
         dict(common, model=ParameterValue(LaunchConfiguration("model"), value_type=str),
              device=LaunchConfiguration("device"),
-             allow_preset_model=LaunchConfiguration("allow_preset_model"))])
+             allow_preset_model=LaunchConfiguration("allow_preset_model"),
+             reset_forgets_instruction=LaunchConfiguration("reset_forgets_instruction"))])
     executor = _node("specprune_executor", [
         LaunchConfiguration("executor_params_file"),
         LaunchConfiguration("executor_overrides_file"),

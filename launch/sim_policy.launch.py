@@ -40,6 +40,8 @@ def generate_launch_description() -> LaunchDescription:
         launch_arguments={
             "model": LaunchConfiguration("model"), "device": LaunchConfiguration("device"),
             "allow_preset_model": "true", "autostart": LaunchConfiguration("autostart"),
+            # the bridge publishes a new instruction at each reset, maybe after its frames
+            "reset_forgets_instruction": "true",
             "output": LaunchConfiguration("output"),
             "use_sim_time": LaunchConfiguration("use_sim_time"),
             "executor_overrides_file": os.path.join(config, "executor_sim.yaml"),

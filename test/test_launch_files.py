@@ -131,3 +131,21 @@ def test_simulation_uses_its_clock_and_the_executor_sim_overrides() -> None:
     assert '"publish_clock": LaunchConfiguration("use_sim_time")' in text
     assert '"command_input": LaunchConfiguration("output")' in text
     assert "executor_sim.yaml" in text and (ROOT / "config" / "executor_sim.yaml").exists()
+
+
+def test_simulation_forgets_the_instruction_at_reset_and_the_robot_path_keeps_it() -> None:
+    """The bridge publishes a new instruction per episode, maybe after its new frames: the
+    simulated path waits for it after ~/reset; a robot's instruction may be published once
+    (latched), so the robot path keeps it unless told otherwise."""
+    sim = ast.parse((ROOT / "launch" / "sim_policy.launch.py").read_text())
+    policy = ast.parse((ROOT / "launch" / "policy.launch.py").read_text())
+    passed = {}
+    for call in calls(sim, "IncludeLaunchDescription"):
+        for d in [n for n in ast.walk(keywords(call)["launch_arguments"])
+                  if isinstance(n, ast.Dict)]:
+            passed.update({k.value: v for k, v in zip(d.keys, d.values)
+                           if isinstance(k, ast.Constant)})
+    assert ast.literal_eval(passed["reset_forgets_instruction"]) == "true"
+    default = declared_arguments(policy)["reset_forgets_instruction"]["default_value"]
+    assert ast.literal_eval(default) == "false"
+    assert parameters.BY_NAME["reset_forgets_instruction"].default is False

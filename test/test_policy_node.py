@@ -22,7 +22,8 @@ from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import (DurabilityPolicy, QoSProfile, ReliabilityPolicy,
+                       qos_profile_sensor_data)
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)  # lark, pulled in by the msg packages
@@ -431,6 +432,75 @@ class TestSyntheticInput:
         policy = synthetic[0]
         assert policy.stop(signal.SIGTERM) == 0, policy.log()
         assert "Traceback" not in policy.log(), policy.log()
+
+
+# ================================================================== the instruction at a reset
+FIRST, SECOND = "pick up the red cube", "pick up the blue cube"
+
+
+@pytest.fixture(scope="class")
+def episodes(tmp_path_factory: pytest.TempPathFactory
+             ) -> Iterator[Tuple[NodeProcess, Probe, Wire, Any]]:
+    """The node with no instruction parameter, fed frames by this process and the first
+    episode's instruction on /instruction (transient local, as the bridge publishes it)."""
+    tmp, domain = tmp_path_factory.mktemp("policy_episodes"), domain_id(83)
+    policy = policy_process(tmp, domain, "ee_motion_source:=pose_topic")
+    try:
+        for probe in probe_fixture("policy_episodes_probe", domain):
+            wire = watch(probe, sim=False)
+            probe.every.append(Feeder(probe))
+            latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                                 reliability=ReliabilityPolicy.RELIABLE)
+            instruction = probe.node.create_publisher(String, "/instruction", latched)
+            instruction.publish(String(data=FIRST))
+            wait_chunks(probe, wire, policy, 1, START_TIMEOUT_S)
+            yield policy, probe, wire, instruction
+    finally:
+        policy.stop(signal.SIGTERM)
+
+
+def steps_of(row: Dict[str, Any]) -> int:
+    return int(row.get("steps", -1))
+
+
+def reset(probe: Probe, wire: Wire) -> int:
+    """~/reset; the node's step count once the steps begun before it have reported."""
+    assert probe.call(Trigger, f"/{NODE}/reset", Trigger.Request()).success
+    probe.spin_for(0.5)
+    return max(steps_of(d) for d in wire.diags)
+
+
+class TestInstructionAtReset:
+    def test_a_latched_instruction_published_once_survives_reset_by_default(
+            self, episodes) -> None:
+        """A robot publishing its instruction once (latched) between episodes of one task:
+        ~/reset keeps it (reset_forgets_instruction false), the node does not wait."""
+        policy, probe, wire, _ = episodes
+        before = reset(probe, wire)
+        row = wait_diag(probe, wire, policy, lambda d: steps_of(d) > before)
+        assert row["instruction"] == FIRST, row
+
+    def test_first_step_after_reset_waits_for_the_new_episodes_instruction(
+            self, episodes) -> None:
+        """The bridge's case: the new episode's frames arrive before its instruction. With
+        reset_forgets_instruction the node publishes nothing until the new instruction
+        came, and its first chunk is computed with it (the diagnostics row names it);
+        without, it stepped on the new frames with the previous episode's instruction."""
+        policy, probe, wire, instruction = episodes
+        result = probe.set_parameters(NODE, {"reset_forgets_instruction": True})[0]
+        assert result.successful, result.reason
+        try:
+            before = reset(probe, wire)
+            chunks = len(wire.chunks)
+            probe.spin_for(1.5)  # frames of the new episode go on; no instruction yet
+            assert len(wire.chunks) == chunks, "stepped before the episode's instruction"
+            assert max(steps_of(d) for d in wire.diags) == before
+            assert "no instruction yet" in wire.diags[-1]["message"], wire.diags[-1]
+            instruction.publish(String(data=SECOND))
+            row = wait_diag(probe, wire, policy, lambda d: steps_of(d) > before)
+            assert row["instruction"] == SECOND, row
+        finally:
+            probe.set_parameters(NODE, {"reset_forgets_instruction": False})
 
 
 # ================================================================== lifecycle

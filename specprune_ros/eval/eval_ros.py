@@ -345,7 +345,8 @@ def _node_commands(args: argparse.Namespace) -> List[List[str]]:
     policy = simulated_policy_command(
         args.policy, "ee_motion_source:=pose_topic", f"torch_threads:={args.threads}",
         f"device:={args.device}", f"dtype:={args.dtype}",
-        f"inference_rate_hz:={2 * CONTROL_RATE_HZ / CHUNK}", "use_sim_time:=true")
+        f"inference_rate_hz:={2 * CONTROL_RATE_HZ / CHUNK}", "use_sim_time:=true",
+        "reset_forgets_instruction:=true")  # the bridge publishes one per episode
     return [bridge, policy, executor_command(args.executor_limits)]
 
 

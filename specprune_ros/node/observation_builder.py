@@ -454,7 +454,8 @@ class ObservationBuilder:
             faults += self._pose_faults(now)
             if not instruction.strip():
                 faults.append(Fault("instruction_missing", "no instruction yet (parameter "
-                                    "instruction is empty and none was received)"))
+                                    "instruction is empty and none was received since the "
+                                    "start, or since ~/reset with reset_forgets_instruction)"))
             if faults:
                 return BuildResult(faults=faults)
             match = self._frames.match()

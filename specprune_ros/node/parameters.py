@@ -126,6 +126,13 @@ NODE_PARAMS: Tuple[PolicyParam, ...] = (
     # --- live behaviour ------------------------------------------------------------------
     PolicyParam("instruction", "", "Language instruction; non-empty overrides "
                 "instruction_topic."),
+    PolicyParam("reset_forgets_instruction", False, "~/reset forgets the instruction received "
+                "on instruction_topic: no step until the new episode's instruction arrives "
+                "(no chunk, WARN 'no instruction yet'). Set it where the episode source "
+                "publishes an instruction per episode after the reset (the simulator bridge: "
+                "its new frames can reach the node before its new instruction); leave it "
+                "false where the instruction is published once (latched) and ~/reset "
+                "separates episodes of the same task, which would otherwise wait for ever."),
     PolicyParam("ee_motion_source", "pose_topic", "Measured end-effector motion for the "
                 "pruning controller: 'tf' (needs tf2_ros), 'pose_topic' (ee_pose_topic), "
                 "'policy' (the policy's own actions, no measurement).",

@@ -26,6 +26,10 @@ config/policy.yaml (generated from specprune_ros/node/parameters.py); ``prune.*`
 thresholds are live; an integer is accepted for every double. Services: ``~/reset``
 (std_srvs/Trigger, new episode: also published as std_msgs/String on EPISODE_TOPIC, the
 episode boundary a recording keeps), ``~/enable`` (std_srvs/SetBool), and the lifecycle ones.
+No step of a new episode uses an observation built before its ~/reset; with
+``reset_forgets_instruction`` none uses the instruction received before it either (the
+node waits for the next one on instruction_topic; the diagnostics row of every step names
+the instruction it was computed with).
 """
 from __future__ import annotations
 
@@ -124,6 +128,7 @@ class StepReport:
     # observation (image received, worker free, rate limit passed) to the chunk published,
     # minus the model step
     replan: bool = False
+    instruction: str = ""  # the instruction the step was computed with
 
 
 @dataclass
@@ -174,7 +179,7 @@ def step_values(report: Optional[StepReport]) -> Dict[str, Any]:
         "estimated_speedup": s.visual_tokens_total / kept if kept else float("inf"),
         "n_global": s.n_global, "n_dynamic": s.n_dynamic, "n_local": s.n_local,
         "lookback_steps": s.lookback_steps, "trans_speed": s.trans_speed,
-        "rot_speed": s.rot_speed, "replan": report.replan,
+        "rot_speed": s.rot_speed, "replan": report.replan, "instruction": report.instruction,
     }
 
 
@@ -309,6 +314,8 @@ class PolicyNode(LifecycleNode):
         self._shared = _Shared()
         self._faults = FaultTracker()
         self._policy_lock = threading.Lock()  # step vs reset vs deactivate / cleanup
+        self._episode = 0  # ~/reset count (under _policy_lock): a build of an older one is
+        # never stepped on
         self._tf: Optional[TfPoseSource] = None
         self._jump_handle: Any = None
         self._subscriptions_made: List[Any] = []
@@ -547,6 +554,10 @@ class PolicyNode(LifecycleNode):
         with self._policy_lock:
             if self._policy is not None:
                 self._policy.reset()
+                self._episode += 1
+                if self._values["reset_forgets_instruction"]:
+                    with self._shared.lock:
+                        self._shared.topic_instruction = ""  # wait for the new episode's
                 self._episode_pub.publish(String(data="reset"))
                 response.success, response.message = True, "policy reset: new episode"
             else:
@@ -638,6 +649,7 @@ class PolicyNode(LifecycleNode):
                 self._publish_diagnostics([])
             return False, time.monotonic() if due else last_diag
         now = self.get_clock().now().nanoseconds * 1e-9
+        episode = self._episode  # a ~/reset from here on makes this build stale
         result = self._builder.build(now, self._instruction())
         self._waiting_for_state = bool(result.waiting) and result.waiting != NO_NEW_FRAMES
         with self._shared.lock:
@@ -647,7 +659,7 @@ class PolicyNode(LifecycleNode):
         stepped = False
         if result.observation is not None and enabled:
             with self._policy_lock:  # deactivate waits for this step and its chunk
-                if self._active.is_set():
+                if self._active.is_set() and episode == self._episode:
                     self._step(result, max(result.received, free_since))
                     stepped = True
         faults = self._track(result.faults)
@@ -676,7 +688,8 @@ class PolicyNode(LifecycleNode):
                                           float(self._values["control_rate_hz"])))
         published = time.monotonic()
         report = StepReport(stats, (published - result.received) * 1e3,
-                            (published - available) * 1e3 - stats.total_ms, chunk.replan)
+                            (published - available) * 1e3 - stats.total_ms, chunk.replan,
+                            obs.instruction)
         with self._shared.lock:
             self._shared.report = report
             self._shared.counters.steps += 1
