@@ -9,6 +9,7 @@ import subprocess
 import warnings
 from pathlib import Path
 from typing import Iterator
+from xml.etree import ElementTree
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from specprune_ros.node.bag_topics import (COMPRESSED, EPISODE_TOPIC, METADATA_K
                                            recorded_topics)
 from specprune_ros.node.bag_writer import BagWriter, SplitLimits
 from specprune_ros.node.package_data import shipped_checkpoint
+from specprune_ros.node.recorder import receive_transport
 from ros_helpers import NodeProcess, Probe, domain_id
 
 with warnings.catch_warnings():
@@ -180,3 +182,31 @@ def test_signal_mid_episode_closes_the_bag_with_every_message(tmp_path: Path, pr
     assert meta["messages"]["/joint_states"] == len(ticks)
     assert bag.policy_parameters()["values"]["prune.keep_scale"] == 1.5
     assert np.isfinite(ticks).all()
+
+
+# ------------------------------------------------------------------------------ transport
+def test_recorder_takes_local_data_over_udp_into_a_kernel_sized_buffer(tmp_path: Path) -> None:
+    env = receive_transport({"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}, 4_194_304,
+                            str(tmp_path))
+    root = ElementTree.parse(env["FASTDDS_DEFAULT_PROFILES_FILE"]).getroot()
+    ns = {"d": "http://www.eprosima.com"}
+    assert root.find(".//d:transport_descriptor/d:type", ns).text == "UDPv4"
+    assert root.find(".//d:receiveBufferSize", ns).text == "4194304"
+    assert root.find(".//d:useBuiltinTransports", ns).text == "false"  # no shared memory
+    assert root.find(".//d:defaultUnicastLocatorList//d:address", ns).text == "127.0.0.1"
+    subnet = receive_transport({"ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET"}, 4_194_304,
+                               str(tmp_path / "x"))
+    assert subnet["FASTDDS_BUILTIN_TRANSPORTS"] == "UDPv4?sockets_size=4194304"
+    assert "FASTDDS_BUILTIN_TRANSPORTS" in receive_transport({}, 4_194_304, str(tmp_path / "x"))
+
+
+@pytest.mark.parametrize("environ, rmem_max", [
+    ({"FASTDDS_DEFAULT_PROFILES_FILE": "/etc/mine.xml"}, 4_194_304),
+    ({"FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA"}, 4_194_304),
+    ({"RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"}, 4_194_304),
+    ({"ROS_AUTOMATIC_DISCOVERY_RANGE": "OFF"}, 4_194_304),
+    ({"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}, None),
+], ids=["user profile", "user transports", "other rmw", "no discovery", "no rmem_max"])
+def test_recorder_leaves_a_user_transport_setting_alone(tmp_path: Path, environ, rmem_max) -> None:
+    assert receive_transport(environ, rmem_max, str(tmp_path)) == environ
+    assert not list(tmp_path.iterdir())

@@ -126,7 +126,7 @@ def subscription_qos(spec: TopicSpec) -> QoSProfile:
 
 #: Fast DDS profile of the recorder's participant: user data over UDP on 127.0.0.1 only, into
 #: a receive buffer of {size} bytes. (rmw_fastrtps with ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
-#: ignores FASTDDS_BUILTIN_TRANSPORTS; a default XML profile is applied in every range.)
+#: sets its own locators, and Fast DDS then ignores FASTDDS_BUILTIN_TRANSPORTS: measured.)
 UDP_PROFILE = """<?xml version="1.0" encoding="UTF-8" ?>
 <dds xmlns="http://www.eprosima.com">
   <profiles>
@@ -153,15 +153,18 @@ UDP_PROFILE = """<?xml version="1.0" encoding="UTF-8" ?>
 
 def receive_transport(environ: Dict[str, str], rmem_max: Optional[int],
                       folder: str) -> Dict[str, str]:
-    """The environment the recorder's participant is created with: a Fast DDS profile
-    (written into ``folder``) that takes user data over UDP into a receive buffer of
-    ``rmem_max`` bytes (the kernel's cap), unless another RMW is chosen, the user configured
-    Fast DDS's transports, the publishers are on other hosts (discovery range other than
-    LOCALHOST) or the cap is unknown: then ``environ`` unchanged."""
+    """The environment the recorder's participant is created with: Fast DDS takes user data
+    over UDP into a receive buffer of ``rmem_max`` bytes (the kernel's cap). LOCALHOST
+    discovery range: a default profile written into ``folder`` (UDP on 127.0.0.1 only);
+    other ranges: ``FASTDDS_BUILTIN_TRANSPORTS=UDPv4?sockets_size=...``. ``environ``
+    unchanged when another RMW is chosen, the user configured Fast DDS's transports,
+    discovery is OFF or the cap is unknown."""
+    scope = environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "").upper()
     if "fastrtps" not in environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp") or any(
-            environ.get(k) for k in _USER_TRANSPORT) or not rmem_max or environ.get(
-            "ROS_AUTOMATIC_DISCOVERY_RANGE", "").upper() != "LOCALHOST":
+            environ.get(k) for k in _USER_TRANSPORT) or not rmem_max or scope == "OFF":
         return dict(environ)
+    if scope != "LOCALHOST":
+        return dict(environ, FASTDDS_BUILTIN_TRANSPORTS=f"UDPv4?sockets_size={rmem_max}")
     path = os.path.join(folder, "specprune_recorder_fastdds.xml")
     with open(path, "w", encoding="utf-8") as f:
         f.write(UDP_PROFILE.format(size=rmem_max))
