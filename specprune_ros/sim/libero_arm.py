@@ -10,7 +10,12 @@ Differences from SimArm, on purpose:
   the world frame; the robot's true base pose is in ``extras['robot_base_pos' / '_quat']``);
 - ``reset(seed)`` draws a development initial state; ``reset_to_init_state(i)`` loads the
   benchmark's fixed state ``i`` (the claim set; the exact claim loop is libero_protocol's);
+  either then runs the protocol's ``settle_ticks`` no-op ticks (unrendered, not counted in
+  the horizon) so that the first observation is the one openvla-oft's policy first sees;
 - ``extras`` holds every object's ``<name>_pos`` / ``_quat`` (privileged; never a policy input).
+
+A task is named ``<suite>:<index>`` wherever our tasks are named (``specprune-eval --task
+libero_spatial:0``, the bridge's ``task`` parameter): ``libero_task`` parses that.
 
 Usage::
 
@@ -28,12 +33,35 @@ import numpy as np
 from specprune.config import check_value
 
 from specprune_ros.sim.libero_env import LiberoStep, LiberoWorker, LiberoWorkerConfig
-from specprune_ros.sim.libero_protocol import ENV_IMAGE_SIZE, ENV_SEED, flip_180
+from specprune_ros.sim.libero_protocol import (DUMMY_ACTION, ENV_IMAGE_SIZE, ENV_SEED,
+                                               NUM_STEPS_WAIT, SUITE_MAX_STEPS, flip_180)
 from specprune_ros.sim.libero_worker import VIEWS
 from specprune_ros.sim.sim_arm import JOINT_NAMES, SimObservation, validate_action
 
 #: LIBERO's control rate (robosuite control_freq in LIBERO's ControlEnv).
 CONTROL_RATE_HZ = 20.0
+#: How a LIBERO task is named among our tasks: ``<suite>:<task index>``.
+TASK_NAME_FORMAT = "<suite>:<index>, e.g. libero_spatial:0"
+
+
+def libero_task(name: str) -> Optional[Tuple[str, int]]:
+    """``(suite, task index)`` of a task named ``<suite>:<index>`` (a LIBERO suite's name
+    starts with ``libero``), None for any other task name (our own, e.g. pick_color);
+    ValueError for a name with a colon that is not that."""
+    if ":" not in name:
+        return None
+    suite, _, index = name.partition(":")
+    if not suite.startswith("libero") or not index.isdigit():
+        raise ValueError(f"task {name!r}: a LIBERO task is named {TASK_NAME_FORMAT}")
+    return suite, int(index)
+
+
+def suite_horizon(suite: str) -> int:
+    """The protocol's policy ticks per episode of ``suite`` (openvla-oft's limits)."""
+    if suite not in SUITE_MAX_STEPS:
+        raise ValueError(f"suite {suite!r}: no step limit known (one of "
+                         f"{sorted(SUITE_MAX_STEPS)})")
+    return SUITE_MAX_STEPS[suite]
 
 
 @dataclass(frozen=True)
@@ -45,9 +73,11 @@ class LiberoArmConfig:
     camera_size: int = ENV_IMAGE_SIZE
     horizon: int = 300
     cameras: Tuple[str, ...] = VIEWS
+    settle_ticks: int = NUM_STEPS_WAIT
 
     def __post_init__(self) -> None:
         check_value("LiberoArmConfig", "task", self.task, int, 0, None)
+        check_value("LiberoArmConfig", "settle_ticks", self.settle_ticks, int, 0, None)
         check_value("LiberoArmConfig", "camera_size", self.camera_size, int, 16, 2048)
         check_value("LiberoArmConfig", "horizon", self.horizon, int, 1, None)
         if not set(self.cameras) <= set(VIEWS) or not self.cameras:
@@ -98,15 +128,20 @@ class LiberoArm:
         return self._last
 
     def reset(self, seed: Optional[int] = None) -> SimObservation:
-        """A development initial state (LIBERO's sampler seeded with ``seed``), rendered."""
-        self._steps = 0
-        self._state = self.worker.reset(seed=seed)
-        return self.observe()
+        """A development initial state (LIBERO's sampler seeded with ``seed``), settled and
+        rendered."""
+        return self._settle(self.worker.reset(seed=seed))
 
     def reset_to_init_state(self, index: int) -> SimObservation:
-        """The benchmark's fixed initial state ``index``, rendered."""
+        """The benchmark's fixed initial state ``index``, settled and rendered."""
+        return self._settle(self.worker.set_init_state(index))
+
+    def _settle(self, state: LiberoStep) -> SimObservation:
+        """The protocol's no-op ticks (nothing rendered), then the first observation."""
         self._steps = 0
-        self._state = self.worker.set_init_state(index)
+        for _ in range(self.config.settle_ticks):
+            state = self.worker.step(DUMMY_ACTION)
+        self._state = state
         return self.observe()
 
     def step(self, action: Any, render: bool = True) -> SimObservation:

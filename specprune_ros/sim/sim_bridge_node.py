@@ -1,11 +1,19 @@
 """ROS 2 bridge of the simulated Panda: publishes what a real arm driver would, executes chunks.
 
 Node ``specprune_sim_arm``. Every tick of a timer at ``control_rate_hz`` it steps the sim
-(rendering both cameras) with the next row of the newest action chunk, or a hold action, and
-publishes the cameras, joint states, end-effector pose (+ /tf where tf2_msgs exists) and task
-success. Run::
+with the next row of the newest action chunk, or a hold action, and publishes the joint
+states, end-effector pose (+ /tf where tf2_msgs exists) and task success; the cameras are
+rendered and published on the ticks of ``camera_rate_hz`` (every tick by default). Run::
 
     python -m specprune_ros.sim.sim_bridge_node --ros-args --params-file config/sim_arm.yaml
+    python -m specprune_ros.sim.sim_bridge_node --ros-args \
+        --params-file config/libero_arm.yaml -p task:=libero_object:0
+
+The arm is our robosuite one (``task`` pick_color or lift) or, for a task named
+``<suite>:<index>``, that LIBERO task (libero_arm.LiberoArm over a worker in .venv-libero):
+the same topics and services, LIBERO's 20 Hz, the protocol's 10 no-op ticks after every
+reset, frames rotated 180 degrees as openvla-oft's policy sees them, the pose in LIBERO's
+world frame (its datasets' frame, in which its OSC deltas are applied).
 
 What it executes (``command_input``):
 
@@ -68,6 +76,9 @@ from specprune_ros.node.param_table import ParamSpec, declare_table
 from specprune_ros.node.ros_image import rgb_to_image_msg
 from specprune_ros.node.safety_envelope import rotation_between
 from specprune_ros.sim.control_loop import ControlLoop
+from specprune_ros.sim.libero_arm import (CONTROL_RATE_HZ as LIBERO_RATE_HZ, TASK_NAME_FORMAT,
+                                          LiberoArm, LiberoArmConfig, libero_task)
+from specprune_ros.sim.libero_env import LiberoWorkerError
 from specprune_ros.sim.sim_arm import (ACTION_DIM, ACTION_NAMES, GRIPPER_OPEN, SimArm,
                                        SimArmConfig, SimObservation)
 
@@ -92,7 +103,8 @@ def _topic(name: str, default: str, what: str) -> ParamSpec:
 
 PARAMS: Tuple[ParamSpec, ...] = (
     ParamSpec("task", "pick_color", "Simulated task (specprune_ros.sim.sim_arm.TASKS): pick_color "
-              "names one of three cubes per episode; lift has one red cube.", read_only=True),
+              "names one of three cubes per episode; lift has one red cube; or a LIBERO task "
+              f"({TASK_NAME_FORMAT}; needs .venv-libero).", read_only=True),
     ParamSpec("instruction", "", "Language instruction published on instruction_topic; "
               "empty: the episode's own (e.g. 'pick up the green cube')."),
     ParamSpec("seed", 0, "Seed of the first episode; episode k uses seed + k; -1: random.",
@@ -102,8 +114,11 @@ PARAMS: Tuple[ParamSpec, ...] = (
               lo=-1, hi=2**31 - 1),
     ParamSpec("camera_size", 224, "Square size in pixels of both camera images.",
               read_only=True, lo=16, hi=2048),
-    ParamSpec("control_rate_hz", 20.0, "Control ticks per second (sim and wall clock).",
-              read_only=True, lo=1.0, hi=500.0),
+    ParamSpec("control_rate_hz", 20.0, "Control ticks per second (sim and wall clock); "
+              "LIBERO tasks run at LIBERO's 20.", read_only=True, lo=1.0, hi=500.0),
+    ParamSpec("camera_rate_hz", 0.0, "Camera frames per simulated second, rendered and "
+              "published on every k-th tick (k = control rate / camera rate, rounded); 0: "
+              "every tick.", read_only=True, lo=0.0, hi=500.0),
     ParamSpec("horizon", 1000, "Ticks per episode; at the horizon the episode resets.",
               read_only=True, lo=1, hi=10**9),
     ParamSpec("fast_render", True, "Render without shadows, reflections, skybox, MSAA.",
@@ -145,6 +160,39 @@ def sim_config(params: Dict[str, Any]) -> SimArmConfig:
                         control_rate_hz=float(params["control_rate_hz"]),
                         horizon=int(params["horizon"]), seed=None if seed < 0 else seed,
                         cameras=tuple(VIEWS.values()), fast_render=bool(params["fast_render"]))
+
+
+def libero_config(params: Dict[str, Any]) -> Optional[LiberoArmConfig]:
+    """The LiberoArmConfig of a LIBERO task (None for our own tasks); ValueError when the
+    parameters ask for what LIBERO cannot do."""
+    named = libero_task(str(params["task"]))
+    if named is None:
+        return None
+    if float(params["control_rate_hz"]) != LIBERO_RATE_HZ:
+        raise ValueError(f"control_rate_hz={params['control_rate_hz']}: LIBERO tasks run at "
+                         f"{LIBERO_RATE_HZ:g} Hz (its robosuite control_freq)")
+    return LiberoArmConfig(suite=named[0], task=named[1], camera_size=int(params["camera_size"]),
+                           horizon=int(params["horizon"]))
+
+
+def make_arm(params: Dict[str, Any]) -> Any:
+    """The arm the parameters name: a SimArm, or a LiberoArm for a LIBERO task; StartupError
+    saying why a LIBERO task cannot start (no .venv-libero, an unknown suite or task)."""
+    config = libero_config(params)
+    if config is None:
+        return SimArm(sim_config(params))
+    try:
+        return LiberoArm(config)
+    except (FileNotFoundError, LiberoWorkerError) as exc:
+        raise StartupError(f"LIBERO task {params['task']!r}: {exc}") from exc
+
+
+def camera_every(control_rate_hz: float, camera_rate_hz: float) -> int:
+    """Ticks between rendered frames: 1 (every tick) when camera_rate_hz is 0 or above the
+    control rate."""
+    if camera_rate_hz <= 0.0:
+        return 1
+    return max(1, int(round(control_rate_hz / camera_rate_hz)))
 
 
 # ------------------------------------------------------------------------------ action chunks
@@ -311,7 +359,8 @@ class SimBridgeNode(Node):
     def __init__(self) -> None:
         super().__init__(NODE_NAME)
         self._p = declare_table(self, PARAMS)
-        self._sim = SimArm(sim_config(self._p))
+        self._sim = make_arm(self._p)
+        self._camera_every = camera_every(1.0 / self._sim.dt, self._p["camera_rate_hz"])
         self._queue = ActionQueue()
         self._command = CommandInput(self._p["command_input"], self._p["command_timeout_s"])
         self._clock_ns = time.time_ns() if self._p["publish_clock"] else None
@@ -332,8 +381,9 @@ class SimBridgeNode(Node):
                                  name="sim_tick")
         self._loop.start()
         self.get_logger().info(
-            f"simulating '{self._p['task']}' at {self._p['control_rate_hz']:g} Hz, "
-            f"{self._p['camera_size']}px cameras; executing {self._p['command_input']} "
+            f"simulating '{self._p['task']}' at {1.0 / self._sim.dt:g} Hz, "
+            f"{self._p['camera_size']}px cameras every {self._camera_every} tick(s); "
+            f"executing {self._p['command_input']} "
             f"commands{', publishing /clock' if self._clock_ns else ''}")
 
     def _subscribe_commands(self) -> None:
@@ -449,7 +499,9 @@ class SimBridgeNode(Node):
             self._start_episode()
             return
         self._advance_clock()
-        obs = self._sim.step(self._next_action())
+        obs = self._sim.step(self._next_action(),
+                             render=(self._sim.last_observation.step + 1) % self._camera_every
+                             == 0)
         self._publish_observation(obs)
         self._log_rate(obs.step)
 
@@ -538,9 +590,12 @@ class SimBridgeNode(Node):
 
     # -------------------------------------------------------------------- publishing
     def _publish_observation(self, obs: SimObservation) -> None:
-        """Publish images, joints, ee pose (+ /tf) and success, all with one stamp: now."""
+        """Publish images (when rendered), joints, ee pose (+ /tf) and success, all with one
+        stamp: now."""
         stamp = self._stamp()
         for view, camera in VIEWS.items():
+            if camera not in obs.images:
+                continue
             self._image_pubs[view].publish(rgb_to_image_msg(
                 obs.images[camera], "rgb8", stamp, self._p[f"{view}_frame_id"]))
         self._joint_pub.publish(joint_state_msg(obs, stamp))
