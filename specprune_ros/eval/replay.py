@@ -12,8 +12,9 @@ not task success.
 Configurations: the names of ``specprune-eval`` (``configurations.CONFIGS``), ``recorded``
 (the node's own ``prune.*`` values at each step, from the recording: it reproduces the
 node's chunks), and one ``specprune[field=value,...]`` per combination of the ``--set``
-values. FastV keeps SpecPrune's mean visual tokens of this replay. Each configuration is
-reset where the node was (its ~/reset marker) and steps through the episodes in order.
+values. FastV and random dropping keep SpecPrune's mean visual tokens of this replay
+(random draws from the episode's index). Each configuration is reset where the node was
+(its ~/reset marker) and steps through the episodes in order.
 
 Per configuration: step and LLM latency (median, p95, ms), visual tokens kept, fine-mode
 share, action L1 vs the unpruned policy (normalised chunk, as specprune-eval) and vs the
@@ -35,10 +36,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from specprune import PruneConfig, SpecPrunePolicy, load_policy
-from specprune.bench import FastVPolicy, machine
+from specprune.bench import FastVPolicy, RandomDropPolicy, machine
 from specprune.model.folder_hash import checkpoint_hash
 from specprune_ros.eval.configurations import CONFIGS
-from specprune_ros.eval.eval_results import FASTV, SPECPRUNE, UNPRUNED
+from specprune_ros.eval.eval_results import FASTV, RANDOM, SPECPRUNE, UNPRUNED
 from specprune_ros.node import parameters as params
 from specprune_ros.node.bag_observations import Rebuilt, RebuiltStep, node_parameters, rebuild
 from specprune_ros.node.bag_reader import BagError, read_bag
@@ -48,6 +49,8 @@ RECORDED = "recorded"
 OPEN_LOOP = ("open loop: every configuration sees the recorded observations; this measures "
              "agreement with the unpruned policy and the recorded chunks, not task success")
 WORST = 3  # steps listed per configuration
+#: the baselines: their own policy class, SpecPrune's visual budget (run after SpecPrune)
+BASELINES = {FASTV: FastVPolicy, RANDOM: RandomDropPolicy}
 
 
 @dataclass
@@ -56,7 +59,11 @@ class Config:
 
     name: str
     changes: Optional[Dict[str, Any]]
-    fastv: bool = False
+
+    @property
+    def baseline(self) -> Optional[type]:
+        """FastVPolicy / RandomDropPolicy for the baselines, else None."""
+        return BASELINES.get(self.name)
 
 
 @dataclass
@@ -94,11 +101,11 @@ def configurations(names: Sequence[str], sets: Sequence[Dict[str, Any]]) -> List
         raise ValueError(f"unknown configurations {unknown}; known: "
                          f"{sorted(CONFIGS) + [RECORDED]}")
     out = [Config(UNPRUNED, dict(CONFIGS[UNPRUNED][0]))]  # the reference runs first
-    out += [Config(n, None if n == RECORDED else dict(CONFIGS[n][0]), n == FASTV)
-            for n in names if n not in (UNPRUNED, FASTV)]
+    out += [Config(n, None if n == RECORDED else dict(CONFIGS[n][0]))
+            for n in names if n != UNPRUNED and n not in BASELINES]
     out += [Config(f"{SPECPRUNE}[{','.join(f'{k}={v}' for k, v in c.items())}]", c)
             for c in sets]
-    out += [Config(FASTV, dict(CONFIGS[FASTV][0]), True)] if FASTV in names else []
+    out += [Config(n, dict(CONFIGS[n][0])) for n in BASELINES if n in names]
     return out
 
 
@@ -106,11 +113,11 @@ def configurations(names: Sequence[str], sets: Sequence[Dict[str, Any]]) -> List
 def run_config(base: SpecPrunePolicy, config: Config, steps: Sequence[RebuiltStep],
                budget: int = 0) -> List[StepOut]:
     """Every step in order, reset at each new episode, timed."""
-    kind = FastVPolicy if config.fastv else SpecPrunePolicy
+    kind = config.baseline or SpecPrunePolicy
     prune = PruneConfig().updated(**(config.changes or {}))
     policy = kind(base.model, base.tokenizer, base.statistics, base.layout, prune,
                   str(base.device), base.dtype)
-    if config.fastv and budget:
+    if config.baseline and budget:
         policy.budget = budget
     out: List[StepOut] = []
     episode = None
@@ -118,6 +125,8 @@ def run_config(base: SpecPrunePolicy, config: Config, steps: Sequence[RebuiltSte
         if step.episode != episode:
             policy.reset()
             episode = step.episode
+            if isinstance(policy, RandomDropPolicy):
+                policy.episode_seed = episode
         if config.changes is None:
             policy.update_config(params.prune_config(step.values))
         start = time.perf_counter()
@@ -234,7 +243,7 @@ def replay(args: argparse.Namespace) -> Dict[str, Any]:
     outs: Dict[str, List[StepOut]] = {}
     for config in configs:
         budget = 0
-        if config.fastv and SPECPRUNE in outs:
+        if config.baseline and SPECPRUNE in outs:
             budget = max(1, int(round(np.mean([o.kept for o in outs[SPECPRUNE]]))))
         outs[config.name] = run_config(base, config, rebuilt.steps, budget)
         print(f"replayed {config.name}: {len(rebuilt.steps)} steps", flush=True)

@@ -15,7 +15,10 @@ used. Joint states and poses stamped up to S + STATE_AHEAD_S are fed too, even w
 recorder received them after the chunk: its subscriptions are not the node's, and a pose the
 node had (the one clearing a reset's pose jump) can reach the recorder after the chunk.
 Without chunks (a bag of a teleoperated episode), every new matched set of frames.
-The node's ~/reset marker (``EPISODE_TOPIC``) starts an episode.
+The node's ~/reset marker (``EPISODE_TOPIC``) starts an episode; with the node's
+``reset_forgets_instruction`` it also forgets the topic instruction, as the node does, and
+a chunk of the new episode recorded before its instruction (the recorder received it later
+than the node) takes the next instruction of the bag, which the node had.
 """
 from __future__ import annotations
 
@@ -132,11 +135,23 @@ class _Replayer:
             self.builder.add_pose(*pose_from_msg(msg), frame_id=msg.header.frame_id)
         elif role == "instruction":
             self.topic_instruction = decode(message).data
-        elif role == "episode" and self.stepped_in_episode:
-            self.episode += 1
-            self.stepped_in_episode = False
+        elif role == "episode":
+            self._reset()
         elif role == "parameter_events" and message.log_ns > self.since_ns:
             self._parameter_event(decode(message))
+
+    def _reset(self) -> None:
+        """The node's ~/reset: a new episode (once a step ran in this one), the topic
+        instruction forgotten with reset_forgets_instruction."""
+        if self.values["reset_forgets_instruction"]:
+            self.topic_instruction = ""
+        if self.stepped_in_episode:
+            self.episode += 1
+            self.stepped_in_episode = False
+
+    def forgot_instruction(self) -> bool:
+        """No instruction since ~/reset forgot it (the node would not step)."""
+        return not self.instruction().strip()
 
     def _parameter_event(self, event: Any) -> None:
         if event.node != self.node:
@@ -217,6 +232,8 @@ def rebuild(bag: RecordedBag, proprio_dim: int, use_chunks: bool = True) -> Rebu
                 _step_every_frame(replayer, message, out)
         elif message.topic == chunk_topic and use_chunks:
             _feed_state_ahead(replayer, bag.messages, i, _chunk(message)[0], fed_early)
+            if replayer.forgot_instruction():
+                _feed_instruction_ahead(replayer, bag.messages, i, fed_early)
             _step_at_chunk(replayer, message, out)
         elif i not in fed_early:
             replayer.handle(message)
@@ -235,6 +252,20 @@ def _feed_state_ahead(replayer: _Replayer, messages: List[Recorded], start: int,
             break
         replayer.handle(message)
         fed.add(j)
+
+
+def _feed_instruction_ahead(replayer: _Replayer, messages: List[Recorded], start: int,
+                            fed: set) -> None:
+    """Handle the next instruction after ``start`` (before the next ~/reset marker): the node
+    stepped, so it had received it."""
+    for j in range(start + 1, len(messages)):
+        role = replayer.roles.get(messages[j].topic)
+        if role == "episode":
+            return
+        if role == "instruction" and j not in fed:
+            replayer.handle(messages[j])
+            fed.add(j)
+            return
 
 
 def _step_at_chunk(replayer: _Replayer, message: Recorded, out: Rebuilt) -> None:
