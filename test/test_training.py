@@ -124,8 +124,9 @@ def test_a_time_budget_fixes_the_step_count_after_calibration(demo_file, tmp_pat
     calibrated = [line for line in lines if line.startswith("calibrated:")]
     assert len(calibrated) == 1
     total = int(calibrated[0].split("--steps ")[1].split()[0])
-    assert 2 <= run.summary["steps"] <= total
-    assert run.summary["train_minutes"] < 0.04 + 0.05  # the first step is not calibrated
+    # the run does exactly the calibrated steps, however busy the machine (no wall clock
+    # in the assertion: at load ~10 the 2.4 s budget was overrun by the first step)
+    assert run.summary["steps"] == total >= 2
 
 
 def test_learning_rate_warms_up_then_decays_to_the_floor():

@@ -79,7 +79,11 @@ class Loop:
         if self.cfg.sitting_steps is not None and step - self.first >= self.cfg.sitting_steps:
             self.log(f"sitting of {self.cfg.sitting_steps} steps done at step {step}")
             return False
-        if self.elapsed() + self._reserve() > self.budget_s:
+        # with --minutes alone the budget decides until calibration fixed the total (its
+        # steps always run): the run is then the same --steps run on a busy machine too
+        budget_decides = self.cfg.steps is not None or \
+            (self.total is None and step >= self.cfg.calibration_steps)
+        if budget_decides and self.elapsed() + self._reserve() > self.budget_s:
             self.log(f"time budget of {self.cfg.minutes} min reached after {step} steps")
             return False
         return True

@@ -34,7 +34,9 @@ class TrainConfig:
         "derived from --minutes after calibration_steps timed steps.", 1, 10**7, int)
     minutes: Optional[float] = _spec(
         None, "Wall-clock budget (minutes) of the training loop + validation (reading the "
-        "file comes before); with steps set it only stops early (then validates, saves).",
+        "file comes before); with steps set it only stops early (then validates, saves); "
+        "without, the calibrated step count is then run in full (it may overrun on a busy "
+        "machine, never stop short: the same steps as --steps N).",
         0.01, 10**5, float)
     batch_size: int = _spec(16, "Samples per optimiser step.", 1, 4096)
     lr: float = _spec(5e-4, "Peak learning rate (OFT fine-tunes at 5e-4).", 1e-7, 1.0)
