@@ -249,12 +249,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     meta["commands"]["replay"] = "python " + " ".join(replay_command(args, replay_path)[1:])
     result = study(runs, replayed, meta)
     print(format_table(result))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=2)
-    if args.plot:
-        plot(result, args.plot)
+    write_outputs(result, args.json, args.plot)
     return 0
+
+
+def write_outputs(result: Dict[str, Any], json_path: str, plot_path: str) -> None:
+    """The study's JSON and scatter plot, where asked for."""
+    if json_path:
+        with open(json_path, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=2)
+    if plot_path:
+        plot(result, plot_path)
 
 
 if __name__ == "__main__":
