@@ -82,7 +82,8 @@ def eval_command(run: str, args: argparse.Namespace, out: str) -> List[str]:
 def replay_command(args: argparse.Namespace, out: str) -> List[str]:
     scales = ",".join(json.dumps(v) for v in KEEP_SCALES)
     return [sys.executable, "-m", "specprune_ros.eval.replay", args.bag,
-            "--configs", ",".join(MAIN_CONFIGS), "--set", f"prune.keep_scale={scales}",
+            "--configs", ",".join(MAIN_CONFIGS + ("recorded",)),  # + the node's own chunks
+            "--set", f"prune.keep_scale={scales}",
             "--threads", str(args.threads), "--json", out]
 
 
