@@ -9,6 +9,11 @@
   later ones) of width 128, ViTs of width 64 and depth 3 (features from block 2 of 3).
   Measured fwd+bwd, batch 16, float32, 2 threads, 2-core AMD EPYC: 10.6 samples/s over the
   shipped 2000-step run (checkpoints/pick_color/training_summary.json).
+- ``libero-deep``: sim-small's widths at 16 Llama layers, the multi-task LIBERO policy
+  (issue #19). Deep enough for every part of SpecPrune to act: with ``PruneConfig
+  layer_depth=32`` the paper's pruning layers 5/10/15/20 map to 3/5/8/10 and V_global's
+  layers 14/-1 to 7/15; scoring stays in layers 0/1. Its cost is in the README's LIBERO
+  section (training samples/s and policy step against sim-small).
 Layouts of the released checkpoints (LIBERO, ALOHA) live in the torch-free
 ``specprune.model.layouts`` (the robot side reads them); ``LAYOUTS`` and ``ActionLayout`` are
 re-exported here for the model code.
@@ -40,6 +45,7 @@ _PRESET_SHAPES = {
     "tiny": (64, 4, 4, 128, 32, 3, 2),
     "oft-cpu": (512, 32, 8, 1376, 256, 6, 4),
     "sim-small": (128, 6, 4, 344, 64, 3, 2),
+    "libero-deep": (128, 16, 4, 344, 64, 3, 2),
 }
 PRESETS = tuple(_PRESET_SHAPES)
 
