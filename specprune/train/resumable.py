@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 
 from specprune.model.modeling_vla import OpenVLAOFT
 from specprune.train.auxiliary import AuxiliaryHeads
 from specprune.train.batches import Augment, BatchSampler
+from specprune.train.demo_dataset import demo_files
 from specprune.train.run_loop import Log, Loop
 from specprune.train.train_config import _INEXACT_CHANGES, RESUMABLE_CHANGES, TrainConfig
 
@@ -26,6 +27,13 @@ class Resumable:
     sampler: BatchSampler
     augment: "Augment"
     device: torch.device
+    sources: Tuple[Tuple[str, int], ...] = ()  # demo files read (name, bytes): see sources()
+
+
+def sources(path: str) -> Tuple[Tuple[str, int], ...]:
+    """(file, size in bytes) of every demo file ``path`` names: a resumed run must read the
+    same data (a folder of shards grows while a recording runs)."""
+    return tuple((name, os.path.getsize(name)) for name in demo_files(path))
 
 
 def save_state(cfg: TrainConfig, state: Resumable, loop: Loop) -> None:
@@ -42,6 +50,7 @@ def save_state(cfg: TrainConfig, state: Resumable, loop: Loop) -> None:
         "augment_rng": state.augment.rng.bit_generator.state,
         "torch_rng": torch.get_rng_state(),
         "loop": loop.counters(),
+        "sources": [list(item) for item in state.sources],
     }
     tmp = path + ".tmp"
     torch.save(blob, tmp)
@@ -50,8 +59,10 @@ def save_state(cfg: TrainConfig, state: Resumable, loop: Loop) -> None:
 
 def load_state(cfg: TrainConfig, model: OpenVLAOFT, heads: Optional[AuxiliaryHeads],
                optimizer: torch.optim.Optimizer, sampler: BatchSampler, augment: "Augment",
-               loop: Loop, log: Log) -> int:
-    """Restore a saved run into freshly built objects; returns the next step."""
+               loop: Loop, log: Log, read: Tuple[Tuple[str, int], ...] = ()) -> int:
+    """Restore a saved run into freshly built objects; returns the next step. ``read``: the
+    demo files this sitting read (``sources``), refused when they differ from the saved
+    run's."""
     path = cfg.state_path
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--resume: no training state at {path!r}")
@@ -68,6 +79,13 @@ def load_state(cfg: TrainConfig, model: OpenVLAOFT, heads: Optional[AuxiliaryHea
     if changed:
         raise ValueError(f"--resume: {path} was saved with other settings: " + ", ".join(
             f"{k}={saved.get(k)!r} (now {getattr(cfg, k)!r})" for k in changed))
+    saved_sources = tuple(tuple(item) for item in blob.get("sources", ()))
+    if saved_sources and saved_sources != tuple(read):
+        gone = sorted(set(saved_sources) - set(read))
+        new = sorted(set(read) - set(saved_sources))
+        raise ValueError(f"--resume: {path} was trained on other demo files (missing or "
+                         f"changed: {gone[:3]}; new: {new[:3]}; {len(gone)} / {len(new)} in "
+                         "all): resume on the same files, or start a new run")
     model.load_state_dict(blob["model"])
     if heads is not None:
         heads.load_state_dict(blob["heads"])

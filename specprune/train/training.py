@@ -43,7 +43,7 @@ from specprune.train.batches import Augment, BatchSampler, TrainingData, split_d
 from specprune.train.demo_dataset import Demos, dataset_statistics, read_demos
 from specprune.train.optimisation import (evaluate, learning_rate, make_optimizer, patch_grid,
                                           seed_everything, train_step)
-from specprune.train.resumable import Resumable, load_state, save_state
+from specprune.train.resumable import Resumable, load_state, save_state, sources
 from specprune.train.run_loop import Log, Loop, stop_on_signals, val_subset
 from specprune.train.train_config import TrainConfig
 
@@ -58,6 +58,7 @@ class Run:
     train_samples: np.ndarray
     val_samples: np.ndarray
     summary: Dict[str, Any] = field(default_factory=dict)
+    sources: Tuple[Tuple[str, int], ...] = ()  # the demo files read (name, bytes)
 
 
 def prepare(cfg: TrainConfig, log: Log) -> Tuple[Run, Any]:
@@ -69,6 +70,7 @@ def prepare(cfg: TrainConfig, log: Log) -> Tuple[Run, Any]:
     if cfg.init:
         _warm_start(model, cfg.init, log)
     start = time.perf_counter()
+    read = sources(cfg.demos)  # before reading: a file that grows meanwhile shows as changed
     demos = read_demos(cfg.demos, lay.chunk, lay.action_dim, lay.proprio_dim,
                        model.cfg.image_size)
     gib = sum(v.nbytes for v in demos.frames) / 2**30
@@ -95,7 +97,7 @@ def prepare(cfg: TrainConfig, log: Log) -> Tuple[Run, Any]:
     params = sum(p.numel() for p in model.parameters())
     log(f"{cfg.preset}: {params / 1e6:.2f} M parameters; {len(train_demos)} train demos "
         f"({len(train_s)} samples), {len(val_demos)} held out ({len(val_s)} samples)")
-    return Run(model, data, stats, train_s, val_s), tokenizer
+    return Run(model, data, stats, train_s, val_s, sources=read), tokenizer
 
 
 def _warm_start(model: OpenVLAOFT, folder: str, log: Log) -> None:
@@ -145,10 +147,10 @@ def _train(cfg: TrainConfig, log: Log) -> Run:
     optimizer = make_optimizer(model, cfg, heads)
     val = val_subset(run.val_samples, cfg.val_max_samples)
     loop = Loop(cfg, log, len(val))
-    first = 0
+    first, read = 0, run.sources
     if cfg.resume:
-        first = load_state(cfg, model, heads, optimizer, sampler, augment, loop, log)
-    state = Resumable(model, heads, optimizer, sampler, augment, device)
+        first = load_state(cfg, model, heads, optimizer, sampler, augment, loop, log, read)
+    state = Resumable(model, heads, optimizer, sampler, augment, device, read)
     # SIGINT / SIGTERM set _STOP (see stop_on_signals): keep_going ends at a step boundary
     for step in itertools.count(first):
         if not loop.keep_going(step):
@@ -199,7 +201,8 @@ def save(cfg: TrainConfig, run: Run, tokenizer: Any, log: Log) -> None:
                     dataset=dataset, step=run.summary.get("steps", 0))
     summary = dict(run.summary, config=dataclasses.asdict(cfg), torch=torch.__version__,
                    train_demos=int(len(np.unique(run.data.demos.demo_of[run.train_samples]))),
-                   train_samples=int(len(run.train_samples)))
+                   train_samples=int(len(run.train_samples)),
+                   demo_files=[list(item) for item in run.sources])
     with open(os.path.join(cfg.out, "training_summary.json"), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2)
     log(f"saved {cfg.out} (dataset key {dataset!r})")
