@@ -1,7 +1,6 @@
 """Training data from LIBERO demo shards: a folder (several suites / tasks) read as one set,
 frames on some ticks only with chunks from every tick, and what the grounded recipe's heads
 read on LIBERO's [object, target] pairs. Small synthetic HDF5 files."""
-import json
 import os
 
 import h5py
@@ -9,44 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from libero_demo_helpers import OBJECT, SPATIAL, write_shard
 from specprune.model.presets import LAYOUTS, preset_config
 from specprune.model.tiny_tokenizer import build_tokenizer, empty_token_id
 from specprune.train.batches import TrainingData
-from specprune.train.demo_dataset import (CAMERAS, DemoFileError, dataset_statistics,
-                                          read_demos)
-
-SPATIAL = ("pick up the black bowl next to the plate and place it on the plate",
-           ["akita_black_bowl_1", "plate_1"])
-OBJECT = ("pick up the ketchup and place it in the basket", ["ketchup_1", "basket_1"])
-
-
-def write_shard(path, task, lengths, every=4, close_at=5, seed=0, frame_ticks=None):
-    """A LIBERO recorder shard: per-tick labels / state / object positions, frames on every
-    ``every``-th tick (phase = the demo's seed % every, as libero_demos records them)."""
-    rng = np.random.default_rng(seed)
-    instruction, names = task
-    with h5py.File(path, "w") as f:
-        data = f.create_group("data")
-        data.attrs["env_args"] = json.dumps({"suite": os.path.basename(path).split("_task")[0],
-                                             "frame_every": every})
-        for i, ticks in enumerate(lengths):
-            demo = data.create_group(f"demo_{i}")
-            demo.attrs.update(num_samples=ticks, seed=seed + i, instruction=instruction,
-                              success=True, cube_colors=json.dumps(names))
-            actions = rng.uniform(-1, 1, (ticks, 7)).astype(np.float32)
-            actions[:, 6] = np.where(np.arange(ticks) >= close_at, 1.0, -1.0)
-            shown = (np.arange((seed + i) % every, ticks, every) if frame_ticks is None
-                     else np.asarray(frame_ticks))
-            demo.create_dataset("actions", data=actions)
-            demo.create_dataset("obs/proprio", data=rng.normal(0, 0.3, (ticks, 8))
-                                .astype(np.float32))
-            demo.create_dataset("obs/cube_pos", data=rng.normal(0, 0.2, (ticks, 2, 3))
-                                .astype(np.float32))
-            demo.create_dataset("obs/frame_ticks", data=shown.astype(np.int32))
-            for cam in CAMERAS:
-                demo.create_dataset(f"obs/{cam}", data=rng.integers(
-                    0, 256, (len(shown), 32, 32, 3), np.uint8))
-    return str(path)
+from specprune.train.demo_dataset import DemoFileError, dataset_statistics, read_demos
 
 
 @pytest.fixture
