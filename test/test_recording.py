@@ -20,7 +20,7 @@ from specprune_ros.node.bag_topics import (COMPRESSED, EPISODE_TOPIC, METADATA_K
                                            recorded_topics)
 from specprune_ros.node.bag_writer import BagWriter, SplitLimits
 from specprune_ros.node.package_data import shipped_checkpoint
-from specprune_ros.node.recorder import receive_transport
+from specprune_ros.node.recorder import receive_transport, subscription_qos
 from ros_helpers import NodeProcess, Probe, domain_id
 
 with warnings.catch_warnings():
@@ -210,3 +210,11 @@ def test_recorder_takes_local_data_over_udp_into_a_kernel_sized_buffer(tmp_path:
 def test_recorder_leaves_a_user_transport_setting_alone(tmp_path: Path, environ, rmem_max) -> None:
     assert receive_transport(environ, rmem_max, str(tmp_path)) == environ
     assert not list(tmp_path.iterdir())
+
+
+def test_recorder_queues_hold_thirty_seconds_of_cameras_and_state() -> None:
+    qos = {s.role: subscription_qos(s) for s in specs()}
+    assert qos["camera0"].depth / 20.0 >= 30.0  # 20 Hz camera
+    assert qos["camera0"].reliability == ReliabilityPolicy.BEST_EFFORT
+    assert qos["joint_states"].depth / 50.0 >= 30.0  # 50 Hz state
+    assert qos["joint_states"].reliability == ReliabilityPolicy.RELIABLE
