@@ -180,9 +180,13 @@ def plot(result: Dict[str, Any], path: str) -> None:
         ax.errorbar(x, ys, yerr=[[y - c[0] for y, c in zip(ys, cis)],
                                  [c[1] - y for y, c in zip(ys, cis)]],
                     fmt="o", capsize=3)
+        labels: Dict[tuple, List[str]] = {}  # settings on the same spot share one label
         for xi, yi, p in zip(x, ys, points):
-            ax.annotate(p["setting"].replace("specprune ", ""), (xi, yi), fontsize=7,
-                        xytext=(4, 4), textcoords="offset points")
+            labels.setdefault((round(xi, 3), round(yi, 3)), []).append(
+                p["setting"].replace("specprune ", ""))
+        for (xi, yi), names in labels.items():
+            ax.annotate(" / ".join(names), (xi, yi), fontsize=7, xytext=(4, 4),
+                        textcoords="offset points")
         ax.set_xlabel("replay action L1 vs unpruned (open loop, normalised)")
         ax.set_ylabel(label)
     base = result["unpruned"]
