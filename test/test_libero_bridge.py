@@ -4,7 +4,8 @@ One bridge process per suite (task 0 of libero_spatial, libero_object, libero_go
 libero_10: the few ticks of one task per suite CI runs), on its own /clock, with small
 cameras; this process asserts on what crosses the wire: the topics the policy node and the
 executor read, frames rendered only on the camera ticks, a twist that moves the end
-effector, ~/reset on a given seed. Skipped where .venv-libero is not installed.
+effector, a gripper command read as OpenVLA-OFT's released LIBERO checkpoints give it
+(0 close .. 1 open), ~/reset on a given seed. Skipped where .venv-libero is not installed.
 """
 from typing import Any, Dict, Iterator, List
 
@@ -21,7 +22,7 @@ from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
 from sensor_msgs.msg import Image, JointState  # noqa: E402
-from std_msgs.msg import Bool, String  # noqa: E402
+from std_msgs.msg import Bool, Float64, String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
 pytestmark = [
@@ -60,7 +61,8 @@ def ready(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         "specprune_ros.sim.sim_bridge_node",
         ["--ros-args", "--params-file", "config/sim_arm.yaml", "--params-file",
          "config/libero_arm.yaml", "-p", f"task:={suite}:0", "-p", "command_input:=twist",
-         "-p", f"camera_size:={CAMERA_SIZE}", "-p", "publish_clock:=true"],
+         "-p", f"camera_size:={CAMERA_SIZE}", "-p", "publish_clock:=true",
+         "-p", "gripper_convention:=openvla_oft"],
         tmp_path_factory.mktemp(f"libero_bridge_{suite}"), domain, "bridge")
     try:
         for probe in probe_fixture(f"libero_bridge_probe_{suite}", domain):
@@ -97,6 +99,7 @@ def _record(probe: Probe) -> None:
                 probe.stamps[key].append(_stamp_ns(msg))
         probe.node.create_subscription(kind, topic, record, qos)
     probe.twists = probe.node.create_publisher(TwistStamped, "/specprune/ee_twist", 10)
+    probe.gripper = probe.node.create_publisher(Float64, "/specprune/gripper", 10)
 
 
 def _wait_poses(probe: Probe, n: int, timeout: float = 120.0) -> np.ndarray:
@@ -143,11 +146,13 @@ def test_an_upward_twist_lifts_the_end_effector(ready: Probe) -> None:
     def publish() -> None:
         up.header.stamp = ready.now().to_msg()
         ready.twists.publish(up)
+        ready.gripper.publish(Float64(data=1.0))  # OpenVLA-OFT's "open"
     ready.every.append(publish)
     try:
         end = _wait_poses(ready, 20)
     finally:
         ready.every.remove(publish)
+    assert ready.latest["joints"].position[7] > 0.03  # still open
     delta = end - start
     # LIBERO's OSC (robosuite 1.4) puts each tick's goal 5 mm from the measured pose, not from
     # the previous goal: the hand trails the command (2.3 cm in 20 ticks, not 10 cm); held
@@ -156,14 +161,29 @@ def test_an_upward_twist_lifts_the_end_effector(ready: Probe) -> None:
     assert abs(delta[0]) < 0.3 * delta[2] and abs(delta[1]) < 0.3 * delta[2], delta
 
 
-def test_reset_starts_an_episode_on_the_given_seed(ready: Probe) -> None:
+def test_a_zero_gripper_command_closes_the_hand(ready: Probe) -> None:
+    opened = ready.latest["joints"].position[7]
+    ready.every.append(lambda: ready.gripper.publish(Float64(data=0.0)))  # "close"
+    try:
+        _wait_poses(ready, 15)
+    finally:
+        ready.every.clear()
+    closed = ready.latest["joints"].position[7]
+    assert closed < opened - 0.015, (opened, closed)  # open ~0.04 m per finger
+
+
+def _set_integer(probe: Probe, name: str, value: int) -> None:
+    request = SetParameters.Request(parameters=[Parameter(name=name, value=ParameterValue(
+        type=ParameterType.PARAMETER_INTEGER, integer_value=value))])
+    result = probe.call(SetParameters, "/specprune_sim_arm/set_parameters", request)
+    assert result.results[0].successful, result.results[0].reason
+
+
+def test_reset_starts_an_episode_on_a_seed_or_a_fixed_initial_state(ready: Probe) -> None:
     if ready.suite != "libero_object":
         pytest.skip("~/reset is checked on libero_object only (a hard reset rebuilds the "
                     "scene: ~7 s and more per suite)")
-    value = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=1234)
-    request = SetParameters.Request(parameters=[Parameter(name="reset_seed", value=value)])
-    result = ready.call(SetParameters, "/specprune_sim_arm/set_parameters", request)
-    assert result.results[0].successful, result.results[0].reason
+    _set_integer(ready, "reset_seed", 1234)
     lifted = _wait_poses(ready, 1)
     response = ready.call(Trigger, "/specprune_sim_arm/reset", Trigger.Request(),
                           RESET_TIMEOUT_S)
@@ -172,3 +192,8 @@ def test_reset_starts_an_episode_on_the_given_seed(ready: Probe) -> None:
     assert after[2] < lifted[2] - 0.02, (lifted, after)  # back at the start height
     assert ready.latest["joints"].position[7] > 0.03
     assert ready.latest["instruction"].data == SUITES["libero_object"]
+    _set_integer(ready, "reset_init_state", 49)  # the claim set's last
+    response = ready.call(Trigger, "/specprune_sim_arm/reset", Trigger.Request(),
+                          RESET_TIMEOUT_S)
+    assert response.success and response.message.endswith("(initial state 49)"), \
+        response.message

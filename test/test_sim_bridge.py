@@ -360,6 +360,15 @@ def test_instruction_parameter_is_settable_and_republished(ready: Probe) -> None
     assert not result.results[0].successful and "whitespace" in result.results[0].reason
 
 
+def test_fixed_initial_states_are_refused_on_our_own_task(ready: Probe) -> None:
+    value = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=3)
+    request = SetParameters.Request(parameters=[Parameter(name="reset_init_state",
+                                                          value=value)])
+    result = ready.call(SetParameters, "/specprune_sim_arm/set_parameters", request)
+    assert not result.results[0].successful
+    assert "has no fixed initial states" in result.results[0].reason
+
+
 def test_reset_service_starts_a_new_episode(bridge: Bridge, ready: Probe) -> None:
     ready.send_chunk(ACTION_NAMES, [[0, 0, 1.0, 0, 0, 0, 1.0]] * 200)  # long, interrupted
     ready.wait_poses(5)

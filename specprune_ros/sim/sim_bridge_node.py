@@ -79,6 +79,7 @@ from specprune_ros.sim.control_loop import ControlLoop
 from specprune_ros.sim.libero_arm import (CONTROL_RATE_HZ as LIBERO_RATE_HZ, TASK_NAME_FORMAT,
                                           LiberoArm, LiberoArmConfig, libero_task)
 from specprune_ros.sim.libero_env import LiberoWorkerError
+from specprune_ros.sim.libero_protocol import INIT_STATES_PER_TASK, gripper_to_env
 from specprune_ros.sim.sim_arm import (ACTION_DIM, ACTION_NAMES, GRIPPER_OPEN, SimArm,
                                        SimArmConfig, SimObservation)
 
@@ -87,6 +88,10 @@ NODE_NAME = "specprune_sim_arm"
 VIEWS: Dict[str, str] = {"agentview": "agentview", "wrist": "robot0_eye_in_hand"}
 MAX_CHUNK_ROWS = 1000
 COMMAND_INPUTS = ("chunk", "twist", "pose")
+#: How the commands' gripper value reads: "env" -1 open .. 1 close, as the arm takes it;
+#: "openvla_oft" 0 close .. 1 open, what OpenVLA-OFT's released LIBERO checkpoints predict
+#: (their RLDS training data), binarised and inverted as openvla-oft's process_action does.
+GRIPPER_CONVENTIONS = ("env", "openvla_oft")
 #: robosuite 1.5 OSC_POSE (controllers/config/default/parts/osc_pose.json, the Panda's
 #: default): an action of 1 moves the controller's goal by this much in one control step.
 OSC_MAX_TRANSLATION_M = 0.05
@@ -112,6 +117,9 @@ PARAMS: Tuple[ParamSpec, ...] = (
     ParamSpec("reset_seed", -1, "Seed of every episode started from now on (by ~/reset or "
               "at the horizon), e.g. to replay paired seeds; -1: seed + episode index.",
               lo=-1, hi=2**31 - 1),
+    ParamSpec("reset_init_state", -1, "LIBERO tasks: every episode started from now on starts "
+              "from the benchmark's fixed initial state with this index (the claim set); -1: "
+              "off (development seeds).", lo=-1, hi=INIT_STATES_PER_TASK - 1),
     ParamSpec("camera_size", 224, "Square size in pixels of both camera images.",
               read_only=True, lo=16, hi=2048),
     ParamSpec("control_rate_hz", 20.0, "Control ticks per second (sim and wall clock); "
@@ -143,6 +151,10 @@ PARAMS: Tuple[ParamSpec, ...] = (
               "row per tick), 'twist' (TwistStamped from specprune_executor) or 'pose' "
               "(PoseStamped targets from specprune_executor).", read_only=True,
               choices=COMMAND_INPUTS),
+    ParamSpec("gripper_convention", "env", "Gripper value of the commands: 'env' (-1 open .. "
+              "1 close) or 'openvla_oft' (0 close .. 1 open, OpenVLA-OFT's released LIBERO "
+              "checkpoints; binarised as openvla-oft's process_action).", read_only=True,
+              choices=GRIPPER_CONVENTIONS),
     _topic("twist_topic", "/specprune/ee_twist", "incoming TwistStamped commands"),
     _topic("pose_target_topic", "/specprune/ee_target_pose", "incoming PoseStamped targets"),
     _topic("gripper_topic", "/specprune/gripper", "incoming gripper commands (Float64)"),
@@ -167,6 +179,9 @@ def libero_config(params: Dict[str, Any]) -> Optional[LiberoArmConfig]:
     parameters ask for what LIBERO cannot do."""
     named = libero_task(str(params["task"]))
     if named is None:
+        if int(params["reset_init_state"]) >= 0:
+            raise ValueError(f"reset_init_state={params['reset_init_state']}: task "
+                             f"{params['task']!r} has no fixed initial states")
         return None
     if float(params["control_rate_hz"]) != LIBERO_RATE_HZ:
         raise ValueError(f"control_rate_hz={params['control_rate_hz']}: LIBERO tasks run at "
@@ -399,7 +414,8 @@ class SimBridgeNode(Node):
             self.create_subscription(PoseStamped, p["pose_target_topic"],
                                      self._on_pose_target, 10)
         self.create_subscription(Float64, p["gripper_topic"],
-                                 lambda msg: self._command.set_gripper(msg.data), 10)
+                                 lambda msg: self._command.set_gripper(
+                                     float(self._gripper_to_env(np.array([msg.data]))[0])), 10)
 
     # -------------------------------------------------------------------- setup
     def _make_publishers(self) -> None:
@@ -451,8 +467,14 @@ class SimBridgeNode(Node):
         """Drop pending actions, reset the sim, publish the instruction and first state."""
         self._queue.clear()
         self._command.clear()
-        self._seed_used = self._episode_seed()  # reported by ~/reset as it was applied
-        obs = self._sim.reset(seed=self._seed_used)
+        init_state = int(self.get_parameter("reset_init_state").value)
+        if init_state >= 0:  # only a LIBERO task accepts it (_validate_parameters)
+            self._start_label = f"initial state {init_state}"
+            obs = self._sim.reset_to_init_state(init_state)
+        else:
+            seed = self._episode_seed()
+            self._start_label = f"seed {seed}"  # reported by ~/reset as it was applied
+            obs = self._sim.reset(seed=seed)
         if self._episode:  # the new episode's state gets a stamp of its own, never the
             self._advance_clock()  # previous tick's (the policy drops repeated stamps)
         self._publish_instruction()
@@ -547,7 +569,14 @@ class SimBridgeNode(Node):
             self.get_logger().warning(f"rejected action chunk ({self._rejected} so far): {exc}",
                                       throttle_duration_sec=2.0)
             return
-        self._queue.replace(actions)
+        self._queue.replace(self._gripper_to_env(actions))
+
+    def _gripper_to_env(self, actions: np.ndarray) -> np.ndarray:
+        """Actions (N, 7), or a (1,) gripper command, with the gripper (the last value) in
+        the arm's convention."""
+        if self._p["gripper_convention"] == "env":
+            return actions
+        return gripper_to_env(actions)
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response
                   ) -> Trigger.Response:
@@ -569,13 +598,19 @@ class SimBridgeNode(Node):
                                 if self._loop.running() else "the simulation is stopping")
             return response
         response.success = True
-        response.message = f"episode {self._episode} (seed {self._seed_used})"
+        response.message = f"episode {self._episode} ({self._start_label})"
         self.get_logger().info(f"reset: {response.message}")
         return response
 
     def _validate_parameters(self, params: List[Parameter]) -> SetParametersResult:
-        """Reject instructions with surrounding whitespace (descriptors do the rest)."""
+        """Reject instructions with surrounding whitespace and fixed initial states of a task
+        that has none (descriptors do the rest)."""
         for param in params:
+            if (param.name == "reset_init_state" and param.value >= 0
+                    and not isinstance(self._sim, LiberoArm)):
+                return SetParametersResult(
+                    successful=False, reason=f"task {self._p['task']!r} has no fixed initial "
+                    f"states (LIBERO tasks, {TASK_NAME_FORMAT}, do)")
             if param.name == "instruction" and str(param.value).strip() != param.value:
                 return SetParametersResult(
                     successful=False,
