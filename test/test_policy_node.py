@@ -443,7 +443,7 @@ def episodes(tmp_path_factory: pytest.TempPathFactory
              ) -> Iterator[Tuple[NodeProcess, Probe, Wire, Any]]:
     """The node with no instruction parameter, fed frames by this process and the first
     episode's instruction on /instruction (transient local, as the bridge publishes it)."""
-    tmp, domain = tmp_path_factory.mktemp("policy_episodes"), domain_id(83)
+    tmp, domain = tmp_path_factory.mktemp("policy_episodes"), domain_id(89)
     policy = policy_process(tmp, domain, "ee_motion_source:=pose_topic")
     try:
         for probe in probe_fixture("policy_episodes_probe", domain):
