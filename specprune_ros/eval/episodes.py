@@ -33,11 +33,10 @@ from specprune import EEMotion, Observation, PruneConfig, SpecPrunePolicy, load_
 from specprune.bench import FastVPolicy, RandomDropPolicy, hit_rate
 from specprune.config import resolve_layers
 from specprune_ros.eval.configurations import CONFIGS
-from specprune_ros.eval.episode_env import EpisodeEnv, Frame, SimArmEnv
+from specprune_ros.eval.episode_env import EpisodeEnv, Frame, open_env
 from specprune_ros.eval.eval_results import (FASTV, RANDOM, SPECPRUNE, UNPRUNED, ConfigRun,
                                              EpisodeRecord, StepRecord)
 from specprune_ros.node.observation_builder import Limits, MotionEstimator
-from specprune_ros.sim.sim_arm import SimArm, SimArmConfig
 
 #: the baselines and their policy classes (each drops at its ``layer`` to ``budget``)
 BASELINES = {FASTV: FastVPolicy, RANDOM: RandomDropPolicy}
@@ -287,6 +286,8 @@ class EpisodeSpec:
     first_seed: int  # of the whole evaluation (the simulator's construction seed)
     budget_match: str = BUDGET_STEP  # how FastV / random follow SpecPrune's budget
     prune_defaults: Tuple[Tuple[str, Any], ...] = ()  # PruneConfig fields under every config
+    claim: bool = False  # a claim run (LIBERO: the benchmark's fixed initial states)
+    gripper_convention: str = "env"  # "openvla_oft": a released LIBERO checkpoint's gripper
 
     def defaults(self) -> PruneConfig:
         return PruneConfig().updated(**dict(self.prune_defaults))
@@ -303,10 +304,10 @@ def run_episodes(spec: EpisodeSpec, configs: Sequence[str], seeds: Sequence[int]
                        prune_config=PruneConfig(enabled=False))
     per_step = spec.budget_match == BUDGET_STEP and not fixed_budget
     variants = build_variants(base, configs, per_step, spec.defaults())
-    with SimArm(SimArmConfig(task=spec.task, horizon=spec.horizon,
-                             seed=spec.first_seed)) as arm:
-        runner = DirectRunner(SimArmEnv(arm), base, spec.horizon, spec.l1_every,
-                              spec.hit_every, spec.hit_k)
+    with open_env(spec.task, spec.horizon, spec.first_seed, spec.claim,
+                  spec.gripper_convention) as env:
+        runner = DirectRunner(env, base, spec.horizon, spec.l1_every, spec.hit_every,
+                              spec.hit_k)
         runner.warm_up(list(variants.values()), seeds[0])
         runs = run_direct(variants, runner, seeds, fixed_budget, progress, hit_source, late)
     return runs, runner.hit_rates, str(base.device), str(base.dtype).replace("torch.", "")

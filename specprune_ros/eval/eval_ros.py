@@ -50,12 +50,13 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.task import Future
 
 from specprune.bench import machine
-from specprune_ros.eval.configurations import CONFIGS, IN_PROCESS_ONLY, run_meta
+from specprune_ros.eval.configurations import CLAIM_SEED, CONFIGS, IN_PROCESS_ONLY, run_meta
 from specprune_ros.eval.eval_journal import optional_journal
 from specprune_ros.eval.eval_results import ConfigRun, EpisodeRecord, StepRecord, summarize
 from specprune_ros.node.package_data import data_path
 from specprune_ros.node.policy_node import DIAG_NAME
 from specprune_ros.node.tf_motion import stamp_seconds
+from specprune_ros.sim.libero_arm import libero_task
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)  # lark, pulled in by the msg packages
@@ -275,14 +276,23 @@ def step_record(values: Dict[str, str]) -> Optional[StepRecord]:
         return None
 
 
+def bridge_start(args: argparse.Namespace, seed: int) -> Dict[str, Any]:
+    """The bridge's parameters that start episode ``seed``: its seed, or in a LIBERO claim
+    run the benchmark's fixed initial state ``seed - CLAIM_SEED`` (as in process)."""
+    if args.claim and libero_task(args.task):
+        return {"reset_seed": -1, "reset_init_state": seed - CLAIM_SEED}
+    return {"reset_seed": seed}
+
+
 def ros_episode(monitor: EvalMonitor, params: Dict[str, Any], seed: int, horizon: int,
-                run: ConfigRun) -> EpisodeRecord:
-    """One episode on ``seed`` through the nodes, with the ``prune.*`` values ``params``."""
+                run: ConfigRun, start: Optional[Dict[str, Any]] = None) -> EpisodeRecord:
+    """One episode on ``seed`` (the bridge's parameters ``start``, default its reset_seed)
+    through the nodes, with the ``prune.*`` values ``params``."""
     record = EpisodeRecord(seed=seed)
     monitor.pause()
     monitor.set_parameters(POLICY, params)
     monitor.trigger(f"{POLICY}/reset")
-    monitor.set_parameters(BRIDGE, {"reset_seed": seed})
+    monitor.set_parameters(BRIDGE, start or {"reset_seed": seed})
     # On a loaded machine the bridge served its reset up to 30 s late while its tick kept
     # publishing the previous episode's poses; counted, they ended the episode before its
     # first chunk (0 policy steps). Count from the reset's response instead.
@@ -338,16 +348,28 @@ def simulated_policy_command(model: str, *params: str) -> List[str]:
 
 
 def _node_commands(args: argparse.Namespace) -> List[List[str]]:
-    bridge = ["specprune_ros.sim.sim_bridge_node", "--ros-args", "--params-file",
-              data_path("config/sim_arm.yaml"), "-p", f"task:={args.task}",
+    # a LIBERO task: its cameras and world frame (config/libero_arm.yaml), the frame the
+    # policy's state and the executor's commands are in too (executor_libero.yaml)
+    libero = libero_task(args.task) is not None
+    bridge = ["specprune_ros.sim.sim_bridge_node", "--ros-args",
+              "--params-file", data_path("config/sim_arm.yaml"),
+              *(["--params-file", data_path("config/libero_arm.yaml")] if libero else []),
+              "-p", f"task:={args.task}",
               "-p", "horizon:=1000000000", "-p", f"seed:={args.seed}",
-              "-p", "command_input:=twist", "-p", "publish_clock:=true"]
+              "-p", "command_input:=twist", "-p", "publish_clock:=true",
+              "-p", f"gripper_convention:={args.gripper_convention}"]
     policy = simulated_policy_command(
         args.policy, "ee_motion_source:=pose_topic", f"torch_threads:={args.threads}",
         f"device:={args.device}", f"dtype:={args.dtype}",
         f"inference_rate_hz:={2 * CONTROL_RATE_HZ / CHUNK}", "use_sim_time:=true",
-        "reset_forgets_instruction:=true")  # the bridge publishes one per episode
-    return [bridge, policy, executor_command(args.executor_limits)]
+        "reset_forgets_instruction:=true",  # the bridge publishes one per episode
+        *(["base_frame:=world"] if libero else []))
+    executor = executor_command(args.executor_limits)
+    if libero:  # its parameter files come before its -p overrides
+        first_override = executor.index("-p")
+        executor[first_override:first_override] = [
+            "--params-file", data_path("config/executor_libero.yaml")]
+    return [bridge, policy, executor]
 
 
 #: --executor-limits: which envelope the executor runs with over ROS
@@ -398,7 +420,8 @@ def evaluate_ros(args: argparse.Namespace, startup_timeout: float = 300.0) -> Di
                     continue
                 began, first_step = time.monotonic(), len(runs[config].steps)
                 try:
-                    rec = ros_episode(monitor, params[config], seed, args.horizon, runs[config])
+                    rec = ros_episode(monitor, params[config], seed, args.horizon, runs[config],
+                                      bridge_start(args, seed))
                 except ServiceError as exc:  # this episode fails; a dead node ends the run
                     rec = EpisodeRecord(seed=seed, error=str(exc))
                     runs[config].episodes.append(rec)

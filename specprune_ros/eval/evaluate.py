@@ -39,11 +39,14 @@ from specprune.bench import FastVPolicy, machine
 from specprune.model.presets import PRESETS
 from specprune_ros.eval.configurations import (CLAIM_SEED, CONFIGS, EVAL_SEED, check_output,
                                                episode_seeds, run_meta)
+from specprune_ros.eval.episode_env import SIM_HORIZON, default_horizon
 from specprune_ros.eval.episodes import (BUDGET_MATCHES, BUDGET_STEP, EpisodeSpec, late_configs,
                                          run_episodes)
 from specprune_ros.eval.eval_results import format_table, plot, summarize
 from specprune_ros.eval.parallel import evaluate_parallel, ray_available
 from specprune_ros.node import package_data
+from specprune_ros.sim.libero_arm import libero_tasks
+from specprune_ros.sim.libero_protocol import INIT_STATES_PER_TASK
 
 DEFAULT_POLICY = package_data.SHIPPED_CHECKPOINT  # found under the share dir / source tree
 
@@ -74,12 +77,24 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--configs", default=",".join(CONFIGS),
                         help="comma-separated subset of: " + ", ".join(CONFIGS))
     parser.add_argument("--via", choices=("direct", "ros"), default="direct")
-    parser.add_argument("--task", default="pick_color")
+    parser.add_argument("--task", default="pick_color",
+                        help="pick_color, lift, or a LIBERO task <suite>:<index> (e.g. "
+                             "libero_spatial:0; needs .venv-libero) or every task of a suite "
+                             "<suite>:all (episode i on task i %% 10): the protocol's 10 no-op "
+                             "ticks, development seeds through LIBERO's sampler; --claim the "
+                             "benchmark's fixed initial states, 50 per task in its order")
     parser.add_argument("--executor-limits", choices=("sim", "robot"), default="sim",
                         help="--via ros: the executor's envelope: sim (executor_sim.yaml opens "
                         "speed and acceleration to the simulator's OSC range) or robot "
                         "(config/executor.yaml as on a real arm, e-stop signal waived)")
-    parser.add_argument("--horizon", type=int, default=150, help="control ticks per episode")
+    parser.add_argument("--gripper-convention", choices=("env", "openvla_oft"), default="env",
+                        help="LIBERO tasks: the policy's gripper value is env (-1 open .. 1 "
+                             "close: our checkpoints) or openvla_oft (0 close .. 1 open: "
+                             "OpenVLA-OFT's released LIBERO checkpoints, converted as its "
+                             "process_action does)")
+    parser.add_argument("--horizon", type=int, default=None,
+                        help="control ticks per episode (default %d; a LIBERO task: its "
+                             "suite's limit, 220 / 280 / 300 / 520)" % SIM_HORIZON)
     parser.add_argument("--resume", metavar="FILE",
                         help="--via ros: record each finished episode in FILE (JSON lines) "
                              "and, started again with the same FILE and run, run only the "
@@ -121,6 +136,10 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     unknown = [c for c in args.configs if c not in CONFIGS]
     if unknown or not args.configs:
         parser.error(f"--configs: unknown {unknown}; choose from {', '.join(CONFIGS)}")
+    try:
+        args.horizon = args.horizon if args.horizon is not None else default_horizon(args.task)
+    except ValueError as exc:
+        parser.error(f"--task: {exc}")
     if args.episodes < 1 or args.horizon < 1 or (args.seed or 0) < 0:
         parser.error("--episodes and --horizon must be >= 1, --seed >= 0")
     counts = (args.l1_every, args.hit_every, args.fastv_budget)
@@ -144,6 +163,15 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
         parser.error(str(exc))
     if args.claim and not args.json:
         parser.error("--claim needs --json: a claim run is recorded")
+    libero = libero_tasks(args.task)  # parsed above (default_horizon)
+    if args.gripper_convention != "env" and not libero:
+        parser.error("--gripper-convention openvla_oft is for LIBERO tasks")
+    if libero and args.via == "ros" and len(libero[1]) > 1:
+        parser.error("--via ros runs one LIBERO task per run (<suite>:<index>): the bridge "
+                     "builds one task")
+    if args.claim and libero and args.episodes > INIT_STATES_PER_TASK * len(libero[1]):
+        parser.error(f"--claim on LIBERO runs the {INIT_STATES_PER_TASK} fixed initial states "
+                     f"of each task: --episodes {args.episodes} is too many")
     # SpecPrune runs before the baselines (they take its budget)
     args.configs = sorted(args.configs, key=list(CONFIGS).index)
     return args
@@ -167,7 +195,8 @@ def episode_spec(args: argparse.Namespace) -> EpisodeSpec:
                        threads=args.threads, device=args.device, dtype=args.dtype,
                        l1_every=args.l1_every, hit_every=args.hit_every, hit_k=args.hit_k,
                        first_seed=args.seed, budget_match=args.budget_match,
-                       prune_defaults=args.prune)
+                       prune_defaults=args.prune, claim=args.claim,
+                       gripper_convention=args.gripper_convention)
 
 
 def evaluate_direct(args: argparse.Namespace) -> Dict[str, Any]:

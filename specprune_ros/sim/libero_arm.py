@@ -56,6 +56,24 @@ def libero_task(name: str) -> Optional[Tuple[str, int]]:
     return suite, int(index)
 
 
+#: Tasks per suite, in LIBERO's benchmark (``<suite>:all`` names every one of them).
+SUITE_TASKS = {"libero_spatial": 10, "libero_object": 10, "libero_goal": 10, "libero_10": 10,
+               "libero_90": 90}
+
+
+def libero_tasks(name: str) -> Optional[Tuple[str, Tuple[int, ...]]]:
+    """``(suite, task indices)`` of ``<suite>:<index>``, or of ``<suite>:all`` (every task of
+    the suite in the benchmark's order, as the paper's per-suite success); None for our own
+    tasks; ValueError for a name that is neither."""
+    suite, _, which = name.partition(":")
+    if which == "all":
+        if suite not in SUITE_TASKS:
+            raise ValueError(f"task {name!r}: <suite>:all needs one of {sorted(SUITE_TASKS)}")
+        return suite, tuple(range(SUITE_TASKS[suite]))
+    named = libero_task(name)
+    return None if named is None else (named[0], (named[1],))
+
+
 def suite_horizon(suite: str) -> int:
     """The protocol's policy ticks per episode of ``suite`` (openvla-oft's limits)."""
     if suite not in SUITE_MAX_STEPS:
