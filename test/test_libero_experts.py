@@ -161,7 +161,8 @@ def test_every_scripted_task_succeeds_on_development_seeds(suite, task):
 def test_the_recorder_writes_a_spatial_demo_as_the_protocol_shows_it(tmp_path):
     out = tmp_path / "libero.hdf5"
     assert record_main(["--suite", "libero_spatial", "--tasks", "0", "--per-task", "1",
-                        "--seed", "1000", "--camera-size", "64", "--out", str(out)]) == 0
+                        "--seed", "1000", "--camera-size", "64", "--frame-every", "3",
+                        "--out", str(out)]) == 0
     with h5py.File(out, "r") as f:
         env_args = json.loads(f["data"].attrs["env_args"])
         demo = f["data/demo_0"]
@@ -171,7 +172,12 @@ def test_the_recorder_writes_a_spatial_demo_as_the_protocol_shows_it(tmp_path):
         assert json.loads(demo.attrs["cube_colors"]) == ["akita_black_bowl_1", "plate_1"]
         assert 20 < n < SUITE_MAX_STEPS["libero_spatial"]
         assert demo["actions"].shape == (n, 7) and demo["obs/proprio"].shape == (n, 8)
-        assert demo["obs/agentview_image"].shape == (n, 64, 64, 3)
+        # views on every 3rd tick from seed % 3 = 1; labels and states on every tick
+        ticks = demo["obs/frame_ticks"][()]
+        np.testing.assert_array_equal(ticks, np.arange(1, n, 3))
+        assert env_args["frame_every"] == 3
+        assert demo["obs/agentview_image"].shape == (len(ticks), 64, 64, 3)
+        assert demo["obs/robot0_eye_in_hand_image"].shape == (len(ticks), 64, 64, 3)
         assert demo["obs/cube_pos"].shape == (n, 2, 3)
         bowl = demo["obs/cube_pos"][:, 0]
         assert bowl[:, 2].max() > bowl[0, 2] + 0.05  # lifted and carried

@@ -11,10 +11,18 @@ rotated 180 degrees, the 8-D LIBERO state (world frame), the task's language. Ru
     python -m specprune_ros.sim.libero_demos --suite libero_spatial --tasks 0-3,5-9 \\
         --per-task 50 --seed 10000 --out demos/libero_spatial.hdf5
 
-or, stoppable and continued by the same command, shards of 10 demos in a folder::
+or, stoppable and continued by the same command, shards of 10 demos in a folder (one
+folder can hold several suites: the shard names carry the suite and task), with the views
+rendered and stored on every 4th tick only (the training set's recording, README "LIBERO")::
 
     python -m specprune_ros.sim.libero_demos --suite libero_spatial --tasks 0-3,5-9 \\
-        --per-task 50 --seed 10000 --shard-size 10 --out demos/libero_spatial
+        --per-task 50 --seed 10000 --frame-every 4 --shard-size 10 --out demos/libero
+
+``--frame-every k``: rendering is most of a tick's cost (one 256 px view ~84 ms, the
+physics ~11 ms), so the views are rendered and kept only on ticks ``seed % k``,
+``seed % k + k``, ... (``obs/frame_ticks``), while every tick's label, state and object
+positions are kept: a training sample is a tick with frames, its target chunk the next
+ticks' labels. The physics never depends on rendering, so a demo is the same for any k.
 
 Layout as pick_color's (demos.py), with the task's two objects in place of the cubes:
 ``attrs cube_colors`` holds ``[object, target]`` (names in the observation) and
