@@ -22,7 +22,9 @@ def _spec(default: Any, doc: str, lo: Optional[float] = None, hi: Optional[float
 class TrainConfig:
     """Every setting of one training run (validated; ValueError names the field)."""
 
-    demos: str = _spec("", "Demonstration HDF5 (robomimic-style, see demo_dataset.py).")
+    demos: str = _spec(
+        "", "Demonstration HDF5 (robomimic-style, see demo_dataset.py), a folder of shards or "
+        "a comma-separated list of both (demo_dataset.demo_files).")
     out: str = _spec("", "Checkpoint folder to write (released OpenVLA-OFT layout).")
     preset: str = _spec("sim-small", "Architecture preset (specprune.model.presets).")
     init: str = _spec(
