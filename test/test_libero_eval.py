@@ -184,3 +184,23 @@ def test_libero_parameter_files_set_declared_parameters_to_allowed_values() -> N
     with pytest.raises(ValueError, match="no fixed initial states"):
         bridge.libero_config({"task": "pick_color", "reset_init_state": 2})
     assert bridge.camera_every(20.0, 5.0) == 4 and bridge.camera_every(20.0, 0.0) == 1
+
+
+def test_via_ros_wires_the_libero_bridge_node_and_executor_in_the_world_frame() -> None:
+    from specprune_ros.eval import eval_ros
+
+    args = evaluate.parse_args(["--policy", "tiny", "--via", "ros", "--task", "libero_goal:2",
+                                "--gripper-convention", "openvla_oft"])
+    bridge, policy, executor = (" ".join(c) for c in eval_ros._node_commands(args))
+    assert "config/libero_arm.yaml -p task:=libero_goal:2" in bridge
+    assert "gripper_convention:=openvla_oft" in bridge
+    assert all(p in policy for p in ("base_frame:=world", "image_width:=256",
+                                     "image_height:=256"))
+    assert "config/executor_libero.yaml -p autostart:=true" in executor
+    plain = evaluate.parse_args(["--policy", "tiny", "--via", "ros"])
+    assert not any("libero" in " ".join(c) for c in eval_ros._node_commands(plain))
+    assert eval_ros.bridge_start(args, 100_007) == {"reset_seed": 100_007}
+    claim = evaluate.parse_args(["--policy", "tiny", "--via", "ros", "--task", "libero_goal:2",
+                                 "--claim", "--episodes", "50", "--json", "/nonexistent.json"])
+    start = eval_ros.bridge_start(claim, CLAIM_SEED + 49)
+    assert start == {"reset_seed": -1, "reset_init_state": 49}

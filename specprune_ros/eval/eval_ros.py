@@ -57,6 +57,7 @@ from specprune_ros.node.package_data import data_path
 from specprune_ros.node.policy_node import DIAG_NAME
 from specprune_ros.node.tf_motion import stamp_seconds
 from specprune_ros.sim.libero_arm import libero_task
+from specprune_ros.sim.libero_protocol import ENV_IMAGE_SIZE
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)  # lark, pulled in by the msg packages
@@ -349,7 +350,8 @@ def simulated_policy_command(model: str, *params: str) -> List[str]:
 
 def _node_commands(args: argparse.Namespace) -> List[List[str]]:
     # a LIBERO task: its cameras and world frame (config/libero_arm.yaml), the frame the
-    # policy's state and the executor's commands are in too (executor_libero.yaml)
+    # policy's state and the executor's commands are in too (executor_libero.yaml); the
+    # node takes the protocol's 256 px frames (the model resizes them)
     libero = libero_task(args.task) is not None
     bridge = ["specprune_ros.sim.sim_bridge_node", "--ros-args",
               "--params-file", data_path("config/sim_arm.yaml"),
@@ -363,7 +365,8 @@ def _node_commands(args: argparse.Namespace) -> List[List[str]]:
         f"device:={args.device}", f"dtype:={args.dtype}",
         f"inference_rate_hz:={2 * CONTROL_RATE_HZ / CHUNK}", "use_sim_time:=true",
         "reset_forgets_instruction:=true",  # the bridge publishes one per episode
-        *(["base_frame:=world"] if libero else []))
+        *(["base_frame:=world", f"image_width:={ENV_IMAGE_SIZE}",
+           f"image_height:={ENV_IMAGE_SIZE}"] if libero else []))
     executor = executor_command(args.executor_limits)
     if libero:  # its parameter files come before its -p overrides
         first_override = executor.index("-p")
