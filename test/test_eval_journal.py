@@ -74,3 +74,16 @@ def test_a_damaged_line_inside_the_file_is_an_error(tmp_path):
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(ValueError, match="line 2 is not JSON"):
         Journal.open(str(path), KEY, fresh_runs())
+
+
+def test_the_key_names_what_changes_an_episode():
+    from types import SimpleNamespace
+
+    from specprune_ros.eval.eval_journal import journal_key
+    args = SimpleNamespace(policy="tiny", task="libero_object:0", via="ros",
+                           configs=["unpruned"], horizon=280, executor_limits="robot",
+                           prune=(("layer_depth", 32),), claim=False, gripper_convention="env")
+    plain = journal_key(args)
+    assert "gripper_convention" not in plain and plain["prune_defaults"] == [["layer_depth", 32]]
+    args.gripper_convention = "openvla_oft"
+    assert journal_key(args)["gripper_convention"] == "openvla_oft"

@@ -102,11 +102,15 @@ class Journal:
 def journal_key(args: Any) -> Dict[str, Any]:
     """What must match for a journal to be resumed: everything that changes an episode."""
     from specprune_ros.eval.configurations import model_hash
-    return {"policy_hash": model_hash(args.policy), "task": args.task, "via": args.via,
-            "configs": list(args.configs), "horizon": args.horizon,
-            "executor_limits": getattr(args, "executor_limits", None),
-            "prune_defaults": [list(p) for p in (getattr(args, "prune", ()) or ())],
-            "claim": bool(getattr(args, "claim", False))}
+    key = {"policy_hash": model_hash(args.policy), "task": args.task, "via": args.via,
+           "configs": list(args.configs), "horizon": args.horizon,
+           "executor_limits": getattr(args, "executor_limits", None),
+           "prune_defaults": [list(p) for p in (getattr(args, "prune", ()) or ())],
+           "claim": bool(getattr(args, "claim", False))}
+    convention = getattr(args, "gripper_convention", "env")
+    if convention != "env":  # keyed only off its default, so older journals still resume
+        key["gripper_convention"] = convention
+    return key
 
 
 def optional_journal(path: Optional[str], args: Any,
