@@ -17,6 +17,8 @@ File layout (robomimic's)::
     /data/demo_<i>/obs/<camera>_image  (T, 224, 224, 3) uint8 (F frames where frame_ticks is)
     /data/demo_<i>/obs/frame_ticks      optional (F,) int32: the ticks the frames show (a
                                 recording that renders every k-th tick only)
+    /data/demo_<i>/obs/object_boxes     optional (F, views, cubes, 4) float32: where each
+                                cube / object shows in each frame (LIBERO recorder)
     /data/demo_<i>/obs/proprio  (T, 8) float32, LIBERO order, pose in the robot base frame
     /data/demo_<i>/obs/cube_pos (T, cubes, 3) float32, each cube's centre in the robot base
                                 frame, in the order of the demo's attrs cube_colors (privileged:
@@ -201,6 +203,8 @@ class DemoWriter:
             obs.create_dataset("cube_pos", data=episode["cube_pos"])
         if "frame_ticks" in episode:  # frames on these ticks only (LIBERO --frame-every)
             obs.create_dataset("frame_ticks", data=episode["frame_ticks"])
+        if "object_boxes" in episode:  # LIBERO: where the objects show (libero_demos)
+            obs.create_dataset("object_boxes", data=episode["object_boxes"])
         for cam, frames in episode["images"].items():
             obs.create_dataset(f"{cam}_image", data=frames, compression="lzf",
                                chunks=(1,) + frames.shape[1:])

@@ -27,7 +27,10 @@ ticks' labels. The physics never depends on rendering, so a demo is the same for
 Layout as pick_color's (demos.py), with the task's two objects in place of the cubes:
 ``attrs cube_colors`` holds ``[object, target]`` (names in the observation) and
 ``obs/cube_pos`` their world positions (privileged: labels, never inputs); the instruction
-tells the tasks apart.
+tells the tasks apart. ``obs/object_boxes`` (frames, views, 2, 4) says where the two show in
+each stored frame: (x0, y0, x1, y1) in fractions of the frame, their geoms' bounding boxes
+projected with the cameras' poses (``patch_projection``; NaN: behind the camera): the patch
+labels of the named-object head. Shards recorded before it was added lack it.
 """
 from __future__ import annotations
 
@@ -47,6 +50,7 @@ from specprune_ros.sim.libero_experts import (PickPlaceExpert, PickPlaceTask, pa
                                               run_expert_episode)
 from specprune_ros.sim.libero_protocol import ENV_IMAGE_SIZE, SUITE_MAX_STEPS, flip_180, proprio
 from specprune_ros.sim.libero_worker import VIEWS
+from specprune_ros.sim.patch_projection import protocol_box
 
 
 def record_episode(worker: LiberoWorker, info: Dict, suite: str, seed: int,
@@ -56,13 +60,14 @@ def record_episode(worker: LiberoWorker, info: Dict, suite: str, seed: int,
     ``frame_every``-th tick from ``seed % frame_every`` on (``frame_ticks``)."""
     task = PickPlaceTask.from_goal(info["goal"])
     frames: Dict[str, List[np.ndarray]] = {view: [] for view in VIEWS}
-    states, labels, positions, frame_ticks = [], [], [], []
+    states, labels, positions, frame_ticks, boxes = [], [], [], [], []
 
     def keep(step: LiberoStep, label: np.ndarray) -> None:
         if step.images:
             frame_ticks.append(len(labels))
             for view in VIEWS:
                 frames[view].append(flip_180(step.images[view]))
+            boxes.append(object_boxes(worker, [task.obj, task.target]))
         states.append(proprio(step))
         labels.append(label)
         positions.append([step.object_pos(task.obj), step.object_pos(task.target)])
@@ -77,7 +82,19 @@ def record_episode(worker: LiberoWorker, info: Dict, suite: str, seed: int,
             "proprio": np.asarray(states, dtype=np.float32),
             "cube_pos": np.asarray(positions, dtype=np.float32),
             "frame_ticks": np.asarray(frame_ticks, dtype=np.int32),
+            "object_boxes": np.asarray(boxes, dtype=np.float32),
             "images": {view: np.stack(f) for view, f in frames.items()}}
+
+
+def object_boxes(worker: LiberoWorker, names: Sequence[str]) -> np.ndarray:
+    """(views, objects, 4): where each object shows in each view's protocol frame now, as
+    (x0, y0, x1, y1) in fractions of the frame (its visual geoms' bounding-box corners
+    projected; NaN when it is behind the camera). Asked on the state the views were just
+    rendered at (the worker's state does not change between a step and the next)."""
+    cameras, points = worker.cameras(VIEWS), worker.object_points(names)
+    return np.array([[protocol_box(points[name], cam["intrinsics"], cam["extrinsics"],
+                                   tuple(cam["size"])) for name in names]
+                     for cam in (cameras[view] for view in VIEWS)])
 
 
 def record(out: str, suite: str, tasks: Sequence[int], per_task: int, seed: int,

@@ -198,6 +198,21 @@ class LiberoWorker:
         frames = self.request("render", views=list(views))
         return {k[:-len("_image")]: v for k, v in frames.items()}
 
+    def cameras(self, views: Sequence[str] = VIEWS) -> Dict[str, Dict[str, np.ndarray]]:
+        """Each view's camera now: ``intrinsics`` (3, 3), ``extrinsics`` (4, 4) pose in the
+        world (x right, y down, z forward), ``size`` (height, width); see
+        ``patch_projection``."""
+        return self.request("cameras", views=list(views))
+
+    def object_points(self, names: Sequence[str]) -> Dict[str, np.ndarray]:
+        """Per object: world corners (8 * geoms, 3) of its visual geoms' bounding boxes."""
+        return self.request("object_points", names=list(names))
+
+    def object_masks(self, view: str, names: Sequence[str]) -> Dict[str, np.ndarray]:
+        """Per object: the (H, W) bool pixels of ``view`` showing it (segmentation render,
+        bottom row first like the frames)."""
+        return self.request("object_masks", view=view, names=list(names))
+
     def stats(self) -> Dict[str, int]:
         """The worker's counters (frames_rendered)."""
         return self.request("stats")

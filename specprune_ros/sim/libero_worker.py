@@ -204,6 +204,66 @@ class LiberoTaskServer:
         cache = self.env.env._obs_cache
         return {f"{v}_image": np.asarray(self._real_sensor(v)(cache)) for v in views}
 
+    def cameras(self, views: Sequence[str] = VIEWS) -> Dict[str, Dict[str, np.ndarray]]:
+        """Each view's pinhole camera now (the pose of the last rendered / stepped state):
+        ``intrinsics`` (3, 3) in pixels of the rendered frame and ``extrinsics`` (4, 4), the
+        camera's pose in the world with x right, y down, z forward (the convention of
+        robosuite's camera_utils, whose module needs h5py, absent here). A world point
+        then lands at column u, row v of the frame flipped upside down (LIBERO's frames
+        come bottom row first)."""
+        env = self._env().env
+        model, data = env.sim.model, env.sim.data
+        out = {}
+        for view in views:
+            self._observable(view)
+            index, cam = env.camera_names.index(view), model.camera_name2id(view)
+            height, width = env.camera_heights[index], env.camera_widths[index]
+            # MuJoCo's pinhole: vertical field of view cam_fovy (degrees), square pixels,
+            # principal point at the centre; the camera looks along its -z with y up, so
+            # y and z flip for the x right / y down / z forward convention
+            focal = 0.5 * height / np.tan(np.radians(model.cam_fovy[cam]) / 2)
+            pose = np.eye(4)
+            pose[:3, :3] = np.asarray(data.cam_xmat[cam]).reshape(3, 3) @ np.diag([1, -1, -1])
+            pose[:3, 3] = data.cam_xpos[cam]
+            out[view] = {"intrinsics": np.array([[focal, 0, width / 2], [0, focal, height / 2],
+                                                 [0, 0, 1]]),
+                         "extrinsics": pose, "size": np.array([height, width])}
+        return out
+
+    def object_points(self, names: Sequence[str]) -> Dict[str, np.ndarray]:
+        """Per object or fixture: (8 * geoms, 3) world corners of the bounding boxes of
+        the visual geoms (group 1; every geom where it has none) of its body and the bodies
+        below it, at the current state: its extent, for projecting into a view."""
+        env = self._env().env
+        model, data = env.sim.model, env.sim.data
+        signs = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)])
+        out = {}
+        for name in names:
+            geoms = _subtree_geoms(model, _body_of(env, name))
+            aabb = np.asarray(model.geom_aabb)[geoms]  # (G, 6): centre, half size (geom frame)
+            local = aabb[:, None, :3] + aabb[:, None, 3:] * signs[None]  # (G, 8, 3)
+            rot = np.asarray(data.geom_xmat)[geoms].reshape(-1, 3, 3)
+            centre = np.asarray(data.geom_xpos)[geoms, None]  # (G, 1, 3)
+            world = np.einsum("gij,gkj->gki", rot, local) + centre
+            out[name] = world.reshape(-1, 3)
+        return out
+
+    def object_masks(self, view: str, names: Sequence[str]) -> Dict[str, np.ndarray]:
+        """Per object: (H, W) bool, the pixels of ``view`` that show one of its geoms now,
+        from MuJoCo's segmentation render (in LIBERO's row order, bottom row first, like
+        the frames). The renderer's own answer, to check projections against."""
+        env = self._env().env
+        self._observable(view)
+        index = env.camera_names.index(view)
+        seg = env.sim.render(width=env.camera_widths[index], height=env.camera_heights[index],
+                             camera_name=view, segmentation=True)  # (H, W, 2) type, id
+        geom_type = 5  # mujoco.mjtObj.mjOBJ_GEOM
+        out = {}
+        for name in names:
+            geoms = _subtree_geoms(env.sim.model, _body_of(env, name), visual_only=False)
+            out[name] = (seg[..., 0] == geom_type) & np.isin(seg[..., 1], geoms)
+        return out
+
     def stats(self) -> Dict[str, int]:
         """Counters: camera frames rendered since the worker started."""
         return {"frames_rendered": self._renders[0]}
@@ -266,6 +326,28 @@ class LiberoTaskServer:
         return {"obs": obs, "reward": reward, "done": done,
                 "success": bool(self.env.check_success()),
                 "timestep": int(self.env.env.timestep)}
+
+
+def _body_of(env: Any, name: str) -> int:
+    """The body id of LIBERO object or fixture ``name``; ValueError naming the known ones."""
+    if name not in env.obj_body_id:
+        raise ValueError(f"no object {name!r}; this task has {sorted(env.obj_body_id)}")
+    return int(env.obj_body_id[name])
+
+
+def _subtree_geoms(model: Any, root: int, visual_only: bool = True) -> np.ndarray:
+    """Indices of the geoms of body ``root`` and its descendants: with ``visual_only`` the
+    visual ones (group 1) where there are any, else all."""
+    parents = np.asarray(model.body_parentid)
+    inside = np.zeros(len(parents), bool)
+    inside[root] = True
+    for body in range(root + 1, len(parents)):  # MuJoCo numbers a parent before its children
+        inside[body] = inside[parents[body]]
+    geoms = np.flatnonzero(inside[np.asarray(model.geom_bodyid)])
+    visual = geoms[np.asarray(model.geom_group)[geoms] == 1]
+    if len(geoms) == 0:
+        raise ValueError(f"body {root} has no geoms")
+    return visual if len(visual) and visual_only else geoms
 
 
 def _blank_sensor(real: Callable, env: Any, view: str) -> Callable:
