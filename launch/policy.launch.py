@@ -108,9 +108,22 @@ def _arguments(share: str):
                               description="parameter file of the policy node"),
         DeclareLaunchArgument("executor_params_file", default_value=executor_yaml,
                               description="parameter file of the executor"),
-        DeclareLaunchArgument("executor_overrides_file", default_value=executor_yaml,
+        # the overlays default to the file they overlay (loaded twice, changing nothing), so
+        # a robot's own params_file is not overwritten by the shipped values
+        DeclareLaunchArgument("policy_task_file",
+                              default_value=LaunchConfiguration("params_file"),
+                              description="a second policy parameter file loaded after "
+                                          "params_file: a task's overrides (e.g. "
+                                          "config/policy_libero.yaml)"),
+        DeclareLaunchArgument("executor_overrides_file",
+                              default_value=LaunchConfiguration("executor_params_file"),
                               description="a second executor parameter file loaded after "
                                           "the first (e.g. config/executor_sim.yaml)"),
+        DeclareLaunchArgument("executor_task_file",
+                              default_value=LaunchConfiguration("executor_overrides_file"),
+                              description="a third executor parameter file loaded after "
+                                          "the second: a task's overrides (e.g. "
+                                          "config/executor_libero.yaml)"),
     ]
     arguments += [
         DeclareLaunchArgument("record", default_value="false", choices=["true", "false"],
@@ -156,7 +169,7 @@ def generate_launch_description() -> LaunchDescription:
     common = {"autostart": LaunchConfiguration("autostart"),
               "use_sim_time": LaunchConfiguration("use_sim_time")}
     policy = _node("specprune_policy", [
-        LaunchConfiguration("params_file"),
+        LaunchConfiguration("params_file"), LaunchConfiguration("policy_task_file"),
         # a string even when empty or numeric-looking (yaml would make it None or a number)
         dict(common, model=ParameterValue(LaunchConfiguration("model"), value_type=str),
              device=LaunchConfiguration("device"),
@@ -165,6 +178,7 @@ def generate_launch_description() -> LaunchDescription:
     executor = _node("specprune_executor", [
         LaunchConfiguration("executor_params_file"),
         LaunchConfiguration("executor_overrides_file"),
+        LaunchConfiguration("executor_task_file"),
         dict(common, output=LaunchConfiguration("output"),
              dry_run=LaunchConfiguration("dry_run"))])
     recorder = _recorder({"use_sim_time": LaunchConfiguration("use_sim_time")})

@@ -7,8 +7,6 @@ checks run across real processes in test_policy_node.py and test_executor_node.p
 test_launch_files.py reads the launch files without launch.
 """
 import math
-import os
-import time
 import unittest
 import warnings
 
@@ -19,13 +17,9 @@ launch_testing = pytest.importorskip(
     reason="launch_testing needs a full ROS 2 installation (not installable from PyPI); "
            "the same end-to-end checks run in test_policy_node.py and test_executor_node.py")
 
-import launch  # noqa: E402
-import launch.launch_description_sources  # noqa: E402
-import launch_testing.actions  # noqa: E402
 import launch_testing.asserts  # noqa: E402
 import launch_testing.markers  # noqa: E402
-import rclpy  # noqa: E402
-from ament_index_python.packages import get_package_share_directory  # noqa: E402
+from launch_probe import LaunchProbe, sim_policy_description  # noqa: E402
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -36,7 +30,6 @@ with warnings.catch_warnings():
     from rcl_interfaces.srv import SetParameters  # noqa: E402
     from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
-PACKAGE = "specprune_ros"
 ACTION_NAMES = ["x", "y", "z", "roll", "pitch", "yaw", "gripper"]
 TIMEOUT_S = 120.0
 
@@ -44,25 +37,14 @@ TIMEOUT_S = 120.0
 @pytest.mark.launch_test
 @launch_testing.markers.keep_alive
 def generate_test_description():
-    share = get_package_share_directory(PACKAGE)
-    sim_policy = launch.actions.IncludeLaunchDescription(
-        launch.launch_description_sources.PythonLaunchDescriptionSource(
-            os.path.join(share, "launch", "sim_policy.launch.py")),
-        launch_arguments={"model": "tiny"}.items())
-    return launch.LaunchDescription([sim_policy, launch_testing.actions.ReadyToTest()]), {}
+    return sim_policy_description({"model": "tiny"})
 
 
-class TestPolicyEndToEnd(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls) -> None:
-        rclpy.init()
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        rclpy.shutdown()
+class TestPolicyEndToEnd(LaunchProbe, unittest.TestCase):
+    timeout_s = TIMEOUT_S
 
     def setUp(self) -> None:
-        self.node = rclpy.create_node("specprune_launch_test_probe")
+        super().setUp()
         self.chunks = []
         self.diags = []
         self.twists = []
@@ -72,21 +54,10 @@ class TestPolicyEndToEnd(unittest.TestCase):
                                       self.chunks.append, 10)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 50)
 
-    def tearDown(self) -> None:
-        self.node.destroy_node()
-
     def _on_diag(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
             if status.name.startswith("specprune_policy"):
                 self.diags.append({kv.key: kv.value for kv in status.values})
-
-    def _spin_until(self, done, timeout: float = TIMEOUT_S) -> bool:
-        deadline = time.monotonic() + timeout
-        while not done():
-            if time.monotonic() > deadline:
-                return False
-            rclpy.spin_once(self.node, timeout_sec=0.05)
-        return True
 
     def test_chunks_arrive_with_names_and_shape(self, proc_output) -> None:
         self.assertTrue(self._spin_until(lambda: len(self.chunks) >= 3), "no action chunks")

@@ -149,3 +149,47 @@ def test_simulation_forgets_the_instruction_at_reset_and_the_robot_path_keeps_it
     default = declared_arguments(policy)["reset_forgets_instruction"]["default_value"]
     assert ast.literal_eval(default) == "false"
     assert parameters.BY_NAME["reset_forgets_instruction"].default is False
+
+
+def test_overlay_files_default_to_the_file_they_overlay() -> None:
+    """A robot's own params_file / executor_params_file is not overwritten by the shipped
+    yaml through an overlay left at its default: each overlay defaults to the file it is
+    laid over (loaded twice, changing nothing), and the nodes load them in that order."""
+    text = (ROOT / "launch" / "policy.launch.py").read_text()
+    arguments = declared_arguments(ast.parse(text))
+    for overlay, base in (("policy_task_file", "params_file"),
+                          ("executor_overrides_file", "executor_params_file"),
+                          ("executor_task_file", "executor_overrides_file")):
+        default = arguments[overlay]["default_value"]
+        assert isinstance(default, ast.Call) and default.func.id == "LaunchConfiguration"
+        assert ast.literal_eval(default.args[0]) == base, overlay
+    assert ('LaunchConfiguration("params_file"), LaunchConfiguration("policy_task_file")'
+            in text)
+    order = [text.index(f'LaunchConfiguration("{name}"),\n') for name in (
+        "executor_params_file", "executor_overrides_file", "executor_task_file")]
+    assert order == sorted(order)
+
+
+def test_simulation_takes_its_task_and_wires_it_as_the_evaluation_does() -> None:
+    """task:=<suite>:<index> starts the LIBERO bridge: the files and horizon come from
+    task_wiring (what specprune-eval --via ros reads), each handed to its node after the
+    node's usual files; our tasks get the usual files only."""
+    text = (ROOT / "launch" / "sim_policy.launch.py").read_text()
+    tree = ast.parse(text)
+    arguments = declared_arguments(tree)
+    assert ast.literal_eval(arguments["task"]["default_value"]) == "pick_color"
+    convention = arguments["gripper_convention"]
+    assert tuple(ast.literal_eval(convention["choices"])) == sim_bridge_node.GRIPPER_CONVENTIONS
+    assert ast.literal_eval(convention["default_value"]) == "env"
+    assert "from specprune_ros.sim.task_wiring import task_wiring" in text
+    opaque = calls(tree, "OpaqueFunction")
+    assert [keywords(c)["function"].id for c in opaque] == ["_task_nodes"]
+    assert 'task_wiring(LaunchConfiguration("task").perform(context))' in text
+    for use in ('path(wiring.bridge_file)', 'bridge_overrides["horizon"] = wiring.horizon',
+                '"policy_task_file": path(wiring.policy_file or "config/policy.yaml")',
+                '"executor_task_file": path(wiring.executor_file or '
+                '"config/executor_sim.yaml")'):
+        assert use in text, use
+    # the bridge's own file before the task's, the launch's values last
+    assert text.index('path("config/sim_arm.yaml")') < text.index("path(wiring.bridge_file)")
+    assert '"task": wiring.task' in text

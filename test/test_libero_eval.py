@@ -194,8 +194,9 @@ def test_via_ros_wires_the_libero_bridge_node_and_executor_in_the_world_frame() 
     bridge, policy, executor = (" ".join(c) for c in eval_ros._node_commands(args))
     assert "config/libero_arm.yaml -p task:=libero_goal:2" in bridge
     assert "gripper_convention:=openvla_oft" in bridge
-    assert all(p in policy for p in ("base_frame:=world", "image_width:=256",
-                                     "image_height:=256"))
+    # base_frame world and 256 x 256 frames (test_task_wiring checks the file's values)
+    assert "config/policy.yaml --params-file " in policy
+    assert "config/policy_libero.yaml -p autostart:=true" in policy
     assert "config/executor_libero.yaml -p autostart:=true" in executor
     plain = evaluate.parse_args(["--policy", "tiny", "--via", "ros"])
     assert not any("libero" in " ".join(c) for c in eval_ros._node_commands(plain))

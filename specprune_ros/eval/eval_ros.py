@@ -57,7 +57,7 @@ from specprune_ros.node.package_data import data_path
 from specprune_ros.node.policy_node import DIAG_NAME
 from specprune_ros.node.tf_motion import stamp_seconds
 from specprune_ros.sim.libero_arm import libero_task
-from specprune_ros.sim.libero_protocol import ENV_IMAGE_SIZE
+from specprune_ros.sim.task_wiring import task_wiring
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)  # lark, pulled in by the msg packages
@@ -336,12 +336,15 @@ def _stop(proc: subprocess.Popen, timeout: float = 20.0) -> int:
     return proc.returncode
 
 
-def simulated_policy_command(model: str, *params: str) -> List[str]:
+def simulated_policy_command(model: str, *params: str, params_file: Optional[str] = None
+                             ) -> List[str]:
     """``python -m`` arguments of a policy node for the simulator or synthetic inputs:
-    config/policy.yaml, active at once (no lifecycle manager here), a preset model
-    allowed (nothing real moves), then each ``name:=value`` of ``params``."""
+    config/policy.yaml (then ``params_file``, package-data relative, where given), active at
+    once (no lifecycle manager here), a preset model allowed (nothing real moves), then
+    each ``name:=value`` of ``params``."""
     cmd = ["specprune_ros.node.policy_node", "--ros-args",
            "--params-file", data_path("config/policy.yaml"),
+           *(["--params-file", data_path(params_file)] if params_file else []),
            "-p", "autostart:=true", "-p", "allow_preset_model:=true", "-p", f"model:={model}"]
     for item in params:
         cmd += ["-p", item]
@@ -349,13 +352,15 @@ def simulated_policy_command(model: str, *params: str) -> List[str]:
 
 
 def _node_commands(args: argparse.Namespace) -> List[List[str]]:
-    # a LIBERO task: its cameras and world frame (config/libero_arm.yaml), the frame the
-    # policy's state and the executor's commands are in too (executor_libero.yaml); the
-    # node takes the protocol's 256 px frames (the model resizes them)
-    libero = libero_task(args.task) is not None
+    # what the task needs beyond the usual files (task_wiring, as sim_policy.launch.py):
+    # on LIBERO its cameras and world frame for the bridge, the world frame and 256 px frames
+    # for the node, the world frame and workspace for the executor; the episode length
+    # stays ours (horizon below)
+    wiring = task_wiring(args.task)
     bridge = ["specprune_ros.sim.sim_bridge_node", "--ros-args",
               "--params-file", data_path("config/sim_arm.yaml"),
-              *(["--params-file", data_path("config/libero_arm.yaml")] if libero else []),
+              *(["--params-file", data_path(wiring.bridge_file)] if wiring.bridge_file
+                else []),
               "-p", f"task:={args.task}",
               "-p", "horizon:=1000000000", "-p", f"seed:={args.seed}",
               "-p", "command_input:=twist", "-p", "publish_clock:=true",
@@ -365,13 +370,12 @@ def _node_commands(args: argparse.Namespace) -> List[List[str]]:
         f"device:={args.device}", f"dtype:={args.dtype}",
         f"inference_rate_hz:={2 * CONTROL_RATE_HZ / CHUNK}", "use_sim_time:=true",
         "reset_forgets_instruction:=true",  # the bridge publishes one per episode
-        *(["base_frame:=world", f"image_width:={ENV_IMAGE_SIZE}",
-           f"image_height:={ENV_IMAGE_SIZE}"] if libero else []))
+        params_file=wiring.policy_file)
     executor = executor_command(args.executor_limits)
-    if libero:  # its parameter files come before its -p overrides
+    if wiring.executor_file:  # its parameter files come before its -p overrides
         first_override = executor.index("-p")
         executor[first_override:first_override] = [
-            "--params-file", data_path("config/executor_libero.yaml")]
+            "--params-file", data_path(wiring.executor_file)]
     return [bridge, policy, executor]
 
 
