@@ -7,17 +7,20 @@ import pytest
 
 from specprune_ros.eval import suite_table
 from specprune_ros.eval.eval_results import ConfigRun, EpisodeRecord, StepRecord, summarize
+from specprune_ros.eval.eval_stats import paired_comparison
 
 
 def _result(task: str, outcomes: Dict[str, list], step_ms: Dict[str, float],
-            claim: bool = False) -> Dict[str, Any]:
+            claim: bool = False, steps: int = 3, first_seed: int = 100,
+            **meta: Any) -> Dict[str, Any]:
     runs = {}
     for name, wins in outcomes.items():
         run = ConfigRun(name, {})
-        run.episodes = [EpisodeRecord(seed=100 + i, success=w) for i, w in enumerate(wins)]
-        run.steps = [StepRecord(step_ms=step_ms[name])] * 3
+        run.episodes = [EpisodeRecord(seed=first_seed + i, success=w)
+                        for i, w in enumerate(wins)]
+        run.steps = [StepRecord(step_ms=step_ms[name])] * steps
         runs[name] = run
-    return summarize(runs, {"task": task, "claim": claim}, [])
+    return summarize(runs, dict(meta, task=task, claim=claim), [])
 
 
 def _write(tmp_path: Path, name: str, result: Dict[str, Any]) -> str:
@@ -48,7 +51,8 @@ def test_table_has_success_per_suite_average_and_speedup(tmp_path: Path, capsys)
     # random ran on one suite only: no average; an ablation without unpruned: no speedup
     assert lines["random"] == "| random | 0.0 | - | - | - | - |"
     assert lines["no_local"] == "| no_local | - | 25.0 | - | - | - |"
-    assert "| suite_a | -25.0 pp |" in text and "| suite_b | +25.0 pp |" in text
+    assert "| suite_a | specprune - unpruned | -25.0 pp |" in text
+    assert "| suite_b | specprune - unpruned | +25.0 pp |" in text
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
@@ -61,3 +65,74 @@ def test_duplicates_and_mixed_claims_are_refused(tmp_path: Path, capsys) -> None
     with pytest.raises(SystemExit):
         suite_table.main([_write(tmp_path, "1.json", a), _write(tmp_path, "3.json", claim)])
     assert "mixed" in capsys.readouterr().err
+
+
+def _table_lines(text: str) -> Dict[str, str]:
+    return {line.split(" | ")[0].strip("| "): line for line in text.splitlines()
+            if line.startswith("| ")}
+
+
+def test_the_tasks_of_a_suite_pool_into_one_column_with_pooled_pairs(
+        tmp_path: Path, capsys) -> None:
+    """--via ros writes one JSON per LIBERO task: libero_object:0 and :3 make one column;
+    success over the 8 pooled episodes, the paired comparison on the 8 pooled pairs, the
+    step time weighted by policy steps."""
+    t0 = _result("libero_object:0", {"unpruned": [1, 1, 0, 0], "specprune": [1, 0, 0, 0]},
+                 {"unpruned": 40.0, "specprune": 20.0}, steps=1, checkpoint_hash="abc")
+    t3 = _result("libero_object:3", {"unpruned": [1, 1, 1, 1], "specprune": [1, 1, 1, 0]},
+                 {"unpruned": 100.0, "specprune": 25.0}, steps=3, checkpoint_hash="abc")
+    # another suite may use another checkpoint (the released ones are per suite)
+    sp = _result("libero_spatial:1", {"unpruned": [1, 0], "specprune": [1, 1]},
+                 {"unpruned": 30.0, "specprune": 15.0}, checkpoint_hash="other")
+    paths = [_write(tmp_path, f"{i}.json", r) for i, r in enumerate((t0, t3, sp))]
+    assert suite_table.main(paths) == 0
+    text = capsys.readouterr().out
+    lines = _table_lines(text)
+    assert lines["configuration"] == ("| configuration | libero_object | libero_spatial | "
+                                      "average | step ms (median) | speedup |")
+    # unpruned 6/8, 1/2; step (40 * 1 + 100 * 3) / 4 = 85 and 30: mean 57.5
+    assert lines["unpruned"] == "| unpruned | 75.0 | 50.0 | 62.5 | 57.5 | 1.00x |"
+    # specprune 4/8, 2/2; step (20 + 75) / 4 = 23.75 and 15: mean 19.375 -> 19.4;
+    # speedup: libero_object mean(2.0, 4.0) = 3.0, libero_spatial 2.0, mean 2.5
+    assert lines["specprune"] == "| specprune | 50.0 | 100.0 | 75.0 | 19.4 | 2.50x |"
+    assert "libero_object 2 tasks, 8 episodes; libero_spatial 1 task, 2 episodes" in text
+    pooled = suite_table.paired(suite_table.collect([t0, t3, sp])["libero_object"],
+                                "specprune", "unpruned")[0]
+    assert pooled == paired_comparison([1, 0, 0, 0, 1, 1, 1, 0], [1, 1, 0, 0, 1, 1, 1, 1])
+    assert (pooled["only_first"], pooled["only_second"], pooled["episodes"]) == (0, 2, 8)
+    lo, hi = pooled["difference_ci95"]
+    assert (f"| libero_object | specprune - unpruned | -25.0 pp | {100 * lo:+.1f} to "
+            f"{100 * hi:+.1f} pp | {pooled['mcnemar_p']:.3f} | 0 / 2 | 8 |") in text
+
+
+def test_a_task_whose_seeds_differ_is_not_paired_and_says_why(tmp_path: Path, capsys) -> None:
+    a = _result("libero_goal:0", {"unpruned": [1, 0]}, {"unpruned": 10.0})
+    b = _result("libero_goal:0", {"specprune": [1, 1]}, {"specprune": 5.0}, first_seed=500)
+    assert suite_table.main([_write(tmp_path, "a.json", a), _write(tmp_path, "b.json", b)]) == 0
+    text = capsys.readouterr().out
+    assert "specprune - unpruned |" not in text
+    assert "Not paired: libero_goal specprune - unpruned: seeds differ on libero_goal:0." in text
+
+
+@pytest.mark.parametrize("first, second, message", [
+    ({"checkpoint_hash": "abc"}, {"checkpoint_hash": "def"}, "different policies (abc, def)"),
+    ({"policy": "tiny"}, {"policy": "oft-cpu"}, "different policies (preset oft-cpu, preset"),
+    ({"via": "direct"}, {"via": "ros"}, "different runners (direct, ros)"),
+    ({"claim": True}, {"claim": False}, "claim and development results mixed"),
+])
+def test_a_suite_pools_one_policy_and_one_kind_of_run(tmp_path: Path, capsys, first, second,
+                                                      message) -> None:
+    one = _result("libero_10:0", {"unpruned": [1]}, {"unpruned": 1.0}, **first)
+    two = _result("libero_10:1", {"unpruned": [0]}, {"unpruned": 1.0}, **second)
+    with pytest.raises(SystemExit):
+        suite_table.main([_write(tmp_path, "1.json", one), _write(tmp_path, "2.json", two)])
+    assert message in capsys.readouterr().err
+
+
+def test_a_task_counted_twice_in_a_suite_is_refused(tmp_path: Path, capsys) -> None:
+    every = _result("libero_object:all", {"unpruned": [1] * 10}, {"unpruned": 1.0})
+    one = _result("libero_object:3", {"unpruned": [0]}, {"unpruned": 1.0})
+    with pytest.raises(SystemExit):
+        suite_table.main([_write(tmp_path, "1.json", every), _write(tmp_path, "2.json", one)])
+    assert "libero_object:3: configuration unpruned appears in two results" in (
+        capsys.readouterr().err)

@@ -1,16 +1,30 @@
-"""``specprune-suite-table``: the paper's Table 1 from specprune-eval JSONs, one per suite.
+"""``specprune-suite-table``: the paper's Table 1 from specprune-eval JSONs.
 
-Reads the result JSONs (one or more per suite; the suite is each JSON's ``task``) and
-writes a Markdown table with one row per configuration: success per suite, the average
-over suites, the median policy step (ms, averaged over suites) and the step speedup
-against ``unpruned`` (per suite the ratio of the medians measured in the same run, then
-averaged), then one row per suite of the paired SpecPrune - unpruned difference with its
-Newcombe interval and McNemar p. ``--plot`` draws success per suite and configuration::
+Reads the result JSONs and writes a Markdown table with one row per configuration: success
+per suite, the average over suites, the median policy step (ms, averaged over suites) and
+the step speedup against ``unpruned``, then one row per suite and paired comparison (e.g.
+SpecPrune - unpruned) with its Newcombe interval and McNemar p. ``--plot`` draws success
+per suite and configuration::
 
     python -m specprune_ros.eval.suite_table docs/eval_*.json --md table.md --plot table.png
 
-A configuration found in two JSONs of the same suite is refused (which one would count?),
-and so is a mix of claim and development runs: a table reports one kind.
+A JSON's suite is its ``task``, or for a LIBERO task (``libero_object:3``, as ``--via ros``
+runs one task per JSON, or ``libero_object:all``) the suite's name: the tasks of a suite
+pool into one column.
+
+- Success: pooled over the suite's episodes (each configuration's ``per_episode``).
+- Paired comparisons: recomputed on the pooled per-episode pairs (each task's episodes
+  paired by seed, the tasks' pairs put together; a task whose two seed lists differ leaves
+  the comparison out, saying so).
+- Step ms: per task the median over its policy steps as the JSON records it (the JSONs hold
+  no per-step times), combined over a suite's tasks weighted by their policy steps; speedup:
+  per task the ratio of the medians measured in the same run (unpruned in the same JSON),
+  averaged over the suite's tasks.
+
+Refused: a configuration found twice for one task (which one would count?), a mix of claim
+and development runs (a table reports one kind), and within a suite tasks run with
+different policies (``checkpoint_hash``; a preset's name) or through different runners
+(``via``).
 """
 from __future__ import annotations
 
@@ -18,36 +32,102 @@ import argparse
 import json
 import math
 import sys
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
 from specprune_ros.eval.configurations import CONFIGS
-from specprune_ros.eval.eval_results import SPECPRUNE, UNPRUNED
+from specprune_ros.eval.eval_results import COMPARISONS, UNPRUNED
+from specprune_ros.eval.eval_stats import paired_comparison
+from specprune_ros.sim.libero_arm import libero_tasks
 
-Table = Dict[str, Dict[str, Dict[str, Any]]]  # suite -> configuration -> its JSON block
+Table = Dict[str, Dict[str, Dict[str, Any]]]  # suite -> configuration -> pooled block
+
+
+def suite_and_tasks(task: str) -> Tuple[str, Set[int]]:
+    """A JSON's suite and the task indices it covers ({0} for our own tasks)."""
+    named = libero_tasks(task)
+    return (task, {0}) if named is None else (named[0], set(named[1]))
+
+
+def _policy(result: Dict[str, Any]) -> str:
+    """What identifies the policy of a run: its checkpoint hash, or a preset's name."""
+    return result.get("checkpoint_hash") or f"preset {result.get('policy')}"
+
+
+def _check_suite(suite: str, runs: Sequence[Dict[str, Any]]) -> None:
+    for key, what in ((_policy, "policies"), (lambda r: r.get("via", "direct"), "runners")):
+        seen = sorted({str(key(r)) for r in runs})
+        if len(seen) > 1:
+            raise ValueError(f"{suite}: its tasks ran with different {what} ({', '.join(seen)})"
+                             ": one suite's column pools one policy's runs of one kind")
 
 
 def collect(results: Sequence[Dict[str, Any]]) -> Table:
-    """suite -> configuration -> config block (plus ``_speedup`` and ``_paired`` taken
-    from the JSON it ran in); ValueError on a duplicate or mixed claim / development."""
+    """suite -> configuration -> the pooled block (``successes``, ``episodes``,
+    ``success_rate``, ``step_ms_median``, ``_speedup``, ``_tasks``, ``_outcomes``: task ->
+    [(seed, success)]); ValueError on a duplicate, mixed claim / development, or a suite
+    mixing policies or runners."""
     kinds = {bool(r.get("claim")) for r in results}
     if len(kinds) > 1:
         raise ValueError("claim and development results mixed: tabulate one kind")
-    table: Table = {}
+    by_suite: Dict[str, List[Dict[str, Any]]] = {}
     for result in results:
-        suite = table.setdefault(result["task"], {})
-        configs = result["configs"]
-        base = configs.get(UNPRUNED, {}).get("step_ms_median")
-        for name, block in configs.items():
-            if name in suite:
+        by_suite.setdefault(suite_and_tasks(result["task"])[0], []).append(result)
+    table: Table = {}
+    for suite, runs in by_suite.items():
+        _check_suite(suite, runs)
+        table[suite] = _pool(runs)
+    return table
+
+
+def _pool(runs: Sequence[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
+    """The configurations of one suite's JSONs, pooled over its tasks."""
+    parts: Dict[str, List[Tuple[Dict[str, Any], Dict[str, Any]]]] = {}
+    for result in runs:
+        for name, block in result["configs"].items():
+            parts.setdefault(name, []).append((result, block))
+    pooled = {}
+    for name, found in parts.items():
+        covered: Set[int] = set()
+        for result, _ in found:
+            indices = suite_and_tasks(result["task"])[1]
+            if covered & indices:
                 raise ValueError(f"{result['task']}: configuration {name} appears in two "
                                  "results")
-            entry = dict(block)
-            entry["_speedup"] = _ratio(base, block.get("step_ms_median"))
-            entry["_paired"] = (result.get("comparisons") or {}).get(f"{name}_vs_{UNPRUNED}")
-            suite[name] = entry
-    return table
+            covered |= indices
+        pooled[name] = _pooled_block(found)
+    return pooled
+
+
+def _pooled_block(found: Sequence[Tuple[Dict[str, Any], Dict[str, Any]]]) -> Dict[str, Any]:
+    outcomes = {r["task"]: [(e["seed"], bool(e["success"])) for e in b["per_episode"]]
+                for r, b in found}
+    wins = sum(ok for pairs in outcomes.values() for _, ok in pairs)
+    n = sum(len(pairs) for pairs in outcomes.values())
+    medians = [(b.get("step_ms_median"), b.get("policy_steps", 0)) for _, b in found]
+    weight = sum(steps for _, steps in medians)
+    step_ms = None
+    if weight and all(m is not None and math.isfinite(m) for m, _ in medians):
+        step_ms = sum(m * steps for m, steps in medians) / weight
+    ratios = [_ratio(r["configs"].get(UNPRUNED, {}).get("step_ms_median"),
+                     b.get("step_ms_median")) for r, b in found]
+    return {"successes": wins, "episodes": n, "success_rate": wins / n if n else 0.0,
+            "step_ms_median": step_ms, "_speedup": _mean(ratios),
+            "_tasks": sorted(outcomes), "_outcomes": outcomes}
+
+
+def paired(suite: Dict[str, Dict[str, Any]], first: str, second: str
+           ) -> Tuple[Optional[Dict[str, Any]], str]:
+    """``first`` vs ``second`` on the suite's pooled pairs (the tasks both ran, each
+    task's episodes paired by seed), or None and why not."""
+    a, b = suite[first]["_outcomes"], suite[second]["_outcomes"]
+    tasks = sorted(set(a) & set(b))
+    mismatched = [t for t in tasks if [s for s, _ in a[t]] != [s for s, _ in b[t]]]
+    if not tasks or mismatched:
+        return None, f"seeds differ on {', '.join(mismatched)}" if mismatched else "no task"
+    return paired_comparison([ok for t in tasks for _, ok in a[t]],
+                             [ok for t in tasks for _, ok in b[t]]), ""
 
 
 def _ratio(slow: Optional[float], fast: Optional[float]) -> Optional[float]:
@@ -99,21 +179,41 @@ def markdown(table: Table) -> str:
                   "-" if row["step_ms"] is None else f"{row['step_ms']:.1f}",
                   "-" if row["speedup"] is None else f"{row['speedup']:.2f}x"]
         lines.append("| " + " | ".join(cells) + " |")
-    episodes = {s: sorted({b["episodes"] for b in table[s].values()}) for s in suites}
-    lines.append("")
-    lines.append("Success in %; episodes per suite: " + ", ".join(
-        f"{s} {'/'.join(map(str, episodes[s]))}" for s in suites) + ".")
-    paired = [(s, table[s][SPECPRUNE]["_paired"]) for s in suites
-              if SPECPRUNE in table[s] and table[s][SPECPRUNE].get("_paired")]
-    if paired:
-        lines += ["", "| suite | specprune - unpruned | 95 % CI (Newcombe) | McNemar p | "
-                      "only specprune / only unpruned |", "|---|---|---|---|---|"]
-        for suite, p in paired:
+    lines += ["", "Success in %, pooled over each suite's episodes. " + "; ".join(
+        _coverage(s, table[s]) for s in suites) + ". Step ms: per task the median of its "
+        "policy steps, weighted by policy steps over a suite's tasks (the JSONs hold no "
+        "per-step times); speedup: per task against unpruned in the same run, averaged over "
+        "a suite's tasks, then over suites."]
+    comparisons, missing = [], []
+    for suite in suites:
+        for first, second in COMPARISONS:
+            if first in table[suite] and second in table[suite]:
+                result, why = paired(table[suite], first, second)
+                if result:
+                    comparisons.append((suite, f"{first} - {second}", result))
+                else:
+                    missing.append(f"{suite} {first} - {second}: {why}")
+    if comparisons:
+        lines += ["", "| suite | paired | difference | 95 % CI (Newcombe) | McNemar p | "
+                      "only first / only second | pairs |", "|---|---|---|---|---|---|---|"]
+        for suite, label, p in comparisons:
             lo, hi = p["difference_ci95"]
-            lines.append(f"| {suite} | {100 * p['difference']:+.1f} pp | "
+            lines.append(f"| {suite} | {label} | {100 * p['difference']:+.1f} pp | "
                          f"{100 * lo:+.1f} to {100 * hi:+.1f} pp | {p['mcnemar_p']:.3f} | "
-                         f"{p['only_first']} / {p['only_second']} |")
+                         f"{p['only_first']} / {p['only_second']} | {p['episodes']} |")
+    if missing:
+        lines += ["", "Not paired: " + "; ".join(missing) + "."]
     return "\n".join(lines) + "\n"
+
+
+def _coverage(suite: str, configs: Dict[str, Dict[str, Any]]) -> str:
+    """``suite`` N tasks, E episodes (per configuration where they differ)."""
+    seen = {(len(b["_tasks"]), b["episodes"]) for b in configs.values()}
+    if len(seen) == 1:
+        tasks, episodes = seen.pop()
+        return f"{suite} {tasks} task{'s' * (tasks > 1)}, {episodes} episodes"
+    return f"{suite} " + ", ".join(f"{n} {len(b['_tasks'])} tasks / {b['episodes']} episodes"
+                                   for n, b in configs.items())
 
 
 def plot(table: Table, path: str) -> None:
