@@ -12,9 +12,11 @@ SPATIAL = ("pick up the black bowl next to the plate and place it on the plate",
 OBJECT = ("pick up the ketchup and place it in the basket", ["ketchup_1", "basket_1"])
 
 
-def write_shard(path, task, lengths, every=4, close_at=5, seed=0, frame_ticks=None):
+def write_shard(path, task, lengths, every=4, close_at=5, seed=0, frame_ticks=None,
+                boxes=None):
     """A LIBERO recorder shard: per-tick labels / state / object positions, frames on every
-    ``every``-th tick (phase = the demo's seed % every, as libero_demos records them)."""
+    ``every``-th tick (phase = the demo's seed % every, as libero_demos records them);
+    ``boxes`` (views, 2, 4): obs/object_boxes, the same on every frame."""
     rng = np.random.default_rng(seed)
     instruction, names = task
     with h5py.File(path, "w") as f:
@@ -35,6 +37,9 @@ def write_shard(path, task, lengths, every=4, close_at=5, seed=0, frame_ticks=No
             demo.create_dataset("obs/cube_pos", data=rng.normal(0, 0.2, (ticks, 2, 3))
                                 .astype(np.float32))
             demo.create_dataset("obs/frame_ticks", data=shown.astype(np.int32))
+            if boxes is not None:
+                demo.create_dataset("obs/object_boxes", data=np.repeat(
+                    np.asarray(boxes, np.float32)[None], len(shown), axis=0))
             for cam in CAMERAS:
                 demo.create_dataset(f"obs/{cam}", data=rng.integers(
                     0, 256, (len(shown), 32, 32, 3), np.uint8))

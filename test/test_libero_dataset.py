@@ -108,3 +108,64 @@ def test_colour_heads_on_libero_objects_are_refused_with_the_reason(shards):
     data, _ = _data(_read(shards))
     with pytest.raises(ValueError, match="no pixel rule finds: use the position and target"):
         data.enable_aux(10, 10.0, need_cubes=True, grid=2, need_colours=True)
+
+
+#: obs/object_boxes of every frame: (views, [object, target], x0 y0 x1 y1 of the frame);
+#: the wrist view does not see the object
+BOXES = [[[0.0, 0.0, 0.4, 0.4], [0.6, 0.6, 1.0, 1.0]],
+         [[np.nan] * 4, [0.0, 0.6, 0.4, 1.0]]]
+
+
+def test_object_boxes_give_the_named_head_its_patches_and_follow_the_shift(tmp_path):
+    path = write_shard(tmp_path / "s.hdf5", SPATIAL, (12, 9), seed=1, boxes=BOXES)
+    demos = _read(path)
+    assert demos.object_boxes.shape == (len(demos), 2, 2, 4) and demos.boxes_missing == 0
+    data, cfg = _data(demos)
+    data.enable_aux(10, 10.0, need_cubes=True, grid=2, need_colours=True)
+    pixels = torch.zeros(2, 6 * cfg.num_images, 32, 32)
+    labels = data.aux_labels([0, 3], pixels)
+    # grid 2 of the 224 px input: object top-left, target bottom-right (third person),
+    # target bottom-left (wrist); the named cube of a LIBERO pair is its object (label 1)
+    assert labels.colour.tolist() == [[1, 0, 0, 2, 0, 0, 2, 0]] * 2
+    assert labels.named.tolist() == [0, 0]
+    # the third-person frame rolled 30 px right: the object now reaches the right cell
+    shifts = np.array([[[0, 30], [0, 0]], [[0, 0], [0, 0]]])
+    moved = data.aux_labels([0, 3], pixels, shifts)
+    assert moved.colour[0].tolist() == [1, 1, 0, 2, 0, 0, 2, 0]
+    assert moved.colour[1].tolist() == labels.colour[1].tolist()
+
+
+def test_the_named_head_is_refused_with_the_reason_when_a_shard_lacks_object_boxes(tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    write_shard(folder / "libero_spatial_task00_part00.hdf5", SPATIAL, (10, 9), seed=1,
+                boxes=BOXES)
+    write_shard(folder / "libero_spatial_task00_part01.hdf5", SPATIAL, (10,), seed=5)
+    demos = _read(str(folder))
+    assert demos.object_boxes is None and demos.boxes_missing == 1
+    data, _ = _data(demos)
+    with pytest.raises(ValueError, match=r"obs/object_boxes in every demo \(1 of 3 lack it"):
+        data.enable_aux(10, 10.0, need_cubes=True, grid=2, need_colours=True)
+    data.enable_aux(10, 10.0, need_cubes=True, grid=2, need_colours=False)  # the others run
+
+
+def test_object_boxes_of_the_wrong_shape_are_refused(tmp_path):
+    path = write_shard(tmp_path / "s.hdf5", SPATIAL, (12,), seed=1, boxes=BOXES[:1])
+    with pytest.raises(DemoFileError, match="obs/object_boxes: expected"):
+        _read(path)
+
+
+def test_a_batch_with_augmentation_labels_the_rolled_boxes(tmp_path):
+    from specprune.train.batches import Augment
+    from specprune.train.train_config import TrainConfig
+
+    path = write_shard(tmp_path / "s.hdf5", SPATIAL, (12,), seed=1, boxes=BOXES)
+    data, cfg = _data(_read(path))
+    data.enable_aux(10, 10.0, need_cubes=True, grid=2, need_colours=True)
+    augment = Augment(TrainConfig(demos="d", out="o", steps=1, shift_pixels=5), cfg,
+                      np.random.default_rng(0))
+    batch = data.batch([0, 1], augment)
+    shifts = np.array(augment.shifts[-4:]).reshape(2, 2, 2)
+    expected = data.aux_labels([0, 1], batch.pixels, shifts)
+    assert batch.aux.colour.tolist() == expected.colour.tolist()
+    assert batch.aux.colour[:, 0].tolist() == [1, 1]

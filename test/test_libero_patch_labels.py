@@ -4,12 +4,13 @@ render of the same state shows the objects (real worker in .venv-libero)."""
 import numpy as np
 import pytest
 
+from specprune.train.patch_boxes import box_patch_labels
+
 from specprune_ros.sim.libero_demos import object_boxes
 from specprune_ros.sim.libero_env import LiberoWorker, libero_python
 from specprune_ros.sim.libero_experts import PickPlaceTask
 from specprune_ros.sim.libero_protocol import DUMMY_ACTION, NUM_STEPS_WAIT, flip_180
 from specprune_ros.sim.libero_worker import VIEWS
-from specprune_ros.sim.patch_projection import box_patch_labels
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     libero_python() is None, reason=".venv-libero is not installed (scripts/setup.sh installs "

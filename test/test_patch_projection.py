@@ -3,8 +3,9 @@ camera, the protocol's flip, resize / shift / centre crop, the patch grid."""
 import numpy as np
 import pytest
 
-from specprune_ros.sim.patch_projection import (box_patch_labels, project_points, protocol_box,
-                                                to_model_frame, upright_to_protocol)
+from specprune.train.patch_boxes import box_patch_labels, to_model_frame
+
+from specprune_ros.sim.patch_projection import project_points, protocol_box, upright_to_protocol
 
 #: a 200 x 100 (width x height) camera at (1, 2, 3) looking down the world's -z, image x
 #: along world +x, image y (down) along world -y

@@ -16,6 +16,7 @@ from specprune.model.prompting import EncodedPrompt, encode_prompt
 from specprune.train.auxiliary import (COLOUR_RULES, AuxLabels, model_rgb, named_index,
                                        patch_colour_labels)
 from specprune.train.demo_dataset import Demos
+from specprune.train.patch_boxes import box_patch_labels, to_model_frame
 from specprune.train.train_config import TrainConfig
 
 
@@ -56,17 +57,21 @@ class TrainingData:
         """Build AuxLabels with every batch; ValueError when the demos lack what they need.
 
         What the heads read depends on the demos' cubes (``aux_roles``): pick_color's
-        colour cubes, or LIBERO's [object, target] (no pixel rule finds those objects, so
-        only the position and target heads have labels there: ``need_colours`` False)."""
+        colour cubes (patch labels from pixel rules), or LIBERO's [object, target], whose
+        patch labels come from the recorded ``obs/object_boxes`` (``patch_boxes``); without
+        them only the position and target heads have labels (``need_colours`` False)."""
         if not self.demos.cube_names:
             raise ValueError("the auxiliary heads need the demos' cube colours and positions "
                              "(obs/cube_pos, attrs cube_colors): record the demos again with "
                              "specprune-demos")
         self.colours = self.demos.cube_colors if colour_cubes(self.demos) else None
-        if need_colours and self.colours is None:
+        self.boxes = self.demos.object_boxes if self.colours is None else None
+        if need_colours and self.colours is None and self.boxes is None:
             raise ValueError(
                 "the colour and named heads and the attention loss need colour cubes every "
-                f"demo shares (pick_color's {list(COLOUR_RULES)}); these demos name objects "
+                f"demo shares (pick_color's {list(COLOUR_RULES)}) or obs/object_boxes in "
+                f"every demo ({self.demos.boxes_missing} of {len(self.demos.names)} lack "
+                "it: recorded before libero_demos wrote it); these demos name objects "
                 f"(e.g. {self.demos.cube_names[0]}) that no pixel rule finds: use the "
                 "position and target heads only")
         self.named, self.goal = aux_roles(self.demos)
@@ -75,8 +80,10 @@ class TrainingData:
         if need_cubes and self.demos.cube_pos is None:
             raise ValueError("the target head needs obs/cube_pos in the demos")
 
-    def aux_labels(self, samples: Sequence[int], pixels: torch.Tensor) -> AuxLabels:
-        """Labels of the auxiliary heads for ``samples`` whose pixel values are ``pixels``."""
+    def aux_labels(self, samples: Sequence[int], pixels: torch.Tensor,
+                   shifts: Optional[np.ndarray] = None) -> AuxLabels:
+        """Labels of the auxiliary heads for ``samples`` whose pixel values are ``pixels``,
+        their frames rolled by ``shifts`` (B, views, 2) (dy, dx) (None: not shifted)."""
         assert self.aux_settings is not None
         min_pixels, scale, grid = self.aux_settings
         idx = np.asarray(samples)
@@ -84,6 +91,8 @@ class TrainingData:
         if self.colours is not None:
             rgb = model_rgb(pixels, views, self.cfg.image_means[0], self.cfg.image_stds[0])
             colour = patch_colour_labels(rgb, self.colours, grid, min_pixels)
+        elif self.boxes is not None:  # LIBERO: the recorded object boxes
+            colour = self._box_labels(idx, shifts, grid, min_pixels)
         else:  # no patch labels (LIBERO objects): only position / target heads run
             colour = torch.zeros(len(idx) * views, grid * grid, dtype=torch.long)
         named = self.named[self.demos.demo_of[idx]]
@@ -96,20 +105,36 @@ class TrainingData:
                          target=torch.tensor(target, dtype=torch.float32),
                          target_mask=torch.as_tensor(self.pre_grasp[idx]))
 
+    def _box_labels(self, idx: np.ndarray, shifts: Optional[np.ndarray], grid: int,
+                    min_pixels: int) -> torch.Tensor:
+        """(B * views, grid * grid) labels from obs/object_boxes: 1 + k where cube k covers
+        ``min_pixels`` of the patch or its centre lies in it (the object over its target)."""
+        size = self.cfg.image_size
+        top, side = center_crop_box(size, self.cfg.center_crop_scale)
+        boxes = self.boxes[idx]  # (B, views, cubes, 4)
+        rolled = np.zeros(boxes.shape[:2] + (1, 2)) if shifts is None else \
+            np.asarray(shifts, dtype=np.float64)[:, :, None]
+        model_boxes = to_model_frame(boxes, size, top, side, rolled)
+        cover = min_pixels / (size / grid) ** 2
+        labels = box_patch_labels(model_boxes, size, grid, cover)  # (B, views, P)
+        return torch.from_numpy(labels.reshape(-1, grid * grid))
+
     def batch(self, samples: Sequence[int], augment: Optional["Augment"] = None) -> Batch:
         prompts = [self.prompts[self.demos.demo_of[i]] for i in samples]
         if len({len(p.ids) for p in prompts}) != 1:
             raise ValueError("a batch needs prompts of one length (group samples by length)")
-        pixels = []
+        pixels, shifts = [], []
         for i in samples:
             frames = [torch.from_numpy(view[i]) for view in self.demos.frames]
             if augment is not None:
                 frames = [augment(frame) for frame in frames]
+                shifts.append(augment.shifts[-len(frames):])
             pixels.append(pixel_values(frames, self.cfg.image_means, self.cfg.image_stds,
                                        self.cfg.center_crop_scale, self.cfg.image_pipeline))
         chunks = self.actions[self.demos.chunk_index[np.asarray(samples)]]
         pixel_batch = torch.cat(pixels)
-        aux = self.aux_labels(samples, pixel_batch) if self.aux_settings else None
+        aux = self.aux_labels(samples, pixel_batch, np.array(shifts) if shifts else None) \
+            if self.aux_settings else None
         return Batch(pixels=pixel_batch,
                      proprio=torch.tensor(self.proprio[samples], dtype=torch.float32),
                      ids=torch.tensor([p.ids for p in prompts]), prompt=prompts[0],
@@ -163,12 +188,15 @@ class Augment:
         self.shift, self.brightness, self.contrast = cfg.shift_pixels, cfg.brightness, \
             cfg.contrast
         self.rng = rng
+        self.shifts: List[Tuple[int, int]] = []  # (dy, dx) of each call: labels follow
 
     def __call__(self, frame: torch.Tensor) -> torch.Tensor:
         """(S, S, 3) uint8 -> (S, S, 3) uint8."""
+        dy = dx = 0
         if self.shift:
             dy, dx = (int(d) for d in self.rng.integers(-self.shift, self.shift + 1, size=2))
             frame = torch.roll(frame, shifts=(dy, dx), dims=(0, 1))
+        self.shifts = self.shifts[-63:] + [(dy, dx)]
         if self.brightness or self.contrast:
             c = 1.0 + self.rng.uniform(-self.contrast, self.contrast)
             b = 1.0 + self.rng.uniform(-self.brightness, self.brightness)

@@ -13,6 +13,9 @@ File layout (written by ``specprune_ros.sim.demos``)::
                                             the demo's JSON attr ``cube_colors`` (privileged
                                             labels of training-only auxiliary losses; LIBERO:
                                             [object, target] in the world frame)
+    /data/demo_{i}/obs/object_boxes         optional (F, views, cubes, 4) float32: where each
+                                            cube shows in each frame (x0, y0, x1, y1 in
+                                            fractions of the frame; LIBERO's recorder)
     /data/demo_{i}/obs/frame_ticks          optional (F,) int: the images hold F frames, of
                                             these ticks only (LIBERO's recorder renders
                                             every k-th tick)
@@ -61,6 +64,10 @@ class Demos:
     cube_pos: Optional[np.ndarray] = None  # (N, cubes, 3) float32 when every demo has it
     cube_colors: Optional[List[str]] = None  # the cube names, where every demo has the same
     cube_names: Optional[List[List[str]]] = None  # each demo's names in ``cube_pos`` order
+    #: (N, views, cubes, 4) where each cube shows in each view (normalised x0, y0, x1, y1 of
+    #: the stored frame; NaN: not in view) when every demo has obs/object_boxes
+    object_boxes: Optional[np.ndarray] = None
+    boxes_missing: int = 0  # demos without obs/object_boxes (recorded before it existed)
 
     def __len__(self) -> int:
         return len(self.demo_of)
@@ -165,6 +172,7 @@ def _assemble(demos: Sequence[_Demo], env_args: Dict[str, Dict[str, Any]], chunk
         start += count
     ticks = [d.frame_ticks for d in demos]
     cube_pos, names = _cube_labels(demos)
+    boxes, missing = _object_boxes(demos)
     return Demos(
         frames=frames,
         proprio=np.concatenate([d.group["obs/proprio"][()][t] for d, t in zip(demos, ticks)])
@@ -176,7 +184,25 @@ def _assemble(demos: Sequence[_Demo], env_args: Dict[str, Dict[str, Any]], chunk
         env_args=next(iter(env_args.values())) if len(env_args) == 1 else {"files": env_args},
         frame_index=np.concatenate(ticks),
         action_demo=np.repeat(np.arange(len(demos)), [d.ticks for d in demos]),
-        cube_pos=cube_pos, cube_colors=_shared(names), cube_names=names)
+        cube_pos=cube_pos, cube_colors=_shared(names), cube_names=names,
+        object_boxes=boxes, boxes_missing=missing)
+
+
+def _object_boxes(demos: Sequence[_Demo]) -> Tuple[Optional[np.ndarray], int]:
+    """(``obs/object_boxes`` of every sample, or None unless every demo has them; the number
+    of demos without). DemoFileError on a wrong shape."""
+    arrays = []
+    for demo in demos:
+        if "object_boxes" not in demo.group["obs"]:
+            continue
+        arr = demo.group["obs/object_boxes"][()]
+        cubes = demo.group["obs/cube_pos"].shape[1] if "cube_pos" in demo.group["obs"] else -1
+        if arr.shape != (len(demo.frame_ticks), len(CAMERAS), cubes, 4):
+            raise DemoFileError(f"{demo.where}/obs/object_boxes: expected ({len(demo.frame_ticks)}"
+                                f", {len(CAMERAS)}, {cubes}, 4), got {arr.shape}")
+        arrays.append(arr.astype(np.float32))
+    missing = len(demos) - len(arrays)
+    return (np.concatenate(arrays) if arrays and not missing else None), missing
 
 
 def _shared(names: Optional[List[List[str]]]) -> Optional[List[str]]:
