@@ -181,6 +181,11 @@ def test_the_recorder_writes_a_spatial_demo_as_the_protocol_shows_it(tmp_path):
         assert demo["obs/cube_pos"].shape == (n, 2, 3)
         bowl = demo["obs/cube_pos"][:, 0]
         assert bowl[:, 2].max() > bowl[0, 2] + 0.05  # lifted and carried
+        # where the bowl and the plate show, per frame and view (test_libero_patch_labels
+        # checks the projection against the renderer): the plate is in the third-person view
+        boxes = demo["obs/object_boxes"][()]
+        assert boxes.shape == (len(ticks), 2, 2, 4)
+        assert np.all((boxes[:, 0, 1] > -0.05) & (boxes[:, 0, 1] < 1.05))
 
 
 def test_ranges_parse_as_the_command_lines_write_them():
