@@ -36,6 +36,12 @@ def test_a_resumed_run_gets_back_every_episode_and_step(tmp_path):
     assert runs["specprune"].episodes[0].error == "timeout"
     assert again.wall_s == pytest.approx(32.5)
     assert again.attempt == 1
+    again.record("unpruned", EpisodeRecord(seed=8), [], {}, 2.0)
+    assert again.wall_s == pytest.approx(34.5)  # what this attempt ran counts too
+
+
+def test_a_fresh_journal_sums_the_wall_time_of_its_own_episodes(tmp_path):
+    assert write_two(tmp_path / "run.jsonl").wall_s == pytest.approx(32.5)
 
 
 def test_counters_are_summed_over_attempts(tmp_path):

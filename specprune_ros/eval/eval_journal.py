@@ -5,8 +5,10 @@
 counters after it). Started again with the same FILE and the same run (policy hash,
 configurations, horizon, limits and prune defaults, the ``key``), it reads those lines
 back and runs only the (seed, configuration) pairs not yet done; the final JSON is the same
-as one uninterrupted run's, except ``wall_s`` (the sum over the attempts) and the
-counters (summed over the attempts: each attempt's processes count from zero).
+as one uninterrupted run's, except ``wall_s`` (the episodes' own wall time, summed over
+the attempts; the nodes' start-ups are not in it), the counters (summed over the attempts:
+each attempt's processes count from zero) and ``attempts`` (when more than one ran
+episodes).
 
 A line cut short by a kill is ignored (that episode runs again). A FILE written by another
 run is refused with the difference, never mixed in.
@@ -89,6 +91,7 @@ class Journal:
             f.flush()
             os.fsync(f.fileno())
         self.counters[str(self.attempt)] = counters
+        self.wall_s += wall_s
 
     def summed_counters(self, name: str) -> Dict[str, int]:
         """Counter ``name`` (e.g. ``executor``) summed over every attempt."""

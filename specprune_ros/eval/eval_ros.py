@@ -456,6 +456,6 @@ def evaluate_ros(args: argparse.Namespace, startup_timeout: float = 300.0) -> Di
                 executor_counters=counters["executor"],
                 policy_node_counters=counters["policy_node"],
                 configs_skipped=[c for c in args.configs if c not in configs])
-    if journal and journal.attempt:
-        meta["resumed_attempts"] = journal.attempt + 1
+    if journal and len(journal.counters) > 1:  # attempts that ran episodes
+        meta["attempts"] = len(journal.counters)
     return summarize(runs, meta, [])
