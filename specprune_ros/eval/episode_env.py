@@ -21,7 +21,8 @@ import numpy as np
 
 from specprune_ros.sim.libero_arm import (LiberoArm, LiberoArmConfig, libero_tasks,
                                           suite_horizon)
-from specprune_ros.sim.libero_protocol import INIT_STATES_PER_TASK, gripper_to_env
+from specprune_ros.sim.libero_protocol import (GRIPPER_CONVENTIONS, INIT_STATES_PER_TASK,
+                                               gripper_to_env)
 from specprune_ros.sim.sim_arm import SimArm, SimArmConfig, SimObservation
 
 #: Control ticks per episode on our own tasks unless asked otherwise.
@@ -148,8 +149,9 @@ def open_env(task: str, horizon: int, first_seed: int, claim: bool = False,
     LIBERO's ``<suite>:<index>`` / ``<suite>:all`` (LiberoArmEnv, episodes counted from
     ``first_seed``); ``gripper_convention`` "openvla_oft" for a released OpenVLA-OFT LIBERO
     checkpoint (LIBERO tasks only)."""
-    if gripper_convention not in ("env", "openvla_oft"):
-        raise ValueError(f"gripper_convention {gripper_convention!r}: 'env' or 'openvla_oft'")
+    if gripper_convention not in GRIPPER_CONVENTIONS:
+        raise ValueError(f"gripper_convention {gripper_convention!r}: one of "
+                         f"{', '.join(GRIPPER_CONVENTIONS)}")
     named = libero_tasks(task)
     if named is None:
         if gripper_convention != "env":

@@ -46,7 +46,7 @@ from specprune_ros.eval.eval_results import format_table, plot, summarize
 from specprune_ros.eval.parallel import evaluate_parallel, ray_available
 from specprune_ros.node import package_data
 from specprune_ros.sim.libero_arm import libero_tasks
-from specprune_ros.sim.libero_protocol import INIT_STATES_PER_TASK
+from specprune_ros.sim.libero_protocol import GRIPPER_CONVENTIONS, INIT_STATES_PER_TASK
 
 DEFAULT_POLICY = package_data.SHIPPED_CHECKPOINT  # found under the share dir / source tree
 
@@ -87,7 +87,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                         help="--via ros: the executor's envelope: sim (executor_sim.yaml opens "
                         "speed and acceleration to the simulator's OSC range) or robot "
                         "(config/executor.yaml as on a real arm, e-stop signal waived)")
-    parser.add_argument("--gripper-convention", choices=("env", "openvla_oft"), default="env",
+    parser.add_argument("--gripper-convention", choices=GRIPPER_CONVENTIONS, default="env",
                         help="LIBERO tasks: the policy's gripper value is env (-1 open .. 1 "
                              "close: our checkpoints) or openvla_oft (0 close .. 1 open: "
                              "OpenVLA-OFT's released LIBERO checkpoints, converted as its "

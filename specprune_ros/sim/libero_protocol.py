@@ -61,6 +61,12 @@ def proprio(step: LiberoStep) -> np.ndarray:
                            step.gripper_qpos]).astype(np.float64)
 
 
+#: How a policy's gripper value reads: "env" -1 open .. 1 close, as the arm takes it;
+#: "openvla_oft" 0 close .. 1 open, what OpenVLA-OFT's released LIBERO checkpoints predict
+#: (their RLDS training data), converted by gripper_to_env.
+GRIPPER_CONVENTIONS = ("env", "openvla_oft")
+
+
 def gripper_to_env(actions: np.ndarray) -> np.ndarray:
     """openvla-oft's process_action for model family openvla: gripper [0, 1] (1 = open) ->
     binarised -1 open / +1 close; the other dimensions unchanged. Works on (7,) or (N, 7)."""

@@ -79,7 +79,8 @@ from specprune_ros.sim.control_loop import ControlLoop
 from specprune_ros.sim.libero_arm import (CONTROL_RATE_HZ as LIBERO_RATE_HZ, TASK_NAME_FORMAT,
                                           LiberoArm, LiberoArmConfig, libero_task)
 from specprune_ros.sim.libero_env import LiberoWorkerError
-from specprune_ros.sim.libero_protocol import INIT_STATES_PER_TASK, gripper_to_env
+from specprune_ros.sim.libero_protocol import (GRIPPER_CONVENTIONS, INIT_STATES_PER_TASK,
+                                               gripper_to_env)
 from specprune_ros.sim.sim_arm import (ACTION_DIM, ACTION_NAMES, GRIPPER_OPEN, SimArm,
                                        SimArmConfig, SimObservation)
 
@@ -88,10 +89,6 @@ NODE_NAME = "specprune_sim_arm"
 VIEWS: Dict[str, str] = {"agentview": "agentview", "wrist": "robot0_eye_in_hand"}
 MAX_CHUNK_ROWS = 1000
 COMMAND_INPUTS = ("chunk", "twist", "pose")
-#: How the commands' gripper value reads: "env" -1 open .. 1 close, as the arm takes it;
-#: "openvla_oft" 0 close .. 1 open, what OpenVLA-OFT's released LIBERO checkpoints predict
-#: (their RLDS training data), binarised and inverted as openvla-oft's process_action does.
-GRIPPER_CONVENTIONS = ("env", "openvla_oft")
 #: robosuite 1.5 OSC_POSE (controllers/config/default/parts/osc_pose.json, the Panda's
 #: default): an action of 1 moves the controller's goal by this much in one control step.
 OSC_MAX_TRANSLATION_M = 0.05
