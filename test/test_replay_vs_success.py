@@ -82,3 +82,20 @@ def test_keep_scale_settings_name_the_replay_sweep_and_the_eval_file() -> None:
 def test_spearman_handles_ties_and_constant_input() -> None:
     assert rvs.spearman([1, 2, 3, 4], [10, 20, 20, 40]) == pytest.approx(0.9486833)
     assert rvs.spearman([1, 2, 3], [5, 5, 5]) is None
+
+
+def test_recorded_study_correlations_recompute_from_its_points() -> None:
+    """docs/replay_vs_success.json's figures (-0.95 vs success, +0.86 vs closed-loop L1)
+    come out of scipy's spearmanr on the JSON's own rows."""
+    result = json.loads((Path(__file__).resolve().parents[1] / "docs"
+                         / "replay_vs_success.json").read_text())
+    points = result["points"]
+    l1 = [p["replay_l1_vs_unpruned"] for p in points]
+    success = rvs.spearman(l1, [p["success_rate"] for p in points])
+    loop = rvs.spearman(l1, [p["closed_loop_l1_vs_unpruned"] or 0.0 for p in points])
+    assert success == pytest.approx(result["spearman_replay_l1_vs_success"], abs=1e-12)
+    assert round(success, 2) == -0.95
+    assert loop == pytest.approx(result["spearman_replay_l1_vs_closed_loop_l1"], abs=1e-12)
+    assert round(loop, 2) == 0.86
+    assert rvs.spearman(l1, [p["vs_unpruned"]["difference"] for p in points]) == \
+        pytest.approx(result["spearman_replay_l1_vs_paired_difference"], abs=1e-12)

@@ -31,6 +31,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
+from scipy.stats import spearmanr
+
 from specprune_ros.eval.eval_stats import paired_comparison, wilson_interval
 
 UNPRUNED = "unpruned"
@@ -123,23 +125,11 @@ def point(setting: Setting, runs: Dict[str, Dict[str, Any]], replayed: Dict[str,
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> Optional[float]:
-    """Spearman's rank correlation (average ranks for ties); None when undefined."""
-    import numpy as np
-
-    def ranks(v: Sequence[float]) -> np.ndarray:
-        v = np.asarray(v, dtype=float)
-        order = np.argsort(v, kind="stable")
-        r = np.empty(len(v))
-        r[order] = np.arange(len(v), dtype=float)
-        for value in np.unique(v):
-            r[v == value] = r[v == value].mean()
-        return r
-    if len(x) < 3:
+    """Spearman's rank correlation (scipy's, average ranks for ties); None when undefined
+    (fewer than three points, or a constant side, where scipy would warn and give nan)."""
+    if len(x) < 3 or len(set(x)) < 2 or len(set(y)) < 2:
         return None
-    rx, ry = ranks(x), ranks(y)
-    if rx.std() == 0 or ry.std() == 0:
-        return None
-    return float(np.corrcoef(rx, ry)[0, 1])
+    return float(spearmanr(x, y).statistic)
 
 
 def study(runs: Dict[str, Dict[str, Any]], replayed: Dict[str, Any],
