@@ -6,6 +6,8 @@ import json
 import shutil
 import signal
 import subprocess
+import sys
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Iterator
@@ -21,7 +23,7 @@ from specprune_ros.node.bag_topics import (COMPRESSED, EPISODE_TOPIC, METADATA_K
 from specprune_ros.node.bag_writer import BagWriter, SplitLimits
 from specprune_ros.node.package_data import shipped_checkpoint
 from specprune_ros.node.recorder import receive_transport, subscription_qos
-from ros_helpers import NodeProcess, Probe, domain_id
+from ros_helpers import REPO, NodeProcess, Probe, domain_id, ros_environment
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)  # lark, pulled in by the msg packages
@@ -185,19 +187,34 @@ def test_signal_mid_episode_closes_the_bag_with_every_message(tmp_path: Path, pr
 
 
 # ------------------------------------------------------------------------------ transport
-def test_recorder_takes_local_data_over_udp_into_a_kernel_sized_buffer(tmp_path: Path) -> None:
-    env = receive_transport({"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}, 4_194_304,
-                            str(tmp_path))
-    root = ElementTree.parse(env["FASTDDS_DEFAULT_PROFILES_FILE"]).getroot()
+@pytest.fixture
+def temp_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """tempfile's folders go under this (empty) folder."""
+    root = tmp_path / "tmp"
+    root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(root))
+    return root
+
+
+def test_recorder_takes_local_data_over_udp_into_a_kernel_sized_buffer(temp_root: Path) -> None:
+    with receive_transport({"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}, 4_194_304) as env:
+        root = ElementTree.parse(env["FASTDDS_DEFAULT_PROFILES_FILE"]).getroot()
+        assert len(list(temp_root.iterdir())) == 1
     ns = {"d": "http://www.eprosima.com"}
     assert root.find(".//d:transport_descriptor/d:type", ns).text == "UDPv4"
     assert root.find(".//d:receiveBufferSize", ns).text == "4194304"
     assert root.find(".//d:useBuiltinTransports", ns).text == "false"  # no shared memory
     assert root.find(".//d:defaultUnicastLocatorList//d:address", ns).text == "127.0.0.1"
-    subnet = receive_transport({"ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET"}, 4_194_304,
-                               str(tmp_path / "x"))
-    assert subnet["FASTDDS_BUILTIN_TRANSPORTS"] == "UDPv4?sockets_size=4194304"
-    assert "FASTDDS_BUILTIN_TRANSPORTS" in receive_transport({}, 4_194_304, str(tmp_path / "x"))
+    assert not list(temp_root.iterdir())  # the profile's folder is gone once closed
+
+
+@pytest.mark.parametrize("environ", [{"ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET"}, {}],
+                         ids=["subnet", "default range"])
+def test_recorder_sizes_builtin_udp_without_a_file_beyond_localhost(temp_root: Path,
+                                                                    environ) -> None:
+    with receive_transport(environ, 4_194_304) as env:
+        assert env["FASTDDS_BUILTIN_TRANSPORTS"] == "UDPv4?sockets_size=4194304"
+        assert not list(temp_root.iterdir())
 
 
 @pytest.mark.parametrize("environ, rmem_max", [
@@ -207,9 +224,29 @@ def test_recorder_takes_local_data_over_udp_into_a_kernel_sized_buffer(tmp_path:
     ({"ROS_AUTOMATIC_DISCOVERY_RANGE": "OFF"}, 4_194_304),
     ({"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}, None),
 ], ids=["user profile", "user transports", "other rmw", "no discovery", "no rmem_max"])
-def test_recorder_leaves_a_user_transport_setting_alone(tmp_path: Path, environ, rmem_max) -> None:
-    assert receive_transport(environ, rmem_max, str(tmp_path)) == environ
-    assert not list(tmp_path.iterdir())
+def test_recorder_leaves_a_user_transport_setting_alone(
+        temp_root: Path, environ, rmem_max) -> None:
+    with receive_transport(environ, rmem_max) as env:
+        assert env == environ
+        assert not list(temp_root.iterdir())  # no folder made for nothing
+
+
+def test_recorder_that_cannot_start_leaves_no_temporary_folder(tmp_path: Path) -> None:
+    """The process itself: a refused output (the bag folder exists) exits 1, and the folder
+    of its transport profile (LOCALHOST discovery) is removed on the way out."""
+    (tmp_path / "bag").mkdir()
+    temp_root = tmp_path / "tmp"
+    temp_root.mkdir()
+    env = dict(ros_environment(tmp_path / "log", domain_id(42)), TMPDIR=str(temp_root))
+    for key in ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTDDS_BUILTIN_TRANSPORTS",
+                "FASTRTPS_DEFAULT_PROFILES_FILE", "RMW_IMPLEMENTATION"):
+        env.pop(key, None)
+    out = subprocess.run([sys.executable, "-m", "specprune_ros.node.recorder", "-o",
+                          str(tmp_path / "bag")],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "cannot start" in out.stdout + out.stderr
+    assert not list(temp_root.iterdir())
 
 
 def test_recorder_queues_hold_thirty_seconds_of_cameras_and_state() -> None:

@@ -33,6 +33,7 @@ sleeps. ``FASTDDS_BUILTIN_TRANSPORTS`` or a Fast DDS XML profile set by the user
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
@@ -42,7 +43,7 @@ import tempfile
 import threading
 import time
 import warnings
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import rclpy
 import rclpy.logging
@@ -155,24 +156,28 @@ UDP_PROFILE = """<?xml version="1.0" encoding="UTF-8" ?>
 """
 
 
-def receive_transport(environ: Dict[str, str], rmem_max: Optional[int],
-                      folder: str) -> Dict[str, str]:
+@contextlib.contextmanager
+def receive_transport(environ: Dict[str, str], rmem_max: Optional[int]
+                      ) -> Iterator[Dict[str, str]]:
     """The environment the recorder's participant is created with: Fast DDS takes user data
     over UDP into a receive buffer of ``rmem_max`` bytes (the kernel's cap). LOCALHOST
-    discovery range: a default profile written into ``folder`` (UDP on 127.0.0.1 only);
-    other ranges: ``FASTDDS_BUILTIN_TRANSPORTS=UDPv4?sockets_size=...``. ``environ``
-    unchanged when another RMW is chosen, the user configured Fast DDS's transports,
-    discovery is OFF or the cap is unknown."""
+    discovery range: a default profile (UDP on 127.0.0.1 only) written into a temporary
+    folder that exists while the context is open and is removed when it closes; other
+    ranges: ``FASTDDS_BUILTIN_TRANSPORTS=UDPv4?sockets_size=...``, no file. ``environ``
+    unchanged (and no folder) when another RMW is chosen, the user configured Fast DDS's
+    transports, discovery is OFF or the cap is unknown."""
     scope = environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "").upper()
     if "fastrtps" not in environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp") or any(
             environ.get(k) for k in _USER_TRANSPORT) or not rmem_max or scope == "OFF":
-        return dict(environ)
-    if scope != "LOCALHOST":
-        return dict(environ, FASTDDS_BUILTIN_TRANSPORTS=f"UDPv4?sockets_size={rmem_max}")
-    path = os.path.join(folder, "specprune_recorder_fastdds.xml")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(UDP_PROFILE.format(size=rmem_max))
-    return dict(environ, FASTDDS_DEFAULT_PROFILES_FILE=path)
+        yield dict(environ)
+    elif scope != "LOCALHOST":
+        yield dict(environ, FASTDDS_BUILTIN_TRANSPORTS=f"UDPv4?sockets_size={rmem_max}")
+    else:
+        with tempfile.TemporaryDirectory(prefix="specprune_recorder_") as folder:
+            path = os.path.join(folder, "specprune_recorder_fastdds.xml")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(UDP_PROFILE.format(size=rmem_max))
+            yield dict(environ, FASTDDS_DEFAULT_PROFILES_FILE=path)
 
 
 def kernel_rmem_max() -> Optional[int]:
@@ -318,8 +323,14 @@ def main(args: Optional[List[str]] = None) -> None:
     cannot start (the reason is logged)."""
     argv = list(sys.argv if args is None else args)
     overrides = _parse(argv)
-    os.environ.update(receive_transport(dict(os.environ), kernel_rmem_max(),
-                                        tempfile.mkdtemp(prefix="specprune_recorder_")))
+    with receive_transport(dict(os.environ), kernel_rmem_max()) as environ:
+        os.environ.update(environ)
+        code = _record(argv, overrides)
+    sys.exit(code)
+
+
+def _record(argv: List[str], overrides: List[Parameter]) -> int:
+    """Init, record until stopped, close the bag and shut down; the exit code."""
     lifecycle.init(argv)
     node: Optional[Recorder] = None
     executor = SingleThreadedExecutor()
@@ -339,7 +350,7 @@ def main(args: Optional[List[str]] = None) -> None:
             executor.shutdown()
             node.destroy_node()
         rclpy.try_shutdown()
-    sys.exit(code)
+    return code
 
 
 if __name__ == "__main__":
