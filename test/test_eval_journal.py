@@ -40,6 +40,22 @@ def test_a_resumed_run_gets_back_every_episode_and_step(tmp_path):
     assert again.wall_s == pytest.approx(34.5)  # what this attempt ran counts too
 
 
+def test_a_journal_line_without_step_times_gets_them_from_its_step_rows(tmp_path):
+    """A journal written before episodes kept their step times resumes with them."""
+    path = tmp_path / "run.jsonl"
+    write_two(path)
+    lines = path.read_text().splitlines()
+    old = json.loads(lines[1])
+    old["episode"] = {k: v for k, v in old["episode"].items() if k not in ("step_ms", "llm_ms")}
+    old["steps"][0]["llm_ms"] = 31.26
+    path.write_text("\n".join([lines[0], json.dumps(old), lines[2]]) + "\n")
+    runs = fresh_runs()
+    Journal.open(str(path), KEY, runs)
+    (record,) = runs["unpruned"].episodes
+    assert (record.step_ms, record.llm_ms) == ([50.0], [31.3])
+    assert runs["specprune"].episodes[0].step_ms == []  # a line with the field: as written
+
+
 def test_a_fresh_journal_sums_the_wall_time_of_its_own_episodes(tmp_path):
     assert write_two(tmp_path / "run.jsonl").wall_s == pytest.approx(32.5)
 

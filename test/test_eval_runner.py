@@ -190,6 +190,16 @@ def test_episode_records_count_kept_tokens_and_drops_per_layer() -> None:
     assert record.dropped_per_layer == [0, 312 + 212, 120 + 200, 8 + 10]
 
 
+def test_episode_records_keep_each_steps_time_and_llm_time_to_a_tenth_of_a_ms() -> None:
+    record = EpisodeRecord(seed=0)
+    for step_ms, llm_ms in ((173.26, 120.04), (98.75, float("nan"))):
+        record.note_step(episodes.StepRecord(step_ms=step_ms, llm_ms=llm_ms))
+    assert record.step_ms == [173.3, 98.8]
+    assert record.llm_ms == [120.0, None]  # not measured: None, not NaN, in the JSON
+    summary = config_summary(ConfigRun("specprune", {}, episodes=[record]))
+    assert summary["per_episode"][0]["step_ms"] == [173.3, 98.8]
+
+
 def test_config_summary_names_the_layers_that_pruned() -> None:
     run = ConfigRun("specprune", {}, layers={"static": [1, 2], "layer_pruning": [3, 5]})
     for per_layer in ([512, 200, 80, 72, 72, 72], [512, 200, 80, 80, 80, 80]):

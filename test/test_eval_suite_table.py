@@ -1,7 +1,7 @@
 """The per-suite table (the paper's Table 1 shape) from result JSONs, by one command."""
 import json
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List, Tuple
 
 import pytest
 
@@ -13,6 +13,8 @@ from specprune_ros.eval.eval_stats import paired_comparison
 def _result(task: str, outcomes: Dict[str, list], step_ms: Dict[str, float],
             claim: bool = False, steps: int = 3, first_seed: int = 100,
             **meta: Any) -> Dict[str, Any]:
+    """A JSON as written before episodes kept their step times: per configuration
+    ``steps`` policy steps of ``step_ms[name]`` each, none in ``per_episode``."""
     runs = {}
     for name, wins in outcomes.items():
         run = ConfigRun(name, {})
@@ -20,7 +22,28 @@ def _result(task: str, outcomes: Dict[str, list], step_ms: Dict[str, float],
                         for i, w in enumerate(wins)]
         run.steps = [StepRecord(step_ms=step_ms[name])] * steps
         runs[name] = run
-    return summarize(runs, dict(meta, task=task, claim=claim), [])
+    result = summarize(runs, dict(meta, task=task, claim=claim), [])
+    for block in result["configs"].values():
+        for episode in block["per_episode"]:
+            del episode["step_ms"], episode["llm_ms"]
+    return result
+
+
+def _timed_result(task: str, episodes: Dict[str, List[Tuple[bool, List[float]]]]
+                  ) -> Dict[str, Any]:
+    """A JSON whose episodes keep their step times: per configuration (success, the step
+    times of its policy steps) per episode, on seeds 100, 101, ..."""
+    runs = {}
+    for name, rows in episodes.items():
+        run = runs[name] = ConfigRun(name, {})
+        for i, (success, times) in enumerate(rows):
+            record = EpisodeRecord(seed=100 + i, success=success)
+            for ms in times:
+                step = StepRecord(step_ms=ms, llm_ms=ms / 2)
+                record.note_step(step)
+                run.steps.append(step)
+            run.episodes.append(record)
+    return summarize(runs, {"task": task, "checkpoint_hash": "abc"}, [])
 
 
 def _write(tmp_path: Path, name: str, result: Dict[str, Any]) -> str:
@@ -44,10 +67,11 @@ def test_table_has_success_per_suite_average_and_speedup(tmp_path: Path, capsys)
     assert capsys.readouterr().out == text
     lines = {line.split(" | ")[0].strip("| "): line for line in text.splitlines()
              if line.startswith("| ")}
-    # unpruned: 75 % and 50 %, average 62.5 %, the reference of the speedup
-    assert lines["unpruned"] == "| unpruned | 75.0 | 50.0 | 62.5 | 35.0 | 1.00x |"
+    # unpruned: 75 % and 50 %, average 62.5 %, the reference of the speedup; step times
+    # from JSONs without per-step times: marked
+    assert lines["unpruned"] == "| unpruned | 75.0 | 50.0 | 62.5 | 35.0 * | 1.00x |"
     # specprune: 50 % and 75 %; speedup = mean(40/20, 30/20) = 1.75x
-    assert lines["specprune"] == "| specprune | 50.0 | 75.0 | 62.5 | 20.0 | 1.75x |"
+    assert lines["specprune"] == "| specprune | 50.0 | 75.0 | 62.5 | 20.0 * | 1.75x |"
     # random ran on one suite only: no average; an ablation without unpruned: no speedup
     assert lines["random"] == "| random | 0.0 | - | - | - | - |"
     assert lines["no_local"] == "| no_local | - | 25.0 | - | - | - |"
@@ -90,11 +114,14 @@ def test_the_tasks_of_a_suite_pool_into_one_column_with_pooled_pairs(
     lines = _table_lines(text)
     assert lines["configuration"] == ("| configuration | libero_object | libero_spatial | "
                                       "average | step ms (median) | speedup |")
-    # unpruned 6/8, 1/2; step (40 * 1 + 100 * 3) / 4 = 85 and 30: mean 57.5
-    assert lines["unpruned"] == "| unpruned | 75.0 | 50.0 | 62.5 | 57.5 | 1.00x |"
+    # unpruned 6/8, 1/2; step (40 * 1 + 100 * 3) / 4 = 85 and 30: mean 57.5 (these JSONs
+    # hold no per-step times: weighted, marked)
+    assert lines["unpruned"] == "| unpruned | 75.0 | 50.0 | 62.5 | 57.5 * | 1.00x |"
     # specprune 4/8, 2/2; step (20 + 75) / 4 = 23.75 and 15: mean 19.375 -> 19.4;
     # speedup: libero_object mean(2.0, 4.0) = 3.0, libero_spatial 2.0, mean 2.5
-    assert lines["specprune"] == "| specprune | 50.0 | 100.0 | 75.0 | 19.4 | 2.50x |"
+    assert lines["specprune"] == "| specprune | 50.0 | 100.0 | 75.0 | 19.4 * | 2.50x |"
+    assert ("* per-task-weighted instead, where a JSON holds no per-step times (written before "
+            "they were recorded)") in text
     assert "libero_object 2 tasks, 8 episodes; libero_spatial 1 task, 2 episodes" in text
     pooled = suite_table.paired(suite_table.collect([t0, t3, sp])["libero_object"],
                                 "specprune", "unpruned")[0]
@@ -103,6 +130,37 @@ def test_the_tasks_of_a_suite_pool_into_one_column_with_pooled_pairs(
     lo, hi = pooled["difference_ci95"]
     assert (f"| libero_object | specprune - unpruned | -25.0 pp | {100 * lo:+.1f} to "
             f"{100 * hi:+.1f} pp | {pooled['mcnemar_p']:.3f} | 0 / 2 | 8 |") in text
+
+
+def test_step_ms_is_the_pooled_median_of_every_step_when_episodes_keep_them(
+        tmp_path: Path, capsys) -> None:
+    """libero_object:0 unpruned 3 steps of 10 ms, :3 2 steps of 100 ms: the pooled median is
+    10 ms where the per-task-weighted one was (3 * 10 + 2 * 100) / 5 = 46; specprune
+    2 x 5 ms and 3 x 50 ms: 50 ms (weighted: 32). Speedup per task 10/5 and 100/50."""
+    t0 = _timed_result("libero_object:0", {"unpruned": [(True, [10.0, 10.0]), (False, [10.0])],
+                                           "specprune": [(True, [5.0]), (True, [5.0])]})
+    t3 = _timed_result("libero_object:3", {"unpruned": [(True, [100.0, 100.0])],
+                                           "specprune": [(True, [50.0, 50.0, 50.0])]})
+    assert t3["configs"]["specprune"]["per_episode"][0]["llm_ms"] == [25.0, 25.0, 25.0]
+    old = json.loads(json.dumps(t3))  # as written before the episodes kept their times
+    for episode in old["configs"]["specprune"]["per_episode"]:
+        del episode["step_ms"]
+    rows = {}
+    for second in (t3, old):
+        paths = [_write(tmp_path, f"{i}.json", r) for i, r in enumerate((t0, second))]
+        assert suite_table.main(paths) == 0
+        text = capsys.readouterr().out
+        rows[id(second)] = (_table_lines(text), text)
+    lines, text = rows[id(t3)]
+    assert lines["unpruned"] == "| unpruned | 66.7 | 66.7 | 10.0 | 1.00x |"
+    assert lines["specprune"] == "| specprune | 100.0 | 100.0 | 50.0 | 2.00x |"
+    assert "Step ms: the median of every policy step of a suite's episodes" in text
+    assert "per-task-weighted" not in text
+    # one task's JSON without the times: that suite's cell of that configuration falls back
+    lines, text = rows[id(old)]
+    assert lines["unpruned"] == "| unpruned | 66.7 | 66.7 | 10.0 | 1.00x |"
+    assert lines["specprune"] == "| specprune | 100.0 | 100.0 | 32.0 * | 2.00x |"
+    assert "weighted by policy steps over a suite's tasks (libero_object specprune)" in text
 
 
 def test_a_task_whose_seeds_differ_is_not_paired_and_says_why(tmp_path: Path, capsys) -> None:

@@ -17,7 +17,7 @@ from specprune.model.checkpoint import checkpoint_hash
 from specprune_ros.eval import episodes, evaluate
 from specprune_ros.eval.configurations import CONFIGS, run_meta
 from specprune_ros.eval.episode_env import SimArmEnv
-from specprune_ros.eval.eval_results import ConfigRun
+from specprune_ros.eval.eval_results import ConfigRun, EpisodeRecord
 from specprune_ros.eval.eval_stats import (mcnemar_exact_p, newcombe_paired_interval,
                                            paired_comparison, paired_difference_interval,
                                            wilson_interval)
@@ -155,6 +155,8 @@ def test_json_has_every_configuration_with_sane_values(direct: Dict[str, Any]) -
         for ep in c["per_episode"]:
             assert 1 <= ep["steps"] <= HORIZON and ep["policy_steps"] >= 1
             assert ep["instruction"].startswith("pick up the ")
+            assert len(ep["step_ms"]) == len(ep["llm_ms"]) == ep["policy_steps"]
+            assert all(0 < ms < 60_000 for ms in ep["step_ms"])
     assert direct["configs"]["unpruned"]["kept_visual_tokens_mean"] == 512
     assert direct["configs"]["specprune"]["kept_visual_tokens_mean"] < 512
     assert 0.0 <= direct["hit_rate_layers01_vs_last"] <= 1.0 and direct["hit_rate_samples"] > 0
@@ -290,8 +292,24 @@ def test_diagnostics_rows_become_step_records_and_partial_rows_do_not() -> None:
     record = step_record(row)
     assert (record.step_ms, record.llm_ms, record.kept_visual_tokens,
             record.visual_tokens_total, record.mode) == (26.412, 12.1, 89, 512, "coarse")
+    assert record.visual_tokens_per_layer == []  # a row without the layers' counts
     assert step_record({"steps": "0", "publishing_enabled": "True"}) is None  # no step yet
     assert step_record(dict(row, kept_visual_tokens="many")) is None
+
+
+def test_diagnostics_rows_give_the_episode_its_drops_per_layer_and_step_times() -> None:
+    """What --via ros records per episode from the node's rows (policy_node.step_values):
+    the tokens dropped before each layer summed over the steps, each step's times."""
+    from specprune_ros.eval.eval_ros import step_record
+    record = EpisodeRecord(seed=0)
+    for per_layer, step_ms in (("512 89 89 60", "26.412"), ("512 120 120 70", "30.061")):
+        record.note_step(step_record({
+            "mode": "coarse", "step_ms": step_ms, "llm_ms": "12.100", "kept_visual_tokens":
+            per_layer.split()[1], "visual_tokens_total": "512",
+            "visual_tokens_per_layer": per_layer}))
+    assert record.dropped_per_layer == [0, 423 + 392, 0, 29 + 50]
+    assert record.kept_visual_tokens == [89, 120]
+    assert (record.step_ms, record.llm_ms) == ([26.4, 30.1], [12.1, 12.1])
 
 
 def test_ros_runner_gives_the_same_form_of_results(direct: Dict[str, Any],
@@ -317,6 +335,9 @@ def test_ros_runner_gives_the_same_form_of_results(direct: Dict[str, Any],
         assert c["policy_steps"] >= 1 and math.isfinite(c["step_ms_mean"])
     assert result["configs"]["unpruned"]["kept_visual_tokens_mean"] == 512
     assert result["configs"]["specprune"]["kept_visual_tokens_mean"] < 512
+    for e in result["configs"]["specprune"]["per_episode"]:  # from the node's diagnostics
+        assert len(e["step_ms"]) == len(e["kept_visual_tokens"]) == e["policy_steps"]
+        assert sum(e["dropped_per_layer"]) > 0, e
     assert result["configs"]["unpruned"]["action_l1_vs_unpruned"] == 0.0
     assert result["configs"]["specprune"]["action_l1_vs_unpruned"] is None
     assert result["node_exit_codes"] == {"executor": 0, "policy": 0, "sim": 0}

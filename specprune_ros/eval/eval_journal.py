@@ -10,8 +10,10 @@ the attempts; the nodes' start-ups are not in it), the counters (summed over the
 each attempt's processes count from zero) and ``attempts`` (when more than one ran
 episodes).
 
-A line cut short by a kill is ignored (that episode runs again). A FILE written by another
-run is refused with the difference, never mixed in.
+A line written before episodes kept their per-step times (``EpisodeRecord.step_ms`` /
+``llm_ms``) gets them from its own step rows. A line cut short by a kill is ignored (that
+episode runs again). A FILE written by another run is refused with the difference, never
+mixed in.
 """
 from __future__ import annotations
 
@@ -73,8 +75,12 @@ class Journal:
         if config not in runs:
             return
         record = EpisodeRecord(**entry["episode"])
+        steps = [StepRecord(**s) for s in entry["steps"]]
+        if "step_ms" not in entry["episode"]:  # written before the records kept the times
+            for step in steps:
+                record.note_times(step)
         runs[config].episodes.append(record)
-        runs[config].steps.extend(StepRecord(**s) for s in entry["steps"])
+        runs[config].steps.extend(steps)
         self.done.add((record.seed, config))
         attempt = str(entry.get("attempt", 0))
         self.counters[attempt] = entry.get("counters", {})

@@ -44,7 +44,10 @@ class EpisodeRecord:
     ``fine_steps``: policy steps in fine mode; ``replans``: chunks cut short because the
     controller entered fine mode mid-chunk; ``kept_visual_tokens``: per policy step;
     ``dropped_per_layer``: visual tokens dropped before each decoder layer, summed over the
-    episode's steps (empty where the runner cannot see the layers)."""
+    episode's steps (empty where the runner cannot see the layers); ``step_ms`` /
+    ``llm_ms``: per policy step, the step's time and its LLM part (ms, to 0.1 ms; None
+    where not measured). Records written before the times were kept lack the two lists
+    (``has_step_times``)."""
 
     seed: int
     success: bool = False
@@ -56,6 +59,8 @@ class EpisodeRecord:
     replans: int = 0
     kept_visual_tokens: List[int] = field(default_factory=list)
     dropped_per_layer: List[int] = field(default_factory=list)
+    step_ms: List[Optional[float]] = field(default_factory=list)
+    llm_ms: List[Optional[float]] = field(default_factory=list)
 
     def note_step(self, step: StepRecord) -> None:
         """Count one policy step of this episode."""
@@ -67,6 +72,23 @@ class EpisodeRecord:
             self.dropped_per_layer += [0] * (len(dropped) - len(self.dropped_per_layer))
         for i, d in enumerate(dropped):
             self.dropped_per_layer[i] += d
+        self.note_times(step)
+
+    def note_times(self, step: StepRecord) -> None:
+        """Add one policy step's times to ``step_ms`` / ``llm_ms``."""
+        self.step_ms.append(_tenth_ms(step.step_ms))
+        self.llm_ms.append(_tenth_ms(step.llm_ms))
+
+
+def _tenth_ms(value: float) -> Optional[float]:
+    return round(float(value), 1) if math.isfinite(value) else None
+
+
+def has_step_times(episode: Dict[str, Any]) -> bool:
+    """Whether an episode of a result JSON (``per_episode``) holds the time of every one of
+    its policy steps (JSONs written before they were recorded do not)."""
+    return ("step_ms" in episode
+            and len(episode["step_ms"]) == episode.get("policy_steps", 0))
 
 
 def dropped_per_layer(total: int, per_layer: Sequence[int]) -> List[int]:

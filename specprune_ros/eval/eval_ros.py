@@ -12,8 +12,8 @@ its ``~/reset`` (same cube placement and instruction as the direct runner's epis
 activates the executor, re-enables chunks, and waits until /task_success is true or
 ``horizon`` control ticks
 have passed. Ticks are counted from /ee_pose (one per tick, stamped with the bridge's
-clock); latency, kept tokens and mode come from the node's /diagnostics rows (one per
-policy step).
+clock); latency (step and LLM ms), kept tokens, the tokens entering each decoder layer and
+mode come from the node's /diagnostics rows (one per policy step).
 
 What differs from ``--via direct`` (also listed in the JSON's ``notes``):
 - Asynchronous: the bridge ticks at control_rate_hz whether or not a chunk is ready (on
@@ -265,14 +265,17 @@ def prune_parameters(configs: Sequence[str], defaults: Optional[Dict[str, Any]] 
 
 
 def step_record(values: Dict[str, str]) -> Optional[StepRecord]:
-    """The step figures of one diagnostics row (policy_node.step_values); None when a
-    figure is missing or does not parse (a row before the first step has none)."""
+    """The step figures of one diagnostics row (policy_node.step_values: the visual tokens
+    entering each decoder layer space-separated); None when a figure is missing or does not
+    parse (a row before the first step has none)."""
     try:
         return StepRecord(step_ms=float(values["step_ms"]),
                           llm_ms=float(values.get("llm_ms", "nan")),
                           kept_visual_tokens=int(values["kept_visual_tokens"]),
                           visual_tokens_total=int(values["visual_tokens_total"]),
-                          mode=values.get("mode", ""))
+                          mode=values.get("mode", ""),
+                          visual_tokens_per_layer=[
+                              int(n) for n in values.get("visual_tokens_per_layer", "").split()])
     except (KeyError, ValueError):
         return None
 

@@ -16,10 +16,12 @@ pool into one column.
 - Paired comparisons: recomputed on the pooled per-episode pairs (each task's episodes
   paired by seed, the tasks' pairs put together; a task whose two seed lists differ leaves
   the comparison out, saying so).
-- Step ms: per task the median over its policy steps as the JSON records it (the JSONs hold
-  no per-step times), combined over a suite's tasks weighted by their policy steps; speedup:
-  per task the ratio of the medians measured in the same run (unpruned in the same JSON),
-  averaged over the suite's tasks.
+- Step ms: the median over every policy step of the suite's episodes (each episode's
+  ``step_ms``), pooled over its tasks. Where some episode lacks them (JSONs written before
+  they were recorded) the per-task median as the JSON records it, weighted by policy steps
+  over the suite's tasks, marked ``*`` and named in the note. Speedup: per task the ratio
+  of the medians measured in the same run (unpruned in the same JSON), averaged over the
+  suite's tasks.
 
 Refused: a configuration found twice for one task (which one would count?), a mix of claim
 and development runs (a table reports one kind), and within a suite tasks run with
@@ -37,7 +39,7 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 import numpy as np
 
 from specprune_ros.eval.configurations import CONFIGS
-from specprune_ros.eval.eval_results import COMPARISONS, UNPRUNED
+from specprune_ros.eval.eval_results import COMPARISONS, UNPRUNED, has_step_times
 from specprune_ros.eval.eval_stats import paired_comparison
 from specprune_ros.sim.libero_arm import libero_tasks
 
@@ -105,16 +107,28 @@ def _pooled_block(found: Sequence[Tuple[Dict[str, Any], Dict[str, Any]]]) -> Dic
                 for r, b in found}
     wins = sum(ok for pairs in outcomes.values() for _, ok in pairs)
     n = sum(len(pairs) for pairs in outcomes.values())
-    medians = [(b.get("step_ms_median"), b.get("policy_steps", 0)) for _, b in found]
-    weight = sum(steps for _, steps in medians)
-    step_ms = None
-    if weight and all(m is not None and math.isfinite(m) for m, _ in medians):
-        step_ms = sum(m * steps for m, steps in medians) / weight
+    step_ms, pooled = _step_ms(found)
     ratios = [_ratio(r["configs"].get(UNPRUNED, {}).get("step_ms_median"),
                      b.get("step_ms_median")) for r, b in found]
     return {"successes": wins, "episodes": n, "success_rate": wins / n if n else 0.0,
-            "step_ms_median": step_ms, "_speedup": _mean(ratios),
+            "step_ms_median": step_ms, "_step_ms_pooled": pooled, "_speedup": _mean(ratios),
             "_tasks": sorted(outcomes), "_outcomes": outcomes}
+
+
+def _step_ms(found: Sequence[Tuple[Dict[str, Any], Dict[str, Any]]]
+             ) -> Tuple[Optional[float], bool]:
+    """A configuration's step time over a suite's tasks and whether it is the true pooled
+    median: the median of every policy step's time where every episode holds them, else
+    (JSONs written before) each task's median weighted by its policy steps."""
+    episodes = [e for _, b in found for e in b["per_episode"]]
+    times = [t for e in episodes for t in e.get("step_ms") or [] if t is not None]
+    if times and all(has_step_times(e) for e in episodes):
+        return float(np.median(times)), True
+    medians = [(b.get("step_ms_median"), b.get("policy_steps", 0)) for _, b in found]
+    weight = sum(steps for _, steps in medians)
+    if weight and all(m is not None and math.isfinite(m) for m, _ in medians):
+        return sum(m * steps for m, steps in medians) / weight, False
+    return None, False
 
 
 def paired(suite: Dict[str, Dict[str, Any]], first: str, second: str
@@ -159,6 +173,7 @@ def rows(table: Table) -> List[Dict[str, Any]]:
                                                   for b in blocks])),
                     "average": _mean(success),
                     "step_ms": _mean([b.get("step_ms_median") if b else None for b in blocks]),
+                    "step_ms_pooled": all(b["_step_ms_pooled"] for b in blocks if b),
                     "speedup": _mean([b["_speedup"] if b else None for b in blocks])})
     return out
 
@@ -176,14 +191,15 @@ def markdown(table: Table) -> str:
     for row in rows(table):
         cells = [row["config"]] + [_pct(row["success"][s]) for s in suites]
         cells += [_pct(row["average"]),
-                  "-" if row["step_ms"] is None else f"{row['step_ms']:.1f}",
+                  "-" if row["step_ms"] is None
+                  else f"{row['step_ms']:.1f}" + ("" if row["step_ms_pooled"] else " *"),
                   "-" if row["speedup"] is None else f"{row['speedup']:.2f}x"]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Success in %, pooled over each suite's episodes. " + "; ".join(
-        _coverage(s, table[s]) for s in suites) + ". Step ms: per task the median of its "
-        "policy steps, weighted by policy steps over a suite's tasks (the JSONs hold no "
-        "per-step times); speedup: per task against unpruned in the same run, averaged over "
-        "a suite's tasks, then over suites."]
+        _coverage(s, table[s]) for s in suites) + ". Step ms: the median of every policy "
+        "step of a suite's episodes (pooled over its tasks), averaged over suites" +
+        _weighted_note(table) + "; speedup: per task against unpruned in the same run, "
+        "averaged over a suite's tasks, then over suites."]
     comparisons, missing = [], []
     for suite in suites:
         for first, second in COMPARISONS:
@@ -204,6 +220,17 @@ def markdown(table: Table) -> str:
     if missing:
         lines += ["", "Not paired: " + "; ".join(missing) + "."]
     return "\n".join(lines) + "\n"
+
+
+def _weighted_note(table: Table) -> str:
+    """The footnote of the step times marked * (some JSON without per-step times)."""
+    where = [f"{suite} {name}" for suite in sorted(table) for name, b in table[suite].items()
+             if b["step_ms_median"] is not None and not b["_step_ms_pooled"]]
+    if not where:
+        return ""
+    return ("; * per-task-weighted instead, where a JSON holds no per-step times (written "
+            "before they were recorded): per task the median of its policy steps, weighted "
+            f"by policy steps over a suite's tasks ({', '.join(where)})")
 
 
 def _coverage(suite: str, configs: Dict[str, Dict[str, Any]]) -> str:
