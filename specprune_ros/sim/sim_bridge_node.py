@@ -3,7 +3,10 @@
 Node ``specprune_sim_arm``. Every tick of a timer at ``control_rate_hz`` it steps the sim
 with the next row of the newest action chunk, or a hold action, and publishes the joint
 states, end-effector pose (+ /tf where tf2_msgs exists) and task success; the cameras are
-rendered and published on the ticks of ``camera_rate_hz`` (every tick by default). Run::
+rendered and published only on the ticks of ``camera_rate_hz`` (10 Hz: every 2nd tick of
+20, as many frames as the policy node's at most 10 steps/s can use) and only while someone
+subscribes to a view, as a simulator's camera plugin renders only for subscribers: on a CPU
+renderer the two views cost ~3x a tick's physics. Run::
 
     python -m specprune_ros.sim.sim_bridge_node --ros-args --params-file config/sim_arm.yaml
     python -m specprune_ros.sim.sim_bridge_node --ros-args \
@@ -49,6 +52,7 @@ from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import rclpy
 import rclpy.logging
+from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -121,9 +125,10 @@ PARAMS: Tuple[ParamSpec, ...] = (
               read_only=True, lo=16, hi=2048),
     ParamSpec("control_rate_hz", 20.0, "Control ticks per second (sim and wall clock); "
               "LIBERO tasks run at LIBERO's 20.", read_only=True, lo=1.0, hi=500.0),
-    ParamSpec("camera_rate_hz", 0.0, "Camera frames per simulated second, rendered and "
-              "published on every k-th tick (k = control rate / camera rate, rounded); 0: "
-              "every tick.", read_only=True, lo=0.0, hi=500.0),
+    ParamSpec("camera_rate_hz", 10.0, "Camera frames per simulated second, rendered and "
+              "published on every k-th tick (k = control rate / camera rate, rounded; ticks "
+              "0, k, 2k.. of an episode) while a view has a subscriber; 0: every tick.",
+              read_only=True, lo=0.0, hi=500.0),
     ParamSpec("horizon", 1000, "Ticks per episode; at the horizon the episode resets.",
               read_only=True, lo=1, hi=10**9),
     ParamSpec("fast_render", True, "Render without shadows, reflections, skybox, MSAA.",
@@ -205,6 +210,13 @@ def camera_every(control_rate_hz: float, camera_rate_hz: float) -> int:
     if camera_rate_hz <= 0.0:
         return 1
     return max(1, int(round(control_rate_hz / camera_rate_hz)))
+
+
+def is_camera_tick(step: int, every: int) -> bool:
+    """Whether tick ``step`` of an episode (0: the reset) renders the cameras: 0, every,
+    2 every..., so frame stamps lie a whole number of camera periods after the episode's
+    first."""
+    return step % every == 0
 
 
 # ------------------------------------------------------------------------------ action chunks
@@ -368,8 +380,8 @@ def ee_transform_msg(pose: PoseStamped, child_frame_id: str) -> TransformStamped
 class SimBridgeNode(Node):
     """Steps a SimArm in a timer and speaks the topics of a real arm driver."""
 
-    def __init__(self) -> None:
-        super().__init__(NODE_NAME)
+    def __init__(self, context: Optional[Context] = None) -> None:
+        super().__init__(NODE_NAME, context=context)
         self._p = declare_table(self, PARAMS)
         self._sim = make_arm(self._p)
         self._camera_every = camera_every(1.0 / self._sim.dt, self._p["camera_rate_hz"])
@@ -394,7 +406,8 @@ class SimBridgeNode(Node):
         self._loop.start()
         self.get_logger().info(
             f"simulating '{self._p['task']}' at {1.0 / self._sim.dt:g} Hz, "
-            f"{self._p['camera_size']}px cameras every {self._camera_every} tick(s); "
+            f"{self._p['camera_size']}px cameras every {self._camera_every} tick(s) while "
+            f"subscribed; "
             f"executing {self._p['command_input']} "
             f"commands{', publishing /clock' if self._clock_ns else ''}")
 
@@ -519,10 +532,14 @@ class SimBridgeNode(Node):
             return
         self._advance_clock()
         obs = self._sim.step(self._next_action(),
-                             render=(self._sim.last_observation.step + 1) % self._camera_every
-                             == 0)
+                             render=self._renders(self._sim.last_observation.step + 1))
         self._publish_observation(obs)
         self._log_rate(obs.step)
+
+    def _renders(self, step: int) -> bool:
+        """Render on tick ``step``: a camera tick while someone subscribes to a view."""
+        return is_camera_tick(step, self._camera_every) and any(
+            pub.get_subscription_count() > 0 for pub in self._image_pubs.values())
 
     def _next_action(self) -> np.ndarray:
         """The next chunk row, or the twist / pose command converted to an OSC action."""
