@@ -1,6 +1,8 @@
 """The scripted LIBERO pick-and-place expert: its reading of BDDL goals, its phases and
-recoveries on a kinematic toy, and real LIBERO episodes on development seeds (one per suite
-in CI; SPECPRUNE_LIBERO_FULL=1 runs every scripted task)."""
+recoveries on a kinematic toy, and real LIBERO episodes on development seeds of every suite's
+experts (``expert_for``: pick and place, the Goal / LIBERO-10 primitives and sequences; one
+episode per suite or primitive by default, SPECPRUNE_LIBERO_FULL=1 runs every scripted
+task)."""
 import json
 import os
 
@@ -14,8 +16,8 @@ from specprune_ros.sim.libero_demos import main as record_main
 from specprune_ros.sim.libero_experts import (APPROACH, CARRY, CLOSE, DESCEND, LIFT, LOWER,
                                               RELEASE, RETREAT, UNSCRIPTED,
                                               LiberoExpertConfig,
-                                              PickPlaceExpert, PickPlaceTask, grasp_for,
-                                              parse_ranges, release_above,
+                                              PickPlaceExpert, PickPlaceTask, expert_for,
+                                              grasp_for, parse_ranges, release_above,
                                               run_expert_episode)
 from specprune_ros.sim.libero_protocol import SUITE_MAX_STEPS
 
@@ -24,7 +26,8 @@ def test_goals_name_the_object_and_the_target_and_odd_goals_are_refused():
     spatial = PickPlaceTask.from_goal([["on", "akita_black_bowl_1", "plate_1"]])
     assert spatial == PickPlaceTask("akita_black_bowl_1", "plate_1", "on")
     basket = PickPlaceTask.from_goal([["In", "ketchup_1", "basket_1_contain_region"]])
-    assert basket.target == "basket_1" and basket.relation == "in"
+    # the region's name is kept: scene_pos resolves it to the basket's origin
+    assert basket.target == "basket_1_contain_region" and basket.relation == "in"
     for goal in ([["open", "microwave_1"]], [["on", "a", "b"], ["on", "c", "d"]],
                  [["turnon", "stove_1", "x"]]):
         with pytest.raises(ValueError, match="not a single On / In goal"):
@@ -122,20 +125,21 @@ def test_a_descent_stopped_by_the_object_closes_where_it_stalled():
 
 needs_libero = pytest.mark.skipif(libero_python() is None,
                                   reason=".venv-libero is not installed (scripts/setup.sh)")
-#: CI: one short episode per suite (task, development seed). The full sweep below covers
-#: every scripted task.
-CI_EPISODES = [("libero_object", 0, 1000)]  # Spatial: the recorder's test below
+#: CI: one short episode per suite or primitive (task, development seed). The full sweep
+#: below covers every scripted task.
+CI_EPISODES = [("libero_object", 0, 1000),  # Spatial: the recorder's test below
+               ("libero_goal", 7, 1000),  # the stove's knob
+               ("libero_goal", 5, 1000)]  # the plate pushed by its rim
 SCRIPTED = {suite: [t for t in range(10) if (suite, t) not in UNSCRIPTED]
-            for suite in ("libero_spatial", "libero_object")}
+            for suite in ("libero_spatial", "libero_object", "libero_goal", "libero_10")}
 FULL = os.environ.get("SPECPRUNE_LIBERO_FULL") == "1"
 
 
 def _episode(suite, task, seed, noise=None):
     with LiberoWorker() as worker:
         info = worker.make(suite, task, camera_size=64)
-        expert = PickPlaceExpert(PickPlaceTask.from_goal(info["goal"]))
-        return run_expert_episode(worker, expert, suite, task, seed, SUITE_MAX_STEPS[suite],
-                                  noise)
+        return run_expert_episode(worker, expert_for(info["goal"]), suite, task, seed,
+                                  SUITE_MAX_STEPS[suite], noise)
 
 
 @needs_libero
@@ -148,7 +152,7 @@ def test_the_expert_solves_a_development_episode_within_the_step_limit(suite, ta
 
 @needs_libero
 @pytest.mark.skipif(not FULL, reason="SPECPRUNE_LIBERO_FULL=1 runs every scripted task on "
-                    "three development seeds with the recorder's noise (~40 min on 2 cores)")
+                    "three development seeds with the recorder's noise (~80 min on 2 cores)")
 @pytest.mark.parametrize("suite,task", [(s, t) for s, ts in SCRIPTED.items() for t in ts])
 def test_every_scripted_task_succeeds_on_development_seeds(suite, task):
     episodes = [_episode(suite, task, seed, NoiseConfig()) for seed in (2000, 2001, 2002)]

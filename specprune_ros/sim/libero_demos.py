@@ -46,8 +46,8 @@ import numpy as np
 
 from specprune_ros.sim.demos import DemoWriter, NoiseConfig, record_summary
 from specprune_ros.sim.libero_env import LiberoStep, LiberoWorker
-from specprune_ros.sim.libero_experts import (PickPlaceExpert, PickPlaceTask, parse_ranges,
-                                              run_expert_episode)
+from specprune_ros.sim.libero_experts import expert_for, parse_ranges, run_expert_episode
+from specprune_ros.sim.libero_primitives import FIXTURE_POS, body_of, scene_pos
 from specprune_ros.sim.libero_protocol import ENV_IMAGE_SIZE, SUITE_MAX_STEPS, flip_180, proprio
 from specprune_ros.sim.libero_worker import VIEWS
 from specprune_ros.sim.patch_projection import protocol_box
@@ -58,32 +58,45 @@ def record_episode(worker: LiberoWorker, info: Dict, suite: str, seed: int,
     """One noisy expert episode on the worker's task: the demo dict, or None on failure.
     Every tick's label, state and object positions are kept; the views only on every
     ``frame_every``-th tick from ``seed % frame_every`` on (``frame_ticks``)."""
-    task = PickPlaceTask.from_goal(info["goal"])
+    expert = expert_for(info["goal"])
+    named: List[str] = []  # the (first) part's object and target body, as Object's "basket_1"
     frames: Dict[str, List[np.ndarray]] = {view: [] for view in VIEWS}
     states, labels, positions, frame_ticks, boxes = [], [], [], [], []
 
     def keep(step: LiberoStep, label: np.ndarray) -> None:
+        named[:] = named or [body_of(step.obs, name) for name in expert.focus]
         if step.images:
             frame_ticks.append(len(labels))
             for view in VIEWS:
                 frames[view].append(flip_180(step.images[view]))
-            boxes.append(object_boxes(worker, [task.obj, task.target]))
+            boxes.append(focus_boxes(worker, step, named))
         states.append(proprio(step))
         labels.append(label)
-        positions.append([step.object_pos(task.obj), step.object_pos(task.target)])
+        positions.append([scene_pos(step.obs, name) for name in named])
 
-    episode = run_expert_episode(worker, PickPlaceExpert(task), suite, info["index"], seed,
+    episode = run_expert_episode(worker, expert, suite, info["index"], seed,
                                  SUITE_MAX_STEPS[suite], noise, on_tick=keep, views=VIEWS,
                                  frame_every=frame_every, frame_phase=seed % frame_every)
     if not episode.success:
         return None
-    return {"seed": seed, "instruction": info["language"], "cube_colors": [task.obj, task.target],
+    return {"seed": seed, "instruction": info["language"], "cube_colors": named,
             "actions": np.asarray(labels, dtype=np.float32),
             "proprio": np.asarray(states, dtype=np.float32),
             "cube_pos": np.asarray(positions, dtype=np.float32),
             "frame_ticks": np.asarray(frame_ticks, dtype=np.int32),
             "object_boxes": np.asarray(boxes, dtype=np.float32),
             "images": {view: np.stack(f) for view, f in frames.items()}}
+
+
+def focus_boxes(worker: LiberoWorker, step: LiberoStep, names: Sequence[str]) -> np.ndarray:
+    """``object_boxes`` of ``names``; NaN for a table region (no body to project)."""
+    known = [n for n in names if f"{n}_pos" in step.obs or n + FIXTURE_POS in step.obs]
+    found = object_boxes(worker, known) if known else np.zeros((len(VIEWS), 0, 4))
+    out = np.full((len(VIEWS), len(names), 4), np.nan)
+    for i, name in enumerate(names):
+        if name in known:
+            out[:, i] = found[:, known.index(name)]
+    return out
 
 
 def object_boxes(worker: LiberoWorker, names: Sequence[str]) -> np.ndarray:

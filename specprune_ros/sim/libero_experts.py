@@ -44,11 +44,15 @@ from specprune.config import check_value, int_as_float
 
 from specprune_ros.sim.demos import NoiseConfig, OffNominal
 from specprune_ros.sim.libero_env import LiberoStep, LiberoWorker
+from specprune_ros.sim.libero_primitives import (DrawerExpert, PushExpert, TurnOnExpert,
+                                                 scene_pos)
+from specprune_ros.sim.libero_sequencer import SequenceExpert, ordered_goal
 from specprune_ros.sim.libero_protocol import DUMMY_ACTION, NUM_STEPS_WAIT, SUITE_MAX_STEPS
 
 GRIPPER_OPEN, GRIPPER_CLOSE = -1.0, 1.0
-#: An object this far below its target after settling has fallen off the table.
-FELL_BELOW = 0.1
+#: An object this far below its target after settling, and below TABLE_BELOW (LIBERO's table
+#: tops stand 0.87-0.9 m high; a target on a cabinet is higher), has fallen off the table.
+FELL_BELOW, TABLE_BELOW = 0.1, 0.8
 #: Tasks of the pick-and-place suites this expert does not do, and why (measured).
 UNSCRIPTED: Dict[Tuple[str, int], str] = {
     ("libero_spatial", 4): "the bowl sits in the open top drawer, under the cabinet's top: a "
@@ -137,6 +141,7 @@ class PickPlaceTask:
     obj: str
     target: str
     relation: str
+    offset: Tuple[float, float] = (0.0, 0.0)  # release point from the target's (x, y)
 
     @staticmethod
     def from_goal(goal: Sequence[Sequence[str]]) -> "PickPlaceTask":
@@ -146,9 +151,6 @@ class PickPlaceTask:
         if len(goal) != 1 or len(goal[0]) != 3 or goal[0][0].lower() not in ("on", "in"):
             raise ValueError(f"not a single On / In goal: {goal!r}")
         relation, obj, target = (str(g) for g in goal[0])
-        for suffix in ("_contain_region",):
-            if target.endswith(suffix):
-                target = target[:-len(suffix)]
         return PickPlaceTask(obj=obj, target=target, relation=relation.lower())
 
 
@@ -169,6 +171,7 @@ class PickPlaceExpert:
     def __init__(self, task: PickPlaceTask, config: Optional[LiberoExpertConfig] = None):
         self.task, self.config = task, config or LiberoExpertConfig()
         self.grasp = grasp_for(task.obj)
+        self.focus = (task.obj, task.target)
         self.reset()
 
     def reset(self) -> None:
@@ -180,12 +183,18 @@ class PickPlaceExpert:
         self._heights: List[float] = []
         self.phase_log: List[Tuple[int, str]] = []
         self._tick = 0
+        self.done = False  # placed and the hand is clear of the object
+
+    def valid_start(self, obs: Dict[str, np.ndarray]) -> bool:
+        """False when LIBERO's sampler dropped the object off the table."""
+        return bool(scene_pos(obs, self.task.obj)[2]
+                    >= min(scene_pos(obs, self.task.target)[2] - FELL_BELOW, TABLE_BELOW))
 
     def act(self, obs: Dict[str, np.ndarray]) -> np.ndarray:
         """The (7,) action for this observation."""
         eef = np.asarray(obs["robot0_eef_pos"], dtype=np.float64)
-        obj = np.asarray(obs[f"{self.task.obj}_pos"], dtype=np.float64)
-        target = np.asarray(obs[f"{self.task.target}_pos"], dtype=np.float64)
+        obj = scene_pos(obs, self.task.obj)
+        target = scene_pos(obs, self.task.target)
         grasp_point = obj + np.asarray(self.grasp.offset)
         self._advance(eef, obj, target, grasp_point)
         goal, grip = self._goal(eef, obj, target, grasp_point)
@@ -198,7 +207,8 @@ class PickPlaceExpert:
     # ------------------------------------------------------------------ internals
     def _place_point(self, target: np.ndarray) -> np.ndarray:
         """Where the object's origin should be when it is let go."""
-        return target + np.array([0.0, 0.0, release_above(self.task.target, self.grasp)])
+        return target + np.array([*self.task.offset,
+                                  release_above(self.task.target, self.grasp)])
 
     def _goal(self, eef: np.ndarray, obj: np.ndarray, target: np.ndarray,
               grasp_point: np.ndarray) -> Tuple[np.ndarray, float]:
@@ -270,12 +280,52 @@ class PickPlaceExpert:
             self._enter(RETREAT if placed else APPROACH)
         elif self.phase == RETREAT and float(np.linalg.norm((place - obj)[:2])) > 0.08:
             self._enter(APPROACH)  # it fell off: pick it up again
+        self.done = self.phase == RETREAT and eef[2] > self._carry_z
 
     def _enter(self, phase: str) -> None:
         self.phase = phase
         self._ticks = 0
         self._heights = []
         self.phase_log.append((self._tick, phase))
+
+
+#: Pushed, not carried (too wide for the gripper), when the goal is a table region.
+PUSHED = ("plate",)
+#: Two objects placed on one region stand this far apart along y (metres).
+SHARED_TARGET_SPREAD = 0.045
+#: Region names of cabinet drawers (something put in one is put in an opened drawer).
+DRAWERS = ("_top_region", "_middle_region", "_bottom_region")
+
+
+def expert_for(goal: Sequence[Sequence[str]]):
+    """The expert of a BDDL goal as the worker's ``make`` returns it: one pick and place,
+    push or knob turn per part, in sequence when there are several; ValueError naming the
+    part no primitive does."""
+    parts = ordered_goal(goal)
+    opens = [["open", p[2]] for p in parts if len(p) == 3 and p[2].endswith(DRAWERS)
+             and ["close", p[2]] not in [[q[0].lower(), *q[1:]] for q in parts]]
+    parts = ordered_goal(opens + parts)  # a closed drawer is opened first (done at once if not)
+    targets = [p[2] for p in parts if len(p) == 3]
+    experts, seen = [], 0
+    for part in parts:
+        predicate = part[0].lower()
+        if predicate == "turnon" and len(part) == 2:
+            experts.append(TurnOnExpert(part[1]))
+        elif predicate in ("open", "close") and len(part) == 2 and part[1].endswith(DRAWERS):
+            experts.append(DrawerExpert(part[1], opening=predicate == "open"))
+        elif predicate in ("on", "in") and len(part) == 3:
+            _, obj, target = part
+            if any(k in obj for k in PUSHED) and "_region" in target:
+                experts.append(PushExpert(obj, target))
+                continue
+            offset = (0.0, 0.0)
+            if targets.count(target) > 1 and "basket" not in target:
+                offset = (0.0, SHARED_TARGET_SPREAD * (1 if seen % 2 else -1))
+                seen += 1
+            experts.append(PickPlaceExpert(PickPlaceTask(obj, target, predicate, offset)))
+        else:
+            raise ValueError(f"no scripted primitive for goal part {part!r}")
+    return experts[0] if len(experts) == 1 else SequenceExpert(experts)
 
 
 # ------------------------------------------------------------------------------ episodes
@@ -318,8 +368,7 @@ def run_expert_episode(worker: LiberoWorker, expert: PickPlaceExpert, suite: str
     for wait in range(NUM_STEPS_WAIT):
         step = worker.step(DUMMY_ACTION, views=render(0) if wait == NUM_STEPS_WAIT - 1 else ())
     expert.reset()
-    task_obj, target = expert.task.obj, expert.task.target
-    if step.object_pos(task_obj)[2] < step.object_pos(target)[2] - FELL_BELOW:
+    if not expert.valid_start(step.obs):
         episode.valid_start = False
         return episode
     for tick in range(horizon):
@@ -342,7 +391,11 @@ def measure(suite: str, tasks: Sequence[int], seeds: Sequence[int],
     with LiberoWorker() as worker:
         for task in tasks:
             info = worker.make(suite, task, camera_size=64)  # hard resets: fixtures move too
-            expert = PickPlaceExpert(PickPlaceTask.from_goal(info["goal"]))
+            try:
+                expert = expert_for(info["goal"])
+            except ValueError as exc:
+                log(json.dumps({"suite": suite, "task": task, "unscripted": str(exc)}))
+                continue
             for seed in seeds:
                 start = time.perf_counter()
                 episode = run_expert_episode(worker, expert, suite, task, seed,

@@ -37,6 +37,10 @@ ARRAY_TAG = "__ndarray__"
 VIEWS = ("agentview", "robot0_eye_in_hand")
 #: Observation entries left out of replies: robosuite's concatenations of the others.
 _CONCATENATED = ("robot0_proprio-state", "object-state", "image-state")
+#: Suffixes of the fixture state every reply adds (not ``_pos``: these are no movable objects):
+#: each BDDL region site's world position, each fixture's pose, each fixture joint's position.
+SITE_POS, FIXTURE_POS, FIXTURE_QUAT, JOINT_QPOS = ("_site_xpos", "_fixture_xpos",
+                                                   "_fixture_xquat", "_joint_qpos")
 _PARENT_POLL_S = 1.0
 
 
@@ -323,9 +327,28 @@ class LiberoTaskServer:
         body = sim.model.body_name2id(robot.robot_model.root_body)
         obs["robot0_base_pos"] = np.array(sim.data.body_xpos[body])
         obs["robot0_base_quat"] = np.roll(np.array(sim.data.body_xquat[body]), -1)  # xyzw
+        obs.update(_fixture_state(self.env.env))
         return {"obs": obs, "reward": reward, "done": done,
                 "success": bool(self.env.check_success()),
                 "timestep": int(self.env.env.timestep)}
+
+
+def _fixture_state(env: Any) -> Dict[str, np.ndarray]:
+    """What an expert needs of the scene's fixtures: region sites (``<site>_site_xpos``),
+    fixture poses (``<fixture>_fixture_xpos`` / ``_fixture_xquat``, x y z w) and the
+    positions of their joints (``<joint>_joint_qpos``: drawers, doors, the stove's knob)."""
+    model, data, out = env.sim.model, env.sim.data, {}
+    for name in env.object_sites_dict:
+        out[name + SITE_POS] = np.array(data.site_xpos[model.site_name2id(name)])
+    for name in env.fixtures_dict:
+        body = env.obj_body_id[name]
+        out[name + FIXTURE_POS] = np.array(data.body_xpos[body])
+        out[name + FIXTURE_QUAT] = np.roll(np.array(data.body_xquat[body]), -1)
+    for name in list(env.fixtures_dict) + list(env.objects_dict):
+        for joint in env.get_object(name).joints:  # articulations: slide (2), hinge (3)
+            if model.jnt_type[model.joint_name2id(joint)] in (2, 3):
+                out[joint + JOINT_QPOS] = np.array(data.qpos[model.get_joint_qpos_addr(joint)])
+    return out
 
 
 def _body_of(env: Any, name: str) -> int:
