@@ -76,7 +76,9 @@ class Series:
 
 def llm_flops(tokens_per_layer: List[int], text_cfg: Dict, score_layers: int = 0,
               queries: int = 0) -> float:
-    """Multiply-adds x2 of the decoder for the given per-layer token counts."""
+    """Multiply-adds x2 of the decoder for the given per-layer token counts, plus what
+    scoring adds at each of ``score_layers`` layers: the query rows' projection and their
+    logits (the keys are the layer's own, layer_forward.py)."""
     h = text_cfg["hidden_size"]
     heads = text_cfg["num_attention_heads"]
     kv = text_cfg.get("num_key_value_heads", heads) * (h // heads)
@@ -88,7 +90,7 @@ def llm_flops(tokens_per_layer: List[int], text_cfg: Dict, score_layers: int = 0
         total += proj + attn + 2 * t * 3 * h * mlp
     if score_layers:
         t = statistics.mean(tokens_per_layer)
-        total += score_layers * (2 * t * h * kv + 2 * queries * (h * h + 2 * t * h))
+        total += score_layers * 2 * queries * (h * h + 2 * t * h)
     return total
 
 
@@ -135,7 +137,7 @@ def run(preset: str, steps: int, warmup: int, seed: int, threads: int,
         queries = len(spec._prompt(obs.instruction).task_ids)
         ref = outs["baseline"][0].normalized
         for name, (chunk, st) in outs.items():
-            extra = 3 if name == "specprune" else (1 if name == "fastv" else 0)
+            extra = st.scored_layers if name == "specprune" else (1 if name == "fastv" else 0)
             series[name].add(st, llm_flops(st.tokens_per_layer, text_cfg, extra, queries))
             series[name].l1.append(float(np.abs(chunk.normalized - ref).mean()))
         hits.append(hit_rate(base, obs))

@@ -19,7 +19,7 @@ import torch
 from specprune.config import PruneConfig
 from specprune.prune.controller import ActionAwareController, lookback_steps, motion_from_action
 from specprune.prune.decoder import DecoderState, LayerHook, run_decoder
-from specprune.prune.frame_compare import changed_patches, patch_similarity
+from specprune.prune.frame_compare import FramePatches, changed_patches, frame_similarity
 from specprune.model.loading import load_model, place_model, resolve_device, resolve_dtype
 from specprune.model.modeling_vla import OpenVLAOFT, SequenceLayout
 from specprune.model.presets import ActionLayout
@@ -37,7 +37,7 @@ class NonFiniteActionError(RuntimeError):
 
 @dataclass
 class _Prepared:
-    frames: List[torch.Tensor]  # model-size uint8 (S, S, 3) per view
+    frames: List[FramePatches]  # model-size uint8 (S, S, 3) per view
     embeds: torch.Tensor  # (1, T, D)
     layout: SequenceLayout
     vision_s: float
@@ -88,7 +88,7 @@ class SpecPrunePolicy:
     def reset(self) -> None:
         """Forget the episode: frame history, previous scores, controller mode."""
         cfg = self.config
-        self._frames: Deque[List[torch.Tensor]] = collections.deque(
+        self._frames: Deque[List[FramePatches]] = collections.deque(
             maxlen=cfg.lookback_max_steps + 1)
         self._global_scores: Optional[torch.Tensor] = None
         self._last_action: Optional[np.ndarray] = None
@@ -149,7 +149,9 @@ class SpecPrunePolicy:
         patches = self.model.encode_images(pixels.to(self.device, self.dtype))
         embeds = self.model.build_sequence(patches, proprio, ids)
         layout = self.model.layout(len(prompt.ids), prompt.task_ids)
-        return _Prepared(frames, embeds, layout, time.perf_counter() - start)
+        patch = self.model.vision_backbone.patch_size
+        return _Prepared([FramePatches(f, patch) for f in frames], embeds, layout,
+                         time.perf_counter() - start)
 
     def _make_hook(self, prep: _Prepared, cfg: PruneConfig, fine: bool, motion,
                    stats: StepStats) -> Optional[LayerHook]:
@@ -180,9 +182,8 @@ class SpecPrunePolicy:
         dynamic_mask = torch.zeros(size, dtype=torch.bool)
         if self._frames:
             past = self._frames[-min(lookback, len(self._frames))]
-            patch = self.model.vision_backbone.patch_size
             for v in range(views):
-                sim = patch_similarity(prep.frames[v], past[v], patch)
+                sim = frame_similarity(prep.frames[v], past[v])
                 idx = changed_patches(sim, cfg.scaled(cfg.dynamic_k), cfg.static_similarity)
                 dynamic_mask |= indices_to_mask(idx + v * per_view, size)
         return Selection(fine, global_mask.to(self.device), dynamic_mask.to(self.device),
@@ -208,6 +209,7 @@ class SpecPrunePolicy:
         self._global_scores = combine_global_scores(trace.global_scores)
         stats.selection_ms = (pre_selection_s + trace.selection_s) * 1e3
         stats.n_local = trace.n_local
+        stats.scored_layers = trace.scored_layers
         if trace.static_mask is not None:
             stats.n_static_kept = int(trace.static_mask.sum())
             grid = int(round(layout.patches_per_view ** 0.5))

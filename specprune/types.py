@@ -79,6 +79,7 @@ class StepStats:
     n_dynamic: int = 0
     n_local: int = 0
     n_static_kept: int = 0
+    scored_layers: int = 0  # decoder layers whose attention was scored this step
     lookback_steps: int = 0
     trans_speed: float = 0.0
     rot_speed: float = 0.0

@@ -5,7 +5,9 @@ import pytest
 import torch
 
 from specprune import PruneConfig
+from specprune.config import resolve_layers
 from specprune.prune.decoder import DecoderState, run_decoder
+from specprune.prune.layer_forward import forward_layer, layer_input
 from specprune.prune.scoring import batched_query_attention, column_scores, query_attention
 
 from core_helpers import KEEP_ALL, observation, tiny_policy
@@ -129,3 +131,60 @@ def test_head_reads_the_reference_positions():
     empty = policy.model.decoder.embed_tokens.weight[policy.model.cfg.empty_token_id]
     torch.testing.assert_close(prep.embeds[0, lay.head_start], empty.detach())
     assert torch.count_nonzero(prep.embeds[0, lay.head_start + 1:lay.length - 1]) == 0
+
+
+@torch.inference_mode()
+def test_layer_from_its_input_equals_the_transformers_layer():
+    """forward_layer (the decoder's own loop) against transformers' LlamaDecoderLayer with
+    SDPA, unmasked, on the full and on a pruned token set."""
+    policy, prep = prepared()
+    dec = policy.model.decoder
+    pos = torch.arange(prep.embeds.shape[1])
+    cos, sin = dec.rotary_emb(prep.embeds, pos[None])
+    for keep in (pos, torch.tensor([0, 3, 40, 200, 513, 580])):
+        h, c, s = prep.embeds[:, keep], cos[:, keep], sin[:, keep]
+        for layer in dec.layers:
+            ours = forward_layer(layer, h, layer_input(layer, h, c, s), c, s)
+            theirs = layer(h, attention_mask=None, position_embeddings=(c, s))
+            torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+class _CountingKeys:
+    def __init__(self, layers):
+        self.calls = 0
+        for layer in layers:
+            layer.self_attn.k_proj.register_forward_hook(self._count)
+
+    def _count(self, *_):
+        self.calls += 1
+
+
+def test_scoring_layers_reuse_their_keys():
+    """The pruned pass projects keys once per layer: scoring a layer reads the keys that
+    layer then runs with, also after tokens were dropped between scoring and running."""
+    policy = tiny_policy(PruneConfig())
+    counter = _CountingKeys(policy.model.decoder.layers)
+    _, stats = policy.step(observation(0))
+    assert stats.kept_visual_tokens < 512  # tokens were scored and dropped
+    assert counter.calls == policy.model.num_layers
+    cfg, n = policy.config, policy.model.num_layers
+    scored = ({0, 1} | set(resolve_layers(cfg.layer_prune_layers, n, cfg.layer_depth, 2))
+              | set(resolve_layers(cfg.global_score_layers, n, cfg.layer_depth)))
+    assert stats.scored_layers == len(scored) > 2
+
+
+@torch.inference_mode()
+def test_keys_kept_through_a_drop_equal_keys_computed_after_it():
+    policy, prep = prepared()
+    dec = policy.model.decoder
+    pos = torch.arange(prep.embeds.shape[1])
+    cos, sin = dec.rotary_emb(prep.embeds, pos[None])
+    keep = torch.tensor([0, 5, 9, 300, 500, 581])
+    early = DecoderState(prep.embeds, pos, cos, sin)
+    early.layer_input(dec.layers[2])
+    early.select(keep)
+    late = DecoderState(prep.embeds, pos, cos, sin)
+    late.select(keep)
+    a, b = early.layer_input(dec.layers[2]), late.layer_input(dec.layers[2])
+    torch.testing.assert_close(a.keys, b.keys, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(a.normed, b.normed, rtol=1e-6, atol=1e-6)

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from specprune.prune.frame_compare import changed_patches, patch_similarity
-from specprune.prune.selection import (layer_drop_mask, rank_weights, round_up_to_bucket,
+from specprune.prune.selection import (drop_lowest, rank_weights, round_up_to_bucket,
                                        topk_per_view)
 
 
@@ -44,14 +44,17 @@ def test_bucket_rounds_up_with_next_best():
 
 
 def test_layer_drop_respects_ratio_and_floor():
-    ema = torch.arange(10, dtype=torch.float32)
-    present = torch.ones(10, dtype=torch.bool)
-    keep = layer_drop_mask(ema, present, 0.2, floor=0)
-    assert keep.nonzero().squeeze(1).tolist() == list(range(2, 10))
-    assert layer_drop_mask(ema, present, 0.5, floor=9).sum() == 9
+    ema = torch.tensor([5.0, 0.0, 9.0, 1.0, 8.0, 2.0, 7.0, 3.0, 6.0, 4.0])
+    keep = drop_lowest(ema, 0.2, floor=0)
+    assert torch.nonzero(~keep).squeeze(1).tolist() == [1, 3]  # the two lowest
+    assert drop_lowest(ema, 0.5, floor=9).sum() == 9
+    assert drop_lowest(ema, 0.05, floor=0) is None  # floor(0.5) tokens: nothing dropped
 
 
 def test_rank_weights_favour_top_and_sum_to_one():
-    w = rank_weights(torch.tensor([0.1, 0.5, -math.inf, 0.3]), 8.0)
-    assert w[2] == 0 and math.isclose(float(w.sum()), 1.0, rel_tol=1e-5)
-    assert w[1] > w[3] > w[0]
+    w = rank_weights(torch.tensor([0.1, 0.5, 0.3]), 8.0)
+    assert math.isclose(float(w.sum()), 1.0, rel_tol=1e-5)
+    assert w[1] > w[2] > w[0]
+    # rank r of n gets sigmoid(-k (r / (n - 1) - 1/2)), normalised
+    ref = 1 / (1 + np.exp(8.0 * (np.array([2, 0, 1]) / 2 - 0.5)))
+    np.testing.assert_allclose(w.numpy(), ref / ref.sum(), rtol=1e-6)

@@ -2,15 +2,20 @@
 
 The unpruned pass is the same loop with no hook: SDPA, no mask (bidirectional), all
 tokens. A hook may drop tokens before any layer; kept tokens keep their original
-positions because hidden states and the RoPE cos/sin are gathered together.
+positions because hidden states and the RoPE cos/sin are gathered together. A hook that
+scores a layer asks the state for the layer's input (normed hidden states and keys,
+layer_forward.py); they are kept through ``select`` and the layer runs from them.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import List, Optional, Protocol
 
 import torch
 from torch import nn
+
+from specprune.prune.layer_forward import LayerInput, forward_layer, layer_input
 
 
 @dataclass
@@ -22,6 +27,8 @@ class DecoderState:
     cos: torch.Tensor  # (1, T, hd)
     sin: torch.Tensor  # (1, T, hd)
     tokens_per_layer: List[int] = field(default_factory=list)
+    pending: Optional[LayerInput] = None  # the next layer's input, once computed
+    input_s: float = 0.0  # time spent computing layer inputs (the layers' own work)
 
     def select(self, keep: torch.Tensor) -> None:
         """Keep the tokens at indices ``keep`` (into the current set, increasing)."""
@@ -29,10 +36,20 @@ class DecoderState:
         self.positions = self.positions[keep]
         self.cos = self.cos[:, keep]
         self.sin = self.sin[:, keep]
+        if self.pending is not None:
+            self.pending = self.pending.select(keep)
 
     def index_of(self, original_positions: torch.Tensor) -> torch.Tensor:
         """Current indices of tokens given by original position (they must be present)."""
         return torch.searchsorted(self.positions, original_positions)
+
+    def layer_input(self, layer: nn.Module) -> LayerInput:
+        """The input of ``layer`` (the next to run) for the present tokens, computed once."""
+        if self.pending is None:
+            start = time.perf_counter()
+            self.pending = layer_input(layer, self.hidden, self.cos, self.sin)
+            self.input_s += time.perf_counter() - start
+        return self.pending
 
 
 class LayerHook(Protocol):
@@ -50,7 +67,8 @@ def run_decoder(decoder: nn.Module, embeds: torch.Tensor,
         if hook is not None:
             hook.before_layer(i, layer, state)
         state.tokens_per_layer.append(state.hidden.shape[1])
-        state.hidden = layer(state.hidden, attention_mask=None,
-                             position_embeddings=(state.cos, state.sin))
+        inp = state.layer_input(layer)
+        state.pending = None
+        state.hidden = forward_layer(layer, state.hidden, inp, state.cos, state.sin)
     state.hidden = decoder.norm(state.hidden)
     return state

@@ -1,7 +1,11 @@
 """V_dynamic: which image patches changed since an earlier frame (raw-pixel cosine)."""
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
+
+COSINE_EPS = 1e-6  # as torch.nn.functional.cosine_similarity's default: norms clamped here
 
 
 def patch_vectors(image: torch.Tensor, patch: int) -> torch.Tensor:
@@ -13,11 +17,34 @@ def patch_vectors(image: torch.Tensor, patch: int) -> torch.Tensor:
     return x.reshape(gh * gw, patch * patch * c)
 
 
+def unit_patch_vectors(image: torch.Tensor, patch: int) -> torch.Tensor:
+    """Patch vectors divided by their norms (clamped at ``COSINE_EPS``)."""
+    x = patch_vectors(image, patch)
+    return x / torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min(COSINE_EPS)
+
+
+class FramePatches:
+    """One camera frame; its unit patch vectors are built on first use and kept, so a frame
+    compared with several later ones is reshaped and normalised once."""
+
+    def __init__(self, image: torch.Tensor, patch: int) -> None:
+        self.image, self.patch = image, patch
+        self._units: Optional[torch.Tensor] = None
+
+    def units(self) -> torch.Tensor:
+        if self._units is None:
+            self._units = unit_patch_vectors(self.image, self.patch)
+        return self._units
+
+
+def frame_similarity(current: FramePatches, previous: FramePatches) -> torch.Tensor:
+    """Cosine similarity per patch between two frames -> (num_patches,)."""
+    return (current.units() * previous.units()).sum(dim=1)
+
+
 def patch_similarity(current: torch.Tensor, previous: torch.Tensor, patch: int) -> torch.Tensor:
     """Cosine similarity per patch between two (H, W, C) frames -> (num_patches,)."""
-    a = patch_vectors(current, patch)
-    b = patch_vectors(previous, patch)
-    return torch.nn.functional.cosine_similarity(a, b, dim=1, eps=1e-6)
+    return frame_similarity(FramePatches(current, patch), FramePatches(previous, patch))
 
 
 def changed_patches(similarity: torch.Tensor, k: int, static_threshold: float) -> torch.Tensor:

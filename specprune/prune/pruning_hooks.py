@@ -1,7 +1,8 @@
 """Decoder hooks: SpecPrune (static + dynamic), the FastV baseline, and a score probe.
 
-A hook scores tokens with the layer's own attention on its input (scoring.py) and
-calls ``state.select`` to drop tokens before the layer runs. All cross-step state
+A hook scores tokens with the layer's own attention on its input, from the keys the
+layer then runs with (``DecoderState.layer_input``, scoring.py), and calls
+``state.select`` to drop tokens before the layer runs. All cross-step state
 (previous scores, frame history, mode) lives in the policy, never here.
 """
 from __future__ import annotations
@@ -17,39 +18,66 @@ from torch import nn
 from specprune.config import PruneConfig, resolve_layers
 from specprune.prune.decoder import DecoderState
 from specprune.model.modeling_vla import SequenceLayout
-from specprune.prune.scoring import column_scores, mean_entropy, query_attention
-from specprune.prune.selection import (layer_drop_mask, rank_weights, round_up_to_bucket,
+from specprune.prune.layer_forward import query_probs
+from specprune.prune.scoring import column_scores, mean_entropy
+from specprune.prune.selection import (drop_lowest, rank_weights, round_up_to_bucket,
                                        scatter_scores, topk_per_view)
 
 
+@dataclass
+class LayerScores:
+    """Eq. 1 scores of one layer for the visual tokens present there."""
+
+    values: torch.Tensor  # (n,) in sequence order
+    ids: torch.Tensor  # (n,) their visual ids 0..V-1, increasing
+    probs: torch.Tensor  # (H, Q, T) the query rows' attention
+    num_visual: int
+    _full: Optional[torch.Tensor] = None
+
+    def full(self) -> torch.Tensor:
+        """(V,) scores, -inf for tokens no longer present."""
+        if self._full is None:
+            self._full = (self.values if self.values.numel() == self.num_visual
+                          else scatter_scores(self.values, self.ids, self.num_visual))
+        return self._full
+
+
 class _VisualScorer:
-    """Shared plumbing: Eq. 1 scores of the present visual tokens as a (V,) vector."""
+    """Shared plumbing: Eq. 1 scores of the present visual tokens, dropping visual tokens.
+
+    Hooks drop visual tokens only, so the present visual tokens are always the contiguous
+    block of the sequence that starts at ``visual_start``."""
 
     def __init__(self, layout: SequenceLayout, query_positions: Tuple[int, ...]) -> None:
         self.layout = layout
         self.num_visual = layout.num_visual
+        self._fixed = layout.length - layout.num_visual  # tokens no hook drops
         self._queries = torch.tensor(query_positions, dtype=torch.long)
 
-    def visual_positions(self, state: DecoderState) -> torch.Tensor:
+    def present(self, state: DecoderState) -> slice:
         """Current indices of the visual tokens still present."""
         v0 = self.layout.visual_start
-        return torch.nonzero((state.positions >= v0)
-                             & (state.positions < v0 + self.num_visual)).squeeze(1)
+        return slice(v0, state.hidden.shape[1] - self._fixed + v0)
 
-    def score(self, layer: nn.Module, state: DecoderState) -> Tuple[torch.Tensor, torch.Tensor]:
-        query_idx = state.index_of(self._queries.to(state.positions.device))
-        probs = query_attention(layer, state.hidden, state.cos, state.sin, query_idx)
-        vis = self.visual_positions(state)
-        values = column_scores(probs, vis)
-        original = state.positions[vis] - self.layout.visual_start
-        return scatter_scores(values, original, self.num_visual), probs
+    def score(self, layer: nn.Module, state: DecoderState) -> LayerScores:
+        queries = self._queries.to(state.positions.device)
+        probs = query_probs(layer, state.layer_input(layer), state.cos, state.sin,
+                            state.index_of(queries))[0]
+        vis = self.present(state)
+        ids = state.positions[vis] - self.layout.visual_start
+        return LayerScores(column_scores(probs, vis), ids, probs, self.num_visual)
 
     def keep_visual(self, state: DecoderState, mask: torch.Tensor) -> None:
-        """Drop every present visual token not in ``mask`` (non-visual tokens stay)."""
-        rel = state.positions - self.layout.visual_start
-        is_visual = (rel >= 0) & (rel < self.num_visual)
-        keep = ~is_visual | mask[rel.clamp(0, self.num_visual - 1)]
-        state.select(torch.nonzero(keep).squeeze(1))
+        """Drop every present visual token not in the (V,) ``mask``."""
+        vis = self.present(state)
+        self.keep_present(state, mask[state.positions[vis] - self.layout.visual_start])
+
+    def keep_present(self, state: DecoderState, keep: torch.Tensor) -> None:
+        """Keep the present visual tokens where the (n,) ``keep`` is true (others stay)."""
+        vis, device = self.present(state), state.positions.device
+        kept = torch.nonzero(keep).squeeze(1) + vis.start
+        state.select(torch.cat((torch.arange(vis.start, device=device), kept,
+                                torch.arange(vis.stop, state.hidden.shape[1], device=device))))
 
 
 @dataclass
@@ -59,6 +87,7 @@ class SpecPruneTrace:
     static_mask: Optional[torch.Tensor] = None  # (V,) visual tokens after static selection
     global_scores: Dict[int, torch.Tensor] = field(default_factory=dict)
     n_local: int = 0
+    scored_layers: int = 0
     selection_s: float = 0.0
 
 
@@ -76,25 +105,25 @@ class SpecPruneHook(_VisualScorer):
         self.prune_layers = (resolve_layers(cfg.layer_prune_layers, num_layers, depth, 2)
                              if cfg.layer_prune_enabled else ())
         self.trace = SpecPruneTrace()
-        self._scores: Dict[int, torch.Tensor] = {}
-        self._probs: Dict[int, torch.Tensor] = {}
-        self._ema: Optional[torch.Tensor] = None
+        self._scores: Dict[int, LayerScores] = {}
+        self._ema: Optional[torch.Tensor] = None  # (V,) rank-weight EMA over pruning layers
 
     def before_layer(self, index: int, layer: nn.Module, state: DecoderState) -> None:
-        start = time.perf_counter()
+        start, layer_work = time.perf_counter(), state.input_s
         self._static_step(index, layer, state)
         if index in self.prune_layers:
             self._layer_prune(index, layer, state)
         if index in self.global_layers:
-            self.trace.global_scores[index] = self._layer_scores(index, layer, state)[0]
-        self.trace.selection_s += time.perf_counter() - start
+            self.trace.global_scores[index] = self._layer_scores(index, layer, state).full()
+        # the layer's own input (normed states, keys) is its work, done early for the scores
+        self.trace.selection_s += (time.perf_counter() - start) - (state.input_s - layer_work)
 
-    def _layer_scores(self, index: int, layer: nn.Module,
-                      state: DecoderState) -> Tuple[torch.Tensor, torch.Tensor]:
+    def _layer_scores(self, index: int, layer: nn.Module, state: DecoderState) -> LayerScores:
         """Scores of this layer on its current input (computed once per layer)."""
         if index not in self._scores:
-            self._scores[index], self._probs[index] = self.score(layer, state)
-        return self._scores[index], self._probs[index]
+            self._scores[index] = self.score(layer, state)
+            self.trace.scored_layers += 1
+        return self._scores[index]
 
     def _local_ks(self, factor: float = 1.0) -> List[int]:
         return [int(math.ceil(self.cfg.local_k(self.fine, v) * factor))
@@ -106,15 +135,16 @@ class SpecPruneHook(_VisualScorer):
             self._layer_scores(0, layer, state)
         elif index == 1:
             factor = self.cfg.local_candidate_factor if self.cfg.refine_after_layer1 else 1.0
-            local = topk_per_view(self._scores[0], per_view, self._local_ks(factor))
+            first = self._scores[0].full()
+            local = topk_per_view(first, per_view, self._local_ks(factor))
             if self.cfg.refine_after_layer1:
                 self.keep_visual(state, self.fixed | local)
                 self._layer_scores(1, layer, state)
             else:
-                self._finish_static(state, local, self._scores[0])
+                self._finish_static(state, local, first)
         elif index == 2 and self.cfg.refine_after_layer1:
-            present = self._scores[1]
-            s0 = torch.where(torch.isfinite(present), self._scores[0], present)
+            present = self._scores[1].full()
+            s0 = torch.where(torch.isfinite(present), self._scores[0].full(), present)
             ks = self._local_ks()
             local = topk_per_view(s0, per_view, ks) | topk_per_view(present, per_view, ks)
             self._finish_static(state, local, present)
@@ -127,14 +157,19 @@ class SpecPruneHook(_VisualScorer):
         self.keep_visual(state, keep)
 
     def _layer_prune(self, index: int, layer: nn.Module, state: DecoderState) -> None:
-        scores, probs = self._layer_scores(index, layer, state)
-        weight = rank_weights(scores, self.cfg.layer_prune_rank_k) / (
-            float(mean_entropy(probs)) + 1e-6)
-        beta = self.cfg.layer_prune_ema_beta
-        self._ema = weight if self._ema is None else beta * self._ema + (1 - beta) * weight
-        keep = layer_drop_mask(self._ema, torch.isfinite(scores), self.cfg.layer_prune_ratio,
-                               self.cfg.layer_prune_min_visual)
-        self.keep_visual(state, keep)
+        scores = self._layer_scores(index, layer, state)
+        weight = rank_weights(scores.values, self.cfg.layer_prune_rank_k) / (
+            float(mean_entropy(scores.probs)) + 1e-6)
+        if self._ema is None:
+            ema = weight
+            self._ema = torch.zeros(self.num_visual, dtype=weight.dtype, device=weight.device)
+        else:
+            beta = self.cfg.layer_prune_ema_beta
+            ema = beta * self._ema[scores.ids] + (1 - beta) * weight
+        self._ema[scores.ids] = ema
+        drop = drop_lowest(ema, self.cfg.layer_prune_ratio, self.cfg.layer_prune_min_visual)
+        if drop is not None:
+            self.keep_present(state, drop)
 
 
 class FastVHook(_VisualScorer):
@@ -148,7 +183,7 @@ class FastVHook(_VisualScorer):
     def before_layer(self, index: int, layer: nn.Module, state: DecoderState) -> None:
         if index != self.layer_index:
             return
-        scores, _ = self.score(layer, state)
+        scores = self.score(layer, state).full()
         keep = torch.zeros(self.num_visual, dtype=torch.bool, device=scores.device)
         keep[torch.topk(scores, min(self.budget, self.num_visual)).indices] = True
         self.keep_visual(state, keep)
@@ -164,7 +199,7 @@ class ScoreProbe(_VisualScorer):
 
     def before_layer(self, index: int, layer: nn.Module, state: DecoderState) -> None:
         if index in self.layers:
-            self.scores[index] = self.score(layer, state)[0]
+            self.scores[index] = self.score(layer, state).full()
 
 
 def combine_global_scores(per_layer: Dict[int, torch.Tensor]) -> Optional[torch.Tensor]:

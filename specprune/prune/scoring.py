@@ -2,21 +2,16 @@
 
 At a scoring layer: RMSNorm the layer input, project the query rows (task-text tokens)
 with q_proj and every token with k_proj, apply RoPE at each token's original position,
-softmax over all keys. Cost: Q query rows + one k_proj over the sequence.
+softmax over all keys (layer_forward.py). In the pruned pass the keys are the layer's own
+(``DecoderState.layer_input``); these functions compute them for a hidden state given
+alone (training's attention loss, tests).
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-
-
-def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    return x * cos + _rotate_half(x) * sin  # (H, T, hd) with cos/sin (1, T, hd)
+from specprune.prune.layer_forward import layer_input, query_probs
 
 
 def query_attention(layer: nn.Module, hidden: torch.Tensor, cos: torch.Tensor,
@@ -34,17 +29,7 @@ def batched_query_attention(layer: nn.Module, hidden: torch.Tensor, cos: torch.T
     """``query_attention`` for a batch: hidden (B, T, D) -> (B, H, Q, T) probabilities
     (training reads the same scores the pruned pass will use); cos/sin (1, T, hd), the
     positions every sample of the batch shares."""
-    attn = layer.self_attn
-    hd = attn.head_dim
-    b, t = hidden.shape[:2]
-    normed = layer.input_layernorm(hidden)  # (B, T, D)
-    q = attn.q_proj(normed[:, query_idx]).view(b, len(query_idx), -1, hd).transpose(1, 2)
-    k = attn.k_proj(normed).view(b, t, -1, hd).transpose(1, 2)  # (B, Hkv, T, hd)
-    q = _rope(q, cos[:, query_idx], sin[:, query_idx])  # (B, H, Q, hd)
-    k = _rope(k, cos, sin)
-    k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)  # GQA -> (B, H, T, hd)
-    logits = torch.matmul(q.float(), k.float().transpose(-1, -2)) * attn.scaling  # (B,H,Q,T)
-    return torch.softmax(logits, dim=-1)
+    return query_probs(layer, layer_input(layer, hidden, cos, sin), cos, sin, query_idx)
 
 
 def column_scores(probs: torch.Tensor, columns: "torch.Tensor | slice") -> torch.Tensor:

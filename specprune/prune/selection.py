@@ -1,7 +1,8 @@
 """Pure token-selection functions over the visual-token index space.
 
 Visual tokens are numbered 0..V-1 (view v owns v*P .. (v+1)*P-1). Score vectors are
-(V,) with -inf for tokens that are no longer present; sets are (V,) bool masks.
+(V,) with -inf for tokens that are no longer present; sets are (V,) bool masks. Layer
+pruning works on the (n,) tokens present at its layer (``rank_weights``, ``drop_lowest``).
 """
 from __future__ import annotations
 
@@ -45,29 +46,26 @@ def round_up_to_bucket(mask: torch.Tensor, ranking: torch.Tensor, bucket: int) -
 
 
 def rank_weights(scores: torch.Tensor, steepness: float) -> torch.Tensor:
-    """Normalised sigmoid(-k * (rank/n - 1/2)) over present tokens (0 elsewhere)."""
-    present = torch.isfinite(scores)
-    n = int(present.sum())
-    weights = torch.zeros_like(scores)
+    """Normalised sigmoid(-k * (rank/(n-1) - 1/2)) of (n,) scores of present tokens
+    (rank 0: the highest score)."""
+    n = scores.numel()
     if n == 0:
-        return weights
-    order = torch.argsort(torch.where(present, scores, -math.inf), descending=True)[:n]
+        return scores.clone()
     ranks = torch.arange(n, dtype=scores.dtype, device=scores.device) / max(n - 1, 1)
-    weights[order] = torch.sigmoid(-steepness * (ranks - 0.5))
+    weights = torch.empty_like(scores)
+    weights[torch.argsort(scores, descending=True)] = torch.sigmoid(-steepness * (ranks - 0.5))
     return weights / weights.sum()
 
 
-def layer_drop_mask(ema: torch.Tensor, present: torch.Tensor, ratio: float,
-                    floor: int) -> torch.Tensor:
-    """Tokens to keep after dropping ``ratio`` of the present ones with the lowest EMA
-    score, never going below ``floor`` present tokens."""
-    n = int(present.sum())
+def drop_lowest(ema: torch.Tensor, ratio: float, floor: int) -> Optional[torch.Tensor]:
+    """Which of (n,) present tokens to keep after dropping ``ratio`` of them with the lowest
+    EMA score, never going below ``floor`` tokens; None when nothing is dropped."""
+    n = ema.numel()
     drop = min(int(math.floor(ratio * n)), max(n - floor, 0))
     if drop <= 0:
-        return present
-    masked = torch.where(present, ema, torch.full_like(ema, math.inf))
-    keep = present.clone()
-    keep[torch.topk(masked, drop, largest=False).indices] = False
+        return None
+    keep = torch.ones(n, dtype=torch.bool, device=ema.device)
+    keep[torch.topk(ema, drop, largest=False).indices] = False
     return keep
 
 
