@@ -66,3 +66,14 @@ def test_the_script_refuses_shards_still_being_recorded(demos, tmp_path):
     refused = _script(demos, tmp_path / "p")
     assert refused.returncode == 2 and "unfinished shard" in refused.stderr
     assert not (tmp_path / "p").exists()
+
+
+def test_pipeline_refuses_an_unknown_stage_before_running_any():
+    """scripts/libero_pipeline.sh runs the stages it is given in order; a misspelt one is
+    refused with the list of stages."""
+    script = os.path.join(REPO, "scripts", "libero_pipeline.sh")
+    assert subprocess.run(["bash", "-n", script]).returncode == 0
+    out = subprocess.run(["bash", script, "trian"], cwd=REPO, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 2
+    assert "unknown stage trian (record, train, evaluate, table)" in out.stderr
