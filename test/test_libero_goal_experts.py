@@ -89,6 +89,9 @@ def test_goals_become_primitives_in_a_workable_order():
                        ["In", "akita_black_bowl_1", "white_cabinet_1_bottom_region"]])
     assert isinstance(stow.parts[1], DrawerExpert) and not stow.parts[1].opening
     assert stow.parts[1].joint == "white_cabinet_1_bottom_level"
+    # a wine rack's top region is no drawer
+    assert isinstance(expert_for([["On", "wine_bottle_1", "wine_rack_1_top_region"]]),
+                      PickPlaceExpert)
 
 
 class Done:

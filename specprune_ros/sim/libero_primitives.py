@@ -97,15 +97,21 @@ class Primitive:
         self._tick = 0
         self._ticks = 0
         self.done = False
-        self._hand: Optional[np.ndarray] = None  # the hand orientation to hold (matrix)
+        self._hand: Optional[np.ndarray] = None  # the hand orientation at the first tick
 
     def _rotation(self, obs: Obs, turn: float, gain: float) -> np.ndarray:
         """The orientation part (3,) of an action that turns the hand ``turn`` radians about
         world z from where it was at the first tick, and holds it there."""
         hand = quat_matrix(obs["robot0_eef_quat"])
         if self._hand is None:
-            self._hand = yaw_matrix(turn) @ hand
-        return np.clip(gain * rotation_error(hand, self._hand), -1.0, 1.0)
+            self._hand = hand
+        return np.clip(gain * rotation_error(hand, yaw_matrix(turn) @ self._hand), -1.0, 1.0)
+
+    def _turned_back(self, obs: Obs, tolerance: float = 0.1) -> bool:
+        """Whether the hand is within ``tolerance`` radians of its first-tick orientation."""
+        hand = quat_matrix(obs["robot0_eef_quat"])
+        return self._hand is None or float(np.linalg.norm(rotation_error(hand, self._hand))) \
+            < tolerance
 
     def valid_start(self, obs: Obs) -> bool:
         """Whether the sampled start lets this primitive run (default: always)."""
@@ -303,8 +309,9 @@ def yaw_matrix(yaw: float) -> np.ndarray:
 #: the direction it opens (measured on the wooden and the white cabinet: the same model).
 DRAWER_HANDLE = np.array([-0.006, -0.113, -0.004])
 DRAWER_OUT = np.array([0.0, -1.0, 0.0])
-#: LIBERO's cabinets: open below -0.14, closed above 0.0 (joint range -0.16 .. 0.01).
-DRAWER_OPEN_BELOW, DRAWER_CLOSED_ABOVE = -0.145, 0.002
+#: LIBERO's cabinets: open below -0.14, closed above 0.0 (joint range -0.16 .. 0.01); a
+#: drawer pulled to -0.16 and let go settles at -0.141.
+DRAWER_OPEN_BELOW, DRAWER_CLOSED_ABOVE = -0.14, 0.002
 GRASP, PULL, RELEASE = "grasp", "pull", "release"
 
 
@@ -329,10 +336,11 @@ class DrawerConfig:
     close_ticks: int = 8
     xy_tolerance: float = 0.01
     close_yaw: float = float(np.pi / 2)
+    hook_depth: float = 0.017
 
     def __post_init__(self) -> None:
         check_positive(self, ("gain", "rot_gain", "hover", "standoff", "push_below", "lost",
-                              "xy_tolerance", "close_yaw"))
+                              "xy_tolerance", "close_yaw", "hook_depth"))
         check_value("DrawerConfig", "close_ticks", self.close_ticks, int, 1, None)
 
 
@@ -361,45 +369,46 @@ class DrawerExpert(Primitive):
         handle = scene_pos(obs, self.region) + frame @ DRAWER_HANDLE
         out = frame @ DRAWER_OUT
         qpos = float(np.asarray(obs[self.joint + JOINT_QPOS]).reshape(-1)[0])
-        self.done = qpos < DRAWER_OPEN_BELOW if self.opening else qpos > DRAWER_CLOSED_ABOVE
+        self.holds = qpos < DRAWER_OPEN_BELOW if self.opening else qpos > DRAWER_CLOSED_ABOVE
         self._ticks += 1
         goal, grip = (self._open if self.opening else self._close)(eef, handle, out)
         self._tick += 1
         action = move(eef, goal, cfg.gain, grip)
-        action[3:6] = self._rotation(obs, 0.0 if self.opening else cfg.close_yaw, cfg.rot_gain)
+        back = self.phase == RETREAT  # the next part expects the hand as it was
+        action[3:6] = self._rotation(obs, 0.0 if back else cfg.close_yaw, cfg.rot_gain)
+        self.done = self.holds and back and eef[2] > handle[2] + cfg.hover \
+            and self._turned_back(obs)
         return action
 
     def _open(self, eef: np.ndarray, handle: np.ndarray,
               out: np.ndarray) -> Tuple[np.ndarray, float]:
+        """Hook the closed fingers into the gap behind the handle's bar (1.8 cm between it
+        and the drawer's front) and pull."""
         cfg = self.config
-        if self.done and self.phase not in (RELEASE, RETREAT):
-            self._enter(RELEASE)
-        elif self.phase == APPROACH and np.linalg.norm((handle - eef)[:2]) < cfg.xy_tolerance:
+        hook = handle - out * cfg.hook_depth
+        if self.holds and self.phase != RETREAT:
+            self._enter(RETREAT)
+        elif self.phase == APPROACH and np.linalg.norm((hook - eef)[:2]) < cfg.xy_tolerance / 2:
             self._enter(DESCEND)
-        elif self.phase == DESCEND and (eef[2] - handle[2] < cfg.xy_tolerance / 2
-                                        or self._ticks > 40):
-            self._enter(GRASP)
-        elif self.phase == GRASP and self._ticks > cfg.close_ticks:
+        elif self.phase == DESCEND and (eef[2] - hook[2] < cfg.xy_tolerance / 2
+                                        or self._ticks > 30):
             self._enter(PULL)
-        elif self.phase == PULL and float(np.linalg.norm(eef - handle)) > cfg.lost:
-            self._enter(RELEASE)
-        elif self.phase == RELEASE and self._ticks > cfg.close_ticks // 2:
-            self._enter(RETREAT if self.done else APPROACH)
+        elif self.phase == PULL and eef[2] - hook[2] > 2 * cfg.xy_tolerance:
+            self._enter(APPROACH)  # the fingers are not behind the bar: line up again
         if self.phase == APPROACH:
-            return handle + np.array([0.0, 0.0, cfg.hover]), GRIPPER_OPEN
-        if self.phase in (DESCEND, GRASP):
-            return handle, GRIPPER_OPEN if self.phase == DESCEND else GRIPPER_CLOSE
+            return hook + np.array([0.0, 0.0, cfg.hover]), GRIPPER_CLOSE
+        if self.phase == DESCEND:
+            return hook, GRIPPER_CLOSE
         if self.phase == PULL:
-            return handle + out * cfg.standoff, GRIPPER_CLOSE
-        if self.phase == RELEASE:
-            return eef, GRIPPER_OPEN
-        return np.array([eef[0], eef[1], handle[2] + cfg.hover + 0.04]), GRIPPER_OPEN
+            return hook + out * cfg.standoff, GRIPPER_CLOSE
+        return handle + out * cfg.standoff + np.array([0.0, 0.0, cfg.hover + 0.04]), \
+            GRIPPER_CLOSE
 
     def _close(self, eef: np.ndarray, handle: np.ndarray,
                out: np.ndarray) -> Tuple[np.ndarray, float]:
         cfg = self.config
         start = handle + out * cfg.standoff - np.array([0.0, 0.0, cfg.push_below])
-        if self.done and self.phase != RETREAT:
+        if self.holds and self.phase != RETREAT:
             self._enter(RETREAT)
         elif self.phase == APPROACH and np.linalg.norm((start - eef)[:2]) < cfg.xy_tolerance:
             self._enter(DESCEND)
