@@ -151,6 +151,15 @@ def test_the_knob_is_pushed_round_counter_clockwise_until_it_is_on():
     assert SWEEP in [p for _, p in expert.phase_log]
 
 
+def test_a_knob_that_does_not_turn_is_approached_again():
+    expert, eef = TurnOnExpert("stove"), np.array([0.2, -0.2, 1.1])
+    for _ in range(120):  # the pointer is stuck at 0 rad
+        eef = eef + 0.02 * np.clip(expert.act(_knob_obs(eef, 0.0))[:3], -1, 1)
+    phases = [p for _, p in expert.phase_log]
+    assert phases.count(SWEEP) >= 2 and phases[phases.index(SWEEP) + 1] == "approach"
+    assert not expert.done
+
+
 def test_the_push_drags_the_plate_by_its_rim_to_the_region():
     """Toy: fingers lower than the rim and farther than its inner radius (6.5 cm) from the
     plate's centre drag it along (no rotation, no friction)."""

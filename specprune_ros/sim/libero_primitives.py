@@ -136,7 +136,9 @@ class KnobConfig:
     far ahead of it. on_angle: joint position that counts as done (LIBERO's flat stove is on
     from 0.5 rad; a margin against the knob springing back). gain, xy_tolerance: as the
     pick-and-place expert's. lost_radius: fingertips farther than this from the axis in the
-    sweep have slipped off: approach again.
+    sweep have slipped off: approach again. stall_ticks: a sweep that turned the knob less
+    than 0.05 rad in this many ticks is stuck (on the dial's arms, LIBERO-10 task 2 seed
+    1000 stopped at 0.15 rad): approach again.
     """
 
     radius: float = 0.04
@@ -145,6 +147,7 @@ class KnobConfig:
     start_behind: float = 0.9
     lead: float = 0.6
     on_angle: float = 0.8
+    stall_ticks: int = 15
     gain: float = 20.0
     xy_tolerance: float = 0.01
     lost_radius: float = 0.07
@@ -153,6 +156,7 @@ class KnobConfig:
     def __post_init__(self) -> None:
         check_positive(self, ("radius", "start_radius", "height", "start_behind", "lead",
                               "on_angle", "gain", "xy_tolerance", "lost_radius", "hover"))
+        check_value("KnobConfig", "stall_ticks", self.stall_ticks, int, 1, None)
 
 
 class TurnOnExpert(Primitive):
@@ -165,6 +169,11 @@ class TurnOnExpert(Primitive):
         self.joint = f"{fixture}_button"
         self.focus = (fixture, fixture)
         self.reset()
+
+    def reset(self) -> None:
+        """Start a new episode."""
+        super().reset()
+        self._angles: List[float] = []
 
     def act(self, obs: Obs) -> np.ndarray:
         """The (7,) action for this observation."""
@@ -185,7 +194,11 @@ class TurnOnExpert(Primitive):
         elif self.phase == DESCEND and eef[2] < z + cfg.xy_tolerance:
             self._enter(SWEEP)
         elif self.phase == SWEEP:
-            if float(np.linalg.norm((eef - centre)[:2])) > cfg.lost_radius:
+            self._angles.append(angle)
+            stuck = len(self._angles) > cfg.stall_ticks and \
+                angle - self._angles[-cfg.stall_ticks - 1] < 0.05
+            if float(np.linalg.norm((eef - centre)[:2])) > cfg.lost_radius or stuck:
+                self._angles = []
                 self._enter(APPROACH)
         self._tick += 1
         if self.phase == APPROACH:
