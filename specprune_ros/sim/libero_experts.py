@@ -64,8 +64,9 @@ from specprune_ros.sim.libero_sequencer import SequenceExpert, ordered_goal
 from specprune_ros.sim.libero_protocol import DUMMY_ACTION, NUM_STEPS_WAIT, SUITE_MAX_STEPS
 
 GRIPPER_OPEN, GRIPPER_CLOSE = -1.0, 1.0
-#: An object this far below its target after settling, and below TABLE_BELOW (LIBERO's table
-#: tops stand 0.87-0.9 m high; a target on a cabinet is higher), has fallen off the table.
+#: An object this far below its target after settling, and below TABLE_BELOW, has fallen off
+#: the table (LIBERO-Goal / LIBERO-10 tables stand 0.87-0.9 m high, a target on a cabinet or
+#: a rack higher; LIBERO-Object's table is at 0 m, where the first bound decides).
 FELL_BELOW, TABLE_BELOW = 0.1, 0.8
 #: Tasks of the pick-and-place suites this expert does not do, and why (measured).
 UNSCRIPTED: Dict[Tuple[str, int], str] = {
@@ -311,7 +312,7 @@ class PickPlaceExpert:
         elif self.phase == LIFT:
             # onto something higher (a cabinet's top, a rack): up to carry height first, a
             # rising carry hit the cabinet's edge with the bottle (Goal task 2, seed 1000)
-            higher = place[2] > self._grasp_z + cfg.lift_before_carry
+            higher = target[2] > self._grasp_z + cfg.lift_before_carry  # not a basket
             lifted = self._carry_z - cfg.z_tolerance if higher else \
                 min(self._grasp_z + cfg.lift_before_carry, self._carry_z)
             if obj[2] > lifted:
