@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The multi-task LIBERO policy (issue #19): one libero-deep policy (16 layers) for every
-# recorded LIBERO-Spatial and LIBERO-Object task, the OFT L1 recipe plus the grounded
+# recorded LIBERO task (every shard in DEMOS), the OFT L1 recipe plus the grounded
 # recipe's heads that have labels on LIBERO (patch position; target: the object until the
 # grasp, then where it goes), large-label weighting and early-frame oversampling, and NO
 # attention loss (--aux-attention): the headline policy gets no help for the pruner.
