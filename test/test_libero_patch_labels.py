@@ -9,6 +9,7 @@ from specprune.train.patch_boxes import box_patch_labels
 from specprune_ros.sim.libero_demos import object_boxes
 from specprune_ros.sim.libero_env import LiberoWorker, libero_python
 from specprune_ros.sim.libero_experts import PickPlaceTask
+from specprune_ros.sim.libero_primitives import body_of
 from specprune_ros.sim.libero_protocol import DUMMY_ACTION, NUM_STEPS_WAIT, flip_180
 from specprune_ros.sim.libero_worker import VIEWS
 
@@ -26,10 +27,12 @@ def scene():
     with LiberoWorker() as worker:
         info = worker.make("libero_object", 0, camera_size=SIZE)
         task = PickPlaceTask.from_goal(info["goal"])
-        names = [task.obj, task.target]
         worker.reset(seed=1000)
         for wait in range(NUM_STEPS_WAIT):
             step = worker.step(DUMMY_ACTION, views=VIEWS if wait == NUM_STEPS_WAIT - 1 else ())
+        # the goal names the basket's region; boxes are of bodies, as the recorder keeps them
+        names = [body_of(step.obs, name) for name in (task.obj, task.target)]
+        assert names == ["alphabet_soup_1", "basket_1"]
         masks = {view: worker.object_masks(view, names) for view in VIEWS}
         cameras = worker.cameras(VIEWS)
         yield {"names": names, "step": step, "masks": masks, "cameras": cameras,
