@@ -1,4 +1,4 @@
-"""Eq. 1 importance from a few recomputed query rows (never a full attention map).
+"""Eq. 1 importance from the query rows of a layer's attention (never a full attention map).
 
 At a scoring layer: RMSNorm the layer input, project the query rows (task-text tokens)
 with q_proj and every token with k_proj, apply RoPE at each token's original position,
