@@ -37,7 +37,7 @@ class NonFiniteActionError(RuntimeError):
 
 @dataclass
 class _Prepared:
-    frames: List[FramePatches]  # model-size uint8 (S, S, 3) per view
+    frames: List[FramePatches]  # per view: the model-size uint8 (S, S, 3) frame
     embeds: torch.Tensor  # (1, T, D)
     layout: SequenceLayout
     vision_s: float

@@ -8,7 +8,7 @@ from specprune import PruneConfig
 from specprune.config import resolve_layers
 from specprune.prune.decoder import DecoderState, run_decoder
 from specprune.prune.layer_forward import forward_layer, layer_input
-from specprune.prune.scoring import batched_query_attention, column_scores, query_attention
+from specprune.prune.scoring import batched_query_attention, column_scores
 
 from core_helpers import KEEP_ALL, observation, tiny_policy
 
@@ -46,13 +46,19 @@ def prepared():
     return policy, policy._prepare(observation())
 
 
-@torch.inference_mode()
-def test_unpruned_decoder_matches_eager_bidirectional_reference():
+def decoder_inputs():
+    """The decoder, the prepared observation, every position and their RoPE cos / sin."""
     policy, prep = prepared()
     dec = policy.model.decoder
+    pos = torch.arange(prep.embeds.shape[1])
+    cos, sin = dec.rotary_emb(prep.embeds, pos[None])
+    return dec, prep, pos, cos, sin
+
+
+@torch.inference_mode()
+def test_unpruned_decoder_matches_eager_bidirectional_reference():
+    dec, prep, _, cos, sin = decoder_inputs()
     out = run_decoder(dec, prep.embeds).hidden
-    pos = torch.arange(prep.embeds.shape[1])[None]
-    cos, sin = dec.rotary_emb(prep.embeds, pos)
     h = prep.embeds
     for layer in dec.layers:
         h, _ = eager_layer(layer, h, cos, sin)
@@ -61,12 +67,9 @@ def test_unpruned_decoder_matches_eager_bidirectional_reference():
 
 @torch.inference_mode()
 def test_query_rows_equal_rows_of_the_full_attention_map():
-    policy, prep = prepared()
-    dec = policy.model.decoder
-    pos = torch.arange(prep.embeds.shape[1])[None]
-    cos, sin = dec.rotary_emb(prep.embeds, pos)
+    dec, prep, pos, cos, sin = decoder_inputs()
     queries = torch.tensor(prep.layout.query_positions)
-    rows = query_attention(dec.layers[0], prep.embeds, cos, sin, queries)
+    rows = batched_query_attention(dec.layers[0], prep.embeds, cos, sin, queries)[0]
     _, full = eager_layer(dec.layers[0], prep.embeds, cos, sin)
     torch.testing.assert_close(rows, full[:, queries], rtol=1e-4, atol=1e-5)
 
@@ -87,7 +90,7 @@ def test_batched_query_rows_and_scores_equal_each_sample_alone():
     rows = batched_query_attention(dec.layers[0], batch, cos, sin, queries)  # shared RoPE
     scores = column_scores(rows, visual)  # (2, visual)
     for i, embeds in enumerate((prep.embeds, other)):
-        alone = query_attention(dec.layers[0], embeds, cos, sin, queries)
+        alone = batched_query_attention(dec.layers[0], embeds, cos, sin, queries)[0]
         torch.testing.assert_close(rows[i], alone, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(scores[i], column_scores(alone, visual))
     assert not torch.allclose(scores[0], scores[1])
@@ -95,10 +98,7 @@ def test_batched_query_rows_and_scores_equal_each_sample_alone():
 
 @torch.inference_mode()
 def test_pruned_tokens_keep_their_original_rope_positions():
-    policy, prep = prepared()
-    dec = policy.model.decoder
-    pos = torch.arange(prep.embeds.shape[1])
-    cos, sin = dec.rotary_emb(prep.embeds, pos[None])
+    dec, prep, pos, cos, sin = decoder_inputs()
     state = DecoderState(prep.embeds, pos, cos, sin)
     keep = torch.tensor([0, 5, 9, 300, 500])
     state.select(keep)
@@ -137,10 +137,7 @@ def test_head_reads_the_reference_positions():
 def test_layer_from_its_input_equals_the_transformers_layer():
     """forward_layer (the decoder's own loop) against transformers' LlamaDecoderLayer with
     SDPA, unmasked, on the full and on a pruned token set."""
-    policy, prep = prepared()
-    dec = policy.model.decoder
-    pos = torch.arange(prep.embeds.shape[1])
-    cos, sin = dec.rotary_emb(prep.embeds, pos[None])
+    dec, prep, pos, cos, sin = decoder_inputs()
     for keep in (pos, torch.tensor([0, 3, 40, 200, 513, 580])):
         h, c, s = prep.embeds[:, keep], cos[:, keep], sin[:, keep]
         for layer in dec.layers:
@@ -175,10 +172,7 @@ def test_scoring_layers_reuse_their_keys():
 
 @torch.inference_mode()
 def test_keys_kept_through_a_drop_equal_keys_computed_after_it():
-    policy, prep = prepared()
-    dec = policy.model.decoder
-    pos = torch.arange(prep.embeds.shape[1])
-    cos, sin = dec.rotary_emb(prep.embeds, pos[None])
+    dec, prep, pos, cos, sin = decoder_inputs()
     keep = torch.tensor([0, 5, 9, 300, 500, 581])
     early = DecoderState(prep.embeds, pos, cos, sin)
     early.layer_input(dec.layers[2])

@@ -4,9 +4,13 @@ import math
 import numpy as np
 import torch
 
-from specprune.prune.frame_compare import changed_patches, patch_similarity
+from specprune.prune.frame_compare import FramePatches, changed_patches, frame_similarity
 from specprune.prune.selection import (drop_lowest, rank_weights, round_up_to_bucket,
                                        topk_per_view)
+
+
+def patch_similarity(current, previous, patch):
+    return frame_similarity(FramePatches(current, patch), FramePatches(previous, patch))
 
 
 def test_one_changed_patch_is_found():

@@ -42,11 +42,6 @@ def frame_similarity(current: FramePatches, previous: FramePatches) -> torch.Ten
     return (current.units() * previous.units()).sum(dim=1)
 
 
-def patch_similarity(current: torch.Tensor, previous: torch.Tensor, patch: int) -> torch.Tensor:
-    """Cosine similarity per patch between two (H, W, C) frames -> (num_patches,)."""
-    return frame_similarity(FramePatches(current, patch), FramePatches(previous, patch))
-
-
 def changed_patches(similarity: torch.Tensor, k: int, static_threshold: float) -> torch.Tensor:
     """Indices of the k least-similar patches whose similarity is below the threshold."""
     if k <= 0:

@@ -14,19 +14,10 @@ from torch import nn
 from specprune.prune.layer_forward import layer_input, query_probs
 
 
-def query_attention(layer: nn.Module, hidden: torch.Tensor, cos: torch.Tensor,
-                    sin: torch.Tensor, query_idx: torch.Tensor) -> torch.Tensor:
-    """Attention probabilities of the query rows at this decoder layer.
-
-    hidden: (1, T, D) layer input; cos/sin: (1, T, hd); query_idx: (Q,) indices into T.
-    Returns (H, Q, T) float32 probabilities (bidirectional: every key is visible).
-    """
-    return batched_query_attention(layer, hidden, cos, sin, query_idx)[0]
-
-
 def batched_query_attention(layer: nn.Module, hidden: torch.Tensor, cos: torch.Tensor,
                             sin: torch.Tensor, query_idx: torch.Tensor) -> torch.Tensor:
-    """``query_attention`` for a batch: hidden (B, T, D) -> (B, H, Q, T) probabilities
+    """Attention probabilities of the query rows (``query_idx``, (Q,) indices into T) at
+    this decoder layer for a batch: hidden (B, T, D) -> (B, H, Q, T) float32, bidirectional
     (training reads the same scores the pruned pass will use); cos/sin (1, T, hd), the
     positions every sample of the batch shares."""
     return query_probs(layer, layer_input(layer, hidden, cos, sin), cos, sin, query_idx)
