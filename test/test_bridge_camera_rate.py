@@ -4,13 +4,13 @@ Rendering two views in software is most of a bridge tick on a CPU (pick_color at
 ~60 ms against ~19 ms of physics), so the bridge renders them at ``camera_rate_hz`` (10 Hz:
 every 2nd tick of 20) and only while someone subscribes to a view, and keeps publishing
 the joint states and the ee pose every tick. Checked across a real process boundary on the
-bridge's /clock (stamps exact) and, for the subscriber rule, in-process with a stand-in
-simulator that records which ticks it was asked to render.
+bridge's /clock (stamps exact) and, for the subscriber rule, in-process with the bridge's
+own simulator wrapped to log which ticks it was asked to render.
 """
 import math
 import time
 import warnings
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Tuple
 
 import numpy as np
 import pytest
@@ -28,7 +28,7 @@ with warnings.catch_warnings():
 from ros_helpers import REPO, NodeProcess, Probe, domain_id, probe_fixture
 from specprune_ros.node import parameters as policy_parameters
 from specprune_ros.sim import sim_bridge_node
-from specprune_ros.sim.sim_arm import JOINT_NAMES, SimObservation
+from specprune_ros.sim.sim_arm import SimArm, SimObservation
 from specprune_ros.sim.sim_bridge_node import SimBridgeNode, camera_every, is_camera_tick
 
 pytestmark = pytest.mark.filterwarnings("ignore:module 'sre_:DeprecationWarning")
@@ -59,39 +59,20 @@ def test_default_camera_rate_feeds_every_step_the_policy_node_may_take() -> None
 
 
 # ------------------------------------------------------------------ who the cameras render for
-class RecordingArm:
-    """Stands in for SimArm: records (tick, render) per step; images only when rendered."""
+class RenderLog:
+    """The bridge's own SimArm, with a log of (tick, render) for every step it is asked for."""
 
-    dt = 0.05
-    instruction = "pick up the red cube"
-    done = False
-
-    def __init__(self) -> None:
+    def __init__(self, arm: SimArm) -> None:
+        self.arm = arm
         self.calls: List[Tuple[int, bool]] = []
-        self.last_observation: Optional[SimObservation] = None
 
-    def _obs(self, step: int, render: bool) -> SimObservation:
-        zeros = np.zeros(len(JOINT_NAMES))
-        images = {camera: np.full((16, 16, 3), 100, np.uint8)
-                  for camera in sim_bridge_node.VIEWS.values()} if render else {}
-        self.last_observation = SimObservation(
-            images=images, joint_names=JOINT_NAMES, joint_positions=zeros,
-            joint_velocities=zeros, eef_pos=np.array([0.5, 0.0, 1.0]),
-            eef_quat=np.array([0.0, 0.0, 0.0, 1.0]), gripper_qpos=np.zeros(2),
-            base_pos=np.zeros(3), base_quat=np.array([0.0, 0.0, 0.0, 1.0]),
-            sim_time=step * self.dt, success=False, step=step)
-        return self.last_observation
-
-    def reset(self, seed: Optional[int] = None) -> SimObservation:
-        return self._obs(0, True)
+    def __getattr__(self, name: str):
+        return getattr(self.arm, name)
 
     def step(self, action: np.ndarray, render: bool = True) -> SimObservation:
-        step = self.last_observation.step + 1
-        self.calls.append((step, render))
-        return self._obs(step, render)
-
-    def close(self) -> None:
-        pass
+        obs = self.arm.step(action, render=render)
+        self.calls.append((obs.step, render))
+        return obs
 
 
 def _wait(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
@@ -105,23 +86,31 @@ def _wait(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
 
 @pytest.fixture
 def in_process_bridge(monkeypatch: pytest.MonkeyPatch
-                      ) -> Iterator[Tuple[SimBridgeNode, RecordingArm, Context]]:
-    arm = RecordingArm()
-    monkeypatch.setattr(sim_bridge_node, "make_arm", lambda params: arm)
+                      ) -> Iterator[Tuple[SimBridgeNode, RenderLog, Context]]:
+    logs: List[RenderLog] = []
+    real_make_arm = sim_bridge_node.make_arm
+
+    def make_arm(params):
+        logs.append(RenderLog(real_make_arm(params)))
+        return logs[-1]
+
+    monkeypatch.setattr(sim_bridge_node, "make_arm", make_arm)
     monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     context = Context()
-    rclpy.init(context=context, domain_id=domain_id(83))
+    rclpy.init(args=["--ros-args", "-p", "camera_size:=64"], context=context,
+               domain_id=domain_id(83))
     node = SimBridgeNode(context=context)
     try:
-        yield node, arm, context
+        yield node, logs[0], context
     finally:
         node.stop_ticking()
+        node.close()
         node.destroy_node()
         rclpy.try_shutdown(context=context)
 
 
 def test_cameras_render_only_on_camera_ticks_while_a_view_is_subscribed(
-        in_process_bridge: Tuple[SimBridgeNode, RecordingArm, Context]) -> None:
+        in_process_bridge: Tuple[SimBridgeNode, RenderLog, Context]) -> None:
     node, arm, context = in_process_bridge
     assert _wait(lambda: len(arm.calls) >= 6), "the bridge did not tick"
     assert not any(render for _, render in arm.calls), arm.calls  # nobody is looking

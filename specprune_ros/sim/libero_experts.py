@@ -54,12 +54,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from specprune.config import check_value, int_as_float
+from specprune.config import check_value
 
 from specprune_ros.sim.demos import NoiseConfig, OffNominal
 from specprune_ros.sim.libero_env import LiberoStep, LiberoWorker
 from specprune_ros.sim.libero_primitives import (DrawerExpert, PushExpert, TurnOnExpert,
-                                                 scene_pos)
+                                                 check_positive, move, scene_pos)
 from specprune_ros.sim.libero_sequencer import SequenceExpert, ordered_goal
 from specprune_ros.sim.libero_protocol import DUMMY_ACTION, NUM_STEPS_WAIT, SUITE_MAX_STEPS
 
@@ -169,11 +169,10 @@ class LiberoExpertConfig:
     stall_progress: float = 0.002
 
     def __post_init__(self) -> None:
-        for name in ("gain", "hover", "carry_clearance", "xy_tolerance", "z_tolerance",
-                     "place_tolerance", "lift_before_carry", "lower_overshoot",
-                     "lost_distance", "stall_progress", "sweep_distance", "sweep_height"):
-            value = int_as_float(getattr(self, name), float)
-            check_value("LiberoExpertConfig", name, value, float, 1e-9, None)
+        check_positive(self, ("gain", "hover", "carry_clearance", "xy_tolerance",
+                              "z_tolerance", "place_tolerance", "lift_before_carry",
+                              "lower_overshoot", "lost_distance", "stall_progress",
+                              "sweep_distance", "sweep_height"))
         for name in ("close_ticks", "release_ticks", "stall_ticks"):
             check_value("LiberoExpertConfig", name, getattr(self, name), int, 1, None)
 
@@ -242,11 +241,8 @@ class PickPlaceExpert:
         grasp_point = obj + np.asarray(self.grasp.offset)
         self._advance(eef, obj, target, grasp_point)
         goal, grip = self._goal(eef, obj, target, grasp_point)
-        action = np.zeros(7)
-        action[:3] = np.clip(self.config.gain * (goal - eef), -1.0, 1.0)
-        action[6] = grip
         self._tick += 1
-        return action
+        return move(eef, goal, self.config.gain, grip)
 
     # ------------------------------------------------------------------ internals
     def _place_point(self, target: np.ndarray) -> np.ndarray:

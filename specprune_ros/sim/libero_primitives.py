@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from specprune.config import check_value, int_as_float
 
@@ -60,9 +61,9 @@ def body_of(obs: Obs, name: str) -> str:
 
 
 def yaw_of(quat_xyzw: np.ndarray) -> float:
-    """Rotation about world z (radians) of an orientation (x, y, z, w)."""
-    x, y, z, w = (float(v) for v in quat_xyzw)
-    return float(np.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z)))
+    """Rotation about world z (radians) of an orientation (x, y, z, w): the yaw of its
+    z-y-x Euler angles."""
+    return float(Rotation.from_quat(quat_xyzw).as_euler("ZYX")[0])
 
 
 def on_circle(centre: np.ndarray, radius: float, angle: float, z: float) -> np.ndarray:
@@ -293,29 +294,19 @@ class PushExpert(Primitive):
 
 # ------------------------------------------------------------------------------ drawers
 def quat_matrix(quat_xyzw: np.ndarray) -> np.ndarray:
-    """The rotation matrix (3, 3) of a unit quaternion (x, y, z, w)."""
-    x, y, z, w = (float(v) for v in np.asarray(quat_xyzw) / np.linalg.norm(quat_xyzw))
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+    """The rotation matrix (3, 3) of a quaternion (x, y, z, w), normalised first."""
+    return Rotation.from_quat(quat_xyzw).as_matrix()
 
 
 def rotation_error(current: np.ndarray, goal: np.ndarray) -> np.ndarray:
     """The world-frame axis-angle (3,) that turns rotation matrix ``current`` into ``goal``
     (what robosuite's OSC applies as an orientation delta)."""
-    error = goal @ current.T
-    angle = float(np.arccos(np.clip((np.trace(error) - 1.0) / 2.0, -1.0, 1.0)))
-    if angle < 1e-9:
-        return np.zeros(3)
-    axis = np.array([error[2, 1] - error[1, 2], error[0, 2] - error[2, 0],
-                     error[1, 0] - error[0, 1]]) / (2.0 * np.sin(angle))
-    return axis * angle
+    return Rotation.from_matrix(goal @ current.T).as_rotvec()
 
 
 def yaw_matrix(yaw: float) -> np.ndarray:
     """Rotation about world z by ``yaw`` radians."""
-    c, s = np.cos(yaw), np.sin(yaw)
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    return Rotation.from_euler("z", yaw).as_matrix()
 
 
 #: A LIBERO cabinet drawer's handle relative to its region site, in the cabinet's frame, and
