@@ -23,10 +23,9 @@ source scripts/env.sh
 DEMOS=${DEMOS:-demos/libero}
 RUN=${RUN:-runs/libero_deep}
 EVAL=${EVAL:-runs/libero_eval}
-# suite:tasks with a scripted expert (libero_experts.py / libero_primitives.py docstrings).
-# LIBERO-10 (experts for 0, 1, 2, 7) is left out until the recorder labels each part of a
-# two-part task: it names only the first part's object and target today.
-RECORD=${RECORD:-"libero_spatial:0-3,5-9 libero_object:0-9 libero_goal:1,2,4-9"}
+# suite:tasks with a scripted expert (libero_experts.py / libero_primitives.py docstrings);
+# a two-part task's demos are labelled part by part (libero_demos.py, obs/part).
+RECORD=${RECORD:-"libero_spatial:0-3,5-9 libero_object:0-9 libero_goal:1,2,4-9 libero_10:0,1,2,7"}
 EVAL_EPISODES=${EVAL_EPISODES:-10}  # per task: 100 paired episodes per 10-task suite
 ABLATION_EPISODES=${ABLATION_EPISODES:-5}  # per task: 50 per suite
 DEV_SEED=${DEV_SEED:-500000}

@@ -104,6 +104,40 @@ def test_the_target_head_points_at_the_object_until_the_grasp_then_at_the_target
     assert int(labels.colour.abs().sum()) == 0  # no patch labels for LIBERO's objects
 
 
+def _two_parts(path, part):
+    """Give demo 0 of the shard a second part from tick 10: open again, closing at 14."""
+    with h5py.File(path, "r+") as f:
+        demo = f["data/demo_0"]
+        actions = demo["actions"][()]
+        actions[:, 6] = np.where((np.arange(20) >= 6) & (np.arange(20) < 10)
+                                 | (np.arange(20) >= 14), 1.0, -1.0)
+        demo["actions"][...] = actions
+        demo.create_dataset("obs/part", data=np.asarray(part, np.int32))
+
+
+def test_each_part_of_a_two_part_demo_points_the_target_head_at_its_own_object(tmp_path):
+    # frames on ticks 1, 5, 9, 13, 17; part 1 from tick 10 grasps at 14: 13 shows its object
+    path = write_shard(tmp_path / "s.hdf5", SPATIAL, (20,), close_at=6, seed=1)
+    _two_parts(path, (np.arange(20) >= 10).astype(int))
+    demos = _read(path)
+    np.testing.assert_array_equal(demos.frame_index, [1, 5, 9, 13, 17])
+    assert demos.action_part.tolist() == [0] * 10 + [1] * 10
+    data, cfg = _data(demos)
+    data.enable_aux(10, 10.0, need_cubes=True, grid=2, need_colours=False)
+    labels = data.aux_labels(range(5), torch.zeros(5, 6 * cfg.num_images, 32, 32))
+    goal = demos.cube_pos[range(5), [0, 0, 1, 0, 1]]  # object, object, target; object, target
+    np.testing.assert_allclose(labels.target.numpy(), (goal - demos.proprio[:, :3]) * 10.0,
+                               rtol=1e-6)
+
+
+@pytest.mark.parametrize("part", [[0] * 10 + [1] * 5 + [0] * 5, [0] * 19, [-1] * 20])
+def test_a_malformed_part_index_is_refused(tmp_path, part):
+    path = write_shard(tmp_path / "s.hdf5", SPATIAL, (20,), close_at=6, seed=1)
+    _two_parts(path, part)
+    with pytest.raises(DemoFileError, match="obs/part"):
+        _read(path)
+
+
 def test_colour_heads_on_libero_objects_are_refused_with_the_reason(shards):
     data, _ = _data(_read(shards))
     with pytest.raises(ValueError, match="no pixel rule finds: use the position and target"):

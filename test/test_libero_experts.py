@@ -192,6 +192,36 @@ def test_the_recorder_writes_a_spatial_demo_as_the_protocol_shows_it(tmp_path):
         assert np.all((boxes[:, 0, 1] > -0.05) & (boxes[:, 0, 1] < 1.05))
 
 
+@needs_libero
+def test_the_recorder_labels_each_part_of_a_two_part_task_with_its_own_objects(tmp_path):
+    """LIBERO-10 task 0 puts two objects in the basket: the ticks of the second pick and
+    place carry the second object's position and boxes, not the first's."""
+    out = tmp_path / "libero10.hdf5"
+    assert record_main(["--suite", "libero_10", "--tasks", "0", "--per-task", "1",
+                        "--seed", "2000", "--camera-size", "64", "--frame-every", "8",
+                        "--out", str(out)]) == 0
+    with h5py.File(out, "r") as f:
+        demo = f["data/demo_0"]
+        part = demo["obs/part"][()]
+        focus = json.loads(demo.attrs["part_focus"])
+        pos = demo["obs/cube_pos"][()]
+        ticks, boxes = demo["obs/frame_ticks"][()], demo["obs/object_boxes"][()]
+        names = json.loads(demo.attrs["cube_colors"])
+    assert len(part) == len(pos) and set(part) == {0, 1} and np.all(np.diff(part) >= 0)
+    assert len(focus) == 2 and focus[0][1] == focus[1][1] == "basket_1"
+    assert sorted([focus[0][0], focus[1][0]]) == ["alphabet_soup_1", "tomato_sauce_1"]
+    assert names == focus[0]
+    switch = int(np.argmax(part == 1))
+    # each part's object is the one lifted during that part; the other stays where it was
+    first, second = pos[:switch, 0], pos[switch:, 0]
+    assert first[:, 2].max() > first[0, 2] + 0.05 and second[:, 2].max() > second[0, 2] + 0.05
+    assert np.linalg.norm(second[0] - first[-1]) > 0.03  # a different object from the switch
+    # the boxes follow the part too: frames of the two parts frame different objects
+    before, after = boxes[ticks < switch, 0, 0], boxes[ticks >= switch, 0, 0]
+    assert len(before) and len(after)
+    assert not np.allclose(np.nanmean(before[-1:], 0), np.nanmean(after[:1], 0), atol=0.01)
+
+
 def test_ranges_parse_as_the_command_lines_write_them():
     assert parse_ranges("0-3,5-9") == [0, 1, 2, 3, 5, 6, 7, 8, 9]
     assert parse_ranges("4") == [4]

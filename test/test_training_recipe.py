@@ -81,6 +81,17 @@ def test_pre_grasp_frames_end_at_the_first_close_label(cube_demos):
         + [True] * 4
 
 
+def test_pre_grasp_restarts_with_each_part_of_a_several_part_task(cube_demos):
+    """A two-part demo (obs/part): the target head points at the second part's object
+    again until that part's own grasp."""
+    demos = read_demos(cube_demos, 8, 7, 8, 224)
+    demos.actions[:, 6] = -1.0
+    demos.actions[2, 6] = demos.actions[4, 6] = 1.0  # demo 0 closes at ticks 2 and 4
+    demos.action_part = np.zeros(len(demos.actions), np.int64)
+    demos.action_part[3:5] = 1  # ... its second part starts at tick 3
+    assert _pre_grasp(demos)[:5].tolist() == [True, True, False, True, False]
+
+
 def test_label_weight_emphasises_the_large_labels():
     target = torch.tensor([0.0, 1.0])
     pred = torch.tensor([0.5, 0.5])

@@ -151,9 +151,9 @@ def aux_roles(demos: Demos) -> Tuple[np.ndarray, np.ndarray]:
     points at), indices into ``cube_pos``'s cubes.
 
     Colour cubes (pick_color): the cube whose colour the instruction names, on every frame.
-    LIBERO's [object, target] pairs (libero_demos): the object until the demo's first grasp
-    label, then the place it goes to: the target head then says where the arm must go next,
-    in both halves of a pick-and-place."""
+    LIBERO's [object, target] pairs (libero_demos): the object until the first grasp label
+    of the sample's part, then the place it goes to: the target head then says where the arm
+    must go next, in both halves of every pick-and-place of the task."""
     if colour_cubes(demos):
         named = np.array([named_index(text, demos.cube_colors) for text in demos.instructions])
         return named, named[demos.demo_of]
@@ -164,17 +164,21 @@ def aux_roles(demos: Demos) -> Tuple[np.ndarray, np.ndarray]:
 
 
 def _pre_grasp(demos: Demos) -> np.ndarray:
-    """(N,) bool: the sample's tick lies before its demo's first 'close the gripper' label
-    (over every tick's label, also those without frames)."""
+    """(N,) bool: the sample's tick lies before the first 'close the gripper' label of its
+    part of the demo (``action_part``; the whole demo without it), over every tick's label,
+    also those without frames."""
     rows = np.arange(len(demos.actions))
     owner = demos.action_demo if demos.action_demo is not None else demos.demo_of
+    part = demos.action_part if demos.action_part is not None else np.zeros_like(rows)
+    segment = owner * (int(part.max(initial=0)) + 1) + part  # (demo, part) of each row
     first_row = np.full(len(demos.names), len(rows))
     np.minimum.at(first_row, owner, rows)
     tick = rows - first_row[owner]
-    first = np.full(len(demos.names), np.iinfo(np.int64).max)
+    first = np.full(int(segment.max(initial=0)) + 1, np.iinfo(np.int64).max)
     hits = np.flatnonzero(demos.actions[:, -1] > 0)
-    np.minimum.at(first, owner[hits], tick[hits])
-    return demos.frame_index < first[demos.demo_of]
+    np.minimum.at(first, segment[hits], tick[hits])
+    sample_rows = first_row[demos.demo_of] + demos.frame_index
+    return demos.frame_index < first[segment[sample_rows]]
 
 
 class Augment:

@@ -19,6 +19,10 @@ File layout (written by ``specprune_ros.sim.demos``)::
     /data/demo_{i}/obs/frame_ticks          optional (F,) int: the images hold F frames, of
                                             these ticks only (LIBERO's recorder renders
                                             every k-th tick)
+    /data/demo_{i}/obs/part                 optional (T,) int: the part of a several-part
+                                            task acting on each tick (LIBERO-10); that
+                                            tick's cube_pos / object_boxes are its part's
+                                            [object, target] (attrs part_focus)
 
 Sample t of a demo is its frames and proprio at a tick t with frames and the target chunk
 ``actions[t:t+chunk]``, the last action repeated past the end of the demo. A folder of
@@ -61,6 +65,8 @@ class Demos:
     env_args: Dict[str, Any]
     frame_index: Optional[np.ndarray] = None  # (N,) tick of each sample within its demo
     action_demo: Optional[np.ndarray] = None  # (M,) demo of each row of ``actions``
+    #: (M,) the part of its task each row of ``actions`` belongs to (obs/part; 0 without)
+    action_part: Optional[np.ndarray] = None
     cube_pos: Optional[np.ndarray] = None  # (N, cubes, 3) float32 when every demo has it
     cube_colors: Optional[List[str]] = None  # the cube names, where every demo has the same
     cube_names: Optional[List[List[str]]] = None  # each demo's names in ``cube_pos`` order
@@ -184,6 +190,7 @@ def _assemble(demos: Sequence[_Demo], env_args: Dict[str, Dict[str, Any]], chunk
         env_args=next(iter(env_args.values())) if len(env_args) == 1 else {"files": env_args},
         frame_index=np.concatenate(ticks),
         action_demo=np.repeat(np.arange(len(demos)), [d.ticks for d in demos]),
+        action_part=np.concatenate([_parts(d) for d in demos]),
         cube_pos=cube_pos, cube_colors=_shared(names), cube_names=names,
         object_boxes=boxes, boxes_missing=missing)
 
@@ -280,6 +287,18 @@ def _check_demo(where: str, group: h5py.Group, action_dim: int,
                                 f"uint8 RGB, got {shape} {images.dtype}")
     _instruction(where, group)
     return steps, frame_ticks
+
+
+def _parts(demo: _Demo) -> np.ndarray:
+    """``obs/part`` (non-negative integers, one per tick, never decreasing), or zeros."""
+    if "part" not in demo.group["obs"]:
+        return np.zeros(demo.ticks, np.int64)
+    parts = demo.group["obs/part"][()]
+    if (parts.shape != (demo.ticks,) or not np.issubdtype(parts.dtype, np.integer)
+            or parts.min() < 0 or np.any(np.diff(parts) < 0)):
+        raise DemoFileError(f"{demo.where}/obs/part: expected ({demo.ticks},) non-negative, "
+                            f"non-decreasing integers, got {parts.shape} {parts.dtype}")
+    return parts.astype(np.int64)
 
 
 def _frame_ticks(where: str, group: h5py.Group, steps: int) -> np.ndarray:

@@ -196,6 +196,8 @@ class DemoWriter:
                            success=bool(episode.get("success", True)))
         if "cube_colors" in episode:
             group.attrs["cube_colors"] = json.dumps(episode["cube_colors"])
+        if "part_focus" in episode:  # LIBERO: each part's [object, target] (libero_demos)
+            group.attrs["part_focus"] = json.dumps(episode["part_focus"])
         group.create_dataset("actions", data=episode["actions"])
         obs = group.create_group("obs")
         obs.create_dataset("proprio", data=episode["proprio"])
@@ -205,6 +207,8 @@ class DemoWriter:
             obs.create_dataset("frame_ticks", data=episode["frame_ticks"])
         if "object_boxes" in episode:  # LIBERO: where the objects show (libero_demos)
             obs.create_dataset("object_boxes", data=episode["object_boxes"])
+        if "part" in episode:  # LIBERO: the part of the task acting on each tick
+            obs.create_dataset("part", data=episode["part"])
         for cam, frames in episode["images"].items():
             obs.create_dataset(f"{cam}_image", data=frames, compression="lzf",
                                chunks=(1,) + frames.shape[1:])

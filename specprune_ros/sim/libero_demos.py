@@ -27,10 +27,16 @@ ticks' labels. The physics never depends on rendering, so a demo is the same for
 Layout as pick_color's (demos.py), with the task's two objects in place of the cubes:
 ``attrs cube_colors`` holds ``[object, target]`` (names in the observation) and
 ``obs/cube_pos`` their world positions (privileged: labels, never inputs); the instruction
-tells the tasks apart. ``obs/object_boxes`` (frames, views, 2, 4) says where the two show in
-each stored frame: (x0, y0, x1, y1) in fractions of the frame, their geoms' bounding boxes
-projected with the cameras' poses (``patch_projection``; NaN: behind the camera): the patch
-labels of the named-object head. Shards recorded before it was added lack it.
+tells the tasks apart. A task of several parts (LIBERO-10's "put both ... in the basket",
+"turn on the stove and put the moka pot on it") is labelled part by part: ``obs/part`` (T,)
+says which part acted on each tick, ``attrs part_focus`` lists each part's ``[object,
+target]``, and a tick's ``cube_pos`` and ``object_boxes`` are its own part's pair
+(``cube_colors`` names the first part's). Shards recorded before this have no ``obs/part``
+and every tick labelled with the first part's pair. ``obs/object_boxes`` (frames, views, 2,
+4) says where the two show in each stored frame: (x0, y0, x1, y1) in fractions of the
+frame, their geoms' bounding boxes projected with the cameras' poses
+(``patch_projection``; NaN: behind the camera): the patch labels of the named-object head.
+Shards recorded before it was added lack it.
 """
 from __future__ import annotations
 
@@ -59,12 +65,16 @@ def record_episode(worker: LiberoWorker, info: Dict, suite: str, seed: int,
     Every tick's label, state and object positions are kept; the views only on every
     ``frame_every``-th tick from ``seed % frame_every`` on (``frame_ticks``)."""
     expert = expert_for(info["goal"])
-    named: List[str] = []  # the (first) part's object and target body, as Object's "basket_1"
+    focus: Dict[int, List[str]] = {}  # part -> its object and target body ("basket_1")
     frames: Dict[str, List[np.ndarray]] = {view: [] for view in VIEWS}
-    states, labels, positions, frame_ticks, boxes = [], [], [], [], []
+    states, labels, positions, frame_ticks, boxes, parts = [], [], [], [], [], []
 
     def keep(step: LiberoStep, label: np.ndarray) -> None:
-        named[:] = named or [body_of(step.obs, name) for name in expert.focus]
+        part = expert.part  # the part whose action ``label`` is
+        if part not in focus:
+            focus[part] = [body_of(step.obs, name) for name in expert.focus]
+        named = focus[part]
+        parts.append(part)
         if step.images:
             frame_ticks.append(len(labels))
             for view in VIEWS:
@@ -79,7 +89,9 @@ def record_episode(worker: LiberoWorker, info: Dict, suite: str, seed: int,
                                  frame_every=frame_every, frame_phase=seed % frame_every)
     if not episode.success:
         return None
-    return {"seed": seed, "instruction": info["language"], "cube_colors": named,
+    return {"seed": seed, "instruction": info["language"], "cube_colors": focus[0],
+            "part_focus": [focus[k] for k in sorted(focus)],
+            "part": np.asarray(parts, dtype=np.int32),
             "actions": np.asarray(labels, dtype=np.float32),
             "proprio": np.asarray(states, dtype=np.float32),
             "cube_pos": np.asarray(positions, dtype=np.float32),

@@ -211,6 +211,8 @@ class PickPlaceExpert:
     """Closed-loop pick and place: ``reset`` per episode, ``act(obs)`` per tick, where
     ``obs`` maps LIBERO observation keys (``robot0_eef_pos``, ``<object>_pos``) to arrays."""
 
+    part = 0  # the part of the task acting (one pick and place is one part)
+
     def __init__(self, task: PickPlaceTask, config: Optional[LiberoExpertConfig] = None):
         self.task, self.config = task, config or LiberoExpertConfig()
         self.grasp = grasp_for(task.obj)

@@ -3,7 +3,8 @@
 Each primitive is a closed-loop state machine like ``libero_experts.PickPlaceExpert``:
 ``reset()`` per episode, ``act(obs) -> (7,)`` per tick (LIBERO's OSC delta; 1 moves the
 controller's goal 5 cm), ``phase_log``, ``done`` (its goal holds, as far as it can see),
-``valid_start(obs)``, and ``focus`` (the two bodies a demo recorder tracks). It reads the true
+``valid_start(obs)``, ``focus`` (the two bodies a demo recorder tracks) and ``part`` (0: a
+single primitive is one part of its task; ``SequenceExpert`` counts its parts). It reads the true
 state every tick, so a push that slipped or a knob the fingers left starts over from there.
 
 The state comes from the worker's observation: movable objects as ``<name>_pos``, and the
@@ -90,6 +91,7 @@ class Primitive:
     """What the state machines share: phases with a log, a tick counter per phase."""
 
     focus: Tuple[str, str] = ("", "")
+    part = 0  # the part of the task acting (one primitive is one part)
 
     def reset(self) -> None:
         """Start a new episode."""

@@ -30,13 +30,13 @@ def ordered_goal(goal: Sequence[Sequence[str]]) -> List[List[str]]:
 
 class SequenceExpert:
     """The parts' experts in order; ``phase_log`` entries carry the part's index
-    (``"1:approach"``) and ``focus`` is the first part's (what a demo records)."""
+    (``"1:approach"``); ``part`` is the index of the part acting and ``focus`` its two
+    bodies, so a demo recorder labels each part's ticks with that part's object and target."""
 
     def __init__(self, parts: Sequence):
         if not parts:
             raise ValueError("SequenceExpert needs at least one part")
         self.parts = list(parts)
-        self.focus: Tuple[str, str] = self.parts[0].focus
         self.reset()
 
     def reset(self) -> None:
@@ -53,6 +53,16 @@ class SequenceExpert:
     def done(self) -> bool:
         """Every part reported done (the last one still holds)."""
         return self.index == len(self.parts) - 1 and self.parts[-1].done
+
+    @property
+    def part(self) -> int:
+        """The index of the part acting (the one whose action ``act`` returned last)."""
+        return self.index
+
+    @property
+    def focus(self) -> Tuple[str, str]:
+        """The acting part's two bodies (object, target)."""
+        return self.parts[self.index].focus
 
     @property
     def phase(self) -> str:
