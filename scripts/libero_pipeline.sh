@@ -5,17 +5,26 @@
 #
 #   nohup bash scripts/libero_pipeline.sh > runs/libero_pipeline.log 2>&1 &
 #
-# 1. record  demos for every task with an expert, two recorders side by side (nice 19);
-#            complete shards are kept, a stopped shard is recorded again from its seeds
-# 2. train   scripts/train_libero.sh (no attention loss), resumable to the step
+# 1. record   demos for every task with an expert, JOBS recorders side by side (nice 19);
+#             complete shards are kept, a stopped shard is recorded again from its seeds
+# 2. train    scripts/train_libero.sh (no attention loss), resumable to the step
 # 3. evaluate development episodes per task (seeds from DEV_SEED, never the fixed initial
-#            states), unpruned / SpecPrune / FastV / random, one JSON per task, skipped
-#            when it exists; then the ablations on fewer episodes
-# 4. table   specprune-suite-table over each suite's task JSONs
+#             states), unpruned / SpecPrune / FastV / random, SUITE_EPISODES paired per
+#             suite split over its tasks, one JSON per task, skipped when it exists; then
+#             the ablations on ABLATION_EPISODES per suite
+# 4. ros      ROS_SUITE over ROS (bridge, node, executor), unpruned / SpecPrune,
+#             SUITE_EPISODES paired, each task journalled and resumed episode by episode
+# 5. table    specprune-suite-table over each suite's task JSONs
 #
-# The claim (the benchmark's 50 fixed initial states per task, --claim) is NOT run here:
-# it runs once, at the end, by hand (README, "LIBERO").
+# claim (never a default stage: it runs once, at the end, by naming it):
+#   bash scripts/libero_pipeline.sh claim
+# the benchmark's fixed initial states 0..CLAIM_STATES-1 of every task in RECORD (the tasks
+# the policy was trained on), the main configurations, one JSON per task in CLAIM_DIR and
+# its table. CLAIM_STATES is fixed here before any claim run (10 of the 50 per task: 500
+# episodes per suite per configuration do not fit this project's CPUs); a claim JSON is never
+# written over.
 # Stages can be chosen: bash scripts/libero_pipeline.sh record train
+# DRY_RUN=1 prints each command a stage would run instead of running it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -26,73 +35,134 @@ EVAL=${EVAL:-runs/libero_eval}
 # suite:tasks with a scripted expert (libero_experts.py / libero_primitives.py docstrings);
 # a two-part task's demos are labelled part by part (libero_demos.py, obs/part).
 RECORD=${RECORD:-"libero_spatial:0-3,5-9 libero_object:0-9 libero_goal:1,2,4-9 libero_10:0,1,2,7"}
-EVAL_EPISODES=${EVAL_EPISODES:-10}  # per task: 100 paired episodes per 10-task suite
-ABLATION_EPISODES=${ABLATION_EPISODES:-5}  # per task: 50 per suite
+SUITE_EPISODES=${SUITE_EPISODES:-100}  # paired per suite, split evenly over its tasks
+ABLATION_EPISODES=${ABLATION_EPISODES:-50}  # per suite
+ROS_SUITE=${ROS_SUITE:-libero_object}
+CLAIM_DIR=${CLAIM_DIR:-runs/libero_claim}
+CLAIM_STATES=10  # fixed before any claim run: initial states 0-9 of every task in RECORD
+MAIN=unpruned,specprune,fastv,random
+ABLATIONS=specprune,no_global,no_dynamic,no_local,no_action_aware,no_layer_pruning
 DEV_SEED=${DEV_SEED:-500000}
 THREADS=${THREADS:-1}
+JOBS=${JOBS:-2}  # processes side by side (one per core here)
 stages=("$@")
-[ ${#stages[@]} -eq 0 ] && stages=(record train evaluate table)
+[ ${#stages[@]} -eq 0 ] && stages=(record train evaluate ros table)
 
 log() { echo "$(date -u +%FT%TZ) libero_pipeline: $*"; }
+x() { if [ -n "${DRY_RUN:-}" ]; then echo "DRY_RUN: $*"; else "$@"; fi; }
+
+running=0
+spawn() {  # run "$@" in the background, at most JOBS at once (a failed job stops the run)
+  "$@" &
+  running=$((running + 1))
+  if [ "$running" -ge "$JOBS" ]; then wait -n; running=$((running - 1)); fi
+}
+drain() { while [ "$running" -gt 0 ]; do wait -n; running=$((running - 1)); done; }
+
+tasks_of() {  # suite:ranges -> the task indices
+  .venv/bin/python -c "from specprune_ros.sim.libero_experts import parse_ranges; \
+print(*parse_ranges('${1#*:}'))"
+}
+
+per_task() {  # total suite:ranges -> episodes per task, at least total over the suite
+  local n
+  n=$(tasks_of "$2" | wc -w)
+  echo $(( ($1 + n - 1) / n ))
+}
 
 record() {
-  local pids=() item
+  local item
   for item in $RECORD; do
-    nice -n 19 .venv/bin/python -m specprune_ros.sim.libero_demos --suite "${item%%:*}" \
+    spawn x nice -n 19 .venv/bin/python -m specprune_ros.sim.libero_demos --suite "${item%%:*}" \
       --tasks "${item#*:}" --per-task 50 --seed 10000 --frame-every 4 --shard-size 10 \
-      --out "$DEMOS" &
-    pids+=($!)
-    if [ ${#pids[@]} -ge 2 ]; then wait "${pids[0]}"; pids=("${pids[@]:1}"); fi
+      --out "$DEMOS"
   done
-  for pid in "${pids[@]}"; do wait "$pid"; done
+  drain
 }
 
-evaluate_task() {  # suite task episodes configs name
-  local out="$EVAL/$5_$1_task$(printf %02d "$2").json"
+evaluate_task() {  # out suite task episodes configs [extra evaluate arguments...]
+  local out=$1 suite=$2 task=$3 episodes=$4 configs=$5
+  shift 5
   [ -f "$out" ] && return 0
-  log "evaluate $1:$2 ($4, $3 episodes)"
-  .venv/bin/python -m specprune_ros.eval.evaluate --policy "$RUN/checkpoint" \
-    --task "$1:$2" --episodes "$3" --seed "$DEV_SEED" --configs "$4" \
-    --prune layer_depth=32 --threads "$THREADS" --json "$out.tmp"
-  mv "$out.tmp" "$out"
+  log "evaluate $suite:$task ($configs, $episodes episodes$([ $# -gt 0 ] && echo ", $*"))"
+  x .venv/bin/python -m specprune_ros.eval.evaluate --policy "$RUN/checkpoint" \
+    --task "$suite:$task" --episodes "$episodes" --configs "$configs" \
+    --prune layer_depth=32 --threads "$THREADS" --json "$out.tmp" "$@"
+  x mv "$out.tmp" "$out"
 }
+
+name_of() { echo "$1/$2_$3_task$(printf %02d "$4").json"; }  # dir kind suite task
 
 evaluate() {
   mkdir -p "$EVAL"
-  local item suite task
-  for name in main ablations; do
+  local item suite task n
+  for kind in main ablations; do
     for item in $RECORD; do
       suite=${item%%:*}
-      for task in $(.venv/bin/python -c "from specprune_ros.sim.libero_experts import \
-parse_ranges; print(*parse_ranges('${item#*:}'))"); do
-        if [ "$name" = main ]; then
-          evaluate_task "$suite" "$task" "$EVAL_EPISODES" unpruned,specprune,fastv,random main
-        else
-          evaluate_task "$suite" "$task" "$ABLATION_EPISODES" \
-            specprune,no_global,no_dynamic,no_local,no_action_aware,no_layer_pruning ablations
-        fi
+      if [ "$kind" = main ]; then n=$(per_task "$SUITE_EPISODES" "$item")
+      else n=$(per_task "$ABLATION_EPISODES" "$item"); fi
+      for task in $(tasks_of "$item"); do
+        spawn evaluate_task "$(name_of "$EVAL" "$kind" "$suite" "$task")" "$suite" "$task" \
+          "$n" "$([ "$kind" = main ] && echo $MAIN || echo $ABLATIONS)" --seed "$DEV_SEED"
       done
+    done
+  done
+  drain
+}
+
+ros() {  # one suite through the deployment path; one process at a time (it runs the bridge)
+  mkdir -p "$EVAL"
+  local item task n
+  for item in $RECORD; do
+    [ "${item%%:*}" = "$ROS_SUITE" ] || continue
+    n=$(per_task "$SUITE_EPISODES" "$item")
+    for task in $(tasks_of "$item"); do
+      local out
+      out=$(name_of "$EVAL" ros "$ROS_SUITE" "$task")
+      evaluate_task "$out" "$ROS_SUITE" "$task" "$n" unpruned,specprune --via ros \
+        --seed "$DEV_SEED" --resume "${out%.json}.jsonl"
     done
   done
 }
 
-table() {
-  local item suite
+claim() {
+  mkdir -p "$CLAIM_DIR"
+  local item suite task out
   for item in $RECORD; do
     suite=${item%%:*}
-    .venv/bin/python -m specprune_ros.eval.suite_table "$EVAL"/main_"$suite"_task*.json \
-      --md "$EVAL/table_$suite.md" --plot "$EVAL/table_$suite.png"
+    for task in $(tasks_of "$item"); do
+      out=$(name_of "$CLAIM_DIR" claim "$suite" "$task")
+      if [ -f "$out.tmp" ]; then x mv "$out.tmp" "$out"; continue; fi  # done, not renamed
+      spawn evaluate_task "$out" "$suite" "$task" "$CLAIM_STATES" "$MAIN" --claim
+    done
   done
+  drain
+  table "$CLAIM_DIR" claim
+}
+
+table() {  # [dir kind]
+  local dir=${1:-$EVAL} kind=${2:-main} item suite
+  for item in $RECORD; do
+    suite=${item%%:*}
+    x .venv/bin/python -m specprune_ros.eval.suite_table "$dir/${kind}_${suite}"_task*.json \
+      --md "$dir/table_${kind}_$suite.md" --plot "$dir/table_${kind}_$suite.png"
+  done
+  [ "$kind" = main ] && [ -n "$(ls "$dir"/ros_"$ROS_SUITE"_task*.json 2>/dev/null)" ] && \
+    x .venv/bin/python -m specprune_ros.eval.suite_table "$dir"/ros_"$ROS_SUITE"_task*.json \
+      --md "$dir/table_ros_$ROS_SUITE.md" --plot "$dir/table_ros_$ROS_SUITE.png"
+  return 0
 }
 
 for stage in "${stages[@]}"; do
   log "stage $stage"
   case "$stage" in
     record) record ;;
-    train) bash scripts/train_libero.sh ;;
+    train) x bash scripts/train_libero.sh ;;
     evaluate) evaluate ;;
+    ros) ros ;;
     table) table ;;
-    *) echo "unknown stage $stage (record, train, evaluate, table)" >&2; exit 2 ;;
+    claim) claim ;;
+    *) echo "unknown stage $stage (record, train, evaluate, ros, table, claim)" >&2; exit 2 ;;
   esac
 done
 log "done: ${stages[*]}"

@@ -1,0 +1,90 @@
+"""scripts/libero_pipeline.sh as a plan (DRY_RUN=1 prints each command instead of running
+it): the stages it runs by default, how a suite's paired episodes are split over its tasks,
+what it skips on a rerun, and that the claim runs only when named, on the fixed initial
+states fixed in the script."""
+import os
+import re
+import subprocess
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(REPO, "scripts", "libero_pipeline.sh")
+
+pytestmark = pytest.mark.skipif(not os.path.exists(os.path.join(REPO, ".venv", "bin", "python")),
+                                reason="needs the project venv (scripts/setup.sh)")
+
+
+def _plan(tmp_path, *stages, **env):
+    full = dict(os.environ, DRY_RUN="1", EVAL=str(tmp_path / "eval"),
+                CLAIM_DIR=str(tmp_path / "claim"), **env)
+    done = subprocess.run(["bash", SCRIPT, *stages], env=full, cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return [line[len("DRY_RUN: "):] for line in done.stdout.splitlines()
+            if line.startswith("DRY_RUN: ")]
+
+
+def _evaluations(commands):
+    """(task, episodes, configs, rest of the command) of each evaluate command."""
+    out = []
+    for cmd in commands:
+        if "specprune_ros.eval.evaluate" in cmd:
+            task = re.search(r"--task (\S+)", cmd).group(1)
+            episodes = int(re.search(r"--episodes (\d+)", cmd).group(1))
+            configs = re.search(r"--configs (\S+)", cmd).group(1)
+            out.append((task, episodes, configs, cmd))
+    return out
+
+
+def test_the_default_run_records_trains_evaluates_and_never_claims(tmp_path):
+    commands = _plan(tmp_path)
+    recorders = [c for c in commands if "libero_demos" in c]
+    assert sorted(re.search(r"--suite (\S+)", c).group(1) for c in recorders) == [
+        "libero_10", "libero_goal", "libero_object", "libero_spatial"]
+    assert "bash scripts/train_libero.sh" in commands
+    evals = _evaluations(commands)
+    assert evals and not any("--claim" in cmd for *_, cmd in evals)
+    assert all("--seed 500000" in cmd for *_, cmd in evals)
+
+
+def test_each_suite_gets_at_least_100_paired_episodes_split_over_its_tasks(tmp_path):
+    main = [e for e in _evaluations(_plan(tmp_path, "evaluate"))
+            if e[2] == "unpruned,specprune,fastv,random"]
+    per_suite = {}
+    for task, episodes, _, _ in main:
+        suite = task.split(":")[0]
+        per_suite.setdefault(suite, []).append(episodes)
+    # 9 / 10 / 8 / 4 tasks with experts: 12 / 10 / 13 / 25 episodes each
+    assert {s: (len(v), v[0]) for s, v in per_suite.items()} == {
+        "libero_spatial": (9, 12), "libero_object": (10, 10), "libero_goal": (8, 13),
+        "libero_10": (4, 25)}
+    assert all(sum(v) >= 100 for v in per_suite.values())
+
+
+def test_a_rerun_skips_the_tasks_whose_json_exists(tmp_path):
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "main_libero_object_task03.json").write_text("{}")
+    tasks = [t for t, _, configs, _ in _evaluations(_plan(tmp_path, "evaluate"))
+             if configs.startswith("unpruned")]
+    assert "libero_object:2" in tasks and "libero_object:3" not in tasks
+
+
+def test_one_suite_runs_over_ros_with_a_journal_per_task(tmp_path):
+    evals = _evaluations(_plan(tmp_path, "ros"))
+    assert [t for t, *_ in evals] == [f"libero_object:{t}" for t in range(10)]
+    for task, episodes, configs, cmd in evals:
+        assert configs == "unpruned,specprune" and episodes == 10 and "--via ros" in cmd
+        assert re.search(r"--resume \S+ros_libero_object_task\d\d\.jsonl", cmd)
+
+
+def test_the_claim_runs_only_when_named_on_states_0_to_9_of_every_trained_task(tmp_path):
+    (tmp_path / "claim").mkdir()
+    done = tmp_path / "claim" / "claim_libero_goal_task05.json.tmp"
+    done.write_text("{}")  # finished before a stop, not yet renamed: kept, never rerun
+    commands = _plan(tmp_path, "claim", CLAIM_STATES="50")  # the script's own value wins
+    evals = _evaluations(commands)
+    assert len(evals) == 9 + 10 + 8 + 4 - 1
+    assert all(e[1] == 10 and "--claim" in e[3] and "--seed" not in e[3] for e in evals)
+    assert f"mv {done} {str(done)[:-4]}" in commands
+    assert "libero_goal:5" not in [t for t, *_ in evals]
