@@ -45,6 +45,8 @@ ABLATIONS=specprune,no_global,no_dynamic,no_local,no_action_aware,no_layer_pruni
 DEV_SEED=${DEV_SEED:-500000}
 THREADS=${THREADS:-1}
 JOBS=${JOBS:-2}  # processes side by side (one per core here)
+# one llvmpipe render thread per LIBERO worker: JOBS workers share the cores already
+[ "$JOBS" -gt 1 ] && export LP_NUM_THREADS=${LP_NUM_THREADS:-1}
 stages=("$@")
 [ ${#stages[@]} -eq 0 ] && stages=(record train evaluate ros table)
 

@@ -9,7 +9,8 @@
 #   bash scripts/train_libero.sh
 # Resumable: SIGTERM / Ctrl-C ends the sitting at a step boundary and saves RUN/train_state.pt
 # (also every 10 min); the same command continues exactly where it stopped (bitwise the
-# uninterrupted run at the same THREADS). MINUTES=60 caps a sitting, STOP_STEP=N ends it at
+# uninterrupted run at the same THREADS, default 2: 1.7 samples/s on this project's 2-core
+# machine when quiet, 1.0 on one thread). MINUTES=60 caps a sitting, STOP_STEP=N ends it at
 # step N. The schedule is fixed by STEPS; the data by the demo files, checked on resume.
 # Refuses to start while the recording still writes shards (*.partial in DEMOS):
 # ALLOW_PARTIAL=1 trains on the complete ones (smoke tests only).
@@ -39,6 +40,6 @@ exec .venv/bin/python -m specprune.train.training \
   --seed 0 --val-demos "${VAL_DEMOS:-20}" \
   --aux-position 0.2 --aux-target 0.3 --aux-target-readout fixed --aux-target-all-frames \
   --label-weight 1.0 --early-frames 8 --early-repeat 3 \
-  --threads "${THREADS:-1}" --save-every-minutes 10 --log-every 20 \
+  --threads "${THREADS:-2}" --save-every-minutes 10 --log-every 20 \
   ${MINUTES:+--minutes "$MINUTES"} ${STOP_STEP:+--stop-step "$STOP_STEP"} \
   "${resume[@]}" "$@"
