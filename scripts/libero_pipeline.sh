@@ -61,9 +61,13 @@ spawn() {  # run "$@" in the background, at most JOBS at once (a failed job stop
 }
 drain() { while [ "$running" -gt 0 ]; do wait -n; running=$((running - 1)); done; }
 
-tasks_of() {  # suite:ranges -> the task indices
-  .venv/bin/python -c "from specprune_ros.sim.libero_experts import parse_ranges; \
-print(*parse_ranges('${1#*:}'))"
+tasks_of() {  # suite:ranges ("libero_spatial:0-3,5-9") -> the task indices, in order
+  local part out=()
+  IFS=, read -ra parts <<< "${1#*:}"
+  for part in "${parts[@]}"; do
+    if [[ $part == *-* ]]; then out+=($(seq "${part%-*}" "${part#*-}")); else out+=("$part"); fi
+  done
+  echo "${out[@]}"
 }
 
 per_task() {  # total suite:ranges -> episodes per task, at least total over the suite
