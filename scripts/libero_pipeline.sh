@@ -101,15 +101,15 @@ name_of() { echo "$1/$2_$3_task$(printf %02d "$4").json"; }  # dir kind suite ta
 
 evaluate() {
   mkdir -p "$EVAL"
-  local item suite task n
+  local item suite task n configs
   for kind in main ablations; do
     for item in $RECORD; do
       suite=${item%%:*}
-      if [ "$kind" = main ]; then n=$(per_task "$SUITE_EPISODES" "$item")
-      else n=$(per_task "$ABLATION_EPISODES" "$item"); fi
+      if [ "$kind" = main ]; then n=$(per_task "$SUITE_EPISODES" "$item") configs=$MAIN
+      else n=$(per_task "$ABLATION_EPISODES" "$item") configs=$ABLATIONS; fi
       for task in $(tasks_of "$item"); do
         spawn evaluate_task "$(name_of "$EVAL" "$kind" "$suite" "$task")" "$suite" "$task" \
-          "$n" "$([ "$kind" = main ] && echo $MAIN || echo $ABLATIONS)" --seed "$DEV_SEED"
+          "$n" "$configs" --seed "$DEV_SEED"
       done
     done
   done

@@ -168,8 +168,7 @@ def _pre_grasp(demos: Demos) -> np.ndarray:
     part of the demo (``action_part``; the whole demo without it), over every tick's label,
     also those without frames."""
     rows = np.arange(len(demos.actions))
-    owner = demos.action_demo if demos.action_demo is not None else demos.demo_of
-    part = demos.action_part if demos.action_part is not None else np.zeros_like(rows)
+    owner, part = demos.action_demo, demos.action_part  # read_demos fills both
     segment = owner * (int(part.max(initial=0)) + 1) + part  # (demo, part) of each row
     first_row = np.full(len(demos.names), len(rows))
     np.minimum.at(first_row, owner, rows)

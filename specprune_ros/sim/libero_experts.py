@@ -58,8 +58,9 @@ from specprune.config import check_value
 
 from specprune_ros.sim.demos import NoiseConfig, OffNominal
 from specprune_ros.sim.libero_env import LiberoStep, LiberoWorker
-from specprune_ros.sim.libero_primitives import (DrawerExpert, PushExpert, TurnOnExpert,
-                                                 check_positive, move, scene_pos)
+from specprune_ros.sim.libero_primitives import (DrawerExpert, Primitive, PushExpert,
+                                                 TurnOnExpert, check_positive, move,
+                                                 scene_pos)
 from specprune_ros.sim.libero_sequencer import SequenceExpert, ordered_goal
 from specprune_ros.sim.libero_protocol import DUMMY_ACTION, NUM_STEPS_WAIT, SUITE_MAX_STEPS
 
@@ -207,11 +208,9 @@ def release_above(target: str, grasp: GraspSpec) -> float:
     return next((h for key, h in RELEASE_ABOVE if key in target), grasp.release_height)
 
 
-class PickPlaceExpert:
+class PickPlaceExpert(Primitive):
     """Closed-loop pick and place: ``reset`` per episode, ``act(obs)`` per tick, where
     ``obs`` maps LIBERO observation keys (``robot0_eef_pos``, ``<object>_pos``) to arrays."""
-
-    part = 0  # the part of the task acting (one pick and place is one part)
 
     def __init__(self, task: PickPlaceTask, config: Optional[LiberoExpertConfig] = None):
         self.task, self.config = task, config or LiberoExpertConfig()
@@ -220,15 +219,12 @@ class PickPlaceExpert:
         self.reset()
 
     def reset(self) -> None:
-        """Start a new episode in the approach phase."""
-        self.phase = APPROACH
-        self._ticks = 0
+        """Start a new episode in the approach phase (``done``: placed and the hand is clear
+        of the object)."""
+        super().reset()
         self._carry_z = 0.0
         self._grasp_z = 0.0
         self._heights: List[float] = []
-        self.phase_log: List[Tuple[int, str]] = []
-        self._tick = 0
-        self.done = False  # placed and the hand is clear of the object
 
     def valid_start(self, obs: Dict[str, np.ndarray]) -> bool:
         """False when LIBERO's sampler dropped the object off the table."""
