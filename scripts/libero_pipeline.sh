@@ -5,8 +5,11 @@
 #
 #   nohup bash scripts/libero_pipeline.sh > runs/libero_pipeline.log 2>&1 &
 #
-# 1. record   demos for every task with an expert, JOBS recorders side by side (nice 19);
-#             complete shards are kept, a stopped shard is recorded again from its seeds
+# 1. record   PER_TASK demos for every task with an expert, JOBS recorders side by side
+#             (nice 19), breadth first: round r records shard r of every task, so a stop
+#             at any point leaves every task with the same number of demos, not some tasks
+#             with all of theirs and others with none; complete shards are kept, a stopped
+#             shard is recorded again from its own seeds (the same demos)
 # 2. train    scripts/train_libero.sh (no attention loss), resumable to the step
 # 3. evaluate development episodes per task (seeds from DEV_SEED, never the fixed initial
 #             states), unpruned / SpecPrune / FastV / random, SUITE_EPISODES paired per
@@ -35,6 +38,12 @@ EVAL=${EVAL:-runs/libero_eval}
 # suite:tasks with a scripted expert (libero_experts.py / libero_primitives.py docstrings);
 # a two-part task's demos are labelled part by part (libero_demos.py, obs/part).
 RECORD=${RECORD:-"libero_spatial:0-3,5-9 libero_object:0-9 libero_goal:1,2,4-9 libero_10:0,1,2,7"}
+PER_TASK=${PER_TASK:-50}  # demos per task (a multiple of SHARD)
+SHARD=10  # demos per shard; a shard's seeds depend on (task, shard), not on PER_TASK
+if [ $((PER_TASK % SHARD)) -ne 0 ] || [ "$PER_TASK" -lt "$SHARD" ]; then
+  echo "libero_pipeline: PER_TASK=$PER_TASK must be a positive multiple of $SHARD" >&2
+  exit 2
+fi
 SUITE_EPISODES=${SUITE_EPISODES:-100}  # paired per suite, split evenly over its tasks
 ABLATION_EPISODES=${ABLATION_EPISODES:-50}  # per suite
 ROS_SUITE=${ROS_SUITE:-libero_object}
@@ -76,14 +85,16 @@ per_task() {  # total suite:ranges -> episodes per task, at least total over the
   echo $(( ($1 + n - 1) / n ))
 }
 
-record() {
-  local item
-  for item in $RECORD; do
-    spawn x nice -n 19 .venv/bin/python -m specprune_ros.sim.libero_demos --suite "${item%%:*}" \
-      --tasks "${item#*:}" --per-task 50 --seed 10000 --frame-every 4 --shard-size 10 \
-      --out "$DEMOS"
+record() {  # breadth first: one shard of every task per round, PER_TASK / SHARD rounds
+  local item per
+  for per in $(seq "$SHARD" "$SHARD" "$PER_TASK"); do
+    for item in $RECORD; do
+      spawn x nice -n 19 .venv/bin/python -m specprune_ros.sim.libero_demos \
+        --suite "${item%%:*}" --tasks "${item#*:}" --per-task "$per" --seed 10000 \
+        --frame-every 4 --shard-size "$SHARD" --out "$DEMOS"
+    done
+    drain
   done
-  drain
 }
 
 evaluate_task() {  # out suite task episodes configs [extra evaluate arguments...]

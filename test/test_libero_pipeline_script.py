@@ -40,7 +40,7 @@ def _evaluations(commands):
 def test_the_default_run_records_trains_evaluates_and_never_claims(tmp_path):
     commands = _plan(tmp_path)
     recorders = [c for c in commands if "libero_demos" in c]
-    assert sorted(re.search(r"--suite (\S+)", c).group(1) for c in recorders) == [
+    assert sorted({re.search(r"--suite (\S+)", c).group(1) for c in recorders}) == [
         "libero_10", "libero_goal", "libero_object", "libero_spatial"]
     assert "bash scripts/train_libero.sh" in commands
     evals = _evaluations(commands)
@@ -88,3 +88,21 @@ def test_the_claim_runs_only_when_named_on_states_0_to_9_of_every_trained_task(t
     assert all(e[1] == 10 and "--claim" in e[3] and "--seed" not in e[3] for e in evals)
     assert f"mv {done} {str(done)[:-4]}" in commands
     assert "libero_goal:5" not in [t for t, *_ in evals]
+
+
+def test_recording_goes_breadth_first_one_shard_of_every_task_per_round(tmp_path):
+    recorders = [c for c in _plan(tmp_path, "record", PER_TASK="20") if "libero_demos" in c]
+    rounds = [(int(re.search(r"--per-task (\d+)", c).group(1)),
+               re.search(r"--suite (\S+)", c).group(1)) for c in recorders]
+    suites = {"libero_spatial", "libero_object", "libero_goal", "libero_10"}
+    # every suite's first shard before any suite's second (a stop leaves the tasks even);
+    # within a round the recorders run side by side, so their order is not fixed
+    assert [n for n, _ in rounds] == [10] * 4 + [20] * 4
+    assert {s for n, s in rounds if n == 10} == suites == {s for n, s in rounds if n == 20}
+    assert all("--shard-size 10" in c and "--seed 10000" in c for c in recorders)
+
+
+def test_a_demo_count_that_is_not_whole_shards_is_refused(tmp_path):
+    done = subprocess.run(["bash", SCRIPT, "record"], cwd=REPO, capture_output=True, text=True,
+                          env=dict(os.environ, DRY_RUN="1", PER_TASK="45"), timeout=60)
+    assert done.returncode == 2 and "PER_TASK=45 must be a positive multiple of 10" in done.stderr
