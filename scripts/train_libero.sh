@@ -9,8 +9,9 @@
 #   bash scripts/train_libero.sh
 # Resumable: SIGTERM / Ctrl-C ends the sitting at a step boundary and saves RUN/train_state.pt
 # (also every 10 min); the same command continues exactly where it stopped (bitwise the
-# uninterrupted run at the same THREADS, default 2: 1.7 samples/s on this project's 2-core
-# machine when quiet, 1.0 on one thread). MINUTES=60 caps a sitting, STOP_STEP=N ends it at
+# uninterrupted run at the same THREADS, default 2: 4.2-4.7 samples/s on the current 2-core
+# development machine, 1.7 (1.0 on one thread) on the slower one before; README, "LIBERO
+# training"). MINUTES=60 caps a sitting, STOP_STEP=N ends it at
 # step N. The schedule is fixed by STEPS; the data by the demo files, checked on resume.
 # Refuses to start while the recording still writes shards (*.partial in DEMOS):
 # ALLOW_PARTIAL=1 trains on the complete ones (smoke tests only).
