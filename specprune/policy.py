@@ -19,7 +19,7 @@ import torch
 from specprune.config import PruneConfig
 from specprune.prune.controller import ActionAwareController, lookback_steps, motion_from_action
 from specprune.prune.decoder import DecoderState, LayerHook, run_decoder
-from specprune.prune.frame_compare import FramePatches, changed_patches, frame_similarity
+from specprune.prune.frame_compare import FramePatches, changed_mask, frame_similarity
 from specprune.model.loading import load_model, place_model, resolve_device, resolve_dtype
 from specprune.model.modeling_vla import OpenVLAOFT, SequenceLayout
 from specprune.model.presets import ActionLayout
@@ -27,7 +27,7 @@ from specprune.model.processing import (check_image, check_proprio, normalize_pr
                                         pixel_values, resize_frame, unnormalize_actions)
 from specprune.model.prompting import EncodedPrompt, encode_prompt
 from specprune.prune.pruning_hooks import SpecPruneHook, combine_global_scores
-from specprune.prune.selection import indices_to_mask, topk_per_view
+from specprune.prune.selection import topk_per_view
 from specprune.types import MODE_FINE, MODE_OFF, ActionChunk, Observation, StepStats
 
 
@@ -37,7 +37,7 @@ class NonFiniteActionError(RuntimeError):
 
 @dataclass
 class _Prepared:
-    frames: List[FramePatches]  # per view: the model-size uint8 (S, S, 3) frame
+    frames: FramePatches  # every view stacked: the model-size uint8 (V, S, S, 3) frame
     embeds: torch.Tensor  # (1, T, D)
     layout: SequenceLayout
     vision_s: float
@@ -88,7 +88,7 @@ class SpecPrunePolicy:
     def reset(self) -> None:
         """Forget the episode: frame history, previous scores, controller mode."""
         cfg = self.config
-        self._frames: Deque[List[FramePatches]] = collections.deque(
+        self._frames: Deque[FramePatches] = collections.deque(
             maxlen=cfg.lookback_max_steps + 1)
         self._global_scores: Optional[torch.Tensor] = None
         self._last_action: Optional[np.ndarray] = None
@@ -150,7 +150,7 @@ class SpecPrunePolicy:
         embeds = self.model.build_sequence(patches, proprio, ids)
         layout = self.model.layout(len(prompt.ids), prompt.task_ids)
         patch = self.model.vision_backbone.patch_size
-        return _Prepared([FramePatches(f, patch) for f in frames], embeds, layout,
+        return _Prepared(FramePatches(torch.stack(frames), patch), embeds, layout,
                          time.perf_counter() - start)
 
     def _make_hook(self, prep: _Prepared, cfg: PruneConfig, fine: bool, motion,
@@ -173,19 +173,16 @@ class SpecPrunePolicy:
                 motion) -> Selection:
         per_view, views = prep.layout.patches_per_view, prep.layout.num_views
         size = prep.layout.num_visual
-        global_mask = torch.zeros(size, dtype=torch.bool)
-        if self._global_scores is not None:
-            global_mask = topk_per_view(self._global_scores, per_view,
-                                        [cfg.scaled(cfg.global_k)] * views)
+        global_mask = (torch.zeros(size, dtype=torch.bool) if self._global_scores is None
+                       else topk_per_view(self._global_scores, per_view,
+                                          [cfg.scaled(cfg.global_k)] * views))
         speed = motion.trans_speed if motion is not None else 0.0
         lookback = lookback_steps(speed, cfg)
         dynamic_mask = torch.zeros(size, dtype=torch.bool)
         if self._frames:
             past = self._frames[-min(lookback, len(self._frames))]
-            for v in range(views):
-                sim = frame_similarity(prep.frames[v], past[v])
-                idx = changed_patches(sim, cfg.scaled(cfg.dynamic_k), cfg.static_similarity)
-                dynamic_mask |= indices_to_mask(idx + v * per_view, size)
+            dynamic_mask = changed_mask(frame_similarity(prep.frames, past),
+                                        cfg.scaled(cfg.dynamic_k), cfg.static_similarity)
         return Selection(fine, global_mask.to(self.device), dynamic_mask.to(self.device),
                          lookback)
 

@@ -7,7 +7,8 @@ import torch
 from specprune import PruneConfig
 from specprune.config import resolve_layers
 from specprune.prune.decoder import DecoderState, run_decoder
-from specprune.prune.layer_forward import forward_layer, layer_input
+from specprune.prune.layer_forward import QueryRope, apply_rope, forward_layer, layer_input
+from specprune.prune.pruning_hooks import ScoreProbe
 from specprune.prune.scoring import batched_query_attention, column_scores
 
 from core_helpers import KEEP_ALL, observation, tiny_policy
@@ -182,3 +183,38 @@ def test_keys_kept_through_a_drop_equal_keys_computed_after_it():
     a, b = early.layer_input(dec.layers[2]), late.layer_input(dec.layers[2])
     torch.testing.assert_close(a.keys, b.keys, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(a.normed, b.normed, rtol=1e-6, atol=1e-6)
+
+
+@torch.inference_mode()
+def test_query_rope_equals_the_layers_rope():
+    """The scorer's four-operation RoPE of the query rows (a roll and a sign-folded sin)
+    is apply_rope on those rows."""
+    dec, prep, _, cos, sin = decoder_inputs()
+    rows = torch.tensor(prep.layout.query_positions)
+    x = torch.randn(1, 4, rows.numel(), cos.shape[-1], generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(QueryRope.at(cos, sin, rows).apply(x),
+                               apply_rope(x, cos[:, rows], sin[:, rows]))
+
+
+@torch.inference_mode()
+def test_query_rows_follow_dropped_visual_tokens():
+    """The task-text queries form one block after the visual tokens, so the scorer finds
+    them by a slice that moves back as visual tokens are dropped; it equals the search by
+    original position, and so do the scores."""
+    dec, prep, pos, cos, sin = decoder_inputs()
+    layout = prep.layout
+    state = DecoderState(prep.embeds, pos, cos, sin)
+    block, searched = ScoreProbe(layout, (1,)), ScoreProbe(layout, (1,))
+    searched._query_block = False
+    assert block._query_block
+    for keep in (torch.arange(0, 500, 3), torch.arange(0, 100, 2)):
+        block.keep_present(state, keep)  # visual tokens only; the text keeps its place
+        rows = block.query_rows(state)
+        assert isinstance(rows, slice)
+        want = state.index_of(torch.tensor(layout.query_positions))
+        assert torch.arange(state.hidden.shape[1])[rows].tolist() == want.tolist()
+        assert searched.query_rows(state).tolist() == want.tolist()
+        a = block.score(dec.layers[1], state)
+        b = searched.score(dec.layers[1], state)
+        torch.testing.assert_close(a.values, b.values)
+        assert a.ids.tolist() == b.ids.tolist()

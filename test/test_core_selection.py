@@ -4,8 +4,9 @@ import math
 import numpy as np
 import torch
 
-from specprune.prune.frame_compare import FramePatches, changed_patches, frame_similarity
-from specprune.prune.selection import (drop_lowest, rank_weights, round_up_to_bucket,
+from specprune.prune.frame_compare import (FramePatches, changed_mask, changed_patches,
+                                           frame_similarity)
+from specprune.prune.selection import (keep_highest, rank_weights, round_up_to_bucket,
                                        topk_per_view)
 
 
@@ -40,6 +41,31 @@ def test_topk_skips_absent_tokens():
     assert topk_per_view(scores, 4, [3]).sum() == 1
 
 
+def test_topk_per_view_with_an_empty_view_and_k_past_the_view():
+    scores = torch.tensor([0.1, 0.9, 0.5, 0.7, 5.0, -math.inf, 3.0, 2.0])
+    assert topk_per_view(scores, 4, [0, 9]).nonzero().squeeze(1).tolist() == [4, 6, 7]
+    assert topk_per_view(scores, 4, [0, 0]).sum() == 0
+
+
+def test_stacked_views_find_the_patches_each_view_finds_alone():
+    """The policy compares every view of two frames at once: the same patches as view by
+    view (changed_patches), numbered view after view."""
+    rng = np.random.default_rng(1)
+    now = torch.from_numpy(rng.integers(0, 255, (2, 224, 224, 3), dtype=np.uint8))
+    before = now.clone()
+    before[0, :28, :42] = 0  # view 0: patches (0..1, 0..2) changed
+    before[1, 100:140, 14 * 7:14 * 8] = 255 - before[1, 100:140, 14 * 7:14 * 8]
+    sim = frame_similarity(FramePatches(now, 14), FramePatches(before, 14))
+    assert sim.shape == (2, 256)
+    alone = [patch_similarity(now[v], before[v], 14) for v in range(2)]
+    torch.testing.assert_close(sim, torch.stack(alone))
+    for k in (0, 3, 20):
+        want = sorted(int(i) + 256 * v for v in range(2)
+                      for i in changed_patches(alone[v], k, 0.986))
+        assert changed_mask(sim, k, 0.986).nonzero().squeeze(1).tolist() == want
+    assert want == [0, 1, 2, 16, 17, 18, 256 + 7 * 16 + 7, 256 + 8 * 16 + 7, 256 + 9 * 16 + 7]
+
+
 def test_bucket_rounds_up_with_next_best():
     mask = torch.tensor([True, False, False, False, True, False, False, False])
     ranking = torch.tensor([9.0, 1.0, 8.0, 2.0, 7.0, 3.0, -math.inf, 6.0])
@@ -49,10 +75,10 @@ def test_bucket_rounds_up_with_next_best():
 
 def test_layer_drop_respects_ratio_and_floor():
     ema = torch.tensor([5.0, 0.0, 9.0, 1.0, 8.0, 2.0, 7.0, 3.0, 6.0, 4.0])
-    keep = drop_lowest(ema, 0.2, floor=0)
-    assert torch.nonzero(~keep).squeeze(1).tolist() == [1, 3]  # the two lowest
-    assert drop_lowest(ema, 0.5, floor=9).sum() == 9
-    assert drop_lowest(ema, 0.05, floor=0) is None  # floor(0.5) tokens: nothing dropped
+    kept = keep_highest(ema, 0.2, floor=0)
+    assert kept.tolist() == [0, 2, 4, 5, 6, 7, 8, 9]  # the two lowest dropped, order kept
+    assert keep_highest(ema, 0.5, floor=9).tolist() == [0, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert keep_highest(ema, 0.05, floor=0) is None  # floor(0.5) tokens: nothing dropped
 
 
 def test_rank_weights_favour_top_and_sum_to_one():

@@ -32,10 +32,10 @@ class DecoderState:
 
     def select(self, keep: torch.Tensor) -> None:
         """Keep the tokens at indices ``keep`` (into the current set, increasing)."""
-        self.hidden = self.hidden[:, keep]
-        self.positions = self.positions[keep]
-        self.cos = self.cos[:, keep]
-        self.sin = self.sin[:, keep]
+        self.hidden = self.hidden.index_select(1, keep)
+        self.positions = self.positions.index_select(0, keep)
+        self.cos = self.cos.index_select(1, keep)
+        self.sin = self.sin.index_select(1, keep)
         if self.pending is not None:
             self.pending = self.pending.select(keep)
 

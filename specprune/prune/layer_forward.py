@@ -41,7 +41,7 @@ class LayerInput:
     keys: torch.Tensor  # (B, Hkv, T, hd) k_proj with RoPE
 
     def select(self, keep: torch.Tensor) -> "LayerInput":
-        return LayerInput(self.normed[:, keep], self.keys[:, :, keep])
+        return LayerInput(self.normed.index_select(1, keep), self.keys.index_select(2, keep))
 
 
 def layer_input(layer: nn.Module, hidden: torch.Tensor, cos: torch.Tensor,
@@ -52,20 +52,48 @@ def layer_input(layer: nn.Module, hidden: torch.Tensor, cos: torch.Tensor,
     return LayerInput(normed, keys)
 
 
-def query_probs(layer: nn.Module, inp: LayerInput, cos: torch.Tensor, sin: torch.Tensor,
-                query_idx: torch.Tensor) -> torch.Tensor:
+def _float32(x: torch.Tensor) -> torch.Tensor:
+    return x if x.dtype == torch.float32 else x.float()
+
+
+@dataclass
+class QueryRope:
+    """RoPE of the query rows at their original positions, taken once per pass (it
+    travels with the rows) in the form ``query_probs`` applies with four operations:
+    x * cos + roll(x, hd/2) * sin_signed, where sin_signed = (-sin_1, sin_2) makes the
+    roll rotate_half. (B or 1, 1, Q, hd) each."""
+
+    cos: torch.Tensor
+    sin_signed: torch.Tensor
+
+    @classmethod
+    def at(cls, cos: torch.Tensor, sin: torch.Tensor,
+           rows: "torch.Tensor | slice") -> "QueryRope":
+        """From the (B or 1, T, hd) cos/sin of the present tokens and the rows' indices."""
+        c, s = cos[:, rows], sin[:, rows]
+        half = s.shape[-1] // 2
+        return cls(c.unsqueeze(1), torch.cat((-s[..., :half], s[..., half:]), -1).unsqueeze(1))
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        """``apply_rope`` on (B, H, Q, hd) query rows, bit for bit."""
+        return x * self.cos + torch.roll(x, x.shape[-1] // 2, dims=-1) * self.sin_signed
+
+
+def query_probs(layer: nn.Module, inp: LayerInput, rope: QueryRope,
+                query_rows: "torch.Tensor | slice") -> torch.Tensor:
     """Softmax attention of the query rows over every present key: (B, H, Q, T) float32.
 
-    Grouped-query heads read their shared key head without copying it: head h uses key
-    head h // (H / Hkv), as the layer's own attention does."""
+    ``query_rows`` picks the rows from the present tokens (indices or a slice); ``rope``
+    is RoPE at those rows' original positions. Grouped-query heads read their shared key
+    head without copying it: head h uses key head h // (H / Hkv), as the layer's own
+    attention does."""
     attn = layer.self_attn
-    q = apply_rope(_heads(attn.q_proj(inp.normed[:, query_idx]), attn.head_dim),
-                   cos[:, query_idx], sin[:, query_idx])  # (B, H, Q, hd)
+    q = rope.apply(_heads(attn.q_proj(inp.normed[:, query_rows]), attn.head_dim))
     b, h, nq, hd = q.shape
     kv = inp.keys.shape[1]
     grouped = q.reshape(b, kv, (h // kv) * nq, hd)
-    logits = torch.matmul(grouped.float(), inp.keys.float().transpose(-1, -2)) * attn.scaling
-    return torch.softmax(logits.view(b, h, nq, -1), dim=-1)
+    logits = torch.matmul(_float32(grouped), _float32(inp.keys).transpose(-1, -2))
+    return torch.softmax(logits.mul_(attn.scaling).view(b, h, nq, -1), dim=-1)
 
 
 def forward_layer(layer: nn.Module, hidden: torch.Tensor, inp: LayerInput,

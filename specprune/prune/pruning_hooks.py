@@ -18,9 +18,9 @@ from torch import nn
 from specprune.config import PruneConfig, resolve_layers
 from specprune.prune.decoder import DecoderState
 from specprune.model.modeling_vla import SequenceLayout
-from specprune.prune.layer_forward import query_probs
+from specprune.prune.layer_forward import QueryRope, query_probs
 from specprune.prune.scoring import column_scores, mean_entropy
-from specprune.prune.selection import (drop_lowest, rank_weights, round_up_to_bucket,
+from specprune.prune.selection import (keep_highest, rank_weights, round_up_to_bucket,
                                        scatter_scores, topk_per_view)
 
 
@@ -53,16 +53,33 @@ class _VisualScorer:
         self.num_visual = layout.num_visual
         self._fixed = layout.length - layout.num_visual  # tokens no hook drops
         self._queries = torch.tensor(query_positions, dtype=torch.long)
+        first = self._first_query = query_positions[0] if query_positions else 0
+        # task-text queries are one block after the visual tokens: their current rows are
+        # a slice that moves back by the number of visual tokens dropped
+        self._query_block = (bool(query_positions) and first >= layout.visual_range().stop
+                             and tuple(query_positions) == tuple(
+                                 range(first, first + len(query_positions))))
+        self._query_rope: Optional[QueryRope] = None  # this pass's
+        self._head_rows: Optional[torch.Tensor] = None  # arange(visual_start), once
 
     def present(self, state: DecoderState) -> slice:
         """Current indices of the visual tokens still present."""
         v0 = self.layout.visual_start
         return slice(v0, state.hidden.shape[1] - self._fixed + v0)
 
+    def query_rows(self, state: DecoderState) -> "torch.Tensor | slice":
+        """Current indices of the query rows."""
+        if self._query_block:
+            start = self._first_query - self.num_visual + (
+                state.hidden.shape[1] - self._fixed)
+            return slice(start, start + self._queries.numel())
+        return state.index_of(self._queries.to(state.positions.device))
+
     def score(self, layer: nn.Module, state: DecoderState) -> LayerScores:
-        queries = self._queries.to(state.positions.device)
-        probs = query_probs(layer, state.layer_input(layer), state.cos, state.sin,
-                            state.index_of(queries))[0]
+        rows = self.query_rows(state)
+        if self._query_rope is None:  # RoPE at the rows' original positions: once a pass
+            self._query_rope = QueryRope.at(state.cos, state.sin, rows)
+        probs = query_probs(layer, state.layer_input(layer), self._query_rope, rows)[0]
         vis = self.present(state)
         ids = state.positions[vis] - self.layout.visual_start
         return LayerScores(column_scores(probs, vis), ids, probs, self.num_visual)
@@ -70,13 +87,17 @@ class _VisualScorer:
     def keep_visual(self, state: DecoderState, mask: torch.Tensor) -> None:
         """Drop every present visual token not in the (V,) ``mask``."""
         vis = self.present(state)
-        self.keep_present(state, mask[state.positions[vis] - self.layout.visual_start])
+        if vis.stop - vis.start < self.num_visual:  # some already dropped: theirs only
+            mask = mask[state.positions[vis] - self.layout.visual_start]
+        self.keep_present(state, torch.nonzero(mask).squeeze(1))
 
-    def keep_present(self, state: DecoderState, keep: torch.Tensor) -> None:
-        """Keep the present visual tokens where the (n,) ``keep`` is true (others stay)."""
+    def keep_present(self, state: DecoderState, kept: torch.Tensor) -> None:
+        """Keep the present visual tokens at (n,) increasing indices ``kept`` into them
+        (the tokens before and after the visual block stay)."""
         vis, device = self.present(state), state.positions.device
-        kept = torch.nonzero(keep).squeeze(1) + vis.start
-        state.select(torch.cat((torch.arange(vis.start, device=device), kept,
+        if self._head_rows is None:
+            self._head_rows = torch.arange(vis.start, device=device)
+        state.select(torch.cat((self._head_rows, kept + vis.start,
                                 torch.arange(vis.stop, state.hidden.shape[1], device=device))))
 
 
@@ -163,13 +184,12 @@ class SpecPruneHook(_VisualScorer):
         if self._ema is None:
             ema = weight
             self._ema = torch.zeros(self.num_visual, dtype=weight.dtype, device=weight.device)
-        else:
-            beta = self.cfg.layer_prune_ema_beta
-            ema = beta * self._ema[scores.ids] + (1 - beta) * weight
+        else:  # beta * previous + (1 - beta) * this layer's
+            ema = torch.lerp(weight, self._ema[scores.ids], self.cfg.layer_prune_ema_beta)
         self._ema[scores.ids] = ema
-        drop = drop_lowest(ema, self.cfg.layer_prune_ratio, self.cfg.layer_prune_min_visual)
-        if drop is not None:
-            self.keep_present(state, drop)
+        kept = keep_highest(ema, self.cfg.layer_prune_ratio, self.cfg.layer_prune_min_visual)
+        if kept is not None:
+            self.keep_present(state, kept)
 
 
 class FastVHook(_VisualScorer):

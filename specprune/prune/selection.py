@@ -2,31 +2,39 @@
 
 Visual tokens are numbered 0..V-1 (view v owns v*P .. (v+1)*P-1). Score vectors are
 (V,) with -inf for tokens that are no longer present; sets are (V,) bool masks. Layer
-pruning works on the (n,) tokens present at its layer (``rank_weights``, ``drop_lowest``).
+pruning works on the (n,) tokens present at its layer (``rank_weights``, ``keep_highest``).
 """
 from __future__ import annotations
 
+import functools
 import math
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import torch
 
 
+@functools.lru_cache(maxsize=64)
+def _rank_below(ks: Tuple[int, ...], width: int, device: torch.device) -> torch.Tensor:
+    """(views, width) mask: rank j of view v is below ks[v]."""
+    with torch.inference_mode():  # cached across passes: never part of a graph
+        return (torch.arange(width, device=device)[None]
+                < torch.tensor(ks, device=device)[:, None])
+
+
 def topk_per_view(scores: torch.Tensor, per_view: int, ks: Sequence[int]) -> torch.Tensor:
-    """Mask of the top-k present tokens of each view (k = ks[view])."""
-    mask = torch.zeros_like(scores, dtype=torch.bool)
-    for view, k in enumerate(ks):
-        part = scores[view * per_view:(view + 1) * per_view]
-        k = min(int(k), int(torch.isfinite(part).sum()))
-        if k > 0:
-            mask[view * per_view + torch.topk(part, k).indices] = True
-    return mask
-
-
-def indices_to_mask(indices: torch.Tensor, size: int) -> torch.Tensor:
-    mask = torch.zeros(size, dtype=torch.bool, device=indices.device)
-    mask[indices] = True
-    return mask
+    """Mask of the top-k present (finite) tokens of each view (k = ks[view]): one top-k
+    over the (views, per_view) grid of every view at once."""
+    grid = scores.view(len(ks), per_view)
+    ks = tuple(min(max(int(k), 0), per_view) for k in ks)
+    mask = torch.zeros_like(grid, dtype=torch.bool)
+    width = max(ks, default=0)
+    if width > 0:
+        values, idx = torch.topk(grid, width, dim=1)
+        take = torch.isfinite(values)
+        if min(ks) < width:
+            take &= _rank_below(ks, width, scores.device)
+        mask.scatter_(1, idx, take)
+    return mask.view(-1)
 
 
 def round_up_to_bucket(mask: torch.Tensor, ranking: torch.Tensor, bucket: int) -> torch.Tensor:
@@ -45,28 +53,37 @@ def round_up_to_bucket(mask: torch.Tensor, ranking: torch.Tensor, bucket: int) -
     return mask
 
 
+@functools.lru_cache(maxsize=256)
+def _rank_profile(n: int, steepness: float, dtype: torch.dtype,
+                  device: torch.device) -> torch.Tensor:
+    """The normalised weights of ranks 0..n-1 (the same for every layer with n tokens)."""
+    ranks = torch.arange(n, dtype=dtype, device=device) / max(n - 1, 1)
+    weights = torch.sigmoid(-steepness * (ranks - 0.5))
+    return weights / weights.sum()
+
+
 def rank_weights(scores: torch.Tensor, steepness: float) -> torch.Tensor:
     """Normalised sigmoid(-k * (rank/(n-1) - 1/2)) of (n,) scores of present tokens
     (rank 0: the highest score)."""
     n = scores.numel()
     if n == 0:
         return scores.clone()
-    ranks = torch.arange(n, dtype=scores.dtype, device=scores.device) / max(n - 1, 1)
+    with torch.inference_mode():  # cached across passes: never part of a graph
+        profile = _rank_profile(n, float(steepness), scores.dtype, scores.device)
     weights = torch.empty_like(scores)
-    weights[torch.argsort(scores, descending=True)] = torch.sigmoid(-steepness * (ranks - 0.5))
-    return weights / weights.sum()
+    weights[torch.argsort(scores, descending=True)] = profile
+    return weights
 
 
-def drop_lowest(ema: torch.Tensor, ratio: float, floor: int) -> Optional[torch.Tensor]:
-    """Which of (n,) present tokens to keep after dropping ``ratio`` of them with the lowest
-    EMA score, never going below ``floor`` tokens; None when nothing is dropped."""
+def keep_highest(ema: torch.Tensor, ratio: float, floor: int) -> Optional[torch.Tensor]:
+    """Increasing indices of the (n,) present tokens kept after dropping ``ratio`` of them
+    with the lowest EMA score, never going below ``floor`` tokens; None when nothing is
+    dropped."""
     n = ema.numel()
     drop = min(int(math.floor(ratio * n)), max(n - floor, 0))
     if drop <= 0:
         return None
-    keep = torch.ones(n, dtype=torch.bool, device=ema.device)
-    keep[torch.topk(ema, drop, largest=False).indices] = False
-    return keep
+    return torch.sort(torch.topk(ema, n - drop).indices).values
 
 
 def scatter_scores(values: torch.Tensor, visual_idx: torch.Tensor, size: int,
