@@ -106,3 +106,17 @@ def test_a_demo_count_that_is_not_whole_shards_is_refused(tmp_path):
     done = subprocess.run(["bash", SCRIPT, "record"], cwd=REPO, capture_output=True, text=True,
                           env=dict(os.environ, DRY_RUN="1", PER_TASK="45"), timeout=60)
     assert done.returncode == 2 and "PER_TASK=45 must be a positive multiple of 10" in done.stderr
+
+
+def test_the_script_reads_task_ranges_as_the_recorder_does(tmp_path):
+    """The recorder gets RECORD's ranges as text and reads them with parse_ranges; the
+    evaluation stage expands the same text in bash: both must name the same tasks."""
+    from specprune_ros.sim.libero_experts import parse_ranges
+    record = "libero_goal:1,2,4-9 libero_10:0,7-8 libero_object:3"
+    tasks = {}
+    for task, _, _, _ in _evaluations(_plan(tmp_path, "evaluate", RECORD=record)):
+        suite, index = task.split(":")
+        tasks.setdefault(suite, set()).add(int(index))
+    assert tasks == {item.split(":")[0]: set(parse_ranges(item.split(":")[1]))
+                     for item in record.split()}
+    assert tasks["libero_goal"] == {1, 2, 4, 5, 6, 7, 8, 9}
