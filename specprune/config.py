@@ -76,6 +76,18 @@ class PruneConfig:
     static_similarity: float = _spec(
         0.986, "A patch whose pixel cosine similarity with the look-back frame is at least this "
         "is static and never enters V_dynamic (released code's threshold).", 0.0, 1.0)
+    dynamic_from_static: bool = _spec(
+        False, "False: V_dynamic is the dynamic_k least similar patches per view (ICML). True: "
+        "the released code's rule: per view the static_k_coarse / static_k_fine most similar "
+        "patches at or above static_similarity are static and every other patch enters "
+        "V_dynamic (with no earlier frame, every patch): the budget the paper measured (~48 % "
+        "of visual tokens kept) instead of ~20 %.")
+    static_k_coarse: int = _spec(
+        200, "With dynamic_from_static: static patches per view in coarse mode (released code: "
+        "200 of 256). keep_scale does not apply.", 0, 4096)
+    static_k_fine: int = _spec(
+        220, "With dynamic_from_static: static patches per view in fine mode (released code: "
+        "220).", 0, 4096)
     lookback_max_steps: int = _spec(
         6, "Look-back T (policy steps) when the end effector is at rest (released code caps "
         "T at 6).", 1, 64)

@@ -19,7 +19,8 @@ import torch
 from specprune.config import PruneConfig
 from specprune.prune.controller import ActionAwareController, lookback_steps, motion_from_action
 from specprune.prune.decoder import DecoderState, LayerHook, run_decoder
-from specprune.prune.frame_compare import FramePatches, changed_mask, frame_similarity
+from specprune.prune.frame_compare import (FramePatches, changed_mask, frame_similarity,
+                                           not_static_mask)
 from specprune.model.loading import load_model, place_model, resolve_device, resolve_dtype
 from specprune.model.modeling_vla import OpenVLAOFT, SequenceLayout
 from specprune.model.presets import ActionLayout
@@ -178,11 +179,15 @@ class SpecPrunePolicy:
                                           [cfg.scaled(cfg.global_k)] * views))
         speed = motion.trans_speed if motion is not None else 0.0
         lookback = lookback_steps(speed, cfg)
-        dynamic_mask = torch.zeros(size, dtype=torch.bool)
-        if self._frames:
+        if not self._frames:  # nothing known to be static yet (released code's rule: all)
+            dynamic_mask = torch.full((size,), cfg.dynamic_from_static, dtype=torch.bool)
+        else:
             past = self._frames[-min(lookback, len(self._frames))]
-            dynamic_mask = changed_mask(frame_similarity(prep.frames, past),
-                                        cfg.scaled(cfg.dynamic_k), cfg.static_similarity)
+            sim = frame_similarity(prep.frames, past)
+            dynamic_mask = (
+                not_static_mask(sim, cfg.static_k_fine if fine else cfg.static_k_coarse,
+                                cfg.static_similarity) if cfg.dynamic_from_static
+                else changed_mask(sim, cfg.scaled(cfg.dynamic_k), cfg.static_similarity))
         return Selection(fine, global_mask.to(self.device), dynamic_mask.to(self.device),
                          lookback)
 

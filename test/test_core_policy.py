@@ -31,6 +31,29 @@ def test_second_step_uses_previous_scores_and_changed_patches():
     assert stats.n_dynamic > 0  # the synthetic object moved
 
 
+def test_released_code_rule_keeps_every_patch_that_is_not_among_the_most_static():
+    """dynamic_from_static: no earlier frame, nothing is static (every patch kept); then
+    per view the static_k most similar patches at or above the threshold are dropped unless
+    attention keeps them, and every other patch stays: 256 - 200 per view when nothing
+    moved, more when something did."""
+    cfg = PruneConfig(dynamic_from_static=True, layer_prune_enabled=False)
+    policy = tiny_policy(cfg)
+    _, first = policy.step(blank_observation())
+    assert first.n_dynamic == 512 and first.kept_visual_tokens == 512
+    _, still = policy.step(blank_observation())
+    assert still.n_dynamic == 2 * (256 - 200)
+    assert 2 * 56 <= still.kept_visual_tokens < 512
+    policy.update_config(static_k_coarse=250)
+    _, fewer = policy.step(blank_observation())
+    assert fewer.n_dynamic == 2 * 6
+    moving = tiny_policy(cfg.updated(static_k_coarse=250))
+    moving.step(observation(0))
+    _, moved = moving.step(observation(1))
+    assert moved.n_dynamic > 2 * 6  # the moved object's patches, under the threshold, stay
+    _, icml = tiny_policy(PruneConfig(layer_prune_enabled=False)).step(blank_observation())
+    assert icml.kept_visual_tokens < still.kept_visual_tokens
+
+
 def test_gripper_is_passed_through_unnormalisation_mask():
     policy = tiny_policy()
     chunk, _ = policy.step(observation(0))

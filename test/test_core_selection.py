@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from specprune.prune.frame_compare import (FramePatches, changed_mask, changed_patches,
-                                           frame_similarity)
+                                           frame_similarity, not_static_mask)
 from specprune.prune.selection import (keep_highest, rank_weights, round_up_to_bucket,
                                        topk_per_view)
 
@@ -88,3 +88,11 @@ def test_rank_weights_favour_top_and_sum_to_one():
     # rank r of n gets sigmoid(-k (r / (n - 1) - 1/2)), normalised
     ref = 1 / (1 + np.exp(8.0 * (np.array([2, 0, 1]) / 2 - 0.5)))
     np.testing.assert_allclose(w.numpy(), ref / ref.sum(), rtol=1e-6)
+
+
+def test_not_static_is_everything_but_the_most_similar_above_the_threshold():
+    sim = torch.tensor([[0.999, 0.990, 0.5, 0.9999], [0.2, 0.3, 0.995, 0.1]])
+    # view 0: the 2 most similar (3, 0) are static; view 1: only 2 is at or above 0.986
+    assert not_static_mask(sim, 2, 0.986).nonzero().squeeze(1).tolist() == [1, 2, 4, 5, 7]
+    assert not_static_mask(sim, 0, 0.986).all()
+    assert not_static_mask(sim, 9, 0.986).nonzero().squeeze(1).tolist() == [2, 4, 5, 7]

@@ -70,3 +70,16 @@ def changed_mask(similarity: torch.Tensor, k: int, static_threshold: float) -> t
         values, idx = torch.topk(similarity, k, dim=-1, largest=False)
         mask.scatter_(-1, idx, values < static_threshold)
     return mask.view(-1)
+
+
+def not_static_mask(similarity: torch.Tensor, static_k: int,
+                    static_threshold: float) -> torch.Tensor:
+    """(views, P) similarities -> (views * P,) mask of every patch that is not static; the
+    static ones are each view's ``static_k`` most similar at or above the threshold (the
+    released code's V_dynamic: everything that may have changed)."""
+    static = torch.zeros_like(similarity, dtype=torch.bool)
+    k = min(static_k, similarity.shape[-1])
+    if k > 0:
+        values, idx = torch.topk(similarity, k, dim=-1)
+        static.scatter_(-1, idx, values >= static_threshold)
+    return ~static.view(-1)

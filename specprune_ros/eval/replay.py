@@ -31,7 +31,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -111,17 +111,19 @@ def configurations(names: Sequence[str], sets: Sequence[Dict[str, Any]]) -> List
 
 # ------------------------------------------------------------------------------ running
 def run_config(base: SpecPrunePolicy, config: Config, steps: Sequence[RebuiltStep],
-               budget: int = 0) -> List[StepOut]:
-    """Every step in order, reset at each new episode, timed."""
+               budget: Union[int, Sequence[int]] = 0) -> List[StepOut]:
+    """Every step in order, reset at each new episode, timed. A baseline keeps ``budget``
+    visual tokens: one count, or one per step."""
     kind = config.baseline or SpecPrunePolicy
     prune = PruneConfig().updated(**(config.changes or {}))
     policy = kind(base.model, base.tokenizer, base.statistics, base.layout, prune,
                   str(base.device), base.dtype)
-    if config.baseline and budget:
-        policy.budget = budget
+    per_step = budget if isinstance(budget, Sequence) else [budget] * len(steps)
     out: List[StepOut] = []
     episode = None
-    for step in steps:
+    for step, step_budget in zip(steps, per_step):
+        if config.baseline and step_budget:
+            policy.budget = step_budget
         if step.episode != episode:
             policy.reset()
             episode = step.episode

@@ -1,0 +1,148 @@
+"""``python -m specprune_ros.eval.demo_replay``: recorded demonstrations through the policy
+in several pruning configurations, open loop: how far each moves the unpruned policy's
+actions on the same observations.
+
+    python -m specprune_ros.eval.demo_replay --policy runs/probe_spatial0/checkpoint \\
+        --demos demos/libero/libero_spatial_task00_part04.hdf5 \\
+        --configs unpruned,specprune,no_layer_pruning,fastv,random --prune layer_depth=32
+
+OPEN LOOP, like ``specprune-replay`` on a bag (whose configurations, summaries and plot
+this reuses), but on demonstration files (``demo_dataset.read_demos``: a file, a folder of
+shards, comma-separated): each demo is an episode (the policy reset at its start) and every
+``--stride``-th frame of it a policy step (LIBERO shards store a frame every 4th tick and a
+policy step spans a chunk of 8: stride 2). It is cheap (no simulator) and deterministic, and
+tells which part of a configuration moves the actions; closed-loop success is
+``specprune-eval``'s.
+
+``--prune FIELD=VALUE`` sets a PruneConfig default under every configuration (as
+``specprune-eval``); ``--set prune.FIELD=v1,v2`` adds SpecPrune at each value. FastV and
+random dropping keep SpecPrune's budget per step (its kept visual tokens on the same
+observation), as ``specprune-eval`` does.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Dict, List, Optional
+
+
+from specprune import Observation, load_policy
+from specprune.bench import machine
+from specprune.model.folder_hash import checkpoint_hash
+from specprune.train.demo_dataset import DemoFileError, demo_files, read_demos
+from specprune_ros.eval.eval_results import FASTV, RANDOM, SPECPRUNE, UNPRUNED
+from specprune_ros.eval.evaluate import prune_defaults
+from specprune_ros.eval.replay import (OPEN_LOOP, Config, StepOut, configurations, parse_sets,
+                                       plot, run_config, summarize)
+from specprune_ros.node.bag_observations import RebuiltStep
+
+TICK_S = 0.05  # LIBERO's control period (20 Hz): a step's stamp is its tick / 20
+
+
+def demo_steps(path: str, policy, stride: int, max_demos: Optional[int]) -> List[RebuiltStep]:
+    """Every ``stride``-th frame of each demo as a step of its own episode."""
+    cfg = policy.model.cfg
+    demos = read_demos(path, cfg.chunk, policy.layout.action_dim, policy.layout.proprio_dim,
+                       cfg.image_size, max_demos)
+    steps: List[RebuiltStep] = []
+    for d in range(len(demos.names)):
+        for n, i in enumerate(demos.samples_of([d])):
+            if n % stride:
+                continue
+            images = [view[i] for view in demos.frames]
+            tick = int(demos.frame_index[i]) if demos.frame_index is not None else n
+            obs = Observation(images=images, instruction=demos.instructions[d],
+                              proprio=demos.proprio[i], stamp=tick * TICK_S)
+            steps.append(RebuiltStep(episode=d, observation=obs, images=images, values={}))
+    return steps
+
+
+def replay_demos(args: argparse.Namespace) -> Dict[str, Any]:
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+    base = load_policy(args.policy, device=args.device, dtype=args.dtype)
+    steps = demo_steps(args.demos, base, args.stride, args.max_demos)
+    if not steps:
+        raise ValueError(f"{args.demos}: no frames to replay")
+    defaults = dict(args.prune)
+    configs = [Config(c.name, {**defaults, **c.changes})
+               for c in configurations(args.configs, parse_sets(args.set))]
+    outs: Dict[str, List[StepOut]] = {}
+    for config in configs:
+        budget: Any = 0
+        if config.baseline and SPECPRUNE in outs:  # SpecPrune's kept tokens, step by step
+            budget = [o.kept for o in outs[SPECPRUNE]]
+        outs[config.name] = run_config(base, config, steps, budget)
+        print(f"replayed {config.name}: {len(steps)} steps", flush=True)
+    rows = [summarize(c.name, outs[c.name], outs[UNPRUNED], steps) for c in configs]
+    result = {
+        "note": OPEN_LOOP, "demos": demo_files(args.demos), "policy": args.policy,
+        "checkpoint_hash": checkpoint_hash(args.policy), "stride": args.stride,
+        "episodes": len({s.episode for s in steps}), "steps": len(steps),
+        "prune_defaults": defaults, "budget_match": "step",
+        "machine": machine(args.threads, str(base.device), str(base.dtype)),
+        "configs": {r["name"]: r for r in rows},
+    }
+    if args.plot:
+        plot(args.plot, rows)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=2)
+    return result
+
+
+def format_table(result: Dict[str, Any]) -> str:
+    lines = [result["note"], f"{result['steps']} steps in {result['episodes']} demos, "
+             f"PruneConfig defaults {result['prune_defaults'] or 'none'}",
+             f"{'configuration':44s} {'kept':>6s} {'fine':>5s} {'L1 vs unpruned':>14s}"]
+    for r in result["configs"].values():
+        lines.append(f"{r['name']:44s} {r['kept_visual_tokens_mean']:6.1f} "
+                     f"{r['fine_mode_share']:5.0%} {r['action_l1_vs_unpruned']:14.4f}")
+    return "\n".join(lines)
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--policy", required=True, help="checkpoint folder")
+    parser.add_argument("--demos", required=True,
+                        help="demonstration file, folder of shards, or several, comma-separated")
+    parser.add_argument("--configs", type=lambda s: [c for c in s.split(",") if c],
+                        default=[UNPRUNED, SPECPRUNE, FASTV, RANDOM])
+    parser.add_argument("--set", action="append", default=[],
+                        help="prune.<field>=v1,v2,...: SpecPrune with each value (repeat: every "
+                             "combination)")
+    parser.add_argument("--prune", action="append", default=[], metavar="FIELD=VALUE",
+                        help="a PruneConfig default under every configuration (repeatable)")
+    parser.add_argument("--stride", type=int, default=2,
+                        help="every k-th stored frame is a policy step (LIBERO shards: 2)")
+    parser.add_argument("--max-demos", type=int, default=None)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (0: torch's)")
+    parser.add_argument("--json", default="")
+    parser.add_argument("--plot", default="")
+    args = parser.parse_args(argv)
+    if args.stride < 1:
+        parser.error("--stride must be >= 1")
+    try:
+        args.prune = prune_defaults(args.prune)
+    except ValueError as exc:
+        parser.error(str(exc))
+    return args
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    try:
+        result = replay_demos(args)
+    except (DemoFileError, FileNotFoundError, ValueError) as exc:
+        print(f"demo_replay: {exc}", file=sys.stderr)
+        return 2
+    print(format_table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

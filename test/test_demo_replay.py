@@ -1,0 +1,47 @@
+"""demo_replay: recorded demonstrations through the policy in each pruning configuration,
+open loop, with the baselines at SpecPrune's budget step by step."""
+import json
+
+import pytest
+
+from specprune import PruneConfig, save_checkpoint
+from specprune_ros.eval import demo_replay
+
+from core_helpers import tiny_policy
+from libero_demo_helpers import SPATIAL, write_shard
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    policy = tiny_policy(PruneConfig(enabled=False), seed=2)
+    folder = str(tmp_path_factory.mktemp("ckpt") / "tiny-libero")
+    save_checkpoint(folder, policy.model, policy.tokenizer, policy.statistics, step=1)
+    return folder
+
+
+def test_each_demo_is_an_episode_and_the_baselines_keep_specprunes_budget(tmp_path, checkpoint):
+    shard = write_shard(tmp_path / "libero_spatial_task00_part00.hdf5", SPATIAL, [21, 13])
+    out = tmp_path / "replay.json"
+    assert demo_replay.main(["--policy", checkpoint, "--demos", shard, "--threads", "1",
+                             "--configs", "unpruned,specprune,no_global,fastv,random",
+                             "--set", "prune.keep_scale=3", "--prune", "layer_prune_ratio=0.2",
+                             "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    # frames on ticks (seed % 4) + 4k: 6 and 3 of them, every 2nd a policy step
+    assert (result["episodes"], result["steps"]) == (2, 3 + 2)
+    assert result["prune_defaults"] == {"layer_prune_ratio": 0.2}
+    rows = result["configs"]
+    assert rows["unpruned"]["action_l1_vs_unpruned"] == 0.0
+    assert rows["unpruned"]["kept_visual_tokens_mean"] == 512
+    spec = rows["specprune"]
+    assert spec["kept_visual_tokens_mean"] < 512 and spec["action_l1_vs_unpruned"] > 0
+    assert rows["specprune[keep_scale=3]"]["kept_visual_tokens_mean"] > \
+        spec["kept_visual_tokens_mean"]
+    for name in ("fastv", "random"):
+        assert rows[name]["kept_visual_tokens_mean"] == spec["kept_visual_tokens_mean"]
+        assert rows[name]["action_l1_vs_unpruned"] > 0
+
+
+def test_a_missing_demo_file_is_reported_not_raised(tmp_path, checkpoint, capsys):
+    assert demo_replay.main(["--policy", checkpoint, "--demos", str(tmp_path / "none.hdf5")]) == 2
+    assert "none.hdf5" in capsys.readouterr().err
