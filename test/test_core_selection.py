@@ -4,8 +4,8 @@ import math
 import numpy as np
 import torch
 
-from specprune.prune.frame_compare import (FramePatches, changed_mask, changed_patches,
-                                           frame_similarity, not_static_mask)
+from specprune.prune.frame_compare import (FramePatches, changed_mask, frame_similarity,
+                                           not_static_mask)
 from specprune.prune.selection import (keep_highest, rank_weights, round_up_to_bucket,
                                        topk_per_view)
 
@@ -21,13 +21,13 @@ def test_one_changed_patch_is_found():
     b[14 * 3:14 * 4, 14 * 5:14 * 6] = 255 - b[14 * 3:14 * 4, 14 * 5:14 * 6]
     sim = patch_similarity(b, a, 14)
     assert sim.shape == (256,)
-    idx = changed_patches(sim, k=20, static_threshold=0.986)
+    idx = changed_mask(sim[None], k=20, static_threshold=0.986).nonzero().squeeze(1)
     assert idx.tolist() == [3 * 16 + 5]
 
 
 def test_identical_frames_have_no_dynamic_patches():
     a = torch.full((224, 224, 3), 100, dtype=torch.uint8)
-    assert changed_patches(patch_similarity(a, a, 14), 20, 0.986).numel() == 0
+    assert changed_mask(patch_similarity(a, a, 14)[None], 20, 0.986).sum() == 0
 
 
 def test_topk_per_view_ranks_views_separately():
@@ -49,7 +49,7 @@ def test_topk_per_view_with_an_empty_view_and_k_past_the_view():
 
 def test_stacked_views_find_the_patches_each_view_finds_alone():
     """The policy compares every view of two frames at once: the same patches as view by
-    view (changed_patches), numbered view after view."""
+    view, numbered view after view."""
     rng = np.random.default_rng(1)
     now = torch.from_numpy(rng.integers(0, 255, (2, 224, 224, 3), dtype=np.uint8))
     before = now.clone()
@@ -61,7 +61,7 @@ def test_stacked_views_find_the_patches_each_view_finds_alone():
     torch.testing.assert_close(sim, torch.stack(alone))
     for k in (0, 3, 20):
         want = sorted(int(i) + 256 * v for v in range(2)
-                      for i in changed_patches(alone[v], k, 0.986))
+                      for i in changed_mask(alone[v][None], k, 0.986).nonzero().squeeze(1))
         assert changed_mask(sim, k, 0.986).nonzero().squeeze(1).tolist() == want
     assert want == [0, 1, 2, 16, 17, 18, 256 + 7 * 16 + 7, 256 + 8 * 16 + 7, 256 + 9 * 16 + 7]
 

@@ -4,7 +4,7 @@ Every function takes one view (H, W, C) or all views stacked (V, H, W, C): the p
 compares every view of two frames in one batch of tensor operations."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -52,24 +52,22 @@ def frame_similarity(current: FramePatches, previous: FramePatches) -> torch.Ten
     return (current.units() * previous.units()).sum(dim=-1)
 
 
-def changed_patches(similarity: torch.Tensor, k: int, static_threshold: float) -> torch.Tensor:
-    """Indices of the k least-similar patches whose similarity is below the threshold."""
-    if k <= 0:
-        return similarity.new_zeros(0, dtype=torch.long)
-    k = min(k, similarity.numel())
-    values, idx = torch.topk(similarity, k, largest=False)
-    return idx[values < static_threshold]
+def _ranked_mask(similarity: torch.Tensor, k: int, largest: bool,
+                 passes: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """(views, P) similarities -> (views, P) mask of each view's k most (``largest``) or
+    least similar patches whose similarity ``passes``."""
+    mask = torch.zeros_like(similarity, dtype=torch.bool)
+    k = min(k, similarity.shape[-1])
+    if k > 0:
+        values, idx = torch.topk(similarity, k, dim=-1, largest=largest)
+        mask.scatter_(-1, idx, passes(values))
+    return mask
 
 
 def changed_mask(similarity: torch.Tensor, k: int, static_threshold: float) -> torch.Tensor:
     """(views, P) similarities -> (views * P,) mask of each view's k least-similar patches
-    whose similarity is below the threshold (``changed_patches`` of every view at once)."""
-    mask = torch.zeros_like(similarity, dtype=torch.bool)
-    k = min(k, similarity.shape[-1])
-    if k > 0:
-        values, idx = torch.topk(similarity, k, dim=-1, largest=False)
-        mask.scatter_(-1, idx, values < static_threshold)
-    return mask.view(-1)
+    whose similarity is below the threshold (the ICML V_dynamic)."""
+    return _ranked_mask(similarity, k, False, lambda v: v < static_threshold).view(-1)
 
 
 def not_static_mask(similarity: torch.Tensor, static_k: int,
@@ -77,9 +75,4 @@ def not_static_mask(similarity: torch.Tensor, static_k: int,
     """(views, P) similarities -> (views * P,) mask of every patch that is not static; the
     static ones are each view's ``static_k`` most similar at or above the threshold (the
     released code's V_dynamic: everything that may have changed)."""
-    static = torch.zeros_like(similarity, dtype=torch.bool)
-    k = min(static_k, similarity.shape[-1])
-    if k > 0:
-        values, idx = torch.topk(similarity, k, dim=-1)
-        static.scatter_(-1, idx, values >= static_threshold)
-    return ~static.view(-1)
+    return ~_ranked_mask(similarity, static_k, True, lambda v: v >= static_threshold).view(-1)

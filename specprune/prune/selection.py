@@ -57,9 +57,10 @@ def round_up_to_bucket(mask: torch.Tensor, ranking: torch.Tensor, bucket: int) -
 def _rank_profile(n: int, steepness: float, dtype: torch.dtype,
                   device: torch.device) -> torch.Tensor:
     """The normalised weights of ranks 0..n-1 (the same for every layer with n tokens)."""
-    ranks = torch.arange(n, dtype=dtype, device=device) / max(n - 1, 1)
-    weights = torch.sigmoid(-steepness * (ranks - 0.5))
-    return weights / weights.sum()
+    with torch.inference_mode():  # cached across passes: never part of a graph
+        ranks = torch.arange(n, dtype=dtype, device=device) / max(n - 1, 1)
+        weights = torch.sigmoid(-steepness * (ranks - 0.5))
+        return weights / weights.sum()
 
 
 def rank_weights(scores: torch.Tensor, steepness: float) -> torch.Tensor:
@@ -68,10 +69,9 @@ def rank_weights(scores: torch.Tensor, steepness: float) -> torch.Tensor:
     n = scores.numel()
     if n == 0:
         return scores.clone()
-    with torch.inference_mode():  # cached across passes: never part of a graph
-        profile = _rank_profile(n, float(steepness), scores.dtype, scores.device)
     weights = torch.empty_like(scores)
-    weights[torch.argsort(scores, descending=True)] = profile
+    weights[torch.argsort(scores, descending=True)] = _rank_profile(
+        n, float(steepness), scores.dtype, scores.device)
     return weights
 
 
