@@ -28,16 +28,35 @@
 # written over.
 # Stages can be chosen: bash scripts/libero_pipeline.sh record train
 # DRY_RUN=1 prints each command a stage would run instead of running it.
+#
+# BENCH=tabletop runs the same chain on the LIBERO-shaped suites of our own simulator
+# (specprune_ros/sim/tabletop_suites.py; scripts/tabletop_pipeline.sh sets it): their
+# recorder, tasks named <suite>_<index>, its own folders, and a claim on the claim seed
+# range fixed in specprune_ros/eval/configurations.py (CLAIM_SEEDS) instead of LIBERO's
+# fixed initial states, as many per task as the main configurations' development runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 
-DEMOS=${DEMOS:-demos/libero}
-RUN=${RUN:-runs/libero_deep}
-EVAL=${EVAL:-runs/libero_eval}
-# suite:tasks with a scripted expert (libero_experts.py / libero_primitives.py docstrings);
-# a two-part task's demos are labelled part by part (libero_demos.py, obs/part).
-RECORD=${RECORD:-"libero_spatial:0-3,5-9 libero_object:0-9 libero_goal:1,2,4-9 libero_10:0,1,2,7"}
+BENCH=${BENCH:-libero}
+case "$BENCH" in
+  libero)
+    RECORDER=specprune_ros.sim.libero_demos SEP=:
+    # suite:tasks with a scripted expert (libero_experts.py / libero_primitives.py
+    # docstrings); a two-part task's demos are labelled part by part (obs/part).
+    RECORD=${RECORD:-"libero_spatial:0-3,5-9 libero_object:0-9 libero_goal:1,2,4-9 libero_10:0,1,2,7"}
+    ;;
+  tabletop)
+    RECORDER=specprune_ros.sim.tabletop_demos SEP=_
+    RECORD=${RECORD:-"sim_spatial:0-3 sim_object:0-3 sim_goal:0-3 sim_long:0-2"}
+    PER_TASK=${PER_TASK:-40}
+    ROS_SUITE=${ROS_SUITE:-sim_object}
+    ;;
+  *) echo "libero_pipeline: BENCH=$BENCH: libero or tabletop" >&2; exit 2 ;;
+esac
+DEMOS=${DEMOS:-demos/$BENCH}
+RUN=${RUN:-runs/${BENCH}_deep}
+EVAL=${EVAL:-runs/${BENCH}_eval}
 PER_TASK=${PER_TASK:-50}  # demos per task (a multiple of SHARD)
 SHARD=10  # demos per shard; a shard's seeds depend on (task, shard), not on PER_TASK
 if [ $((PER_TASK % SHARD)) -ne 0 ] || [ "$PER_TASK" -lt "$SHARD" ]; then
@@ -47,7 +66,7 @@ fi
 SUITE_EPISODES=${SUITE_EPISODES:-100}  # paired per suite, split evenly over its tasks
 ABLATION_EPISODES=${ABLATION_EPISODES:-50}  # per suite
 ROS_SUITE=${ROS_SUITE:-libero_object}
-CLAIM_DIR=${CLAIM_DIR:-runs/libero_claim}
+CLAIM_DIR=${CLAIM_DIR:-runs/${BENCH}_claim}
 CLAIM_STATES=10  # fixed before any claim run: initial states 0-9 of every task in RECORD
 MAIN=unpruned,specprune,fastv,random
 ABLATIONS=specprune,no_global,no_dynamic,no_local,no_action_aware,no_layer_pruning
@@ -59,7 +78,7 @@ JOBS=${JOBS:-2}  # processes side by side (one per core here)
 stages=("$@")
 [ ${#stages[@]} -eq 0 ] && stages=(record train evaluate ros table)
 
-log() { echo "$(date -u +%FT%TZ) libero_pipeline: $*"; }
+log() { echo "$(date -u +%FT%TZ) libero_pipeline ($BENCH): $*"; }
 x() { if [ -n "${DRY_RUN:-}" ]; then echo "DRY_RUN: $*"; else "$@"; fi; }
 
 running=0
@@ -89,7 +108,7 @@ record() {  # breadth first: one shard of every task per round, PER_TASK / SHARD
   local item per
   for per in $(seq "$SHARD" "$SHARD" "$PER_TASK"); do
     for item in $RECORD; do
-      spawn x nice -n 19 .venv/bin/python -m specprune_ros.sim.libero_demos \
+      spawn x nice -n 19 .venv/bin/python -m "$RECORDER" \
         --suite "${item%%:*}" --tasks "${item#*:}" --per-task "$per" --seed 10000 \
         --frame-every 4 --shard-size "$SHARD" --out "$DEMOS"
     done
@@ -101,9 +120,9 @@ evaluate_task() {  # out suite task episodes configs [extra evaluate arguments..
   local out=$1 suite=$2 task=$3 episodes=$4 configs=$5
   shift 5
   [ -f "$out" ] && return 0
-  log "evaluate $suite:$task ($configs, $episodes episodes$([ $# -gt 0 ] && echo ", $*"))"
+  log "evaluate $suite$SEP$task ($configs, $episodes episodes$([ $# -gt 0 ] && echo ", $*"))"
   x .venv/bin/python -m specprune_ros.eval.evaluate --policy "$RUN/checkpoint" \
-    --task "$suite:$task" --episodes "$episodes" --configs "$configs" \
+    --task "$suite$SEP$task" --episodes "$episodes" --configs "$configs" \
     --prune layer_depth=32 --threads "$THREADS" --json "$out.tmp" "$@"
   x mv "$out.tmp" "$out"
 }
@@ -144,13 +163,14 @@ ros() {  # one suite through the deployment path; one process at a time (it runs
 
 claim() {
   mkdir -p "$CLAIM_DIR"
-  local item suite task out
+  local item suite task out n=$CLAIM_STATES
   for item in $RECORD; do
     suite=${item%%:*}
+    [ "$BENCH" = tabletop ] && n=$(per_task "$SUITE_EPISODES" "$item")
     for task in $(tasks_of "$item"); do
       out=$(name_of "$CLAIM_DIR" claim "$suite" "$task")
       if [ -f "$out.tmp" ]; then x mv "$out.tmp" "$out"; continue; fi  # done, not renamed
-      spawn evaluate_task "$out" "$suite" "$task" "$CLAIM_STATES" "$MAIN" --claim
+      spawn evaluate_task "$out" "$suite" "$task" "$n" "$MAIN" --claim
     done
   done
   drain
@@ -174,7 +194,7 @@ for stage in "${stages[@]}"; do
   log "stage $stage"
   case "$stage" in
     record) record ;;
-    train) x bash scripts/train_libero.sh ;;
+    train) x env DEMOS="$DEMOS" RUN="$RUN" bash scripts/train_libero.sh ;;
     evaluate) evaluate ;;
     ros) ros ;;
     table) table ;;

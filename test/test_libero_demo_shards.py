@@ -2,7 +2,7 @@
 (the recorder itself is stubbed here; test_libero_experts records a real demo)."""
 import os
 
-from specprune_ros.sim import libero_demos
+from specprune_ros.sim import demo_shards, libero_demos
 from specprune_ros.sim.demos import NoiseConfig
 
 
@@ -39,5 +39,5 @@ def test_shards_resume_where_the_recording_stopped(tmp_path, monkeypatch):
     paths = libero_demos.record_shards(*args, log=lambda line: None)
     # the stopped shard again from its own seeds, then task 2 (seeds 20000 + 1000 k)
     assert [c[3] for c in calls] == [12000, 30000, 31000, 32000]
-    assert all(c[4] == libero_demos.SHARD_SEEDS_PER_PART for c in calls)
+    assert all(c[4] == demo_shards.SHARD_SEEDS_PER_PART for c in calls)
     assert len(paths) == 6 and all(os.path.exists(p) for p in paths)

@@ -10,15 +10,16 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "scripts", "libero_pipeline.sh")
+TABLETOP = os.path.join(REPO, "scripts", "tabletop_pipeline.sh")
 
 pytestmark = pytest.mark.skipif(not os.path.exists(os.path.join(REPO, ".venv", "bin", "python")),
                                 reason="needs the project venv (scripts/setup.sh)")
 
 
-def _plan(tmp_path, *stages, **env):
+def _plan(tmp_path, *stages, script=SCRIPT, **env):
     full = dict(os.environ, DRY_RUN="1", EVAL=str(tmp_path / "eval"),
                 CLAIM_DIR=str(tmp_path / "claim"), **env)
-    done = subprocess.run(["bash", SCRIPT, *stages], env=full, cwd=REPO, capture_output=True,
+    done = subprocess.run(["bash", script, *stages], env=full, cwd=REPO, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     return [line[len("DRY_RUN: "):] for line in done.stdout.splitlines()
@@ -42,7 +43,7 @@ def test_the_default_run_records_trains_evaluates_and_never_claims(tmp_path):
     recorders = [c for c in commands if "libero_demos" in c]
     assert sorted({re.search(r"--suite (\S+)", c).group(1) for c in recorders}) == [
         "libero_10", "libero_goal", "libero_object", "libero_spatial"]
-    assert "bash scripts/train_libero.sh" in commands
+    assert "env DEMOS=demos/libero RUN=runs/libero_deep bash scripts/train_libero.sh" in commands
     evals = _evaluations(commands)
     assert evals and not any("--claim" in cmd for *_, cmd in evals)
     assert all("--seed 500000" in cmd for *_, cmd in evals)
@@ -120,3 +121,24 @@ def test_the_script_reads_task_ranges_as_the_recorder_does(tmp_path):
     assert tasks == {item.split(":")[0]: set(parse_ranges(item.split(":")[1]))
                      for item in record.split()}
     assert tasks["libero_goal"] == {1, 2, 4, 5, 6, 7, 8, 9}
+
+
+def test_the_tabletop_suites_run_the_same_chain_on_their_own_tasks_and_claim_seeds(tmp_path):
+    commands = _plan(tmp_path, "record", "train", "evaluate", "claim", script=TABLETOP)
+    recorders = [c for c in commands if "tabletop_demos" in c]
+    assert len(recorders) == 4 * 4  # four suites, PER_TASK 40 in shards of 10
+    assert all("--out demos/tabletop" in c and "--frame-every 4" in c for c in recorders)
+    assert not any("libero_demos" in c for c in commands)
+    assert "env DEMOS=demos/tabletop RUN=runs/tabletop_deep bash scripts/train_libero.sh" \
+        in commands
+    evals = _evaluations(commands)
+    main = [(t, n) for t, n, configs, cmd in evals
+            if configs == "unpruned,specprune,fastv,random" and "--claim" not in cmd]
+    # two jobs side by side: their lines come in either order
+    assert sorted(main) == sorted([(f"sim_spatial_{i}", 25) for i in range(4)] + [
+        (f"sim_object_{i}", 25) for i in range(4)] + [(f"sim_goal_{i}", 25) for i in range(4)] + [
+        (f"sim_long_{i}", 34) for i in range(3)])
+    assert all("--policy runs/tabletop_deep/checkpoint" in cmd for *_, cmd in evals)
+    claims = [(t, n) for t, n, _, cmd in evals if "--claim" in cmd]
+    assert sorted(claims) == sorted(main)  # the claim seeds, as many per task as development
+    assert all("--seed" not in cmd for *_, cmd in evals if "--claim" in cmd)

@@ -24,6 +24,7 @@ from specprune_ros.sim.libero_arm import (LiberoArm, LiberoArmConfig, libero_tas
 from specprune_ros.sim.libero_protocol import (GRIPPER_CONVENTIONS, INIT_STATES_PER_TASK,
                                                gripper_to_env)
 from specprune_ros.sim.sim_arm import SimArm, SimArmConfig, SimObservation
+from specprune_ros.sim.tabletop_suites import tabletop_task
 
 #: Control ticks per episode on our own tasks unless asked otherwise.
 SIM_HORIZON = 150
@@ -137,7 +138,11 @@ class LiberoArmEnv(SimArmEnv):
 
 def default_horizon(task: str) -> int:
     """Policy ticks per episode of ``task``: the protocol's limit of a LIBERO suite
-    (220 / 280 / 300 / 520), else SIM_HORIZON."""
+    (220 / 280 / 300 / 520), the same limit of the LIBERO-shaped suite a ``sim_<suite>_<i>``
+    task belongs to, else SIM_HORIZON."""
+    tabletop = tabletop_task(task)
+    if tabletop is not None:
+        return tabletop.horizon
     named = libero_tasks(task)
     return SIM_HORIZON if named is None else suite_horizon(named[0])
 

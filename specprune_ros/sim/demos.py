@@ -103,6 +103,26 @@ class OffNominal:
         return np.clip(executed, -1.0, 1.0)
 
 
+class SuccessTail:
+    """Counts the ticks a recording keeps after the first success: ``ended(success)`` after
+    each step is True once ``ticks`` more ticks have run; ``succeeded`` says whether it began."""
+
+    def __init__(self, ticks: int) -> None:
+        self.ticks, self.remaining = ticks, None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.remaining is not None
+
+    def ended(self, success: bool) -> bool:
+        if success and self.remaining is None:
+            self.remaining = self.ticks
+        if self.remaining is None:
+            return False
+        self.remaining -= 1
+        return self.remaining < 0
+
+
 def record_episode(arm: SimArm, seed: int, config: RecordConfig) -> Optional[Dict]:
     """One seeded episode: a dict of arrays, or None when the expert failed within horizon."""
     off_nominal = OffNominal(config.noise, seed)
@@ -112,7 +132,7 @@ def record_episode(arm: SimArm, seed: int, config: RecordConfig) -> Optional[Dic
     images: Dict[str, List[np.ndarray]] = {cam: [] for cam in arm.config.cameras}
     proprio, actions, cubes = [], [], []
     colors = cube_colors(obs)
-    remaining = None
+    tail = SuccessTail(config.ticks_after_success)
     for tick in range(config.horizon):
         label = expert.act(obs)
         for cam in arm.config.cameras:
@@ -121,13 +141,9 @@ def record_episode(arm: SimArm, seed: int, config: RecordConfig) -> Optional[Dic
         cubes.append([obs.point_in_base(obs.extras[f"{c}_cube_pos"]) for c in colors])
         actions.append(label)
         obs = arm.step(off_nominal(label, tick))
-        if obs.success and remaining is None:
-            remaining = config.ticks_after_success
-        if remaining is not None:
-            remaining -= 1
-            if remaining < 0:
-                break
-    if remaining is None:
+        if tail.ended(obs.success):
+            break
+    if not tail.succeeded:
         return None
     return {
         "seed": seed, "instruction": instruction, "cube_colors": colors,
@@ -136,6 +152,24 @@ def record_episode(arm: SimArm, seed: int, config: RecordConfig) -> Optional[Dic
         "cube_pos": np.asarray(cubes, dtype=np.float32).reshape(len(actions), len(colors), 3),
         "images": {cam: np.stack(frames) for cam, frames in images.items()},
     }
+
+
+def labelled_episode(seed: int, instruction: str, focus: Dict[int, List[str]],
+                     parts: List[int], labels: List[np.ndarray], states: List[np.ndarray],
+                     positions: List, frame_ticks: List[int], boxes: List,
+                     frames: Dict[str, List[np.ndarray]]) -> Dict:
+    """The demo dict of an episode labelled part by part (LIBERO's and the LIBERO-shaped
+    suites' recorders): ``focus`` maps each part to its [object, target], the other lists
+    hold one entry per tick (``parts`` ... ``positions``) or per stored frame."""
+    return {"seed": seed, "instruction": instruction, "cube_colors": focus[0],
+            "part_focus": [focus[k] for k in sorted(focus)],
+            "part": np.asarray(parts, dtype=np.int32),
+            "actions": np.asarray(labels, dtype=np.float32),
+            "proprio": np.asarray(states, dtype=np.float32),
+            "cube_pos": np.asarray(positions, dtype=np.float32),
+            "frame_ticks": np.asarray(frame_ticks, dtype=np.int32),
+            "object_boxes": np.asarray(boxes, dtype=np.float32),
+            "images": {view: np.stack(f) for view, f in frames.items()}}
 
 
 def cube_colors(obs: SimObservation) -> List[str]:

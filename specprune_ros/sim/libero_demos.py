@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from dataclasses import asdict
@@ -50,7 +49,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from specprune_ros.sim.demos import DemoWriter, NoiseConfig, record_summary
+from specprune_ros.sim.demo_shards import SHARD_SEEDS_PER_PART, record_in_shards
+from specprune_ros.sim.demos import DemoWriter, NoiseConfig, labelled_episode, record_summary
 from specprune_ros.sim.libero_env import LiberoStep, LiberoWorker
 from specprune_ros.sim.libero_experts import expert_for, parse_ranges, run_expert_episode
 from specprune_ros.sim.libero_primitives import FIXTURE_POS, body_of, scene_pos
@@ -89,15 +89,8 @@ def record_episode(worker: LiberoWorker, info: Dict, suite: str, seed: int,
                                  frame_every=frame_every, frame_phase=seed % frame_every)
     if not episode.success:
         return None
-    return {"seed": seed, "instruction": info["language"], "cube_colors": focus[0],
-            "part_focus": [focus[k] for k in sorted(focus)],
-            "part": np.asarray(parts, dtype=np.int32),
-            "actions": np.asarray(labels, dtype=np.float32),
-            "proprio": np.asarray(states, dtype=np.float32),
-            "cube_pos": np.asarray(positions, dtype=np.float32),
-            "frame_ticks": np.asarray(frame_ticks, dtype=np.int32),
-            "object_boxes": np.asarray(boxes, dtype=np.float32),
-            "images": {view: np.stack(f) for view, f in frames.items()}}
+    return labelled_episode(seed, info["language"], focus, parts, labels, states, positions,
+                            frame_ticks, boxes, frames)
 
 
 def focus_boxes(worker: LiberoWorker, step: LiberoStep, names: Sequence[str]) -> np.ndarray:
@@ -158,39 +151,16 @@ def record(out: str, suite: str, tasks: Sequence[int], per_task: int, seed: int,
     return summary
 
 
-#: development seeds of shard (task t, part k): SHARD_SEEDS_PER_TASK * t + SHARD_SEEDS_PER_PART * k
-#: after --seed; a shard tries at most SHARD_SEEDS_PER_PART seeds, so no two shards share one
-SHARD_SEEDS_PER_TASK = 10_000
-SHARD_SEEDS_PER_PART = 1_000
-
-
-def shard_path(out_dir: str, suite: str, task: int, part: int) -> str:
-    return os.path.join(out_dir, f"{suite}_task{task:02d}_part{part:02d}.hdf5")
-
-
 def record_shards(out_dir: str, suite: str, tasks: Sequence[int], per_task: int, seed: int,
                   shard_size: int, noise: NoiseConfig, camera_size: int = ENV_IMAGE_SIZE,
                   log=print, frame_every: int = 1) -> List[str]:
-    """A long recording that can stop any time and continue: each task's ``per_task`` demos
-    in shards of ``shard_size``, one HDF5 file each, written under a temporary name and
-    renamed when complete. A rerun skips the complete shards; a stopped one is recorded
-    again from its own seed block (the same seeds, so the same demos). Returns the paths."""
-    os.makedirs(out_dir, exist_ok=True)
-    paths = []
-    for task in tasks:
-        for part in range(-(-per_task // shard_size)):
-            path = shard_path(out_dir, suite, task, part)
-            paths.append(path)
-            if os.path.exists(path):
-                continue
-            count = min(shard_size, per_task - part * shard_size)
-            first = seed + SHARD_SEEDS_PER_TASK * task + SHARD_SEEDS_PER_PART * part
-            partial = path + ".partial"
-            record(partial, suite, [task], count, first, noise, camera_size, log,
-                   max_tries=SHARD_SEEDS_PER_PART, frame_every=frame_every)
-            os.replace(partial, path)
-            log(f"libero demos: shard {path} complete")
-    return paths
+    """A long recording that can stop any time and continue (``demo_shards``): each task's
+    ``per_task`` demos in shards of ``shard_size``. Returns the paths."""
+    def record_one(partial: str, task: int, count: int, first: int) -> None:
+        record(partial, suite, [task], count, first, noise, camera_size, log,
+               max_tries=SHARD_SEEDS_PER_PART, frame_every=frame_every)
+
+    return record_in_shards(out_dir, suite, tasks, per_task, seed, shard_size, record_one, log)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

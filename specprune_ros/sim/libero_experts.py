@@ -54,7 +54,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from specprune.config import check_value
+from specprune.config import check_value, int_as_float
 
 from specprune_ros.sim.demos import NoiseConfig, OffNominal
 from specprune_ros.sim.libero_env import LiberoStep, LiberoWorker
@@ -145,6 +145,8 @@ class LiberoExpertConfig:
     moves together). lower_overshoot: how far below the release point the lowering aims.
     close_ticks / release_ticks: ticks spent closing / opening in place.
     lost_distance: grip-site to grasp-point distance that means the object slipped away.
+    max_action: the largest position action (1: full speed, LIBERO's recordings; the
+    LIBERO-shaped suites move slower, nearer human demonstrations' pace).
     stall_ticks / stall_progress: a descent that gained less than stall_progress in
     stall_ticks ticks has hit the object (a tall bottle's cap, the floor): close there.
     sweep_distance / sweep_height: farther than sweep_distance from the hover point, the
@@ -168,8 +170,11 @@ class LiberoExpertConfig:
     sweep_distance: float = 0.04
     sweep_height: float = 0.08
     stall_progress: float = 0.002
+    max_action: float = 1.0
 
     def __post_init__(self) -> None:
+        check_value("LiberoExpertConfig", "max_action", int_as_float(self.max_action, float),
+                    float, 0.05, 1.0)
         check_positive(self, ("gain", "hover", "carry_clearance", "xy_tolerance",
                               "z_tolerance", "place_tolerance", "lift_before_carry",
                               "lower_overshoot", "lost_distance", "stall_progress",
@@ -240,7 +245,7 @@ class PickPlaceExpert(Primitive):
         self._advance(eef, obj, target, grasp_point)
         goal, grip = self._goal(eef, obj, target, grasp_point)
         self._tick += 1
-        return move(eef, goal, self.config.gain, grip)
+        return move(eef, goal, self.config.gain, grip, self.config.max_action)
 
     # ------------------------------------------------------------------ internals
     def _place_point(self, target: np.ndarray) -> np.ndarray:
@@ -345,10 +350,10 @@ def is_drawer(region: str) -> bool:
     return "cabinet" in region and region.endswith(DRAWERS)
 
 
-def expert_for(goal: Sequence[Sequence[str]]):
+def expert_for(goal: Sequence[Sequence[str]], config: Optional[LiberoExpertConfig] = None):
     """The expert of a BDDL goal as the worker's ``make`` returns it: one pick and place,
     push or knob turn per part, in sequence when there are several; ValueError naming the
-    part no primitive does."""
+    part no primitive does. ``config``: the pick and places' settings (default: LIBERO's)."""
     parts = ordered_goal(goal)
     opens = [["open", p[2]] for p in parts if len(p) == 3 and is_drawer(p[2])
              and ["close", p[2]] not in [[q[0].lower(), *q[1:]] for q in parts]]
@@ -370,7 +375,7 @@ def expert_for(goal: Sequence[Sequence[str]]):
             if targets.count(target) > 1 and "basket" not in target:
                 offset = (0.0, SHARED_TARGET_SPREAD * (1 if seen % 2 else -1))
                 seen += 1
-            experts.append(PickPlaceExpert(PickPlaceTask(obj, target, predicate, offset)))
+            experts.append(PickPlaceExpert(PickPlaceTask(obj, target, predicate, offset), config))
         else:
             raise ValueError(f"no scripted primitive for goal part {part!r}")
     return experts[0] if len(experts) == 1 else SequenceExpert(experts)

@@ -79,10 +79,12 @@ def unit_xy(vector: np.ndarray) -> np.ndarray:
     return flat / norm if norm > 1e-9 else flat
 
 
-def move(eef: np.ndarray, goal: np.ndarray, gain: float, grip: float) -> np.ndarray:
-    """The (7,) action towards ``goal`` with the hand's orientation held."""
+def move(eef: np.ndarray, goal: np.ndarray, gain: float, grip: float,
+         limit: float = 1.0) -> np.ndarray:
+    """The (7,) action towards ``goal`` with the hand's orientation held, each position
+    component clipped to [-limit, limit]."""
     action = np.zeros(7)
-    action[:3] = np.clip(gain * (goal - eef), -1.0, 1.0)
+    action[:3] = np.clip(gain * (goal - eef), -limit, limit)
     action[6] = grip
     return action
 

@@ -24,6 +24,8 @@ from typing import Any, Dict, Iterator, Optional, Tuple
 
 import numpy as np
 
+from specprune_ros.sim.tabletop_suites import TABLETOP_TASKS
+
 ACTION_DIM = 7
 ACTION_NAMES: Tuple[str, ...] = ("x", "y", "z", "roll", "pitch", "yaw", "gripper")
 GRIPPER_OPEN = -1.0
@@ -43,14 +45,19 @@ class TaskSpec:
 
     env_name: str
     instruction: str
+    env_kwargs: Tuple[Tuple[str, Any], ...] = ()
 
 
 #: Tasks by name. Lift's cube already carries robosuite's red "WoodRed" material (rgba
 #: 1 0 0 1), so "red cube" is true without touching the model.
 #: pick_color (sim_tasks.PickColorCube) names one of three cubes per episode.
+#: sim_<suite>_<i>: the LIBERO-shaped suites (tabletop_suites, tabletop_scene.TabletopScene).
 TASKS: Dict[str, TaskSpec] = {
     "lift": TaskSpec(env_name="Lift", instruction="pick up the red cube"),
     "pick_color": TaskSpec(env_name="PickColorCube", instruction="pick up the red cube"),
+    **{name: TaskSpec(env_name="TabletopScene", instruction=task.instruction,
+                      env_kwargs=(("task_name", name),))
+       for name, task in TABLETOP_TASKS.items()},
 }
 
 
@@ -218,7 +225,7 @@ def _import_robosuite() -> Any:
     import robosuite
 
     # registers the project's tasks with robosuite
-    from specprune_ros.sim import sim_tasks  # noqa: F401
+    from specprune_ros.sim import sim_tasks, tabletop_scene  # noqa: F401
     return robosuite
 
 
@@ -248,6 +255,7 @@ def _make_env(config: SimArmConfig) -> Any:
         hard_reset=False,  # keep the model, sim and GL context across episodes
         reward_shaping=False,
         seed=config.seed,
+        **dict(TASKS[config.task].env_kwargs),
     )
 
 
@@ -432,7 +440,13 @@ class SimArm:
         """Object state for scripted experts and tests (never given to the policy)."""
         extras = {k: np.array(raw[k]) for k in ("cube_pos", "cube_quat") if k in raw}
         cube_pose = getattr(self._env, "cube_pose", None)
-        if cube_pose is not None:
+        scene_state = getattr(self._env, "scene_state", None)
+        if scene_state is not None:  # a tabletop suite: every object, target = goal's first
+            extras.update(scene_state())
+            first = self._env.goal[0][1]
+            extras["target_pos"] = extras[f"{first}_pos"]
+            extras["target_quat"] = extras[f"{first}_quat"]
+        elif cube_pose is not None:
             for color in self._env.cubes:
                 extras[f"{color}_cube_pos"], extras[f"{color}_cube_quat"] = cube_pose(color)
             target = self._env.target_color

@@ -39,6 +39,18 @@ LIFT_HEIGHT = 0.04
 INSTRUCTION_TEMPLATE = "pick up the {color} cube"
 
 
+def table_arena(env: Lift) -> TableArena:
+    """Load the robot (robosuite's ManipulationEnv part of ``_load_model``; Lift's own version
+    would build its single cube), stand it at Lift's table and return Lift's table arena."""
+    ManipulationEnv._load_model(env)
+    xpos = env.robots[0].robot_model.base_xpos_offset["table"](env.table_full_size[0])
+    env.robots[0].robot_model.set_base_xpos(xpos)
+    arena = TableArena(table_full_size=env.table_full_size, table_friction=env.table_friction,
+                       table_offset=env.table_offset)
+    arena.set_origin([0, 0, 0])
+    return arena
+
+
 class PickColorCube(Lift):
     """Lift with three coloured cubes; ``target_color`` is drawn from the env rng at reset."""
 
@@ -54,12 +66,7 @@ class PickColorCube(Lift):
 
     def _load_model(self) -> None:
         """Table arena, the robot, and the three cubes with one placement sampler."""
-        ManipulationEnv._load_model(self)  # Lift's own version builds its single cube
-        xpos = self.robots[0].robot_model.base_xpos_offset["table"](self.table_full_size[0])
-        self.robots[0].robot_model.set_base_xpos(xpos)
-        arena = TableArena(table_full_size=self.table_full_size,
-                           table_friction=self.table_friction, table_offset=self.table_offset)
-        arena.set_origin([0, 0, 0])
+        arena = table_arena(self)
         half = [CUBE_HALF_SIZE] * 3
         self.cubes = {color: BoxObject(name=f"{color}_cube", size_min=half, size_max=half,
                                        rgba=list(rgba), rng=self.rng)

@@ -2,7 +2,8 @@
 
 One answer read by both places that start the nodes on a simulated task:
 ``specprune-eval --via ros`` (eval_ros._node_commands) and ``sim_policy.launch.py
-task:=...``. Our own tasks (pick_color, lift) need nothing more. A LIBERO task
+task:=...``. Our own tasks (pick_color, lift) need nothing more; the LIBERO-shaped suites'
+(``sim_spatial_0``, ...) only their suite's step limit as ``horizon``. A LIBERO task
 (``<suite>:<index>``) needs one parameter file more per node, each laid over that node's
 usual files, and the suite's step limit:
 
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from specprune_ros.sim.libero_arm import libero_task, suite_horizon
+from specprune_ros.sim.tabletop_suites import tabletop_task
 
 LIBERO_BRIDGE_FILE = "config/libero_arm.yaml"
 LIBERO_POLICY_FILE = "config/policy_libero.yaml"
@@ -43,6 +45,9 @@ class TaskWiring:
 def task_wiring(task: str) -> TaskWiring:
     """The wiring of ``task``; ValueError (saying what a LIBERO task is called) for a name
     with a colon that names no LIBERO task, or for a suite without a step limit."""
+    tabletop = tabletop_task(task)
+    if tabletop is not None:  # our simulator: the usual files, the suite's step limit
+        return TaskWiring(task, horizon=tabletop.horizon)
     named = libero_task(task)
     if named is None:
         return TaskWiring(task)

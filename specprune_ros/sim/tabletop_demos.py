@@ -1,0 +1,167 @@
+"""Record scripted demonstrations of the LIBERO-shaped suites (``tabletop_suites``) in the
+demo recorder's HDF5 layout (``demos.DemoWriter``), labelled as LIBERO's are. No ROS imports.
+
+Each episode starts from the development seed's layout; the scripted expert is LIBERO's
+(``libero_experts.expert_for`` on the task's goal, slowed to ``max_action`` 0.4, nearer a
+human demonstration's pace: 90-180 ticks for one pick and place, 300-420 for two) and acts
+with the recorder's noise and pushes (``demos.OffNominal``); the label is its clean action.
+Only successful episodes are written, with ``ticks_after_success`` more ticks (the hand
+moving away), as pick_color's. What is stored is what the policy node gets on this
+simulator: upright 224 px views, the 8-D state with the pose in the robot base frame, the
+instruction. Labels for the grounded recipe, as ``libero_demos`` writes them: ``obs/part``,
+``attrs part_focus`` (each part's [object, target]), ``obs/cube_pos`` (the acting part's
+two bodies in the base frame), ``obs/object_boxes`` (where they show in each stored frame,
+projected from their known sizes). Run::
+
+    python -m specprune_ros.sim.tabletop_demos --suite sim_spatial --tasks 0-3 \\
+        --per-task 50 --seed 10000 --frame-every 2 --shard-size 10 --out demos/tabletop
+
+(stoppable; the same command continues). Seeds: shard k of task t tries the block from
+``seed + 10000 t + 1000 k`` (``demo_shards``); evaluations use other seed ranges.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from specprune_ros.sim.demo_shards import SHARD_SEEDS_PER_PART, record_in_shards
+from specprune_ros.sim.demos import (DemoWriter, NoiseConfig, OffNominal, SuccessTail,
+                                     labelled_episode, record_summary)
+from specprune_ros.sim.libero_experts import LiberoExpertConfig, expert_for, parse_ranges
+from specprune_ros.sim.sim_arm import SimArm, SimArmConfig, SimObservation
+from specprune_ros.sim.tabletop_suites import (BASKET_SIZE, CUBE_HALF, CYLINDER_SIZE,
+                                               PLATE_SIZE, SUITES, TabletopTask, suite_tasks,
+                                               tabletop_task)
+
+#: The suites' expert: LIBERO's pick and place at 40 % of its top speed.
+EXPERT = LiberoExpertConfig(max_action=0.4)
+TICKS_AFTER_SUCCESS = 6
+#: Half extents (x, y, z) of each kind's bounding box, for its box in a frame (metres; a
+#: cube's x / y half side widened for its yaw of up to 0.3 rad).
+HALF_EXTENTS = {"cube": (CUBE_HALF * 1.25,) * 2 + (CUBE_HALF,),
+                "cylinder": (CYLINDER_SIZE[0],) * 2 + (CYLINDER_SIZE[1],),
+                "plate": (PLATE_SIZE[0],) * 2 + (PLATE_SIZE[1],),
+                "basket": (BASKET_SIZE[0] / 2, BASKET_SIZE[1] / 2, BASKET_SIZE[2] / 2)}
+
+
+def expert_obs(obs: SimObservation) -> Dict[str, np.ndarray]:
+    """What LIBERO's experts read, from the simulator's observation (world frame)."""
+    return {"robot0_eef_pos": obs.eef_pos, "robot0_eef_quat": obs.eef_quat, **obs.extras}
+
+
+def object_box(arm: SimArm, camera: str, centre: np.ndarray, kind: str) -> np.ndarray:
+    """(x0, y0, x1, y1) in fractions of ``camera``'s frame where a ``kind`` object centred
+    at ``centre`` (world) shows: its bounding box's eight corners projected."""
+    half = np.asarray(HALF_EXTENTS[kind])
+    signs = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)])
+    rows, cols = zip(*(arm.project(camera, centre + s * half) for s in signs))
+    size = float(arm.config.camera_size)
+    return np.array([min(cols), min(rows), max(cols), max(rows)]) / size
+
+
+def record_episode(arm: SimArm, task: TabletopTask, seed: int, noise: NoiseConfig,
+                   frame_every: int = 1) -> Optional[Dict]:
+    """One noisy expert episode of ``task`` (the arm built for it): the demo dict, or None
+    when the expert did not succeed within the task's horizon. Views are rendered and kept
+    on ticks t with t % frame_every == seed % frame_every only."""
+    obs = arm.reset(seed=seed)
+    goal = [list(part) for part in arm._env.goal]
+    expert, off = expert_for(goal, EXPERT), OffNominal(noise, seed)
+    cameras, phase = arm.config.cameras, seed % frame_every
+    frames: Dict[str, List[np.ndarray]] = {cam: [] for cam in cameras}
+    focus: Dict[int, List[str]] = {}
+    states, labels, positions, frame_ticks, boxes, parts = [], [], [], [], [], []
+    tail = SuccessTail(TICKS_AFTER_SUCCESS)
+    for tick in range(task.horizon):
+        label = expert.act(expert_obs(obs))
+        part = expert.part
+        named = focus.setdefault(part, list(expert.focus))
+        if tick % frame_every == phase:  # rendered: the previous step (or reset) asked
+            frame_ticks.append(tick)
+            for cam in cameras:
+                frames[cam].append(obs.images[cam])
+            boxes.append([[object_box(arm, cam, obs.extras[f"{n}_pos"], task.object(n).kind)
+                           for n in named] for cam in cameras])
+        parts.append(part)
+        states.append(obs.proprio_in_base())
+        labels.append(label)
+        positions.append([obs.point_in_base(obs.extras[f"{n}_pos"]) for n in named])
+        obs = arm.step(off(label, tick), render=(tick + 1) % frame_every == phase)
+        if tail.ended(obs.success):
+            break
+    if not tail.succeeded:
+        return None
+    return labelled_episode(seed, arm.instruction, focus, parts, labels, states, positions,
+                            frame_ticks, boxes, frames)
+
+
+def record(out: str, task: TabletopTask, count: int, seed: int, noise: NoiseConfig,
+           frame_every: int = 1, max_tries: Optional[int] = None, log=print) -> Dict:
+    """``count`` successful demos of ``task``, seeds counting up from ``seed``; a summary.
+    RuntimeError when ``max_tries`` episodes did not give them."""
+    config = SimArmConfig(task=task.name, horizon=task.horizon)
+    env_args = {"task": task.name, "suite": task.suite, "camera_size": config.camera_size,
+                "cameras": list(config.cameras), "control_rate_hz": config.control_rate_hz,
+                "action_dim": 7, "proprio_frame": "base", "noise": asdict(noise),
+                "expert": asdict(EXPERT), "first_seed": seed, "frame_every": frame_every}
+    writer = DemoWriter(out, env_args)
+    tried, start = 0, time.perf_counter()
+    try:
+        with SimArm(config) as arm:
+            while writer.count < count:
+                if max_tries is not None and tried >= max_tries:
+                    raise RuntimeError(f"tabletop demos: {writer.count} of {count} demos of "
+                                       f"{task.name} after {tried} tries")
+                episode = record_episode(arm, task, seed + tried, noise, frame_every)
+                tried += 1
+                if episode is not None:
+                    writer.add(episode)
+    finally:
+        writer.close()
+    summary = record_summary(writer, tried, start, out)
+    log(f"tabletop demos: {task.name} {json.dumps(summary)}")
+    return summary
+
+
+def record_shards(out_dir: str, suite: str, tasks: Sequence[int], per_task: int, seed: int,
+                  shard_size: int, noise: NoiseConfig, frame_every: int = 1,
+                  log=print) -> List[str]:
+    """``per_task`` demos of each of ``suite``'s ``tasks`` in resumable shards."""
+    def record_one(partial: str, index: int, count: int, first: int) -> None:
+        record(partial, tabletop_task(f"{suite}_{index}"), count, first, noise, frame_every,
+               max_tries=SHARD_SEEDS_PER_PART, log=log)
+
+    return record_in_shards(out_dir, suite, tasks, per_task, seed, shard_size, record_one, log)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--suite", default="sim_spatial", choices=SUITES)
+    parser.add_argument("--tasks", default="all", help="task indices, e.g. 0-3 (all: every)")
+    parser.add_argument("--per-task", type=int, default=50, help="successful demos per task")
+    parser.add_argument("--seed", type=int, default=10000, help="first development seed")
+    parser.add_argument("--out", default="demos/tabletop", help="folder of shards")
+    parser.add_argument("--frame-every", type=int, default=2,
+                        help="render and store the views on every k-th tick only")
+    parser.add_argument("--shard-size", type=int, default=10, help="demos per shard")
+    args = parser.parse_args(argv)
+    if min(args.per_task, args.frame_every, args.shard_size) < 1:
+        parser.error("--per-task, --frame-every and --shard-size must be >= 1")
+    known = [t.index for t in suite_tasks(args.suite)]
+    tasks = known if args.tasks == "all" else parse_ranges(args.tasks)
+    unknown = sorted(set(tasks) - set(known))
+    if unknown:
+        parser.error(f"{args.suite} has tasks {known}, not {unknown}")
+    record_shards(args.out, args.suite, tasks, args.per_task, args.seed, args.shard_size,
+                  NoiseConfig(), args.frame_every)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

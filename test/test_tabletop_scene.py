@@ -1,0 +1,122 @@
+"""The LIBERO-shaped suites on our simulator (real MuJoCo): success means placed and let go,
+"left" is what the front camera shows on its left, every task's scripted expert succeeds
+on a development seed, and a recorded demo reads back as training data with its labels."""
+import os
+
+import numpy as np
+import pytest
+
+from specprune.train.demo_dataset import read_demos
+from specprune_ros.eval.episode_env import default_horizon
+from specprune_ros.sim.demos import DemoWriter, NoiseConfig
+from specprune_ros.sim.libero_experts import LiberoExpertConfig, expert_for
+from specprune_ros.sim.sim_arm import SimArm, SimArmConfig
+from specprune_ros.sim.tabletop_demos import EXPERT, expert_obs, record_episode
+from specprune_ros.sim.tabletop_scene import PLATE_SIZE
+from specprune_ros.sim.tabletop_suites import TABLETOP_TASKS
+from specprune_ros.sim.task_wiring import task_wiring
+
+#: SPECPRUNE_LIBERO_FULL=1: three development seeds per task instead of one
+SEEDS = (20000, 20001, 20002) if os.environ.get("SPECPRUNE_LIBERO_FULL") == "1" else (20000,)
+
+
+def _teleport(arm: SimArm, name: str, pos: np.ndarray) -> None:
+    env = arm._env
+    joint = env.items[name].joints[0]
+    env.sim.data.set_joint_qpos(joint, np.concatenate([pos, [1.0, 0.0, 0.0, 0.0]]))
+    env.sim.data.set_joint_qvel(joint, np.zeros(6))
+    env.sim.forward()
+
+
+@pytest.fixture(scope="module")
+def goal_arm():
+    with SimArm(SimArmConfig(task="sim_goal_0", horizon=300)) as sim:
+        yield sim
+
+
+def test_on_and_in_hold_when_the_object_rests_there_let_go(goal_arm):
+    obs = goal_arm.reset(seed=5)
+    assert not obs.success and goal_arm.instruction == "put the red cube on the plate"
+    env = goal_arm._env
+    plate, basket = obs.extras["plate_pos"], obs.extras["basket_pos"]
+    idle = np.array([0, 0, 0, 0, 0, 0, -1.0])
+    _teleport(goal_arm, "red_cube", plate + [0.02, 0.0, 0.03])  # dropped onto the plate
+    for _ in range(15):
+        obs = goal_arm.step(idle, render=False)
+    assert obs.success and env.part_holds("on", "red_cube", "plate")
+    assert not env.part_holds("in", "red_cube", "basket")
+    _teleport(goal_arm, "red_cube", plate + [PLATE_SIZE[0] + 0.04, 0.0, 0.03])  # beside it
+    for _ in range(15):
+        obs = goal_arm.step(idle, render=False)
+    assert not obs.success
+    _teleport(goal_arm, "red_cube", basket + [0.0, 0.0, 0.03])
+    for _ in range(15):
+        obs = goal_arm.step(idle, render=False)
+    assert env.part_holds("in", "red_cube", "basket") and not obs.success
+
+
+def test_left_is_the_front_cameras_left():
+    with SimArm(SimArmConfig(task="sim_spatial_2")) as arm:
+        for seed in range(4):
+            obs = arm.reset(seed=seed)
+            (_, left, _), = arm._env.goal
+            right = ({"red_cube_1", "red_cube_2"} - {left}).pop()
+            col = {n: arm.project("agentview", obs.extras[f"{n}_pos"])[1] for n in (left, right)}
+            assert col[left] < col[right], (seed, col)
+            assert np.allclose(obs.extras["target_pos"], obs.extras[f"{left}_pos"])
+
+
+@pytest.mark.parametrize("name", sorted(TABLETOP_TASKS))
+def test_every_tasks_expert_succeeds_within_the_suites_limit(name):
+    task = TABLETOP_TASKS[name]
+    assert default_horizon(name) == task.horizon == task_wiring(name).horizon
+    with SimArm(SimArmConfig(task=name, horizon=task.horizon)) as arm:
+        for seed in SEEDS:
+            obs = arm.reset(seed=seed)
+            expert = expert_for([list(p) for p in arm._env.goal], EXPERT)
+            for tick in range(task.horizon):
+                obs = arm.step(expert.act(expert_obs(obs)), render=False)
+                if obs.success:
+                    break
+            assert obs.success, (name, seed, expert.phase_log)
+
+
+def test_a_two_part_demo_is_labelled_part_by_part_and_reads_back(tmp_path):
+    task = TABLETOP_TASKS["sim_long_1"]
+    with SimArm(SimArmConfig(task=task.name, horizon=task.horizon)) as arm:
+        episode = record_episode(arm, task, 20004, NoiseConfig(), frame_every=4)
+        assert episode is not None
+        assert episode["part_focus"] == [["red_cube", "plate"], ["blue_cube", "basket"]]
+        part = episode["part"]
+        assert part[0] == 0 and part[-1] == 1 and np.all(np.diff(part) >= 0)
+        ticks = episode["frame_ticks"]
+        assert np.all(np.diff(ticks) == 4) and ticks[0] == 20004 % 4 == 0
+        boxes = episode["object_boxes"]
+        assert boxes.shape == (len(ticks), 2, 2, 4)
+        # the first frame's red cube box holds its centre as the camera projects it
+        obs = arm.reset(seed=20004)
+        row, col = arm.project("agentview", obs.extras["red_cube_pos"])
+        x0, y0, x1, y1 = boxes[0, 0, 0] * arm.config.camera_size
+        assert x0 < col < x1 and y0 < row < y1
+        np.testing.assert_array_equal(episode["images"]["agentview"][0], obs.images["agentview"])
+    path = str(tmp_path / "long.hdf5")
+    writer = DemoWriter(path, {"task": task.name})
+    writer.add(episode)
+    writer.close()
+    demos = read_demos(path, chunk=8, action_dim=7, proprio_dim=8, image_size=224)
+    assert demos.object_boxes is not None and demos.object_boxes.shape[0] == len(ticks)
+    assert demos.instructions == [task.instruction]
+
+
+def test_the_experts_speed_cap_is_validated_and_caps_every_move():
+    with pytest.raises(ValueError, match="max_action"):
+        LiberoExpertConfig(max_action=0.0)
+    with pytest.raises(ValueError, match="max_action"):
+        LiberoExpertConfig(max_action=1.5)
+    assert EXPERT.max_action == 0.4
+    expert = expert_for([["on", "red_cube", "plate"]], EXPERT)
+    far = {"robot0_eef_pos": np.array([0.0, 0.0, 1.2]),
+           "robot0_eef_quat": np.array([0, 0, 0, 1.0]),
+           "red_cube_pos": np.array([0.1, -0.2, 0.82]), "plate_pos": np.array([0.0, 0.1, 0.81])}
+    action = expert.act(far)
+    assert np.max(np.abs(action[:3])) == pytest.approx(0.4)
