@@ -4,6 +4,8 @@
 # recipe's heads that have labels on LIBERO (patch position; target: the object until the
 # grasp, then where it goes), large-label weighting and early-frame oversampling, and NO
 # attention loss (--aux-attention): the headline policy gets no help for the pruner.
+# The same recipe trains the LIBERO-shaped suites' policy (scripts/tabletop_pipeline.sh:
+# DEMOS=demos/tabletop RUN=runs/tabletop_deep), whose demos carry the same labels.
 #
 # Reproducible from a clean checkout: scripts/setup.sh, the demos (README, "LIBERO"), then
 #   bash scripts/train_libero.sh

@@ -39,6 +39,7 @@ with warnings.catch_warnings():
 from ros_helpers import ros_environment
 from specprune_ros.node.ros_image import image_msg_to_rgb
 from specprune_ros.sim.sim_arm import ACTION_NAMES
+from specprune_ros.sim.tabletop_suites import TABLETOP_TASKS
 from specprune_ros.node.safety_envelope import rotvec_to_quat
 from specprune_ros.sim.sim_bridge_node import (PARAMS, ActionQueue, CommandInput,
                                                parse_action_chunk, pose_to_action,
@@ -140,13 +141,14 @@ def test_yaml_documents_every_declared_parameter_with_its_default() -> None:
 class Bridge:
     """The bridge process and its captured output."""
 
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, extra: Sequence[str] = (), domain: int = DOMAIN_ID
+                 ) -> None:
         self.output = log_dir / "bridge.log"
         self._out = self.output.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "specprune_ros.sim.sim_bridge_node", "--ros-args",
-             "--params-file", str(CONFIG.relative_to(REPO))],
-            cwd=REPO, env=ros_environment(log_dir, DOMAIN_ID), stdout=self._out,
+             "--params-file", str(CONFIG.relative_to(REPO)), *extra],
+            cwd=REPO, env=ros_environment(log_dir, domain), stdout=self._out,
             stderr=subprocess.STDOUT)
 
     def log(self) -> str:
@@ -168,9 +170,9 @@ class Bridge:
 class Probe:
     """An rclpy node in its own context that records what the bridge publishes."""
 
-    def __init__(self) -> None:
+    def __init__(self, domain: int = DOMAIN_ID) -> None:
         self.context = Context()
-        rclpy.init(context=self.context, domain_id=DOMAIN_ID)
+        rclpy.init(context=self.context, domain_id=domain)
         self.node = Node("sim_bridge_probe", context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
@@ -406,3 +408,34 @@ def test_sigint_stops_the_bridge_with_exit_code_0(bridge: Bridge, ready: Probe) 
     assert "Traceback" not in bridge.log(), bridge.log()
     # a callback queued at shutdown failing on the executor's destroyed guard condition
     assert "never retrieved" not in bridge.log(), bridge.log()
+
+
+def test_a_tabletop_suite_task_runs_behind_the_same_topics(tmp_path: Path) -> None:
+    """A LIBERO-shaped suite's task (sim_<suite>_<i>) in the same bridge: its instruction,
+    both cameras, and a +x chunk moving the hand (a domain of its own: the module's bridge
+    may still be up when this test runs alone)."""
+    task = TABLETOP_TASKS["sim_long_1"]
+    domain = 200 + os.getpid() % 30  # DDS allows domains up to 232
+    bridge = Bridge(tmp_path, ("-p", f"task:={task.name}"), domain)
+    saved = os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE")
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    probe = Probe(domain)
+    try:
+        keys = ("agentview", "wrist", "pose", "instruction")
+        assert probe.spin_until(lambda: all(k in probe.latest for k in keys)
+                                or bridge.proc.poll() is not None, STARTUP_TIMEOUT_S), \
+            bridge.log()
+        assert probe.latest["instruction"].data == task.instruction
+        assert image_msg_to_rgb(probe.latest["agentview"]).std() > 10
+        start = probe.wait_settled()
+        probe.send_chunk(ACTION_NAMES, [[1.0, 0, 0, 0, 0, 0, -1.0]] * 8)
+        moved = probe.wait_poses(15)
+        assert moved[0] - start[0] > 0.02, (start, moved)
+        alive(bridge)
+    finally:
+        probe.close()
+        assert bridge.stop(signal.SIGINT) == 0, bridge.log()
+        if saved is None:
+            os.environ.pop("ROS_AUTOMATIC_DISCOVERY_RANGE")
+        else:
+            os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = saved
