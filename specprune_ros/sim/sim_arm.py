@@ -293,14 +293,18 @@ class SimArm:
         self.config = config if config is not None else SimArmConfig()
         self._env = _make_env(self.config)
         self._check_cameras()
-        self._flip = self._images_are_flipped()
+        # the views are rendered by _render_views when asked, never through robosuite's
+        # camera observables: toggling those per tick left the first frame after a pause
+        # black and every later one a tick old (their sampling timers restart on enable)
+        for camera in self.config.cameras:
+            self._env.modify_observable(f"{camera}_image", "enabled", False)
+            self._env.modify_observable(f"{camera}_image", "active", False)
         if self.config.fast_render:
             _apply_fast_render(self._env)
         _release_gl_thread()
         self._steps = 0
         self._last: Optional[SimObservation] = None
         self._closed = False
-        self._cameras_on = True
 
     # ------------------------------------------------------------------ public API
     @property
@@ -329,10 +333,10 @@ class SimArm:
                 raise ValueError(f"seed must be an int >= 0, got {seed!r}")
             self._reseed(int(seed))
         self._steps = 0
-        self._set_cameras(True)
         with self._gl_bound():
             raw = self._env.reset()
-        return self._observe(raw)
+            views = self._render_views()
+        return self._observe(raw, views)
 
     def step(self, action: np.ndarray, render: bool = True) -> SimObservation:
         """Apply one action for one control tick; ValueError on a wrong shape or non-finite.
@@ -347,21 +351,21 @@ class SimArm:
         if self.done:
             raise RuntimeError(f"episode reached its horizon ({self.config.horizon} steps): "
                                "call reset()")
-        self._set_cameras(render)
         with self._gl_bound():
             raw, _, _, _ = self._env.step(clipped)
+            views = self._render_views() if render else {}
         self._steps += 1
-        return self._observe(raw)
+        return self._observe(raw, views)
 
     def observe(self) -> SimObservation:
         """The current state with every camera rendered (no simulated time passes)."""
         self._ensure_open()
         if self._last is None:
             return self.reset()
-        self._set_cameras(True)
         with self._gl_bound():
-            raw = self._env._get_observations(force_update=True)
-        return self._observe(raw)
+            raw = self._env._get_observations()  # the step's values: no time passed
+            views = self._render_views()
+        return self._observe(raw, views)
 
     def success(self) -> bool:
         """Whether the task is currently solved (robosuite's _check_success)."""
@@ -369,12 +373,15 @@ class SimArm:
         return bool(self._env._check_success())
 
     def project(self, camera: str, point_world: np.ndarray) -> Tuple[float, float]:
-        """(row, col) where a world point appears in ``camera``'s upright image (pinhole)."""
+        """(row, col) where a world point appears in ``camera``'s upright image (pinhole);
+        NaN for a point behind the camera (or within 1 mm of its plane)."""
         self._ensure_open()
         model, data = self._env.sim.model, self._env.sim.data
         cam = model.camera_name2id(camera)
         axes = np.array(data.cam_xmat[cam]).reshape(3, 3)  # columns: right, up, backward
         x, y, z = axes.T @ (np.asarray(point_world, dtype=np.float64) - data.cam_xpos[cam])
+        if -z < 1e-3:
+            return math.nan, math.nan
         size = float(self.config.camera_size)
         focal = 0.5 * size / math.tan(math.radians(float(model.cam_fovy[cam])) / 2.0)
         return 0.5 * size - focal * y / -z, 0.5 * size + focal * x / -z
@@ -422,19 +429,13 @@ class SimArm:
             raise ValueError(f"SimArmConfig.cameras={self.config.cameras!r}: unknown "
                              f"{missing}; the model has {sorted(known)}")
 
-    @staticmethod
-    def _images_are_flipped() -> bool:
-        """robosuite returns OpenGL-ordered (bottom row first) images unless told otherwise."""
-        from robosuite import macros
-
-        return macros.IMAGE_CONVENTION == "opengl"
-
-    def _set_cameras(self, on: bool) -> None:
-        """Enable or disable the camera observables (robosuite renders only enabled ones)."""
-        if on != self._cameras_on:
-            for camera in self.config.cameras:
-                self._env.modify_observable(f"{camera}_image", "enabled", on)
-            self._cameras_on = on
+    def _render_views(self) -> Dict[str, np.ndarray]:
+        """Every configured camera's (H, W, 3) uint8 upright RGB view of the current state
+        (MuJoCo renders bottom row first). Call with the GL context bound."""
+        size, sim = int(self.config.camera_size), self._env.sim
+        return {cam: np.ascontiguousarray(
+                    sim.render(camera_name=cam, width=size, height=size, depth=False)[::-1])
+                for cam in self.config.cameras}
 
     def _privileged_state(self, raw: Dict[str, Any]) -> Dict[str, np.ndarray]:
         """Object state for scripted experts and tests (never given to the policy)."""
@@ -460,11 +461,6 @@ class SimArm:
         """Reseed, in place, the generator shared by robosuite's robot and object samplers."""
         self._env.rng.bit_generator.state = np.random.PCG64(seed).state
 
-    def _image(self, raw: Dict[str, Any], camera: str) -> np.ndarray:
-        """The upright (H, W, 3) uint8 image of ``camera`` from robosuite's observation."""
-        img = np.asarray(raw[f"{camera}_image"], dtype=np.uint8)
-        return np.ascontiguousarray(img[::-1] if self._flip else img)
-
     def _base_pose(self) -> Tuple[np.ndarray, np.ndarray]:
         """World (position, (x, y, z, w) quaternion) of the robot's base body."""
         sim = self._env.sim
@@ -472,13 +468,13 @@ class SimArm:
         wxyz = np.array(sim.data.body_xquat[body], dtype=np.float64)
         return np.array(sim.data.body_xpos[body], dtype=np.float64), np.roll(wxyz, -1)
 
-    def _observe(self, raw: Dict[str, Any]) -> SimObservation:
-        """Build (and remember) a SimObservation from robosuite's observation dict."""
+    def _observe(self, raw: Dict[str, Any], views: Dict[str, np.ndarray]) -> SimObservation:
+        """Build (and remember) a SimObservation from robosuite's observation dict and the
+        views rendered for it (empty: none)."""
         gripper_qpos = np.array(raw["robot0_gripper_qpos"], dtype=np.float64)
         base_pos, base_quat = self._base_pose()
         obs = SimObservation(
-            images={cam: self._image(raw, cam) for cam in self.config.cameras
-                    if f"{cam}_image" in raw},
+            images=views,
             joint_names=JOINT_NAMES,
             joint_positions=np.concatenate([raw["robot0_joint_pos"], gripper_qpos]),
             joint_velocities=np.concatenate([raw["robot0_joint_vel"],
