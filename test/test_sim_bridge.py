@@ -416,11 +416,12 @@ def test_a_tabletop_suite_task_runs_behind_the_same_topics(tmp_path: Path) -> No
     may still be up when this test runs alone)."""
     task = TABLETOP_TASKS["sim_long_1"]
     domain = 200 + os.getpid() % 30  # DDS allows domains up to 232
-    bridge = Bridge(tmp_path, ("-p", f"task:={task.name}"), domain)
     saved = os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE")
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    probe = Probe(domain)
+    bridge, probe = None, None
     try:
+        bridge = Bridge(tmp_path, ("-p", f"task:={task.name}"), domain)
+        os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+        probe = Probe(domain)
         keys = ("agentview", "wrist", "pose", "instruction")
         assert probe.spin_until(lambda: all(k in probe.latest for k in keys)
                                 or bridge.proc.poll() is not None, STARTUP_TIMEOUT_S), \
@@ -433,8 +434,10 @@ def test_a_tabletop_suite_task_runs_behind_the_same_topics(tmp_path: Path) -> No
         assert moved[0] - start[0] > 0.02, (start, moved)
         alive(bridge)
     finally:
-        probe.close()
-        assert bridge.stop(signal.SIGINT) == 0, bridge.log()
+        if probe is not None:
+            probe.close()
+        if bridge is not None:
+            assert bridge.stop(signal.SIGINT) == 0, bridge.log()
         if saved is None:
             os.environ.pop("ROS_AUTOMATIC_DISCOVERY_RANGE")
         else:

@@ -21,17 +21,16 @@ def test_layouts_keep_objects_apart_and_in_their_zones(name):
     zones = {zone: (xs, ys) for zone, xs, ys in task.layout.zones}
     for layout in _layouts(task):
         assert sorted(layout) == sorted(o.name for o in task.objects)
-        if task.layout.rule == "fixed":
-            for obj, x, y in task.layout.nominal:
-                assert np.all(np.abs(layout[obj] - (x, y)) <= task.layout.jitter)
-            continue
-        for obj, xy in layout.items():
+        fixed = task.layout.rule == "fixed"
+        for obj, x, y in task.layout.nominal:
+            assert np.all(np.abs(layout[obj] - (x, y)) <= task.layout.jitter)
+        for obj, xy in ([] if fixed else layout.items()):
             xs, ys = zones.get(obj, (ts.WORKSPACE_X, ts.WORKSPACE_Y))
             assert xs[0] <= xy[0] <= xs[1] and ys[0] <= xy[1] <= ys[1], (obj, xy)
         pairs = {frozenset(p) for p in task.layout.pairs}  # placed `near`, closer than min_gap
         for a, b in itertools.combinations(layout, 2):
             reach = ts.FOOTPRINT[task.object(a).kind] + ts.FOOTPRINT[task.object(b).kind]
-            gap = 0.0 if frozenset((a, b)) in pairs else task.layout.min_gap
+            gap = 0.0 if frozenset((a, b)) in pairs or fixed else task.layout.min_gap
             assert np.linalg.norm(layout[a] - layout[b]) >= reach + gap - 1e-9, (a, b)
 
 

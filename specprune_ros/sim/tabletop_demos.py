@@ -57,12 +57,15 @@ def expert_obs(obs: SimObservation) -> Dict[str, np.ndarray]:
 
 def object_box(arm: SimArm, camera: str, centre: np.ndarray, kind: str) -> np.ndarray:
     """(x0, y0, x1, y1) in fractions of ``camera``'s frame where a ``kind`` object centred
-    at ``centre`` (world) shows: its bounding box's eight corners projected."""
+    at ``centre`` (world) shows: its bounding box's eight corners projected; NaN when a
+    corner is behind the camera (as LIBERO's boxes: not labelled)."""
     half = np.asarray(HALF_EXTENTS[kind])
     signs = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)])
-    rows, cols = zip(*(arm.project(camera, centre + s * half) for s in signs))
+    rows, cols = np.array([arm.project(camera, centre + s * half) for s in signs]).T
     size = float(arm.config.camera_size)
-    return np.array([min(cols), min(rows), max(cols), max(rows)]) / size
+    if np.isnan(rows).any():
+        return np.full(4, np.nan)
+    return np.array([cols.min(), rows.min(), cols.max(), rows.max()]) / size
 
 
 def record_episode(arm: SimArm, task: TabletopTask, seed: int, noise: NoiseConfig,

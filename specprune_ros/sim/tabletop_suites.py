@@ -30,18 +30,19 @@ Goal = Tuple[Tuple[str, str, str], ...]
 
 #: Object kinds and their sizes (metres): cubes are Lift's (half side 2.1 cm), cylinders
 #: stand upright (radius, half height), the plate is a flat disc, the basket an open box
-#: (outer x, y, z) with 1 cm walls.
+#: (outer x, y, z) with 1 cm walls, small enough to stand whole in the front camera's view
+#: beside the others (that camera sees |y| < 0.25-0.28 m of the table).
 CUBE_HALF = 0.021
 CYLINDER_SIZE = (0.02, 0.035)
 PLATE_SIZE = (0.065, 0.006)
-BASKET_SIZE = (0.16, 0.16, 0.06)
+BASKET_SIZE = (0.13, 0.13, 0.06)
 #: Colours (RGBA), far apart in hue, as pick_color's cubes.
 COLOURS: Dict[str, Tuple[float, float, float, float]] = {
     "red": (0.85, 0.10, 0.10, 1.0),
     "green": (0.10, 0.65, 0.15, 1.0),
     "blue": (0.10, 0.25, 0.90, 1.0),
     "yellow": (0.90, 0.80, 0.10, 1.0),
-    "white": (0.92, 0.92, 0.92, 1.0),
+    "grey": (0.50, 0.52, 0.58, 1.0),  # the plate: white would vanish on the white table
     "brown": (0.45, 0.28, 0.12, 1.0),
 }
 
@@ -135,17 +136,20 @@ SIDE_GAP = 0.1
 #: openvla-oft's step limits of the LIBERO suite each one is modelled on.
 SUITE_HORIZONS = {"sim_spatial": 220, "sim_object": 280, "sim_goal": 300, "sim_long": 520}
 
-_PLATE = SceneObject("plate", "plate", "white")
+_PLATE = SceneObject("plate", "plate", "grey")
 _BASKET = SceneObject("basket", "basket", "brown")
 _SPATIAL_OBJECTS = (SceneObject("red_cube_1", "cube", "red"),
                     SceneObject("red_cube_2", "cube", "red"),
                     SceneObject("green_cylinder", "cylinder", "green"),
                     SceneObject("blue_cube", "cube", "blue"), _PLATE)
+#: The basket stands at the robot's right, on the far half of the table, whole in the front
+#: camera's view (test_tabletop_scene checks every object's box is).
+_BASKET_ZONE = (("basket", (-0.12, -0.02), (-0.21, -0.17)),)
+#: The plate (13 cm across) keeps to the middle of the table, whole in view.
+_PLATE_ZONE = (("plate", (-0.11, 0.11), (-0.15, 0.15)),)
 _SPATIAL_LAYOUT = Layout("pairs", pairs=(("red_cube_1", "green_cylinder"),
                                          ("red_cube_2", "blue_cube")),
-                         side_gap=("red_cube_1", "red_cube_2"))
-#: The basket stands at the robot's right, off the others' workspace (it is too wide to share).
-_BASKET_ZONE = (("basket", (-0.06, 0.06), (-0.33, -0.27)),)
+                         side_gap=("red_cube_1", "red_cube_2"), zones=_PLATE_ZONE)
 _OBJECT_ITEMS = (SceneObject("red_cube", "cube", "red"),
                  SceneObject("green_cylinder", "cylinder", "green"),
                  SceneObject("blue_cube", "cube", "blue"),
@@ -153,7 +157,8 @@ _OBJECT_ITEMS = (SceneObject("red_cube", "cube", "red"),
 _GOAL_OBJECTS = (SceneObject("red_cube", "cube", "red"),
                  SceneObject("green_cylinder", "cylinder", "green"), _PLATE, _BASKET)
 _GOAL_LAYOUT = Layout("fixed", nominal=(("red_cube", 0.06, 0.12), ("green_cylinder", -0.06, 0.0),
-                                        ("plate", 0.06, -0.06), ("basket", 0.0, -0.3)))
+                                        ("plate", 0.08, -0.03), ("basket", -0.07, -0.19)),
+                      jitter=0.015)
 _LONG_OBJECTS = (SceneObject("red_cube", "cube", "red"),
                  SceneObject("green_cylinder", "cylinder", "green"),
                  SceneObject("blue_cube", "cube", "blue"), _PLATE, _BASKET)
@@ -180,7 +185,8 @@ def _goal(index: int, instruction: str, goal: Goal) -> TabletopTask:
 
 
 def _long(index: int, instruction: str, goal: Goal) -> TabletopTask:
-    return TabletopTask("sim_long", index, _LONG_OBJECTS, Layout("free", zones=_BASKET_ZONE),
+    return TabletopTask("sim_long", index, _LONG_OBJECTS,
+                        Layout("free", zones=_BASKET_ZONE + _PLATE_ZONE),
                         instruction, goal, SUITE_HORIZONS["sim_long"])
 
 
