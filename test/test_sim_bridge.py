@@ -410,11 +410,12 @@ def test_sigint_stops_the_bridge_with_exit_code_0(bridge: Bridge, ready: Probe) 
     assert "never retrieved" not in bridge.log(), bridge.log()
 
 
-def test_a_tabletop_suite_task_runs_behind_the_same_topics(tmp_path: Path) -> None:
-    """A LIBERO-shaped suite's task (sim_<suite>_<i>) in the same bridge: its instruction,
-    both cameras, and a +x chunk moving the hand (a domain of its own: the module's bridge
-    may still be up when this test runs alone)."""
-    task = TABLETOP_TASKS["sim_long_1"]
+@pytest.mark.parametrize("name", ["sim_spatial_2", "sim_object_1", "sim_goal_3", "sim_long_1"])
+def test_a_tabletop_suite_task_runs_behind_the_same_topics(tmp_path: Path, name: str) -> None:
+    """One task of each LIBERO-shaped suite (sim_<suite>_<i>) in the same bridge: its
+    instruction, both cameras, and a +x chunk moving the hand (a domain of its own: the
+    module's bridge may still be up when this test runs alone)."""
+    task = TABLETOP_TASKS[name]
     domain = 200 + os.getpid() % 30  # DDS allows domains up to 232
     saved = os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE")
     bridge, probe = None, None
