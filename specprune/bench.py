@@ -8,6 +8,7 @@ each layer actually processed (scoring rows included).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -19,7 +20,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import torch
 
-from specprune.config import PruneConfig
+from specprune.config import PruneConfig, parse_overrides
 from specprune.prune.baselines import RandomDropHook
 from specprune.prune.decoder import run_decoder
 from specprune.policy import SpecPrunePolicy, load_policy
@@ -141,7 +142,9 @@ def run(preset: str, steps: int, warmup: int, seed: int, threads: int,
             series[name].add(st, llm_flops(st.tokens_per_layer, text_cfg, extra, queries))
             series[name].l1.append(float(np.abs(chunk.normalized - ref).mean()))
         hits.append(hit_rate(base, obs))
-    return _summary(series, hits, base, threads, preset, steps)
+    result = _summary(series, hits, base, threads, preset, steps)
+    result["prune_config"] = dataclasses.asdict(spec.config)  # SpecPrune's, as it ran
+    return result
 
 
 def _med(values: List[float]) -> float:
@@ -226,10 +229,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--dtype", default="auto", help="auto (bf16 on GPU), float32, ...")
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--prune", action="append", default=[], metavar="FIELD=VALUE",
+                        help="a PruneConfig change for SpecPrune (repeatable), e.g. "
+                             "layer_depth=32 for a 16-layer checkpoint (README, LIBERO)")
     args = parser.parse_args(argv)
     if args.steps < 1 or args.warmup < 0:
         parser.error("--steps must be >= 1 and --warmup >= 0")
-    result = run(args.preset, args.steps, args.warmup, args.seed, args.threads,
+    try:
+        config = PruneConfig().updated(**dict(parse_overrides(args.prune)))
+    except ValueError as exc:
+        parser.error(str(exc))
+    result = run(args.preset, args.steps, args.warmup, args.seed, args.threads, config,
                  device=args.device, dtype=args.dtype)
     print(format_table(result))
     if args.json:

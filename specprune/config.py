@@ -182,6 +182,21 @@ class PruneConfig:
         return int(round(k * self.keep_scale))
 
 
+def parse_overrides(items: "list[str]") -> Tuple[Tuple[str, Any], ...]:
+    """Command-line ``FIELD=VALUE`` strings as validated PruneConfig changes, sorted by
+    field (values read as YAML: 32, 0.5, true, [5, 10]); ValueError naming the problem."""
+    import yaml  # a CLI's need; the config itself does not read YAML
+
+    changes: Dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep:
+            raise ValueError(f"--prune {item!r}: expected FIELD=VALUE")
+        changes[name.strip()] = yaml.safe_load(text)
+    PruneConfig().updated(**changes)  # raises ValueError naming the field
+    return tuple(sorted(changes.items()))
+
+
 def field_names() -> Tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(PruneConfig))
 

@@ -27,3 +27,17 @@ def test_bench_json_has_the_fields(tmp_path, capsys):
     assert all(math.isfinite(v) for v in result["action_l1_vs_baseline"].values())
     assert result["machine"]["threads"] >= 1
     assert "SpecPrune" in capsys.readouterr().out
+
+
+def test_prune_changes_reach_specprune_and_bad_ones_are_refused(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["--preset", "tiny", "--steps", "1", "--warmup", "0", "--json", str(out),
+                 "--prune", "layer_depth=32", "--prune", "keep_scale=2"]) == 0
+    config = json.loads(out.read_text())["prune_config"]
+    assert config["layer_depth"] == 32 and config["keep_scale"] == 2.0
+    with pytest.raises(SystemExit) as stop:
+        main(["--preset", "tiny", "--prune", "keep_scale=-1"])
+    assert stop.value.code == 2 and "keep_scale" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--preset", "tiny", "--prune", "layer_depth"])
+    assert "expected FIELD=VALUE" in capsys.readouterr().err

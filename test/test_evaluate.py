@@ -312,12 +312,17 @@ def test_diagnostics_rows_give_the_episode_its_drops_per_layer_and_step_times() 
     assert (record.step_ms, record.llm_ms) == ([26.4, 30.1], [12.1, 12.1])
 
 
+#: ticks per episode over ROS: on a loaded machine (training beside the suite) 16 ticks
+#: (0.8 s) passed before the node's first chunk in 2 of ~10 runs
+ROS_HORIZON = 32
+
+
 def test_ros_runner_gives_the_same_form_of_results(direct: Dict[str, Any],
                                                    tmp_path: Path) -> None:
     out = tmp_path / "ros.json"
     env = ros_environment(tmp_path, domain_id(67))
     cmd = [sys.executable, "-m", "specprune_ros.eval.evaluate", "--via", "ros", "--policy", "tiny",
-           "--task", TASK, "--episodes", "2", "--horizon", "16", "--seed", str(SEED),
+           "--task", TASK, "--episodes", "2", "--horizon", str(ROS_HORIZON), "--seed", str(SEED),
            "--configs", "unpruned,specprune,fastv", "--threads", "1", "--json", str(out)]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -330,7 +335,7 @@ def test_ros_runner_gives_the_same_form_of_results(direct: Dict[str, Any],
         assert [e["seed"] for e in c["per_episode"]] == [SEED, SEED + 1]
         assert [e["instruction"] for e in c["per_episode"]] == [  # the same episodes
             e["instruction"] for e in direct["configs"][name]["per_episode"]]
-        assert all(1 <= e["steps"] <= 16 for e in c["per_episode"]), c["per_episode"]
+        assert all(1 <= e["steps"] <= ROS_HORIZON for e in c["per_episode"]), c["per_episode"]
         assert c["errors"] == 0, c["per_episode"]
         assert c["policy_steps"] >= 1 and math.isfinite(c["step_ms_mean"])
     assert result["configs"]["unpruned"]["kept_visual_tokens_mean"] == 512

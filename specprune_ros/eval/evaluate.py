@@ -32,9 +32,8 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-import yaml
 
-from specprune import PruneConfig
+from specprune.config import parse_overrides
 from specprune.bench import FastVPolicy, machine
 from specprune.model.presets import PRESETS
 from specprune_ros.eval.configurations import (CLAIM_SEED, CONFIGS, EVAL_SEED, check_output,
@@ -178,16 +177,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
 
 
 def prune_defaults(items: List[str]) -> Tuple[Tuple[str, Any], ...]:
-    """``FIELD=VALUE`` strings as validated PruneConfig changes (values parsed as YAML:
-    32, 0.5, true, [5, 10]); ValueError naming the problem."""
-    changes: Dict[str, Any] = {}
-    for item in items:
-        name, sep, text = item.partition("=")
-        if not sep:
-            raise ValueError(f"--prune {item!r}: expected FIELD=VALUE")
-        changes[name.strip()] = yaml.safe_load(text)
-    PruneConfig().updated(**changes)  # raises ValueError naming the field
-    return tuple(sorted(changes.items()))
+    """``FIELD=VALUE`` strings as validated PruneConfig changes (``parse_overrides``)."""
+    return parse_overrides(items)
 
 
 def episode_spec(args: argparse.Namespace) -> EpisodeSpec:
