@@ -45,12 +45,14 @@ case "$BENCH" in
     # suite:tasks with a scripted expert (libero_experts.py / libero_primitives.py
     # docstrings); a two-part task's demos are labelled part by part (obs/part).
     RECORD=${RECORD:-"libero_spatial:0-3,5-9 libero_object:0-9 libero_goal:1,2,4-9 libero_10:0,1,2,7"}
+    claim_episodes() { echo "$CLAIM_STATES"; }  # suite:tasks -> claim episodes per task
     ;;
   tabletop)
     RECORDER=specprune_ros.sim.tabletop_demos SEP=_
     RECORD=${RECORD:-"sim_spatial:0-3 sim_object:0-3 sim_goal:0-3 sim_long:0-2"}
     PER_TASK=${PER_TASK:-40}
     ROS_SUITE=${ROS_SUITE:-sim_object}
+    claim_episodes() { per_task "$SUITE_EPISODES" "$1"; }  # as many as development
     ;;
   *) echo "libero_pipeline: BENCH=$BENCH: libero or tabletop" >&2; exit 2 ;;
 esac
@@ -163,10 +165,10 @@ ros() {  # one suite through the deployment path; one process at a time (it runs
 
 claim() {
   mkdir -p "$CLAIM_DIR"
-  local item suite task out n=$CLAIM_STATES
+  local item suite task out n
   for item in $RECORD; do
     suite=${item%%:*}
-    [ "$BENCH" = tabletop ] && n=$(per_task "$SUITE_EPISODES" "$item")
+    n=$(claim_episodes "$item")
     for task in $(tasks_of "$item"); do
       out=$(name_of "$CLAIM_DIR" claim "$suite" "$task")
       if [ -f "$out.tmp" ]; then x mv "$out.tmp" "$out"; continue; fi  # done, not renamed

@@ -66,6 +66,7 @@ def test_observation_layout(arm: SimArm) -> None:
     assert math.isclose(np.linalg.norm(obs.eef_quat), 1.0, rel_tol=1e-6)
     assert obs.step == 0 and not obs.success and obs.sim_time >= 0.0
     assert run(arm, HOLD_OPEN, 1).step == 1
+    assert arm.goal == []  # pick_color has no BDDL-style goal (the suites' tasks do)
 
 
 def test_proprio_libero_is_pos_axis_angle_gripper(arm: SimArm) -> None:

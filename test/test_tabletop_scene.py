@@ -64,7 +64,7 @@ def test_left_is_the_front_cameras_left():
     with SimArm(SimArmConfig(task="sim_spatial_2")) as arm:
         for seed in range(4):
             obs = arm.reset(seed=seed)
-            (_, left, _), = arm._env.goal
+            (_, left, _), = arm.goal
             right = ({"red_cube_1", "red_cube_2"} - {left}).pop()
             at = {n: arm.project("agentview", obs.extras[f"{n}_pos"]) for n in (left, right)}
             assert at[left][1] < at[right][1], (seed, at)
@@ -91,7 +91,7 @@ def test_every_tasks_expert_succeeds_within_the_suites_limit(name):
     with SimArm(SimArmConfig(task=name, horizon=task.horizon)) as arm:
         for seed in SEEDS:
             obs = arm.reset(seed=seed)
-            expert = expert_for([list(p) for p in arm._env.goal], EXPERT)
+            expert = expert_for(arm.goal, EXPERT)
             for tick in range(task.horizon):
                 obs = arm.step(expert.act(expert_obs(obs)), render=False)
                 if obs.success:
@@ -109,6 +109,7 @@ def test_a_two_part_demo_is_labelled_part_by_part_and_reads_back(tmp_path):
         episode = record_episode(arm, task, 20004, NoiseConfig(), frame_every=4)
         assert episode is not None
         assert episode["part_focus"] == [["red_cube", "plate"], ["blue_cube", "basket"]]
+        assert arm.goal == [["on", "red_cube", "plate"], ["in", "blue_cube", "basket"]]
         part = episode["part"]
         assert part[0] == 0 and part[-1] == 1 and np.all(np.diff(part) >= 0)
         ticks = episode["frame_ticks"]

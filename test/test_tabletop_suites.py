@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from specprune_ros.sim import tabletop_suites as ts
+from specprune_ros.sim.libero_protocol import SUITE_MAX_STEPS
 
 SEEDS = range(200)
 
@@ -76,8 +77,27 @@ def test_catalogue_shape():
     assert all(len(t.goal) == 2 for t in ts.suite_tasks("sim_long"))
     assert ts.SUITE_HORIZONS == {"sim_spatial": 220, "sim_object": 280, "sim_goal": 300,
                                  "sim_long": 520}  # openvla-oft's LIBERO step limits
+    assert ts.SUITE_HORIZONS == {ours: SUITE_MAX_STEPS[theirs]
+                                 for ours, theirs in ts.MODELLED_ON.items()}
     with pytest.raises(ValueError, match="unknown suite 'sim_nothing'"):
         ts.suite_tasks("sim_nothing")
     with pytest.raises(KeyError, match="has no object 'mug'"):
         ts.TABLETOP_TASKS["sim_goal_0"].object("mug")
     assert ts.tabletop_task("pick_color") is None
+
+
+@pytest.mark.parametrize("fields, reason", [
+    (dict(rule="scattered"), "free, pairs or fixed"),
+    (dict(rule="pairs"), "pairs go with rule pairs"),
+    (dict(rule="free", nominal=(("plate", 0.0, 0.0),)), "nominal positions with rule fixed"),
+    (dict(rule="free", near=(0.08, 0.06)), "near"),
+    (dict(rule="free", side_gap=("red_cube_1",)), "two objects or none")])
+def test_a_malformed_layout_is_refused_with_the_reason(fields, reason):
+    with pytest.raises(ValueError, match=reason):
+        ts.Layout(**fields)
+
+
+def test_movable_objects_are_the_graspable_kinds():
+    assert ts.TABLETOP_TASKS["sim_goal_0"].movable == ("red_cube", "green_cylinder")
+    assert ts.TABLETOP_TASKS["sim_spatial_0"].movable == (
+        "red_cube_1", "red_cube_2", "green_cylinder", "blue_cube")

@@ -29,10 +29,10 @@ from typing import Any, Dict, List, Optional
 
 from specprune import Observation, load_policy
 from specprune.bench import machine
+from specprune.config import parse_overrides
 from specprune.model.folder_hash import checkpoint_hash
 from specprune.train.demo_dataset import DemoFileError, demo_files, read_demos
 from specprune_ros.eval.eval_results import FASTV, RANDOM, SPECPRUNE, UNPRUNED
-from specprune_ros.eval.evaluate import prune_defaults
 from specprune_ros.eval.replay import (OPEN_LOOP, Config, StepOut, configurations, parse_sets,
                                        plot, run_config, summarize)
 from specprune_ros.node.bag_observations import RebuiltStep
@@ -127,7 +127,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     if args.stride < 1:
         parser.error("--stride must be >= 1")
     try:
-        args.prune = prune_defaults(args.prune)
+        args.prune = parse_overrides(args.prune)
     except ValueError as exc:
         parser.error(str(exc))
     return args

@@ -30,8 +30,7 @@ import json
 import os
 import sys
 import time
-from typing import Any, Dict, List, Optional, Tuple
-
+from typing import Any, Dict, List, Optional
 
 from specprune.config import parse_overrides
 from specprune.bench import FastVPolicy, machine
@@ -157,7 +156,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
         args.seeds = episode_seeds(args.claim, args.seed, args.episodes)
         args.seed = args.seeds[0]
         check_output(args.json, args.claim)
-        args.prune = prune_defaults(args.prune)
+        args.prune = parse_overrides(args.prune)
     except ValueError as exc:
         parser.error(str(exc))
     if args.claim and not args.json:
@@ -174,11 +173,6 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     # SpecPrune runs before the baselines (they take its budget)
     args.configs = sorted(args.configs, key=list(CONFIGS).index)
     return args
-
-
-def prune_defaults(items: List[str]) -> Tuple[Tuple[str, Any], ...]:
-    """``FIELD=VALUE`` strings as validated PruneConfig changes (``parse_overrides``)."""
-    return parse_overrides(items)
 
 
 def episode_spec(args: argparse.Namespace) -> EpisodeSpec:

@@ -20,10 +20,11 @@ import contextlib
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
+from specprune_ros.sim.patch_projection import MIN_DEPTH
 from specprune_ros.sim.tabletop_suites import TABLETOP_TASKS
 
 ACTION_DIM = 7
@@ -313,6 +314,13 @@ class SimArm:
         return str(getattr(self._env, "instruction", self.config.instruction))
 
     @property
+    def goal(self) -> List[List[str]]:
+        """This episode's goal as LIBERO's BDDL goals are read (``[["on", obj, target],
+        ...]``, what ``libero_experts.expert_for`` takes); empty for a task without one
+        (pick_color, lift)."""
+        return [list(part) for part in getattr(self._env, "goal", ())]
+
+    @property
     def done(self) -> bool:
         """True once the episode has run ``config.horizon`` control ticks."""
         return self._steps >= self.config.horizon
@@ -374,13 +382,13 @@ class SimArm:
 
     def project(self, camera: str, point_world: np.ndarray) -> Tuple[float, float]:
         """(row, col) where a world point appears in ``camera``'s upright image (pinhole);
-        NaN for a point behind the camera (or within 1 mm of its plane)."""
+        NaN for a point behind the camera (or within MIN_DEPTH of its plane)."""
         self._ensure_open()
         model, data = self._env.sim.model, self._env.sim.data
         cam = model.camera_name2id(camera)
         axes = np.array(data.cam_xmat[cam]).reshape(3, 3)  # columns: right, up, backward
         x, y, z = axes.T @ (np.asarray(point_world, dtype=np.float64) - data.cam_xpos[cam])
-        if -z < 1e-3:
+        if -z < MIN_DEPTH:
             return math.nan, math.nan
         size = float(self.config.camera_size)
         focal = 0.5 * size / math.tan(math.radians(float(model.cam_fovy[cam])) / 2.0)
@@ -444,7 +452,7 @@ class SimArm:
         scene_state = getattr(self._env, "scene_state", None)
         if scene_state is not None:  # a tabletop suite: every object, target = goal's first
             extras.update(scene_state())
-            first = self._env.goal[0][1]
+            first = self.goal[0][1]
             extras["target_pos"] = extras[f"{first}_pos"]
             extras["target_quat"] = extras[f"{first}_quat"]
         elif cube_pose is not None:

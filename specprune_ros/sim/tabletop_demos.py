@@ -35,19 +35,12 @@ from specprune_ros.sim.demos import (DemoWriter, NoiseConfig, OffNominal, Succes
                                      labelled_episode, record_summary)
 from specprune_ros.sim.libero_experts import LiberoExpertConfig, expert_for, parse_ranges
 from specprune_ros.sim.sim_arm import SimArm, SimArmConfig, SimObservation
-from specprune_ros.sim.tabletop_suites import (BASKET_SIZE, CUBE_HALF, CYLINDER_SIZE,
-                                               PLATE_SIZE, SUITES, TabletopTask, suite_tasks,
-                                               tabletop_task)
+from specprune_ros.sim.tabletop_suites import (HALF_EXTENTS, SUITES, TabletopTask,
+                                               suite_tasks, tabletop_task)
 
 #: The suites' expert: LIBERO's pick and place at 40 % of its top speed.
 EXPERT = LiberoExpertConfig(max_action=0.4)
 TICKS_AFTER_SUCCESS = 6
-#: Half extents (x, y, z) of each kind's bounding box, for its box in a frame (metres; a
-#: cube's x / y half side widened for its yaw of up to 0.3 rad).
-HALF_EXTENTS = {"cube": (CUBE_HALF * 1.25,) * 2 + (CUBE_HALF,),
-                "cylinder": (CYLINDER_SIZE[0],) * 2 + (CYLINDER_SIZE[1],),
-                "plate": (PLATE_SIZE[0],) * 2 + (PLATE_SIZE[1],),
-                "basket": (BASKET_SIZE[0] / 2, BASKET_SIZE[1] / 2, BASKET_SIZE[2] / 2)}
 
 
 def expert_obs(obs: SimObservation) -> Dict[str, np.ndarray]:
@@ -74,8 +67,7 @@ def record_episode(arm: SimArm, task: TabletopTask, seed: int, noise: NoiseConfi
     when the expert did not succeed within the task's horizon. Views are rendered and kept
     on ticks t with t % frame_every == seed % frame_every only."""
     obs = arm.reset(seed=seed)
-    goal = [list(part) for part in arm._env.goal]
-    expert, off = expert_for(goal, EXPERT), OffNominal(noise, seed)
+    expert, off = expert_for(arm.goal, EXPERT), OffNominal(noise, seed)
     cameras, phase = arm.config.cameras, seed % frame_every
     frames: Dict[str, List[np.ndarray]] = {cam: [] for cam in cameras}
     focus: Dict[int, List[str]] = {}

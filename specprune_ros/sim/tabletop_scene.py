@@ -15,7 +15,7 @@ Defining the class registers it with robosuite, as ``sim_tasks`` does for its ta
 """
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from typing import Dict
 
 import numpy as np
 from robosuite.environments.manipulation.lift import Lift
@@ -80,7 +80,7 @@ class TabletopScene(Lift):
         """Table arena, the robot, and the task's objects (placed at reset)."""
         arena = table_arena(self)
         self.items = {o.name: make_object(o) for o in self.task.objects}
-        self.cube = self.items[self._items_moved()[0]]  # Lift's helpers read self.cube
+        self.cube = self.items[self.task.movable[0]]  # Lift's helpers read self.cube
         self.model = ManipulationTask(mujoco_arena=arena,
                                       mujoco_robots=[r.robot_model for r in self.robots],
                                       mujoco_objects=list(self.items.values()))
@@ -90,7 +90,7 @@ class TabletopScene(Lift):
         ManipulationEnv._setup_references(self)
         self.item_body_ids = {n: self.sim.model.body_name2id(o.root_body)
                               for n, o in self.items.items()}
-        self.cube_body_id = self.item_body_ids[self._items_moved()[0]]
+        self.cube_body_id = self.item_body_ids[self.task.movable[0]]
 
     def _setup_observables(self):
         """The robot's observables only: object state is read through ``scene_state``."""
@@ -101,10 +101,10 @@ class TabletopScene(Lift):
         ManipulationEnv._reset_internal(self)
         layout = sample_layout(self.task, self.rng)
         table = np.asarray(self.table_offset, dtype=np.float64)
+        movable = self.task.movable
         for name, xy in layout.items():
             obj = self.items[name]
-            yaw = self.rng.uniform(-ITEM_YAW, ITEM_YAW) if obj.name in self._items_moved() \
-                else 0.0
+            yaw = self.rng.uniform(-ITEM_YAW, ITEM_YAW) if name in movable else 0.0
             pos = np.array([table[0] + xy[0], table[1] + xy[1],
                             table[2] - obj.bottom_offset[2] + 0.001])
             quat_wxyz = np.array([np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)])
@@ -112,9 +112,6 @@ class TabletopScene(Lift):
         self.sim.forward()
         positions = {n: tuple(self.sim.data.body_xpos[i]) for n, i in self.item_body_ids.items()}
         self.goal = self.task.resolve(positions)
-
-    def _items_moved(self) -> Tuple[str, ...]:
-        return tuple(o.name for o in self.task.objects if o.kind in ("cube", "cylinder"))
 
     def scene_state(self) -> Dict[str, np.ndarray]:
         """Every object's world position (``<name>_pos``) and (x, y, z, w) orientation
@@ -127,22 +124,23 @@ class TabletopScene(Lift):
         return state
 
     def part_holds(self, relation: str, obj: str, target: str) -> bool:
-        """Whether ``obj`` is on / in ``target`` and let go."""
+        """Whether ``obj`` is on / in ``target`` and let go (the geometry first: the grasp
+        check walks the contacts, and this runs every control tick)."""
         p = self.sim.data.body_xpos[self.item_body_ids[obj]]
         t = self.sim.data.body_xpos[self.item_body_ids[target]]
-        held = self._check_grasp(gripper=self.robots[0].gripper, object_geoms=self.items[obj])
-        if held:
-            return False
         bottom = p[2] + self.items[obj].bottom_offset[2]
         if relation == "on":
             top = t[2] + PLATE_SIZE[1]
-            return bool(np.linalg.norm(p[:2] - t[:2]) < PLATE_SIZE[0] - 0.01
-                        and ON_BAND[0] <= bottom - top <= ON_BAND[1])
-        if relation == "in":
+            placed = (np.linalg.norm(p[:2] - t[:2]) < PLATE_SIZE[0] - 0.01
+                      and ON_BAND[0] <= bottom - top <= ON_BAND[1])
+        elif relation == "in":
             inner = BASKET_SIZE[0] / 2 - BASKET_WALL - IN_MARGIN
-            return bool(np.all(np.abs(p[:2] - t[:2]) < inner)
-                        and bottom < t[2] + BASKET_SIZE[2] / 2)
-        raise ValueError(f"unknown relation {relation!r}")
+            placed = (np.all(np.abs(p[:2] - t[:2]) < inner)
+                      and bottom < t[2] + BASKET_SIZE[2] / 2)
+        else:
+            raise ValueError(f"unknown relation {relation!r}")
+        return bool(placed) and not self._check_grasp(gripper=self.robots[0].gripper,
+                                                      object_geoms=self.items[obj])
 
     def _check_success(self) -> bool:
         """Every part of this episode's goal holds."""

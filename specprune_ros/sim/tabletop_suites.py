@@ -36,6 +36,14 @@ CUBE_HALF = 0.021
 CYLINDER_SIZE = (0.02, 0.035)
 PLATE_SIZE = (0.065, 0.006)
 BASKET_SIZE = (0.13, 0.13, 0.06)
+#: Half extents (x, y, z) of each kind's bounding box (a cube's x / y half side widened for
+#: its yaw of up to 0.3 rad): what a frame's object box is projected from.
+HALF_EXTENTS = {"cube": (CUBE_HALF * 1.25,) * 2 + (CUBE_HALF,),
+                "cylinder": (CYLINDER_SIZE[0],) * 2 + (CYLINDER_SIZE[1],),
+                "plate": (PLATE_SIZE[0],) * 2 + (PLATE_SIZE[1],),
+                "basket": (BASKET_SIZE[0] / 2, BASKET_SIZE[1] / 2, BASKET_SIZE[2] / 2)}
+#: The kinds the gripper picks up (the others are targets).
+GRASPABLE = ("cube", "cylinder")
 #: Colours (RGBA), far apart in hue, as pick_color's cubes.
 COLOURS: Dict[str, Tuple[float, float, float, float]] = {
     "red": (0.85, 0.10, 0.10, 1.0),
@@ -73,6 +81,18 @@ class Layout:
     min_gap: float = 0.03
     side_gap: Tuple[str, ...] = ()  # two objects at least SIDE_GAP apart along y
     zones: Tuple[Tuple[str, Tuple[float, float], Tuple[float, float]], ...] = ()  # own x, y range
+
+    def __post_init__(self) -> None:
+        if self.rule not in ("free", "pairs", "fixed"):
+            raise ValueError(f"Layout.rule={self.rule!r}: free, pairs or fixed")
+        if (self.rule == "pairs") != bool(self.pairs) or (self.rule == "fixed") != bool(
+                self.nominal):
+            raise ValueError(f"Layout.rule={self.rule!r}: pairs go with rule pairs, nominal "
+                             "positions with rule fixed")
+        if not 0.0 < self.near[0] <= self.near[1] or self.jitter < 0 or self.min_gap < 0:
+            raise ValueError("Layout: need 0 < near[0] <= near[1], jitter >= 0, min_gap >= 0")
+        if self.side_gap and len(self.side_gap) != 2:
+            raise ValueError(f"Layout.side_gap={self.side_gap!r}: two objects or none")
 
 
 @dataclass(frozen=True)
@@ -118,12 +138,9 @@ class TabletopTask:
                        f"{[o.name for o in self.objects]}")
 
     @property
-    def focus(self) -> Tuple[str, ...]:
-        """Every object a goal part moves or targets, first appearance first."""
-        names: List[str] = []
-        for _, obj, target in self.goal:
-            names += [n for n in (obj, target) if n not in names]
-        return tuple(names)
+    def movable(self) -> Tuple[str, ...]:
+        """The objects the gripper can pick up (GRASPABLE kinds), in scene order."""
+        return tuple(o.name for o in self.objects if o.kind in GRASPABLE)
 
 
 #: +1 when the front camera ("agentview") shows the robot's +y on the image's left, -1 when
@@ -133,7 +150,11 @@ LEFT_SIGN = -1.0
 #: The least y distance between the two red cubes of sim_spatial (so left / right is clear).
 SIDE_GAP = 0.1
 
-#: openvla-oft's step limits of the LIBERO suite each one is modelled on.
+#: The LIBERO suite each one is modelled on, and openvla-oft's step limit there
+#: (libero_protocol.SUITE_MAX_STEPS, written out: that module imports sim_arm, which imports
+#: this one; test_tabletop_suites checks they agree).
+MODELLED_ON = {"sim_spatial": "libero_spatial", "sim_object": "libero_object",
+               "sim_goal": "libero_goal", "sim_long": "libero_10"}
 SUITE_HORIZONS = {"sim_spatial": 220, "sim_object": 280, "sim_goal": 300, "sim_long": 520}
 
 _PLATE = SceneObject("plate", "plate", "grey")
