@@ -96,7 +96,7 @@ def synthetic_run(ticks: int, every: int, step: Optional[Callable[[Any], Any]] =
     busy for that long would, and its chunk logged 30 ms later (frames keep arriving).
     The views' frames of one tick arrive 5 ms apart."""
     from specprune_ros.node import parameters as params
-    from specprune_ros.node.policy_node import make_builder
+    from specprune_ros.node.observation_builder import make_builder
 
     bag = SyntheticBag()
     bag.add("/instruction", "std_msgs/msg/String", BASE - 1.0, string("pick up the red cube"))

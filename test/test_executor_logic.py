@@ -16,7 +16,7 @@ from std_msgs.msg import Bool
 from executor_helpers import Bare
 from specprune_ros.node import executor_parameters as xp
 from specprune_ros.node.chunk_timing import ChunkCombiner, parse_chunk
-from specprune_ros.node.observation_builder import quat_multiply
+from specprune_ros.node.quaternions import quat_multiply
 from specprune_ros.node.safety_envelope import (Envelope, Limits, PoseIntegrator,
                                                 quat_to_rotvec, ramp_factor,
                                                 rotation_between, rotvec_to_quat)

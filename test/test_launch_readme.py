@@ -24,7 +24,7 @@ from typing import Dict, Iterator, List, Optional
 import pytest
 
 from specprune_ros.node import parameters as params
-from specprune_ros.node.policy_node import next_steps
+from specprune_ros.node.policy_messages import next_steps
 from ros_helpers import REPO, domain_id, ros_environment
 
 MARKER = "<!-- test/test_launch_readme.py -->"

@@ -131,7 +131,7 @@ def test_the_rule_reader_sees_a_violation():
     rejects its reverse."""
     assert "specprune.model.modeling_vla" in project_imports("specprune.prune.pruning_hooks")
     assert room("specprune.prune.pruning_hooks") not in ALLOWED["core.model"]
-    assert "specprune_ros.node.policy_node" in project_imports("specprune_ros.eval.eval_ros")
+    assert "specprune_ros.node.policy_messages" in project_imports("specprune_ros.eval.eval_ros")
     assert room("specprune_ros.eval.eval_ros") not in ALLOWED["ros.node"]
 
 
@@ -141,7 +141,9 @@ def test_the_rule_reader_sees_a_violation():
 #: 830 MB RSS when the executor read its action layouts from specprune.model.presets)
 ROBOT_SIDE = ("specprune_ros.node.executor_node", "specprune_ros.node.executor_parameters",
               "specprune_ros.node.safety_envelope", "specprune_ros.node.chunk_timing",
-              "specprune_ros.node.observation_builder", "specprune_ros.sim.sim_bridge_node",
+              "specprune_ros.node.observation_builder", "specprune_ros.node.ee_motion",
+              "specprune_ros.node.quaternions", "specprune_ros.node.input_faults",
+              "specprune_ros.sim.sim_bridge_node",
               "specprune.model.layouts", "specprune")
 HEAVY = ("torch", "transformers", "timm")
 

@@ -5,9 +5,9 @@ from typing import List, Sequence
 import numpy as np
 import pytest
 
-from specprune_ros.node.observation_builder import (Fault, FaultTracker, Limits,
-                                                    ObservationBuilder, StateLayout,
-                                                    quat_to_axis_angle, rotation_vector)
+from specprune_ros.node.input_faults import Fault, FaultTracker, Limits
+from specprune_ros.node.observation_builder import ObservationBuilder, StateLayout
+from specprune_ros.node.quaternions import quat_to_axis_angle, rotation_vector
 
 VIEWS = ("/camera/agentview/image_raw", "/camera/wrist/image_raw")
 ARM = tuple(f"panda_joint{i}" for i in range(1, 8))

@@ -38,7 +38,8 @@ with warnings.catch_warnings():
     from trajectory_msgs.msg import JointTrajectory
 
 from specprune_ros.node import tf_motion
-from specprune_ros.node.policy_node import DIAG_NAME, EPISODE_TOPIC, PolicyNode
+from specprune_ros.node.policy_messages import DIAG_NAME
+from specprune_ros.node.policy_node import EPISODE_TOPIC, PolicyNode
 from specprune_ros.node.ros_image import rgb_to_compressed_msg, rgb_to_image_msg
 from load_helpers import cpu_burners
 from ros_helpers import REPO, NodeProcess, Probe, domain_id, probe_fixture
@@ -790,8 +791,8 @@ def test_tf_source_looks_up_base_to_ee_and_reports_failures(
 
 
 def test_diagnostics_count_skipped_iterations_per_fault_kind() -> None:
-    from specprune_ros.node.observation_builder import Fault
-    from specprune_ros.node.policy_node import Counters, diagnostic_status
+    from specprune_ros.node.input_faults import Fault
+    from specprune_ros.node.policy_messages import Counters, diagnostic_status
     counters = Counters()
     counters.skip([Fault(f"camera_stale:{CAMERAS[0]}", "a"), Fault(f"camera_stale:{CAMERAS[1]}",
                                                                    "b")])

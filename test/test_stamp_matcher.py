@@ -8,7 +8,8 @@ from typing import List, Optional, Sequence
 import numpy as np
 import pytest
 
-from specprune_ros.node.observation_builder import Limits, ObservationBuilder
+from specprune_ros.node.input_faults import Limits
+from specprune_ros.node.observation_builder import ObservationBuilder
 from specprune_ros.node.stamp_matcher import (ADDED, DUPLICATE, LATE, RESET, SampleHistory,
                                               StampMatcher)
 

@@ -36,7 +36,8 @@ from specprune_ros.eval.configurations import CONFIGS
 from specprune_ros.eval.episode_env import EpisodeEnv, Frame, open_env
 from specprune_ros.eval.eval_results import (FASTV, RANDOM, SPECPRUNE, UNPRUNED, ConfigRun,
                                              EpisodeRecord, StepRecord)
-from specprune_ros.node.observation_builder import Limits, MotionEstimator
+from specprune_ros.node.ee_motion import MotionEstimator
+from specprune_ros.node.input_faults import Limits
 
 #: the baselines and their policy classes (each drops at its ``layer`` to ``budget``)
 BASELINES = {FASTV: FastVPolicy, RANDOM: RandomDropPolicy}

@@ -54,7 +54,7 @@ from specprune_ros.eval.configurations import CLAIM_SEED, CONFIGS, IN_PROCESS_ON
 from specprune_ros.eval.eval_journal import optional_journal
 from specprune_ros.eval.eval_results import ConfigRun, EpisodeRecord, StepRecord, summarize
 from specprune_ros.node.package_data import data_path
-from specprune_ros.node.policy_node import DIAG_NAME
+from specprune_ros.node.policy_messages import DIAG_NAME
 from specprune_ros.node.tf_motion import stamp_seconds
 from specprune_ros.sim.libero_arm import libero_task
 from specprune_ros.sim.task_wiring import task_wiring

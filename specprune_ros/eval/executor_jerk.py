@@ -37,12 +37,12 @@ from specprune_ros.eval.episodes import observation
 from specprune_ros.node import executor_parameters as xp
 from specprune_ros.node.cartesian_motion import CartesianMotion
 from specprune_ros.node.chunk_timing import RULES, ChunkCombiner, parse_chunk
-from specprune_ros.node.observation_builder import Limits as InputLimits
-from specprune_ros.node.observation_builder import MotionEstimator
+from specprune_ros.node.ee_motion import MotionEstimator
+from specprune_ros.node.input_faults import Limits as InputLimits
 from specprune_ros.node.package_data import data_path, shipped_checkpoint
 from specprune_ros.node.safety_envelope import Limits
 from specprune_ros.sim.sim_arm import ACTION_NAMES, GRIPPER_OPEN, SimArm, SimArmConfig
-from specprune_ros.sim.sim_bridge_node import twist_to_action
+from specprune_ros.sim.bridge_commands import twist_to_action
 
 T0 = 1.0  # simulated time of tick 0 (a chunk stamped 0 means "no stamp")
 

@@ -40,7 +40,7 @@ with warnings.catch_warnings():
     from trajectory_msgs.msg import JointTrajectory
 
 from specprune_ros.eval.eval_ros import simulated_policy_command
-from specprune_ros.node.policy_node import DIAG_NAME
+from specprune_ros.node.policy_messages import DIAG_NAME
 from specprune_ros.node.ros_image import rgb_to_image_msg
 from specprune_ros.node.tf_motion import stamp_seconds
 

@@ -43,7 +43,7 @@ from specprune_ros.eval.eval_results import FASTV, RANDOM, SPECPRUNE, UNPRUNED
 from specprune_ros.node import parameters as params
 from specprune_ros.node.bag_observations import Rebuilt, RebuiltStep, node_parameters, rebuild
 from specprune_ros.node.bag_reader import BagError, read_bag
-from specprune_ros.node.policy_node import overlay_image
+from specprune_ros.node.policy_messages import overlay_image
 
 RECORDED = "recorded"
 OPEN_LOOP = ("open loop: every configuration sees the recorded observations; this measures "

@@ -3,7 +3,7 @@
 The node's parameters come from the bag (fetched by the recorder, then every change on
 /parameter_events), else the parameter table's defaults. Frames, joint states and poses go
 through the same conversions (``ros_image``, ``tf_motion``) into the same
-ObservationBuilder (``policy_node.make_builder``: stamp matching, state interpolation at
+ObservationBuilder (``observation_builder.make_builder``: stamp matching, state interpolation at
 the image stamp, age and jump limits, the proprio layout) in the order the recorder
 received them.
 
@@ -22,7 +22,6 @@ than the node) takes the next instruction of the bag, which the node had.
 """
 from __future__ import annotations
 
-import warnings
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Deque, Dict, List, Optional, Tuple
@@ -34,11 +33,7 @@ from specprune_ros.node import parameters as params
 from specprune_ros.node.bag_reader import BagError, Recorded, RecordedBag, check_topics, decode
 from specprune_ros.node.bag_topics import COMPRESSED, FIXED, REPLAY_ROLES, TopicSpec
 from specprune_ros.node.bag_topics import camera_spec
-from specprune_ros.node.observation_builder import ObservationBuilder
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)  # lark, pulled in by the msg packages
-    from specprune_ros.node.policy_node import limits_from, make_builder
+from specprune_ros.node.observation_builder import ObservationBuilder, limits_from, make_builder
 from specprune_ros.node.ros_image import compressed_msg_to_rgb, image_msg_to_rgb
 from specprune_ros.node.tf_motion import pose_from_msg, stamp_seconds
 

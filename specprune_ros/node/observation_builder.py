@@ -21,9 +21,8 @@ Proprioception layouts:
   flip, zeros for the identity).
 - ``joints``: the positions of the configured joint names, in that order.
 
-End-effector motion comes from finite differences of timestamped poses (linear m/s,
-angular rad/s from the relative rotation, both in the pose's frame); a pair of poses that
-implies a speed above the configured limit is a jump: reported once, no motion from it.
+End-effector motion (``ee_motion.MotionEstimator``) comes from finite differences of
+timestamped poses; the checks' thresholds and faults are in ``input_faults``.
 """
 from __future__ import annotations
 
@@ -36,6 +35,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from specprune import EEMotion, Observation
+from specprune_ros.node.ee_motion import MotionEstimator, PoseSample
+from specprune_ros.node.input_faults import Fault, Limits
+from specprune_ros.node.quaternions import quat_to_axis_angle
 from specprune_ros.node.stamp_matcher import SampleHistory, StampMatcher, Stamped
 
 LAYOUT_LIBERO = "libero"
@@ -45,20 +47,6 @@ NO_NEW_FRAMES = "no new frame of every view"  # BuildResult.waiting: nothing to 
 
 
 # ------------------------------------------------------------------------------ settings
-@dataclass(frozen=True)
-class Limits:
-    """Thresholds of the consistency checks (seconds, m/s, rad/s, pixels; 0 size = any)."""
-
-    max_image_age_s: float = 0.5
-    max_view_skew_s: float = 0.1
-    max_joint_state_age_s: float = 0.5
-    max_pose_age_s: float = 0.5
-    max_ee_speed: float = 3.0
-    max_ee_angular_speed: float = 20.0
-    image_width: int = 224
-    image_height: int = 224
-
-
 @dataclass(frozen=True)
 class StateLayout:
     """How proprio is assembled: ``kind`` is LAYOUT_LIBERO or LAYOUT_JOINTS."""
@@ -98,28 +86,11 @@ class StateLayout:
 
 # ------------------------------------------------------------------------------ samples
 @dataclass(frozen=True)
-class Fault:
-    """Why no observation: ``key`` identifies the kind of fault (stable across repeats, for
-    log-once bookkeeping), ``message`` says what exactly is wrong right now."""
-
-    key: str
-    message: str
-    severe: bool = False  # an ERROR (model / internal) rather than a WARN (input)
-
-
-@dataclass(frozen=True)
 class Frame:
     image: np.ndarray
     stamp: float  # header stamp, seconds
     received: float  # time.monotonic() at arrival
     header_stamp: Any = None  # the message's own stamp object, carried through untouched
-
-
-@dataclass(frozen=True)
-class PoseSample:
-    position: np.ndarray  # (3,)
-    quaternion: np.ndarray  # (4,) x, y, z, w, unit
-    stamp: float
 
 
 @dataclass
@@ -139,175 +110,6 @@ class BuildResult:
     header_stamp: Any = None  # view 0's message stamp
     images: List[np.ndarray] = field(default_factory=list)
     waiting: str = ""  # no observation and no fault: what the build waits for
-
-
-# ------------------------------------------------------------------------------ geometry
-def quat_to_axis_angle(quat_xyzw: Sequence[float]) -> np.ndarray:
-    """Axis-angle (3,) of an (x, y, z, w) quaternion the way LIBERO's quat2axisangle does it:
-    angle = 2 acos(w) (no hemisphere flip), zeros when the rotation is the identity."""
-    q = np.asarray(quat_xyzw, dtype=np.float64)
-    w = min(max(float(q[3]), -1.0), 1.0)
-    den = math.sqrt(1.0 - w * w)
-    if math.isclose(den, 0.0):
-        return np.zeros(3)
-    return q[:3] * 2.0 * math.acos(w) / den
-
-
-def quat_multiply(a: Sequence[float], b: Sequence[float]) -> np.ndarray:
-    """Hamilton product a * b of (x, y, z, w) quaternions."""
-    ax, ay, az, aw = a
-    bx, by, bz, bw = b
-    return np.array([aw * bx + ax * bw + ay * bz - az * by,
-                     aw * by - ax * bz + ay * bw + az * bx,
-                     aw * bz + ax * by - ay * bx + az * bw,
-                     aw * bw - ax * bx - ay * by - az * bz])
-
-
-def rotation_vector(quat_xyzw: Sequence[float]) -> np.ndarray:
-    """Shortest rotation vector (axis * angle, angle in [0, pi]) of a unit quaternion."""
-    q = np.asarray(quat_xyzw, dtype=np.float64)
-    if q[3] < 0.0:
-        q = -q
-    sin_half = float(np.linalg.norm(q[:3]))
-    if sin_half < 1e-12:
-        return 2.0 * q[:3]  # small-angle limit
-    return q[:3] * (2.0 * math.atan2(sin_half, q[3]) / sin_half)
-
-
-def velocity(prev: PoseSample, new: PoseSample) -> Tuple[np.ndarray, np.ndarray]:
-    """(linear m/s, angular rad/s) between two poses, in the poses' (base) frame.
-
-    The angular velocity is the rotation vector of q_new * q_prev^-1 over dt.
-    """
-    dt = new.stamp - prev.stamp
-    linear = (new.position - prev.position) / dt
-    inverse = prev.quaternion * np.array([-1.0, -1.0, -1.0, 1.0])
-    angular = rotation_vector(quat_multiply(new.quaternion, inverse)) / dt
-    return linear, angular
-
-
-def blend_poses(a: "PoseSample", b: "PoseSample", fraction: float) -> "PoseSample":
-    """The pose ``fraction`` of the way from ``a`` to ``b``: position linear, rotation by
-    normalised linear interpolation of the quaternions on the short arc (close to slerp over
-    the few milliseconds between samples)."""
-    qb = b.quaternion if float(np.dot(a.quaternion, b.quaternion)) >= 0.0 else -b.quaternion
-    quat = (1.0 - fraction) * a.quaternion + fraction * qb
-    return PoseSample(a.position + fraction * (b.position - a.position),
-                      quat / np.linalg.norm(quat), a.stamp + fraction * (b.stamp - a.stamp))
-
-
-def _check_pose(position: Sequence[float], quaternion: Sequence[float]
-                ) -> Tuple[np.ndarray, np.ndarray]:
-    pos = np.asarray(position, dtype=np.float64).reshape(3)
-    quat = np.asarray(quaternion, dtype=np.float64).reshape(4)
-    if not (np.all(np.isfinite(pos)) and np.all(np.isfinite(quat))):
-        raise ValueError(f"non-finite pose {pos.tolist()} {quat.tolist()}")
-    norm = float(np.linalg.norm(quat))
-    if not 0.5 < norm < 1.5:
-        raise ValueError(f"quaternion {quat.tolist()} is not a rotation (norm {norm:.3f})")
-    return pos, quat / norm
-
-
-# ------------------------------------------------------------------------------ motion
-@dataclass(frozen=True)
-class _PoseEntry:
-    pose: PoseSample
-    motion: Optional[EEMotion]  # velocity over the interval ending at this pose
-
-
-class MotionEstimator:
-    """End-effector pose history -> velocity, with jump rejection. Not thread-safe.
-
-    ``pose`` / ``motion`` are the newest; ``at(stamp)`` reads both at an earlier stamp."""
-
-    def __init__(self, limits: Limits) -> None:
-        self.limits = limits
-        self.reset()
-
-    def reset(self) -> None:
-        self.pose: Optional[PoseSample] = None
-        self.motion: Optional[EEMotion] = None
-        self.motion_stamp = 0.0
-        self.error: Optional[str] = None  # the source is failing (e.g. TF lookup)
-        self.jump: Optional[Fault] = None  # the last pair of poses was a jump
-        self.unreported_jump: Optional[Fault] = None  # a jump no build has reported yet
-        self.history: SampleHistory[_PoseEntry] = SampleHistory(
-            reset_after_s=self.limits.max_pose_age_s)
-
-    def add(self, position: Sequence[float], quaternion: Sequence[float], stamp: float) -> None:
-        try:
-            pos, quat = _check_pose(position, quaternion)
-        except ValueError as exc:
-            self.error = f"ee pose rejected: {exc}"
-            return
-        sample = PoseSample(pos, quat, float(stamp))
-        self.error = None
-        prev, self.pose = self.pose, sample
-        if prev is not None and sample.stamp < prev.stamp - self.limits.max_pose_age_s:
-            self.reset()  # the stamps' clock went back (simulator restarted, bag looped)
-            self.pose, prev = sample, None
-        if prev is None:
-            self.history.add(sample.stamp, _PoseEntry(sample, None))
-            return
-        if sample.stamp <= prev.stamp:  # a repeated (TF polled faster than it changes) or
-            self.pose = prev  # out-of-order sample carries no motion
-            return
-        self._update(prev, sample)
-        self.history.add(sample.stamp, _PoseEntry(sample, None if self.jump else self.motion))
-
-    def _update(self, prev: PoseSample, sample: PoseSample) -> None:
-        linear, angular = velocity(prev, sample)
-        speed, spin = float(np.linalg.norm(linear)), float(np.linalg.norm(angular))
-        lim = self.limits
-        if speed > lim.max_ee_speed or spin > lim.max_ee_angular_speed:
-            self.motion = None
-            self.jump = self.unreported_jump = Fault("ee_jump", (
-                f"ee pose jumped: {speed:.2f} m/s, {spin:.2f} rad/s over "
-                f"{sample.stamp - prev.stamp:.3f} s exceeds max_ee_speed {lim.max_ee_speed:g} "
-                f"m/s / max_ee_angular_speed {lim.max_ee_angular_speed:g} rad/s"))
-            return
-        self.jump = None
-        self.motion = EEMotion(linear=linear, angular=angular)
-        self.motion_stamp = sample.stamp
-
-    def at(self, stamp: float) -> Tuple[Optional[PoseSample], Optional[EEMotion], bool]:
-        """(pose at ``stamp``, velocity over the pose interval holding it, whether a pose
-        at or after ``stamp`` has arrived yet). The pose is None before the history."""
-        before, after = self.history.around(stamp)
-        if after is None:
-            return None, None, False
-        if before is None:
-            return None, None, True
-        if before is after:
-            return before.item.pose, before.item.motion, True
-        fraction = (stamp - before.stamp) / (after.stamp - before.stamp)
-        return blend_poses(before.item.pose, after.item.pose, fraction), after.item.motion, True
-
-    def pose_faults(self, now: float) -> List[Fault]:
-        """Faults of the pose itself (for proprio)."""
-        if self.error is not None:
-            return [Fault("ee_pose_error", self.error)]
-        if self.pose is None:
-            return [Fault("ee_pose_missing", "no end-effector pose received yet")]
-        age = now - self.pose.stamp
-        if age > self.limits.max_pose_age_s:
-            return [Fault("ee_pose_stale", f"ee pose stale: {age:.2f} s > "
-                                           f"{self.limits.max_pose_age_s:g} s")]
-        return []
-
-    def motion_faults(self, now: float) -> List[Fault]:
-        """Faults of the velocity estimate, pose faults included. A jump stays a fault until
-        the next consistent pair of poses, and is reported at least once even when that pair
-        came before any check."""
-        faults = self.pose_faults(now)
-        jump = self.jump or self.unreported_jump
-        self.unreported_jump = None
-        if jump is not None:
-            faults.append(jump)
-        if not faults and self.motion is None:
-            faults.append(Fault("ee_motion_missing",
-                                "ee velocity not available yet (needs two consecutive poses)"))
-        return faults
 
 
 # ------------------------------------------------------------------------------ builder
@@ -589,21 +391,26 @@ class ObservationBuilder:
         return np.concatenate([pose.position, quat_to_axis_angle(pose.quaternion), fingers])
 
 
-# ------------------------------------------------------------------------------ log-once
-class FaultTracker:
-    """Which faults are active: report each once per episode (until it clears and recurs)."""
+# ------------------------------------------------------------------------------ from parameters
+#: the policy node's parameters that set Limits (same names as its fields)
+LIMIT_PARAMS = ("max_image_age_s", "max_view_skew_s", "max_joint_state_age_s",
+                "max_pose_age_s", "max_ee_speed", "max_ee_angular_speed", "image_width",
+                "image_height")
 
-    def __init__(self) -> None:
-        self._active: Dict[str, Fault] = {}
 
-    @property
-    def active(self) -> List[Fault]:
-        return list(self._active.values())
+def limits_from(values: Dict[str, Any]) -> Limits:
+    return Limits(**{name: values[name] for name in LIMIT_PARAMS})
 
-    def update(self, faults: Sequence[Fault]) -> Tuple[List[Fault], List[Fault]]:
-        """Replace the active set; return (faults that just began, faults that just cleared)."""
-        current = {f.key: f for f in faults}
-        started = [f for k, f in current.items() if k not in self._active]
-        cleared = [f for k, f in self._active.items() if k not in current]
-        self._active = current
-        return started, cleared
+
+def make_builder(values: Dict[str, Any], proprio_dim: int) -> ObservationBuilder:
+    """The observation builder the parameter ``values`` describe, for a model taking
+    ``proprio_dim`` values (the node's, and specprune-replay's on a recording); ValueError
+    with the reason when they do not fit."""
+    layout = StateLayout(values["layout"], tuple(values["joint_names"]),
+                         tuple(values["gripper_joint_names"]))
+    if layout.proprio_dim != proprio_dim:
+        raise ValueError(f"layout {values['layout']!r} gives {layout.proprio_dim} proprio "
+                         f"values, the model takes {proprio_dim}")
+    return ObservationBuilder(values["camera_topics"], layout, limits_from(values),
+                              measure_motion=values["ee_motion_source"] != "policy",
+                              base_frame=values["base_frame"])

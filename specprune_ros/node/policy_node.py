@@ -39,180 +39,48 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
-import numpy as np
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)  # lark, pulled in by the msg packages
-    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+    from diagnostic_msgs.msg import DiagnosticArray
     from geometry_msgs.msg import PoseStamped
     from rcl_interfaces.msg import SetParametersResult
     from sensor_msgs.msg import CompressedImage, Image, JointState
     from std_msgs.msg import String
     from std_srvs.srv import SetBool, Trigger
-    from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+    from trajectory_msgs.msg import JointTrajectory
 
-from specprune import (ActionChunk, CheckpointError, NonFiniteActionError, Observation,
-                       PruneConfig, StepStats, load_policy)
+from specprune import (CheckpointError, NonFiniteActionError, Observation, PruneConfig,
+                       StepStats, load_policy)
 from specprune.model.presets import PRESETS
 from specprune_ros.node import lifecycle
 from specprune_ros.node.lifecycle import StartupError
 from specprune_ros.node import parameters as params
 from specprune_ros.node.param_table import coerce_parameters, declare_table, ros_value
-from specprune_ros.node.observation_builder import (NO_NEW_FRAMES, BuildResult, Fault,
-                                                    FaultTracker, Limits, ObservationBuilder,
-                                                    StateLayout)
+from specprune_ros.node.input_faults import Fault, FaultTracker
+from specprune_ros.node.observation_builder import (LIMIT_PARAMS, NO_NEW_FRAMES, BuildResult,
+                                                    ObservationBuilder, limits_from,
+                                                    make_builder)
+from specprune_ros.node.policy_messages import (Counters, StepReport, chunk_msg,
+                                                diagnostic_status, next_steps, overlay_image,
+                                                unconfigured_status)
 from specprune_ros.node.ros_image import compressed_msg_to_rgb, image_msg_to_rgb, rgb_to_image_msg
 from specprune_ros.node.time_jumps import watch_time_jumps
-from specprune_ros.node.tf_motion import (TfPoseSource, duration, pose_from_msg,
+from specprune_ros.node.tf_motion import (TfPoseSource, pose_from_msg,
                                           stamp_seconds, tf_unavailable_reason)
 
 NODE_NAME = params.NODE_NAME
-DIAG_NAME = f"{NODE_NAME}: inference"
 #: each successful ~/reset publishes "reset" here (reliable): the episode boundary that
 #: specprune-record keeps and specprune-replay resets the policy at
 EPISODE_TOPIC = "/specprune/episode"
-_LIMIT_PARAMS = ("max_image_age_s", "max_view_skew_s", "max_joint_state_age_s",
-                 "max_pose_age_s", "max_ee_speed", "max_ee_angular_speed", "image_width",
-                 "image_height")
 _FAULT_DIAG_PERIOD_S = 0.25  # most frequent diagnostics while skipping
 _HEARTBEAT_S = 1.0  # diagnostics at least this often
 _WAKE_PERIOD_S = 0.1  # re-check inputs this often without new frames (staleness)
-_DIM = 3  # dropped patches are shown at 1/_DIM brightness
-
-
-# ------------------------------------------------------------------------------ outputs
-def chunk_msg(chunk: ActionChunk, names: Sequence[str], stamp: Any, frame_id: str,
-              control_rate_hz: float) -> JointTrajectory:
-    """One point per future control tick, time_from_start = (i + 1) / control_rate_hz."""
-    msg = JointTrajectory(joint_names=list(names))
-    msg.header.stamp = stamp
-    msg.header.frame_id = frame_id
-    for i, row in enumerate(chunk.actions):
-        msg.points.append(JointTrajectoryPoint(
-            positions=[float(v) for v in row], time_from_start=duration(
-                (i + 1) / control_rate_hz)))
-    return msg
-
-
-def overlay_image(images: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> np.ndarray:
-    """The views side by side (top-aligned), patches outside ``masks`` darkened.
-
-    masks[v] is view v's (grid, grid) kept-patch mask over the model's input frame, mapped
-    onto the whole image (nearest patch); views without a mask are shown as they are.
-    """
-    tiles = []
-    for v, img in enumerate(images):
-        if v < len(masks) and masks[v].size:
-            mask = np.asarray(masks[v], dtype=bool)
-            rows = np.arange(img.shape[0]) * mask.shape[0] // img.shape[0]
-            cols = np.arange(img.shape[1]) * mask.shape[1] // img.shape[1]
-            img = np.where(mask[rows][:, cols][..., None], img, img // _DIM)
-        tiles.append(img)
-    height = max(t.shape[0] for t in tiles)
-    padded = [np.pad(t, ((0, height - t.shape[0]), (0, 0), (0, 0))) for t in tiles]
-    return np.ascontiguousarray(np.concatenate(padded, axis=1).astype(np.uint8))
-
-
-@dataclass
-class StepReport:
-    """The numbers of the last published step, for diagnostics."""
-
-    stats: StepStats
-    latency_ms: float  # newest image received -> chunk published
-    overhead_ms: float  # the node's own part of it: from the moment the worker could take the
-    # observation (image received, worker free, rate limit passed) to the chunk published,
-    # minus the model step
-    replan: bool = False
-    instruction: str = ""  # the instruction the step was computed with
-
-
-@dataclass
-class Counters:
-    """Steps, chunks, and worker iterations that ran no step because of faults ("skipped",
-    in total and per fault kind: the fault key before any ':<topic>'). The worker iterates
-    once per camera frame received (every 0.1 s without frames), rate limit permitting."""
-
-    steps: int = 0
-    chunks: int = 0
-    skips: int = 0
-    last_skip_reason: str = ""
-    skipped_by: Dict[str, int] = field(default_factory=dict)
-    waited_for_state: int = 0  # builds that waited for the state of the image instant
-
-    def skip(self, faults: Sequence[Fault]) -> None:
-        self.skips += 1
-        self.last_skip_reason = "; ".join(f.message for f in faults)
-        for kind in sorted({f.key.split(":")[0] for f in faults}):
-            self.skipped_by[kind] = self.skipped_by.get(kind, 0) + 1
-
-    def values(self) -> Dict[str, Any]:
-        out: Dict[str, Any] = {"steps": self.steps, "chunks_published": self.chunks,
-                               "skipped": self.skips, "last_skip_reason": self.last_skip_reason,
-                               "waited_for_state": self.waited_for_state}
-        out.update({f"skipped.{k}": n for k, n in sorted(self.skipped_by.items())})
-        return out
-
-
-def _kv(values: Dict[str, Any]) -> List[KeyValue]:
-    def text(v: Any) -> str:
-        return f"{v:.3f}" if isinstance(v, float) else str(v)
-    return [KeyValue(key=k, value=text(v)) for k, v in values.items()]
-
-
-def step_values(report: Optional[StepReport]) -> Dict[str, Any]:
-    """Diagnostic key/values of the last step (empty before the first)."""
-    if report is None:
-        return {}
-    s = report.stats
-    kept = s.kept_visual_tokens
-    return {
-        "mode": s.mode, "step_ms": s.total_ms, "vision_ms": s.vision_ms, "llm_ms": s.llm_ms,
-        "head_ms": s.head_ms, "selection_ms": s.selection_ms,
-        "node_overhead_ms": report.overhead_ms, "latency_ms": report.latency_ms,
-        "kept_visual_tokens": kept, "visual_tokens_total": s.visual_tokens_total,
-        "visual_tokens_per_layer": " ".join(str(n) for n in s.visual_tokens_per_layer),
-        "estimated_speedup": s.visual_tokens_total / kept if kept else float("inf"),
-        "n_global": s.n_global, "n_dynamic": s.n_dynamic, "n_local": s.n_local,
-        "lookback_steps": s.lookback_steps, "trans_speed": s.trans_speed,
-        "rot_speed": s.rot_speed, "replan": report.replan, "instruction": report.instruction,
-    }
-
-
-def diagnostic_status(faults: Sequence[Fault], report: Optional[StepReport],
-                      counters: Counters, enabled: bool, hardware_id: str,
-                      active: bool = True, matching: Optional[Dict[str, int]] = None
-                      ) -> DiagnosticStatus:
-    """One status: OK with the step numbers, WARN (input) / ERROR (model) with the reasons.
-    ``matching``: the observation builder's frame counters (dropped duplicates, late
-    frames, clock resets)."""
-    status = DiagnosticStatus(name=DIAG_NAME, hardware_id=hardware_id)
-    if not active:
-        status.level = DiagnosticStatus.OK
-        status.message = "inactive (lifecycle): no steps, no chunks until activated"
-    elif faults:
-        status.level = DiagnosticStatus.ERROR if any(f.severe for f in faults) \
-            else DiagnosticStatus.WARN
-        status.message = "no chunk: " + "; ".join(f.message for f in faults)
-    elif not enabled:
-        status.level, status.message = DiagnosticStatus.OK, "chunk publishing disabled (~/enable)"
-    elif report is None:
-        status.level, status.message = DiagnosticStatus.OK, "waiting for the first observation"
-    else:
-        kept, total = report.stats.kept_visual_tokens, report.stats.visual_tokens_total
-        status.level = DiagnosticStatus.OK
-        status.message = (f"{report.stats.mode}: {kept}/{total} visual tokens, "
-                          f"{report.stats.total_ms:.0f} ms per step")
-    values = step_values(report)
-    values.update(counters.values())
-    values.update(matching or {})
-    values.update(publishing_enabled=enabled, active=active)
-    status.values = _kv(values)
-    return status
 
 
 # ------------------------------------------------------------------------------ parameters
@@ -227,31 +95,6 @@ def startup_checks(values: Dict[str, Any]) -> PruneConfig:
         raise StartupError(f"invalid prune.* parameters: {exc}") from None
 
 
-def next_steps(node: str) -> str:
-    """What to do with a node that has no model (logged once at start, ``node`` its name)."""
-    return (f"no model named: {node} waits unconfigured and publishes nothing. Next: `ros2 "
-            f"param set {node} model /path/to/checkpoint`, then `ros2 lifecycle set {node} "
-            f"configure` and `ros2 lifecycle set {node} activate` (or launch with "
-            f"model:=/path/to/checkpoint)")
-
-
-def unconfigured_status(model: str, error: str) -> DiagnosticStatus:
-    """The status while unconfigured: ERROR with the reason when the last configure failed,
-    WARN when no model is named, OK while a named model waits for configure."""
-    status = DiagnosticStatus(name=DIAG_NAME, hardware_id=model)
-    if error:
-        status.level, status.message = DiagnosticStatus.ERROR, f"configure failed: {error}"
-    elif not model:
-        status.level = DiagnosticStatus.WARN
-        status.message = ("unconfigured, no model named: set the parameter model, then "
-                          "configure and activate")
-    else:
-        status.level = DiagnosticStatus.OK
-        status.message = f"unconfigured: model {model!r} waits for configure"
-    status.values = _kv({"configured": False, "active": False, "model": model})
-    return status
-
-
 def model_refusal(values: Dict[str, Any]) -> Optional[str]:
     """Why configure must not load ``values['model']`` (none named, or a random-weight
     preset without allow_preset_model), or None."""
@@ -264,24 +107,6 @@ def model_refusal(values: Dict[str, Any]) -> Optional[str]:
                 f"name a trained checkpoint folder, or set allow_preset_model:=true (tests, "
                 f"simulator)")
     return None
-
-
-def limits_from(values: Dict[str, Any]) -> Limits:
-    return Limits(**{name: values[name] for name in _LIMIT_PARAMS})
-
-
-def make_builder(values: Dict[str, Any], proprio_dim: int) -> ObservationBuilder:
-    """The observation builder the parameter ``values`` describe, for a model taking
-    ``proprio_dim`` values (the node's, and specprune-replay's on a recording); ValueError
-    with the reason when they do not fit."""
-    layout = StateLayout(values["layout"], tuple(values["joint_names"]),
-                         tuple(values["gripper_joint_names"]))
-    if layout.proprio_dim != proprio_dim:
-        raise ValueError(f"layout {values['layout']!r} gives {layout.proprio_dim} proprio "
-                         f"values, the model takes {proprio_dim}")
-    return ObservationBuilder(values["camera_topics"], layout, limits_from(values),
-                              measure_motion=values["ee_motion_source"] != "policy",
-                              base_frame=values["base_frame"])
 
 
 # ------------------------------------------------------------------------------ the node
@@ -609,7 +434,7 @@ class PolicyNode(LifecycleNode):
                 self._policy.update_config(self._prune)  # applied at the next step
         if self._builder is None:
             return  # unconfigured: configure builds everything from self._values
-        if names & set(_LIMIT_PARAMS):
+        if names & set(LIMIT_PARAMS):
             self._builder.set_limits(limits_from(self._values))
         if "ee_motion_source" in names:
             self._builder.set_measure_motion(self._values["ee_motion_source"] != "policy")

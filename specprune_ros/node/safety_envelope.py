@@ -42,7 +42,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from specprune_ros.node.observation_builder import quat_multiply, rotation_vector
+from specprune_ros.node.quaternions import quat_multiply, rotation_vector
 
 INTERVENTIONS = ("ramp_in", "linear_speed", "angular_speed", "linear_accel", "angular_accel",
                  "stop_decel", "workspace", "pose_lead")
