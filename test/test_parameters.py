@@ -4,6 +4,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import pytest
 import rclpy
 import yaml
@@ -298,3 +299,43 @@ def test_a_backward_clock_step_drops_buffered_inputs_and_resets_the_policy(
         probe.destroy_node()
         sim_node.trigger_shutdown()
         sim_node.destroy_node()
+
+
+def test_no_chunk_leaves_once_enable_false_has_answered(node: PolicyNode) -> None:
+    """~/enable false arriving while a step runs: that step's chunk is withheld (counted),
+    so a caller that got the answer never sees another chunk. Before the fix the worker read
+    ``enabled`` before the step only; the lifecycle test over DDS caught it under load."""
+    from std_srvs.srv import SetBool
+
+    from specprune import Observation
+    from specprune_ros.node.observation_builder import BuildResult
+
+    layout = node._policy.layout
+    size = int(node._values["image_height"]), int(node._values["image_width"])
+    images = [np.full((*size, 3), 100, np.uint8) for _ in node._values["camera_topics"]]
+    result = BuildResult(observation=Observation(images, "pick", np.zeros(layout.proprio_dim)),
+                         received=time.monotonic(),
+                         header_stamp=node.get_clock().now().to_msg())
+    published = []
+    real_publish, real_step = node._chunk_pub.publish, node._policy.step
+
+    def spy(msg) -> None:
+        published.append(msg)
+        real_publish(msg)
+
+    def step_then_disable(obs):
+        out = real_step(obs)
+        node._on_enable(SetBool.Request(data=False), SetBool.Response())  # mid-step
+        return out
+
+    node._chunk_pub.publish = spy
+    try:
+        node._step(result, time.monotonic())  # enabled throughout: published
+        assert len(published) == 1 and node._shared.counters.withheld == 0
+        node._policy.step = step_then_disable
+        node._step(result, time.monotonic())
+        assert len(published) == 1 and node._shared.counters.withheld == 1
+        assert node._shared.counters.values()["chunks_withheld"] == 1
+    finally:
+        node._chunk_pub.publish, node._policy.step = real_publish, real_step
+        node._on_enable(SetBool.Request(data=True), SetBool.Response())

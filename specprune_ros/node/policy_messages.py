@@ -80,6 +80,7 @@ class Counters:
     last_skip_reason: str = ""
     skipped_by: Dict[str, int] = field(default_factory=dict)
     waited_for_state: int = 0  # builds that waited for the state of the image instant
+    withheld: int = 0  # chunks computed but not published: ~/enable false came during the step
 
     def skip(self, faults: Sequence[Fault]) -> None:
         self.skips += 1
@@ -90,7 +91,8 @@ class Counters:
     def values(self) -> Dict[str, Any]:
         out: Dict[str, Any] = {"steps": self.steps, "chunks_published": self.chunks,
                                "skipped": self.skips, "last_skip_reason": self.last_skip_reason,
-                               "waited_for_state": self.waited_for_state}
+                               "waited_for_state": self.waited_for_state,
+                               "chunks_withheld": self.withheld}
         out.update({f"skipped.{k}": n for k, n in sorted(self.skipped_by.items())})
         return out
 

@@ -508,17 +508,21 @@ class PolicyNode(LifecycleNode):
                                                           f"{exc}"))
             return
         self._set_step_fault(None)
-        self._chunk_pub.publish(chunk_msg(chunk, self._policy.layout.action_names,
-                                          result.header_stamp, self._values["base_frame"],
-                                          float(self._values["control_rate_hz"])))
-        published = time.monotonic()
-        report = StepReport(stats, (published - result.received) * 1e3,
-                            (published - available) * 1e3 - stats.total_ms, chunk.replan,
-                            obs.instruction)
-        with self._shared.lock:
+        msg = chunk_msg(chunk, self._policy.layout.action_names, result.header_stamp,
+                        self._values["base_frame"], float(self._values["control_rate_hz"]))
+        with self._shared.lock:  # ~/enable false answers before or after this, never during:
+            # once it has answered, no chunk of a step already running goes out
+            enabled = self._shared.enabled
+            if enabled:
+                self._chunk_pub.publish(msg)
+            published = time.monotonic()
+            report = StepReport(stats, (published - result.received) * 1e3,
+                                (published - available) * 1e3 - stats.total_ms, chunk.replan,
+                                obs.instruction)
             self._shared.report = report
             self._shared.counters.steps += 1
-            self._shared.counters.chunks += 1
+            self._shared.counters.chunks += int(enabled)
+            self._shared.counters.withheld += int(not enabled)
         self._publish_overlay(result, stats)
 
     def _set_step_fault(self, fault: Optional[Fault]) -> None:
