@@ -11,7 +11,9 @@ import yaml
 
 from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import PoseStamped
+from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from std_msgs.msg import Bool
+from std_srvs.srv import Trigger
 
 from executor_helpers import Bare
 from specprune_ros.node import executor_parameters as xp
@@ -548,3 +550,52 @@ def test_a_pose_is_ignored_by_a_joint_space_layout():
     fresh = Bare(action_layout="aloha", output="joint_trajectory")
     fresh.tick()  # nothing received yet: the fallback text, once
     assert fresh.node.core.hold_detail == "no joint state received"
+
+
+def test_after_reset_estop_a_chunk_stamped_before_the_latch_does_not_resume():
+    """true -> false -> ~/reset_estop within a policy step: the chunk of an observation
+    taken before the stop arrives afterwards (stamp 0.3 s old, inside max_chunk_age_s) and
+    is refused; one stamped after the latch runs."""
+    bare = Bare()
+    bare.pose()
+    bare.chunk([0.1, 0, 0, 0, 0, 0, -1.0], points=40)
+    bare.tick()
+    assert bare.last_twist()[0] > 0.0
+    latch = bare.t
+    bare.node._on_estop(Bool(data=True))
+    bare.node._on_estop(Bool(data=False))
+    for _ in range(10):
+        bare.pose()
+        bare.tick()
+    assert bare.node._on_reset_estop(Trigger.Request(), Trigger.Response()).success
+    bare.chunk([0.1, 0, 0, 0, 0, 0, -1.0], points=40, stamp_s=latch - 0.1)
+    bare.pose()
+    bare.tick()
+    assert bare.node.core.counters["chunks_before_estop"] == 1
+    assert bare.node.core.hold_reason == "no_chunk"
+    np.testing.assert_array_equal(bare.last_twist(), np.zeros(3))
+    bare.chunk([0.1, 0, 0, 0, 0, 0, -1.0], points=40, stamp_s=latch + 0.01)
+    bare.pose()
+    bare.tick()
+    assert bare.node.core.hold_reason is None and bare.last_twist()[0] > 0.0
+
+
+def test_a_failed_transition_stops_commanding_and_drops_the_timer():
+    """rclpy's error processing calls on_error after a transition raised: the executor
+    sends its last hold and no tick commands again (before, core.active stayed true)."""
+    bare = Bare()
+    bare.pose()
+    bare.chunk([0.1, 0, 0, 0, 0, 0, -1.0], points=40)
+    bare.tick()
+    assert bare.last_twist()[0] > 0.0
+    bare.node._timer = bare.node._jump_handle = None  # a bare node has no ROS entities
+    bare.node._entities = []
+    bare.node._await_delivery = lambda: None  # the recorder publishers acknowledge nothing
+    assert bare.node.on_error(LifecycleState("activating", 13)) == TransitionCallbackReturn.SUCCESS
+    assert not bare.node.core.active
+    np.testing.assert_array_equal(bare.last_twist(), np.zeros(3))
+    sent = len(bare.out.sent)
+    bare.chunk([0.1, 0, 0, 0, 0, 0, -1.0], points=40)
+    bare.pose()
+    bare.tick()
+    assert len(bare.out.sent) == sent

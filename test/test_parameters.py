@@ -301,41 +301,101 @@ def test_a_backward_clock_step_drops_buffered_inputs_and_resets_the_policy(
         sim_node.destroy_node()
 
 
-def test_no_chunk_leaves_once_enable_false_has_answered(node: PolicyNode) -> None:
-    """~/enable false arriving while a step runs: that step's chunk is withheld (counted),
-    so a caller that got the answer never sees another chunk. Before the fix the worker read
-    ``enabled`` before the step only; the lifecycle test over DDS caught it under load."""
-    from std_srvs.srv import SetBool
-
+def observation_result(node: PolicyNode, instruction: str = "pick"):
+    """A BuildResult the node's model takes (grey frames, zero proprio, stamped now)."""
     from specprune import Observation
     from specprune_ros.node.observation_builder import BuildResult
 
-    layout = node._policy.layout
     size = int(node._values["image_height"]), int(node._values["image_width"])
     images = [np.full((*size, 3), 100, np.uint8) for _ in node._values["camera_topics"]]
-    result = BuildResult(observation=Observation(images, "pick", np.zeros(layout.proprio_dim)),
-                         received=time.monotonic(),
-                         header_stamp=node.get_clock().now().to_msg())
-    published = []
+    proprio = np.zeros(node._policy.layout.proprio_dim)
+    return BuildResult(observation=Observation(images, instruction, proprio),
+                       received=time.monotonic(), header_stamp=node.get_clock().now().to_msg())
+
+
+@pytest.fixture
+def chunk_spy(node: PolicyNode) -> Iterator[list]:
+    """The chunks the node publishes (the real publisher still sends them); the policy's
+    step, ~/enable and the instruction parameter restored afterwards."""
+    from std_srvs.srv import SetBool
+
+    published: list = []
     real_publish, real_step = node._chunk_pub.publish, node._policy.step
 
     def spy(msg) -> None:
         published.append(msg)
         real_publish(msg)
 
-    def step_then_disable(obs):
-        out = real_step(obs)
-        node._on_enable(SetBool.Request(data=False), SetBool.Response())  # mid-step
-        return out
-
     node._chunk_pub.publish = spy
+    node.set_parameters([Parameter("instruction", value="pick")])
     try:
-        node._step(result, time.monotonic())  # enabled throughout: published
-        assert len(published) == 1 and node._shared.counters.withheld == 0
-        node._policy.step = step_then_disable
-        node._step(result, time.monotonic())
-        assert len(published) == 1 and node._shared.counters.withheld == 1
-        assert node._shared.counters.values()["chunks_withheld"] == 1
+        yield published
     finally:
         node._chunk_pub.publish, node._policy.step = real_publish, real_step
         node._on_enable(SetBool.Request(data=True), SetBool.Response())
+        node.set_parameters([Parameter("instruction", value="")])
+
+
+def during_step(node: PolicyNode, action) -> None:
+    """Make the policy's next steps run ``action`` after the model, before returning."""
+    real_step = node._policy.step
+
+    def step_then(obs):
+        out = real_step(obs)
+        action()
+        return out
+    node._policy.step = step_then
+
+
+def test_no_chunk_leaves_once_enable_false_has_answered(node: PolicyNode, chunk_spy) -> None:
+    """~/enable false arriving while a step runs: that step's chunk is withheld (counted),
+    so a caller that got the answer never sees another chunk. Before the fix the worker read
+    ``enabled`` before the step only; the lifecycle test over DDS caught it under load."""
+    from std_srvs.srv import SetBool
+
+    withheld = node._shared.counters.withheld
+    node._step(observation_result(node), time.monotonic())  # enabled throughout: published
+    assert len(chunk_spy) == 1 and node._shared.counters.withheld == withheld
+    during_step(node, lambda: node._on_enable(SetBool.Request(data=False), SetBool.Response()))
+    node._step(observation_result(node), time.monotonic())
+    assert len(chunk_spy) == 1 and node._shared.counters.withheld == withheld + 1
+    assert node._shared.counters.values()["chunks_withheld"] == withheld + 1
+
+
+def test_a_live_instruction_change_withholds_the_chunk_of_the_old_one(
+        node: PolicyNode, chunk_spy) -> None:
+    """`ros2 param set ... instruction` answered during a step: the chunk computed for the
+    old instruction does not go out; the next step, on the new one, does."""
+    assert node.set_parameters([Parameter("instruction", value="pick")])[0].successful
+    during_step(node, lambda: node.set_parameters([Parameter("instruction", value="place")]))
+    node._step(observation_result(node, "pick"), time.monotonic())
+    assert chunk_spy == []
+    node._step(observation_result(node, "place"), time.monotonic())
+    assert len(chunk_spy) == 1
+
+
+def test_after_reset_no_frame_taken_before_it_is_stepped_on(node: PolicyNode) -> None:
+    """~/reset: frames already buffered (or still in transit) are the old episode's; the
+    first build waits for frames stamped after the reset."""
+    from std_srvs.srv import Trigger
+
+    from specprune_ros.node.observation_builder import NO_NEW_FRAMES
+
+    builder = node._builder
+    before = node.get_clock().now().nanoseconds * 1e-9 - 0.05
+    size = int(node._values["image_height"]), int(node._values["image_width"])
+    for stamp in (before - 0.05, before, before + 0.05, before + 0.1):
+        joints = builder.layout.watched_joints
+        builder.set_joint_state(joints, [0.0] * len(joints), stamp)
+        builder.add_pose((0.4, 0.0, 0.2), (1.0, 0.0, 0.0, 0.0), stamp, node._values["base_frame"])
+    for view in range(len(builder.views)):  # without the reset these would be stepped on
+        builder.add_frame(view, np.zeros((*size, 3), np.uint8), before - 0.01)
+    assert builder.build(before + 0.06, "pick").observation is not None
+    for view in range(len(builder.views)):
+        builder.add_frame(view, np.zeros((*size, 3), np.uint8), before)
+    assert node._on_reset(Trigger.Request(), Trigger.Response()).success
+    late_before = builder.match_counters()["frames_late"]
+    builder.add_frame(0, np.zeros((*size, 3), np.uint8), before + 0.01)  # in transit
+    assert builder.match_counters()["frames_late"] == late_before + 1
+    result = builder.build(before + 0.06, "pick")
+    assert result.observation is None and result.waiting == NO_NEW_FRAMES

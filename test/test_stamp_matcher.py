@@ -189,6 +189,43 @@ def test_simulator_tick_order_under_load_pairs_by_stamp_not_by_arrival() -> None
     assert served == [0, 1, 2, 3, 4]
 
 
+def test_a_new_episode_spends_every_frame_taken_before_it() -> None:
+    """~/reset at a stamp: frames buffered from before it, or arriving later but stamped
+    before it, never pair; the first set is of frames stamped after it. A clock reset
+    after it still restarts matching."""
+    m = StampMatcher(2, max_skew_s=0.0, reset_after_s=1.0)
+    m.add(0, tick(1), "before")
+    m.add(1, tick(1), "before")
+    m.spend_until(tick(1) + 0.01)
+    assert m.match() is None
+    assert m.add(0, tick(1) - 0.01, "in transit") == LATE and m.counters.late == 1
+    m.add(0, tick(2), "after")
+    m.add(1, tick(2), "after")
+    assert [f.item for f in m.match()] == ["after", "after"]
+    m.mark_used(m.match())
+    m.spend_until(tick(3))
+    assert m.newest(0).item == "after" and m.match() is None
+    assert m.add(0, 5.0, "restarted") == RESET
+    assert m.newest(1) is None
+    m.add(1, 5.0, "restarted")
+    assert [f.item for f in m.match()] == ["restarted"] * 2
+
+
+def test_builder_steps_only_on_frames_stamped_after_a_new_episode() -> None:
+    builder = ObservationBuilder(VIEWS)
+    for i in range(3):
+        add_state(builder, tick(i), 0.40 + 0.01 * i)
+    for view in range(2):
+        builder.add_frame(view, frame(1), tick(1))
+    builder.new_episode(tick(1) + 0.01)
+    result = builder.build(tick(1) + 0.02, "go")
+    assert result.observation is None and result.waiting == "no new frame of every view"
+    for view in range(2):
+        builder.add_frame(view, frame(2), tick(2))
+    obs = builder.build(tick(2) + 0.01, "go").observation
+    assert obs is not None and obs.proprio[0] == pytest.approx(0.42)
+
+
 def test_state_is_interpolated_to_the_image_stamp() -> None:
     builder = ObservationBuilder(VIEWS)
     add_state(builder, T0 - 0.1, 0.40, finger=0.02)

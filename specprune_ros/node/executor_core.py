@@ -42,7 +42,7 @@ COUNTERS = ("ticks", "commands", "dry_run_commands", "chunks_received", "chunks_
             "estops", "bad_state", "clock_jumps", "action_out_of_range", "ramp_in",
             "linear_speed", "angular_speed", "linear_accel", "angular_accel", "stop_decel",
             "workspace", "pose_lead", "joint_speed", "joint_accel", "joint_position",
-            "joint_lead", "bad_robot_description")
+            "joint_lead", "bad_robot_description", "chunks_before_estop")
 OK, WARN, ERROR = 0, 1, 2  # diagnostic levels
 
 
@@ -88,6 +88,7 @@ class ExecutorCore:
         self.hold_detail = ""
         self.gripper_sent: Optional[float] = None
         self.last_refusal = ""
+        self.estop_at = float("-inf")  # node time of the last e-stop latch
         self.last_command: Dict[str, Any] = {}
         self._seq = 0
 
@@ -149,6 +150,9 @@ class ExecutorCore:
         if not self.active:
             self.counters["chunks_ignored_inactive"] += 1
             return
+        if chunk.stamp <= self.estop_at:  # its observation predates the stop: after
+            self.counters["chunks_before_estop"] += 1  # ~/reset_estop it must not resume
+            return
         if chunk.ends[-1] <= now:
             self.counters["chunks_late"] += 1
             self.counters["points_skipped_late"] += len(chunk.actions)
@@ -206,6 +210,7 @@ class ExecutorCore:
             self.restart_ramp(now)  # the hold ends: ramp in again
             self.log.info("e-stop signal received (false): ramping in")
         if latched:
+            self.estop_at = now
             self.counters["estops"] += 1
             self.log.error("E-STOP: holding until ~/reset_estop")
         return latched
@@ -227,6 +232,7 @@ class ExecutorCore:
         self.ticks.reset(now)
         self.counters["clock_jumps"] += 1
         self.combiner.reset()
+        self.estop_at = float("-inf")  # stamps of the new timeline are not comparable
         self.last_chunk_at = None
         self.motion.history.clear()
         self.estop.clock_jumped()
@@ -359,9 +365,10 @@ class ExecutorCore:
         """The last command before commanding stops (deactivate, exit): at rest at once."""
         if not self.active:
             return None
-        command = self.hold(reason, now, count=False, final=True)
-        self.active = False
-        return command
+        try:
+            return self.hold(reason, now, count=False, final=True)
+        finally:
+            self.active = False  # even if building the hold failed: no tick commands again
 
     # -------------------------------------------------------------------- parameters
     def set_values(self, changed: Dict[str, Any], now: float) -> Optional[Command]:

@@ -185,6 +185,22 @@ class ExecutorNode(LifecycleNode):
         self._destroy_entities()
         return super().on_shutdown(state)
 
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """A transition raised (rclpy goes to unconfigured after this): stop commanding
+        with one last hold where that still works, then drop the timer, subscriptions and
+        publishers, as cleanup does. Without this the timer kept commanding while the
+        node reported 'unconfigured'."""
+        try:
+            self.stop()
+        except Exception as exc:  # noqa: BLE001 - the entities must go regardless
+            self.get_logger().error(f"final hold after a failed transition: {exc!r}")
+        finally:
+            self.core.active = False
+            self._destroy_entities()
+        self.get_logger().error(f"transition from {state.label} failed: commanding stopped, "
+                                "entities dropped; configure again")
+        return TransitionCallbackReturn.SUCCESS
+
     def _destroy_entities(self) -> None:
         if self._timer is not None:
             self.destroy_timer(self._timer)

@@ -181,6 +181,14 @@ class ObservationBuilder:
             self._joint_history.clear()
             self._motion.reset()
 
+    def new_episode(self, stamp: float) -> None:
+        """A new episode starts at ``stamp`` (the stamps' clock): no frame taken before it is
+        used, buffered or still in transit (counted late when it arrives); the buffered ones
+        still count as the views' newest for the age checks. Joint states and poses stay:
+        they are read at the new frames' stamps."""
+        with self._lock:
+            self._frames.spend_until(float(stamp))
+
     def match_counters(self) -> Dict[str, int]:
         """Frames dropped on arrival (duplicate / late) and clock resets so far."""
         with self._lock:

@@ -80,7 +80,8 @@ class Counters:
     last_skip_reason: str = ""
     skipped_by: Dict[str, int] = field(default_factory=dict)
     waited_for_state: int = 0  # builds that waited for the state of the image instant
-    withheld: int = 0  # chunks computed but not published: ~/enable false came during the step
+    withheld: int = 0  # chunks computed but not published: during the step ~/enable false
+    # came, or the instruction changed (parameter, topic, or forgotten by ~/reset)
 
     def skip(self, faults: Sequence[Fault]) -> None:
         self.skips += 1

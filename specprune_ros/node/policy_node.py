@@ -358,9 +358,12 @@ class PolicyNode(LifecycleNode):
             self._shared.topic_instruction = msg.data
 
     def _instruction(self) -> str:
-        text = str(self._values["instruction"])
         with self._shared.lock:
-            return text or self._shared.topic_instruction
+            return self._current_instruction()
+
+    def _current_instruction(self) -> str:
+        """The parameter, else the newest on the topic (call with ``_shared.lock`` held)."""
+        return str(self._values["instruction"]) or self._shared.topic_instruction
 
     def _on_time_jump(self, reason: str) -> None:
         """The clock broke its timeline: buffered inputs of the old one are forgotten and
@@ -370,6 +373,7 @@ class PolicyNode(LifecycleNode):
                 self._builder.time_jumped()
             if self._policy is not None:
                 self._policy.reset()
+            self._episode += 1  # a build of the old timeline in flight is not stepped
         self.get_logger().warning(f"time jump ({reason}): buffered inputs dropped, policy "
                                   "reset")
 
@@ -380,6 +384,10 @@ class PolicyNode(LifecycleNode):
             if self._policy is not None:
                 self._policy.reset()
                 self._episode += 1
+                # frames taken before the reset (buffered, or in transit) are not the new
+                # episode's: the first step waits for a frame stamped after it
+                if self._builder is not None:
+                    self._builder.new_episode(self.get_clock().now().nanoseconds * 1e-9)
                 if self._values["reset_forgets_instruction"]:
                     with self._shared.lock:
                         self._shared.topic_instruction = ""  # wait for the new episode's
@@ -423,7 +431,8 @@ class PolicyNode(LifecycleNode):
 
     def _apply_parameters(self, changed: List[Parameter]) -> None:
         names = {p.name for p in changed}
-        self._values.update({p.name: ros_value(p.value) for p in changed})
+        with self._shared.lock:  # a step's chunk is checked against the instruction
+            self._values.update({p.name: ros_value(p.value) for p in changed})
         if any(params.BY_NAME[name].until_configure for name in names if name in params.BY_NAME):
             self.error = ""  # a new model (or way to load it): the last failure is history
         prune = {p.name: ros_value(p.value) for p in changed
@@ -510,9 +519,11 @@ class PolicyNode(LifecycleNode):
         self._set_step_fault(None)
         msg = chunk_msg(chunk, self._policy.layout.action_names, result.header_stamp,
                         self._values["base_frame"], float(self._values["control_rate_hz"]))
-        with self._shared.lock:  # ~/enable false answers before or after this, never during:
-            # once it has answered, no chunk of a step already running goes out
-            enabled = self._shared.enabled
+        with self._shared.lock:  # ~/enable false, an instruction (parameter or topic) and
+            # ~/reset's forgetting apply before this or after it, never during: once a
+            # change has been answered, no chunk of a step already running on the old
+            # state goes out
+            enabled = self._shared.enabled and obs.instruction == self._current_instruction()
             if enabled:
                 self._chunk_pub.publish(msg)
             published = time.monotonic()

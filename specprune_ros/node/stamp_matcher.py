@@ -10,7 +10,8 @@ hand (the defect of issue #13).
 
 Arrival anomalies are counted, not raised:
 - a frame whose stamp is already buffered for its view: a duplicate, dropped;
-- a frame not newer than the last frame used for its view: late, dropped;
+- a frame not newer than the last frame used for its view (or than the start of a new
+  episode, ``spend_until``): late, dropped;
 - a frame older than the view's newest by more than ``reset_after_s``: the stamps' clock
   went back (a simulator restarted, a bag looped): every buffer is cleared and matching
   starts over from that frame.
@@ -115,6 +116,13 @@ class StampMatcher(Generic[T]):
             if best is None or score > best[0]:
                 best = (score, chosen)
         return None if best is None else best[1]
+
+    def spend_until(self, stamp: float) -> None:
+        """Every frame stamped at or before ``stamp`` is spent (a new episode starts at
+        ``stamp``): buffered ones are never matched (they stay as the views' newest, for the
+        age checks), later arrivals count as late. A frame more than ``reset_after_s``
+        before it is a clock reset, as usual."""
+        self._used = [max(used, stamp) for used in self._used]
 
     def mark_used(self, frames: Sequence[Stamped[T]]) -> None:
         """``frames`` (a match) went into an observation: it and everything older is spent."""
