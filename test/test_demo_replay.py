@@ -45,3 +45,25 @@ def test_each_demo_is_an_episode_and_the_baselines_keep_specprunes_budget(tmp_pa
 def test_a_missing_demo_file_is_reported_not_raised(tmp_path, checkpoint, capsys):
     assert demo_replay.main(["--policy", checkpoint, "--demos", str(tmp_path / "none.hdf5")]) == 2
     assert "none.hdf5" in capsys.readouterr().err
+
+
+def test_object_patch_shares_compare_the_selection_with_a_uniform_subset(tmp_path, checkpoint):
+    """Demos with obs/object_boxes: each SpecPrune configuration reports the share of the
+    object's / target's patches it kept next to the uniform share at its own count; the
+    baselines report none (no masks). A whole-frame box makes both shares the kept fraction;
+    a target out of view (NaN box) is not reported."""
+    nan = float("nan")
+    whole = [[[0.0, 0.0, 1.0, 1.0], [nan] * 4]] * 2  # views, (object, target)
+    shard = write_shard(tmp_path / "libero_spatial_task00_part00.hdf5", SPATIAL, [21],
+                        boxes=whole)
+    result = demo_replay.replay_demos(demo_replay.parse_args(
+        ["--policy", checkpoint, "--demos", shard, "--threads", "1",
+         "--configs", "unpruned,specprune,random"]))
+    spec = result["configs"]["specprune"]
+    share = spec["kept_visual_tokens_mean"] / 512
+    assert spec["object_patches_kept"] == pytest.approx(share)
+    assert spec["object_patches_uniform"] == pytest.approx(share)
+    assert "target_patches_kept" not in spec
+    assert "object_patches_kept" not in result["configs"]["random"]
+    assert "object / target patches kept" in demo_replay.format_table(result)
+    assert demo_replay.object_shares([], [], 224) is None

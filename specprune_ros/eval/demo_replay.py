@@ -18,33 +18,52 @@ tells which part of a configuration moves the actions; closed-loop success is
 ``specprune-eval``); ``--set prune.FIELD=v1,v2`` adds SpecPrune at each value. FastV and
 random dropping keep SpecPrune's budget per step (its kept visual tokens on the same
 observation), as ``specprune-eval`` does.
+
+Where the demos record ``obs/object_boxes`` (the LIBERO and tabletop recorders), each
+SpecPrune configuration also reports which share of the patches showing the task's object
+and target its selection kept, next to the share a uniformly random subset of the same size
+keeps: whether the selection finds what the instruction names.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
 
 
 from specprune import Observation, load_policy
 from specprune.bench import machine
 from specprune.config import parse_overrides
 from specprune.model.folder_hash import checkpoint_hash
+from specprune.model.processing import center_crop_box
 from specprune.train.demo_dataset import DemoFileError, demo_files, read_demos
+from specprune.train.patch_boxes import box_patch_labels, to_model_frame
 from specprune_ros.eval.eval_results import FASTV, RANDOM, SPECPRUNE, UNPRUNED
 from specprune_ros.eval.replay import (OPEN_LOOP, Config, StepOut, configurations, parse_sets,
                                        plot, run_config, summarize)
 from specprune_ros.node.bag_observations import RebuiltStep
 
 TICK_S = 0.05  # LIBERO's control period (20 Hz): a step's stamp is its tick / 20
+#: a patch shows an object when its box covers this share of the patch or holds the box's
+#: centre (patch_boxes.box_patch_labels): the attention loss's default rule, 10 pixels
+#: (TrainConfig.colour_min_pixels) of a 14-pixel patch's 196
+BOX_MIN_COVER = 10 / 196
+PARTS = ("object", "target")  # obs/object_boxes' order: the part's object, then its target
 
 
-def demo_steps(path: str, policy, stride: int, max_demos: Optional[int]) -> List[RebuiltStep]:
-    """Every ``stride``-th frame of each demo as a step of its own episode."""
+def demo_steps(path: str, policy, stride: int, max_demos: Optional[int]
+               ) -> Tuple[List[RebuiltStep], Optional[List[np.ndarray]]]:
+    """Every ``stride``-th frame of each demo as a step of its own episode; with them, where
+    the demos record obs/object_boxes, each step's boxes in the model's input frame
+    ((views, 2, 4) pixels: the part's object and target), else None."""
     cfg = policy.model.cfg
     demos = read_demos(path, cfg.chunk, policy.layout.action_dim, policy.layout.proprio_dim,
                        cfg.image_size, max_demos)
+    top, side = center_crop_box(cfg.image_size, cfg.center_crop_scale)
+    boxes: Optional[List[np.ndarray]] = [] if demos.object_boxes is not None else None
     steps: List[RebuiltStep] = []
     for d in range(len(demos.names)):
         for n, i in enumerate(demos.samples_of([d])):
@@ -55,7 +74,40 @@ def demo_steps(path: str, policy, stride: int, max_demos: Optional[int]) -> List
             obs = Observation(images=images, instruction=demos.instructions[d],
                               proprio=demos.proprio[i], stamp=tick * TICK_S)
             steps.append(RebuiltStep(episode=d, observation=obs, images=images, values={}))
-    return steps
+            if boxes is not None:
+                boxes.append(to_model_frame(demos.object_boxes[i], cfg.image_size, top, side))
+    return steps, boxes
+
+
+def object_shares(outs: Sequence[StepOut], boxes: Sequence[np.ndarray], image_size: int
+                  ) -> Optional[Dict[str, float]]:
+    """Of the patches showing the part's object / target (per view, from the recorded
+    boxes), the share this configuration's selection kept, and the share a uniformly random
+    subset of the same size keeps on average (``uniform``: kept / all patches, weighted as
+    the object's patches are). None when the configuration reports no masks (the baselines
+    and unpruned)."""
+    if not outs or not all(o.masks for o in outs):
+        return None
+    kept = {part: 0 for part in PARTS}
+    shown = {part: 0 for part in PARTS}
+    uniform = {part: 0.0 for part in PARTS}
+    for out, step_boxes in zip(outs, boxes):
+        for view, mask in enumerate(out.masks):
+            flat = np.asarray(mask, bool).reshape(-1)
+            labels = box_patch_labels(step_boxes[view], image_size, mask.shape[0],
+                                      BOX_MIN_COVER)
+            for k, part in enumerate(PARTS):
+                cells = labels == k + 1
+                n = int(cells.sum())
+                kept[part] += int((flat & cells).sum())
+                shown[part] += n
+                uniform[part] += n * float(flat.mean())
+    result: Dict[str, float] = {}
+    for part in PARTS:
+        if shown[part]:
+            result[f"{part}_patches_kept"] = kept[part] / shown[part]
+            result[f"{part}_patches_uniform"] = uniform[part] / shown[part]
+    return result
 
 
 def replay_demos(args: argparse.Namespace) -> Dict[str, Any]:
@@ -63,7 +115,7 @@ def replay_demos(args: argparse.Namespace) -> Dict[str, Any]:
         import torch
         torch.set_num_threads(args.threads)
     base = load_policy(args.policy, device=args.device, dtype=args.dtype)
-    steps = demo_steps(args.demos, base, args.stride, args.max_demos)
+    steps, boxes = demo_steps(args.demos, base, args.stride, args.max_demos)
     if not steps:
         raise ValueError(f"{args.demos}: no frames to replay")
     defaults = dict(args.prune)
@@ -77,6 +129,10 @@ def replay_demos(args: argparse.Namespace) -> Dict[str, Any]:
         outs[config.name] = run_config(base, config, steps, budget)
         print(f"replayed {config.name}: {len(steps)} steps", flush=True)
     rows = [summarize(c.name, outs[c.name], outs[UNPRUNED], steps) for c in configs]
+    for row in rows:
+        shares = None if boxes is None else object_shares(
+            outs[row["name"]], boxes, base.model.cfg.image_size)
+        row.update(shares or {})
     result = {
         "note": OPEN_LOOP, "demos": demo_files(args.demos), "policy": args.policy,
         "checkpoint_hash": checkpoint_hash(args.policy), "stride": args.stride,
@@ -96,10 +152,14 @@ def replay_demos(args: argparse.Namespace) -> Dict[str, Any]:
 def format_table(result: Dict[str, Any]) -> str:
     lines = [result["note"], f"{result['steps']} steps in {result['episodes']} demos, "
              f"PruneConfig defaults {result['prune_defaults'] or 'none'}",
-             f"{'configuration':44s} {'kept':>6s} {'fine':>5s} {'L1 vs unpruned':>14s}"]
+             f"{'configuration':44s} {'kept':>6s} {'fine':>5s} {'L1 vs unpruned':>14s} "
+             f"{'object / target patches kept (uniform)':>40s}"]
     for r in result["configs"].values():
+        shares = " / ".join(f"{r[f'{p}_patches_kept']:.2f} ({r[f'{p}_patches_uniform']:.2f})"
+                            for p in PARTS if f"{p}_patches_kept" in r)
         lines.append(f"{r['name']:44s} {r['kept_visual_tokens_mean']:6.1f} "
-                     f"{r['fine_mode_share']:5.0%} {r['action_l1_vs_unpruned']:14.4f}")
+                     f"{r['fine_mode_share']:5.0%} {r['action_l1_vs_unpruned']:14.4f} "
+                     f"{shares:>40s}")
     return "\n".join(lines)
 
 
