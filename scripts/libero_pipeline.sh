@@ -19,6 +19,12 @@
 #             SUITE_EPISODES paired, each task journalled and resumed episode by episode
 # 5. table    specprune-suite-table over each suite's task JSONs
 #
+# attention (never a default stage; issue #19's second, labelled row, for when SpecPrune
+#   loses on the headline policy): the headline checkpoint fine-tuned with the attention loss
+#   (--aux-attention ATTN_WEIGHT: help for the pruner, reported as such) for ATTN_STEPS into
+#   RUN_ATTN, resumable like train; then the main configurations on the same development
+#   seeds into EVAL/attention_<suite>_taskNN.json and their tables.
+#
 # claim (never a default stage: it runs once, at the end, by naming it):
 #   bash scripts/libero_pipeline.sh claim
 # the benchmark's fixed initial states 0..CLAIM_STATES-1 of every task in RECORD (the tasks
@@ -73,6 +79,9 @@ CLAIM_STATES=10  # fixed before any claim run: initial states 0-9 of every task 
 MAIN=unpruned,specprune,fastv,random
 ABLATIONS=specprune,no_global,no_dynamic,no_local,no_action_aware,no_layer_pruning
 DEV_SEED=${DEV_SEED:-500000}
+RUN_ATTN=${RUN_ATTN:-${RUN}_attention}
+ATTN_STEPS=${ATTN_STEPS:-1500}  # fine-tuning steps from the headline checkpoint
+ATTN_WEIGHT=${ATTN_WEIGHT:-0.05}  # pick_color's stage C weight
 THREADS=${THREADS:-1}
 JOBS=${JOBS:-2}  # processes side by side (one per core here)
 # one llvmpipe render thread per LIBERO worker: JOBS workers share the cores already
@@ -123,7 +132,7 @@ evaluate_task() {  # out suite task episodes configs [extra evaluate arguments..
   shift 5
   [ -f "$out" ] && return 0
   log "evaluate $suite$SEP$task ($configs, $episodes episodes$([ $# -gt 0 ] && echo ", $*"))"
-  x .venv/bin/python -m specprune_ros.eval.evaluate --policy "$RUN/checkpoint" \
+  x .venv/bin/python -m specprune_ros.eval.evaluate --policy "${POLICY:-$RUN}/checkpoint" \
     --task "$suite$SEP$task" --episodes "$episodes" --configs "$configs" \
     --prune layer_depth=32 --threads "$THREADS" --json "$out.tmp" "$@"
   x mv "$out.tmp" "$out"
@@ -146,6 +155,22 @@ evaluate() {
     done
   done
   drain
+}
+
+attention() {  # fine-tune with the attention loss, then the main configurations on it
+  x env DEMOS="$DEMOS" RUN="$RUN_ATTN" STEPS="$ATTN_STEPS" bash scripts/train_libero.sh \
+    --init "$RUN/checkpoint" --aux-attention "$ATTN_WEIGHT" --lr 2e-4 --warmup-steps 50
+  mkdir -p "$EVAL"
+  local item suite task
+  for item in $RECORD; do
+    suite=${item%%:*}
+    for task in $(tasks_of "$item"); do
+      POLICY=$RUN_ATTN spawn evaluate_task "$(name_of "$EVAL" attention "$suite" "$task")" \
+        "$suite" "$task" "$(per_task "$SUITE_EPISODES" "$item")" "$MAIN" --seed "$DEV_SEED"
+    done
+  done
+  drain
+  table "$EVAL" attention
 }
 
 ros() {  # one suite through the deployment path; one process at a time (it runs the bridge)
@@ -200,8 +225,10 @@ for stage in "${stages[@]}"; do
     evaluate) evaluate ;;
     ros) ros ;;
     table) table ;;
+    attention) attention ;;
     claim) claim ;;
-    *) echo "unknown stage $stage (record, train, evaluate, ros, table, claim)" >&2; exit 2 ;;
+    *) echo "unknown stage $stage (record, train, evaluate, ros, table, attention, claim)" >&2
+       exit 2 ;;
   esac
 done
 log "done: ${stages[*]}"

@@ -142,3 +142,23 @@ def test_the_tabletop_suites_run_the_same_chain_on_their_own_tasks_and_claim_see
     claims = [(t, n) for t, n, _, cmd in evals if "--claim" in cmd]
     assert sorted(claims) == sorted(main)  # the claim seeds, as many per task as development
     assert all("--seed" not in cmd for *_, cmd in evals if "--claim" in cmd)
+
+
+def test_the_attention_row_runs_only_when_named_and_fine_tunes_the_headline_policy(tmp_path):
+    """Issue #19's second, labelled row: never in the default run; when named, the headline
+    checkpoint fine-tuned with the attention loss into its own folder, then the main
+    configurations on that policy, on the same development seeds, into their own JSONs."""
+    assert not any("aux-attention" in c for c in _plan(tmp_path, script=TABLETOP))
+    commands = _plan(tmp_path, "attention", script=TABLETOP)
+    assert commands[0] == ("env DEMOS=demos/tabletop RUN=runs/tabletop_deep_attention "
+                           "STEPS=1500 bash scripts/train_libero.sh --init "
+                           "runs/tabletop_deep/checkpoint --aux-attention 0.05 --lr 2e-4 "
+                           "--warmup-steps 50")
+    evals = _evaluations(commands)
+    assert len(evals) == 15 and all(configs == "unpruned,specprune,fastv,random"
+                                    for _, _, configs, _ in evals)
+    for task, episodes, _, cmd in evals:
+        assert "--policy runs/tabletop_deep_attention/checkpoint" in cmd
+        assert "--seed 500000" in cmd and "/attention_sim_" in cmd
+        assert episodes == (34 if task.startswith("sim_long") else 25)
+    assert sum("suite_table" in c and "table_attention_" in c for c in commands) == 4
