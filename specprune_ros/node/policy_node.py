@@ -523,8 +523,8 @@ class PolicyNode(LifecycleNode):
             # ~/reset's forgetting apply before this or after it, never during: once a
             # change has been answered, no chunk of a step already running on the old
             # state goes out
-            enabled = self._shared.enabled and obs.instruction == self._current_instruction()
-            if enabled:
+            publish = self._shared.enabled and obs.instruction == self._current_instruction()
+            if publish:
                 self._chunk_pub.publish(msg)
             published = time.monotonic()
             report = StepReport(stats, (published - result.received) * 1e3,
@@ -532,8 +532,8 @@ class PolicyNode(LifecycleNode):
                                 obs.instruction)
             self._shared.report = report
             self._shared.counters.steps += 1
-            self._shared.counters.chunks += int(enabled)
-            self._shared.counters.withheld += int(not enabled)
+            self._shared.counters.chunks += int(publish)
+            self._shared.counters.withheld += int(not publish)
         self._publish_overlay(result, stats)
 
     def _set_step_fault(self, fault: Optional[Fault]) -> None:
