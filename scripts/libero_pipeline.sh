@@ -217,18 +217,25 @@ table() {  # [dir kind]
   return 0
 }
 
-for stage in "${stages[@]}"; do
-  log "stage $stage"
-  case "$stage" in
-    record) record ;;
-    train) x env DEMOS="$DEMOS" RUN="$RUN" bash scripts/train_libero.sh ;;
-    evaluate) evaluate ;;
-    ros) ros ;;
-    table) table ;;
-    attention) attention ;;
-    claim) claim ;;
-    *) echo "unknown stage $stage (record, train, evaluate, ros, table, attention, claim)" >&2
-       exit 2 ;;
-  esac
-done
-log "done: ${stages[*]}"
+# Bash reads a script as it runs it: editing this file during a long stage (a training of
+# hours) used to leave the rest to be read at a shifted offset ("syntax error near
+# unexpected token" once the stage ended). main is parsed whole before it runs, and the
+# exit on its line ends the script before anything after that line is read.
+main() {
+  for stage in "${stages[@]}"; do
+    log "stage $stage"
+    case "$stage" in
+      record) record ;;
+      train) x env DEMOS="$DEMOS" RUN="$RUN" bash scripts/train_libero.sh ;;
+      evaluate) evaluate ;;
+      ros) ros ;;
+      table) table ;;
+      attention) attention ;;
+      claim) claim ;;
+      *) echo "unknown stage $stage (record, train, evaluate, ros, table, attention, claim)" >&2
+         exit 2 ;;
+    esac
+  done
+  log "done: ${stages[*]}"
+}
+main "$@"; exit $?
