@@ -66,4 +66,4 @@ def test_object_patch_shares_compare_the_selection_with_a_uniform_subset(tmp_pat
     assert "target_patches_kept" not in spec
     assert "object_patches_kept" not in result["configs"]["random"]
     assert "object / target patches kept" in demo_replay.format_table(result)
-    assert demo_replay.object_shares([], [], 224) is None
+    assert demo_replay.object_shares([], []) is None

@@ -57,13 +57,15 @@ PARTS = ("object", "target")  # obs/object_boxes' order: the part's object, then
 def demo_steps(path: str, policy, stride: int, max_demos: Optional[int]
                ) -> Tuple[List[RebuiltStep], Optional[List[np.ndarray]]]:
     """Every ``stride``-th frame of each demo as a step of its own episode; with them, where
-    the demos record obs/object_boxes, each step's boxes in the model's input frame
-    ((views, 2, 4) pixels: the part's object and target), else None."""
+    the demos record obs/object_boxes, each step's patch labels ((views, patches): 0 none,
+    1 the part's object, 2 its target, from the boxes in the model's input frame), else
+    None."""
     cfg = policy.model.cfg
     demos = read_demos(path, cfg.chunk, policy.layout.action_dim, policy.layout.proprio_dim,
                        cfg.image_size, max_demos)
     top, side = center_crop_box(cfg.image_size, cfg.center_crop_scale)
-    boxes: Optional[List[np.ndarray]] = [] if demos.object_boxes is not None else None
+    grid = int(round(policy.model.vision_backbone.num_patches ** 0.5))
+    labels: Optional[List[np.ndarray]] = [] if demos.object_boxes is not None else None
     steps: List[RebuiltStep] = []
     for d in range(len(demos.names)):
         for n, i in enumerate(demos.samples_of([d])):
@@ -74,30 +76,29 @@ def demo_steps(path: str, policy, stride: int, max_demos: Optional[int]
             obs = Observation(images=images, instruction=demos.instructions[d],
                               proprio=demos.proprio[i], stamp=tick * TICK_S)
             steps.append(RebuiltStep(episode=d, observation=obs, images=images, values={}))
-            if boxes is not None:
-                boxes.append(to_model_frame(demos.object_boxes[i], cfg.image_size, top, side))
-    return steps, boxes
+            if labels is not None:
+                boxes = to_model_frame(demos.object_boxes[i], cfg.image_size, top, side)
+                labels.append(box_patch_labels(boxes, cfg.image_size, grid, BOX_MIN_COVER))
+    return steps, labels
 
 
-def object_shares(outs: Sequence[StepOut], boxes: Sequence[np.ndarray], image_size: int
+def object_shares(outs: Sequence[StepOut], labels: Sequence[np.ndarray]
                   ) -> Optional[Dict[str, float]]:
-    """Of the patches showing the part's object / target (per view, from the recorded
-    boxes), the share this configuration's selection kept, and the share a uniformly random
-    subset of the same size keeps on average (``uniform``: kept / all patches, weighted as
-    the object's patches are). None when the configuration reports no masks (the baselines
-    and unpruned)."""
+    """Of the patches showing the part's object / target (per view, ``labels`` from
+    ``demo_steps``), the share this configuration's selection kept, and the share a
+    uniformly random subset of the same size keeps on average (``uniform``: kept / all
+    patches, weighted as the object's patches are). None when the configuration reports no
+    masks (the baselines and unpruned)."""
     if not outs or not all(o.masks for o in outs):
         return None
     kept = {part: 0 for part in PARTS}
     shown = {part: 0 for part in PARTS}
     uniform = {part: 0.0 for part in PARTS}
-    for out, step_boxes in zip(outs, boxes):
+    for out, step_labels in zip(outs, labels):
         for view, mask in enumerate(out.masks):
             flat = np.asarray(mask, bool).reshape(-1)
-            labels = box_patch_labels(step_boxes[view], image_size, mask.shape[0],
-                                      BOX_MIN_COVER)
             for k, part in enumerate(PARTS):
-                cells = labels == k + 1
+                cells = step_labels[view] == k + 1
                 n = int(cells.sum())
                 kept[part] += int((flat & cells).sum())
                 shown[part] += n
@@ -115,7 +116,7 @@ def replay_demos(args: argparse.Namespace) -> Dict[str, Any]:
         import torch
         torch.set_num_threads(args.threads)
     base = load_policy(args.policy, device=args.device, dtype=args.dtype)
-    steps, boxes = demo_steps(args.demos, base, args.stride, args.max_demos)
+    steps, labels = demo_steps(args.demos, base, args.stride, args.max_demos)
     if not steps:
         raise ValueError(f"{args.demos}: no frames to replay")
     defaults = dict(args.prune)
@@ -130,8 +131,7 @@ def replay_demos(args: argparse.Namespace) -> Dict[str, Any]:
         print(f"replayed {config.name}: {len(steps)} steps", flush=True)
     rows = [summarize(c.name, outs[c.name], outs[UNPRUNED], steps) for c in configs]
     for row in rows:
-        shares = None if boxes is None else object_shares(
-            outs[row["name"]], boxes, base.model.cfg.image_size)
+        shares = None if labels is None else object_shares(outs[row["name"]], labels)
         row.update(shares or {})
     result = {
         "note": OPEN_LOOP, "demos": demo_files(args.demos), "policy": args.policy,

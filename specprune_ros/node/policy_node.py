@@ -357,6 +357,10 @@ class PolicyNode(LifecycleNode):
         with self._shared.lock:
             self._shared.topic_instruction = msg.data
 
+    def _now(self) -> float:
+        """The node clock in seconds (the clock input stamps are compared with)."""
+        return self.get_clock().now().nanoseconds * 1e-9
+
     def _instruction(self) -> str:
         with self._shared.lock:
             return self._current_instruction()
@@ -387,7 +391,7 @@ class PolicyNode(LifecycleNode):
                 # frames taken before the reset (buffered, or in transit) are not the new
                 # episode's: the first step waits for a frame stamped after it
                 if self._builder is not None:
-                    self._builder.new_episode(self.get_clock().now().nanoseconds * 1e-9)
+                    self._builder.new_episode(self._now())
                 if self._values["reset_forgets_instruction"]:
                     with self._shared.lock:
                         self._shared.topic_instruction = ""  # wait for the new episode's
@@ -482,7 +486,7 @@ class PolicyNode(LifecycleNode):
             if due:
                 self._publish_diagnostics([])
             return False, time.monotonic() if due else last_diag
-        now = self.get_clock().now().nanoseconds * 1e-9
+        now = self._now()
         episode = self._episode  # a ~/reset from here on makes this build stale
         result = self._builder.build(now, self._instruction())
         self._waiting_for_state = bool(result.waiting) and result.waiting != NO_NEW_FRAMES
