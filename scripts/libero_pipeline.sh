@@ -13,8 +13,9 @@
 # 2. train    scripts/train_libero.sh (no attention loss), resumable to the step
 # 3. evaluate development episodes per task (seeds from DEV_SEED, never the fixed initial
 #             states), unpruned / SpecPrune / FastV / random, SUITE_EPISODES paired per
-#             suite split over its tasks, one JSON per task, skipped when it exists; then
-#             the ablations on ABLATION_EPISODES per suite
+#             suite split over its tasks, one JSON per task, skipped when it exists, each
+#             finished episode journalled beside it (.jsonl) so a stopped task resumes at
+#             its next episode; then the ablations on ABLATION_EPISODES per suite
 # 4. ros      ROS_SUITE over ROS (bridge, node, executor), unpruned / SpecPrune,
 #             SUITE_EPISODES paired, each task journalled and resumed episode by episode
 # 5. table    specprune-suite-table over each suite's task JSONs
@@ -128,13 +129,15 @@ record() {  # breadth first: one shard of every task per round, PER_TASK / SHARD
 }
 
 evaluate_task() {  # out suite task episodes configs [extra evaluate arguments...]
+  # every finished episode is journalled in out's .jsonl: a stopped run resumes there
   local out=$1 suite=$2 task=$3 episodes=$4 configs=$5
   shift 5
   [ -f "$out" ] && return 0
   log "evaluate $suite$SEP$task ($configs, $episodes episodes$([ $# -gt 0 ] && echo ", $*"))"
   x .venv/bin/python -m specprune_ros.eval.evaluate --policy "${POLICY:-$RUN}/checkpoint" \
     --task "$suite$SEP$task" --episodes "$episodes" --configs "$configs" \
-    --prune layer_depth=32 --threads "$THREADS" --json "$out.tmp" "$@"
+    --prune layer_depth=32 --threads "$THREADS" --json "$out.tmp" \
+    --resume "${out%.json}.jsonl" "$@"
   x mv "$out.tmp" "$out"
 }
 
@@ -183,7 +186,7 @@ ros() {  # one suite through the deployment path; one process at a time (it runs
       local out
       out=$(name_of "$EVAL" ros "$ROS_SUITE" "$task")
       evaluate_task "$out" "$ROS_SUITE" "$task" "$n" unpruned,specprune --via ros \
-        --seed "$DEV_SEED" --resume "${out%.json}.jsonl"
+        --seed "$DEV_SEED"
     done
   done
 }

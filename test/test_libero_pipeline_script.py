@@ -63,6 +63,18 @@ def test_each_suite_gets_at_least_100_paired_episodes_split_over_its_tasks(tmp_p
     assert all(sum(v) >= 100 for v in per_suite.values())
 
 
+def test_every_evaluation_journals_its_episodes_beside_its_json(tmp_path):
+    """A stop in the middle of a task (the end of a session) costs at most the episodes
+    that were running: each command resumes from the journal named after its JSON."""
+    plan = _plan(tmp_path, "evaluate", "ros", "attention", "claim")
+    evals = _evaluations(plan)
+    assert {"main", "ablations", "ros", "attention", "claim"} == {
+        re.search(r"--json \S+/(\w+?)_", cmd).group(1) for *_, cmd in evals}
+    for *_, cmd in evals:
+        out = re.search(r"--json (\S+)\.json\.tmp", cmd).group(1)
+        assert f"--resume {out}.jsonl" in cmd
+
+
 def test_a_rerun_skips_the_tasks_whose_json_exists(tmp_path):
     (tmp_path / "eval").mkdir()
     (tmp_path / "eval" / "main_libero_object_task03.json").write_text("{}")

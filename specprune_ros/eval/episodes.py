@@ -18,7 +18,8 @@ over the run (``mean``), or a fixed count. Per step is what "at the same budget"
 a task whose budget moves (fine mode, V_dynamic on motion): a mean would give the baseline
 more tokens than SpecPrune where SpecPrune keeps few and fewer where it needs many.
 Everything an episode does follows from its seed: the same seed gives the same episode in
-any process.
+any process, and a run resumed from its journal (eval_journal.py) runs only the (seed,
+configuration) pairs it does not hold yet.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from specprune.bench import FastVPolicy, RandomDropPolicy, hit_rate
 from specprune.config import resolve_layers
 from specprune_ros.eval.configurations import CONFIGS
 from specprune_ros.eval.episode_env import EpisodeEnv, Frame, open_env
+from specprune_ros.eval.eval_journal import Journal, in_seed_order
 from specprune_ros.eval.eval_results import (FASTV, RANDOM, SPECPRUNE, UNPRUNED, ConfigRun,
                                              EpisodeRecord, StepRecord)
 from specprune_ros.node.ee_motion import MotionEstimator
@@ -215,6 +217,20 @@ class DirectRunner:
         return chunk.actions
 
 
+@dataclass
+class Resume:
+    """A run's journal to resume from (``--resume``), opened once the runs exist; after the
+    run ``journal`` holds every attempt's episodes, hit rates and wall time."""
+
+    path: str
+    key: Dict[str, Any]
+    journal: Optional[Journal] = None
+
+    def open(self, runs: Dict[str, ConfigRun]) -> Journal:
+        self.journal = Journal.open(self.path, self.key, runs)
+        return self.journal
+
+
 def late_configs(configs: Sequence[str], budget_match: str, fixed_budget: int) -> List[str]:
     """The baselines that must wait for SpecPrune's whole run (mean budget matching)."""
     if budget_match != BUDGET_MEAN or fixed_budget:
@@ -224,14 +240,16 @@ def late_configs(configs: Sequence[str], budget_match: str, fixed_budget: int) -
 
 def run_direct(variants: Dict[str, Variant], runner: DirectRunner, seeds: Sequence[int],
                fixed_budget: int = 0, progress: Callable[[str], None] = print,
-               hit_source: Optional[str] = None, late: Sequence[str] = ()
-               ) -> Dict[str, ConfigRun]:
+               hit_source: Optional[str] = None, late: Sequence[str] = (),
+               resume: Optional[Resume] = None) -> Dict[str, ConfigRun]:
     """Every configuration on every seed, seed-major. The baselines without a shadow keep
     ``fixed_budget`` visual tokens, or (0) SpecPrune's mean over all of this run's
     SpecPrune steps (its class default without SpecPrune); those in ``late`` run after the
     others for that. The hit rate is sampled in ``hit_source``'s episodes (default:
-    hit_source_of(variants))."""
+    hit_source_of(variants)). With ``resume`` the episodes already in its journal are read
+    back and skipped, and each new one is journalled as it ends."""
     runs = {name: ConfigRun(name, v.changes, layers=v.layers) for name, v in variants.items()}
+    journal = resume.open(runs) if resume is not None else None
     hit_source = hit_source or hit_source_of(list(variants))
     first = [name for name in variants if name not in late]
     for name in first:
@@ -243,11 +261,20 @@ def run_direct(variants: Dict[str, Variant], runner: DirectRunner, seeds: Sequen
                 set_budget(variants[name], budget_of(runs.get(SPECPRUNE), fixed_budget))
         for i, seed in enumerate(seeds):
             for name in phase:
+                if journal is not None and (seed, name) in journal.done:
+                    continue
+                began, steps, hits = time.monotonic(), len(runs[name].steps), len(
+                    runner.hit_rates)
                 record = runner.episode(variants[name], runs[name], seed,
                                         sample_hits=name == hit_source)
+                if journal is not None:
+                    journal.record(name, record, runs[name].steps[steps:], {},
+                                   time.monotonic() - began, runner.hit_rates[hits:])
                 status = "success" if record.success else (record.error or "failure")
                 progress(f"[{i + 1}/{len(seeds)}] seed {seed} {name}: {status} after "
                          f"{record.steps} ticks, {record.policy_steps} policy steps")
+    if journal is not None:
+        in_seed_order(runs, seeds)
     return runs
 
 
@@ -296,10 +323,11 @@ class EpisodeSpec:
 
 def run_episodes(spec: EpisodeSpec, configs: Sequence[str], seeds: Sequence[int],
                  fixed_budget: int = 0, progress: Callable[[str], None] = print,
-                 hit_source: Optional[str] = None, late: Sequence[str] = ()
+                 hit_source: Optional[str] = None, late: Sequence[str] = (),
+                 resume: Optional[Resume] = None
                  ) -> Tuple[Dict[str, ConfigRun], List[float], str, str]:
     """Load the policy, open the simulator and run ``configs`` on ``seeds`` (run_direct):
-    (runs, hit rates, device, dtype)."""
+    (runs, hit rates of the episodes this call ran, device, dtype)."""
     torch.set_num_threads(spec.threads)
     base = load_policy(spec.policy, device=spec.device, dtype=spec.dtype,
                        prune_config=PruneConfig(enabled=False))
@@ -310,5 +338,6 @@ def run_episodes(spec: EpisodeSpec, configs: Sequence[str], seeds: Sequence[int]
         runner = DirectRunner(env, base, spec.horizon, spec.l1_every, spec.hit_every,
                               spec.hit_k)
         runner.warm_up(list(variants.values()), seeds[0])
-        runs = run_direct(variants, runner, seeds, fixed_budget, progress, hit_source, late)
+        runs = run_direct(variants, runner, seeds, fixed_budget, progress, hit_source, late,
+                          resume)
     return runs, runner.hit_rates, str(base.device), str(base.dtype).replace("torch.", "")

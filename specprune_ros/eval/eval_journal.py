@@ -1,14 +1,15 @@
 """A run's progress on disk, so a long evaluation stops and resumes where it was.
 
 ``specprune-eval --resume FILE`` appends one JSON line per finished episode (its
-``EpisodeRecord``, the ``StepRecord`` rows of its policy steps, and the nodes' cumulative
-counters after it). Started again with the same FILE and the same run (policy hash,
-configurations, horizon, limits and prune defaults, the ``key``), it reads those lines
-back and runs only the (seed, configuration) pairs not yet done; the final JSON is the same
-as one uninterrupted run's, except ``wall_s`` (the episodes' own wall time, summed over
-the attempts; the nodes' start-ups are not in it), the counters (summed over the attempts:
-each attempt's processes count from zero) and ``attempts`` (when more than one ran
-episodes).
+``EpisodeRecord``, the ``StepRecord`` rows of its policy steps, the hit-rate samples taken
+in it (in process) and the nodes' cumulative counters after it (over ROS)). Started again
+with the same FILE and the same run (policy hash, configurations, horizon, limits and prune
+defaults; in process also the first seed, the budget rule, the sampling rates, threads,
+device and dtype: the ``key``), it reads those lines back and runs only the (seed,
+configuration) pairs not yet done; the final JSON is the same as one uninterrupted run's,
+except ``wall_s`` (the episodes' own wall time, summed over the attempts; start-ups are not
+in it), the counters (summed over the attempts: each attempt's processes count from zero)
+and ``attempts`` (when more than one ran episodes).
 
 A line written before episodes kept their per-step times (``EpisodeRecord.step_ms`` /
 ``llm_ms``) gets them from its own step rows. A line cut short by a kill is ignored (that
@@ -20,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from specprune_ros.eval.eval_results import ConfigRun, EpisodeRecord, StepRecord
 
@@ -36,6 +37,8 @@ class Journal:
     #: per earlier attempt, the last counters it reported (summed into the result)
     counters: Dict[str, Dict[str, Dict[str, int]]] = field(default_factory=dict)
     attempt: int = 0
+    #: hit-rate samples of every episode read back or recorded (in-process runs)
+    hit_rates: List[float] = field(default_factory=list)
 
     @classmethod
     def open(cls, path: str, key: Dict[str, Any], runs: Dict[str, ConfigRun]) -> "Journal":
@@ -57,11 +60,7 @@ class Journal:
                     raise ValueError(f"{path}: line {number} is not JSON")
         if not entries or "key" not in entries[0]:
             raise ValueError(f"{path}: no run key on its first line")
-        held = entries[0]["key"]
-        if held != journal.key:
-            diff = sorted(k for k in set(held) | set(journal.key)
-                          if held.get(k) != journal.key.get(k))
-            raise ValueError(f"{path} belongs to another run (differs in {', '.join(diff)})")
+        check_key(path, entries[0]["key"], journal.key)
         for entry in entries[1:]:
             journal._read(entry, runs)
         journal.attempt = 1 + max((e.get("attempt", 0) for e in entries[1:]), default=-1)
@@ -82,22 +81,32 @@ class Journal:
         runs[config].episodes.append(record)
         runs[config].steps.extend(steps)
         self.done.add((record.seed, config))
+        self.hit_rates.extend(float(h) for h in entry.get("hit_rates", ()))
         attempt = str(entry.get("attempt", 0))
         self.counters[attempt] = entry.get("counters", {})
         self.wall_s += float(entry.get("wall_s", 0.0))
 
     def record(self, config: str, episode: EpisodeRecord, steps: List[StepRecord],
-               counters: Dict[str, Dict[str, int]], wall_s: float) -> None:
+               counters: Dict[str, Dict[str, int]], wall_s: float,
+               hit_rates: Sequence[float] = ()) -> None:
         """Append one finished episode (``wall_s``: its own wall time)."""
         entry = {"config": config, "attempt": self.attempt, "episode": asdict(episode),
                  "steps": [asdict(s) for s in steps], "counters": counters,
                  "wall_s": wall_s}
+        if hit_rates:
+            entry["hit_rates"] = [float(h) for h in hit_rates]
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(entry) + "\n")
             f.flush()
             os.fsync(f.fileno())
         self.counters[str(self.attempt)] = counters
         self.wall_s += wall_s
+        self.hit_rates.extend(float(h) for h in hit_rates)
+
+    @property
+    def attempts(self) -> int:
+        """How many attempts ran episodes (this one included once it recorded one)."""
+        return len(self.counters)
 
     def summed_counters(self, name: str) -> Dict[str, int]:
         """Counter ``name`` (e.g. ``executor``) summed over every attempt."""
@@ -106,6 +115,44 @@ class Journal:
             for key, value in per_attempt.get(name, {}).items():
                 total[key] = total.get(key, 0) + int(value)
         return dict(sorted(total.items()))
+
+
+def in_seed_order(runs: Dict[str, ConfigRun], seeds: Sequence[int]) -> None:
+    """Episodes read back come first: put every configuration's in ``seeds`` order again
+    (the paired comparisons match episodes by position)."""
+    position = {seed: i for i, seed in enumerate(seeds)}
+    for run in runs.values():
+        run.episodes.sort(key=lambda e: position[e.seed])
+
+
+def check_key(path: str, held: Dict[str, Any], key: Dict[str, Any]) -> None:
+    """ValueError naming the differences when the journal at ``path`` (its first line
+    ``held``) belongs to another run than ``key``."""
+    key = json.loads(json.dumps(key))
+    if held != key:
+        diff = sorted(k for k in set(held) | set(key) if held.get(k) != key.get(k))
+        raise ValueError(f"{path} belongs to another run (differs in {', '.join(diff)})")
+
+
+def check_journal(path: str, args: Any) -> None:
+    """Before a run starts: ValueError when the journal at ``path`` exists and belongs to
+    another run (a missing file or a torn first line is left to ``Journal.open``)."""
+    if not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        first = f.readline()
+    try:
+        held = json.loads(first)["key"]
+    except (ValueError, KeyError, TypeError):
+        return
+    check_key(path, held, journal_key(args))
+
+
+#: in process, the arguments that change an episode or what it records besides journal_key's
+#: (the simulator is built with the run's first seed; FastV and random follow the budget
+#: rule; the action deviation and hit rate are sampled every l1_every / hit_every steps)
+DIRECT_KEY = ("seed", "budget_match", "fastv_budget", "l1_every", "hit_every", "hit_k",
+              "threads", "device", "dtype")
 
 
 def journal_key(args: Any) -> Dict[str, Any]:
@@ -119,6 +166,8 @@ def journal_key(args: Any) -> Dict[str, Any]:
     convention = getattr(args, "gripper_convention", "env")
     if convention != "env":  # keyed only off its default, so older journals still resume
         key["gripper_convention"] = convention
+    if args.via == "direct":  # what else changes an in-process episode or its record
+        key.update({name: getattr(args, name) for name in DIRECT_KEY})
     return key
 
 

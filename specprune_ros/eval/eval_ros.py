@@ -51,7 +51,7 @@ from rclpy.task import Future
 
 from specprune.bench import machine
 from specprune_ros.eval.configurations import CLAIM_SEED, CONFIGS, IN_PROCESS_ONLY, run_meta
-from specprune_ros.eval.eval_journal import optional_journal
+from specprune_ros.eval.eval_journal import in_seed_order, optional_journal
 from specprune_ros.eval.eval_results import ConfigRun, EpisodeRecord, StepRecord, summarize
 from specprune_ros.node.package_data import data_path
 from specprune_ros.node.policy_messages import DIAG_NAME
@@ -447,8 +447,7 @@ def evaluate_ros(args: argparse.Namespace, startup_timeout: float = 300.0) -> Di
         codes = [_stop(p) for p in reversed(procs)]
     host = machine(args.threads, args.device, args.dtype)
     if journal:  # every attempt's episodes, wall time and counters
-        for run in runs.values():
-            run.episodes.sort(key=lambda e: seeds.index(e.seed))
+        in_seed_order(runs, seeds)
         wall_s, counters = journal.wall_s, {n: journal.summed_counters(n) for n in
                                             ("executor", "policy_node")}
     else:
@@ -459,6 +458,6 @@ def evaluate_ros(args: argparse.Namespace, startup_timeout: float = 300.0) -> Di
                 executor_counters=counters["executor"],
                 policy_node_counters=counters["policy_node"],
                 configs_skipped=[c for c in args.configs if c not in configs])
-    if journal and len(journal.counters) > 1:  # attempts that ran episodes
-        meta["attempts"] = len(journal.counters)
+    if journal and journal.attempts > 1:
+        meta["attempts"] = journal.attempts
     return summarize(runs, meta, [])

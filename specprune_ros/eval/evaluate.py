@@ -38,8 +38,9 @@ from specprune.model.presets import PRESETS
 from specprune_ros.eval.configurations import (CLAIM_SEED, CONFIGS, EVAL_SEED, check_output,
                                                episode_seeds, run_meta)
 from specprune_ros.eval.episode_env import SIM_HORIZON, default_horizon
-from specprune_ros.eval.episodes import (BUDGET_MATCHES, BUDGET_STEP, EpisodeSpec, late_configs,
-                                         run_episodes)
+from specprune_ros.eval.episodes import (BUDGET_MATCHES, BUDGET_STEP, EpisodeSpec, Resume,
+                                         late_configs, run_episodes)
+from specprune_ros.eval.eval_journal import check_journal, journal_key
 from specprune_ros.eval.eval_results import format_table, plot, summarize
 from specprune_ros.eval.parallel import evaluate_parallel, ray_available
 from specprune_ros.node import package_data
@@ -94,9 +95,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                         help="control ticks per episode (default %d; a LIBERO task: its "
                              "suite's limit, 220 / 280 / 300 / 520)" % SIM_HORIZON)
     parser.add_argument("--resume", metavar="FILE",
-                        help="--via ros: record each finished episode in FILE (JSON lines) "
-                             "and, started again with the same FILE and run, run only the "
-                             "episodes not in it")
+                        help="record each finished episode in FILE (JSON lines) and, "
+                             "started again with the same FILE and run, run only the "
+                             "episodes not in it (over ROS, or in process without Ray)")
     parser.add_argument("--seed", type=int, default=None,
                         help="episode i uses seed + i (default %d: past the demos' seeds 0, "
                              "1, ..., so no evaluated placement was demonstrated)" % EVAL_SEED)
@@ -146,8 +147,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                      "--hit-k / --threads / --workers >= 1")
     if (args.workers > 1 or args.ray_address) and args.via == "ros":
         parser.error("--workers / --ray-address run episodes in process (--via direct)")
-    if args.resume and args.via != "ros":
-        parser.error("--resume is for --via ros (the in-process runner: --workers)")
+    if args.resume and (args.workers > 1 or args.ray_address):
+        parser.error("--resume journals the serial runner's episodes; Ray workers "
+                     "(--workers / --ray-address) run without one")
     if (args.workers > 1 or args.ray_address) and not ray_available():
         parser.error("--workers > 1 needs ray (pip install ray); without it the serial "
                      "runner is the default")
@@ -172,6 +174,11 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                      f"of each task: --episodes {args.episodes} is too many")
     # SpecPrune runs before the baselines (they take its budget)
     args.configs = sorted(args.configs, key=list(CONFIGS).index)
+    try:
+        if args.resume:
+            check_journal(args.resume, args)
+    except ValueError as exc:
+        parser.error(f"--resume: {exc}")
     return args
 
 
@@ -192,9 +199,16 @@ def evaluate_direct(args: argparse.Namespace) -> Dict[str, Any]:
     seeds = args.seeds
     start = time.monotonic()
     late = late_configs(args.configs, args.budget_match, args.fastv_budget)
+    resume = Resume(args.resume, journal_key(args)) if args.resume else None
     runs, hits, device, dtype = run_episodes(spec, args.configs, seeds, args.fastv_budget,
-                                             late=late)
-    meta = run_meta(args, seeds, time.monotonic() - start, machine(args.threads, device, dtype))
+                                             late=late, resume=resume)
+    wall_s = time.monotonic() - start
+    journal = resume.journal if resume is not None else None
+    if journal is not None:  # every attempt's episodes: their hit rates and wall time
+        hits, wall_s = journal.hit_rates, journal.wall_s
+    meta = run_meta(args, seeds, wall_s, machine(args.threads, device, dtype))
+    if journal is not None and journal.attempts > 1:
+        meta["attempts"] = journal.attempts
     return summarize(runs, meta, hits)
 
 
