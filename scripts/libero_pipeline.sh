@@ -207,13 +207,20 @@ claim() {
   table "$CLAIM_DIR" claim
 }
 
-table() {  # [dir kind]
-  local dir=${1:-$EVAL} kind=${2:-main} item suite
+table() {  # [dir kind]: one table per suite, then the paper's Table 1 over every suite
+  local dir=${1:-$EVAL} kind=${2:-main} item suite all=()
   for item in $RECORD; do
     suite=${item%%:*}
     x .venv/bin/python -m specprune_ros.eval.suite_table "$dir/${kind}_${suite}"_task*.json \
       --md "$dir/table_${kind}_$suite.md" --plot "$dir/table_${kind}_$suite.png"
+    all+=("$dir/${kind}_${suite}"_task*.json)
   done
+  x .venv/bin/python -m specprune_ros.eval.suite_table "${all[@]}" \
+    --md "$dir/table_${kind}.md" --plot "$dir/table_${kind}.png"
+  if [ "$kind" = main ] && [ -n "$(ls "$dir"/ablations_*_task*.json 2>/dev/null)" ]; then
+    x .venv/bin/python -m specprune_ros.eval.suite_table "$dir"/ablations_*_task*.json \
+      --md "$dir/table_ablations.md" --plot "$dir/table_ablations.png"
+  fi
   [ "$kind" = main ] && [ -n "$(ls "$dir"/ros_"$ROS_SUITE"_task*.json 2>/dev/null)" ] && \
     x .venv/bin/python -m specprune_ros.eval.suite_table "$dir"/ros_"$ROS_SUITE"_task*.json \
       --md "$dir/table_ros_$ROS_SUITE.md" --plot "$dir/table_ros_$ROS_SUITE.png"

@@ -132,6 +132,21 @@ def test_the_tasks_of_a_suite_pool_into_one_column_with_pooled_pairs(
             f"{100 * hi:+.1f} pp | {pooled['mcnemar_p']:.3f} | 0 / 2 | 8 |") in text
 
 
+def test_the_tabletop_suites_pool_their_tasks_too(tmp_path: Path, capsys) -> None:
+    """The tabletop pipeline writes one JSON per task (sim_object_0, sim_object_2, ...):
+    one column per suite, pick_color (a task of no suite) its own."""
+    results = [_result(task, {"unpruned": wins}, {"unpruned": 10.0}, checkpoint_hash="abc")
+               for task, wins in (("sim_object_0", [1, 0]), ("sim_object_2", [1, 1]),
+                                  ("sim_long_1", [0, 0]), ("pick_color", [1, 1]))]
+    paths = [_write(tmp_path, f"{i}.json", r) for i, r in enumerate(results)]
+    assert suite_table.main(paths) == 0
+    lines = _table_lines(capsys.readouterr().out)
+    assert lines["configuration"].startswith(
+        "| configuration | pick_color | sim_long | sim_object | average |")
+    assert lines["unpruned"].startswith("| unpruned | 100.0 | 0.0 | 75.0 |")
+    assert suite_table.suite_and_tasks("sim_object_2") == ("sim_object", {2})
+
+
 def test_step_ms_is_the_pooled_median_of_every_step_when_episodes_keep_them(
         tmp_path: Path, capsys) -> None:
     """libero_object:0 unpruned 3 steps of 10 ms, :3 2 steps of 100 ms: the pooled median is

@@ -75,6 +75,16 @@ def test_every_evaluation_journals_its_episodes_beside_its_json(tmp_path):
         assert f"--resume {out}.jsonl" in cmd
 
 
+def test_the_table_stage_writes_each_suite_and_table_1_over_every_suite(tmp_path):
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "ablations_sim_goal_task00.json").write_text("{}")
+    tables = [c for c in _plan(tmp_path, "table", script=TABLETOP) if "suite_table" in c]
+    suites = ("sim_spatial", "sim_object", "sim_goal", "sim_long")
+    assert [re.search(r"--md \S+/(\S+)\.md", c).group(1) for c in tables] == [
+        *(f"table_main_{s}" for s in suites), "table_main", "table_ablations"]
+    assert all(f"main_{s}_task*.json" in tables[4] for s in suites)
+
+
 def test_a_rerun_skips_the_tasks_whose_json_exists(tmp_path):
     (tmp_path / "eval").mkdir()
     (tmp_path / "eval" / "main_libero_object_task03.json").write_text("{}")

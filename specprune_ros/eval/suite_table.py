@@ -9,8 +9,8 @@ per suite and configuration::
     python -m specprune_ros.eval.suite_table docs/eval_*.json --md table.md --plot table.png
 
 A JSON's suite is its ``task``, or for a LIBERO task (``libero_object:3``, as ``--via ros``
-runs one task per JSON, or ``libero_object:all``) the suite's name: the tasks of a suite
-pool into one column.
+runs one task per JSON, or ``libero_object:all``) or one of our tabletop suites' tasks
+(``sim_object_2``) the suite's name: the tasks of a suite pool into one column.
 
 - Success: pooled over the suite's episodes (each configuration's ``per_episode``).
 - Paired comparisons: recomputed on the pooled per-episode pairs (each task's episodes
@@ -42,14 +42,18 @@ from specprune_ros.eval.configurations import CONFIGS
 from specprune_ros.eval.eval_results import COMPARISONS, UNPRUNED, has_step_times
 from specprune_ros.eval.eval_stats import paired_comparison
 from specprune_ros.sim.libero_arm import libero_tasks
+from specprune_ros.sim.tabletop_suites import tabletop_task
 
 Table = Dict[str, Dict[str, Dict[str, Any]]]  # suite -> configuration -> pooled block
 
 
 def suite_and_tasks(task: str) -> Tuple[str, Set[int]]:
-    """A JSON's suite and the task indices it covers ({0} for our own tasks)."""
+    """A JSON's suite and the task indices it covers (a task of no suite: itself, {0})."""
     named = libero_tasks(task)
-    return (task, {0}) if named is None else (named[0], set(named[1]))
+    if named is not None:
+        return named[0], set(named[1])
+    tabletop = tabletop_task(task)
+    return (task, {0}) if tabletop is None else (tabletop.suite, {tabletop.index})
 
 
 def _policy(result: Dict[str, Any]) -> str:
