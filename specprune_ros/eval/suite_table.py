@@ -1,9 +1,10 @@
 """``specprune-suite-table``: the paper's Table 1 from specprune-eval JSONs.
 
 Reads the result JSONs and writes a Markdown table with one row per configuration: success
-per suite, the average over suites, the median policy step (ms, averaged over suites) and
-the step speedup against ``unpruned``, then one row per suite and paired comparison (e.g.
-SpecPrune - unpruned) with its Newcombe interval and McNemar p. ``--plot`` draws success
+per suite, the average over suites, the median policy step (ms, averaged over suites), the
+step and LLM speedups against ``unpruned`` and the share of steps in fine mode, then one row
+per suite and paired comparison (e.g. SpecPrune - unpruned) with its Newcombe interval and
+McNemar p. ``--plot`` draws success
 per suite and configuration::
 
     python -m specprune_ros.eval.suite_table docs/eval_*.json --md table.md --plot table.png
@@ -41,10 +42,19 @@ import numpy as np
 from specprune_ros.eval.configurations import CONFIGS
 from specprune_ros.eval.eval_results import COMPARISONS, UNPRUNED, has_step_times
 from specprune_ros.eval.eval_stats import paired_comparison
-from specprune_ros.sim.libero_arm import libero_tasks
-from specprune_ros.sim.tabletop_suites import tabletop_task
+from specprune_ros.sim.libero_arm import SUITE_TASKS, libero_tasks
+from specprune_ros.sim.tabletop_suites import SUITES, tabletop_task
 
 Table = Dict[str, Dict[str, Dict[str, Any]]]  # suite -> configuration -> pooled block
+#: the columns' order: the paper's (spatial, object, goal, long), LIBERO's then ours, then
+#: any other task by name
+SUITE_ORDER = (*SUITE_TASKS, *SUITES)
+
+
+def suite_order(table: Table) -> List[str]:
+    """The table's suites in the paper's column order."""
+    return sorted(table, key=lambda s: (SUITE_ORDER.index(s) if s in SUITE_ORDER
+                                        else len(SUITE_ORDER), s))
 
 
 def suite_and_tasks(task: str) -> Tuple[str, Set[int]]:
@@ -114,9 +124,25 @@ def _pooled_block(found: Sequence[Tuple[Dict[str, Any], Dict[str, Any]]]) -> Dic
     step_ms, pooled = _step_ms(found)
     ratios = [_ratio(r["configs"].get(UNPRUNED, {}).get("step_ms_median"),
                      b.get("step_ms_median")) for r, b in found]
+    llm = [_ratio(_llm_ms(r["configs"].get(UNPRUNED)), _llm_ms(b)) for r, b in found]
+    steps = sum(int(b.get("policy_steps") or 0) for _, b in found)
+    fine = sum(int(b.get("fine_steps") or 0) for _, b in found)
     return {"successes": wins, "episodes": n, "success_rate": wins / n if n else 0.0,
             "step_ms_median": step_ms, "_step_ms_pooled": pooled, "_speedup": _mean(ratios),
+            "_llm_speedup": _mean(llm), "_fine": fine / steps if steps else None,
             "_tasks": sorted(outcomes), "_outcomes": outcomes}
+
+
+def _llm_ms(block: Optional[Dict[str, Any]]) -> Optional[float]:
+    """A configuration's LLM time on one task: the median over its policy steps where the
+    episodes keep them, else the JSON's mean."""
+    if not block:
+        return None
+    times = [t for e in block["per_episode"] for t in e.get("llm_ms") or [] if t is not None]
+    if times:
+        return float(np.median(times))
+    mean = block.get("llm_ms_mean")
+    return float(mean) if mean is not None and math.isfinite(mean) else None
 
 
 def _step_ms(found: Sequence[Tuple[Dict[str, Any], Dict[str, Any]]]
@@ -167,7 +193,7 @@ def _mean(values: Sequence[Optional[float]]) -> Optional[float]:
 def rows(table: Table) -> List[Dict[str, Any]]:
     """One row per configuration: success per suite (None where it did not run), and the
     averages (None unless it ran on every suite)."""
-    suites = sorted(table)
+    suites = suite_order(table)
     out = []
     for name in _order(table):
         blocks = [table[s].get(name) for s in suites]
@@ -178,7 +204,9 @@ def rows(table: Table) -> List[Dict[str, Any]]:
                     "average": _mean(success),
                     "step_ms": _mean([b.get("step_ms_median") if b else None for b in blocks]),
                     "step_ms_pooled": all(b["_step_ms_pooled"] for b in blocks if b),
-                    "speedup": _mean([b["_speedup"] if b else None for b in blocks])})
+                    "speedup": _mean([b["_speedup"] if b else None for b in blocks]),
+                    "llm_speedup": _mean([b["_llm_speedup"] if b else None for b in blocks]),
+                    "fine": _mean([b["_fine"] if b else None for b in blocks])})
     return out
 
 
@@ -186,24 +214,31 @@ def _pct(value: Optional[float]) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
 
 
+def _times(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
 def markdown(table: Table) -> str:
     """The Table-1-shaped Markdown (success %, average, step ms, speedup) and the paired
     SpecPrune - unpruned differences per suite."""
-    suites = sorted(table)
-    head = ["configuration"] + suites + ["average", "step ms (median)", "speedup"]
+    suites = suite_order(table)
+    head = ["configuration"] + suites + ["average", "step ms (median)", "speedup",
+                                         "LLM speedup", "fine %"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows(table):
         cells = [row["config"]] + [_pct(row["success"][s]) for s in suites]
         cells += [_pct(row["average"]),
                   "-" if row["step_ms"] is None
                   else f"{row['step_ms']:.1f}" + ("" if row["step_ms_pooled"] else " *"),
-                  "-" if row["speedup"] is None else f"{row['speedup']:.2f}x"]
+                  _times(row["speedup"]), _times(row["llm_speedup"]), _pct(row["fine"])]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Success in %, pooled over each suite's episodes. " + "; ".join(
         _coverage(s, table[s]) for s in suites) + ". Step ms: the median of every policy "
         "step of a suite's episodes (pooled over its tasks), averaged over suites" +
-        _weighted_note(table) + "; speedup: per task against unpruned in the same run, "
-        "averaged over a suite's tasks, then over suites."]
+        _weighted_note(table) + "; speedup (whole step) and LLM speedup (its decoder "
+        "part, the medians of its policy steps): per task against unpruned in the same run, "
+        "averaged over a suite's tasks, then over suites; fine %: policy steps in fine mode, "
+        "pooled over a suite's tasks, averaged over suites."]
     comparisons, missing = [], []
     for suite in suites:
         for first, second in COMPARISONS:
@@ -228,7 +263,7 @@ def markdown(table: Table) -> str:
 
 def _weighted_note(table: Table) -> str:
     """The footnote of the step times marked * (some JSON without per-step times)."""
-    where = [f"{suite} {name}" for suite in sorted(table) for name, b in table[suite].items()
+    where = [f"{suite} {name}" for suite in suite_order(table) for name, b in table[suite].items()
              if b["step_ms_median"] is not None and not b["_step_ms_pooled"]]
     if not where:
         return ""
@@ -254,7 +289,7 @@ def plot(table: Table, path: str) -> None:
     import matplotlib.pyplot as plt
 
     data = rows(table)
-    groups = sorted(table) + ["average"]
+    groups = suite_order(table) + ["average"]
     width = 0.8 / max(len(data), 1)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.4 * len(groups) * max(len(data), 1) / 3), 4))
     x = np.arange(len(groups))
