@@ -133,16 +133,20 @@ record() {  # breadth first: one shard of every task per round, PER_TASK / SHARD
 }
 
 evaluate_task() {  # out suite task episodes configs [extra evaluate arguments...]
-  # every finished episode is journalled in out's .jsonl: a stopped run resumes there
-  local out=$1 suite=$2 task=$3 episodes=$4 configs=$5
+  # every finished episode is journalled in out's .jsonl: a stopped run resumes there; once
+  # the JSON holds the result the journal goes (a JSON deleted to run a task again must not
+  # be rebuilt from the old journal)
+  local out=$1 suite=$2 task=$3 episodes=$4 configs=$5 sampling=()
   shift 5
   [ -f "$out" ] && return 0
+  [[ " $* " == *" --via ros "* ]] || sampling=(--l1-every "$L1_EVERY")  # in process only
   log "evaluate $suite$SEP$task ($configs, $episodes episodes$([ $# -gt 0 ] && echo ", $*"))"
   x .venv/bin/python -m specprune_ros.eval.evaluate --policy "${POLICY:-$RUN}/checkpoint" \
     --task "$suite$SEP$task" --episodes "$episodes" --configs "$configs" \
-    --prune layer_depth=32 --threads "$THREADS" --l1-every "$L1_EVERY" --json "$out.tmp" \
+    --prune layer_depth=32 --threads "$THREADS" "${sampling[@]}" --json "$out.tmp" \
     --resume "${out%.json}.jsonl" "$@"
   x mv "$out.tmp" "$out"
+  x rm -f "${out%.json}.jsonl"
 }
 
 name_of() { echo "$1/$2_$3_task$(printf %02d "$4").json"; }  # dir kind suite task
@@ -203,7 +207,11 @@ claim() {
     n=$(claim_episodes "$item")
     for task in $(tasks_of "$item"); do
       out=$(name_of "$CLAIM_DIR" claim "$suite" "$task")
-      if [ -f "$out.tmp" ]; then x mv "$out.tmp" "$out"; continue; fi  # done, not renamed
+      if [ -f "$out.tmp" ]; then  # done (written whole or not at all), not yet renamed
+        x mv "$out.tmp" "$out"
+        x rm -f "${out%.json}.jsonl"
+        continue
+      fi
       spawn evaluate_task "$out" "$suite" "$task" "$n" "$MAIN" --claim
     done
   done

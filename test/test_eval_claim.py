@@ -77,3 +77,17 @@ def test_claim_never_overwrites_and_nothing_overwrites_a_claim(tmp_path: Path,
     with pytest.raises(SystemExit):
         _args("--claim", "--json", str(other))  # a claim run overwrites nothing at all
     assert _args("--json", str(other)).json == str(other)  # a development file may be
+
+
+def test_results_are_written_whole_and_a_claim_never_over_another(tmp_path):
+    from specprune_ros.eval.configurations import write_result
+    path = tmp_path / "claim.json"
+    write_result(str(path), {"claim": True, "n": 1}, claim=True)
+    with pytest.raises(FileExistsError):
+        write_result(str(path), {"claim": True, "n": 2}, claim=True)
+    assert json.loads(path.read_text())["n"] == 1
+    dev = tmp_path / "dev.json"
+    write_result(str(dev), {"n": 1}, claim=False)
+    write_result(str(dev), {"n": 2}, claim=False)  # a development result is replaced
+    assert json.loads(dev.read_text())["n"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["claim.json", "dev.json"]

@@ -109,3 +109,41 @@ def test_the_key_names_what_changes_an_episode():
     assert "gripper_convention" not in plain and plain["prune_defaults"] == [["layer_depth", 32]]
     args.gripper_convention = "openvla_oft"
     assert journal_key(args)["gripper_convention"] == "openvla_oft"
+
+
+def test_a_rerun_with_fewer_seeds_reads_back_only_its_own(tmp_path):
+    """Episodes of seeds the run no longer has stay in the file, out of the result."""
+    path = tmp_path / "run.jsonl"
+    journal = write_two(path)
+    journal.record("unpruned", EpisodeRecord(seed=8, success=True), [], {}, 5.0,
+                   hit_rates=[0.5, 0.25])
+    runs = fresh_runs()
+    again = Journal.open(str(path), KEY, runs, seeds=[7])
+    assert [e.seed for e in runs["unpruned"].episodes] == [7]
+    assert again.done == {(7, "unpruned"), (7, "specprune")}
+    assert again.wall_s == pytest.approx(32.5) and again.hit_rates == []
+    runs = fresh_runs()
+    assert Journal.open(str(path), KEY, runs, seeds=[7, 8]).hit_rates == [0.5, 0.25]
+    assert len(path.read_text().splitlines()) == 4  # nothing dropped from the file
+
+
+def test_a_key_line_torn_by_a_kill_starts_the_journal_afresh(tmp_path):
+    path = tmp_path / "run.jsonl"
+    path.write_text(json.dumps({"key": KEY})[:10])
+    journal = Journal.open(str(path), KEY, fresh_runs())
+    assert journal.done == set()
+    assert json.loads(path.read_text().splitlines()[0]) == {"key": KEY}
+
+
+def test_mean_budget_matching_keys_the_episode_count():
+    """With --budget-match mean the baselines' budget is SpecPrune's mean over the whole
+    run: a rerun with more episodes is another run; per step it may grow."""
+    from specprune_ros.eval import evaluate
+    from specprune_ros.eval.eval_journal import journal_key
+    base = ["--policy", "tiny", "--episodes", "3", "--configs", "unpruned,specprune,fastv"]
+    step = journal_key(evaluate.parse_args(base))
+    mean = journal_key(evaluate.parse_args(base + ["--budget-match", "mean"]))
+    assert "episodes" not in step and mean["episodes"] == 3
+    fixed = journal_key(evaluate.parse_args(base + ["--budget-match", "mean",
+                                                    "--baseline-budget", "64"]))
+    assert "episodes" not in fixed

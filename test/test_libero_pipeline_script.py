@@ -72,7 +72,11 @@ def test_every_evaluation_journals_its_episodes_beside_its_json(tmp_path):
         re.search(r"--json \S+/(\w+?)_", cmd).group(1) for *_, cmd in evals}
     for *_, cmd in evals:
         out = re.search(r"--json (\S+)\.json\.tmp", cmd).group(1)
-        assert f"--resume {out}.jsonl" in cmd and "--l1-every 4" in cmd
+        assert f"--resume {out}.jsonl" in cmd
+        # the action deviation is sampled in process only (the ROS runner has none)
+        assert ("--l1-every 4" in cmd) == ("--via ros" not in cmd)
+        # once the JSON is in place its journal goes: a deleted JSON reruns its task
+        assert f"rm -f {out}.jsonl" in plan[plan.index(f"mv {out}.json.tmp {out}.json") + 1]
 
 
 def test_the_table_stage_writes_each_suite_and_table_1_over_every_suite(tmp_path):

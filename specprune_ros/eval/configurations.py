@@ -87,6 +87,25 @@ def episode_seeds(claim: bool, first: Optional[int], episodes: int) -> List[int]
     return seeds
 
 
+def write_result(path: str, result: Dict[str, Any], claim: bool) -> None:
+    """Write the JSON whole or not at all: into a temporary file first, then moved into
+    place (a claim's only if ``path`` still does not exist: FileExistsError). A kill while
+    writing leaves no half-written result that a later step could take for a finished one."""
+    part = f"{path}.part{os.getpid()}"
+    with open(part, "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    try:
+        if claim:
+            os.link(part, path)  # fails when path exists: never overwritten
+        else:
+            os.replace(part, path)
+    finally:
+        if os.path.exists(part):
+            os.unlink(part)
+
+
 def check_output(path: Optional[str], claim: bool) -> None:
     """ValueError when writing ``path`` would overwrite a claim's record, or when a claim
     run would overwrite anything."""

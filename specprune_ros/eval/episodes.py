@@ -226,8 +226,8 @@ class Resume:
     key: Dict[str, Any]
     journal: Optional[Journal] = None
 
-    def open(self, runs: Dict[str, ConfigRun]) -> Journal:
-        self.journal = Journal.open(self.path, self.key, runs)
+    def open(self, runs: Dict[str, ConfigRun], seeds: Sequence[int]) -> Journal:
+        self.journal = Journal.open(self.path, self.key, runs, seeds)
         return self.journal
 
 
@@ -249,7 +249,7 @@ def run_direct(variants: Dict[str, Variant], runner: DirectRunner, seeds: Sequen
     hit_source_of(variants)). With ``resume`` the episodes already in its journal are read
     back and skipped, and each new one is journalled as it ends."""
     runs = {name: ConfigRun(name, v.changes, layers=v.layers) for name, v in variants.items()}
-    journal = resume.open(runs) if resume is not None else None
+    journal = resume.open(runs, seeds) if resume is not None else None
     hit_source = hit_source or hit_source_of(list(variants))
     first = [name for name in variants if name not in late]
     for name in first:

@@ -41,16 +41,20 @@ class Journal:
     hit_rates: List[float] = field(default_factory=list)
 
     @classmethod
-    def open(cls, path: str, key: Dict[str, Any], runs: Dict[str, ConfigRun]) -> "Journal":
-        """Read ``path`` (if it exists) into ``runs``; ValueError when it belongs to
-        another run."""
+    def open(cls, path: str, key: Dict[str, Any], runs: Dict[str, ConfigRun],
+             seeds: Optional[Sequence[int]] = None) -> "Journal":
+        """Read ``path`` (if it exists) into ``runs``, only the episodes of ``seeds`` when
+        given (a rerun with fewer episodes leaves the others in the file, out of the
+        result); ValueError when it belongs to another run."""
         journal = cls(path, json.loads(json.dumps(key)))
-        if not os.path.exists(path):
+        lines: List[str] = []
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                lines = f.read().splitlines()
+        if len(lines) <= 1 and not _has_key(lines):  # new, or its key line torn by a kill
             with open(path, "w", encoding="utf-8") as f:
                 f.write(json.dumps({"key": journal.key}) + "\n")
             return journal
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
         entries = []
         for number, line in enumerate(lines, 1):
             try:
@@ -61,8 +65,10 @@ class Journal:
         if not entries or "key" not in entries[0]:
             raise ValueError(f"{path}: no run key on its first line")
         check_key(path, entries[0]["key"], journal.key)
+        wanted = None if seeds is None else set(seeds)
         for entry in entries[1:]:
-            journal._read(entry, runs)
+            if wanted is None or entry["episode"]["seed"] in wanted:
+                journal._read(entry, runs)
         journal.attempt = 1 + max((e.get("attempt", 0) for e in entries[1:]), default=-1)
         if len(entries) < len(lines):  # a kill tore the last line: drop it
             with open(path, "w", encoding="utf-8") as f:
@@ -125,6 +131,13 @@ def in_seed_order(runs: Dict[str, ConfigRun], seeds: Sequence[int]) -> None:
         run.episodes.sort(key=lambda e: position[e.seed])
 
 
+def _has_key(lines: Sequence[str]) -> bool:
+    try:
+        return bool(lines) and "key" in json.loads(lines[0])
+    except ValueError:
+        return False
+
+
 def check_key(path: str, held: Dict[str, Any], key: Dict[str, Any]) -> None:
     """ValueError naming the differences when the journal at ``path`` (its first line
     ``held``) belongs to another run than ``key``."""
@@ -168,10 +181,14 @@ def journal_key(args: Any) -> Dict[str, Any]:
         key["gripper_convention"] = convention
     if args.via == "direct":  # what else changes an in-process episode or its record
         key.update({name: getattr(args, name) for name in DIRECT_KEY})
+        if args.budget_match == "mean" and not args.fastv_budget:
+            # the baselines keep SpecPrune's mean over the whole run: more episodes, another
+            # budget for the baselines' later episodes than for the journalled ones
+            key["episodes"] = args.episodes
     return key
 
 
-def optional_journal(path: Optional[str], args: Any,
-                     runs: Dict[str, ConfigRun]) -> Optional[Journal]:
-    """The journal at ``path`` (None: no resuming)."""
-    return Journal.open(path, journal_key(args), runs) if path else None
+def optional_journal(path: Optional[str], args: Any, runs: Dict[str, ConfigRun],
+                     seeds: Optional[Sequence[int]] = None) -> Optional[Journal]:
+    """The journal at ``path`` (None: no resuming), read back for ``seeds``."""
+    return Journal.open(path, journal_key(args), runs, seeds) if path else None

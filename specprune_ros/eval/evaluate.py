@@ -26,7 +26,6 @@ see specprune_ros/eval/eval_ros.py.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -36,7 +35,7 @@ from specprune.config import parse_overrides
 from specprune.bench import FastVPolicy, machine
 from specprune.model.presets import PRESETS
 from specprune_ros.eval.configurations import (CLAIM_SEED, CONFIGS, EVAL_SEED, check_output,
-                                               episode_seeds, run_meta)
+                                               episode_seeds, run_meta, write_result)
 from specprune_ros.eval.episode_env import SIM_HORIZON, default_horizon
 from specprune_ros.eval.episodes import (BUDGET_MATCHES, BUDGET_STEP, EpisodeSpec, Resume,
                                          late_configs, run_episodes)
@@ -221,8 +220,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         result = evaluate_direct(args)
     print(format_table(result))
     if args.json:
-        with open(args.json, "x" if args.claim else "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=2)
+        write_result(args.json, result, args.claim)
     if args.plot:
         plot(result, args.plot)
     return 0

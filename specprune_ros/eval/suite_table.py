@@ -40,12 +40,15 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 import numpy as np
 
 from specprune_ros.eval.configurations import CONFIGS
-from specprune_ros.eval.eval_results import COMPARISONS, UNPRUNED, has_step_times
+from specprune_ros.eval.eval_results import (COMPARISONS, FASTV, RANDOM, UNPRUNED,
+                                             has_step_times)
 from specprune_ros.eval.eval_stats import paired_comparison
 from specprune_ros.sim.libero_arm import SUITE_TASKS, libero_tasks
 from specprune_ros.sim.tabletop_suites import SUITES, tabletop_task
 
 Table = Dict[str, Dict[str, Dict[str, Any]]]  # suite -> configuration -> pooled block
+#: configurations without SpecPrune's coarse / fine modes: no fine share ("-", not 0 %)
+NO_MODES = (UNPRUNED, FASTV, RANDOM)
 #: the columns' order: the paper's (spatial, object, goal, long), LIBERO's then ours, then
 #: any other task by name
 SUITE_ORDER = (*SUITE_TASKS, *SUITES)
@@ -112,11 +115,12 @@ def _pool(runs: Sequence[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
                 raise ValueError(f"{result['task']}: configuration {name} appears in two "
                                  "results")
             covered |= indices
-        pooled[name] = _pooled_block(found)
+        pooled[name] = _pooled_block(name, found)
     return pooled
 
 
-def _pooled_block(found: Sequence[Tuple[Dict[str, Any], Dict[str, Any]]]) -> Dict[str, Any]:
+def _pooled_block(name: str, found: Sequence[Tuple[Dict[str, Any], Dict[str, Any]]]
+                  ) -> Dict[str, Any]:
     outcomes = {r["task"]: [(e["seed"], bool(e["success"])) for e in b["per_episode"]]
                 for r, b in found}
     wins = sum(ok for pairs in outcomes.values() for _, ok in pairs)
@@ -127,19 +131,21 @@ def _pooled_block(found: Sequence[Tuple[Dict[str, Any], Dict[str, Any]]]) -> Dic
     llm = [_ratio(_llm_ms(r["configs"].get(UNPRUNED)), _llm_ms(b)) for r, b in found]
     steps = sum(int(b.get("policy_steps") or 0) for _, b in found)
     fine = sum(int(b.get("fine_steps") or 0) for _, b in found)
+    has_modes = name not in NO_MODES and steps > 0
     return {"successes": wins, "episodes": n, "success_rate": wins / n if n else 0.0,
             "step_ms_median": step_ms, "_step_ms_pooled": pooled, "_speedup": _mean(ratios),
-            "_llm_speedup": _mean(llm), "_fine": fine / steps if steps else None,
+            "_llm_speedup": _mean(llm), "_fine": fine / steps if has_modes else None,
             "_tasks": sorted(outcomes), "_outcomes": outcomes}
 
 
 def _llm_ms(block: Optional[Dict[str, Any]]) -> Optional[float]:
-    """A configuration's LLM time on one task: the median over its policy steps where the
-    episodes keep them, else the JSON's mean."""
+    """A configuration's LLM time on one task: the median over its policy steps where
+    every episode keeps them, else the JSON's mean."""
     if not block:
         return None
-    times = [t for e in block["per_episode"] for t in e.get("llm_ms") or [] if t is not None]
-    if times:
+    episodes = block["per_episode"]
+    times = [t for e in episodes for t in e.get("llm_ms") or [] if t is not None]
+    if times and all(len(e.get("llm_ms") or []) == e.get("policy_steps", 0) for e in episodes):
         return float(np.median(times))
     mean = block.get("llm_ms_mean")
     return float(mean) if mean is not None and math.isfinite(mean) else None
