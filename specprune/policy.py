@@ -121,6 +121,8 @@ class SpecPrunePolicy:
             self._after_pruned_pass(hook, stats, prep.layout, pre_selection_s)
             stats.mode = decision.mode
             chunk.replan = stats.replan = decision.switched_to_fine and cfg.replan_on_fine_entry
+        elif getattr(hook, "kept_mask", None) is not None:  # a baseline's one-shot drop
+            stats.kept_masks = view_masks(hook.kept_mask, prep.layout)
         stats.tokens_per_layer = state.tokens_per_layer
         stats.visual_tokens_total = prep.layout.num_visual
         self._frames.append(prep.frames)
@@ -214,9 +216,13 @@ class SpecPrunePolicy:
         stats.scored_layers = trace.scored_layers
         if trace.static_mask is not None:
             stats.n_static_kept = int(trace.static_mask.sum())
-            grid = int(round(layout.patches_per_view ** 0.5))
-            stats.kept_masks = [m.reshape(grid, grid).cpu().numpy()
-                                for m in trace.static_mask.view(layout.num_views, -1)]
+            stats.kept_masks = view_masks(trace.static_mask, layout)
+
+
+def view_masks(mask: torch.Tensor, layout: SequenceLayout) -> List[np.ndarray]:
+    """A (V,) kept-visual-token mask as one (grid, grid) bool array per view."""
+    grid = int(round(layout.patches_per_view ** 0.5))
+    return [m.reshape(grid, grid).cpu().numpy() for m in mask.view(layout.num_views, -1)]
 
 
 def _fill_selection_stats(stats: StepStats, selection: Selection, motion) -> None:

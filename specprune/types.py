@@ -74,7 +74,9 @@ class StepStats:
     tokens_per_layer: List[int] = field(default_factory=list)
     visual_tokens_per_layer: List[int] = field(default_factory=list)
     visual_tokens_total: int = 0
-    kept_masks: List[np.ndarray] = field(default_factory=list)  # per view (grid, grid) bool
+    # per view (grid, grid) bool: SpecPrune's layer-2 selection, or a baseline's (FastV,
+    # random) one-shot drop; empty unpruned
+    kept_masks: List[np.ndarray] = field(default_factory=list)
     n_global: int = 0
     n_dynamic: int = 0
     n_local: int = 0

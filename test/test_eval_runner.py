@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from specprune import ActionChunk, EEMotion, PruneConfig, SpecPrunePolicy, StepStats
-from specprune.bench import RandomDropPolicy
+from specprune.bench import FastVPolicy, RandomDropPolicy
 from specprune.prune.baselines import RandomDropHook, random_visual_subset
 from specprune.prune.controller import ActionAwareController
 from specprune.prune.decoder import DecoderState
@@ -258,8 +258,24 @@ def test_random_dropping_keeps_exactly_the_budget_and_not_specprunes_set() -> No
     kept = state.positions[(state.positions >= v0) & (state.positions < v0 + nv)] - v0
     drawn = random_visual_subset(nv, budget, (7, 0))
     assert kept.tolist() == drawn.tolist()
+    # the step reports that set per view (demo_replay's shares and token maps)
+    reported = np.flatnonzero(np.concatenate([m.ravel() for m in stats.kept_masks]))
+    assert len(stats.kept_masks) == prep.layout.num_views
+    assert reported.tolist() == drawn.tolist()
     specprune_set = np.flatnonzero(np.concatenate([m.ravel() for m in spec_stats.kept_masks]))
     assert len(specprune_set) == budget and set(drawn) != set(specprune_set)
+
+
+def test_fastv_reports_the_tokens_it_keeps_and_unpruned_none() -> None:
+    base = tiny_policy()
+    shared = (base.model, base.tokenizer, base.statistics, base.layout)
+    fastv = FastVPolicy(*shared, PruneConfig(enabled=False))
+    fastv.budget = 40
+    obs = SyntheticEpisode(seed=3).observation(0)
+    _, stats = fastv.step(obs)
+    assert sum(int(m.sum()) for m in stats.kept_masks) == 40 == stats.kept_visual_tokens
+    unpruned = SpecPrunePolicy(*shared, PruneConfig(enabled=False))
+    assert unpruned.step(obs)[1].kept_masks == []
 
 
 class Recording:

@@ -46,3 +46,4 @@ class RandomDropHook(_VisualScorer):
         keep = torch.zeros(self.num_visual, dtype=torch.bool, device=state.positions.device)
         keep[torch.as_tensor(self.kept, dtype=torch.long, device=keep.device)] = True
         self.keep_visual(state, keep)
+        self.kept_mask = keep

@@ -61,6 +61,9 @@ class _VisualScorer:
                                  range(first, first + len(query_positions))))
         self._query_rope: Optional[QueryRope] = None  # this pass's
         self._head_rows: Optional[torch.Tensor] = None  # arange(visual_start), once
+        #: a one-shot baseline's (V,) kept visual tokens once it dropped (for the step's
+        #: ``kept_masks``: which tokens it keeps, next to SpecPrune's)
+        self.kept_mask: Optional[torch.Tensor] = None
 
     def present(self, state: DecoderState) -> slice:
         """Current indices of the visual tokens still present."""
@@ -207,6 +210,7 @@ class FastVHook(_VisualScorer):
         keep = torch.zeros(self.num_visual, dtype=torch.bool, device=scores.device)
         keep[torch.topk(scores, min(self.budget, self.num_visual)).indices] = True
         self.keep_visual(state, keep)
+        self.kept_mask = keep
 
 
 class ScoreProbe(_VisualScorer):

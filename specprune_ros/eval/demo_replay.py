@@ -22,7 +22,10 @@ observation), as ``specprune-eval`` does.
 Where the demos record ``obs/object_boxes`` (the LIBERO and tabletop recorders), each
 SpecPrune configuration also reports which share of the patches showing the task's object
 and target its selection kept, next to the share a uniformly random subset of the same size
-keeps: whether the selection finds what the instruction names.
+keeps: whether the selection finds what the instruction names. FastV and random report the
+same (their one-shot drop's tokens; random's share is the uniform one by construction), and
+``--overlay PNG`` draws the kept tokens of ``--overlay-steps`` sampled steps per
+configuration with the labelled patches outlined (token_maps.py).
 """
 from __future__ import annotations
 
@@ -41,6 +44,7 @@ from specprune.model.folder_hash import checkpoint_hash
 from specprune.model.processing import center_crop_box
 from specprune.train.demo_dataset import DemoFileError, demo_files, read_demos
 from specprune.train.patch_boxes import box_patch_labels, to_model_frame
+from specprune_ros.eval import token_maps
 from specprune_ros.eval.eval_results import FASTV, RANDOM, SPECPRUNE, UNPRUNED
 from specprune_ros.eval.replay import (OPEN_LOOP, Config, StepOut, configurations, parse_sets,
                                        plot, run_config, summarize)
@@ -88,7 +92,7 @@ def object_shares(outs: Sequence[StepOut], labels: Sequence[np.ndarray]
     ``demo_steps``), the share this configuration's selection kept, and the share a
     uniformly random subset of the same size keeps on average (``uniform``: kept / all
     patches, weighted as the object's patches are). None when the configuration reports no
-    masks (the baselines and unpruned)."""
+    masks (unpruned)."""
     if not outs or not all(o.masks for o in outs):
         return None
     kept = {part: 0 for part in PARTS}
@@ -143,10 +147,26 @@ def replay_demos(args: argparse.Namespace) -> Dict[str, Any]:
     }
     if args.plot:
         plot(args.plot, rows)
+    if args.overlay:
+        overlay(args.overlay, steps, labels, outs, args.overlay_steps)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(result, f, indent=2)
     return result
+
+
+def overlay(path: str, steps: Sequence[RebuiltStep], labels: Optional[List[np.ndarray]],
+            outs: Dict[str, List[StepOut]], count: int) -> None:
+    """token_maps.draw on ``count`` steps spread over the replay (ValueError without the
+    demos' object boxes or a configuration that reports its kept tokens)."""
+    shown = {name: out for name, out in outs.items() if out and all(o.masks for o in out)}
+    if labels is None or not shown:
+        raise ValueError("--overlay needs demos with obs/object_boxes and a pruned "
+                         "configuration")
+    picked = token_maps.sample_indices(len(steps), count)
+    token_maps.draw(path, [steps[i].images for i in picked],
+                    {name: [out[i].masks for i in picked] for name, out in shown.items()},
+                    [labels[i] for i in picked], PARTS)
 
 
 def format_table(result: Dict[str, Any]) -> str:
@@ -183,9 +203,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (0: torch's)")
     parser.add_argument("--json", default="")
     parser.add_argument("--plot", default="")
+    parser.add_argument("--overlay", default="",
+                        help="PNG of the kept tokens per configuration on sampled steps")
+    parser.add_argument("--overlay-steps", type=int, default=4)
     args = parser.parse_args(argv)
-    if args.stride < 1:
-        parser.error("--stride must be >= 1")
+    if args.stride < 1 or args.overlay_steps < 1:
+        parser.error("--stride and --overlay-steps must be >= 1")
     try:
         args.prune = parse_overrides(args.prune)
     except ValueError as exc:
