@@ -26,7 +26,7 @@ import json
 import sys
 import time
 from dataclasses import asdict
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -61,19 +61,30 @@ def object_box(arm: SimArm, camera: str, centre: np.ndarray, kind: str) -> np.nd
     return np.array([cols.min(), rows.min(), cols.max(), rows.max()]) / size
 
 
+#: start(arm, obs after the reset) -> (observation with its views rendered, tick) where the
+#: expert takes over, or (None, tick) when there is nothing to record (takeover_demos)
+Start = Callable[[SimArm, SimObservation], Tuple[Optional[SimObservation], int]]
+
+
 def record_episode(arm: SimArm, task: TabletopTask, seed: int, noise: NoiseConfig,
-                   frame_every: int = 1) -> Optional[Dict]:
+                   frame_every: int = 1, start: Optional[Start] = None) -> Optional[Dict]:
     """One noisy expert episode of ``task`` (the arm built for it): the demo dict, or None
     when the expert did not succeed within the task's horizon. Views are rendered and kept
-    on ticks t with t % frame_every == seed % frame_every only."""
-    obs = arm.reset(seed=seed)
+    on ticks t with t % frame_every == seed % frame_every only. With ``start`` something
+    else drives the arm from the reset first and the expert takes over where it left it;
+    only the expert's part is recorded."""
+    obs, first = arm.reset(seed=seed), 0
+    if start is not None:
+        obs, first = start(arm, obs)
+        if obs is None:
+            return None
     expert, off = expert_for(arm.goal, EXPERT), OffNominal(noise, seed)
     cameras, phase = arm.config.cameras, seed % frame_every
     frames: Dict[str, List[np.ndarray]] = {cam: [] for cam in cameras}
     focus: Dict[int, List[str]] = {}
     states, labels, positions, frame_ticks, boxes, parts = [], [], [], [], [], []
     tail = SuccessTail(TICKS_AFTER_SUCCESS)
-    for tick in range(task.horizon):
+    for tick in range(first, task.horizon):
         label = expert.act(expert_obs(obs))
         part = expert.part
         named = focus.setdefault(part, list(expert.focus))
@@ -97,14 +108,18 @@ def record_episode(arm: SimArm, task: TabletopTask, seed: int, noise: NoiseConfi
 
 
 def record(out: str, task: TabletopTask, count: int, seed: int, noise: NoiseConfig,
-           frame_every: int = 1, max_tries: Optional[int] = None, log=print) -> Dict:
+           frame_every: int = 1, max_tries: Optional[int] = None, log=print,
+           start_for: Optional[Callable[[int], Start]] = None,
+           extra: Optional[Dict] = None) -> Dict:
     """``count`` successful demos of ``task``, seeds counting up from ``seed``; a summary.
-    RuntimeError when ``max_tries`` episodes did not give them."""
+    RuntimeError when ``max_tries`` episodes did not give them. ``start_for(seed)``: each
+    episode's ``start`` (record_episode); ``extra``: more of the shard's env_args."""
     config = SimArmConfig(task=task.name, horizon=task.horizon)
     env_args = {"task": task.name, "suite": task.suite, "camera_size": config.camera_size,
                 "cameras": list(config.cameras), "control_rate_hz": config.control_rate_hz,
                 "action_dim": 7, "proprio_frame": "base", "noise": asdict(noise),
-                "expert": asdict(EXPERT), "first_seed": seed, "frame_every": frame_every}
+                "expert": asdict(EXPERT), "first_seed": seed, "frame_every": frame_every,
+                **(extra or {})}
     writer = DemoWriter(out, env_args)
     tried, start = 0, time.perf_counter()
     try:
@@ -113,7 +128,8 @@ def record(out: str, task: TabletopTask, count: int, seed: int, noise: NoiseConf
                 if max_tries is not None and tried >= max_tries:
                     raise RuntimeError(f"tabletop demos: {writer.count} of {count} demos of "
                                        f"{task.name} after {tried} tries")
-                episode = record_episode(arm, task, seed + tried, noise, frame_every)
+                driver = start_for(seed + tried) if start_for is not None else None
+                episode = record_episode(arm, task, seed + tried, noise, frame_every, driver)
                 tried += 1
                 if episode is not None:
                     writer.add(episode)
@@ -126,11 +142,12 @@ def record(out: str, task: TabletopTask, count: int, seed: int, noise: NoiseConf
 
 def record_shards(out_dir: str, suite: str, tasks: Sequence[int], per_task: int, seed: int,
                   shard_size: int, noise: NoiseConfig, frame_every: int = 1,
-                  log=print) -> List[str]:
+                  log=print, start_for: Optional[Callable[[int], Start]] = None,
+                  extra: Optional[Dict] = None) -> List[str]:
     """``per_task`` demos of each of ``suite``'s ``tasks`` in resumable shards."""
     def record_one(partial: str, index: int, count: int, first: int) -> None:
         record(partial, tabletop_task(f"{suite}_{index}"), count, first, noise, frame_every,
-               max_tries=SHARD_SEEDS_PER_PART, log=log)
+               max_tries=SHARD_SEEDS_PER_PART, log=log, start_for=start_for, extra=extra)
 
     return record_in_shards(out_dir, suite, tasks, per_task, seed, shard_size, record_one, log)
 

@@ -1,0 +1,75 @@
+"""Takeover demonstrations: a policy drives until a seeded switch tick, the expert finishes,
+only the expert's part is recorded (real simulator; the shipped pick_color checkpoint as
+the policy: a trained policy's motion, which the expert can take over from; the tiny
+preset's random weights twist the hand past what LIBERO's expert corrects)."""
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from specprune import load_policy
+from specprune.model.folder_hash import checkpoint_hash
+from specprune_ros.eval import takeover_demos
+from specprune_ros.eval.takeover_demos import PolicyStart, TakeoverRule
+from specprune_ros.node.package_data import SHIPPED_CHECKPOINT as SHIPPED
+from specprune_ros.sim.demos import NoiseConfig
+from specprune_ros.sim.sim_arm import SimArm, SimArmConfig
+from specprune_ros.sim.tabletop_demos import record_episode
+from specprune_ros.sim.tabletop_suites import TABLETOP_TASKS
+
+
+def test_the_switch_tick_is_seeded_and_within_the_rule():
+    rule = TakeoverRule(earliest=16, latest_share=0.5)
+    ticks = [rule.switch_tick(seed, 300) for seed in range(200)]
+    assert min(ticks) >= 16 and max(ticks) <= 150 and len(set(ticks)) > 50
+    assert rule.switch_tick(7, 300) == rule.switch_tick(7, 300)
+    with pytest.raises(ValueError, match="latest_share"):
+        TakeoverRule(latest_share=0.0)
+
+
+def test_the_expert_takes_over_where_the_policy_left_the_arm():
+    """The policy drives 24 ticks (three chunks) and leaves the hand elsewhere; the
+    expert's part starts there and is all that is recorded."""
+    task = TABLETOP_TASKS["sim_goal_0"]
+    policy = load_policy(SHIPPED, device="cpu", dtype="float32")
+    with SimArm(SimArmConfig(task=task.name, horizon=task.horizon)) as arm:
+        start = PolicyStart(policy, switch=24)
+        seen = {}
+
+        def spy(arm_, obs):
+            seen["reset_eef"] = obs.eef_pos.copy()
+            out, tick = start(arm_, obs)
+            seen["switch_eef"], seen["tick"] = out.eef_pos.copy(), tick
+            seen["switch_state"] = out.proprio_in_base()
+            return out, tick
+
+        episode = record_episode(arm, task, 70003, NoiseConfig(), frame_every=4, start=spy)
+    assert seen["tick"] == 24
+    assert np.linalg.norm(seen["switch_eef"] - seen["reset_eef"]) > 0.005  # the policy moved it
+    assert episode is not None  # the expert finished the task from there
+    ticks = episode["frame_ticks"]
+    assert ticks[0] >= 24 and np.all(np.diff(ticks) == 4) and ticks[0] % 4 == 70003 % 4
+    assert len(episode["actions"]) == len(episode["proprio"]) < task.horizon - 24 + 7
+    # the first recorded state is the one the policy left
+    np.testing.assert_allclose(episode["proprio"][0], seen["switch_state"], atol=1e-6)
+
+
+def test_the_command_records_a_shard_that_names_the_policy(tmp_path):
+    out = tmp_path / "takeover"
+    assert takeover_demos.main(["--policy", SHIPPED, "--suite", "sim_goal", "--tasks", "1",
+                                "--per-task", "1", "--shard-size", "1", "--seed", "70000",
+                                "--earliest", "8", "--latest-share", "0.1",
+                                "--out", str(out)]) == 0
+    (shard,) = sorted(out.iterdir())
+    assert shard.name == "sim_goal_task01_part00.hdf5"
+    with h5py.File(shard, "r") as f:
+        env_args = json.loads(f["data"].attrs["env_args"])
+        (demo,) = list(f["data"])
+        seed = int(f["data"][demo].attrs["seed"])
+        first_tick = int(f["data"][demo]["obs/frame_ticks"][0])
+    assert env_args["takeover"] == {"policy": SHIPPED, "checkpoint_hash": checkpoint_hash(SHIPPED),
+                                    "earliest": 8, "latest_share": 0.1}
+    assert env_args["task"] == "sim_goal_1" and seed >= 70000 + 10000
+    switch = TakeoverRule(8, 0.1).switch_tick(seed, TABLETOP_TASKS["sim_goal_1"].horizon)
+    assert switch <= first_tick < switch + 4
