@@ -50,7 +50,7 @@ def _timed_result(task: str, episodes: Dict[str, List[Tuple[bool, List[float]]]]
 def test_llm_speedup_and_fine_share_per_suite(tmp_path: Path, capsys) -> None:
     """Task a: unpruned LLM 40 ms, specprune 10 ms (4x) while its whole step is 2x; task b:
     2x and 2x: the suite's LLM speedup is their mean, 3x. Fine mode: 1 of 2 steps on a,
-    3 of 4 on b: 4 of 6 pooled."""
+    3 of 4 on b: 4 of 6 pooled. Layer pruning acted at 3, 5 on a and 5, 8 on b."""
     results = []
     for task, llm, fine in (("sim_goal_0", 10.0, [True, False]),
                             ("sim_goal_1", 20.0, [True, True, True, False])):
@@ -66,11 +66,14 @@ def test_llm_speedup_and_fine_share_per_suite(tmp_path: Path, capsys) -> None:
                 run.steps.append(step)
             run.episodes.append(record)
         results.append(summarize(runs, {"task": task, "checkpoint_hash": "abc"}, []))
+        results[-1]["configs"]["specprune"]["layer_pruning_acted"] = [3, 5] if llm == 10.0 \
+            else [5, 8]
     assert suite_table.main([_write(tmp_path, f"{i}.json", r)
                              for i, r in enumerate(results)]) == 0
     lines = _table_lines(capsys.readouterr().out)
-    assert lines["specprune"] == "| specprune | 100.0 | 100.0 | 40.0 | 2.00x | 3.00x | 66.7 |"
-    assert lines["unpruned"].endswith("| 1.00x | 1.00x | - |")
+    assert lines["specprune"] == (
+        "| specprune | 100.0 | 100.0 | 40.0 | 2.00x | 3.00x | 66.7 | 3,5,8 |")
+    assert lines["unpruned"].endswith("| 1.00x | 1.00x | - | - |")  # no modes: not 0 %
 
 
 def _write(tmp_path: Path, name: str, result: Dict[str, Any]) -> str:
@@ -96,12 +99,13 @@ def test_table_has_success_per_suite_average_and_speedup(tmp_path: Path, capsys)
              if line.startswith("| ")}
     # unpruned: 75 % and 50 %, average 62.5 %, the reference of the speedup; step times
     # from JSONs without per-step times: marked
-    assert lines["unpruned"] == "| unpruned | 75.0 | 50.0 | 62.5 | 35.0 * | 1.00x | - | - |"
+    assert lines["unpruned"] == "| unpruned | 75.0 | 50.0 | 62.5 | 35.0 * | 1.00x | - | - | - |"
     # specprune: 50 % and 75 %; speedup = mean(40/20, 30/20) = 1.75x
-    assert lines["specprune"] == "| specprune | 50.0 | 75.0 | 62.5 | 20.0 * | 1.75x | - | 0.0 |"
+    assert lines["specprune"] == (
+        "| specprune | 50.0 | 75.0 | 62.5 | 20.0 * | 1.75x | - | 0.0 | - |")
     # random ran on one suite only: no average; an ablation without unpruned: no speedup
-    assert lines["random"] == "| random | 0.0 | - | - | - | - | - | - |"
-    assert lines["no_local"] == "| no_local | - | 25.0 | - | - | - | - | - |"
+    assert lines["random"] == "| random | 0.0 | - | - | - | - | - | - | - |"
+    assert lines["no_local"] == "| no_local | - | 25.0 | - | - | - | - | - | - |"
     assert "| suite_a | specprune - unpruned | -25.0 pp |" in text
     assert "| suite_b | specprune - unpruned | +25.0 pp |" in text
     assert png.read_bytes()[:4] == b"\x89PNG"
@@ -141,13 +145,14 @@ def test_the_tasks_of_a_suite_pool_into_one_column_with_pooled_pairs(
     lines = _table_lines(text)
     assert lines["configuration"] == ("| configuration | libero_spatial | libero_object | "
                                       "average | step ms (median) | speedup | LLM speedup | "
-                                      "fine % |")
+                                      "fine % | layer pruning at |")
     # unpruned 6/8, 1/2; step (40 * 1 + 100 * 3) / 4 = 85 and 30: mean 57.5 (these JSONs
     # hold no per-step times: weighted, marked)
-    assert lines["unpruned"] == "| unpruned | 50.0 | 75.0 | 62.5 | 57.5 * | 1.00x | - | - |"
+    assert lines["unpruned"] == "| unpruned | 50.0 | 75.0 | 62.5 | 57.5 * | 1.00x | - | - | - |"
     # specprune 4/8, 2/2; step (20 + 75) / 4 = 23.75 and 15: mean 19.375 -> 19.4;
     # speedup: libero_object mean(2.0, 4.0) = 3.0, libero_spatial 2.0, mean 2.5
-    assert lines["specprune"] == "| specprune | 100.0 | 50.0 | 75.0 | 19.4 * | 2.50x | - | 0.0 |"
+    assert lines["specprune"] == (
+        "| specprune | 100.0 | 50.0 | 75.0 | 19.4 * | 2.50x | - | 0.0 | - |")
     assert ("* per-task-weighted instead, where a JSON holds no per-step times (written before "
             "they were recorded)") in text
     assert "libero_spatial 1 task, 2 episodes; libero_object 2 tasks, 8 episodes" in text
@@ -196,14 +201,14 @@ def test_step_ms_is_the_pooled_median_of_every_step_when_episodes_keep_them(
         text = capsys.readouterr().out
         rows[id(second)] = (_table_lines(text), text)
     lines, text = rows[id(t3)]
-    assert lines["unpruned"] == "| unpruned | 66.7 | 66.7 | 10.0 | 1.00x | 1.00x | - |"
-    assert lines["specprune"] == "| specprune | 100.0 | 100.0 | 50.0 | 2.00x | 2.00x | 0.0 |"
+    assert lines["unpruned"] == "| unpruned | 66.7 | 66.7 | 10.0 | 1.00x | 1.00x | - | - |"
+    assert lines["specprune"] == "| specprune | 100.0 | 100.0 | 50.0 | 2.00x | 2.00x | 0.0 | - |"
     assert "Step ms: the median of every policy step of a suite's episodes" in text
     assert "per-task-weighted" not in text
     # one task's JSON without the times: that suite's cell of that configuration falls back
     lines, text = rows[id(old)]
-    assert lines["unpruned"] == "| unpruned | 66.7 | 66.7 | 10.0 | 1.00x | 1.00x | - |"
-    assert lines["specprune"] == "| specprune | 100.0 | 100.0 | 32.0 * | 2.00x | 2.00x | 0.0 |"
+    assert lines["unpruned"] == "| unpruned | 66.7 | 66.7 | 10.0 | 1.00x | 1.00x | - | - |"
+    assert lines["specprune"] == "| specprune | 100.0 | 100.0 | 32.0 * | 2.00x | 2.00x | 0.0 | - |"
     assert "weighted by policy steps over a suite's tasks (libero_object specprune)" in text
 
 

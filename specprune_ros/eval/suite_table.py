@@ -2,7 +2,8 @@
 
 Reads the result JSONs and writes a Markdown table with one row per configuration: success
 per suite, the average over suites, the median policy step (ms, averaged over suites), the
-step and LLM speedups against ``unpruned`` and the share of steps in fine mode, then one row
+step and LLM speedups against ``unpruned``, the share of steps in fine mode and the layers
+where dynamic layer pruning acted, then one row
 per suite and paired comparison (e.g. SpecPrune - unpruned) with its Newcombe interval and
 McNemar p. ``--plot`` draws success
 per suite and configuration::
@@ -135,6 +136,7 @@ def _pooled_block(name: str, found: Sequence[Tuple[Dict[str, Any], Dict[str, Any
     return {"successes": wins, "episodes": n, "success_rate": wins / n if n else 0.0,
             "step_ms_median": step_ms, "_step_ms_pooled": pooled, "_speedup": _mean(ratios),
             "_llm_speedup": _mean(llm), "_fine": fine / steps if has_modes else None,
+            "_acted": sorted({i for _, b in found for i in b.get("layer_pruning_acted", [])}),
             "_tasks": sorted(outcomes), "_outcomes": outcomes}
 
 
@@ -212,7 +214,8 @@ def rows(table: Table) -> List[Dict[str, Any]]:
                     "step_ms_pooled": all(b["_step_ms_pooled"] for b in blocks if b),
                     "speedup": _mean([b["_speedup"] if b else None for b in blocks]),
                     "llm_speedup": _mean([b["_llm_speedup"] if b else None for b in blocks]),
-                    "fine": _mean([b["_fine"] if b else None for b in blocks])})
+                    "fine": _mean([b["_fine"] if b else None for b in blocks]),
+                    "layer_pruning": sorted({i for b in blocks if b for i in b["_acted"]})})
     return out
 
 
@@ -229,14 +232,15 @@ def markdown(table: Table) -> str:
     SpecPrune - unpruned differences per suite."""
     suites = suite_order(table)
     head = ["configuration"] + suites + ["average", "step ms (median)", "speedup",
-                                         "LLM speedup", "fine %"]
+                                         "LLM speedup", "fine %", "layer pruning at"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows(table):
         cells = [row["config"]] + [_pct(row["success"][s]) for s in suites]
         cells += [_pct(row["average"]),
                   "-" if row["step_ms"] is None
                   else f"{row['step_ms']:.1f}" + ("" if row["step_ms_pooled"] else " *"),
-                  _times(row["speedup"]), _times(row["llm_speedup"]), _pct(row["fine"])]
+                  _times(row["speedup"]), _times(row["llm_speedup"]), _pct(row["fine"]),
+                  ",".join(map(str, row["layer_pruning"])) or "-"]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Success in %, pooled over each suite's episodes. " + "; ".join(
         _coverage(s, table[s]) for s in suites) + ". Step ms: the median of every policy "
@@ -244,7 +248,8 @@ def markdown(table: Table) -> str:
         _weighted_note(table) + "; speedup (whole step) and LLM speedup (its decoder "
         "part, the medians of its policy steps): per task against unpruned in the same run, "
         "averaged over a suite's tasks, then over suites; fine %: policy steps in fine mode, "
-        "pooled over a suite's tasks, averaged over suites."]
+        "pooled over a suite's tasks, averaged over suites; layer pruning at: the layers of "
+        "dynamic layer pruning that dropped tokens on some step of some suite."]
     comparisons, missing = [], []
     for suite in suites:
         for first, second in COMPARISONS:
