@@ -80,7 +80,19 @@ CLAIM_STATES=10  # fixed before any claim run: initial states 0-9 of every task 
 MAIN=unpruned,specprune,fastv,random
 ABLATIONS=specprune,no_global,no_dynamic,no_local,no_action_aware,no_layer_pruning
 DEV_SEED=${DEV_SEED:-500000}
-RUN_ATTN=${RUN_ATTN:-${RUN}_attention}
+# takeover (tabletop only, never a default stage until it is adopted): DAgger-style demos
+#   where the trained policy drives until a seeded switch tick and the expert finishes
+#   (specprune_ros/eval/takeover_demos.py), TAKEOVER_PER_TASK per task into TAKEOVER_DEMOS;
+#   then the policy fine-tuned from RUN on the demos and those (TAKEOVER_STEPS) into
+#   RUN_TAKEOVER, resumable like train. No help for the pruner: the same heads and losses.
+TAKEOVER_DEMOS=${TAKEOVER_DEMOS:-${DEMOS}_takeover}
+TAKEOVER_PER_TASK=${TAKEOVER_PER_TASK:-10}
+TAKEOVER_STEPS=${TAKEOVER_STEPS:-2000}
+RUN_TAKEOVER=${RUN_TAKEOVER:-${RUN}_takeover}
+# the run whose checkpoint the evaluation, the ROS suite, the claim and the attention
+# variant use
+HEADLINE=${HEADLINE:-$RUN}
+RUN_ATTN=${RUN_ATTN:-${HEADLINE}_attention}
 ATTN_STEPS=${ATTN_STEPS:-1500}  # fine-tuning steps from the headline checkpoint
 ATTN_WEIGHT=${ATTN_WEIGHT:-0.05}  # pick_color's stage C weight
 THREADS=${THREADS:-1}
@@ -141,7 +153,7 @@ evaluate_task() {  # out suite task episodes configs [extra evaluate arguments..
   [ -f "$out" ] && return 0
   [[ " $* " == *" --via ros "* ]] || sampling=(--l1-every "$L1_EVERY")  # in process only
   log "evaluate $suite$SEP$task ($configs, $episodes episodes$([ $# -gt 0 ] && echo ", $*"))"
-  x .venv/bin/python -m specprune_ros.eval.evaluate --policy "${POLICY:-$RUN}/checkpoint" \
+  x .venv/bin/python -m specprune_ros.eval.evaluate --policy "${POLICY:-$HEADLINE}/checkpoint" \
     --task "$suite$SEP$task" --episodes "$episodes" --configs "$configs" \
     --prune layer_depth=32 --threads "$THREADS" "${sampling[@]}" --json "$out.tmp" \
     --resume "${out%.json}.jsonl" "$@"
@@ -170,7 +182,7 @@ evaluate() {
 
 attention() {  # fine-tune with the attention loss, then the main configurations on it
   x env DEMOS="$DEMOS" RUN="$RUN_ATTN" STEPS="$ATTN_STEPS" bash scripts/train_libero.sh \
-    --init "$RUN/checkpoint" --aux-attention "$ATTN_WEIGHT" --lr 2e-4 --warmup-steps 50
+    --init "$HEADLINE/checkpoint" --aux-attention "$ATTN_WEIGHT" --lr 2e-4 --warmup-steps 50
   mkdir -p "$EVAL"
   local item suite task
   for item in $RECORD; do
@@ -182,6 +194,25 @@ attention() {  # fine-tune with the attention loss, then the main configurations
   done
   drain
   table "$EVAL" attention
+}
+
+takeover() {  # breadth first as record: one shard of every task per round
+  if [ "$BENCH" != tabletop ]; then
+    echo "libero_pipeline: the takeover stage records the tabletop suites only" >&2
+    exit 2
+  fi
+  local item per
+  for per in $(seq "$SHARD" "$SHARD" "$TAKEOVER_PER_TASK"); do
+    for item in $RECORD; do
+      spawn x nice -n 10 .venv/bin/python -m specprune_ros.eval.takeover_demos \
+        --policy "$RUN/checkpoint" --suite "${item%%:*}" --tasks "${item#*:}" \
+        --per-task "$per" --seed 70000 --frame-every 4 --shard-size "$SHARD" \
+        --out "$TAKEOVER_DEMOS"
+    done
+    drain
+  done
+  x env DEMOS="$DEMOS,$TAKEOVER_DEMOS" RUN="$RUN_TAKEOVER" STEPS="$TAKEOVER_STEPS" \
+    bash scripts/train_libero.sh --init "$RUN/checkpoint" --lr 3e-4 --warmup-steps 50
 }
 
 ros() {  # one suite through the deployment path; one process at a time (it runs the bridge)
@@ -253,8 +284,10 @@ main() {
       ros) ros ;;
       table) table ;;
       attention) attention ;;
+      takeover) takeover ;;
       claim) claim ;;
-      *) echo "unknown stage $stage (record, train, evaluate, ros, table, attention, claim)" >&2
+      *) echo "unknown stage $stage (record, train, evaluate, ros, table, attention, takeover," \
+           "claim)" >&2
          exit 2 ;;
     esac
   done

@@ -27,7 +27,8 @@ RUN=${RUN:-runs/libero_deep}
 PRESET=${PRESET:-libero-deep}
 STEPS=${STEPS:-6000}
 
-partial=$(find "$DEMOS" -maxdepth 1 -name '*.partial' 2>/dev/null | wc -l)
+IFS=, read -ra demo_dirs <<< "$DEMOS"  # one folder, or several comma-separated
+partial=$(find "${demo_dirs[@]}" -maxdepth 1 -name '*.partial' 2>/dev/null | wc -l)
 if [ "$partial" -gt 0 ] && [ -z "${ALLOW_PARTIAL:-}" ]; then
   echo "train_libero: $DEMOS holds $partial unfinished shard(s): the recording is still" \
     "running; train when it is done (ALLOW_PARTIAL=1 overrides)" >&2

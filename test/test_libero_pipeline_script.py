@@ -89,6 +89,25 @@ def test_the_table_stage_writes_each_suite_and_table_1_over_every_suite(tmp_path
     assert all(f"main_{s}_task*.json" in tables[4] for s in suites)
 
 
+def test_the_takeover_stage_records_every_task_then_fine_tunes_on_both_demo_sets(tmp_path):
+    plan = _plan(tmp_path, "takeover", script=TABLETOP, TAKEOVER_PER_TASK="20")
+    recorders = [c for c in plan if "takeover_demos" in c]
+    # breadth first, one shard of every suite per round, driven by the trained policy
+    assert [re.search(r"--per-task (\d+)", c).group(1) for c in recorders] == ["10"] * 4 + [
+        "20"] * 4
+    assert all("--policy runs/tabletop_deep/checkpoint" in c and "--seed 70000" in c
+               and "--out demos/tabletop_takeover" in c for c in recorders)
+    assert plan[-1] == ("env DEMOS=demos/tabletop,demos/tabletop_takeover "
+                        "RUN=runs/tabletop_deep_takeover STEPS=2000 bash scripts/train_libero.sh "
+                        "--init runs/tabletop_deep/checkpoint --lr 3e-4 --warmup-steps 50")
+    # not part of the default chain, and LIBERO's suites have no takeover recorder
+    assert not any("takeover_demos" in c or "tabletop_deep_takeover" in c
+                   for c in _plan(tmp_path, script=TABLETOP))
+    done = subprocess.run(["bash", SCRIPT, "takeover"], cwd=REPO, capture_output=True,
+                          text=True, env=dict(os.environ, DRY_RUN="1"), timeout=60)
+    assert done.returncode == 2 and "tabletop suites only" in done.stderr
+
+
 def test_a_rerun_skips_the_tasks_whose_json_exists(tmp_path):
     (tmp_path / "eval").mkdir()
     (tmp_path / "eval" / "main_libero_object_task03.json").write_text("{}")
