@@ -65,7 +65,13 @@ case "$BENCH" in
 esac
 DEMOS=${DEMOS:-demos/$BENCH}
 RUN=${RUN:-runs/${BENCH}_deep}
-EVAL=${EVAL:-runs/${BENCH}_eval}
+# the run whose checkpoint the evaluation, the ROS suite, the claim and the attention
+# variant use; another policy than RUN's gets its results elsewhere (a task whose JSON
+# exists is never run again, a claim JSON never written over)
+HEADLINE=${HEADLINE:-$RUN}
+results=runs/${BENCH}
+[ "$HEADLINE" != "$RUN" ] && results=$HEADLINE
+EVAL=${EVAL:-${results}_eval}
 PER_TASK=${PER_TASK:-50}  # demos per task (a multiple of SHARD)
 SHARD=10  # demos per shard; a shard's seeds depend on (task, shard), not on PER_TASK
 if [ $((PER_TASK % SHARD)) -ne 0 ] || [ "$PER_TASK" -lt "$SHARD" ]; then
@@ -75,7 +81,7 @@ fi
 SUITE_EPISODES=${SUITE_EPISODES:-100}  # paired per suite, split evenly over its tasks
 ABLATION_EPISODES=${ABLATION_EPISODES:-50}  # per suite
 ROS_SUITE=${ROS_SUITE:-libero_object}
-CLAIM_DIR=${CLAIM_DIR:-runs/${BENCH}_claim}
+CLAIM_DIR=${CLAIM_DIR:-${results}_claim}
 CLAIM_STATES=10  # fixed before any claim run: initial states 0-9 of every task in RECORD
 MAIN=unpruned,specprune,fastv,random
 ABLATIONS=specprune,no_global,no_dynamic,no_local,no_action_aware,no_layer_pruning
@@ -89,10 +95,12 @@ TAKEOVER_DEMOS=${TAKEOVER_DEMOS:-${DEMOS}_takeover}
 TAKEOVER_PER_TASK=${TAKEOVER_PER_TASK:-10}
 TAKEOVER_STEPS=${TAKEOVER_STEPS:-2000}
 RUN_TAKEOVER=${RUN_TAKEOVER:-${RUN}_takeover}
-# the run whose checkpoint the evaluation, the ROS suite, the claim and the attention
-# variant use
-HEADLINE=${HEADLINE:-$RUN}
 RUN_ATTN=${RUN_ATTN:-${HEADLINE}_attention}
+if [ $((TAKEOVER_PER_TASK % SHARD)) -ne 0 ] || [ "$TAKEOVER_PER_TASK" -lt "$SHARD" ]; then
+  echo "libero_pipeline: TAKEOVER_PER_TASK=$TAKEOVER_PER_TASK must be a positive multiple" \
+    "of $SHARD" >&2
+  exit 2
+fi
 ATTN_STEPS=${ATTN_STEPS:-1500}  # fine-tuning steps from the headline checkpoint
 ATTN_WEIGHT=${ATTN_WEIGHT:-0.05}  # pick_color's stage C weight
 THREADS=${THREADS:-1}

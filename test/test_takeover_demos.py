@@ -15,7 +15,9 @@ from specprune_ros.eval.takeover_demos import PolicyStart, TakeoverRule
 from specprune_ros.node.package_data import SHIPPED_CHECKPOINT as SHIPPED
 from specprune_ros.sim.demos import NoiseConfig
 from specprune_ros.sim.sim_arm import SimArm, SimArmConfig
-from specprune_ros.sim.tabletop_demos import record_episode
+from specprune.train.demo_dataset import read_demos
+from specprune_ros.sim.libero_experts import expert_for
+from specprune_ros.sim.tabletop_demos import EXPERT, expert_obs, record_episode
 from specprune_ros.sim.tabletop_suites import TABLETOP_TASKS
 
 
@@ -48,8 +50,10 @@ def test_the_expert_takes_over_where_the_policy_left_the_arm():
     assert seen["tick"] == 24
     assert np.linalg.norm(seen["switch_eef"] - seen["reset_eef"]) > 0.005  # the policy moved it
     assert episode is not None  # the expert finished the task from there
+    # the demo's rows start at the takeover: frame ticks index them, the phase is the seed's
     ticks = episode["frame_ticks"]
-    assert ticks[0] >= 24 and np.all(np.diff(ticks) == 4) and ticks[0] % 4 == 70003 % 4
+    assert 0 <= ticks[0] < 4 and np.all(np.diff(ticks) == 4) and (24 + ticks[0]) % 4 == 70003 % 4
+    assert ticks[-1] < len(episode["actions"])
     assert len(episode["actions"]) == len(episode["proprio"]) < task.horizon - 24 + 7
     # the first recorded state is the one the policy left
     np.testing.assert_allclose(episode["proprio"][0], seen["switch_state"], atol=1e-6)
@@ -72,4 +76,28 @@ def test_the_command_records_a_shard_that_names_the_policy(tmp_path):
                                     "earliest": 8, "latest_share": 0.1}
     assert env_args["task"] == "sim_goal_1" and seed >= 70000 + 10000
     switch = TakeoverRule(8, 0.1).switch_tick(seed, TABLETOP_TASKS["sim_goal_1"].horizon)
-    assert switch <= first_tick < switch + 4
+    assert first_tick < 4 and (switch + first_tick) % 4 == seed % 4
+    # it reads back as training reads it (frame ticks within the demo's rows)
+    demos = read_demos(str(shard), chunk=8, action_dim=7, proprio_dim=8, image_size=224)
+    assert len(demos.names) == 1 and len(demos) > 0
+
+
+def test_the_goal_progress_tells_a_grasp_and_a_placed_part():
+    """What PolicyStart checks before a takeover: at the reset nothing holds and nothing is
+    held; once the expert lifts the cube it is held."""
+    task = TABLETOP_TASKS["sim_goal_0"]
+    with SimArm(SimArmConfig(task=task.name, horizon=task.horizon)) as arm:
+        obs = arm.reset(seed=70001)
+        assert arm.goal_progress() == ([False], [False])
+        expert = expert_for(arm.goal, EXPERT)
+        held = False
+        for _ in range(task.horizon):
+            obs = arm.step(expert.act(expert_obs(obs)))
+            if expert.phase.endswith("carry"):
+                held = arm.goal_progress()[1] == [True]
+                break
+        assert held
+    with SimArm(SimArmConfig(task="pick_color")) as arm:
+        arm.reset(seed=1)
+        with pytest.raises(ValueError, match="no goal parts"):
+            arm.goal_progress()

@@ -254,3 +254,23 @@ def test_a_time_budgeted_run_resumes_with_its_calibrated_steps(cube_demos, tmp_p
     train(tiny(cube_demos, tmp_path / "m", steps=total, resume=True, sitting_steps=1,
                threads=2, **same), log=lines.append)
     assert any("no longer bitwise" in line for line in lines)
+
+
+def test_a_second_demo_folder_trains_only_and_the_first_keeps_its_held_out_demos(tmp_path):
+    """A fine-tune on DEMOS,MORE (the takeover stage) holds out exactly the demos a run on
+    DEMOS alone held out; every demo of MORE trains."""
+    from specprune.train.batches import split_demos, split_sources
+    from specprune.train.demo_dataset import source_demo_counts
+    train_ids, val_ids = split_sources([5, 3], 2, seed=0)
+    alone_train, alone_val = split_demos(5, 2, seed=0)
+    assert val_ids.tolist() == alone_val.tolist()
+    assert train_ids.tolist() == alone_train.tolist() + [5, 6, 7]
+    first = write_demos(tmp_path / "a.hdf5", lengths=(5, 6, 5), seed=1)
+    more = write_demos(tmp_path / "b.hdf5", lengths=(6, 5), seed=2)
+    assert source_demo_counts(f"{first},{more}") == [3, 2]
+    lines = []
+    run = train(tiny(f"{first},{more}", tmp_path / "both"), log=lines.append)
+    alone = split_demos(3, 1, seed=0)[1].tolist()
+    assert any("4 train demos" in line and "1 held out" in line for line in lines)
+    held = sorted({int(run.data.demos.demo_of[i]) for i in run.val_samples})
+    assert held == alone

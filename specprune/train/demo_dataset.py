@@ -106,6 +106,19 @@ def demo_files(path: str) -> List[str]:
     return files
 
 
+def source_demo_counts(path: str) -> List[int]:
+    """How many demos each comma-separated part of ``path`` holds (``read_demos`` reads
+    them in this order)."""
+    counts = []
+    for part in (p.strip() for p in path.split(",")):
+        count = 0
+        for name in demo_files(part):
+            with _open(name) as handle:
+                count += len(_demo_names(name, handle))
+        counts.append(count)
+    return counts
+
+
 @dataclass
 class _Demo:
     """One checked demo: where it is, its group, its ticks and the ticks it has frames of."""

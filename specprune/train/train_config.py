@@ -56,8 +56,9 @@ class TrainConfig:
         "busy processes share a 2-core machine: every parallel op then waits for a core.",
         1, 1024)
     device: str = _spec("cpu", "cpu, cuda[:N] or auto.")
-    val_demos: int = _spec(4, "Demos held out (chosen by seed) for the final validation L1.",
-                           0, 10**6)
+    val_demos: int = _spec(4, "Demos held out (chosen by seed) for the final validation L1; "
+                           "with comma-separated demos, from the first part only, as when it "
+                           "is read alone (batches.split_sources).", 0, 10**6)
     val_max_samples: int = _spec(
         512, "At most this many held-out samples (evenly spaced) are evaluated.", 1, 10**7)
     shift_pixels: int = _spec(

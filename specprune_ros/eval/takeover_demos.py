@@ -15,7 +15,9 @@ over the object and grasps again, or carries what the policy did pick up.
 - The policy runs as the evaluation runs it (``episodes.observation``: both views, the
   proprio and the end-effector motion; chunks executed whole), unpruned, on its own
   copy of the simulator's state; an episode the policy solves before the switch teaches
-  nothing and is not kept (it counts as a try).
+  nothing and is not kept (it counts as a try), and neither is one where at the switch
+  the policy holds an object or has already placed one: LIBERO's expert starts each part
+  from its approach with the gripper open and would teach letting go of a good grasp.
 - The expert's part is recorded as ``tabletop_demos`` records an episode (noise, pushes,
   labels, success filter), and the shard's ``env_args`` name the policy and the rule.
 
@@ -31,9 +33,12 @@ Stoppable; the same command continues (``demo_shards``). Seeds: the demos' block
 from __future__ import annotations
 
 import argparse
+import glob
+import json
+import os
 import sys
 from dataclasses import asdict, dataclass
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -95,7 +100,27 @@ class PolicyStart:
                     return None, tick  # solved by the policy: nothing to teach
                 if tick >= self.switch:
                     break
+        done, held = arm.goal_progress()
+        if any(done) or any(held):
+            # LIBERO's expert starts a part from its approach (gripper open): taking over
+            # a grasp or a placed part, it would teach letting go of a good one
+            return None, tick
         return arm.observe(), tick
+
+
+def other_policy_shards(out: str, suite: str, takeover: dict) -> List[str]:
+    """The complete shards of ``suite`` in ``out`` recorded with another policy (checkpoint
+    hash) or switch rule than ``takeover``: a resumed recording must not mix them."""
+    import h5py
+
+    found = []
+    for path in sorted(glob.glob(os.path.join(out, f"{suite}_task*_part*.hdf5"))):
+        with h5py.File(path, "r") as f:
+            held = json.loads(f["data"].attrs["env_args"]).get("takeover", {})
+        if {k: held.get(k) for k in ("checkpoint_hash", "earliest", "latest_share")} != {
+                k: takeover[k] for k in ("checkpoint_hash", "earliest", "latest_share")}:
+            found.append(path)
+    return found
 
 
 def main(argv: Optional[list] = None) -> int:
@@ -122,11 +147,15 @@ def main(argv: Optional[list] = None) -> int:
     tasks = known if args.tasks == "all" else parse_ranges(args.tasks)
     if sorted(set(tasks) - set(known)):
         parser.error(f"{args.suite} has tasks {known}, not {tasks}")
+    extra = {"takeover": {"policy": args.policy, "checkpoint_hash": model_hash(args.policy),
+                          **asdict(rule)}}
+    other = other_policy_shards(args.out, args.suite, extra["takeover"])
+    if other:
+        parser.error(f"{args.out} holds takeover shards of another policy or rule ({other[0]}"
+                     f"{' and more' if len(other) > 1 else ''}): one folder, one policy")
     torch.set_num_threads(args.threads)
     policy = load_policy(args.policy, device="cpu", dtype="float32",
                          prune_config=PruneConfig(enabled=False))
-    extra = {"takeover": {"policy": args.policy, "checkpoint_hash": model_hash(args.policy),
-                          **asdict(rule)}}
     for task in tasks:
         horizon = tabletop_task(f"{args.suite}_{task}").horizon
         record_shards(args.out, args.suite, [task], args.per_task, args.seed, args.shard_size,

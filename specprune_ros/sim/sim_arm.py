@@ -320,6 +320,15 @@ class SimArm:
         (pick_color, lift)."""
         return [list(part) for part in getattr(self._env, "goal", ())]
 
+    def goal_progress(self) -> Tuple[List[bool], List[bool]]:
+        """Per part of the goal: whether it holds now, and whether its object is in the
+        gripper (a tabletop suite's scene; ValueError for a task without a goal)."""
+        scene = self._env
+        if not self.goal or not hasattr(scene, "part_holds"):
+            raise ValueError(f"task {self.config.task!r} has no goal parts to check")
+        return ([scene.part_holds(*part) for part in self.goal],
+                [scene.grasped(part[1]) for part in self.goal])
+
     @property
     def done(self) -> bool:
         """True once the episode has run ``config.horizon`` control ticks."""

@@ -72,7 +72,8 @@ def record_episode(arm: SimArm, task: TabletopTask, seed: int, noise: NoiseConfi
     when the expert did not succeed within the task's horizon. Views are rendered and kept
     on ticks t with t % frame_every == seed % frame_every only. With ``start`` something
     else drives the arm from the reset first and the expert takes over where it left it;
-    only the expert's part is recorded."""
+    only the expert's part is recorded, its rows (and ``frame_ticks``) counted from the
+    takeover."""
     obs, first = arm.reset(seed=seed), 0
     if start is not None:
         obs, first = start(arm, obs)
@@ -89,7 +90,7 @@ def record_episode(arm: SimArm, task: TabletopTask, seed: int, noise: NoiseConfi
         part = expert.part
         named = focus.setdefault(part, list(expert.focus))
         if tick % frame_every == phase:  # rendered: the previous step (or reset) asked
-            frame_ticks.append(tick)
+            frame_ticks.append(tick - first)  # an index into this demo's rows
             for cam in cameras:
                 frames[cam].append(obs.images[cam])
             boxes.append([[object_box(arm, cam, obs.extras[f"{n}_pos"], task.object(n).kind)
@@ -98,7 +99,8 @@ def record_episode(arm: SimArm, task: TabletopTask, seed: int, noise: NoiseConfi
         states.append(obs.proprio_in_base())
         labels.append(label)
         positions.append([obs.point_in_base(obs.extras[f"{n}_pos"]) for n in named])
-        obs = arm.step(off(label, tick), render=(tick + 1) % frame_every == phase)
+        # noise and pushes on the recording's own clock (a push early in it, as ever)
+        obs = arm.step(off(label, tick - first), render=(tick + 1) % frame_every == phase)
         if tail.ended(obs.success):
             break
     if not tail.succeeded:

@@ -142,6 +142,11 @@ class TabletopScene(Lift):
         return bool(placed) and not self._check_grasp(gripper=self.robots[0].gripper,
                                                       object_geoms=self.items[obj])
 
+    def grasped(self, obj: str) -> bool:
+        """Whether the gripper holds ``obj`` (robosuite's grasp check)."""
+        return bool(self._check_grasp(gripper=self.robots[0].gripper,
+                                      object_geoms=self.items[obj]))
+
     def _check_success(self) -> bool:
         """Every part of this episode's goal holds."""
         return all(self.part_holds(*part) for part in self.goal)
