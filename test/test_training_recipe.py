@@ -265,6 +265,9 @@ def test_a_second_demo_folder_trains_only_and_the_first_keeps_its_held_out_demos
     alone_train, alone_val = split_demos(5, 2, seed=0)
     assert val_ids.tolist() == alone_val.tolist()
     assert train_ids.tolist() == alone_train.tolist() + [5, 6, 7]
+    # one source (every run before): exactly split_demos, so a resumed run keeps its split
+    assert [a.tolist() for a in split_sources([5], 2, seed=0)] == [alone_train.tolist(),
+                                                                   alone_val.tolist()]
     first = write_demos(tmp_path / "a.hdf5", lengths=(5, 6, 5), seed=1)
     more = write_demos(tmp_path / "b.hdf5", lengths=(6, 5), seed=2)
     assert source_demo_counts(f"{first},{more}") == [3, 2]

@@ -262,8 +262,9 @@ def split_sources(counts: Sequence[int], val_demos: int, seed: int
                   ) -> Tuple[np.ndarray, np.ndarray]:
     """(train, validation) demo indices over sources read one after another (``counts``
     demos each): the held-out demos are the first source's, chosen as ``split_demos``
-    chooses them when it is read alone, so a fine-tune on more demos (a second folder) holds
-    out exactly what the run it starts from held out; later sources train only."""
+    chooses them when it is read alone (one source: exactly ``split_demos``), so a fine-tune
+    on more demos (a second folder) holds out exactly what the run it starts from held out;
+    later sources train only."""
     train, val = split_demos(int(counts[0]), val_demos, seed)
     more = np.arange(int(counts[0]), int(sum(counts)))
     return np.concatenate([train, more]), val

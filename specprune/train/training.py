@@ -39,8 +39,7 @@ from specprune.model.modeling_vla import OpenVLAOFT
 from specprune.model.presets import LAYOUTS, preset_config
 from specprune.model.tiny_tokenizer import build_tokenizer, empty_token_id
 from specprune.train.auxiliary import AuxiliaryHeads
-from specprune.train.batches import (Augment, BatchSampler, TrainingData, split_demos,
-                                     split_sources)
+from specprune.train.batches import Augment, BatchSampler, TrainingData, split_sources
 from specprune.train.demo_dataset import (Demos, dataset_statistics, read_demos,
                                           source_demo_counts)
 from specprune.train.optimisation import (evaluate, learning_rate, make_optimizer, patch_grid,
@@ -78,11 +77,10 @@ def prepare(cfg: TrainConfig, log: Log) -> Tuple[Run, Any]:
     gib = sum(v.nbytes for v in demos.frames) / 2**30
     log(f"read {len(demos)} samples of {len(demos.names)} demos from {cfg.demos} "
         f"({gib:.2f} GiB of frames) in {time.perf_counter() - start:.1f} s")
-    counts = source_demo_counts(cfg.demos) if "," in cfg.demos else [len(demos.names)]
+    counts = source_demo_counts(cfg.demos)
     if sum(counts) != len(demos.names):
         raise ValueError(f"{cfg.demos}: {sum(counts)} demos counted, {len(demos.names)} read")
-    train_demos, val_demos = (split_sources(counts, cfg.val_demos, cfg.seed) if len(counts) > 1
-                              else split_demos(len(demos.names), cfg.val_demos, cfg.seed))
+    train_demos, val_demos = split_sources(counts, cfg.val_demos, cfg.seed)
     train_s, val_s = demos.samples_of(train_demos), demos.samples_of(val_demos)
     mask = [not name.endswith("gripper") for name in lay.action_names]
     stats = dataset_statistics(demos, train_s, mask)
