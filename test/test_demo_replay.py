@@ -72,7 +72,8 @@ def test_object_patch_shares_compare_the_selection_with_a_uniform_subset(tmp_pat
     assert demo_replay.object_shares([], []) is None
 
 
-def test_the_overlay_draws_each_pruned_configurations_kept_tokens(tmp_path, checkpoint):
+def test_the_overlay_draws_each_pruned_configurations_kept_tokens(
+        tmp_path, checkpoint, monkeypatch):
     """Boxes over the top-left quarter: a PNG with one row per sampled step and one column
     per configuration that reports its kept tokens (not unpruned)."""
     from specprune_ros.eval import token_maps
@@ -87,13 +88,10 @@ def test_the_overlay_draws_each_pruned_configurations_kept_tokens(tmp_path, chec
         drawn.update(rows=len(images), configs=list(masks), parts=tuple(parts))
         real_draw(path, images, masks, labels, parts)
 
-    token_maps.draw = spy
-    try:
-        assert demo_replay.main(["--policy", checkpoint, "--demos", shard, "--threads", "1",
-                                 "--configs", "unpruned,specprune,fastv,random",
-                                 "--overlay", str(png), "--overlay-steps", "3"]) == 0
-    finally:
-        token_maps.draw = real_draw
+    monkeypatch.setattr(token_maps, "draw", spy)
+    assert demo_replay.main(["--policy", checkpoint, "--demos", shard, "--threads", "1",
+                             "--configs", "unpruned,specprune,fastv,random",
+                             "--overlay", str(png), "--overlay-steps", "3"]) == 0
     assert drawn == {"rows": 3, "configs": ["specprune", "fastv", "random"],
                      "parts": ("object", "target")}
     assert png.read_bytes()[:4] == b"\x89PNG"

@@ -95,23 +95,13 @@ def object_shares(outs: Sequence[StepOut], labels: Sequence[np.ndarray]
     masks (unpruned)."""
     if not outs or not all(o.masks for o in outs):
         return None
-    kept = {part: 0 for part in PARTS}
-    shown = {part: 0 for part in PARTS}
-    uniform = {part: 0.0 for part in PARTS}
-    for out, step_labels in zip(outs, labels):
-        for view, mask in enumerate(out.masks):
-            flat = np.asarray(mask, bool).reshape(-1)
-            for k, part in enumerate(PARTS):
-                cells = step_labels[view] == k + 1
-                n = int(cells.sum())
-                kept[part] += int((flat & cells).sum())
-                shown[part] += n
-                uniform[part] += n * float(flat.mean())
     result: Dict[str, float] = {}
-    for part in PARTS:
-        if shown[part]:
-            result[f"{part}_patches_kept"] = kept[part] / shown[part]
-            result[f"{part}_patches_uniform"] = uniform[part] / shown[part]
+    for k, part in enumerate(PARTS):
+        kept, shown, uniform = np.sum([token_maps.kept_counts(out.masks, step_labels, k + 1)
+                                       for out, step_labels in zip(outs, labels)], axis=0)
+        if shown:
+            result[f"{part}_patches_kept"] = float(kept / shown)
+            result[f"{part}_patches_uniform"] = float(uniform / shown)
     return result
 
 

@@ -51,7 +51,8 @@ class Journal:
         if os.path.exists(path):
             with open(path, encoding="utf-8") as f:
                 lines = f.read().splitlines()
-        if len(lines) <= 1 and not _has_key(lines):  # new, or its key line torn by a kill
+        if len(lines) <= 1 and (not lines or _key_line(lines[0]) is None):
+            # new, or its key line torn by a kill
             with open(path, "w", encoding="utf-8") as f:
                 f.write(json.dumps({"key": journal.key}) + "\n")
             return journal
@@ -131,11 +132,13 @@ def in_seed_order(runs: Dict[str, ConfigRun], seeds: Sequence[int]) -> None:
         run.episodes.sort(key=lambda e: position[e.seed])
 
 
-def _has_key(lines: Sequence[str]) -> bool:
+def _key_line(line: str) -> Optional[Dict[str, Any]]:
+    """The run key a journal's first line holds; None when a kill tore it."""
     try:
-        return bool(lines) and "key" in json.loads(lines[0])
+        held = json.loads(line)
     except ValueError:
-        return False
+        return None
+    return held.get("key") if isinstance(held, dict) else None
 
 
 def check_key(path: str, held: Dict[str, Any], key: Dict[str, Any]) -> None:
@@ -147,18 +150,16 @@ def check_key(path: str, held: Dict[str, Any], key: Dict[str, Any]) -> None:
         raise ValueError(f"{path} belongs to another run (differs in {', '.join(diff)})")
 
 
-def check_journal(path: str, args: Any) -> None:
+def check_journal(path: str, key: Dict[str, Any]) -> None:
     """Before a run starts: ValueError when the journal at ``path`` exists and belongs to
-    another run (a missing file or a torn first line is left to ``Journal.open``)."""
+    another run than ``key`` (a missing file or a torn first line is left to
+    ``Journal.open``)."""
     if not os.path.exists(path):
         return
     with open(path, encoding="utf-8") as f:
-        first = f.readline()
-    try:
-        held = json.loads(first)["key"]
-    except (ValueError, KeyError, TypeError):
-        return
-    check_key(path, held, journal_key(args))
+        held = _key_line(f.readline())
+    if held is not None:
+        check_key(path, held, key)
 
 
 #: in process, the arguments that change an episode or what it records besides journal_key's
@@ -190,5 +191,9 @@ def journal_key(args: Any) -> Dict[str, Any]:
 
 def optional_journal(path: Optional[str], args: Any, runs: Dict[str, ConfigRun],
                      seeds: Optional[Sequence[int]] = None) -> Optional[Journal]:
-    """The journal at ``path`` (None: no resuming), read back for ``seeds``."""
-    return Journal.open(path, journal_key(args), runs, seeds) if path else None
+    """The journal at ``path`` (None: no resuming), read back for ``seeds``; the key is
+    the one parse_args checked (``args.journal_key``) where it did."""
+    if not path:
+        return None
+    return Journal.open(path, getattr(args, "journal_key", None) or journal_key(args), runs,
+                        seeds)

@@ -84,11 +84,12 @@ def _tenth_ms(value: float) -> Optional[float]:
     return round(float(value), 1) if math.isfinite(value) else None
 
 
-def has_step_times(episode: Dict[str, Any]) -> bool:
-    """Whether an episode of a result JSON (``per_episode``) holds the time of every one of
-    its policy steps (JSONs written before they were recorded do not)."""
-    return ("step_ms" in episode
-            and len(episode["step_ms"]) == episode.get("policy_steps", 0))
+def has_step_times(episode: Dict[str, Any], times: str = "step_ms") -> bool:
+    """Whether an episode of a result JSON (``per_episode``) holds the time (``times``:
+    ``step_ms`` or ``llm_ms``) of every one of its policy steps (JSONs written before they
+    were recorded do not)."""
+    return (times in episode
+            and len(episode[times] or []) == episode.get("policy_steps", 0))
 
 
 def dropped_per_layer(total: int, per_layer: Sequence[int]) -> List[int]:

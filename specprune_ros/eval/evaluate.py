@@ -173,9 +173,11 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                      f"of each task: --episodes {args.episodes} is too many")
     # SpecPrune runs before the baselines (they take its budget)
     args.configs = sorted(args.configs, key=list(CONFIGS).index)
+    # the key hashes the checkpoint: computed once, here, for the check and the run
+    args.journal_key = journal_key(args) if args.resume else None
     try:
         if args.resume:
-            check_journal(args.resume, args)
+            check_journal(args.resume, args.journal_key)
     except ValueError as exc:
         parser.error(f"--resume: {exc}")
     return args
@@ -198,7 +200,7 @@ def evaluate_direct(args: argparse.Namespace) -> Dict[str, Any]:
     seeds = args.seeds
     start = time.monotonic()
     late = late_configs(args.configs, args.budget_match, args.fastv_budget)
-    resume = Resume(args.resume, journal_key(args)) if args.resume else None
+    resume = Resume(args.resume, args.journal_key) if args.resume else None
     runs, hits, device, dtype = run_episodes(spec, args.configs, seeds, args.fastv_budget,
                                              late=late, resume=resume)
     wall_s = time.monotonic() - start

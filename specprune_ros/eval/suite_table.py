@@ -147,7 +147,7 @@ def _llm_ms(block: Optional[Dict[str, Any]]) -> Optional[float]:
         return None
     episodes = block["per_episode"]
     times = [t for e in episodes for t in e.get("llm_ms") or [] if t is not None]
-    if times and all(len(e.get("llm_ms") or []) == e.get("policy_steps", 0) for e in episodes):
+    if times and all(has_step_times(e, "llm_ms") for e in episodes):
         return float(np.median(times))
     mean = block.get("llm_ms_mean")
     return float(mean) if mean is not None and math.isfinite(mean) else None

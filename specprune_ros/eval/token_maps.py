@@ -9,7 +9,7 @@ task's object outlined in green and its target in blue, and the share of each it
 """
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
@@ -35,14 +35,25 @@ def as_grids(labels: np.ndarray) -> np.ndarray:
     return labels.reshape(labels.shape[0], grid, grid)
 
 
+def kept_counts(masks: Sequence[np.ndarray], labels: np.ndarray, part: int
+                ) -> Tuple[int, int, float]:
+    """Of the patches labelled ``part``: how many ``masks`` keep, how many there are, and
+    how many a uniform subset of each view's kept count keeps on average."""
+    cells = as_grids(labels) == part
+    kept, shown, uniform = 0, 0, 0.0
+    for view, mask in enumerate(masks):
+        mask = np.asarray(mask, bool).reshape(cells[view].shape)
+        n = int(cells[view].sum())
+        kept += int((mask & cells[view]).sum())
+        shown += n
+        uniform += n * float(mask.mean())
+    return kept, shown, uniform
+
+
 def kept_share(masks: Sequence[np.ndarray], labels: np.ndarray, part: int) -> float:
     """The share of the patches labelled ``part`` that ``masks`` keep (nan: none shown)."""
-    cells = as_grids(labels) == part
-    shown = int(cells.sum())
-    if not shown:
-        return float("nan")
-    kept = sum(int((np.asarray(m, bool) & cells[v]).sum()) for v, m in enumerate(masks))
-    return kept / shown
+    kept, shown, _ = kept_counts(masks, labels, part)
+    return kept / shown if shown else float("nan")
 
 
 def draw(path: str, images: Sequence[Sequence[np.ndarray]],
