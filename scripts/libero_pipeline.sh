@@ -140,17 +140,20 @@ per_task() {  # total suite:ranges -> episodes per task, at least total over the
   echo $(( ($1 + n - 1) / n ))
 }
 
-record() {  # breadth first: one shard of every task per round, PER_TASK / SHARD rounds
-  local item per
-  for per in $(seq "$SHARD" "$SHARD" "$PER_TASK"); do
+shard_rounds() {  # total niceness module [args...]: breadth first, one shard of every
+  local total=$1 niceness=$2 module=$3 item per  # task per round, total / SHARD rounds
+  shift 3
+  for per in $(seq "$SHARD" "$SHARD" "$total"); do
     for item in $RECORD; do
-      spawn x nice -n 19 .venv/bin/python -m "$RECORDER" \
-        --suite "${item%%:*}" --tasks "${item#*:}" --per-task "$per" --seed 10000 \
-        --frame-every 4 --shard-size "$SHARD" --out "$DEMOS"
+      spawn x nice -n "$niceness" .venv/bin/python -m "$module" \
+        --suite "${item%%:*}" --tasks "${item#*:}" --per-task "$per" --shard-size "$SHARD" \
+        --frame-every 4 "$@"
     done
     drain
   done
 }
+
+record() { shard_rounds "$PER_TASK" 19 "$RECORDER" --seed 10000 --out "$DEMOS"; }
 
 evaluate_task() {  # out suite task episodes configs [extra evaluate arguments...]
   # every finished episode is journalled in out's .jsonl: a stopped run resumes there; once
@@ -204,21 +207,13 @@ attention() {  # fine-tune with the attention loss, then the main configurations
   table "$EVAL" attention
 }
 
-takeover() {  # breadth first as record: one shard of every task per round
+takeover() {  # the policy's near misses finished by the expert, then the fine-tune
   if [ "$BENCH" != tabletop ]; then
     echo "libero_pipeline: the takeover stage records the tabletop suites only" >&2
     exit 2
   fi
-  local item per
-  for per in $(seq "$SHARD" "$SHARD" "$TAKEOVER_PER_TASK"); do
-    for item in $RECORD; do
-      spawn x nice -n 10 .venv/bin/python -m specprune_ros.eval.takeover_demos \
-        --policy "$RUN/checkpoint" --suite "${item%%:*}" --tasks "${item#*:}" \
-        --per-task "$per" --seed 70000 --frame-every 4 --shard-size "$SHARD" \
-        --out "$TAKEOVER_DEMOS"
-    done
-    drain
-  done
+  shard_rounds "$TAKEOVER_PER_TASK" 10 specprune_ros.eval.takeover_demos \
+    --policy "$RUN/checkpoint" --seed 70000 --out "$TAKEOVER_DEMOS"
   x env DEMOS="$DEMOS,$TAKEOVER_DEMOS" RUN="$RUN_TAKEOVER" STEPS="$TAKEOVER_STEPS" \
     bash scripts/train_libero.sh --init "$RUN/checkpoint" --lr 3e-4 --warmup-steps 50
 }
