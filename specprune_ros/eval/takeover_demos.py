@@ -16,8 +16,11 @@ over the object and grasps again, or carries what the policy did pick up.
   proprio and the end-effector motion; chunks executed whole), unpruned, on its own
   copy of the simulator's state; an episode the policy solves before the switch teaches
   nothing and is not kept (it counts as a try), and neither is one where at the switch
-  the policy holds an object or has already placed one: LIBERO's expert starts each part
-  from its approach with the gripper open and would teach letting go of a good grasp.
+  the policy holds an object: LIBERO's expert starts each part from its approach with the
+  gripper open and would teach letting go of a good grasp. Parts the policy has already
+  placed stay placed: the expert begins at the first part left (a two-part task's second
+  placement is taught from the policy's own first one), and an episode whose later part
+  holds before an earlier one is not kept.
 - The expert's part is recorded as ``tabletop_demos`` records an episode (noise, pushes,
   labels, success filter), and the shard's ``env_args`` name the policy and the rule.
 
@@ -100,10 +103,10 @@ class PolicyStart:
                     return None, tick  # solved by the policy: nothing to teach
                 if tick >= self.switch:
                     break
-        done, held = arm.goal_progress()
-        if any(done) or any(held):
+        if any(arm.goal_progress()[1]):
             # LIBERO's expert starts a part from its approach (gripper open): taking over
-            # a grasp or a placed part, it would teach letting go of a good one
+            # a grasp, it would teach letting go of a good one (parts already placed are
+            # fine: the expert begins at the first one left, tabletop_demos)
             return None, tick
         return arm.observe(), tick
 

@@ -49,6 +49,14 @@ class SequenceExpert:
         self._logged = 0
         self._start = 0  # the tick the current part began
 
+    def start_at(self, index: int) -> None:
+        """Begin at part ``index``: the earlier parts already hold (an expert taking over
+        an episode someone else began, ``takeover_demos``). Call it right after ``reset``."""
+        if not 0 <= index < len(self.parts):
+            raise ValueError(f"part {index} of a sequence of {len(self.parts)}")
+        self.index, self._logged, self._start = index, 0, self._tick
+        self.phase_log.append((self._tick, f"{index}:start"))
+
     @property
     def done(self) -> bool:
         """Every part reported done (the last one still holds)."""

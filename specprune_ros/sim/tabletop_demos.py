@@ -34,6 +34,7 @@ from specprune_ros.sim.demo_shards import SHARD_SEEDS_PER_PART, record_in_shards
 from specprune_ros.sim.demos import (DemoWriter, NoiseConfig, OffNominal, SuccessTail,
                                      labelled_episode, record_summary)
 from specprune_ros.sim.libero_experts import LiberoExpertConfig, expert_for, parse_ranges
+from specprune_ros.sim.libero_sequencer import SequenceExpert
 from specprune_ros.sim.sim_arm import SimArm, SimArmConfig, SimObservation
 from specprune_ros.sim.tabletop_suites import (HALF_EXTENTS, SUITES, TabletopTask,
                                                suite_tasks, tabletop_task)
@@ -61,6 +62,25 @@ def object_box(arm: SimArm, camera: str, centre: np.ndarray, kind: str) -> np.nd
     return np.array([cols.min(), rows.min(), cols.max(), rows.max()]) / size
 
 
+def expert_parts(expert) -> List:
+    """The experts of a goal's parts in the order they run (one for a one-part goal)."""
+    return list(expert.parts) if isinstance(expert, SequenceExpert) else [expert]
+
+
+def first_undone_part(arm: SimArm, steps: Sequence) -> Optional[int]:
+    """Where an expert of ``steps`` (``expert_parts``) takes over the episode ``arm`` is
+    in: the index of the first part whose goal does not hold yet, when every part before
+    it holds and none after it does; None otherwise (all hold, or a later part was done
+    out of order: the sequence would redo it)."""
+    done, _ = arm.goal_progress()
+    holding = {tuple(part[1:]) for part, ok in zip(arm.goal, done) if ok}
+    flags = [tuple(step.focus) in holding for step in steps]
+    first = flags.index(False) if False in flags else len(flags)
+    if first == len(flags) or any(flags[first:]):
+        return None
+    return first
+
+
 #: start(arm, obs after the reset) -> (observation with its views rendered, tick) where the
 #: expert takes over, or (None, tick) when there is nothing to record (takeover_demos)
 Start = Callable[[SimArm, SimObservation], Tuple[Optional[SimObservation], int]]
@@ -73,22 +93,27 @@ def record_episode(arm: SimArm, task: TabletopTask, seed: int, noise: NoiseConfi
     on ticks t with t % frame_every == seed % frame_every only. With ``start`` something
     else drives the arm from the reset first and the expert takes over where it left it;
     only the expert's part is recorded, its rows (and ``frame_ticks``) counted from the
-    takeover."""
+    takeover; the expert begins at the first part whose goal does not hold yet
+    (``first_undone_part``; None when there is none to take over)."""
     obs, first = arm.reset(seed=seed), 0
+    expert, off = expert_for(arm.goal, EXPERT), OffNominal(noise, seed)
+    steps = expert_parts(expert)
     if start is not None:
         obs, first = start(arm, obs)
-        if obs is None:
+        resume = None if obs is None else first_undone_part(arm, steps)
+        if resume is None:
             return None
-    expert, off = expert_for(arm.goal, EXPERT), OffNominal(noise, seed)
+        if resume:
+            expert.start_at(resume)
     cameras, phase = arm.config.cameras, seed % frame_every
     frames: Dict[str, List[np.ndarray]] = {cam: [] for cam in cameras}
-    focus: Dict[int, List[str]] = {}
+    focus: Dict[int, List[str]] = {k: list(step.focus) for k, step in enumerate(steps)}
     states, labels, positions, frame_ticks, boxes, parts = [], [], [], [], [], []
     tail = SuccessTail(TICKS_AFTER_SUCCESS)
     for tick in range(first, task.horizon):
         label = expert.act(expert_obs(obs))
         part = expert.part
-        named = focus.setdefault(part, list(expert.focus))
+        named = focus[part]
         if tick % frame_every == phase:  # rendered: the previous step (or reset) asked
             frame_ticks.append(tick - first)  # an index into this demo's rows
             for cam in cameras:
