@@ -92,7 +92,7 @@ DEV_SEED=${DEV_SEED:-500000}
 #   then the policy fine-tuned from RUN on the demos and those (TAKEOVER_STEPS) into
 #   RUN_TAKEOVER, resumable like train. No help for the pruner: the same heads and losses.
 TAKEOVER_DEMOS=${TAKEOVER_DEMOS:-${DEMOS}_takeover}
-TAKEOVER_PER_TASK=${TAKEOVER_PER_TASK:-10}
+TAKEOVER_PER_TASK=${TAKEOVER_PER_TASK:-20}
 TAKEOVER_STEPS=${TAKEOVER_STEPS:-2000}
 RUN_TAKEOVER=${RUN_TAKEOVER:-${RUN}_takeover}
 RUN_ATTN=${RUN_ATTN:-${HEADLINE}_attention}
