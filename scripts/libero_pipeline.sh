@@ -117,13 +117,7 @@ stages=("$@")
 log() { echo "$(date -u +%FT%TZ) libero_pipeline ($BENCH): $*"; }
 x() { if [ -n "${DRY_RUN:-}" ]; then echo "DRY_RUN: $*"; else "$@"; fi; }
 
-running=0
-spawn() {  # run "$@" in the background, at most JOBS at once (a failed job stops the run)
-  "$@" &
-  running=$((running + 1))
-  if [ "$running" -ge "$JOBS" ]; then wait -n; running=$((running - 1)); fi
-}
-drain() { while [ "$running" -gt 0 ]; do wait -n; running=$((running - 1)); done; }
+source scripts/jobs.sh  # spawn, drain: at most JOBS at once, a failed job stops the run
 
 tasks_of() {  # suite:ranges ("libero_spatial:0-3,5-9") -> the task indices, in order
   local part out=()
