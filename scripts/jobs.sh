@@ -9,19 +9,22 @@
 pids=()
 
 reap() {  # wait for one job to end; its status is the function's (set -e: a failure ends)
-  local i pid
+  local i pid running
   while :; do
+    # bash's own list of its jobs still running or stopped (no PID reused by another
+    # process, as kill -0 would see)
+    running=$'\n'$(jobs -rp; jobs -sp)$'\n'
     for i in "${!pids[@]}"; do
-      if ! kill -0 "${pids[$i]}" 2>/dev/null; then
-        pid=${pids[$i]}
+      pid=${pids[$i]}
+      if [[ $running != *$'\n'$pid$'\n'* ]]; then
         unset "pids[$i]"
         pids=("${pids[@]}")
         wait "$pid"
         return
       fi
     done
-    # until some job ends; at once (127) when bash has already reaped it: then it is gone
-    # for kill -0 too, unless it is a zombie not yet reaped, hence the short pause
+    # until some job ends; at once (127) when bash has already reaped it, which the next
+    # look at the running jobs then shows
     wait -n 2>/dev/null || sleep 0.1
   done
 }
