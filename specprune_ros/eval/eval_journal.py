@@ -189,11 +189,9 @@ def journal_key(args: Any) -> Dict[str, Any]:
     return key
 
 
-def optional_journal(path: Optional[str], args: Any, runs: Dict[str, ConfigRun],
-                     seeds: Optional[Sequence[int]] = None) -> Optional[Journal]:
-    """The journal at ``path`` (None: no resuming), read back for ``seeds``; the key is
-    the one parse_args checked (``args.journal_key``) where it did."""
-    if not path:
-        return None
-    return Journal.open(path, getattr(args, "journal_key", None) or journal_key(args), runs,
-                        seeds)
+def optional_journal(path: Optional[str], key: Optional[Dict[str, Any]],
+                     runs: Dict[str, ConfigRun], seeds: Optional[Sequence[int]] = None
+                     ) -> Optional[Journal]:
+    """The journal at ``path`` with the run's ``key`` (None: no resuming), read back for
+    ``seeds``."""
+    return Journal.open(path, key, runs, seeds) if path else None

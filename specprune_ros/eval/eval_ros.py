@@ -418,7 +418,7 @@ def evaluate_ros(args: argparse.Namespace, startup_timeout: float = 300.0) -> Di
     rclpy.init()
     monitor = EvalMonitor(procs)
     runs = {c: ConfigRun(c, dict(CONFIGS[c][0])) for c in configs}
-    journal = optional_journal(getattr(args, "resume", None), args, runs, seeds)
+    journal = optional_journal(args.resume, args.journal_key, runs, seeds)
     start = time.monotonic()
     try:
         # both services answer once the sim runs and the node has loaded its model
