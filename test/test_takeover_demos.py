@@ -103,14 +103,19 @@ def test_the_goal_progress_tells_a_grasp_and_a_placed_part():
             arm.goal_progress()
 
 
-def _start_by_expert_of(parts):
-    """A Start that lets LIBERO's expert do ``parts`` of the goal (indices), hand clear."""
+def _start_by_expert_of(parts, seen=None):
+    """A Start that lets LIBERO's expert do ``parts`` of the goal (indices), hand clear;
+    ``seen`` gets each goal object's position in the base frame at the takeover."""
     def start(arm, obs):
         expert = expert_for([arm.goal[k] for k in parts], EXPERT)
         for tick in range(1, 400):
             obs = arm.step(expert.act(expert_obs(obs)), render=False)
             if expert.done:
-                return arm.observe(), tick
+                out = arm.observe()
+                if seen is not None:
+                    seen.update({obj: out.point_in_base(out.extras[f"{obj}_pos"])
+                                 for _, obj, _ in arm.goal})
+                return out, tick
         raise AssertionError(f"the expert did not finish parts {parts}")
     return start
 
@@ -121,15 +126,18 @@ def test_a_two_part_task_is_taken_over_at_the_part_left():
     with that part; a later part done before an earlier one gives no demo."""
     task = TABLETOP_TASKS["sim_long_0"]
     with SimArm(SimArmConfig(task=task.name, horizon=task.horizon)) as arm:
+        seen = {}
         episode = record_episode(arm, task, 70005, NoiseConfig(), frame_every=4,
-                                 start=_start_by_expert_of([0]))
+                                 start=_start_by_expert_of([0], seen))
         (_, first_obj, _), (_, second_obj, target) = arm.goal
         assert episode is not None  # the success filter: both parts held at once
         assert arm.goal_progress()[0][0]  # the first placement was left where it was
         assert set(episode["part"].tolist()) == {1}
         assert episode["part_focus"] == [[first_obj, "basket"], [second_obj, target]]
-        # the recorded positions are the second part's bodies (object first)
-        assert episode["cube_pos"].shape[1] == 2
+        # the recorded positions are the second part's bodies (object first): at the
+        # takeover, where the second object stood, not the placed first one
+        np.testing.assert_allclose(episode["cube_pos"][0, 0], seen[second_obj], atol=1e-5)
+        assert np.linalg.norm(episode["cube_pos"][0, 0] - seen[first_obj]) > 0.02
         skipped = record_episode(arm, task, 70006, NoiseConfig(), frame_every=4,
                                  start=_start_by_expert_of([1]))
         assert skipped is None
