@@ -122,14 +122,24 @@ class Probe:
         end = time.monotonic() + seconds
         self.spin_until(lambda: time.monotonic() >= end, seconds + 1.0)
 
-    def call(self, srv_type: Any, name: str, request: Any, timeout: float = 20.0) -> Any:
+    def call(self, srv_type: Any, name: str, request: Any, timeout: float = 20.0,
+             server: Optional[NodeProcess] = None) -> Any:
+        """Call a service; with ``server`` (the process that offers it) give up as soon as
+        it exits, and put its log's tail in the failure."""
         client = self.node.create_client(srv_type, name)
+        alive = server.alive if server is not None else None
+
+        def failed(what: str) -> AssertionError:
+            if server is None:
+                return AssertionError(f"{name} {what}")
+            state = "running" if server.alive() else "exited"
+            return AssertionError(f"{name} {what} ({state}); its log:\n{server.log()}")
         try:
-            if not self.spin_until(client.service_is_ready, timeout):
-                raise AssertionError(f"{name} never became available")
+            if not self.spin_until(client.service_is_ready, timeout, alive):
+                raise failed("never became available")
             future = client.call_async(request)
-            if not self.spin_until(future.done, timeout):
-                raise AssertionError(f"{name} did not answer")
+            if not self.spin_until(future.done, timeout, alive):
+                raise failed("did not answer")
             return future.result()
         finally:
             self.node.destroy_client(client)

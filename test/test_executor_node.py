@@ -539,13 +539,13 @@ def managed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
 
 def lifecycle_state(rig: Rig) -> str:
     return rig.probe.call(GetState, f"/{NODE}/get_state", GetState.Request(),
-                          START_TIMEOUT_S).current_state.label
+                          START_TIMEOUT_S, rig.executor).current_state.label
 
 
 def change_state(rig: Rig, transition: int) -> bool:
     request = ChangeState.Request(transition=Transition(id=transition))
     return rig.probe.call(ChangeState, f"/{NODE}/change_state", request,
-                          START_TIMEOUT_S).success
+                          START_TIMEOUT_S, rig.executor).success
 
 
 def twists_while_chunks(rig: Rig, seconds: float = 1.0) -> List[np.ndarray]:

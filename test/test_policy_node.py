@@ -513,14 +513,15 @@ def managed(tmp_path_factory: pytest.TempPathFactory
                         domain_id(29), autostart=False, first_chunk=False)
 
 
-def lifecycle_state(probe: Probe) -> str:
-    return probe.call(GetState, f"/{NODE}/get_state", GetState.Request(),
-                      START_TIMEOUT_S).current_state.label
+def lifecycle_state(probe: Probe, policy: NodeProcess) -> str:
+    return probe.call(GetState, f"/{NODE}/get_state", GetState.Request(), START_TIMEOUT_S,
+                      policy).current_state.label
 
 
-def change_state(probe: Probe, transition: int) -> bool:
+def change_state(probe: Probe, policy: NodeProcess, transition: int) -> bool:
     request = ChangeState.Request(transition=Transition(id=transition))
-    return probe.call(ChangeState, f"/{NODE}/change_state", request, START_TIMEOUT_S).success
+    return probe.call(ChangeState, f"/{NODE}/change_state", request, START_TIMEOUT_S,
+                      policy).success
 
 
 def assert_no_chunks(probe: Probe, wire: Wire, seconds: float = 1.5) -> None:
@@ -533,32 +534,32 @@ def assert_no_chunks(probe: Probe, wire: Wire, seconds: float = 1.5) -> None:
 class TestLifecycle:
     def test_managed_node_waits_unconfigured_and_publishes_nothing(self, managed) -> None:
         policy, probe, wire, _ = managed
-        assert lifecycle_state(probe) == "unconfigured"
+        assert lifecycle_state(probe, policy) == "unconfigured"
         assert_no_chunks(probe, wire)
         assert policy.alive()
 
     def test_configure_activate_deactivate_cleanup_over_the_services(self, managed) -> None:
         policy, probe, wire, _ = managed
-        assert change_state(probe, Transition.TRANSITION_CONFIGURE)  # loads the model
-        assert lifecycle_state(probe) == "inactive"
+        assert change_state(probe, policy, Transition.TRANSITION_CONFIGURE)  # loads the model
+        assert lifecycle_state(probe, policy) == "inactive"
         wait_diag(probe, wire, policy, lambda d: d["message"].startswith("inactive"))
         assert_no_chunks(probe, wire)
-        assert change_state(probe, Transition.TRANSITION_ACTIVATE)
-        assert lifecycle_state(probe) == "active"
+        assert change_state(probe, policy, Transition.TRANSITION_ACTIVATE)
+        assert lifecycle_state(probe, policy) == "active"
         wait_chunks(probe, wire, policy, 3, START_TIMEOUT_S)
-        assert change_state(probe, Transition.TRANSITION_DEACTIVATE)
-        assert lifecycle_state(probe) == "inactive"
+        assert change_state(probe, policy, Transition.TRANSITION_DEACTIVATE)
+        assert lifecycle_state(probe, policy) == "inactive"
         assert_no_chunks(probe, wire)
-        assert change_state(probe, Transition.TRANSITION_CLEANUP)  # frees the model
-        assert lifecycle_state(probe) == "unconfigured"
+        assert change_state(probe, policy, Transition.TRANSITION_CLEANUP)  # frees the model
+        assert lifecycle_state(probe, policy) == "unconfigured"
         reset = probe.call(Trigger, f"/{NODE}/reset", Trigger.Request())
         assert not reset.success and "not configured" in reset.message
         assert "model freed" in policy.log(10 ** 6)
 
     def test_reconfigured_node_publishes_again_and_keeps_enable(self, managed) -> None:
         policy, probe, wire, _ = managed
-        assert change_state(probe, Transition.TRANSITION_CONFIGURE)
-        assert change_state(probe, Transition.TRANSITION_ACTIVATE)
+        assert change_state(probe, policy, Transition.TRANSITION_CONFIGURE)
+        assert change_state(probe, policy, Transition.TRANSITION_ACTIVATE)
         wait_chunks(probe, wire, policy, 2, START_TIMEOUT_S)
         assert probe.call(SetBool, f"/{NODE}/enable", SetBool.Request(data=False)).success
         try:
@@ -601,7 +602,7 @@ class TestWithoutAModel:
         policy, probe, wire, _ = bare
         assert probe.spin_until(lambda: next_steps_logged(policy) > 0, START_TIMEOUT_S,
                                 policy.alive), policy.log()
-        assert lifecycle_state(probe) == "unconfigured"
+        assert lifecycle_state(probe, policy) == "unconfigured"
         diag = wait_diag(probe, wire, policy, lambda d: d["level"] == WARN)
         assert diag["message"].startswith("unconfigured, no model named: set the parameter "
                                           "model"), diag
@@ -632,8 +633,8 @@ class TestWithoutAModel:
             self, bare) -> None:
         policy, probe, wire, _ = bare
         assert_no_chunks(probe, wire)
-        assert not change_state(probe, Transition.TRANSITION_CONFIGURE)
-        assert lifecycle_state(probe) == "unconfigured"
+        assert not change_state(probe, policy, Transition.TRANSITION_CONFIGURE)
+        assert lifecycle_state(probe, policy) == "unconfigured"
         diag = wait_diag(probe, wire, policy, lambda d: d["level"] == DiagnosticStatus.ERROR)
         assert diag["message"].startswith("configure failed: no model named"), diag
         assert_no_chunks(probe, wire)
@@ -644,10 +645,10 @@ class TestWithoutAModel:
         assert result.successful, result.reason
         ok = wait_diag(probe, wire, policy, lambda d: d["level"] == DiagnosticStatus.OK)
         assert ok["message"] == f"unconfigured: model {SHIPPED!r} waits for configure"
-        assert change_state(probe, Transition.TRANSITION_CONFIGURE), policy.log()
-        assert lifecycle_state(probe) == "inactive"
+        assert change_state(probe, policy, Transition.TRANSITION_CONFIGURE), policy.log()
+        assert lifecycle_state(probe, policy) == "inactive"
         assert_no_chunks(probe, wire)
-        assert change_state(probe, Transition.TRANSITION_ACTIVATE)
+        assert change_state(probe, policy, Transition.TRANSITION_ACTIVATE)
         wait_chunks(probe, wire, policy, 2, START_TIMEOUT_S)
         assert list(wire.chunks[-1].joint_names) == ACTION_NAMES
         refused = probe.set_parameters(NODE, {"model": "/another/checkpoint"})[0]
