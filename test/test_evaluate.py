@@ -323,10 +323,16 @@ def test_ros_runner_gives_the_same_form_of_results(direct: Dict[str, Any],
     env = ros_environment(tmp_path, domain_id(67))
     cmd = [sys.executable, "-m", "specprune_ros.eval.evaluate", "--via", "ros", "--policy", "tiny",
            "--task", TASK, "--episodes", "2", "--horizon", str(ROS_HORIZON), "--seed", str(SEED),
-           "--configs", "unpruned,specprune,fastv", "--threads", "1", "--json", str(out)]
+           "--configs", "unpruned,specprune,fastv", "--threads", "1", "--json", str(out),
+           "--resume", str(tmp_path / "ros.jsonl")]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(out.read_text())
+    # the journal the pipeline's ros stage resumes from: its key, then each episode once
+    lines = [json.loads(x) for x in (tmp_path / "ros.jsonl").read_text().splitlines()]
+    assert lines[0]["key"]["via"] == "ros"
+    assert sorted((x["config"], x["episode"]["seed"]) for x in lines[1:]) == [
+        (c, SEED + i) for c in ("specprune", "unpruned") for i in range(2)]
     assert result["via"] == "ros" and result["configs_skipped"] == ["fastv"]
     assert list(result["configs"]) == ["unpruned", "specprune"]
     assert set(result) >= set(direct) - {"_png"}

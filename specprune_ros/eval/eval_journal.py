@@ -187,11 +187,3 @@ def journal_key(args: Any) -> Dict[str, Any]:
             # budget for the baselines' later episodes than for the journalled ones
             key["episodes"] = args.episodes
     return key
-
-
-def optional_journal(path: Optional[str], key: Optional[Dict[str, Any]],
-                     runs: Dict[str, ConfigRun], seeds: Optional[Sequence[int]] = None
-                     ) -> Optional[Journal]:
-    """The journal at ``path`` with the run's ``key`` (None: no resuming), read back for
-    ``seeds``."""
-    return Journal.open(path, key, runs, seeds) if path else None

@@ -51,7 +51,7 @@ from rclpy.task import Future
 
 from specprune.bench import machine
 from specprune_ros.eval.configurations import CLAIM_SEED, CONFIGS, IN_PROCESS_ONLY, run_meta
-from specprune_ros.eval.eval_journal import in_seed_order, optional_journal
+from specprune_ros.eval.eval_journal import Journal, in_seed_order
 from specprune_ros.eval.eval_results import ConfigRun, EpisodeRecord, StepRecord, summarize
 from specprune_ros.node.package_data import data_path
 from specprune_ros.node.policy_messages import DIAG_NAME
@@ -418,7 +418,8 @@ def evaluate_ros(args: argparse.Namespace, startup_timeout: float = 300.0) -> Di
     rclpy.init()
     monitor = EvalMonitor(procs)
     runs = {c: ConfigRun(c, dict(CONFIGS[c][0])) for c in configs}
-    journal = optional_journal(args.resume, args.journal_key, runs, seeds)
+    journal = (Journal.open(args.resume, args.journal_key, runs, seeds) if args.resume
+               else None)
     start = time.monotonic()
     try:
         # both services answer once the sim runs and the node has loaded its model
