@@ -125,21 +125,15 @@ class Probe:
     def call(self, srv_type: Any, name: str, request: Any, timeout: float = 20.0,
              server: Optional[NodeProcess] = None) -> Any:
         """Call a service; with ``server`` (the process that offers it) give up as soon as
-        it exits, and put its log's tail in the failure."""
+        it exits, and put its state and log's tail in the failure."""
         client = self.node.create_client(srv_type, name)
         alive = server.alive if server is not None else None
-
-        def failed(what: str) -> AssertionError:
-            if server is None:
-                return AssertionError(f"{name} {what}")
-            state = "running" if server.alive() else "exited"
-            return AssertionError(f"{name} {what} ({state}); its log:\n{server.log()}")
         try:
             if not self.spin_until(client.service_is_ready, timeout, alive):
-                raise failed("never became available")
+                raise AssertionError(f"{name} never became available{_server_state(server)}")
             future = client.call_async(request)
             if not self.spin_until(future.done, timeout, alive):
-                raise failed("did not answer")
+                raise AssertionError(f"{name} did not answer{_server_state(server)}")
             return future.result()
         finally:
             self.node.destroy_client(client)
@@ -154,6 +148,13 @@ class Probe:
         self.executor.shutdown()
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
+
+
+def _server_state(server: Optional[NodeProcess]) -> str:
+    """What a failed call's message adds about the process behind the service."""
+    if server is None:
+        return ""
+    return f" ({'running' if server.alive() else 'exited'}); its log:\n{server.log()}"
 
 
 def parameter_value(value: Any) -> ParameterValue:
