@@ -1,7 +1,7 @@
 """The in-process runner on a scripted environment (no simulator): replanning mid-chunk,
 per-step budget matching of the baselines, random token dropping, the per-episode records."""
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import numpy as np
 import pytest
@@ -14,7 +14,7 @@ from specprune.prune.controller import ActionAwareController
 from specprune.prune.decoder import DecoderState
 from specprune.synthetic import SyntheticEpisode
 from specprune_ros.eval import episodes
-from specprune_ros.eval.episode_env import Frame
+from specprune_ros.eval.episode_env import Frame, GoalProgress
 from specprune_ros.eval.eval_results import ConfigRun, EpisodeRecord, config_summary
 
 from core_helpers import tiny_policy
@@ -26,8 +26,9 @@ class ScriptedEnv:
     """An EpisodeEnv from SyntheticEpisode: the end effector moves along x at ``speed``
     m/s; ``log`` holds ("observe" | "step") per call; ``observed`` the policy's frames."""
 
-    def __init__(self, speed: float = 0.2, succeed_at: Optional[int] = None) -> None:
-        self.speed, self.succeed_at = speed, succeed_at
+    def __init__(self, speed: float = 0.2, succeed_at: Optional[int] = None,
+                 progress: Optional[Callable[[int], GoalProgress]] = None) -> None:
+        self.speed, self.succeed_at, self.progress = speed, succeed_at, progress
         self.log: List[str] = []
         self.observed: List[Frame] = []
         self.tick = 0
@@ -42,7 +43,8 @@ class ScriptedEnv:
         pos = np.array([0.4 + self.speed * 0.05 * self.tick, 0.0, 0.2])
         frame = Frame(images=images, proprio=np.zeros(8),
                       ee_pose=(pos, np.array([0.0, 0.0, 0.0, 1.0])), stamp=0.05 * self.tick,
-                      success=self.succeed_at is not None and self.tick >= self.succeed_at)
+                      success=self.succeed_at is not None and self.tick >= self.succeed_at,
+                      progress=self.progress(self.tick) if self.progress else None)
         if rendered:
             self.observed.append(frame)
         return frame
@@ -306,3 +308,24 @@ def test_baselines_keep_specprunes_count_on_every_observation(name: str) -> None
     expected = [replay.step(obs)[1].kept_visual_tokens for obs in variant.shadow.inputs]
     assert len(expected) == 3 and record.kept_visual_tokens == expected
     assert variant.changes["budget"] == "specprune_per_step"
+
+
+# ------------------------------------------------------------------------------ goal progress
+def test_an_episode_records_the_most_goal_parts_held_at_once() -> None:
+    """A two-part goal: the object is grasped at tick 5, the first part holds on ticks
+    10-19 and is knocked off again; the record keeps the best moment, not the last tick,
+    and the summary counts the episode under one part held."""
+    def progress(tick: int) -> GoalProgress:
+        return GoalProgress(parts=2, held=int(10 <= tick < 20), grasped=5 <= tick < 9)
+
+    env = ScriptedEnv(speed=0.0, progress=progress)
+    _, run, record = _run(ScriptedPolicy(CHUNK, PruneConfig()), horizon=30, env=env)
+    assert (record.goal_parts, record.most_parts_held, record.grasped) == (2, 1, True)
+    assert config_summary(run)["goal_progress"] == {"episodes": 1, "grasped": 1,
+                                                    "most_parts_held": [0, 1, 0]}
+
+
+def test_an_environment_without_goal_progress_records_none() -> None:
+    _, run, record = _run(ScriptedPolicy(CHUNK, PruneConfig()), horizon=16)
+    assert (record.goal_parts, record.most_parts_held, record.grasped) == (None, None, None)
+    assert config_summary(run)["goal_progress"] is None

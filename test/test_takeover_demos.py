@@ -11,6 +11,7 @@ import pytest
 from specprune import load_policy
 from specprune.model.folder_hash import checkpoint_hash
 from specprune_ros.eval import takeover_demos
+from specprune_ros.eval.episode_env import GoalProgress, SimArmEnv
 from specprune_ros.eval.takeover_demos import PolicyStart, TakeoverRule
 from specprune_ros.node.package_data import SHIPPED_CHECKPOINT as SHIPPED
 from specprune_ros.sim.demos import NoiseConfig
@@ -101,6 +102,19 @@ def test_the_goal_progress_tells_a_grasp_and_a_placed_part():
         arm.reset(seed=1)
         with pytest.raises(ValueError, match="no goal parts"):
             arm.goal_progress()
+
+
+def test_the_runner_frames_carry_the_goal_progress():
+    """SimArmEnv's frames: nothing held at the reset of a two-part task, one part once the
+    expert has placed the first object (hand clear again); none on pick_color."""
+    task = TABLETOP_TASKS["sim_long_0"]
+    with SimArm(SimArmConfig(task=task.name, horizon=task.horizon)) as arm:
+        env = SimArmEnv(arm)
+        assert env.reset(70005).progress == GoalProgress(parts=2, held=0, grasped=False)
+        _start_by_expert_of([0])(arm, arm.observe())
+        assert env.observe().progress == GoalProgress(parts=2, held=1, grasped=False)
+    with SimArm(SimArmConfig(task="pick_color")) as arm:
+        assert SimArmEnv(arm).reset(1).progress is None
 
 
 def _start_by_expert_of(parts, seen=None):

@@ -34,17 +34,29 @@ VIEWS = ("agentview", "robot0_eye_in_hand")
 
 
 @dataclass(frozen=True)
+class GoalProgress:
+    """One tick's progress on a goal of ``parts`` parts: ``held`` of them hold now, and
+    ``grasped``: some part's object is in the gripper (SimArm.goal_progress)."""
+
+    parts: int
+    held: int
+    grasped: bool
+
+
+@dataclass(frozen=True)
 class Frame:
     """One tick as the runner sees it. ``images``: one (H, W, 3) uint8 array per model view
     (None on a tick that was not rendered); ``proprio``: the raw state the policy takes;
     ``ee_pose``: end-effector position (3,) and quaternion (x, y, z, w) in the frame the
-    motion is measured in; ``stamp``: simulated seconds; ``success``: the task is done."""
+    motion is measured in; ``stamp``: simulated seconds; ``success``: the task is done;
+    ``progress``: how far the goal is (None where the environment cannot tell)."""
 
     images: Optional[Sequence[np.ndarray]]
     proprio: np.ndarray
     ee_pose: Tuple[np.ndarray, np.ndarray]
     stamp: float
     success: bool
+    progress: Optional[GoalProgress] = None
 
 
 class EpisodeEnv(Protocol):
@@ -78,13 +90,16 @@ class SimArmEnv:
         return self.arm.instruction
 
     def reset(self, episode: int) -> Frame:
-        return frame_of(self.arm.reset(seed=episode))
+        return self._frame(self.arm.reset(seed=episode))
 
     def observe(self) -> Frame:
-        return frame_of(self.arm.observe())
+        return self._frame(self.arm.observe())
 
     def step(self, action: np.ndarray) -> Frame:
-        return frame_of(self.arm.step(action, render=False), rendered=False)
+        return self._frame(self.arm.step(action, render=False), rendered=False)
+
+    def _frame(self, obs: SimObservation, rendered: bool = True) -> Frame:
+        return frame_of(obs, rendered, goal_progress(self.arm))
 
 
 class LiberoArmEnv(SimArmEnv):
@@ -106,6 +121,9 @@ class LiberoArmEnv(SimArmEnv):
 
     def step(self, action: np.ndarray) -> Frame:
         return super().step(gripper_to_env(action) if self.openvla_oft_gripper else action)
+
+    def _frame(self, obs: SimObservation, rendered: bool = True) -> Frame:
+        return frame_of(obs, rendered)  # LIBERO's worker reports success only
 
     def reset(self, episode: int) -> Frame:
         index = episode - self.first
@@ -173,8 +191,19 @@ def open_env(task: str, horizon: int, first_seed: int, claim: bool = False,
         env.close()
 
 
-def frame_of(obs: SimObservation, rendered: bool = True) -> Frame:
+def frame_of(obs: SimObservation, rendered: bool = True,
+             progress: Optional[GoalProgress] = None) -> Frame:
     """The Frame of one SimArm observation (its views when ``rendered``)."""
     images = [obs.images[v] for v in VIEWS] if rendered else None
     return Frame(images=images, proprio=obs.proprio_in_base(), ee_pose=obs.eef_pose_in_base(),
-                 stamp=obs.sim_time, success=obs.success)
+                 stamp=obs.sim_time, success=obs.success, progress=progress)
+
+
+def goal_progress(arm: SimArm) -> Optional[GoalProgress]:
+    """The arm's progress on its episode's goal now; None on a task without goal parts
+    (pick_color, lift)."""
+    try:
+        held, grasped = arm.goal_progress()
+    except ValueError:
+        return None
+    return GoalProgress(parts=len(held), held=sum(held), grasped=any(grasped))

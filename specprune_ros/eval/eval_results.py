@@ -47,7 +47,10 @@ class EpisodeRecord:
     episode's steps (empty where the runner cannot see the layers); ``step_ms`` /
     ``llm_ms``: per policy step, the step's time and its LLM part (ms, to 0.1 ms; None
     where not measured). Records written before the times were kept lack the two lists
-    (``has_step_times``)."""
+    (``has_step_times``). Where the environment tells goal progress (our tabletop suites):
+    ``goal_parts``, the parts of the goal, ``most_parts_held``, the most of them that held
+    at once on any tick, and ``grasped``, whether some part's object was ever in the
+    gripper; None elsewhere (LIBERO, pick_color, over ROS, records written before)."""
 
     seed: int
     success: bool = False
@@ -61,6 +64,15 @@ class EpisodeRecord:
     dropped_per_layer: List[int] = field(default_factory=list)
     step_ms: List[Optional[float]] = field(default_factory=list)
     llm_ms: List[Optional[float]] = field(default_factory=list)
+    goal_parts: Optional[int] = None
+    most_parts_held: Optional[int] = None
+    grasped: Optional[bool] = None
+
+    def note_progress(self, parts: int, held: int, grasped: bool) -> None:
+        """Count one tick's goal progress."""
+        self.goal_parts = parts
+        self.most_parts_held = max(held, self.most_parts_held or 0)
+        self.grasped = bool(grasped or self.grasped)
 
     def note_step(self, step: StepRecord) -> None:
         """Count one policy step of this episode."""
@@ -148,10 +160,24 @@ def config_summary(run: ConfigRun) -> Dict[str, Any]:
         "action_l1_vs_unpruned": _mean(l1),
         "action_l1_samples": len(l1),
         "ticks_to_success_mean": _mean(ticks),
+        "goal_progress": progress_summary(run.episodes),
         "prune_config_changes": run.changes,
         **layer_summary(run),
         "per_episode": [asdict(e) for e in run.episodes],
     }
+
+
+def progress_summary(episodes: Sequence[EpisodeRecord]) -> Optional[Dict[str, Any]]:
+    """How far the episodes that tell goal progress got: how many of them ``grasped`` a
+    goal object, and ``most_parts_held``: episodes by the most parts held at once (0 up to
+    the parts of the goal); None when no episode tells."""
+    told = [e for e in episodes if e.most_parts_held is not None]
+    if not told:
+        return None
+    parts = max(e.goal_parts or 0 for e in told)
+    return {"episodes": len(told), "grasped": sum(bool(e.grasped) for e in told),
+            "most_parts_held": [sum(e.most_parts_held == k for e in told)
+                                for k in range(parts + 1)]}
 
 
 def layer_summary(run: ConfigRun) -> Dict[str, Any]:
