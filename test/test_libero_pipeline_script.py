@@ -110,6 +110,15 @@ def test_the_takeover_stage_records_every_task_then_fine_tunes_on_both_demo_sets
     assert done.returncode == 2 and "tabletop suites only" in done.stderr
 
 
+def test_the_named_stage_fine_tunes_the_headline_run_with_the_named_head(tmp_path):
+    plan = _plan(tmp_path, "named", script=TABLETOP)
+    assert plan == ["env DEMOS=demos/tabletop RUN=runs/tabletop_deep_named STEPS=2000 bash "
+                    "scripts/train_libero.sh --init runs/tabletop_deep/checkpoint "
+                    "--aux-named 0.2 --lr 3e-4 --warmup-steps 50"]
+    # never part of the default chain
+    assert not any("--aux-named" in c for c in _plan(tmp_path, script=TABLETOP))
+
+
 def test_a_rerun_skips_the_tasks_whose_json_exists(tmp_path):
     (tmp_path / "eval").mkdir()
     (tmp_path / "eval" / "main_libero_object_task03.json").write_text("{}")
