@@ -96,7 +96,7 @@ TAKEOVER_PER_TASK=${TAKEOVER_PER_TASK:-20}
 TAKEOVER_STEPS=${TAKEOVER_STEPS:-2000}
 RUN_TAKEOVER=${RUN_TAKEOVER:-${RUN}_takeover}
 RUN_ATTN=${RUN_ATTN:-${HEADLINE}_attention}
-# named (never a default stage until it is adopted): RUN's checkpoint fine-tuned with the
+# named (never a default stage until it is adopted): HEADLINE's checkpoint fine-tuned with the
 #   grounded recipe's named-object head added (--aux-named NAMED_WEIGHT: the visual states
 #   entering layer 2 -> "this patch shows the object the instruction names", labels from
 #   the demos' object boxes) for NAMED_STEPS into RUN_NAMED, resumable like train. The
@@ -104,7 +104,7 @@ RUN_ATTN=${RUN_ATTN:-${HEADLINE}_attention}
 #   scores SpecPrune ranks by), yet it does teach early layers which patches matter: say so.
 NAMED_WEIGHT=${NAMED_WEIGHT:-0.2}
 NAMED_STEPS=${NAMED_STEPS:-2000}
-RUN_NAMED=${RUN_NAMED:-${RUN}_named}
+RUN_NAMED=${RUN_NAMED:-${HEADLINE}_named}
 if [ $((TAKEOVER_PER_TASK % SHARD)) -ne 0 ] || [ "$TAKEOVER_PER_TASK" -lt "$SHARD" ]; then
   echo "libero_pipeline: TAKEOVER_PER_TASK=$TAKEOVER_PER_TASK must be a positive multiple" \
     "of $SHARD" >&2
@@ -221,9 +221,9 @@ takeover() {  # the policy's near misses finished by the expert, then the fine-t
     bash scripts/train_libero.sh --init "$RUN/checkpoint" --lr 3e-4 --warmup-steps 50
 }
 
-named() {  # the named-object head added to the headline recipe, fine-tuned from RUN
+named() {  # the named-object head added to the recipe, fine-tuned from the headline
   x env DEMOS="$DEMOS" RUN="$RUN_NAMED" STEPS="$NAMED_STEPS" bash scripts/train_libero.sh \
-    --init "$RUN/checkpoint" --aux-named "$NAMED_WEIGHT" --lr 3e-4 --warmup-steps 50
+    --init "$HEADLINE/checkpoint" --aux-named "$NAMED_WEIGHT" --lr 3e-4 --warmup-steps 50
 }
 
 ros() {  # one suite through the deployment path; one process at a time (it runs the bridge)

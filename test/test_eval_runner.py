@@ -329,3 +329,14 @@ def test_an_environment_without_goal_progress_records_none() -> None:
     _, run, record = _run(ScriptedPolicy(CHUNK, PruneConfig()), horizon=16)
     assert (record.goal_parts, record.most_parts_held, record.grasped) == (None, None, None)
     assert config_summary(run)["goal_progress"] is None
+
+
+def test_the_progress_summary_counts_only_the_episodes_that_tell() -> None:
+    """A run resumed from a journal written before goal progress was kept: the old
+    episodes (None) are left out of the counts, and ``episodes`` says so."""
+    told = EpisodeRecord(seed=2)
+    for held, grasped in ((0, True), (1, False)):
+        told.note_progress(2, held, grasped)
+    run = ConfigRun("unpruned", {}, episodes=[EpisodeRecord(seed=1), told])
+    assert config_summary(run)["goal_progress"] == {"episodes": 1, "grasped": 1,
+                                                    "most_parts_held": [0, 1, 0]}

@@ -117,6 +117,10 @@ def test_the_named_stage_fine_tunes_the_headline_run_with_the_named_head(tmp_pat
                     "--aux-named 0.2 --lr 3e-4 --warmup-steps 50"]
     # never part of the default chain
     assert not any("--aux-named" in c for c in _plan(tmp_path, script=TABLETOP))
+    # from whichever checkpoint is the headline, into a run named after it
+    plan = _plan(tmp_path, "named", script=TABLETOP, HEADLINE="runs/tabletop_deep_takeover")
+    assert "RUN=runs/tabletop_deep_takeover_named" in plan[0]
+    assert "--init runs/tabletop_deep_takeover/checkpoint" in plan[0]
 
 
 def test_a_rerun_skips_the_tasks_whose_json_exists(tmp_path):

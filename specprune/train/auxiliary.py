@@ -179,6 +179,13 @@ class LayerInputs:
             self.states[index] = (state.hidden, state.cos, state.sin)
 
 
+def fixed_target_readout(head_hidden: torch.Tensor, action_dim: int) -> torch.Tensor:
+    """The ``fixed`` target readout (B, 3): coordinates 0-2 of the first chunk step's
+    ``action_dim`` head states (final norm, so ~unit scale), averaged. Parameter-free, so an
+    exported checkpoint still carries it (specprune_ros/eval/target_readout.py reads it)."""
+    return head_hidden[:, :action_dim, :3].mean(dim=1)
+
+
 def _head(dim_in: int, dim_out: int) -> nn.Sequential:
     return nn.Sequential(nn.LayerNorm(dim_in), nn.Linear(dim_in, dim_out))
 
@@ -223,7 +230,7 @@ class AuxiliaryHeads(nn.Module):
         if weights.target > 0:
             first = feats.head_hidden[:, :self.action_dim]  # (B, action_dim, D)
             if weights.target_readout == "fixed":
-                pred = first[..., :3].mean(dim=1)  # (B, 3): final-norm coordinates are ~1
+                pred = fixed_target_readout(feats.head_hidden, self.action_dim)
             else:
                 pred = self.target(first.flatten(1))
             err = (pred - labels.target).abs().mean(dim=1)  # (B,)

@@ -12,7 +12,10 @@ in it), the counters (summed over the attempts: each attempt's processes count f
 and ``attempts`` (when more than one ran episodes).
 
 A line written before episodes kept their per-step times (``EpisodeRecord.step_ms`` /
-``llm_ms``) gets them from its own step rows. A line cut short by a kill is ignored (that
+``llm_ms``) gets them from its own step rows; one written before episodes kept their goal
+progress has none (``goal_parts`` / ``most_parts_held`` / ``grasped`` None), so a run
+resumed across that change counts progress over its newer episodes only
+(``goal_progress.episodes`` says how many). A line cut short by a kill is ignored (that
 episode runs again). A FILE written by another run is refused with the difference, never
 mixed in.
 """

@@ -7,20 +7,22 @@ frame, metres x ``target_scale``" into coordinates 0-2 of the first chunk step's
 (mean over the action dimensions). That readout survives export (it has no parameters), so
 on a fresh episode it says which object the model has in mind, in seconds instead of a
 closed-loop evaluation. Per (task, seed): one unpruned step on the first frame, the readout,
-every object's true offset and the nearest one. Tasks that share a scene for a seed (the
-spatial suite's four instructions, the goal suite's) also show whether the instruction moves
-the readout at all: ``spread`` is the largest distance between two tasks' readouts on one
-seed.
+every object's true offset and the nearest one. Tasks of one suite share a scene on a seed
+(the spatial suite's four instructions, the goal suite's), so they also show whether the
+instruction moves the readout at all: ``spread`` is, per pair of such tasks, the distance
+between their readouts on each seed.
 
     python -m specprune_ros.eval.target_readout --policy runs/tabletop_deep/checkpoint \\
         --tasks sim_spatial_0,sim_spatial_1 --seed 610000 --episodes 6
 
-Only meaningful for a checkpoint trained with that readout; development seeds only.
+The scale and the readout kind come from the checkpoint's training_summary.json; a
+checkpoint trained without the fixed readout is refused. Development seeds only.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional, Sequence
@@ -30,24 +32,26 @@ import torch
 
 from specprune import PruneConfig, load_policy
 from specprune.model.folder_hash import checkpoint_hash
-from specprune.train.train_config import TrainConfig
+from specprune.train.auxiliary import fixed_target_readout
 from specprune_ros.eval.episode_env import SimArmEnv
 from specprune_ros.eval.episodes import observation
 from specprune_ros.sim.sim_arm import SimArm, SimArmConfig
 from specprune_ros.sim.tabletop_suites import tabletop_task
 
-#: Metres -> units of the target label, as the recipe trains it (TrainConfig's default).
-TARGET_SCALE = TrainConfig.__dataclass_fields__["aux_target_scale"].default
+#: Where a training run writes its settings, in the checkpoint folder.
+SUMMARY = "training_summary.json"
 
 
 @dataclass
 class Readout:
-    """One (task, seed): the readout and each object's distance from it (metres)."""
+    """One (task, seed): the readout, each object's true offset from the end effector and
+    its distance from the readout (metres, base frame)."""
 
     task: str
     seed: int
     named: str
     readout: List[float]
+    offset: Dict[str, List[float]]
     distance: Dict[str, float]
 
     @property
@@ -58,52 +62,78 @@ class Readout:
 class ReadoutProbe:
     """Reads the fixed target readout off the policy's action head input."""
 
-    def __init__(self, policy, scale: float = TARGET_SCALE) -> None:
+    def __init__(self, policy, scale: float) -> None:
         self.policy, self.scale = policy, scale
         self.action_dim = len(policy.layout.action_names)
         self._last: Optional[np.ndarray] = None
         policy.model.action_head.register_forward_pre_hook(self._keep)
 
     def _keep(self, module, args) -> None:
-        first = args[0][0, :self.action_dim, :3]  # first chunk step's states, coords 0-2
-        self._last = first.mean(0).detach().float().cpu().numpy() / self.scale
+        readout = fixed_target_readout(args[0], self.action_dim)[0]
+        self._last = readout.detach().float().cpu().numpy() / self.scale
 
     def read(self, arm: SimArm, seed: int) -> Readout:
         frame = SimArmEnv(arm).reset(seed)
         self.policy.reset()
+        self._last = None
         self.policy.step(observation(frame, arm.instruction, None))
+        if self._last is None:
+            raise RuntimeError("the policy's step did not run its action head")
         obs = arm.last_observation
         eef = obs.proprio_in_base()[:3]
-        offsets = {name[:-4]: obs.point_in_base(pos) - eef for name, pos in obs.extras.items()
-                   if name.endswith("_pos") and name[:-4] in scene_objects(arm)}
+        objects = {obj.name for obj in tabletop_task(arm.config.task).objects}
+        offsets = {name: obs.point_in_base(obs.extras[f"{name}_pos"]) - eef
+                   for name in sorted(objects)}
         return Readout(arm.config.task, seed, arm.goal[0][1], self._last.tolist(),
+                       {k: v.tolist() for k, v in offsets.items()},
                        {k: float(np.linalg.norm(self._last - v)) for k, v in offsets.items()})
 
 
-def scene_objects(arm: SimArm) -> Sequence[str]:
-    """The task's objects (tabletop suites)."""
-    return [obj.name for obj in tabletop_task(arm.config.task).objects]
+def spread(readouts: Sequence[Readout]) -> Dict[str, Dict[int, float]]:
+    """``"<task> vs <task>"`` for each pair of tasks of one suite (one scene per seed): the
+    distance between their readouts on each seed both were read on (metres)."""
+    by_key = {(r.task, r.seed): np.asarray(r.readout) for r in readouts}
+    tasks = list(dict.fromkeys(r.task for r in readouts))
+    out: Dict[str, Dict[int, float]] = {}
+    for i, a in enumerate(tasks):
+        for b in tasks[i + 1:]:
+            if tabletop_task(a).suite != tabletop_task(b).suite:
+                continue
+            seeds = [s for (t, s) in by_key if t == a and (b, s) in by_key]
+            out[f"{a} vs {b}"] = {s: float(np.linalg.norm(by_key[(a, s)] - by_key[(b, s)]))
+                                  for s in seeds}
+    return out
 
 
-def spread(readouts: Sequence[Readout]) -> Dict[int, float]:
-    """Per seed read on several tasks: the largest distance between two readouts (metres)."""
-    by_seed: Dict[int, List[np.ndarray]] = {}
-    for r in readouts:
-        by_seed.setdefault(r.seed, []).append(np.asarray(r.readout))
-    return {seed: max(float(np.linalg.norm(a - b)) for a in points for b in points)
-            for seed, points in by_seed.items() if len(points) > 1}
+def readout_scale(policy_dir: str) -> float:
+    """The target label's scale (metres -> units) the checkpoint was trained with;
+    ValueError unless it was trained with the fixed readout."""
+    path = os.path.join(policy_dir, SUMMARY)
+    if not os.path.isfile(path):
+        raise ValueError(f"{path} is missing: the readout needs the training settings")
+    with open(path, encoding="utf-8") as f:
+        cfg = json.load(f).get("config", {})
+    if not cfg.get("aux_target") or cfg.get("aux_target_readout") != "fixed":
+        raise ValueError(f"{policy_dir} was not trained with the fixed target readout "
+                         f"(aux_target {cfg.get('aux_target')}, aux_target_readout "
+                         f"{cfg.get('aux_target_readout')!r})")
+    return float(cfg["aux_target_scale"])
 
 
 def run(policy_dir: str, tasks: Sequence[str], seeds: Sequence[int],
         threads: int = 2) -> List[Readout]:
+    """Every task on every seed; the tasks and the checkpoint are checked before loading."""
+    unknown = [task for task in tasks if tabletop_task(task) is None]
+    if unknown:
+        raise ValueError(f"{', '.join(map(repr, unknown))}: not a tabletop suite task "
+                         "(sim_<suite>_<i>)")
+    scale = readout_scale(policy_dir)
     torch.set_num_threads(threads)
     policy = load_policy(policy_dir, device="cpu", dtype="float32")
     policy.update_config(PruneConfig(enabled=False))
-    probe = ReadoutProbe(policy)
+    probe = ReadoutProbe(policy, scale)
     out = []
     for task in tasks:
-        if tabletop_task(task) is None:
-            raise ValueError(f"{task!r} is not a tabletop suite task (sim_<suite>_<i>)")
         with SimArm(SimArmConfig(task=task, horizon=tabletop_task(task).horizon)) as arm:
             out.extend(probe.read(arm, seed) for seed in seeds)
     return out
@@ -120,10 +150,9 @@ def report(readouts: Sequence[Readout]) -> str:
         mine = [r for r in readouts if r.task == task]
         hits = sum(r.nearest == r.named for r in mine)
         lines.append(f"{task}: readout nearest the named object on {hits}/{len(mine)} seeds")
-    moved = spread(readouts)
-    if moved:
-        lines.append("spread of the readout over the tasks on one seed (cm): " + ", ".join(
-            f"{seed} {100 * d:.1f}" for seed, d in moved.items()))
+    for pair, by_seed in spread(readouts).items():
+        lines.append(f"{pair}: the readouts differ by (cm, per seed) " + ", ".join(
+            f"{seed} {100 * d:.1f}" for seed, d in by_seed.items()))
     return "\n".join(lines)
 
 
@@ -146,7 +175,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"policy": args.policy, "checkpoint_hash": checkpoint_hash(args.policy),
-                       "seeds": seeds, "target_scale": TARGET_SCALE,
+                       "seeds": seeds, "target_scale": readout_scale(args.policy),
                        "readouts": [dict(asdict(r), nearest=r.nearest) for r in readouts],
                        "spread": spread(readouts)}, f, indent=2)
     return 0
