@@ -41,3 +41,22 @@ def test_shards_resume_where_the_recording_stopped(tmp_path, monkeypatch):
     assert [c[3] for c in calls] == [12000, 30000, 31000, 32000]
     assert all(c[4] == demo_shards.SHARD_SEEDS_PER_PART for c in calls)
     assert len(paths) == 6 and all(os.path.exists(p) for p in paths)
+
+
+def test_shared_scenes_give_every_task_the_same_seed_blocks(tmp_path):
+    """--shared-scenes: shard k of every task tries task 0's block, so tasks whose scene
+    follows from the seed record the same scenes (without it each task has its own)."""
+    def blocks(shared):
+        seen = []
+
+        def record_one(partial, task, count, first):
+            seen.append((task, first))
+            open(partial, "w").close()
+
+        out = tmp_path / ("shared" if shared else "own")
+        demo_shards.record_in_shards(str(out), "sim_spatial", [0, 1], 20, 80000, 10,
+                                     record_one, log=lambda line: None, shared_scenes=shared)
+        return seen
+
+    assert blocks(True) == [(0, 80000), (0, 81000), (1, 80000), (1, 81000)]
+    assert blocks(False) == [(0, 80000), (0, 81000), (1, 90000), (1, 91000)]

@@ -163,3 +163,16 @@ def test_frames_kept_every_4th_tick_are_the_every_tick_recordings_and_boxes_hold
     size = image.shape[0]
     assert len(rows) > 20
     assert x0 * size <= cols.mean() <= x1 * size and y0 * size <= rows.mean() <= y1 * size
+
+
+def test_the_spatial_tasks_share_their_scene_on_a_seed():
+    """What --shared-scenes relies on: one seed, one scene, whichever cube the instruction
+    names (the four sim_spatial tasks differ only in their instruction)."""
+    objects = [o.name for o in TABLETOP_TASKS["sim_spatial_0"].objects]
+    scenes = []
+    for index in range(4):
+        with SimArm(SimArmConfig(task=f"sim_spatial_{index}", horizon=220)) as arm:
+            extras = arm.reset(seed=80000).extras
+            scenes.append(np.array([extras[f"{name}_pos"] for name in objects]))
+    for scene in scenes[1:]:
+        np.testing.assert_allclose(scene, scenes[0], atol=1e-9)

@@ -28,8 +28,12 @@ def shard_path(out_dir: str, suite: str, task: int, part: int) -> str:
 
 
 def record_in_shards(out_dir: str, suite: str, tasks: Sequence[int], per_task: int, seed: int,
-                     shard_size: int, record_one: RecordOne, log=print) -> List[str]:
-    """Each task's ``per_task`` demos in shards of ``shard_size``; the shards' paths."""
+                     shard_size: int, record_one: RecordOne, log=print,
+                     shared_scenes: bool = False) -> List[str]:
+    """Each task's ``per_task`` demos in shards of ``shard_size``; the shards' paths. With
+    ``shared_scenes`` every task's shard ``k`` tries the same seed block (the block task 0
+    would get), so tasks whose layout follows from the seed alone get the same scenes under
+    each instruction."""
     os.makedirs(out_dir, exist_ok=True)
     paths = []
     for task in tasks:
@@ -39,7 +43,8 @@ def record_in_shards(out_dir: str, suite: str, tasks: Sequence[int], per_task: i
             if os.path.exists(path):
                 continue
             count = min(shard_size, per_task - part * shard_size)
-            first = seed + SHARD_SEEDS_PER_TASK * task + SHARD_SEEDS_PER_PART * part
+            first = (seed + SHARD_SEEDS_PER_TASK * (0 if shared_scenes else task)
+                     + SHARD_SEEDS_PER_PART * part)
             partial = path + ".partial"
             record_one(partial, task, count, first)
             os.replace(partial, path)

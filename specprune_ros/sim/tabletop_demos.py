@@ -170,13 +170,15 @@ def record(out: str, task: TabletopTask, count: int, seed: int, noise: NoiseConf
 def record_shards(out_dir: str, suite: str, tasks: Sequence[int], per_task: int, seed: int,
                   shard_size: int, noise: NoiseConfig, frame_every: int = 1,
                   log=print, start_for: Optional[Callable[[int], Start]] = None,
-                  extra: Optional[Dict] = None) -> List[str]:
-    """``per_task`` demos of each of ``suite``'s ``tasks`` in resumable shards."""
+                  extra: Optional[Dict] = None, shared_scenes: bool = False) -> List[str]:
+    """``per_task`` demos of each of ``suite``'s ``tasks`` in resumable shards (with
+    ``shared_scenes``, every task on the same seeds: demo_shards.record_in_shards)."""
     def record_one(partial: str, index: int, count: int, first: int) -> None:
         record(partial, tabletop_task(f"{suite}_{index}"), count, first, noise, frame_every,
                max_tries=SHARD_SEEDS_PER_PART, log=log, start_for=start_for, extra=extra)
 
-    return record_in_shards(out_dir, suite, tasks, per_task, seed, shard_size, record_one, log)
+    return record_in_shards(out_dir, suite, tasks, per_task, seed, shard_size, record_one, log,
+                            shared_scenes)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -189,6 +191,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--frame-every", type=int, default=2,
                         help="render and store the views on every k-th tick only")
     parser.add_argument("--shard-size", type=int, default=10, help="demos per shard")
+    parser.add_argument("--shared-scenes", action="store_true",
+                        help="every task on the same seeds: the suites whose scene follows "
+                        "from the seed alone (sim_spatial, sim_goal) then show each scene "
+                        "under every instruction, so only the instruction tells them apart")
     args = parser.parse_args(argv)
     if min(args.per_task, args.frame_every, args.shard_size) < 1:
         parser.error("--per-task, --frame-every and --shard-size must be >= 1")
@@ -198,7 +204,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if unknown:
         parser.error(f"{args.suite} has tasks {known}, not {unknown}")
     record_shards(args.out, args.suite, tasks, args.per_task, args.seed, args.shard_size,
-                  NoiseConfig(), args.frame_every)
+                  NoiseConfig(), args.frame_every, shared_scenes=args.shared_scenes)
     return 0
 
 
