@@ -102,14 +102,26 @@ RUN_ATTN=${RUN_ATTN:-${HEADLINE}_attention}
 #   the demos' object boxes) for NAMED_STEPS into RUN_NAMED, resumable like train. The
 #   issue's headline recipe names this head; it is not the attention loss (no loss on the
 #   scores SpecPrune ranks by), yet it does teach early layers which patches matter: say so.
+# paired (tabletop only, never a default stage until it is adopted): PAIRED_RECORD's tasks
+#   recorded again with --shared-scenes (every task on the same seeds from 80000, so each
+#   scene is shown under every instruction and only the words tell the demos apart),
+#   PAIRED_PER_TASK per task into PAIRED_DEMOS; then HEADLINE fine-tuned on DEMOS and those
+#   (PAIRED_STEPS) into RUN_PAIRED, resumable like train. No help for the pruner: a data
+#   change, the same heads and losses.
+PAIRED_RECORD=${PAIRED_RECORD:-"sim_spatial:0-3"}
+PAIRED_DEMOS=${PAIRED_DEMOS:-${DEMOS}_paired}
+PAIRED_PER_TASK=${PAIRED_PER_TASK:-20}
+PAIRED_STEPS=${PAIRED_STEPS:-2000}
+RUN_PAIRED=${RUN_PAIRED:-${HEADLINE}_paired}
 NAMED_WEIGHT=${NAMED_WEIGHT:-0.2}
 NAMED_STEPS=${NAMED_STEPS:-2000}
 RUN_NAMED=${RUN_NAMED:-${HEADLINE}_named}
-if [ $((TAKEOVER_PER_TASK % SHARD)) -ne 0 ] || [ "$TAKEOVER_PER_TASK" -lt "$SHARD" ]; then
-  echo "libero_pipeline: TAKEOVER_PER_TASK=$TAKEOVER_PER_TASK must be a positive multiple" \
-    "of $SHARD" >&2
-  exit 2
-fi
+for count in TAKEOVER_PER_TASK PAIRED_PER_TASK; do
+  if [ $((${!count} % SHARD)) -ne 0 ] || [ "${!count}" -lt "$SHARD" ]; then
+    echo "libero_pipeline: $count=${!count} must be a positive multiple of $SHARD" >&2
+    exit 2
+  fi
+done
 ATTN_STEPS=${ATTN_STEPS:-1500}  # fine-tuning steps from the headline checkpoint
 ATTN_WEIGHT=${ATTN_WEIGHT:-0.05}  # pick_color's stage C weight
 THREADS=${THREADS:-1}
@@ -226,6 +238,17 @@ named() {  # the named-object head added to the recipe, fine-tuned from the head
     --init "$HEADLINE/checkpoint" --aux-named "$NAMED_WEIGHT" --lr 3e-4 --warmup-steps 50
 }
 
+paired() {  # each scene under every instruction, then the fine-tune on both demo sets
+  if [ "$BENCH" != tabletop ]; then
+    echo "libero_pipeline: the paired stage records the tabletop suites only" >&2
+    exit 2
+  fi
+  RECORD=$PAIRED_RECORD shard_rounds "$PAIRED_PER_TASK" 19 "$RECORDER" --seed 80000 \
+    --out "$PAIRED_DEMOS" --shared-scenes
+  x env DEMOS="$DEMOS,$PAIRED_DEMOS" RUN="$RUN_PAIRED" STEPS="$PAIRED_STEPS" \
+    bash scripts/train_libero.sh --init "$HEADLINE/checkpoint" --lr 3e-4 --warmup-steps 50
+}
+
 ros() {  # one suite through the deployment path; one process at a time (it runs the bridge)
   mkdir -p "$EVAL"
   local item task n
@@ -297,9 +320,10 @@ main() {
       attention) attention ;;
       takeover) takeover ;;
       named) named ;;
+      paired) paired ;;
       claim) claim ;;
       *) echo "unknown stage $stage (record, train, evaluate, ros, table, attention, takeover," \
-           "named, claim)" >&2
+           "named, paired, claim)" >&2
          exit 2 ;;
     esac
   done

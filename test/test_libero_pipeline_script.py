@@ -123,6 +123,25 @@ def test_the_named_stage_fine_tunes_the_headline_run_with_the_named_head(tmp_pat
     assert "--init runs/tabletop_deep_takeover/checkpoint" in plan[0]
 
 
+def test_the_paired_stage_records_shared_scenes_then_fine_tunes_on_both_demo_sets(tmp_path):
+    plan = _plan(tmp_path, "paired", script=TABLETOP)
+    recorders = [c for c in plan if "tabletop_demos" in c]
+    assert [re.search(r"--per-task (\d+)", c).group(1) for c in recorders] == ["10", "20"]
+    assert all("--suite sim_spatial --tasks 0-3" in c and "--seed 80000" in c
+               and "--out demos/tabletop_paired --shared-scenes" in c for c in recorders)
+    assert plan[-1] == ("env DEMOS=demos/tabletop,demos/tabletop_paired "
+                        "RUN=runs/tabletop_deep_paired STEPS=2000 bash scripts/train_libero.sh "
+                        "--init runs/tabletop_deep/checkpoint --lr 3e-4 --warmup-steps 50")
+    assert not any("--shared-scenes" in c for c in _plan(tmp_path, script=TABLETOP))
+    done = subprocess.run(["bash", TABLETOP, "paired"], cwd=REPO, capture_output=True,
+                          text=True, env=dict(os.environ, DRY_RUN="1", PAIRED_PER_TASK="15"),
+                          timeout=60)
+    assert done.returncode == 2 and "PAIRED_PER_TASK=15 must be a positive multiple" in done.stderr
+    done = subprocess.run(["bash", SCRIPT, "paired"], cwd=REPO, capture_output=True,
+                          text=True, env=dict(os.environ, DRY_RUN="1"), timeout=60)
+    assert done.returncode == 2 and "tabletop suites only" in done.stderr
+
+
 def test_a_rerun_skips_the_tasks_whose_json_exists(tmp_path):
     (tmp_path / "eval").mkdir()
     (tmp_path / "eval" / "main_libero_object_task03.json").write_text("{}")
