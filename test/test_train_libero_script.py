@@ -77,4 +77,4 @@ def test_pipeline_refuses_an_unknown_stage_before_running_any():
                          timeout=60)
     assert out.returncode == 2
     assert ("unknown stage trian (record, train, evaluate, ros, table, attention, takeover, "
-            "claim)" in out.stderr)
+            "named, paired, claim)" in out.stderr)
