@@ -222,6 +222,13 @@ attention() {  # fine-tune with the attention loss, then the main configurations
   table "$EVAL" attention
 }
 
+fine_tune() {  # run demos steps from [train_libero args...]: a warm start from FROM's
+  local run=$1 demos=$2 steps=$3 from=$4  # checkpoint at the fine-tuning rate, resumable
+  shift 4
+  x env DEMOS="$demos" RUN="$run" STEPS="$steps" bash scripts/train_libero.sh \
+    --init "$from/checkpoint" "$@" --lr 3e-4 --warmup-steps 50
+}
+
 takeover() {  # the policy's near misses finished by the expert, then the fine-tune
   if [ "$BENCH" != tabletop ]; then
     echo "libero_pipeline: the takeover stage records the tabletop suites only" >&2
@@ -229,13 +236,11 @@ takeover() {  # the policy's near misses finished by the expert, then the fine-t
   fi
   shard_rounds "$TAKEOVER_PER_TASK" 10 specprune_ros.eval.takeover_demos \
     --policy "$RUN/checkpoint" --seed 70000 --out "$TAKEOVER_DEMOS"
-  x env DEMOS="$DEMOS,$TAKEOVER_DEMOS" RUN="$RUN_TAKEOVER" STEPS="$TAKEOVER_STEPS" \
-    bash scripts/train_libero.sh --init "$RUN/checkpoint" --lr 3e-4 --warmup-steps 50
+  fine_tune "$RUN_TAKEOVER" "$DEMOS,$TAKEOVER_DEMOS" "$TAKEOVER_STEPS" "$RUN"
 }
 
 named() {  # the named-object head added to the recipe, fine-tuned from the headline
-  x env DEMOS="$DEMOS" RUN="$RUN_NAMED" STEPS="$NAMED_STEPS" bash scripts/train_libero.sh \
-    --init "$HEADLINE/checkpoint" --aux-named "$NAMED_WEIGHT" --lr 3e-4 --warmup-steps 50
+  fine_tune "$RUN_NAMED" "$DEMOS" "$NAMED_STEPS" "$HEADLINE" --aux-named "$NAMED_WEIGHT"
 }
 
 paired() {  # each scene under every instruction, then the fine-tune on both demo sets
@@ -245,8 +250,7 @@ paired() {  # each scene under every instruction, then the fine-tune on both dem
   fi
   RECORD=$PAIRED_RECORD shard_rounds "$PAIRED_PER_TASK" 19 "$RECORDER" --seed 80000 \
     --out "$PAIRED_DEMOS" --shared-scenes
-  x env DEMOS="$DEMOS,$PAIRED_DEMOS" RUN="$RUN_PAIRED" STEPS="$PAIRED_STEPS" \
-    bash scripts/train_libero.sh --init "$HEADLINE/checkpoint" --lr 3e-4 --warmup-steps 50
+  fine_tune "$RUN_PAIRED" "$DEMOS,$PAIRED_DEMOS" "$PAIRED_STEPS" "$HEADLINE"
 }
 
 ros() {  # one suite through the deployment path; one process at a time (it runs the bridge)

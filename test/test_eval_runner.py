@@ -336,7 +336,7 @@ def test_the_progress_summary_counts_only_the_episodes_that_tell() -> None:
     episodes (None) are left out of the counts, and ``episodes`` says so."""
     told = EpisodeRecord(seed=2)
     for held, grasped in ((0, True), (1, False)):
-        told.note_progress(2, held, grasped)
+        told.note_progress(GoalProgress(parts=2, held=held, grasped=grasped))
     run = ConfigRun("unpruned", {}, episodes=[EpisodeRecord(seed=1), told])
     assert config_summary(run)["goal_progress"] == {"episodes": 1, "grasped": 1,
                                                     "most_parts_held": [0, 1, 0]}

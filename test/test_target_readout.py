@@ -50,7 +50,7 @@ def test_the_readout_points_at_the_object_the_head_states_encode():
 
 
 def _readout(task, seed, point):
-    return Readout(task, seed, "red_cube_1", list(point), {}, {"red_cube_1": 0.1})
+    return Readout(task, seed, "red_cube_1", list(point), {"red_cube_1": [0.1, 0.0, 0.0]})
 
 
 def test_the_spread_compares_only_the_tasks_of_one_suite():

@@ -228,11 +228,10 @@ class AuxiliaryHeads(nn.Module):
             out["named"] = weights.named * F.binary_cross_entropy_with_logits(
                 logit, is_named, pos_weight=pos_weight)
         if weights.target > 0:
-            first = feats.head_hidden[:, :self.action_dim]  # (B, action_dim, D)
             if weights.target_readout == "fixed":
                 pred = fixed_target_readout(feats.head_hidden, self.action_dim)
-            else:
-                pred = self.target(first.flatten(1))
+            else:  # the first chunk step's action_dim states (B, action_dim * D)
+                pred = self.target(feats.head_hidden[:, :self.action_dim].flatten(1))
             err = (pred - labels.target).abs().mean(dim=1)  # (B,)
             if weights.target_all_frames:
                 out["target"] = weights.target * err.mean()

@@ -19,6 +19,7 @@ from typing import Callable, Iterator, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 
+from specprune_ros.eval.eval_results import GoalProgress
 from specprune_ros.sim.libero_arm import (LiberoArm, LiberoArmConfig, libero_tasks,
                                           suite_horizon)
 from specprune_ros.sim.libero_protocol import (GRIPPER_CONVENTIONS, INIT_STATES_PER_TASK,
@@ -31,16 +32,6 @@ SIM_HORIZON = 150
 
 #: Camera of each model view: view 0 third person, view 1 wrist (LIBERO's order).
 VIEWS = ("agentview", "robot0_eye_in_hand")
-
-
-@dataclass(frozen=True)
-class GoalProgress:
-    """One tick's progress on a goal of ``parts`` parts: ``held`` of them hold now, and
-    ``grasped``: some part's object is in the gripper (SimArm.goal_progress)."""
-
-    parts: int
-    held: int
-    grasped: bool
 
 
 @dataclass(frozen=True)

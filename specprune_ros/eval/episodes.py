@@ -160,7 +160,7 @@ class DirectRunner:
         record.instruction = self.env.instruction
         start_episode(variant, record.seed)
         self._motion.reset()
-        self._add_pose(frame, record)
+        self._note_tick(frame, record)
         while record.steps < self.horizon:
             index = record.policy_steps
             if index:
@@ -179,7 +179,7 @@ class DirectRunner:
         for done, action in enumerate(chunk, 1):
             frame = self.env.step(action)
             record.steps += 1
-            self._add_pose(frame, record)
+            self._note_tick(frame, record)
             if frame.success:
                 record.success = True
                 return True
@@ -190,13 +190,12 @@ class DirectRunner:
                 return False
         return False
 
-    def _add_pose(self, frame: Frame, record: EpisodeRecord) -> None:
-        """Feed the pose at sim time, as the bridge publishes it to the node; note the
-        tick's goal progress."""
+    def _note_tick(self, frame: Frame, record: EpisodeRecord) -> None:
+        """Feed the tick's pose at sim time, as the bridge publishes it to the node, and
+        note its goal progress."""
         self._motion.add(*frame.ee_pose, frame.stamp)
         if frame.progress is not None:
-            record.note_progress(frame.progress.parts, frame.progress.held,
-                                 frame.progress.grasped)
+            record.note_progress(frame.progress)
 
     def _step(self, variant: Variant, run: ConfigRun, record: EpisodeRecord,
               inputs: Observation) -> np.ndarray:

@@ -37,6 +37,16 @@ class StepRecord:
     visual_tokens_per_layer: List[int] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class GoalProgress:
+    """One tick's progress on a goal of ``parts`` parts: ``held`` of them hold now, and
+    ``grasped``: some part's object is in the gripper (SimArm.goal_progress)."""
+
+    parts: int
+    held: int
+    grasped: bool
+
+
 @dataclass
 class EpisodeRecord:
     """One episode of one configuration. ``steps``: control ticks executed (to success or
@@ -68,11 +78,11 @@ class EpisodeRecord:
     most_parts_held: Optional[int] = None
     grasped: Optional[bool] = None
 
-    def note_progress(self, parts: int, held: int, grasped: bool) -> None:
+    def note_progress(self, progress: GoalProgress) -> None:
         """Count one tick's goal progress."""
-        self.goal_parts = parts
-        self.most_parts_held = max(held, self.most_parts_held or 0)
-        self.grasped = bool(grasped or self.grasped)
+        self.goal_parts = progress.parts
+        self.most_parts_held = max(progress.held, self.most_parts_held or 0)
+        self.grasped = bool(progress.grasped or self.grasped)
 
     def note_step(self, step: StepRecord) -> None:
         """Count one policy step of this episode."""

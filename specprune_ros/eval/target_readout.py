@@ -44,15 +44,20 @@ SUMMARY = "training_summary.json"
 
 @dataclass
 class Readout:
-    """One (task, seed): the readout, each object's true offset from the end effector and
-    its distance from the readout (metres, base frame)."""
+    """One (task, seed): the readout and each object's true offset from the end effector
+    (metres, base frame)."""
 
     task: str
     seed: int
     named: str
     readout: List[float]
     offset: Dict[str, List[float]]
-    distance: Dict[str, float]
+
+    @property
+    def distance(self) -> Dict[str, float]:
+        """Each object's distance from the readout (metres)."""
+        return {k: float(np.linalg.norm(np.subtract(self.readout, v)))
+                for k, v in self.offset.items()}
 
     @property
     def nearest(self) -> str:
@@ -85,8 +90,7 @@ class ReadoutProbe:
         offsets = {name: obs.point_in_base(obs.extras[f"{name}_pos"]) - eef
                    for name in sorted(objects)}
         return Readout(arm.config.task, seed, arm.goal[0][1], self._last.tolist(),
-                       {k: v.tolist() for k, v in offsets.items()},
-                       {k: float(np.linalg.norm(self._last - v)) for k, v in offsets.items()})
+                       {k: v.tolist() for k, v in offsets.items()})
 
 
 def spread(readouts: Sequence[Readout]) -> Dict[str, Dict[int, float]]:
@@ -176,7 +180,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"policy": args.policy, "checkpoint_hash": checkpoint_hash(args.policy),
                        "seeds": seeds, "target_scale": readout_scale(args.policy),
-                       "readouts": [dict(asdict(r), nearest=r.nearest) for r in readouts],
+                       "readouts": [dict(asdict(r), distance=r.distance, nearest=r.nearest)
+                                    for r in readouts],
                        "spread": spread(readouts)}, f, indent=2)
     return 0
 
