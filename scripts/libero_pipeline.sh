@@ -10,7 +10,11 @@
 #             at any point leaves every task with the same number of demos, not some tasks
 #             with all of theirs and others with none; complete shards are kept, a stopped
 #             shard is recorded again from its own seeds (the same demos)
+#             (tabletop: then PAIRED_RECORD's tasks again on shared scenes, see below)
 # 2. train    scripts/train_libero.sh (no attention loss), resumable to the step
+# keep        (never a default stage) RUN's train_state.pt, or its checkpoint folder once
+#             the run is finished, copied to KEEP_DIR/<run name> to be committed: the next
+#             checkout resumes from there (scripts/train_libero.sh)
 # 3. evaluate development episodes per task (seeds from DEV_SEED, never the fixed initial
 #             states), unpruned / SpecPrune / FastV / random, SUITE_EPISODES paired per
 #             suite split over its tasks, one JSON per task, skipped when it exists, each
@@ -58,6 +62,19 @@ case "$BENCH" in
     RECORDER=specprune_ros.sim.tabletop_demos SEP=_
     RECORD=${RECORD:-"sim_spatial:0-3 sim_object:0-3 sim_goal:0-3 sim_long:0-2"}
     PER_TASK=${PER_TASK:-40}
+    RUN=${RUN:-runs/tabletop_grounded}
+    # The headline recipe (since the step-6000 policy of runs/tabletop_deep read the side
+    # words of sim_spatial's instructions but not the landmark words): PAIRED_RECORD's
+    # tasks recorded a second time with --shared-scenes (every task on the same seeds from
+    # 80000, so each scene is shown under every instruction and only the words tell the
+    # demos apart), PAIRED_PER_TASK per task into PAIRED_DEMOS, trained on with the rest;
+    # and the grounded recipe's named-object head (--aux-named NAMED_WEIGHT: the visual
+    # states entering layer 2 -> "this patch shows the object the instruction names",
+    # labels from the demos' object boxes). Not the attention loss (no loss on the scores
+    # SpecPrune ranks by), but it does teach early layers which patches matter: said so
+    # wherever its rows are shown.
+    PAIRED_RECORD=${PAIRED_RECORD-"sim_spatial:0-3"}  # set empty: none
+    PAIRED_PER_TASK=${PAIRED_PER_TASK:-40}
     ROS_SUITE=${ROS_SUITE:-sim_object}
     claim_episodes() { per_task "$SUITE_EPISODES" "$1"; }  # as many as development
     ;;
@@ -65,6 +82,20 @@ case "$BENCH" in
 esac
 DEMOS=${DEMOS:-demos/$BENCH}
 RUN=${RUN:-runs/${BENCH}_deep}
+PAIRED_RECORD=${PAIRED_RECORD:-}  # none on LIBERO
+PAIRED_PER_TASK=${PAIRED_PER_TASK:-20}
+PAIRED_DEMOS=${PAIRED_DEMOS:-${DEMOS}_paired}
+NAMED_WEIGHT=${NAMED_WEIGHT:-0.2}
+TRAIN_DEMOS=$DEMOS  # what the headline recipe trains on, and its extra heads
+TRAIN_ARGS=()
+if [ "$BENCH" = tabletop ]; then
+  [ -n "$PAIRED_RECORD" ] && TRAIN_DEMOS=$DEMOS,$PAIRED_DEMOS
+  TRAIN_ARGS=(--aux-named "$NAMED_WEIGHT")
+fi
+# a run's resumable state (train_state.pt) and, once finished, its checkpoint are committed
+# in KEEP_DIR/<run name> by the keep stage (ignored folders do not outlive a checkout);
+# scripts/train_libero.sh resumes from there when RUN has no state of its own
+KEEP_DIR=${KEEP_DIR:-checkpoints}
 # the run whose checkpoint the evaluation, the ROS suite, the claim and the attention
 # variant use; another policy than RUN's gets its results elsewhere (a task whose JSON
 # exists is never run again, a claim JSON never written over)
@@ -96,26 +127,6 @@ TAKEOVER_PER_TASK=${TAKEOVER_PER_TASK:-20}
 TAKEOVER_STEPS=${TAKEOVER_STEPS:-2000}
 RUN_TAKEOVER=${RUN_TAKEOVER:-${RUN}_takeover}
 RUN_ATTN=${RUN_ATTN:-${HEADLINE}_attention}
-# named (never a default stage until it is adopted): HEADLINE's checkpoint fine-tuned with the
-#   grounded recipe's named-object head added (--aux-named NAMED_WEIGHT: the visual states
-#   entering layer 2 -> "this patch shows the object the instruction names", labels from
-#   the demos' object boxes) for NAMED_STEPS into RUN_NAMED, resumable like train. The
-#   issue's headline recipe names this head; it is not the attention loss (no loss on the
-#   scores SpecPrune ranks by), yet it does teach early layers which patches matter: say so.
-# paired (tabletop only, never a default stage until it is adopted): PAIRED_RECORD's tasks
-#   recorded again with --shared-scenes (every task on the same seeds from 80000, so each
-#   scene is shown under every instruction and only the words tell the demos apart),
-#   PAIRED_PER_TASK per task into PAIRED_DEMOS; then HEADLINE fine-tuned on DEMOS and those
-#   (PAIRED_STEPS) into RUN_PAIRED, resumable like train. No help for the pruner: a data
-#   change, the same heads and losses.
-PAIRED_RECORD=${PAIRED_RECORD:-"sim_spatial:0-3"}
-PAIRED_DEMOS=${PAIRED_DEMOS:-${DEMOS}_paired}
-PAIRED_PER_TASK=${PAIRED_PER_TASK:-20}
-PAIRED_STEPS=${PAIRED_STEPS:-2000}
-RUN_PAIRED=${RUN_PAIRED:-${HEADLINE}_paired}
-NAMED_WEIGHT=${NAMED_WEIGHT:-0.2}
-NAMED_STEPS=${NAMED_STEPS:-2000}
-RUN_NAMED=${RUN_NAMED:-${HEADLINE}_named}
 for count in TAKEOVER_PER_TASK PAIRED_PER_TASK; do
   if [ $((${!count} % SHARD)) -ne 0 ] || [ "${!count}" -lt "$SHARD" ]; then
     echo "libero_pipeline: $count=${!count} must be a positive multiple of $SHARD" >&2
@@ -168,7 +179,30 @@ shard_rounds() {  # total niceness module [args...]: breadth first, one shard of
   done
 }
 
-record() { shard_rounds "$PER_TASK" 19 "$RECORDER" --seed 10000 --out "$DEMOS"; }
+record() {
+  shard_rounds "$PER_TASK" 19 "$RECORDER" --seed 10000 --out "$DEMOS"
+  [ -z "$PAIRED_RECORD" ] && return 0
+  RECORD=$PAIRED_RECORD shard_rounds "$PAIRED_PER_TASK" 19 "$RECORDER" --seed 80000 \
+    --out "$PAIRED_DEMOS" --shared-scenes
+}
+
+train() { x env DEMOS="$TRAIN_DEMOS" RUN="$RUN" bash scripts/train_libero.sh "${TRAIN_ARGS[@]}"; }
+
+keep() {  # commit-ready copy of RUN: its resumable state, or its checkpoint once finished
+  local dest=$KEEP_DIR/$(basename "$RUN")
+  if [ ! -f "$RUN/train_state.pt" ]; then
+    echo "libero_pipeline: keep: $RUN has no train_state.pt" >&2
+    exit 2
+  fi
+  x mkdir -p "$dest"
+  if .venv/bin/python -m specprune.train.resumable finished "$RUN/train_state.pt"; then
+    x rm -rf "$dest/checkpoint" "$dest/train_state.pt"
+    x cp -r "$RUN/checkpoint" "$dest/checkpoint"
+  else
+    x cp "$RUN/train_state.pt" "$dest/train_state.pt"
+  fi
+  log "keep: $RUN -> $dest (git add it to keep it)"
+}
 
 evaluate_task() {  # out suite task episodes configs [extra evaluate arguments...]
   # every finished episode is journalled in out's .jsonl: a stopped run resumes there; once
@@ -207,8 +241,9 @@ evaluate() {
 }
 
 attention() {  # fine-tune with the attention loss, then the main configurations on it
-  x env DEMOS="$DEMOS" RUN="$RUN_ATTN" STEPS="$ATTN_STEPS" bash scripts/train_libero.sh \
-    --init "$HEADLINE/checkpoint" --aux-attention "$ATTN_WEIGHT" --lr 2e-4 --warmup-steps 50
+  x env DEMOS="$TRAIN_DEMOS" RUN="$RUN_ATTN" STEPS="$ATTN_STEPS" bash scripts/train_libero.sh \
+    --init "$HEADLINE/checkpoint" "${TRAIN_ARGS[@]}" --aux-attention "$ATTN_WEIGHT" \
+    --lr 2e-4 --warmup-steps 50
   mkdir -p "$EVAL"
   local item suite task
   for item in $RECORD; do
@@ -226,7 +261,7 @@ fine_tune() {  # run demos steps from [train_libero args...]: a warm start from 
   local run=$1 demos=$2 steps=$3 from=$4  # checkpoint at the fine-tuning rate, resumable
   shift 4
   x env DEMOS="$demos" RUN="$run" STEPS="$steps" bash scripts/train_libero.sh \
-    --init "$from/checkpoint" "$@" --lr 3e-4 --warmup-steps 50
+    --init "$from/checkpoint" "${TRAIN_ARGS[@]}" "$@" --lr 3e-4 --warmup-steps 50
 }
 
 takeover() {  # the policy's near misses finished by the expert, then the fine-tune
@@ -236,21 +271,7 @@ takeover() {  # the policy's near misses finished by the expert, then the fine-t
   fi
   shard_rounds "$TAKEOVER_PER_TASK" 10 specprune_ros.eval.takeover_demos \
     --policy "$RUN/checkpoint" --seed 70000 --out "$TAKEOVER_DEMOS"
-  fine_tune "$RUN_TAKEOVER" "$DEMOS,$TAKEOVER_DEMOS" "$TAKEOVER_STEPS" "$RUN"
-}
-
-named() {  # the named-object head added to the recipe, fine-tuned from the headline
-  fine_tune "$RUN_NAMED" "$DEMOS" "$NAMED_STEPS" "$HEADLINE" --aux-named "$NAMED_WEIGHT"
-}
-
-paired() {  # each scene under every instruction, then the fine-tune on both demo sets
-  if [ "$BENCH" != tabletop ]; then
-    echo "libero_pipeline: the paired stage records the tabletop suites only" >&2
-    exit 2
-  fi
-  RECORD=$PAIRED_RECORD shard_rounds "$PAIRED_PER_TASK" 19 "$RECORDER" --seed 80000 \
-    --out "$PAIRED_DEMOS" --shared-scenes
-  fine_tune "$RUN_PAIRED" "$DEMOS,$PAIRED_DEMOS" "$PAIRED_STEPS" "$HEADLINE"
+  fine_tune "$RUN_TAKEOVER" "$TRAIN_DEMOS,$TAKEOVER_DEMOS" "$TAKEOVER_STEPS" "$RUN"
 }
 
 ros() {  # one suite through the deployment path; one process at a time (it runs the bridge)
@@ -317,17 +338,16 @@ main() {
     log "stage $stage"
     case "$stage" in
       record) record ;;
-      train) x env DEMOS="$DEMOS" RUN="$RUN" bash scripts/train_libero.sh ;;
+      train) train ;;
+      keep) keep ;;
       evaluate) evaluate ;;
       ros) ros ;;
       table) table ;;
       attention) attention ;;
       takeover) takeover ;;
-      named) named ;;
-      paired) paired ;;
       claim) claim ;;
-      *) echo "unknown stage $stage (record, train, evaluate, ros, table, attention, takeover," \
-           "named, paired, claim)" >&2
+      *) echo "unknown stage $stage (record, train, keep, evaluate, ros, table, attention," \
+           "takeover, claim)" >&2
          exit 2 ;;
     esac
   done

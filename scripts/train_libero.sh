@@ -5,7 +5,8 @@
 # grasp, then where it goes), large-label weighting and early-frame oversampling, and NO
 # attention loss (--aux-attention): the headline policy gets no help for the pruner.
 # The same recipe trains the LIBERO-shaped suites' policy (scripts/tabletop_pipeline.sh:
-# DEMOS=demos/tabletop RUN=runs/tabletop_deep), whose demos carry the same labels.
+# DEMOS=demos/tabletop,demos/tabletop_paired RUN=runs/tabletop_grounded, with the
+# named-object head added), whose demos carry the same labels.
 #
 # Reproducible from a clean checkout: scripts/setup.sh, the demos (README, "LIBERO"), then
 #   bash scripts/train_libero.sh
@@ -27,6 +28,13 @@ RUN=${RUN:-runs/libero_deep}
 PRESET=${PRESET:-libero-deep}
 STEPS=${STEPS:-6000}
 
+# a run kept in the repository (libero_pipeline.sh's keep stage) continues from there
+KEPT=${KEPT:-checkpoints/$(basename "$RUN")/train_state.pt}
+if [ ! -f "$RUN/train_state.pt" ] && [ -f "$KEPT" ]; then
+  echo "train_libero: $RUN has no train_state.pt: resuming from the kept $KEPT" >&2
+  mkdir -p "$RUN"
+  cp "$KEPT" "$RUN/train_state.pt"
+fi
 IFS=, read -ra demo_dirs <<< "$DEMOS"  # one folder, or several comma-separated
 partial=$(find "${demo_dirs[@]}" -maxdepth 1 -name '*.partial' 2>/dev/null | wc -l)
 if [ "$partial" -gt 0 ] && [ -z "${ALLOW_PARTIAL:-}" ]; then

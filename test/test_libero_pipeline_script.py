@@ -97,49 +97,85 @@ def test_the_takeover_stage_records_every_task_then_fine_tunes_on_both_demo_sets
     # breadth first, one shard of every suite per round, driven by the trained policy
     assert [re.search(r"--per-task (\d+)", c).group(1) for c in recorders] == ["10"] * 4 + [
         "20"] * 4
-    assert all("--policy runs/tabletop_deep/checkpoint" in c and "--seed 70000" in c
+    assert all("--policy runs/tabletop_grounded/checkpoint" in c and "--seed 70000" in c
                and "--out demos/tabletop_takeover" in c for c in recorders)
-    assert plan[-1] == ("env DEMOS=demos/tabletop,demos/tabletop_takeover "
-                        "RUN=runs/tabletop_deep_takeover STEPS=2000 bash scripts/train_libero.sh "
-                        "--init runs/tabletop_deep/checkpoint --lr 3e-4 --warmup-steps 50")
+    # the headline's data and heads, plus the takeover demos
+    assert plan[-1] == ("env DEMOS=demos/tabletop,demos/tabletop_paired,demos/tabletop_takeover "
+                        "RUN=runs/tabletop_grounded_takeover STEPS=2000 bash "
+                        "scripts/train_libero.sh --init runs/tabletop_grounded/checkpoint "
+                        "--aux-named 0.2 --lr 3e-4 --warmup-steps 50")
     # not part of the default chain, and LIBERO's suites have no takeover recorder
-    assert not any("takeover_demos" in c or "tabletop_deep_takeover" in c
+    assert not any("takeover_demos" in c or "tabletop_grounded_takeover" in c
                    for c in _plan(tmp_path, script=TABLETOP))
     done = subprocess.run(["bash", SCRIPT, "takeover"], cwd=REPO, capture_output=True,
                           text=True, env=dict(os.environ, DRY_RUN="1"), timeout=60)
     assert done.returncode == 2 and "tabletop suites only" in done.stderr
 
 
-def test_the_named_stage_fine_tunes_the_headline_run_with_the_named_head(tmp_path):
-    plan = _plan(tmp_path, "named", script=TABLETOP)
-    assert plan == ["env DEMOS=demos/tabletop RUN=runs/tabletop_deep_named STEPS=2000 bash "
-                    "scripts/train_libero.sh --init runs/tabletop_deep/checkpoint "
-                    "--aux-named 0.2 --lr 3e-4 --warmup-steps 50"]
-    # never part of the default chain
-    assert not any("--aux-named" in c for c in _plan(tmp_path, script=TABLETOP))
-    # from whichever checkpoint is the headline, into a run named after it
-    plan = _plan(tmp_path, "named", script=TABLETOP, HEADLINE="runs/tabletop_deep_takeover")
-    assert "RUN=runs/tabletop_deep_takeover_named" in plan[0]
-    assert "--init runs/tabletop_deep_takeover/checkpoint" in plan[0]
-
-
-def test_the_paired_stage_records_shared_scenes_then_fine_tunes_on_both_demo_sets(tmp_path):
-    plan = _plan(tmp_path, "paired", script=TABLETOP)
-    recorders = [c for c in plan if "tabletop_demos" in c]
-    assert [re.search(r"--per-task (\d+)", c).group(1) for c in recorders] == ["10", "20"]
+def test_the_tabletop_headline_records_shared_scenes_and_trains_with_the_named_head(tmp_path):
+    """The tabletop recipe: sim_spatial recorded again on shared scenes (each scene under
+    every instruction), trained on with the rest, the named-object head on; LIBERO's has
+    neither."""
+    plan = _plan(tmp_path, "record", "train", script=TABLETOP)
+    paired = [c for c in plan if "--shared-scenes" in c]
+    assert [re.search(r"--per-task (\d+)", c).group(1) for c in paired] == [
+        "10", "20", "30", "40"]
     assert all("--suite sim_spatial --tasks 0-3" in c and "--seed 80000" in c
-               and "--out demos/tabletop_paired --shared-scenes" in c for c in recorders)
+               and "--out demos/tabletop_paired --shared-scenes" in c for c in paired)
+    # after every shard of the main demos
+    assert plan.index(paired[0]) > max(i for i, c in enumerate(plan) if "--seed 10000" in c)
     assert plan[-1] == ("env DEMOS=demos/tabletop,demos/tabletop_paired "
-                        "RUN=runs/tabletop_deep_paired STEPS=2000 bash scripts/train_libero.sh "
-                        "--init runs/tabletop_deep/checkpoint --lr 3e-4 --warmup-steps 50")
-    assert not any("--shared-scenes" in c for c in _plan(tmp_path, script=TABLETOP))
-    done = subprocess.run(["bash", TABLETOP, "paired"], cwd=REPO, capture_output=True,
+                        "RUN=runs/tabletop_grounded bash scripts/train_libero.sh "
+                        "--aux-named 0.2")
+    plan = _plan(tmp_path, "record", "train", script=TABLETOP, PAIRED_RECORD="")
+    assert plan[-1] == ("env DEMOS=demos/tabletop RUN=runs/tabletop_grounded bash "
+                        "scripts/train_libero.sh --aux-named 0.2")
+    assert not any("--shared-scenes" in c for c in plan)
+    assert not any("--aux-named" in c or "--shared-scenes" in c for c in _plan(tmp_path))
+    done = subprocess.run(["bash", TABLETOP, "record"], cwd=REPO, capture_output=True,
                           text=True, env=dict(os.environ, DRY_RUN="1", PAIRED_PER_TASK="15"),
                           timeout=60)
     assert done.returncode == 2 and "PAIRED_PER_TASK=15 must be a positive multiple" in done.stderr
-    done = subprocess.run(["bash", SCRIPT, "paired"], cwd=REPO, capture_output=True,
-                          text=True, env=dict(os.environ, DRY_RUN="1"), timeout=60)
-    assert done.returncode == 2 and "tabletop suites only" in done.stderr
+
+
+def _train_state(path, step, total):
+    torch = pytest.importorskip("torch")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"step": step, "total": total}, path)
+
+
+def test_keep_copies_the_state_of_a_running_run_and_the_checkpoint_of_a_finished_one(tmp_path):
+    run = tmp_path / "runs" / "tabletop_grounded"
+    _train_state(run / "train_state.pt", 1500, 6000)
+    env = dict(RUN=str(run), KEEP_DIR=str(tmp_path / "kept"))
+    kept = tmp_path / "kept" / "tabletop_grounded"
+    plan = _plan(tmp_path, "keep", script=TABLETOP, **env)
+    assert plan == [f"mkdir -p {kept}", f"cp {run}/train_state.pt {kept}/train_state.pt"]
+    _train_state(run / "train_state.pt", 6000, 6000)
+    plan = _plan(tmp_path, "keep", script=TABLETOP, **env)
+    assert plan == [f"mkdir -p {kept}", f"rm -rf {kept}/checkpoint {kept}/train_state.pt",
+                    f"cp -r {run}/checkpoint {kept}/checkpoint"]
+    (run / "train_state.pt").unlink()
+    done = subprocess.run(["bash", TABLETOP, "keep"], cwd=REPO, capture_output=True, text=True,
+                          env=dict(os.environ, DRY_RUN="1", **env), timeout=60)
+    assert done.returncode == 2 and "has no train_state.pt" in done.stderr
+
+
+def test_training_resumes_from_the_kept_state_when_the_run_has_none(tmp_path):
+    """A new checkout has no runs/: train_libero.sh starts from the committed state. (The
+    demo folder holds an unfinished shard, so the script stops right after the copy.)"""
+    kept = tmp_path / "kept" / "train_state.pt"
+    _train_state(kept, 1500, 6000)
+    demos = tmp_path / "demos"
+    demos.mkdir()
+    (demos / "shard.hdf5.partial").write_text("")
+    run = tmp_path / "runs" / "tabletop_grounded"
+    done = subprocess.run(["bash", os.path.join(REPO, "scripts", "train_libero.sh")],
+                          cwd=REPO, capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, RUN=str(run), KEPT=str(kept), DEMOS=str(demos)))
+    assert "resuming from the kept" in done.stderr
+    assert (run / "train_state.pt").read_bytes() == kept.read_bytes()
+    assert done.returncode == 2 and "unfinished shard" in done.stderr
 
 
 def test_a_rerun_skips_the_tasks_whose_json_exists(tmp_path):
@@ -205,11 +241,12 @@ def test_the_script_reads_task_ranges_as_the_recorder_does(tmp_path):
 def test_the_tabletop_suites_run_the_same_chain_on_their_own_tasks_and_claim_seeds(tmp_path):
     commands = _plan(tmp_path, "record", "train", "evaluate", "claim", script=TABLETOP)
     recorders = [c for c in commands if "tabletop_demos" in c]
-    assert len(recorders) == 4 * 4  # four suites, PER_TASK 40 in shards of 10
+    # four suites, PER_TASK 40 in shards of 10; then sim_spatial on shared scenes
+    assert len(recorders) == 4 * 4 + 4
     assert all("--out demos/tabletop" in c and "--frame-every 4" in c for c in recorders)
     assert not any("libero_demos" in c for c in commands)
-    assert "env DEMOS=demos/tabletop RUN=runs/tabletop_deep bash scripts/train_libero.sh" \
-        in commands
+    assert ("env DEMOS=demos/tabletop,demos/tabletop_paired RUN=runs/tabletop_grounded bash "
+            "scripts/train_libero.sh --aux-named 0.2") in commands
     evals = _evaluations(commands)
     main = [(t, n) for t, n, configs, cmd in evals
             if configs == "unpruned,specprune,fastv,random" and "--claim" not in cmd]
@@ -217,7 +254,7 @@ def test_the_tabletop_suites_run_the_same_chain_on_their_own_tasks_and_claim_see
     assert sorted(main) == sorted([(f"sim_spatial_{i}", 25) for i in range(4)] + [
         (f"sim_object_{i}", 25) for i in range(4)] + [(f"sim_goal_{i}", 25) for i in range(4)] + [
         (f"sim_long_{i}", 34) for i in range(3)])
-    assert all("--policy runs/tabletop_deep/checkpoint" in cmd for *_, cmd in evals)
+    assert all("--policy runs/tabletop_grounded/checkpoint" in cmd for *_, cmd in evals)
     claims = [(t, n) for t, n, _, cmd in evals if "--claim" in cmd]
     assert sorted(claims) == sorted(main)  # the claim seeds, as many per task as development
     assert all("--seed" not in cmd for *_, cmd in evals if "--claim" in cmd)
@@ -229,15 +266,15 @@ def test_the_attention_row_runs_only_when_named_and_fine_tunes_the_headline_poli
     configurations on that policy, on the same development seeds, into their own JSONs."""
     assert not any("aux-attention" in c for c in _plan(tmp_path, script=TABLETOP))
     commands = _plan(tmp_path, "attention", script=TABLETOP)
-    assert commands[0] == ("env DEMOS=demos/tabletop RUN=runs/tabletop_deep_attention "
-                           "STEPS=1500 bash scripts/train_libero.sh --init "
-                           "runs/tabletop_deep/checkpoint --aux-attention 0.05 --lr 2e-4 "
-                           "--warmup-steps 50")
+    assert commands[0] == ("env DEMOS=demos/tabletop,demos/tabletop_paired "
+                           "RUN=runs/tabletop_grounded_attention STEPS=1500 bash "
+                           "scripts/train_libero.sh --init runs/tabletop_grounded/checkpoint "
+                           "--aux-named 0.2 --aux-attention 0.05 --lr 2e-4 --warmup-steps 50")
     evals = _evaluations(commands)
     assert len(evals) == 15 and all(configs == "unpruned,specprune,fastv,random"
                                     for _, _, configs, _ in evals)
     for task, episodes, _, cmd in evals:
-        assert "--policy runs/tabletop_deep_attention/checkpoint" in cmd
+        assert "--policy runs/tabletop_grounded_attention/checkpoint" in cmd
         assert "--seed 500000" in cmd and "/attention_sim_" in cmd
         assert episodes == (34 if task.startswith("sim_long") else 25)
     assert sum("suite_table" in c and "table_attention_" in c for c in commands) == 4

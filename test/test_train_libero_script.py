@@ -76,5 +76,5 @@ def test_pipeline_refuses_an_unknown_stage_before_running_any():
     out = subprocess.run(["bash", script, "trian"], cwd=REPO, capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 2
-    assert ("unknown stage trian (record, train, evaluate, ros, table, attention, takeover, "
-            "named, paired, claim)" in out.stderr)
+    assert ("unknown stage trian (record, train, keep, evaluate, ros, table, attention, "
+            "takeover, claim)" in out.stderr)

@@ -97,3 +97,16 @@ def load_state(cfg: TrainConfig, model: OpenVLAOFT, heads: Optional[AuxiliaryHea
     log(f"resumed {path} at step {blob['step']}/{blob['total']} "
         f"({blob['loop']['minutes_before']:.1f} min trained before this sitting)")
     return int(blob["step"])
+
+
+def finished(path: str) -> bool:
+    """Whether the run saved in ``path`` (train_state.pt) has done all its steps."""
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    return int(blob["step"]) >= int(blob["total"])
+
+
+if __name__ == "__main__":  # python -m specprune.train.resumable finished RUN/train_state.pt
+    import sys
+    if len(sys.argv) != 3 or sys.argv[1] != "finished":
+        sys.exit("usage: python -m specprune.train.resumable finished PATH (exit 0: finished)")
+    sys.exit(0 if finished(sys.argv[2]) else 1)
