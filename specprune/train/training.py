@@ -59,7 +59,7 @@ class Run:
     train_samples: np.ndarray
     val_samples: np.ndarray
     summary: Dict[str, Any] = field(default_factory=dict)
-    sources: Tuple[Tuple[str, int], ...] = ()  # the demo files read (name, bytes)
+    sources: Tuple[Tuple[str, str], ...] = ()  # the demo files read (name, content digest)
 
 
 def prepare(cfg: TrainConfig, log: Log) -> Tuple[Run, Any]:
