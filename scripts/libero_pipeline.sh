@@ -100,8 +100,7 @@ KEEP_DIR=${KEEP_DIR:-checkpoints}
 # variant use; another policy than RUN's gets its results elsewhere (a task whose JSON
 # exists is never run again, a claim JSON never written over)
 HEADLINE=${HEADLINE:-$RUN}
-results=runs/${BENCH}
-[ "$HEADLINE" != "$RUN" ] && results=$HEADLINE
+results=$HEADLINE  # runs/<run>_eval, runs/<run>_claim: never mixed with another policy's
 EVAL=${EVAL:-${results}_eval}
 PER_TASK=${PER_TASK:-50}  # demos per task (a multiple of SHARD)
 SHARD=10  # demos per shard; a shard's seeds depend on (task, shard), not on PER_TASK
@@ -182,6 +181,11 @@ shard_rounds() {  # total niceness module [args...]: breadth first, one shard of
 record() {
   shard_rounds "$PER_TASK" 19 "$RECORDER" --seed 10000 --out "$DEMOS"
   [ -z "$PAIRED_RECORD" ] && return 0
+  if [ "$BENCH" != tabletop ]; then
+    echo "libero_pipeline: PAIRED_RECORD: shared scenes are recorded on the tabletop" \
+      "suites only" >&2
+    exit 2
+  fi
   RECORD=$PAIRED_RECORD shard_rounds "$PAIRED_PER_TASK" 19 "$RECORDER" --seed 80000 \
     --out "$PAIRED_DEMOS" --shared-scenes
 }
@@ -196,10 +200,18 @@ keep() {  # commit-ready copy of RUN: its resumable state, or its checkpoint onc
   fi
   x mkdir -p "$dest"
   if .venv/bin/python -m specprune.train.resumable finished "$RUN/train_state.pt"; then
+    if [ ! -f "$RUN/checkpoint/model.safetensors" ]; then
+      echo "libero_pipeline: keep: $RUN is finished but has no checkpoint" >&2
+      exit 2
+    fi
+    # the finished checkpoint replaces the state (scripts/train_libero.sh restores either)
+    x rm -rf "$dest/checkpoint.tmp"
+    x cp -r "$RUN/checkpoint" "$dest/checkpoint.tmp"
     x rm -rf "$dest/checkpoint" "$dest/train_state.pt"
-    x cp -r "$RUN/checkpoint" "$dest/checkpoint"
+    x mv "$dest/checkpoint.tmp" "$dest/checkpoint"
   else
-    x cp "$RUN/train_state.pt" "$dest/train_state.pt"
+    x cp "$RUN/train_state.pt" "$dest/train_state.pt.tmp"
+    x mv "$dest/train_state.pt.tmp" "$dest/train_state.pt"
   fi
   log "keep: $RUN -> $dest (git add it to keep it)"
 }

@@ -6,6 +6,8 @@
 #
 #   nohup bash scripts/tabletop_pipeline.sh > runs/tabletop_pipeline.log 2>&1 &
 #
-# Folders: demos/tabletop, runs/tabletop_deep (training), runs/tabletop_eval,
-# runs/tabletop_claim. Every variable of libero_pipeline.sh can be set the same way.
+# Folders: demos/tabletop and demos/tabletop_paired, runs/tabletop_grounded (training),
+# runs/tabletop_grounded_eval, runs/tabletop_grounded_claim, checkpoints/tabletop_grounded
+# (the keep stage's copy, committed). Every variable of libero_pipeline.sh can be set the
+# same way.
 BENCH=tabletop exec bash "$(dirname "$0")/libero_pipeline.sh" "$@"

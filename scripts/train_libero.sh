@@ -28,12 +28,20 @@ RUN=${RUN:-runs/libero_deep}
 PRESET=${PRESET:-libero-deep}
 STEPS=${STEPS:-6000}
 
-# a run kept in the repository (libero_pipeline.sh's keep stage) continues from there
-KEPT=${KEPT:-checkpoints/$(basename "$RUN")/train_state.pt}
-if [ ! -f "$RUN/train_state.pt" ] && [ -f "$KEPT" ]; then
+# a run kept in the repository (libero_pipeline.sh's keep stage, KEEP_DIR/<run name>)
+# continues from there; a finished one's checkpoint is put back in place
+KEPT=${KEPT:-${KEEP_DIR:-checkpoints}/$(basename "$RUN")}
+if [ ! -f "$RUN/train_state.pt" ] && [ -f "$KEPT/train_state.pt" ]; then
   echo "train_libero: $RUN has no train_state.pt: resuming from the kept $KEPT" >&2
   mkdir -p "$RUN"
-  cp "$KEPT" "$RUN/train_state.pt"
+  cp "$KEPT/train_state.pt" "$RUN/train_state.pt"
+elif [ ! -f "$RUN/train_state.pt" ] && [ -f "$KEPT/checkpoint/model.safetensors" ]; then
+  if [ ! -f "$RUN/checkpoint/model.safetensors" ]; then
+    mkdir -p "$RUN"
+    cp -r "$KEPT/checkpoint" "$RUN/checkpoint"
+  fi
+  echo "train_libero: $RUN is finished (kept in $KEPT): its checkpoint is in place" >&2
+  exit 0
 fi
 IFS=, read -ra demo_dirs <<< "$DEMOS"  # one folder, or several comma-separated
 partial=$(find "${demo_dirs[@]}" -maxdepth 1 -name '*.partial' 2>/dev/null | wc -l)

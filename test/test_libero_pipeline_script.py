@@ -150,32 +150,65 @@ def test_keep_copies_the_state_of_a_running_run_and_the_checkpoint_of_a_finished
     env = dict(RUN=str(run), KEEP_DIR=str(tmp_path / "kept"))
     kept = tmp_path / "kept" / "tabletop_grounded"
     plan = _plan(tmp_path, "keep", script=TABLETOP, **env)
-    assert plan == [f"mkdir -p {kept}", f"cp {run}/train_state.pt {kept}/train_state.pt"]
+    assert plan == [f"mkdir -p {kept}", f"cp {run}/train_state.pt {kept}/train_state.pt.tmp",
+                    f"mv {kept}/train_state.pt.tmp {kept}/train_state.pt"]
     _train_state(run / "train_state.pt", 6000, 6000)
+
+    def refused(reason):
+        done = subprocess.run(["bash", TABLETOP, "keep"], cwd=REPO, capture_output=True,
+                              text=True, env=dict(os.environ, DRY_RUN="1", **env), timeout=60)
+        return done.returncode == 2 and reason in done.stderr
+
+    assert refused("is finished but has no checkpoint")  # nothing deleted before the copy
+    (run / "checkpoint").mkdir()
+    (run / "checkpoint" / "model.safetensors").write_bytes(b"weights")
     plan = _plan(tmp_path, "keep", script=TABLETOP, **env)
-    assert plan == [f"mkdir -p {kept}", f"rm -rf {kept}/checkpoint {kept}/train_state.pt",
-                    f"cp -r {run}/checkpoint {kept}/checkpoint"]
+    assert plan == [f"mkdir -p {kept}", f"rm -rf {kept}/checkpoint.tmp",
+                    f"cp -r {run}/checkpoint {kept}/checkpoint.tmp",
+                    f"rm -rf {kept}/checkpoint {kept}/train_state.pt",
+                    f"mv {kept}/checkpoint.tmp {kept}/checkpoint"]
     (run / "train_state.pt").unlink()
-    done = subprocess.run(["bash", TABLETOP, "keep"], cwd=REPO, capture_output=True, text=True,
-                          env=dict(os.environ, DRY_RUN="1", **env), timeout=60)
-    assert done.returncode == 2 and "has no train_state.pt" in done.stderr
+    assert refused("has no train_state.pt")
+
+
+def _train_libero(tmp_path, run, **env):
+    demos = tmp_path / "demos"
+    demos.mkdir(exist_ok=True)
+    (demos / "shard.hdf5.partial").write_text("")
+    return subprocess.run(["bash", os.path.join(REPO, "scripts", "train_libero.sh")],
+                          cwd=REPO, capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, RUN=str(run), DEMOS=str(demos), **env))
 
 
 def test_training_resumes_from_the_kept_state_when_the_run_has_none(tmp_path):
-    """A new checkout has no runs/: train_libero.sh starts from the committed state. (The
-    demo folder holds an unfinished shard, so the script stops right after the copy.)"""
-    kept = tmp_path / "kept" / "train_state.pt"
-    _train_state(kept, 1500, 6000)
-    demos = tmp_path / "demos"
-    demos.mkdir()
-    (demos / "shard.hdf5.partial").write_text("")
+    """A new checkout has no runs/: train_libero.sh starts from the committed state in
+    KEEP_DIR/<run name>. (The demo folder holds an unfinished shard, so the script stops
+    right after the copy.)"""
+    kept = tmp_path / "kept" / "tabletop_grounded"
+    _train_state(kept / "train_state.pt", 1500, 6000)
     run = tmp_path / "runs" / "tabletop_grounded"
-    done = subprocess.run(["bash", os.path.join(REPO, "scripts", "train_libero.sh")],
-                          cwd=REPO, capture_output=True, text=True, timeout=60,
-                          env=dict(os.environ, RUN=str(run), KEPT=str(kept), DEMOS=str(demos)))
+    done = _train_libero(tmp_path, run, KEEP_DIR=str(tmp_path / "kept"))
     assert "resuming from the kept" in done.stderr
-    assert (run / "train_state.pt").read_bytes() == kept.read_bytes()
+    assert (run / "train_state.pt").read_bytes() == (kept / "train_state.pt").read_bytes()
     assert done.returncode == 2 and "unfinished shard" in done.stderr
+
+
+def test_a_kept_finished_run_puts_its_checkpoint_in_place_instead_of_training(tmp_path):
+    kept = tmp_path / "kept" / "tabletop_grounded" / "checkpoint"
+    kept.mkdir(parents=True)
+    (kept / "model.safetensors").write_bytes(b"weights")
+    run = tmp_path / "runs" / "tabletop_grounded"
+    done = _train_libero(tmp_path, run, KEEP_DIR=str(tmp_path / "kept"))
+    assert done.returncode == 0 and "is finished" in done.stderr, done.stderr
+    assert (run / "checkpoint" / "model.safetensors").read_bytes() == b"weights"
+    assert not (run / "train_state.pt").exists()
+
+
+def test_shared_scenes_are_refused_on_libero(tmp_path):
+    done = subprocess.run(["bash", SCRIPT, "record"], cwd=REPO, capture_output=True, text=True,
+                          env=dict(os.environ, DRY_RUN="1", PAIRED_RECORD="libero_spatial:0"),
+                          timeout=120)
+    assert done.returncode == 2 and "tabletop suites only" in done.stderr
 
 
 def test_a_rerun_skips_the_tasks_whose_json_exists(tmp_path):

@@ -4,6 +4,7 @@ attention loss, and the script refuses unfinished shards and changed demo files.
 import os
 import subprocess
 
+import h5py
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -59,6 +60,16 @@ def test_a_stopped_and_resumed_run_gives_the_weights_of_one_run(demos, tmp_path)
     assert changed.returncode != 0
     assert "trained on other demo files" in changed.stderr
     assert "libero_object_task01_part00.hdf5" in changed.stderr
+    # and on a file whose values changed in place (its size did not)
+    (demos / "libero_object_task01_part00.hdf5").unlink()
+    shard = sorted(demos.glob("*.hdf5"))[0]
+    size = shard.stat().st_size
+    with h5py.File(shard, "r+") as f:
+        f["data/demo_0/actions"][0, 0] += 0.5
+    assert shard.stat().st_size == size
+    changed = _script(demos, tmp_path / "two")
+    assert changed.returncode != 0 and "trained on other demo files" in changed.stderr
+    assert shard.name in changed.stderr
 
 
 def test_the_script_refuses_shards_still_being_recorded(demos, tmp_path):

@@ -50,11 +50,20 @@ def content_digest(path: str) -> str:
     def add(name: str, item) -> None:
         digest.update(name.encode())
         for key in sorted(item.attrs):
-            digest.update(f"{key}={item.attrs[key]!s}".encode())
+            value = item.attrs[key]
+            if np.ndim(value) == 0:  # numbers and strings, as the recorders write them
+                digest.update(f"{key}={value!s}".encode())
+            else:  # an array: its values (str() would shorten a long one)
+                digest.update(key.encode())
+                add_array(np.asarray(value))
         if isinstance(item, h5py.Dataset):
-            value = item[()]
-            digest.update(f"{value.dtype.str}{value.shape}".encode())
-            digest.update(np.ascontiguousarray(value).tobytes())
+            add_array(np.asarray(item[()]))
+
+    def add_array(array: np.ndarray) -> None:
+        if array.dtype.kind == "O":  # variable-length strings: tobytes() would give pointers
+            array = np.array([str(part) for part in array.ravel()]).reshape(array.shape)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
 
     with h5py.File(path, "r") as f:
         add("/", f)

@@ -26,7 +26,7 @@ over the object and grasps again, or carries what the policy did pick up.
 
 ::
 
-    python -m specprune_ros.eval.takeover_demos --policy runs/tabletop_deep/checkpoint \\
+    python -m specprune_ros.eval.takeover_demos --policy runs/tabletop_grounded/checkpoint \\
         --suite sim_goal --tasks 0-3 --per-task 10 --seed 70000 --frame-every 4 \\
         --out demos/tabletop_takeover
 

@@ -12,7 +12,7 @@ every object's true offset and the nearest one. Tasks of one suite share a scene
 instruction moves the readout at all: ``spread`` is, per pair of such tasks, the distance
 between their readouts on each seed.
 
-    python -m specprune_ros.eval.target_readout --policy runs/tabletop_deep/checkpoint \\
+    python -m specprune_ros.eval.target_readout --policy runs/tabletop_grounded/checkpoint \\
         --tasks sim_spatial_0,sim_spatial_1 --seed 610000 --episodes 6
 
 The scale and the readout kind come from the checkpoint's training_summary.json; a
