@@ -63,18 +63,20 @@ case "$BENCH" in
     RECORD=${RECORD:-"sim_spatial:0-3 sim_object:0-3 sim_goal:0-3 sim_long:0-2"}
     PER_TASK=${PER_TASK:-40}
     RUN=${RUN:-runs/tabletop_grounded}
-    # The headline recipe (since the step-6000 policy of runs/tabletop_deep read the side
-    # words of sim_spatial's instructions but not the landmark words): PAIRED_RECORD's
-    # tasks recorded a second time with --shared-scenes (every task on the same seeds from
-    # 80000, so each scene is shown under every instruction and only the words tell the
-    # demos apart), PAIRED_PER_TASK per task into PAIRED_DEMOS, trained on with the rest;
+    # The headline recipe (since the step-6000 policy of runs/tabletop_deep went for the
+    # wrong object: it read the side words of sim_spatial's instructions but not the
+    # landmark words, and never grasped sim_long_2's first object): PAIRED_RECORD's tasks
+    # recorded a second time with --shared-scenes (every task of a suite on the same seeds
+    # from 80000; a suite's tasks share their scene on a seed, so each scene is shown under
+    # every instruction and only the words tell the demos apart), PAIRED_PER_TASK per task
+    # into PAIRED_DEMOS, trained on with the rest;
     # and the grounded recipe's named-object head (--aux-named NAMED_WEIGHT: the visual
     # states entering layer 2 -> "this patch shows the object the instruction names",
     # labels from the demos' object boxes). Not the attention loss (no loss on the scores
     # SpecPrune ranks by), but it does teach early layers which patches matter: said so
     # wherever its rows are shown.
-    PAIRED_RECORD=${PAIRED_RECORD-"sim_spatial:0-3"}  # set empty: none
-    PAIRED_PER_TASK=${PAIRED_PER_TASK:-40}
+    PAIRED_RECORD=${PAIRED_RECORD-$RECORD}  # set empty: none
+    PAIRED_PER_TASK=${PAIRED_PER_TASK:-20}
     ROS_SUITE=${ROS_SUITE:-sim_object}
     claim_episodes() { per_task "$SUITE_EPISODES" "$1"; }  # as many as development
     ;;

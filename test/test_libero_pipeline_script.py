@@ -113,15 +113,22 @@ def test_the_takeover_stage_records_every_task_then_fine_tunes_on_both_demo_sets
 
 
 def test_the_tabletop_headline_records_shared_scenes_and_trains_with_the_named_head(tmp_path):
-    """The tabletop recipe: sim_spatial recorded again on shared scenes (each scene under
-    every instruction), trained on with the rest, the named-object head on; LIBERO's has
-    neither."""
+    """The tabletop recipe: every task recorded again on shared scenes (each scene under
+    every instruction of its suite), trained on with the rest, the named-object head on;
+    LIBERO's has neither."""
     plan = _plan(tmp_path, "record", "train", script=TABLETOP)
     paired = [c for c in plan if "--shared-scenes" in c]
-    assert [re.search(r"--per-task (\d+)", c).group(1) for c in paired] == [
-        "10", "20", "30", "40"]
-    assert all("--suite sim_spatial --tasks 0-3" in c and "--seed 80000" in c
-               and "--out demos/tabletop_paired --shared-scenes" in c for c in paired)
+    rounds = [(re.search(r"--per-task (\d+)", c).group(1),
+               re.search(r"--suite (\S+) --tasks (\S+)", c).groups()) for c in paired]
+    # breadth first: every suite's first shard, then every suite's second (two jobs side
+    # by side print in either order within a round)
+    suites = [("sim_goal", "0-3"), ("sim_long", "0-2"), ("sim_object", "0-3"),
+              ("sim_spatial", "0-3")]
+    assert [per for per, _ in rounds] == ["10"] * 4 + ["20"] * 4
+    assert sorted(item for _, item in rounds[:4]) == sorted(item for _, item in rounds[4:]) \
+        == suites
+    assert all("--seed 80000" in c and "--out demos/tabletop_paired --shared-scenes" in c
+               for c in paired)
     # after every shard of the main demos
     assert plan.index(paired[0]) > max(i for i, c in enumerate(plan) if "--seed 10000" in c)
     assert plan[-1] == ("env DEMOS=demos/tabletop,demos/tabletop_paired "
@@ -274,8 +281,8 @@ def test_the_script_reads_task_ranges_as_the_recorder_does(tmp_path):
 def test_the_tabletop_suites_run_the_same_chain_on_their_own_tasks_and_claim_seeds(tmp_path):
     commands = _plan(tmp_path, "record", "train", "evaluate", "claim", script=TABLETOP)
     recorders = [c for c in commands if "tabletop_demos" in c]
-    # four suites, PER_TASK 40 in shards of 10; then sim_spatial on shared scenes
-    assert len(recorders) == 4 * 4 + 4
+    # four suites, PER_TASK 40 in shards of 10; then each on shared scenes, 20 in shards
+    assert len(recorders) == 4 * 4 + 4 * 2
     assert all("--out demos/tabletop" in c and "--frame-every 4" in c for c in recorders)
     assert not any("libero_demos" in c for c in commands)
     assert ("env DEMOS=demos/tabletop,demos/tabletop_paired RUN=runs/tabletop_grounded bash "

@@ -13,7 +13,7 @@ from specprune_ros.sim.libero_experts import LiberoExpertConfig, expert_for
 from specprune_ros.sim.sim_arm import SimArm, SimArmConfig
 from specprune_ros.sim.tabletop_demos import EXPERT, expert_obs, object_box, record_episode
 from specprune_ros.sim.tabletop_scene import PLATE_SIZE
-from specprune_ros.sim.tabletop_suites import TABLETOP_TASKS
+from specprune_ros.sim.tabletop_suites import SUITES, TABLETOP_TASKS, suite_tasks
 from specprune_ros.sim.task_wiring import task_wiring
 
 #: SPECPRUNE_LIBERO_FULL=1: three development seeds per task instead of one
@@ -165,13 +165,16 @@ def test_frames_kept_every_4th_tick_are_the_every_tick_recordings_and_boxes_hold
     assert x0 * size <= cols.mean() <= x1 * size and y0 * size <= rows.mean() <= y1 * size
 
 
-def test_the_spatial_tasks_share_their_scene_on_a_seed():
-    """What --shared-scenes relies on: one seed, one scene, whichever cube the instruction
-    names (the four sim_spatial tasks differ only in their instruction)."""
-    objects = [o.name for o in TABLETOP_TASKS["sim_spatial_0"].objects]
+@pytest.mark.parametrize("suite", SUITES)
+def test_the_tasks_of_a_suite_share_their_scene_on_a_seed(suite):
+    """What --shared-scenes relies on: one seed, one scene, whichever object the
+    instruction names (a suite's tasks differ only in their instruction and goal)."""
+    tasks = suite_tasks(suite)
+    objects = [o.name for o in tasks[0].objects]
     scenes = []
-    for index in range(4):
-        with SimArm(SimArmConfig(task=f"sim_spatial_{index}", horizon=220)) as arm:
+    for task in tasks:
+        assert [o.name for o in task.objects] == objects
+        with SimArm(SimArmConfig(task=task.name, horizon=task.horizon)) as arm:
             extras = arm.reset(seed=80000).extras
             scenes.append(np.array([extras[f"{name}_pos"] for name in objects]))
     for scene in scenes[1:]:

@@ -200,8 +200,9 @@ def save(cfg: TrainConfig, run: Run, tokenizer: Any, log: Log) -> None:
         if name.startswith(("action_head--", "proprio_projector--")):
             os.remove(os.path.join(cfg.out, name))  # the loader accepts exactly one of each
     env = run.data.demos.env_args
+    first = cfg.demos.split(",")[0]  # several folders: the statistics' key is the first's
     dataset = str(env.get("task") or os.path.splitext(os.path.basename(os.path.normpath(
-        cfg.demos)))[0])
+        first)))[0])
     save_checkpoint(cfg.out, run.model.to("cpu").eval(), tokenizer, run.statistics,
                     dataset=dataset, step=run.summary.get("steps", 0))
     summary = dict(run.summary, config=dataclasses.asdict(cfg), torch=torch.__version__,

@@ -192,9 +192,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="render and store the views on every k-th tick only")
     parser.add_argument("--shard-size", type=int, default=10, help="demos per shard")
     parser.add_argument("--shared-scenes", action="store_true",
-                        help="every task on the same seeds: the suites whose scene follows "
-                        "from the seed alone (sim_spatial, sim_goal) then show each scene "
-                        "under every instruction, so only the instruction tells them apart")
+                        help="every task on the same seeds: a suite's tasks share their "
+                        "scene on a seed (test_tabletop_scene), so each scene is shown under "
+                        "every instruction and only the instruction tells them apart")
     args = parser.parse_args(argv)
     if min(args.per_task, args.frame_every, args.shard_size) < 1:
         parser.error("--per-task, --frame-every and --shard-size must be >= 1")
