@@ -102,7 +102,10 @@ KEEP_DIR=${KEEP_DIR:-checkpoints}
 # variant use; another policy than RUN's gets its results elsewhere (a task whose JSON
 # exists is never run again, a claim JSON never written over)
 HEADLINE=${HEADLINE:-$RUN}
-results=$HEADLINE  # runs/<run>_eval, runs/<run>_claim: never mixed with another policy's
+# results/<run>_eval and results/<run>_claim: never mixed with another policy's, and
+# tracked (JSONs, tables and the per-episode journals a stopped evaluation resumes from):
+# commit them at the end of each sitting, ignored folders do not outlive a checkout
+results=results/$(basename "$HEADLINE")
 EVAL=${EVAL:-${results}_eval}
 PER_TASK=${PER_TASK:-50}  # demos per task (a multiple of SHARD)
 SHARD=10  # demos per shard; a shard's seeds depend on (task, shard), not on PER_TASK
@@ -238,7 +241,7 @@ evaluate_task() {  # out suite task episodes configs [extra evaluate arguments..
 name_of() { echo "$1/$2_$3_task$(printf %02d "$4").json"; }  # dir kind suite task
 
 evaluate() {
-  mkdir -p "$EVAL"
+  x mkdir -p "$EVAL"
   local item suite task n configs
   for kind in main ablations; do
     for item in $RECORD; do
@@ -258,7 +261,7 @@ attention() {  # fine-tune with the attention loss, then the main configurations
   x env DEMOS="$TRAIN_DEMOS" RUN="$RUN_ATTN" STEPS="$ATTN_STEPS" bash scripts/train_libero.sh \
     --init "$HEADLINE/checkpoint" "${TRAIN_ARGS[@]}" --aux-attention "$ATTN_WEIGHT" \
     --lr 2e-4 --warmup-steps 50
-  mkdir -p "$EVAL"
+  x mkdir -p "$EVAL"
   local item suite task
   for item in $RECORD; do
     suite=${item%%:*}
@@ -289,7 +292,7 @@ takeover() {  # the policy's near misses finished by the expert, then the fine-t
 }
 
 ros() {  # one suite through the deployment path; one process at a time (it runs the bridge)
-  mkdir -p "$EVAL"
+  x mkdir -p "$EVAL"
   local item task n
   for item in $RECORD; do
     [ "${item%%:*}" = "$ROS_SUITE" ] || continue
@@ -304,7 +307,7 @@ ros() {  # one suite through the deployment path; one process at a time (it runs
 }
 
 claim() {
-  mkdir -p "$CLAIM_DIR"
+  x mkdir -p "$CLAIM_DIR"
   local item suite task out n
   for item in $RECORD; do
     suite=${item%%:*}

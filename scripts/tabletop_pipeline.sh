@@ -7,7 +7,7 @@
 #   nohup bash scripts/tabletop_pipeline.sh > runs/tabletop_pipeline.log 2>&1 &
 #
 # Folders: demos/tabletop and demos/tabletop_paired, runs/tabletop_grounded (training),
-# runs/tabletop_grounded_eval, runs/tabletop_grounded_claim, checkpoints/tabletop_grounded
-# (the keep stage's copy, committed). Every variable of libero_pipeline.sh can be set the
-# same way.
+# results/tabletop_grounded_eval, results/tabletop_grounded_claim (tracked),
+# checkpoints/tabletop_grounded (the keep stage's copy, committed). Every variable of
+# libero_pipeline.sh can be set the same way.
 BENCH=tabletop exec bash "$(dirname "$0")/libero_pipeline.sh" "$@"

@@ -318,3 +318,20 @@ def test_the_attention_row_runs_only_when_named_and_fine_tunes_the_headline_poli
         assert "--seed 500000" in cmd and "/attention_sim_" in cmd
         assert episodes == (34 if task.startswith("sim_long") else 25)
     assert sum("suite_table" in c and "table_attention_" in c for c in commands) == 4
+
+
+def test_results_and_journals_go_to_a_tracked_folder_named_after_the_policy():
+    """Ignored folders do not outlive a checkout: the evaluation's JSONs and the journals a
+    stopped evaluation resumes from live in results/<run>_eval (and _claim), not runs/."""
+    env = {k: v for k, v in os.environ.items() if k not in ("EVAL", "CLAIM_DIR")}
+    done = subprocess.run(["bash", TABLETOP, "evaluate", "claim"], cwd=REPO, text=True,
+                          capture_output=True, env=dict(env, DRY_RUN="1"), timeout=300)
+    assert done.returncode == 0, done.stderr
+    evals = _evaluations(done.stdout.splitlines())
+    assert evals and all("--json results/tabletop_grounded_" in cmd for *_, cmd in evals)
+    assert any("--resume results/tabletop_grounded_eval/main_sim_spatial_task00.jsonl" in cmd
+               for *_, cmd in evals)
+    assert any("--json results/tabletop_grounded_claim/" in cmd for *_, cmd in evals)
+    ignored = subprocess.run(["git", "check-ignore", "-q", "results/tabletop_grounded_eval/x"],
+                             cwd=REPO)
+    assert ignored.returncode == 1  # not ignored: git add finds it
