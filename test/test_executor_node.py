@@ -427,7 +427,9 @@ class TestPose:
 
     def test_executor_runs_on_the_bridge_clock(self, pose_rig: Rig) -> None:
         """Its commands are stamped with values of /clock (the bridge's simulated time,
-        advanced in 50 ms steps), not with the wall clock."""
+        advanced in 50 ms steps), not with the wall clock, and its 50 Hz timer ticks on that
+        clock: once per step, never twice on one value (a timer on the steady clock, which
+        the executor uses without simulated time, would)."""
         rig = pose_rig
         clock: List[int] = []
         stamps: List[int] = []
@@ -447,6 +449,7 @@ class TestPose:
         ticks = np.array(clock)
         off = [int(np.abs(ticks - s).min()) for s in later]  # ns; float seconds inside
         assert later and max(off) < 1000, f"commands not stamped on /clock: {off}"
+        assert len(set(later)) == len(later), "two ticks on one /clock value"
 
     def test_watchdog_holds_a_latched_target(self, pose_rig: Rig) -> None:
         """The hold target is latched once (where the decelerating target came to rest),

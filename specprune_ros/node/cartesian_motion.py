@@ -7,7 +7,8 @@ questions per tick:
 - ``move``: the command for a twist a chunk asks for. The workspace box is checked from
   the position at command time: the measured position plus what the commands since its
   stamp (and ``controller_lag_s`` before it, still on their way through the controller)
-  moved it (twist), or the pose target itself (pose).
+  moved it (twist), or the pose target itself (pose); a twist is planned to stop in time
+  even if the next tick comes as late as ``horizon`` (the tick clock's longest period).
 - ``hold``: the command of a hold tick: the twist comes down to zero at the stop
   decelerations (``max_*_stop_decel``), the pose target stays latched (it moves only
   by that decelerating twist).
@@ -33,8 +34,11 @@ Command = Tuple[np.ndarray, np.ndarray]
 class CartesianMotion:
     """Twist or pose commands inside the envelope (see the module docstring)."""
 
-    def __init__(self, limits: Limits, output: str) -> None:
+    def __init__(self, limits: Limits, output: str, horizon: float = 0.0) -> None:
         self.output = output
+        # the latest the next tick may come: a twist stays in force until then, so the box
+        # plans with it; a pose target stays where it is
+        self.horizon = horizon if output == "twist" else 0.0
         self.envelope = Envelope(limits)
         self.integrator = PoseIntegrator()
         self.history = CommandHistory()
@@ -66,7 +70,7 @@ class CartesianMotion:
         """The command for the twist (``linear``, ``angular``) a chunk asks for, from the
         fresh measured ``pose``; (command, interventions)."""
         limited = self.envelope.limit(linear, angular, self._position_now(pose, now), period,
-                                      since_activation)
+                                      since_activation, horizon=self.horizon)
         self.history.add(now, limited.linear)
         if self.output == "twist":
             return (limited.linear, limited.angular), limited.interventions
@@ -78,7 +82,7 @@ class CartesianMotion:
         """A hold tick from the last fresh ``pose`` (None: none); None when there is
         nothing to hold at."""
         limited = self.envelope.limit(np.zeros(3), np.zeros(3), self._position_now(pose, now),
-                                      period, 0.0, hold=True)
+                                      period, 0.0, hold=True, horizon=self.horizon)
         self.history.add(now, limited.linear)
         if self.output == "twist":
             return limited.linear, limited.angular

@@ -42,7 +42,7 @@ COUNTERS = ("ticks", "commands", "dry_run_commands", "chunks_received", "chunks_
             "estops", "bad_state", "clock_jumps", "action_out_of_range", "ramp_in",
             "linear_speed", "angular_speed", "linear_accel", "angular_accel", "stop_decel",
             "workspace", "pose_lead", "joint_speed", "joint_accel", "joint_position",
-            "joint_lead", "bad_robot_description", "chunks_before_estop")
+            "joint_lead", "bad_robot_description", "chunks_before_estop", "joint_states_partial")
 OK, WARN, ERROR = 0, 1, 2  # diagnostic levels
 
 
@@ -71,7 +71,10 @@ class ExecutorCore:
         self.dt = 1.0 / float(v["control_rate_hz"])
         self.joint_names = tuple(v["joint_names"])  # read-only
         self.combiner = ChunkCombiner(v["rule"], v["ensemble_k"], v["crossfade_points"])
-        self.motion = CartesianMotion(params.limits_from(v), v["output"])
+        # a twist stays in force until the next tick, which may come as late as the tick
+        # clock's longest period: the workspace box plans with that (a target does not move)
+        self.motion = CartesianMotion(params.limits_from(v), v["output"],
+                                      horizon=TickClock(self.dt).longest)
         self.joint_motion = JointMotion(self.joint_names, params.joint_limits_from(v))
         self.ticks = TickClock(self.dt)
         self.period = self.dt  # the actual tick period (tick_clock)
@@ -175,8 +178,10 @@ class ExecutorCore:
         names = list(names)
         try:
             q = [positions[names.index(j)] for j in self.joint_names]
-        except (ValueError, IndexError):
-            return  # another publisher's subset of joints
+        except (ValueError, IndexError):  # another publisher's subset, or misnamed joints
+            self.counters["joint_states_partial"] += 1
+            self.measured.partial(names, len(positions), self.joint_names)
+            return
         # a non-finite one drops the previous good state: hold until a finite one
         if not self.measured.take_joints(q, stamp):
             self.counters["bad_state"] += 1
@@ -239,7 +244,7 @@ class ExecutorCore:
         self.measured.drop_after(now)
         self.restart_ramp(now)
         self.jumped = f"{what} (to {now:.3f} s): chunks dropped, waiting for a new one"
-        self.log.warning(f"time jump: {self.jumped}")
+        self.log.warning(f"time jump: {self.jumped}", throttle_duration_sec=1.0)
 
     # -------------------------------------------------------------------- the tick
     def tick(self, now: float) -> Optional[Command]:

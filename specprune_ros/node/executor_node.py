@@ -5,7 +5,8 @@ Between the policy node and the robot. Run::
     python -m specprune_ros.node.executor_node --ros-args --params-file config/executor.yaml \
         -p autostart:=true
 
-Every ``1 / control_rate_hz`` of the node clock (simulated time with use_sim_time) it takes
+Every ``1 / control_rate_hz`` (of simulated time with use_sim_time, else of the steady clock:
+a system clock stepped back must not stop the ticks) it takes
 the point of each chunk that is due now (chunk_timing: points whose time has passed are
 skipped, never replayed late), combines overlapping chunks by ``rule``, scales the
 normalised action to SI units, passes it through the safety envelope (cartesian_motion,
@@ -33,6 +34,7 @@ import math
 import warnings
 from typing import Any, Dict, List, Optional
 
+from rclpy.clock import Clock, ClockType
 from rclpy.duration import Duration
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
@@ -125,6 +127,16 @@ class ExecutorNode(LifecycleNode):
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
+    def _tick_clock(self) -> Optional[Clock]:
+        """The clock the tick timer runs on: the node clock on simulated time (ticks follow
+        /clock), else the steady clock. A timer on the system clock would stop ticking when
+        that clock is stepped back (NTP / chrony) until it has caught up again: no holds, no
+        watchdog; on the steady clock the ticks go on and see the step (tick_clock).
+        use_sim_time is read here, at configure."""
+        if self.get_parameter("use_sim_time").value:
+            return None
+        return Clock(clock_type=ClockType.STEADY_TIME)
+
     # -------------------------------------------------------------------- lifecycle
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         v = self.core.values
@@ -152,7 +164,7 @@ class ExecutorNode(LifecycleNode):
             v["output"]]
         self._command_pub = pub(kind, v[topic], 10)
         self._entities += [self._diag_pub, self._gripper_pub, self._command_pub]
-        self._timer = self.create_timer(self.core.dt, self._on_tick)
+        self._timer = self.create_timer(self.core.dt, self._on_tick, clock=self._tick_clock())
         self._jump_handle = watch_time_jumps(
             self, lambda reason: self.core.time_jumped(self._now(), reason))
         self.get_logger().info(f"configured: chunks on {v['action_chunk_topic']} -> "

@@ -130,9 +130,10 @@ PARAMS: Tuple[ParamSpec, ...] = (
     ParamSpec("max_angular_speed", _DEFAULT.max_angular_speed, "Angular speed limit, rad/s.",
               lo=0.0, hi=20.0),
     ParamSpec("max_linear_accel", _DEFAULT.max_linear_accel, "Linear acceleration limit, "
-              "m/s^2; also the braking the workspace box plans with.", lo=0.0, hi=1000.0),
+              "m/s^2; also the braking the workspace box plans with. Not 0 (the policy could "
+              "never slow the arm): to stop it, set max_linear_speed 0.", lo=0.01, hi=1000.0),
     ParamSpec("max_angular_accel", _DEFAULT.max_angular_accel, "Angular acceleration limit, "
-              "rad/s^2.", lo=0.0, hi=10000.0),
+              "rad/s^2; not 0 (see max_linear_accel).", lo=0.01, hi=10000.0),
     ParamSpec("max_linear_stop_decel", _DEFAULT.max_linear_stop_decel, "Linear deceleration "
               "of a stop: every hold (the e-stop included), a lowered speed limit, a box "
               "closing in; max_linear_accel where that is larger (a stop is never gentler "
@@ -164,7 +165,7 @@ PARAMS: Tuple[ParamSpec, ...] = (
               "velocity>.", lo=0.0, hi=20.0),
     ParamSpec("max_joint_accel", _JOINT_DEFAULT.max_joint_accel, "Output joint_trajectory: "
               "per-joint acceleration limit, rad/s^2; also the braking before a position "
-              "limit.", lo=0.0, hi=1000.0),
+              "limit. Not 0 (see max_linear_accel).", lo=0.01, hi=1000.0),
     ParamSpec("max_joint_stop_decel", _JOINT_DEFAULT.max_joint_stop_decel, "Output "
               "joint_trajectory: per-joint deceleration of a stop (holds, a lowered speed "
               "limit, a position limit closing in); max_joint_accel where that is larger.",

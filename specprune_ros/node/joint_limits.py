@@ -12,9 +12,12 @@ No ROS imports. A joint-space layout's actions are absolute joint positions; eac
    second while the previous speed is allowed; ``stop_decel``: one that is no longer
    allowed (a hold, a limit closing in, a lowered speed limit) is brought back at
    ``max_joint_stop_decel`` (or ``max_joint_accel`` where that is larger);
-4. ``joint_lead``: the target stays within ``max_joint_lead`` of the measured joint (as
-   joint_trajectory_controller's path tolerance would abort), so a blocked arm does not
-   wind it up.
+4. ``joint_lead``: a step never takes the target further than ``max_joint_lead`` from the
+   measured joint (as joint_trajectory_controller's path tolerance would abort), so a
+   blocked arm does not wind it up; nor further than it already is. The target never
+   follows the measured joint on its own: a joint pushed away (a collision, a person) or
+   one bad encoder sample must not step it, and a stepped target stored as the joint's
+   velocity would carry on past the speed limit.
 
 The target is integrated from the previous target (from the measured joints at the start):
 an arm that settles 2 mm short of its target does not drag a hold down. Position limits
@@ -31,7 +34,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from specprune_ros.node.safety_envelope import check_non_negative, finite, stopping_speed
+from specprune_ros.node.safety_envelope import (NO_ZERO_ACCEL, check_non_negative, finite,
+                                                stopping_speed)
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,8 @@ class JointLimits:
                                   "max_joint_lead"))
         if self.max_joint_stop_decel <= 0.0:
             raise ValueError("max_joint_stop_decel must be > 0: a hold has to stop")
+        if self.max_joint_accel <= 0.0:
+            raise ValueError(f"max_joint_accel must be > 0: {NO_ZERO_ACCEL}")
 
     @property
     def stop_decel(self) -> float:
@@ -164,8 +170,10 @@ class JointMotion:
         if np.any(binds & ~allowed):
             notes.append("stop_decel")
         lead = self.limits.max_joint_lead
-        target = np.clip(base + (self.velocity + step) * period, measured - lead, measured + lead)
-        if np.any(np.abs(target - (base + (self.velocity + step) * period)) > 1e-12):
+        free = base + (self.velocity + step) * period
+        target = np.clip(free, np.minimum(measured - lead, base),
+                         np.maximum(measured + lead, base))
+        if np.any(np.abs(target - free) > 1e-12):
             notes.append("joint_lead")
         return self._commit(np.clip(target, lo, hi), base, period), notes
 

@@ -7,8 +7,11 @@ non-finite, not a rotation) drops the previous state too: it must not stay fresh
 robot reports nonsense. ``check`` runs once per tick: the state is stale when missing,
 older than ``max_age_s`` or stamped more than ``max_future_s`` ahead of the clock; a fresh
 one becomes ``fresh``, which a later stale tick keeps (a pose that arrives already old is
-never a target to hold at). ``drop_after`` forgets what is stamped after a clock that
-stepped back (it belongs to the timeline before the step).
+never a target to hold at). A JointState without all of the executor's joints (another
+publisher's subset, or joints named otherwise than ``joint_names``) is skipped; while no
+joint state has been taken, the hold detail says what such messages held. ``drop_after``
+forgets what is stamped after a clock that stepped back (it belongs to the timeline before
+the step).
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ class MeasuredState:
         self.latest: Optional[State] = None
         self.fresh: Optional[State] = None
         self.problem = ""  # why the last message was refused
+        self.skipped = ""  # what the last JointState without the executor's joints held
 
     def take_pose(self, position: Sequence[float], quaternion: Sequence[float], stamp: float,
                   frame: str, base_frame: str) -> bool:
@@ -50,6 +54,16 @@ class MeasuredState:
             return self._refuse("joint state not finite")
         return self._take((q, stamp))
 
+    def partial(self, names: Sequence[str], positions: int, wanted: Sequence[str]) -> None:
+        """A JointState without a position for every one of the ``wanted`` joints."""
+        missing = [j for j in wanted if j not in names]
+        if not missing:
+            self.skipped = f"JointStates arrive with {positions} positions for {len(names)} names"
+            return
+        self.skipped = (f"JointStates arrive without joints {missing[:3]}"
+                        f"{' ...' if len(missing) > 3 else ''} of joint_names (the last one "
+                        f"named {list(names)[:4]}{' ...' if len(names) > 4 else ''})")
+
     def _take(self, state: State) -> bool:
         self.latest, self.problem = state, ""
         return True
@@ -65,7 +79,8 @@ class MeasuredState:
         """Why the state is stale now (the hold detail), or None (it is ``fresh``)."""
         age = self.age(now)
         if age is None:
-            return self.problem or f"no {self.what} received"
+            return self.problem or f"no {self.what} received" + (
+                f"; {self.skipped}" if self.skipped else "")
         if age > max_age_s:
             return f"{self.what} is {age:.3f} s old"
         if -age > max_future_s:

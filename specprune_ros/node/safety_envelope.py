@@ -9,8 +9,9 @@ hold, zero) and returns the one that may be commanded, naming every intervention
 2. ``linear_speed`` / ``angular_speed``: the vector is scaled down to the limit (direction
    kept).
 3. ``workspace``: per axis, no velocity from which the arm could not stop inside the box:
-   held for one control period and then braked at ``max_linear_accel``
-   (``stopping_speed``), from the position at command time (the caller extrapolates the
+   held until the next tick (at the latest: ``horizon``, a late tick must not carry a
+   twist out) and then braked at ``max_linear_accel`` (``stopping_speed``), from the
+   position at command time (the caller extrapolates the
    measured pose with ``CommandHistory``: its age and the controller's lag). Outside the
    box only motion back towards it is allowed (none is forced).
 4. ``linear_accel`` / ``angular_accel``: the change from the previous command is scaled to
@@ -19,19 +20,21 @@ hold, zero) and returns the one that may be commanded, naming every intervention
    limit, the box closing in) is brought into the limits at ``max_*_stop_decel`` (or the
    acceleration limit where that is larger: a stop may be firmer than a start, never
    gentler, and never a step).
-6. ``workspace`` again, the last resort: no velocity that leaves the box within one period
-   (a box moved live, a pose that jumped), whatever the deceleration.
+6. ``workspace`` again, the last resort: no velocity that leaves the box before the next
+   tick (``horizon``; a box moved live, a pose that jumped), whatever the deceleration.
 
 ``period`` is the actual time between the executor's ticks (on a 20 Hz /clock it is 50 ms
 with a nominal 20 ms), so the limits hold per second, not per tick.
 
 ``PoseIntegrator`` turns the limited twist into a PoseStamped target for Cartesian
 impedance controllers: the target advances by v period and w period each tick from the
-last target (from the measured pose at the start), is kept inside the workspace box and at
-most ``max_pose_lead_m`` / ``max_pose_lead_rad`` ahead of the measured pose
-(``pose_lead``). In a hold it is latched: it advances only by the decelerating twist, from
-the last target (or, with none, the measured pose), inside the box, as a unit quaternion,
-and never follows the measured pose (an arm that settles 2 mm low would drag it down).
+last target (from the measured pose at the start) and is kept inside the workspace box. A
+step never takes it further than ``max_pose_lead_m`` / ``max_pose_lead_rad`` from the
+measured pose (``pose_lead``), nor further than it already is: the target never follows the
+measured pose on its own (an arm pushed away, one bad pose sample would step it). In a
+hold it is latched: it advances only by the decelerating twist, from the last target (or,
+with none, the measured pose), inside the box, as a unit quaternion, and never follows the
+measured pose (an arm that settles 2 mm low would drag it down).
 """
 from __future__ import annotations
 
@@ -43,6 +46,10 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from specprune_ros.node.quaternions import quat_multiply, rotation_vector
+
+#: why an acceleration limit of 0 is refused
+NO_ZERO_ACCEL = ("at 0 a moving arm could never be slowed by the policy's commands (to stop "
+                 "it, set the speed limit to 0 or raise the e-stop)")
 
 INTERVENTIONS = ("ramp_in", "linear_speed", "angular_speed", "linear_accel", "angular_accel",
                  "stop_decel", "workspace", "pose_lead")
@@ -153,6 +160,9 @@ class Limits:
                                   "max_pose_lead_m", "max_pose_lead_rad"))
         if min(self.max_linear_stop_decel, self.max_angular_stop_decel) <= 0.0:
             raise ValueError("the stop decelerations must be > 0: a hold has to stop")
+        if min(self.max_linear_accel, self.max_angular_accel) <= 0.0:
+            raise ValueError(f"max_linear_accel and max_angular_accel must be > 0: "
+                             f"{NO_ZERO_ACCEL}")
 
     @property
     def linear_stop(self) -> float:
@@ -232,11 +242,14 @@ class Envelope:
         return self._angular.copy()
 
     def limit(self, linear: np.ndarray, angular: np.ndarray, position: Optional[np.ndarray],
-              period: float, since_activation: float, hold: bool = False) -> Limited:
+              period: float, since_activation: float, hold: bool = False,
+              horizon: float = 0.0) -> Limited:
         """The command allowed this tick. ``position``: the end effector's position at
-        command time (None: unknown, no box); ``period``: the time until the next tick;
-        ``since_activation``: seconds since the speed limits started ramping in; ``hold``:
-        stop (``linear`` and ``angular`` are ignored)."""
+        command time (None: unknown, no box); ``period``: the time since the last tick, the
+        acceleration steps' time; ``horizon``: the latest the next tick may come, which the
+        box plans with (at least ``period``); ``since_activation``: seconds since the speed
+        limits started ramping in; ``hold``: stop (``linear`` and ``angular`` are
+        ignored)."""
         lim, notes = self.limits, []
         v = np.zeros(3) if hold else np.asarray(linear, dtype=np.float64)
         w = np.zeros(3) if hold else np.asarray(angular, dtype=np.float64)
@@ -248,7 +261,8 @@ class Envelope:
             notes.append("ramp_in")
         elif hit_v or hit_w:
             notes += ["linear_speed"] * hit_v + ["angular_speed"] * hit_w
-        low, high = self._box(position, period)
+        horizon = max(period, horizon)
+        low, high = self._box(position, horizon)
         boxed = np.clip(v, low, high)
         if np.any(np.abs(boxed - v) > 1e-12):
             notes.append("workspace")
@@ -263,7 +277,7 @@ class Envelope:
         notes += [f"linear_{note_v}"] * (note_v == "accel") + \
             [f"angular_{note_w}"] * (note_w == "accel") + \
             ["stop_decel"] * ("stop_decel" in (note_v, note_w))
-        last = self._box(position, period, brake=False)
+        last = self._box(position, horizon, brake=False)
         hard = np.clip(v, *last)
         if np.any(np.abs(hard - v) > 1e-12):
             notes.append("workspace")
@@ -330,8 +344,12 @@ class PoseIntegrator:
         base_q = quat if self.orientation is None else self.orientation
         target_p = base_p + np.asarray(linear) * period
         target_q = quat_multiply(rotvec_to_quat(np.asarray(angular) * period), base_q)
-        lead, hit = _scale_to(target_p - pos, limits.max_pose_lead_m)
-        lead_r, hit_r = _scale_to(rotation_between(quat, target_q), limits.max_pose_lead_rad)
+        # never further from the measured pose than the lead, nor than the target already is
+        reach = max(limits.max_pose_lead_m, float(np.linalg.norm(base_p - pos)))
+        reach_r = max(limits.max_pose_lead_rad,
+                      float(np.linalg.norm(rotation_between(quat, base_q))))
+        lead, hit = _scale_to(target_p - pos, reach)
+        lead_r, hit_r = _scale_to(rotation_between(quat, target_q), reach_r)
         if hit or hit_r:
             notes.append("pose_lead")
         target_p = pos + lead
