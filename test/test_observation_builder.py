@@ -196,11 +196,39 @@ def test_nan_in_a_joint_outside_the_arm_is_ignored() -> None:
 def test_missing_and_stale_joint_state_are_reported() -> None:
     builder = ObservationBuilder(VIEWS)
     assert "joint_state_missing" in keys(builder.build(T0, "go").faults)
-    builder = ready_builder(max_joint_state_age_s=0.2)
+    builder = ObservationBuilder(VIEWS, StateLayout(), Limits(max_joint_state_age_s=0.2))
     builder.set_joint_state(ARM, [0.0] * 7, T0)
-    assert keys(builder.build(T0, "go").faults) == ["joint_state_incomplete"]
+    assert "joint_state_incomplete" in keys(builder.build(T0, "go").faults)
+    builder = ready_builder(max_joint_state_age_s=0.2)
     builder.set_joint_state(ARM + FINGERS, [0.0] * 9, T0 - 0.3)
     assert keys(builder.build(T0, "go").faults) == ["joint_state_stale"]
+
+
+def test_arm_and_gripper_published_apart_on_one_topic_make_one_state() -> None:
+    """Two JointState publishers on /joint_states (robot_state_publisher allows it): each
+    message replaced the whole state, the faults flipped between incomplete and non-finite
+    on every message and no observation was ever built."""
+    builder = ObservationBuilder(VIEWS, StateLayout(), Limits(max_joint_state_age_s=0.2))
+    got = []
+    for i in range(6):
+        t = T0 + 0.05 * i
+        builder.set_joint_state(ARM, [0.1 * j for j in range(7)], t)
+        builder.set_joint_state(FINGERS, [0.03, -0.03], t + 0.01)
+        builder.add_pose((0.1, -0.2, 0.3), IDENTITY, t + 0.01)
+        for view in range(len(VIEWS)):
+            builder.add_frame(view, image(), t + 0.005, received=t + 0.005)
+        result = builder.build(t + 0.01, "go")
+        assert i == 0 or not result.faults, keys(result.faults)  # one pose: no velocity yet
+        if result.observation is not None:
+            got.append(result.observation.proprio)
+    assert got, "no observation from the two publishers"
+    np.testing.assert_allclose(got[-1][-2:], [0.03, -0.03])  # the gripper's own values
+    # the gripper publisher dies: its joints go stale though the arm's keep coming
+    for i in range(6, 12):
+        builder.set_joint_state(ARM, [0.0] * 7, T0 + 0.05 * i)
+    faults = builder.build(T0 + 0.55, "go").faults
+    assert keys(faults) == ["joint_state_stale"]
+    assert "panda_finger_joint1, panda_finger_joint2, published apart" in faults[0].message
 
 
 def test_empty_instruction_is_a_fault() -> None:

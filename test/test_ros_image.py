@@ -1,7 +1,9 @@
 """Round trips and error messages of specprune_ros.node.ros_image (no ROS graph needed)."""
+import struct
 import sys
 import types
 import warnings
+import zlib
 
 import numpy as np
 import pytest
@@ -151,6 +153,34 @@ def test_corrupt_or_unknown_compressed_data_raises() -> None:
         ros_image.decode_compressed(b"\x00\x01\x02\x03", "jpeg")
     with pytest.raises(ValueError, match="unsupported CompressedImage format 'tiff'"):
         ros_image.compressed_msg_to_rgb(CompressedImage(format="tiff", data=b"abc"))
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header declares width x height and whose data is a few bytes (~70)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("side, reason", [(5000, "declares 5000x5000 pixels, more than"),
+                                          (40000, "declares too many pixels")])
+def test_a_header_declaring_a_huge_image_is_refused_before_decoding(side, reason) -> None:
+    """40000 x 40000 in a 70-byte PNG made cv2.imdecode raise cv2.error (not ValueError),
+    which the node's image callback let through: the process exited."""
+    msg = CompressedImage(format="png", data=_png_header(side, side))
+    with pytest.raises(ValueError, match=reason):
+        ros_image.compressed_msg_to_rgb(msg)
+
+
+def test_an_opencv_error_is_a_value_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    if ros_image._import_cv2() is None:
+        pytest.skip("OpenCV is not installed: the PIL path is tested above")
+    monkeypatch.setattr(ros_image, "_refuse_oversized", lambda data, kind: None)
+    with pytest.raises(ValueError, match="could not decode"):
+        ros_image.decode_compressed(_png_header(40000, 40000), "png")
 
 
 class _BridgeModule(types.ModuleType):

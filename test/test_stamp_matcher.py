@@ -264,6 +264,58 @@ def test_state_far_behind_the_images_is_a_fault_not_an_endless_wait() -> None:
     assert "0.30 s older than the image stamp > 0.2 s" in faults[0].message
 
 
+@pytest.mark.parametrize("case", ["camera latency above the age limit", "state clock ahead"])
+def test_state_history_that_can_never_reach_the_image_stamp_is_a_fault(case) -> None:
+    """The state history keeps its age limit: frames arriving later than that after their
+    stamp (or state stamped ahead of the cameras) always found it starting after the
+    image stamp, and the node waited for ever with /diagnostics OK."""
+    if case == "camera latency above the age limit":  # 1 kHz state, frames 60 ms late
+        builder = ObservationBuilder(VIEWS, limits=Limits(max_joint_state_age_s=0.05))
+        for i in range(200):
+            add_state(builder, T0 + i * 1e-3, 0.4)
+        image_stamp, now = T0 + 0.199 - 0.06, T0 + 0.2
+    else:  # joint states stamped 0.6 s ahead of the camera clock
+        builder = ObservationBuilder(VIEWS)
+        add_state(builder, T0 + 0.6 - 0.05, 0.40)
+        add_state(builder, T0 + 0.6, 0.41)
+        image_stamp, now = T0, T0 + 0.01
+    for view in range(2):
+        builder.add_frame(view, frame(1), image_stamp)
+    result = builder.build(now, "go")
+    assert result.observation is None and [f.key for f in result.faults] == \
+        ["joint_state_ahead"], (result.waiting, result.faults)
+    assert "raise the age limit above the camera latency" in result.faults[0].message
+
+
+def test_first_state_after_the_first_frames_is_still_a_wait() -> None:
+    builder = ObservationBuilder(VIEWS)
+    for view in range(2):
+        builder.add_frame(view, frame(1), T0)
+    add_state(builder, T0 + 0.02, 0.40)  # the state starts just after: start-up, no fault
+    add_state(builder, T0 + 0.04, 0.40)
+    result = builder.build(T0 + 0.03, "go")
+    assert result.faults == [] and result.waiting == "joint state history starts after " \
+        "the image stamp"
+
+
+def test_a_jumping_pose_is_no_proprio_with_the_policy_motion_source() -> None:
+    """ee_motion_source 'policy': the pose is only proprio, and the jump check ran only for
+    a measured motion: x = 1.4 between 0.4 and 0.405 went into the observation."""
+    builder = ObservationBuilder(VIEWS, measure_motion=False)
+    for t, x in ((T0 - 0.1, 0.4), (T0 - 0.05, 1.4), (T0, 0.405)):
+        add_state(builder, t, x)
+    for view in range(2):
+        builder.add_frame(view, frame(1), T0 - 0.05)
+    result = builder.build(T0 + 0.01, "go")
+    assert result.observation is None
+    assert "ee_jump" in [f.key for f in result.faults], result.faults
+    add_state(builder, T0 + 0.05, 0.41)  # consistent again: steps resume
+    for view in range(2):
+        builder.add_frame(view, frame(2), T0 + 0.05)
+    obs = builder.build(T0 + 0.06, "go").observation
+    assert obs is not None and obs.proprio[0] == pytest.approx(0.41)
+
+
 def test_nan_in_a_sample_around_the_stamp_gives_no_observation() -> None:
     builder = ObservationBuilder(VIEWS)
     add_state(builder, T0 - 0.05, 0.40)

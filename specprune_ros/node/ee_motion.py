@@ -63,6 +63,7 @@ def _check_pose(position: Sequence[float], quaternion: Sequence[float]
 class _PoseEntry:
     pose: PoseSample
     motion: Optional[EEMotion]  # velocity over the interval ending at this pose
+    after_jump: bool = False  # the interval ending at this pose was a jump
 
 
 class MotionEstimator:
@@ -103,7 +104,9 @@ class MotionEstimator:
             self.pose = prev  # out-of-order sample carries no motion
             return
         self._update(prev, sample)
-        self.history.add(sample.stamp, _PoseEntry(sample, None if self.jump else self.motion))
+        jumped = self.jump is not None
+        self.history.add(sample.stamp, _PoseEntry(sample, None if jumped else self.motion,
+                                                  after_jump=jumped))
 
     def _update(self, prev: PoseSample, sample: PoseSample) -> None:
         linear, angular = velocity(prev, sample)
@@ -133,6 +136,20 @@ class MotionEstimator:
         fraction = (stamp - before.stamp) / (after.stamp - before.stamp)
         return blend_poses(before.item.pose, after.item.pose, fraction), after.item.motion, True
 
+    def jumped_at(self, stamp: float) -> bool:
+        """Whether the pose at ``stamp`` comes from a jump: it is, or is blended towards, a
+        pose that arrived as a jump (its own value, or the one before it, is wrong)."""
+        _, after = self.history.around(stamp)
+        return after is not None and after.item.after_jump
+
+    def jump_faults(self) -> List[Fault]:
+        """The last jump, while the newest pair of poses is one or until a check reported it
+        (a jump is reported at least once even when a consistent pair came before any
+        check)."""
+        jump = self.jump or self.unreported_jump
+        self.unreported_jump = None
+        return [] if jump is None else [jump]
+
     def pose_faults(self, now: float) -> List[Fault]:
         """Faults of the pose itself (for proprio)."""
         if self.error is not None:
@@ -149,11 +166,7 @@ class MotionEstimator:
         """Faults of the velocity estimate, pose faults included. A jump stays a fault until
         the next consistent pair of poses, and is reported at least once even when that pair
         came before any check."""
-        faults = self.pose_faults(now)
-        jump = self.jump or self.unreported_jump
-        self.unreported_jump = None
-        if jump is not None:
-            faults.append(jump)
+        faults = self.pose_faults(now) + self.jump_faults()
         if not faults and self.motion is None:
             faults.append(Fault("ee_motion_missing",
                                 "ee velocity not available yet (needs two consecutive poses)"))

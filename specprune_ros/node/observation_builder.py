@@ -145,6 +145,7 @@ class ObservationBuilder:
         self._joint_history: SampleHistory[_JointState] = SampleHistory(
             reset_after_s=limits.max_joint_state_age_s)
         self._joint_error: Optional[str] = None
+        self._joint_stamps: Dict[str, float] = {}  # each joint's last message stamp
         self._motion = MotionEstimator(limits)
 
     # ---------------------------------------------------------------- configuration
@@ -178,6 +179,7 @@ class ObservationBuilder:
         with self._lock:
             self._frames.clear()
             self._joints = None
+            self._joint_stamps.clear()
             self._joint_history.clear()
             self._motion.reset()
 
@@ -235,9 +237,18 @@ class ObservationBuilder:
                                      f"{len(positions)} positions")
                 return
             self._joint_error = None
-            self._joints = _JointState(
-                {str(n): float(p) for n, p in zip(names, positions)}, float(stamp))
-            self._joint_history.add(self._joints.stamp, self._joints)
+            stamp = float(stamp)
+            new = {str(n): float(p) for n, p in zip(names, positions)}
+            prev = self._joints
+            if prev is not None and stamp >= prev.stamp - self._limits.max_joint_state_age_s:
+                # several publishers on one topic (an arm's and a gripper's): each message
+                # updates its own joints, the others keep their last values and stamps
+                new = {**prev.positions, **new}
+            else:  # the first message, or the clock went back: start over
+                self._joint_stamps.clear()
+            self._joint_stamps.update({str(n): stamp for n in names})
+            self._joints = _JointState(new, stamp)
+            self._joint_history.add(stamp, self._joints)
 
     def add_pose(self, position: Sequence[float], quaternion: Sequence[float],
                  stamp: float, frame_id: Optional[str] = None) -> None:
@@ -313,6 +324,10 @@ class ObservationBuilder:
                 return BuildResult(faults=[Fault("ee_motion_missing", (
                     f"no ee velocity at the image stamp {stamp:.3f} (the pose there follows "
                     f"a rejected jump or is the first pose)"))])
+            if self._motion.jumped_at(stamp):
+                return BuildResult(faults=[Fault("ee_jump", (
+                    f"the ee pose at the image stamp {stamp:.3f} comes from a jump: not "
+                    f"used as proprio"))])
         proprio = self._proprio(joints, pose)
         if not np.all(np.isfinite(proprio)):
             return BuildResult(faults=[Fault("joint_state_nonfinite", (
@@ -324,11 +339,18 @@ class ObservationBuilder:
         """No ``what`` sample around the image ``stamp``: wait for it, unless the newest
         sample is more than ``max_age`` older than the image, or the history starts after
         it (then this set of frames can never be used: the next one will)."""
-        if arrived:
+        key = "joint_state" if what == "joint state" else "ee_pose"
+        if arrived and newest is not None and newest - stamp > max_age:
+            return BuildResult(faults=[Fault(f"{key}_ahead", (
+                f"{what} history starts after the image stamp: it reaches back {max_age:g} s "
+                f"(its age limit) from the newest {what}, stamped {newest - stamp:.3f} s "
+                f"after the image; the frames arrive later than that after their stamp "
+                f"(raise the age limit above the camera latency), or the {what} is stamped "
+                f"ahead of the cameras' clock"))])
+        if arrived:  # the first samples came after these frames: the next ones will do
             return BuildResult(waiting=f"{what} history starts after the image stamp")
         if newest is not None and stamp - newest > max_age:
-            key = "joint_state_behind" if what == "joint state" else "ee_pose_behind"
-            return BuildResult(faults=[Fault(key, (
+            return BuildResult(faults=[Fault(f"{key}_behind", (
                 f"{what} lags the cameras: newest {stamp - newest:.2f} s older than the "
                 f"image stamp > {max_age:g} s"))])
         return BuildResult(waiting=f"{what} at the image stamp")
@@ -367,10 +389,15 @@ class ObservationBuilder:
         fault = self._nonfinite_fault(js)
         if fault is not None:
             return [fault]
-        age = now - js.stamp
-        if age > self._limits.max_joint_state_age_s:
+        limit = self._limits.max_joint_state_age_s
+        stale = {n: now - self._joint_stamps[n] for n in self.layout.required_joints
+                 if now - self._joint_stamps[n] > limit}
+        if stale:
+            oldest = max(stale.values())
+            fresh = any(now - t <= limit for t in self._joint_stamps.values())
+            whose = f" ({', '.join(stale)}, published apart from the others)" if fresh else ""
             return [Fault("joint_state_stale", (
-                f"joint state stale: {age:.2f} s > {self._limits.max_joint_state_age_s:g} s"))]
+                f"joint state stale: {oldest:.2f} s > {limit:g} s{whose}"))]
         return []
 
     def _nonfinite_fault(self, joints: _JointState, where: str = "") -> Optional[Fault]:
@@ -385,8 +412,11 @@ class ObservationBuilder:
     def _pose_faults(self, now: float) -> List[Fault]:
         if self.measure_motion:
             return self._motion.motion_faults(now)
-        self._motion.unreported_jump = None  # jumps only matter for a measured motion
-        return self._motion.pose_faults(now) if self.layout.needs_pose else []
+        if not self.layout.needs_pose:
+            self._motion.unreported_jump = None  # no pose is read at all
+            return []
+        # the pose is proprio: a jump makes it as wrong as it makes a velocity
+        return self._motion.pose_faults(now) + self._motion.jump_faults()
 
     def _proprio(self, joints: _JointState, pose: Optional[PoseSample]) -> np.ndarray:
         positions: Mapping[str, float] = joints.positions

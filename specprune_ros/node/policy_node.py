@@ -520,6 +520,11 @@ class PolicyNode(LifecycleNode):
             self._set_step_fault(Fault("policy_rejected", f"policy rejected the observation: "
                                                           f"{exc}"))
             return
+        except Exception as exc:  # noqa: BLE001 - e.g. CUDA out of memory: no chunk, and
+            # a fault on /diagnostics (ERROR) until a step succeeds, not just a log line
+            self._set_step_fault(Fault("model_error", f"model step failed: {exc!r}",
+                                       severe=True))
+            return
         self._set_step_fault(None)
         msg = chunk_msg(chunk, self._policy.layout.action_names, result.header_stamp,
                         self._values["base_frame"], float(self._values["control_rate_hz"]))

@@ -12,6 +12,7 @@ the same validation); otherwise the numpy conversion below does, with identical 
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
@@ -174,9 +175,38 @@ def _import_cv2() -> Optional[Any]:
         return None
 
 
+#: the most pixels a compressed frame may declare: 16.8 MP, twice a 4K camera's. A header
+#: claiming more (a corrupt or hostile message) is refused before anything is allocated:
+#: OpenCV would reserve the whole image first (up to 2^30 pixels, 3 GB) and raises its own
+#: cv2.error beyond that
+MAX_COMPRESSED_PIXELS = 4096 * 4096
+
+
+def _refuse_oversized(data: bytes, kind: str) -> None:
+    """ValueError when the JPEG / PNG header declares more than MAX_COMPRESSED_PIXELS (PIL
+    reads the header only); an unreadable header is left to the decoder."""
+    from PIL import Image as PILImage
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            with PILImage.open(io.BytesIO(data)) as img:
+                width, height = img.size
+    except PILImage.DecompressionBombError as exc:  # PIL's own limit, 2 x 89 MP
+        raise ValueError(f"{kind} header declares too many pixels: {exc}") from None
+    except Exception:  # noqa: BLE001 - PIL raises many types for corrupt data
+        return
+    if width * height > MAX_COMPRESSED_PIXELS:
+        raise ValueError(f"{kind} header declares {width}x{height} pixels, more than "
+                         f"{MAX_COMPRESSED_PIXELS} (corrupt, or not a camera frame)")
+
+
 def _decode_with_cv2(cv2: Any, buf: np.ndarray) -> Optional[np.ndarray]:
     """Decoded RGB image, or None where cv2 cannot decode the bytes."""
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)  # BGR, alpha dropped, grey replicated
+    try:
+        img = cv2.imdecode(buf, cv2.IMREAD_COLOR)  # BGR, alpha dropped, grey replicated
+    except cv2.error:  # e.g. a header beyond CV_IO_MAX_IMAGE_PIXELS
+        return None
     return None if img is None else np.ascontiguousarray(img[:, :, ::-1])
 
 
@@ -197,6 +227,7 @@ def decode_compressed(data: Any, fmt: str = "jpeg") -> np.ndarray:
     raw = bytes(data)
     if not raw:
         raise ValueError(f"empty {kind} buffer")
+    _refuse_oversized(raw, kind)
     cv2 = _import_cv2()
     if cv2 is not None:
         img = _decode_with_cv2(cv2, np.frombuffer(raw, dtype=np.uint8))
