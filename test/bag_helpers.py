@@ -90,7 +90,7 @@ class SyntheticBag:
 
 
 def synthetic_run(ticks: int, every: int, step: Optional[Callable[[Any], Any]] = None,
-                  episodes: int = 1, size: int = 224) -> SyntheticBag:
+                  episodes: int = 1, size: int = 224, marker: str = "reset") -> SyntheticBag:
     """Two cameras at 20 Hz, joint state + pose at 40 Hz, the instruction; ``step(builder
     result)`` -> (actions, names) is called on every ``every``-th matched set, as a node
     busy for that long would, and its chunk logged 30 ms later (frames keep arriving).
@@ -108,7 +108,7 @@ def synthetic_run(ticks: int, every: int, step: Optional[Callable[[Any], Any]] =
     for tick in range(ticks):
         t = BASE + 0.05 * tick
         if tick and tick % per_episode == 0:
-            bag.add(EPISODE_TOPIC, "std_msgs/msg/String", t - 0.01, string("reset"))
+            bag.add(EPISODE_TOPIC, "std_msgs/msg/String", t - 0.01, string(marker))
         for sub in (0, 1):  # state at 40 Hz, around the frame
             ts = t + 0.025 * sub
             bag.add("/joint_states", "sensor_msgs/msg/JointState", ts + 0.002,

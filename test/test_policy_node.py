@@ -561,6 +561,28 @@ class TestLifecycle:
         assert change_state(probe, policy, Transition.TRANSITION_CONFIGURE)
         assert change_state(probe, policy, Transition.TRANSITION_ACTIVATE)
         wait_chunks(probe, wire, policy, 2, START_TIMEOUT_S)
+
+    def test_reactivation_starts_a_new_episode_on_frames_taken_after_it(
+            self, managed) -> None:
+        """After an inactive spell the policy starts afresh (no look-back frames or scores
+        from before it) and says so on the episode topic, which a recording keeps."""
+        policy, probe, wire, _ = managed
+        markers: List[str] = []
+        sub = probe.node.create_subscription(String, EPISODE_TOPIC,
+                                             lambda m: markers.append(m.data), 10)
+        try:
+            assert change_state(probe, policy, Transition.TRANSITION_DEACTIVATE)
+            assert_no_chunks(probe, wire, 0.5)
+            before = len(wire.chunks)
+            asked = stamp_ns(probe.now().to_msg())
+            assert change_state(probe, policy, Transition.TRANSITION_ACTIVATE)
+            assert probe.spin_until(lambda: markers == ["activate"], 10.0, policy.alive), \
+                markers
+            wait_chunks(probe, wire, policy, 1)
+            assert stamp_ns(wire.chunks[before].header.stamp) > asked  # no older frame
+        finally:
+            probe.node.destroy_subscription(sub)
+        assert "active: stepping and publishing chunks (policy reset)" in policy.log(10 ** 6)
         assert probe.call(SetBool, f"/{NODE}/enable", SetBool.Request(data=False)).success
         try:
             assert_no_chunks(probe, wire)

@@ -137,11 +137,15 @@ def test_bag2demos_writes_what_specprune_train_reads(synthetic, tmp_path) -> Non
 SECOND_INSTRUCTION = "put the blue cube on the plate"
 
 
-def second_instruction_bag(forgets: bool) -> Tuple[Any, Dict[float, np.ndarray]]:
+def second_instruction_bag(forgets: bool, marker: str = "reset"
+                           ) -> Tuple[Any, Dict[float, np.ndarray]]:
     """Two episodes; the second one's instruction logged after its first chunk (the node
     had it, the recorder received it later). With ``forgets`` the node ran with
-    reset_forgets_instruction and computed every chunk of episode 2 with the new
-    instruction; without, it stepped on the old one until the new one was logged."""
+    reset_forgets_instruction and, when the episode began with ~/reset (``marker``),
+    computed every chunk of episode 2 with the new instruction; without, or when the
+    episode began with an activation, it stepped on the old one until the new one was
+    logged."""
+    forgot = forgets and marker == "reset"
     policy = load_policy("tiny", device="cpu", dtype="float32",
                          prune_config=PruneConfig(enabled=False))
     published: Dict[float, np.ndarray] = {}
@@ -152,13 +156,13 @@ def second_instruction_bag(forgets: bool) -> Tuple[Any, Dict[float, np.ndarray]]
         obs = result.observation
         if obs.stamp >= second - 1e-9:
             first_of_second.append(obs.stamp)
-            if forgets or len(first_of_second) > 1:
+            if forgot or len(first_of_second) > 1:
                 obs = dataclasses.replace(obs, instruction=SECOND_INSTRUCTION)
         chunk, _ = policy.step(obs)
         published[obs.stamp] = chunk.actions
         return chunk.actions, policy.layout.action_names
 
-    bag = synthetic_run(TICKS, EVERY, step, episodes=2)
+    bag = synthetic_run(TICKS, EVERY, step, episodes=2, marker=marker)
     for when, event in ((BASE - 0.5, disable_pruning_event()),
                         (BASE - 0.4, bool_parameter_event("reset_forgets_instruction",
                                                           forgets))):
@@ -169,12 +173,14 @@ def second_instruction_bag(forgets: bool) -> Tuple[Any, Dict[float, np.ndarray]]
     return bag, published
 
 
-@pytest.mark.parametrize("forgets", [True, False])
-def test_replay_pairs_the_instruction_with_the_episode_as_the_node_did(forgets, tmp_path
-                                                                       ) -> None:
+@pytest.mark.parametrize("forgets, marker", [(True, "reset"), (False, "reset"),
+                                             (True, "activate")])
+def test_replay_pairs_the_instruction_with_the_episode_as_the_node_did(forgets, marker,
+                                                                       tmp_path) -> None:
     """reset_forgets_instruction: the first chunk of episode 2 used the new instruction
-    although the bag logs it after that chunk; without it, the old one (as the node did)."""
-    bag, published = second_instruction_bag(forgets)
+    although the bag logs it after that chunk; without it, the old one (as the node did),
+    and after an activation (a new episode that keeps the instruction) too."""
+    bag, published = second_instruction_bag(forgets, marker)
     path = bag.write(tmp_path / "bag")
     out = tmp_path / "replay.json"
     assert replay.main([str(path), "--model", "tiny", "--configs", "unpruned",

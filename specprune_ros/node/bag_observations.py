@@ -15,7 +15,7 @@ used. Joint states and poses stamped up to S + STATE_AHEAD_S are fed too, even w
 recorder received them after the chunk: its subscriptions are not the node's, and a pose the
 node had (the one clearing a reset's pose jump) can reach the recorder after the chunk.
 Without chunks (a bag of a teleoperated episode), every new matched set of frames.
-The node's ~/reset marker (``EPISODE_TOPIC``) starts an episode; with the node's
+The node's ~/reset and activation markers (``EPISODE_TOPIC``) start an episode; with the node's
 ``reset_forgets_instruction`` it also forgets the topic instruction, as the node does, and
 a chunk of the new episode recorded before its instruction (the recorder received it later
 than the node) takes the next instruction of the bag, which the node had.
@@ -31,7 +31,8 @@ import numpy as np
 from specprune import Observation
 from specprune_ros.node import parameters as params
 from specprune_ros.node.bag_reader import BagError, Recorded, RecordedBag, check_topics, decode
-from specprune_ros.node.bag_topics import COMPRESSED, FIXED, REPLAY_ROLES, TopicSpec
+from specprune_ros.node.bag_topics import (COMPRESSED, EPISODE_ACTIVATE, FIXED, REPLAY_ROLES,
+                                           TopicSpec)
 from specprune_ros.node.bag_topics import camera_spec
 from specprune_ros.node.observation_builder import ObservationBuilder, limits_from, make_builder
 from specprune_ros.node.ros_image import compressed_msg_to_rgb, image_msg_to_rgb
@@ -131,14 +132,14 @@ class _Replayer:
         elif role == "instruction":
             self.topic_instruction = decode(message).data
         elif role == "episode":
-            self._reset()
+            self._reset(forget=decode(message).data != EPISODE_ACTIVATE)
         elif role == "parameter_events" and message.log_ns > self.since_ns:
             self._parameter_event(decode(message))
 
-    def _reset(self) -> None:
-        """The node's ~/reset: a new episode (once a step ran in this one), the topic
-        instruction forgotten with reset_forgets_instruction."""
-        if self.values["reset_forgets_instruction"]:
+    def _reset(self, forget: bool) -> None:
+        """The node's ~/reset (``forget``) or activation: a new episode (once a step ran in
+        this one); a reset forgets the topic instruction with reset_forgets_instruction."""
+        if forget and self.values["reset_forgets_instruction"]:
             self.topic_instruction = ""
         if self.stepped_in_episode:
             self.episode += 1

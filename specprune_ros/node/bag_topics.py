@@ -24,6 +24,9 @@ METADATA_KEY = "specprune.recording"
 #: the parameters of the node whose chunks were recorded, as fetched at start (JSON)
 PARAMETERS_KEY = "specprune.policy_parameters"
 EPISODE_TOPIC = "/specprune/episode"  # = policy_node.EPISODE_TOPIC (no rclpy import here)
+#: what the policy node publishes there: ~/reset (the instruction may be forgotten) and
+#: activation (a new start that keeps the instruction); both start a new episode
+EPISODE_RESET, EPISODE_ACTIVATE = "reset", "activate"
 UNFINISHED_PREFIX = ".writing_"  # the split being written: <bag>/.writing_<i>/
 
 #: role -> (default topic, message type, QoS kind) of the fixed topics

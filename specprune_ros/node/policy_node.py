@@ -59,6 +59,7 @@ from specprune import (CheckpointError, NonFiniteActionError, Observation, Prune
                        StepStats, load_policy)
 from specprune.model.presets import PRESETS
 from specprune_ros.node import lifecycle
+from specprune_ros.node.bag_topics import EPISODE_ACTIVATE, EPISODE_RESET
 from specprune_ros.node.lifecycle import StartupError
 from specprune_ros.node import parameters as params
 from specprune_ros.node.param_table import coerce_parameters, declare_table, ros_value
@@ -75,8 +76,9 @@ from specprune_ros.node.tf_motion import (TfPoseSource, pose_from_msg,
                                           stamp_seconds, tf_unavailable_reason)
 
 NODE_NAME = params.NODE_NAME
-#: each successful ~/reset publishes "reset" here (reliable): the episode boundary that
-#: specprune-record keeps and specprune-replay resets the policy at
+#: each successful ~/reset publishes "reset" here (reliable), each activation "activate":
+#: the episode boundaries that specprune-record keeps and specprune-replay resets the
+#: policy at
 EPISODE_TOPIC = "/specprune/episode"
 _FAULT_DIAG_PERIOD_S = 0.25  # most frequent diagnostics while skipping
 _HEARTBEAT_S = 1.0  # diagnostics at least this often
@@ -190,9 +192,18 @@ class PolicyNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         result = super().on_activate(state)  # enables the managed publishers
+        with self._policy_lock:  # a new start: no look-back frames, global scores or
+            # controller mode from before an inactive spell (which may have lasted minutes),
+            # and no frame taken before it; the instruction stays (unlike ~/reset's option)
+            if self._policy is not None:
+                self._policy.reset()
+            self._episode += 1
+            if self._builder is not None:
+                self._builder.new_episode(self._now())
+            self._episode_pub.publish(String(data=EPISODE_ACTIVATE))
         self._active.set()
         self._wake.set()
-        self.get_logger().info("active: stepping and publishing chunks")
+        self.get_logger().info("active: stepping and publishing chunks (policy reset)")
         return result
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -395,7 +406,7 @@ class PolicyNode(LifecycleNode):
                 if self._values["reset_forgets_instruction"]:
                     with self._shared.lock:
                         self._shared.topic_instruction = ""  # wait for the new episode's
-                self._episode_pub.publish(String(data="reset"))
+                self._episode_pub.publish(String(data=EPISODE_RESET))
                 response.success, response.message = True, "policy reset: new episode"
             else:
                 response.success, response.message = False, "not configured: no policy"
