@@ -119,7 +119,9 @@ ROS_SUITE=${ROS_SUITE:-libero_object}
 CLAIM_DIR=${CLAIM_DIR:-${results}_claim}
 CLAIM_STATES=10  # fixed before any claim run: initial states 0-9 of every task in RECORD
 MAIN=unpruned,specprune,fastv,random
-ABLATIONS=specprune,no_global,no_dynamic,no_local,no_action_aware,no_layer_pruning
+# the ablations run beside unpruned and SpecPrune, so that each one's speedup is measured
+# side by side and its success paired with SpecPrune's on the same seeds
+ABLATIONS=unpruned,specprune,no_global,no_dynamic,no_local,no_action_aware,no_layer_pruning
 DEV_SEED=${DEV_SEED:-500000}
 # takeover (tabletop only, never a default stage until it is adopted): DAgger-style demos
 #   where the trained policy drives until a seeded switch tick and the expert finishes

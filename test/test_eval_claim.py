@@ -7,7 +7,7 @@ import pytest
 
 from specprune_ros.eval import evaluate
 from specprune_ros.eval.configurations import (CLAIM_EPISODES_MAX, CLAIM_SEED, EVAL_SEED,
-                                               episode_seeds)
+                                               SUITE_EVAL_SEED, episode_seeds)
 
 
 def test_claim_range_is_fixed_and_apart_from_development_seeds() -> None:
@@ -31,6 +31,17 @@ def test_seed_rules_are_refused_with_the_reason(claim, seed, episodes, reason) -
 
 def _args(*extra: str):
     return evaluate.parse_args(["--policy", "tiny", "--configs", "unpruned", *extra])
+
+
+@pytest.mark.parametrize("task, first", [("pick_color", EVAL_SEED),
+                                         ("sim_object_3", SUITE_EVAL_SEED),
+                                         ("libero_10:9", SUITE_EVAL_SEED)])
+def test_the_default_seeds_are_past_every_recorders_seeds(task, first) -> None:
+    """LIBERO task 9's demos and the tabletop takeover demos use 100000-104999: the common
+    default of 100000 evaluated some training placements when --seed was left out."""
+    args = _args("--task", task, "--episodes", "3")
+    assert args.seeds == [first, first + 1, first + 2]
+    assert SUITE_EVAL_SEED > 104_999 and SUITE_EVAL_SEED + 1000 <= CLAIM_SEED
 
 
 def test_claim_flag_runs_the_claim_seeds(tmp_path: Path) -> None:

@@ -147,3 +147,38 @@ def test_mean_budget_matching_keys_the_episode_count():
     fixed = journal_key(evaluate.parse_args(base + ["--budget-match", "mean",
                                                     "--baseline-budget", "64"]))
     assert "episodes" not in fixed
+
+
+def test_each_attempt_records_where_it_ran_once(tmp_path):
+    """A journal resumed on another machine or a later commit: the result names each
+    attempt's (the key leaves them out, so the resume is allowed)."""
+    path = str(tmp_path / "run.jsonl")
+    first = Journal.open(path, KEY, fresh_runs(), info={"machine": {"processor": "A"}})
+    for seed in (1, 2):
+        first.record("unpruned", EpisodeRecord(seed=seed), [], {}, 1.0)
+    second = Journal.open(path, KEY, fresh_runs(), info={"machine": {"processor": "B"}})
+    assert second.infos == {"0": {"machine": {"processor": "A"}}}
+    second.record("specprune", EpisodeRecord(seed=1), [], {}, 1.0)
+    lines = [json.loads(line) for line in open(path, encoding="utf-8")]
+    assert [("attempt_info" in line) for line in lines[1:]] == [True, False, True]
+    third = Journal.open(path, KEY, fresh_runs())
+    assert third.infos == {"0": {"machine": {"processor": "A"}},
+                           "1": {"machine": {"processor": "B"}}}
+    from specprune_ros.eval.configurations import note_attempts
+    meta = {}
+    note_attempts(meta, third)
+    assert meta["attempts"] == 2 and meta["attempt_info"]["1"]["machine"]["processor"] == "B"
+
+
+def test_a_result_names_the_training_demos_and_the_code_revision(tmp_path):
+    from specprune_ros.eval.configurations import code_revision, training_demos
+    folder = tmp_path / "checkpoint"
+    folder.mkdir()
+    (folder / "training_summary.json").write_text(json.dumps(
+        {"demo_files": [["demos/a.hdf5", "d1"], ["demos/b.hdf5", "d2"]]}))
+    assert training_demos(str(folder)) == [["demos/a.hdf5", "d1"], ["demos/b.hdf5", "d2"]]
+    assert training_demos("tiny") is None
+    revision = code_revision()
+    if revision is None:
+        pytest.skip("not a git checkout: no revision to record")
+    assert len(revision.split("+")[0]) == 40 and int(revision[:40], 16) >= 0

@@ -243,3 +243,20 @@ def test_a_task_counted_twice_in_a_suite_is_refused(tmp_path: Path, capsys) -> N
         suite_table.main([_write(tmp_path, "1.json", every), _write(tmp_path, "2.json", one)])
     assert "libero_object:3: configuration unpruned appears in two results" in (
         capsys.readouterr().err)
+
+
+def test_an_ablation_run_pairs_each_ablation_with_specprune_and_has_its_speedup(
+        tmp_path: Path, capsys) -> None:
+    """The ablations run beside unpruned and SpecPrune (libero_pipeline.sh ABLATIONS):
+    each one's speedup is measured in the same run, its success paired with SpecPrune's."""
+    abl = _result("suite_a", {"unpruned": [1, 1, 1, 0], "specprune": [1, 1, 0, 0],
+                              "no_layer_pruning": [1, 0, 0, 0]},
+                  {"unpruned": 40.0, "specprune": 20.0, "no_layer_pruning": 25.0})
+    assert "no_layer_pruning_vs_specprune" in abl["comparisons"]
+    md = tmp_path / "t.md"
+    assert suite_table.main([_write(tmp_path, "abl.json", abl), "--md", str(md)]) == 0
+    text = md.read_text()
+    capsys.readouterr()
+    row = next(line for line in text.splitlines() if line.startswith("| no_layer_pruning |"))
+    assert " 1.60x " in row  # 40 / 25, side by side
+    assert "| suite_a | no_layer_pruning - specprune | -25.0 pp |" in text

@@ -263,6 +263,45 @@ def test_exceptions_and_non_finite_actions_fail_the_episode_not_the_run(arm: Sim
     assert all(e.steps == 0 for e in nan)  # nothing was executed
 
 
+class _DyingEnv(SimArmEnv):
+    """A simulator that dies at the reset of ``seed`` (a LIBERO worker process killed) once."""
+
+    def __init__(self, arm: SimArm, seed: int) -> None:
+        super().__init__(arm)
+        self.dies_at = seed
+
+    def reset(self, episode: int):
+        if episode == self.dies_at:
+            self.dies_at = None
+            raise EOFError("the worker closed its pipe")
+        return super().reset(episode)
+
+
+def test_a_dying_simulator_stops_the_run_and_a_resumed_run_completes_it(arm: SimArm,
+                                                                        tmp_path) -> None:
+    """Recorded as failures, one dead LIBERO worker failed every later episode of every
+    configuration, and the journal kept them: an environment error now stops the run
+    before anything of that episode is journalled."""
+    from specprune_ros.eval.eval_journal import Journal
+
+    base = load_policy("tiny", device="cpu", dtype="float32",
+                       prune_config=PruneConfig(enabled=False))
+    variants = episodes.build_variants(base, ["unpruned", "specprune"])
+    runner = episodes.DirectRunner(_DyingEnv(arm, seed=1), base, HORIZON, l1_every=0)
+    key = {"test": "dying simulator"}
+    path = str(tmp_path / "run.jsonl")
+    with pytest.raises(episodes.SimulatorFailure, match="reset: EOFError"):
+        episodes.run_direct(variants, runner, [0, 1, 2], progress=lambda line: None,
+                            resume=episodes.Resume(path, key))
+    runs = {n: ConfigRun(n, {}) for n in variants}
+    assert Journal.open(path, key, runs).done == {(0, "unpruned"), (0, "specprune")}
+    again = episodes.run_direct(variants, runner, [0, 1, 2], progress=lambda line: None,
+                                resume=episodes.Resume(path, key))
+    for run in again.values():
+        assert [e.seed for e in run.episodes] == [0, 1, 2]
+        assert all(e.error is None for e in run.episodes)
+
+
 def test_unknown_configuration_and_missing_policy_are_rejected(capsys) -> None:
     with pytest.raises(SystemExit):
         evaluate.parse_args(["--policy", "tiny", "--configs", "specprune,bogus"])

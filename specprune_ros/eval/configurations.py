@@ -5,15 +5,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 from typing import Any, Dict, List, Optional, Sequence
 
 from specprune.model.checkpoint import checkpoint_hash
 from specprune.model.presets import PRESETS
 from specprune_ros.eval.eval_results import FASTV, RANDOM, SPECPRUNE, UNPRUNED
 
-#: First development seed: the recorded demonstrations use seeds 0, 1, ... (a few hundred),
-#: the grounding probe's held-out demos 200000 and up. Everything tried runs here.
+#: First development seed of pick_color: its recorded demonstrations use seeds 0, 1, ... (a
+#: few hundred), the grounding probe's held-out demos 200000 and up. Everything tried runs
+#: here.
 EVAL_SEED = 100_000
+#: First development seed of the LIBERO and LIBERO-shaped suites: their recorders use seeds
+#: up to 104 999 (LIBERO task 9's demos from 100000, the tabletop takeover demos 100000-
+#: 101999, the shared-scene demos from 80000), the tabletop pipeline evaluates from 500000
+#: and its probes from 600000.
+SUITE_EVAL_SEED = 500_000
 #: The claim's seeds, fixed before any claim run (issue #19): ``--claim`` runs episode i
 #: on CLAIM_SEED + i, i < CLAIM_EPISODES_MAX; no development run may use them, and a claim
 #: JSON is never overwritten. For LIBERO the claim set is the benchmark's fixed initial
@@ -51,13 +58,47 @@ def model_hash(policy: str) -> Optional[str]:
     return None if policy in PRESETS else checkpoint_hash(policy)
 
 
+def code_revision() -> Optional[str]:
+    """The checkout's commit, "+dirty" when tracked files differ from it; None outside a
+    git checkout."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    try:
+        head = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain",
+                                "--untracked-files=no"], capture_output=True, text=True,
+                               timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
+def training_demos(policy: str) -> Optional[List[Any]]:
+    """The demo files (name, content digest) a checkpoint folder was trained on, from its
+    training_summary.json; None for a preset or a folder without one."""
+    path = os.path.join(policy, "training_summary.json")
+    if policy in PRESETS or not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        files = json.load(f).get("demo_files")
+    return None if files is None else [list(entry) for entry in files]
+
+
+def attempt_info(host: Dict[str, Any]) -> Dict[str, Any]:
+    """Where one attempt of a run ran: the machine and the code revision."""
+    return {"machine": host, "code_revision": code_revision()}
+
+
 def run_meta(args: argparse.Namespace, seeds: Sequence[int], wall_s: float,
              host: Dict[str, Any]) -> Dict[str, Any]:
-    """The JSON's top-level record of the run: what ran (``policy`` as named and its
-    ``checkpoint_hash``), on which seeds, and ``machine`` (CPU model, torch's CPU
-    capability, threads, versions)."""
+    """The JSON's top-level record of the run: what ran (``policy`` as named, its
+    ``checkpoint_hash`` and the ``training_demos`` it was trained on), on which seeds, the
+    ``code_revision``, and ``machine`` (CPU model, torch's CPU capability, threads,
+    versions)."""
     return {"task": args.task, "policy": args.policy,
-            "checkpoint_hash": model_hash(args.policy), "via": args.via,
+            "checkpoint_hash": model_hash(args.policy),
+            "training_demos": training_demos(args.policy), "code_revision": code_revision(),
+            "via": args.via,
             "claim": bool(getattr(args, "claim", False)),
             "seed_set": "claim" if getattr(args, "claim", False) else "development",
             "episodes": args.episodes, "horizon": args.horizon, "seeds": list(seeds),
@@ -67,10 +108,19 @@ def run_meta(args: argparse.Namespace, seeds: Sequence[int], wall_s: float,
             "machine": host}
 
 
-def episode_seeds(claim: bool, first: Optional[int], episodes: int) -> List[int]:
-    """The seeds of a run: the claim range's first ``episodes``, or ``first`` (EVAL_SEED
-    when None) and on; ValueError when a claim asks for a seed or too many episodes, or a
-    development run reaches into the claim range."""
+def note_attempts(meta: Dict[str, Any], journal: Any) -> None:
+    """A resumed run's ``attempts`` and each one's ``attempt_info`` (machine, code
+    revision), when more than one attempt ran episodes."""
+    if journal is not None and journal.attempts > 1:
+        meta["attempts"] = journal.attempts
+        meta["attempt_info"] = dict(sorted(journal.infos.items()))
+
+
+def episode_seeds(claim: bool, first: Optional[int], episodes: int,
+                  default_first: int = EVAL_SEED) -> List[int]:
+    """The seeds of a run: the claim range's first ``episodes``, or ``first``
+    (``default_first`` when None) and on; ValueError when a claim asks for a seed or too many
+    episodes, or a development run reaches into the claim range."""
     if claim:
         if first is not None:
             raise ValueError("--claim runs the fixed claim seeds; --seed is not allowed")
@@ -78,7 +128,7 @@ def episode_seeds(claim: bool, first: Optional[int], episodes: int) -> List[int]
             raise ValueError(f"the claim range holds {CLAIM_EPISODES_MAX} seeds, "
                              f"{episodes} episodes asked")
         return list(CLAIM_SEEDS[:episodes])
-    start = EVAL_SEED if first is None else first
+    start = default_first if first is None else first
     seeds = list(range(start, start + episodes))
     if seeds[0] < CLAIM_SEEDS.stop and seeds[-1] >= CLAIM_SEEDS.start:
         raise ValueError(f"seeds {seeds[0]}..{seeds[-1]} reach into the claim range "

@@ -124,6 +124,14 @@ def start_episode(variant: Variant, seed: int) -> None:
 
 
 # ------------------------------------------------------------------------------ episodes
+class SimulatorFailure(RuntimeError):
+    """The environment, not the policy, failed (a LIBERO worker died or timed out, the
+    simulator raised): the run stops instead of recording a failed episode, and a run
+    resumed from its journal (``--resume``) runs that episode again in a fresh
+    environment. Recorded as failures, one dead worker failed every later episode of
+    every configuration (its task's arm was kept), and the journal kept them."""
+
+
 class DirectRunner:
     """Runs episodes in-process on one EpisodeEnv; records into ConfigRuns."""
 
@@ -144,10 +152,13 @@ class DirectRunner:
 
     def episode(self, variant: Variant, run: ConfigRun, seed: int,
                 sample_hits: bool = False) -> EpisodeRecord:
-        """One episode; any exception or non-finite action ends it as a failure."""
+        """One episode; an exception of the policy or a non-finite action ends it as a
+        failure, one of the environment stops the run (SimulatorFailure)."""
         record = EpisodeRecord(seed=seed)
         try:
             self._episode(variant, run, record, sample_hits)
+        except SimulatorFailure:
+            raise
         except Exception as exc:  # noqa: BLE001 - a failure of this episode, not the run
             record.success = False
             record.error = f"{type(exc).__name__}: {exc}"
@@ -156,7 +167,7 @@ class DirectRunner:
 
     def _episode(self, variant: Variant, run: ConfigRun, record: EpisodeRecord,
                  sample_hits: bool) -> None:
-        frame = self.env.reset(record.seed)
+        frame = self._env(self.env.reset, record.seed)
         record.instruction = self.env.instruction
         start_episode(variant, record.seed)
         self._motion.reset()
@@ -164,7 +175,7 @@ class DirectRunner:
         while record.steps < self.horizon:
             index = record.policy_steps
             if index:
-                frame = self.env.observe()
+                frame = self._env(self.env.observe)
             inputs = observation(frame, record.instruction, self._motion.motion)
             chunk = self._step(variant, run, record, inputs)
             if sample_hits and self.hit_every and index % self.hit_every == 0:
@@ -177,7 +188,7 @@ class DirectRunner:
         """Execute the chunk tick by tick, its rest dropped when a replan is due; True when
         the episode ended (success or horizon)."""
         for done, action in enumerate(chunk, 1):
-            frame = self.env.step(action)
+            frame = self._env(self.env.step, action)
             record.steps += 1
             self._note_tick(frame, record)
             if frame.success:
@@ -189,6 +200,13 @@ class DirectRunner:
                 record.replans += 1
                 return False
         return False
+
+    @staticmethod
+    def _env(call: Callable[..., Frame], *args: Any) -> Frame:
+        try:
+            return call(*args)
+        except Exception as exc:  # noqa: BLE001 - whatever the simulator raises
+            raise SimulatorFailure(f"{call.__name__}: {type(exc).__name__}: {exc}") from exc
 
     def _note_tick(self, frame: Frame, record: EpisodeRecord) -> None:
         """Feed the tick's pose at sim time, as the bridge publishes it to the node, and
@@ -228,9 +246,10 @@ class Resume:
     path: str
     key: Dict[str, Any]
     journal: Optional[Journal] = None
+    info: Optional[Dict[str, Any]] = None  # where this attempt runs (Journal.open)
 
     def open(self, runs: Dict[str, ConfigRun], seeds: Sequence[int]) -> Journal:
-        self.journal = Journal.open(self.path, self.key, runs, seeds)
+        self.journal = Journal.open(self.path, self.key, runs, seeds, info=self.info)
         return self.journal
 
 

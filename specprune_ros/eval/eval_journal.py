@@ -9,7 +9,8 @@ device and dtype: the ``key``), it reads those lines back and runs only the (see
 configuration) pairs not yet done; the final JSON is the same as one uninterrupted run's,
 except ``wall_s`` (the episodes' own wall time, summed over the attempts; start-ups are not
 in it), the counters (summed over the attempts: each attempt's processes count from zero)
-and ``attempts`` (when more than one ran episodes).
+and ``attempts`` with ``attempt_info`` (when more than one ran episodes: each one's machine
+and code revision, recorded with its first episode; step times pool every attempt's).
 
 A line written before episodes kept their per-step times (``EpisodeRecord.step_ms`` /
 ``llm_ms``) gets them from its own step rows; one written before episodes kept their goal
@@ -42,14 +43,20 @@ class Journal:
     attempt: int = 0
     #: hit-rate samples of every episode read back or recorded (in-process runs)
     hit_rates: List[float] = field(default_factory=list)
+    #: where each attempt ran (machine, code revision): written with its first episode
+    infos: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    info: Optional[Dict[str, Any]] = None  # this attempt's
 
     @classmethod
     def open(cls, path: str, key: Dict[str, Any], runs: Dict[str, ConfigRun],
-             seeds: Optional[Sequence[int]] = None) -> "Journal":
+             seeds: Optional[Sequence[int]] = None,
+             info: Optional[Dict[str, Any]] = None) -> "Journal":
         """Read ``path`` (if it exists) into ``runs``, only the episodes of ``seeds`` when
         given (a rerun with fewer episodes leaves the others in the file, out of the
-        result); ValueError when it belongs to another run."""
-        journal = cls(path, json.loads(json.dumps(key)))
+        result); ValueError when it belongs to another run. ``info``: where this attempt
+        runs (not part of the key: a resumed run may continue on another machine or a
+        later commit, and the result then names each)."""
+        journal = cls(path, json.loads(json.dumps(key)), info=info)
         lines: List[str] = []
         if os.path.exists(path):
             with open(path, encoding="utf-8") as f:
@@ -93,6 +100,8 @@ class Journal:
         self.done.add((record.seed, config))
         self.hit_rates.extend(float(h) for h in entry.get("hit_rates", ()))
         attempt = str(entry.get("attempt", 0))
+        if "attempt_info" in entry:
+            self.infos[attempt] = entry["attempt_info"]
         self.counters[attempt] = entry.get("counters", {})
         self.wall_s += float(entry.get("wall_s", 0.0))
 
@@ -105,6 +114,8 @@ class Journal:
                  "wall_s": wall_s}
         if hit_rates:
             entry["hit_rates"] = [float(h) for h in hit_rates]
+        if self.info is not None and str(self.attempt) not in self.infos:
+            entry["attempt_info"] = self.infos[str(self.attempt)] = self.info
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(entry) + "\n")
             f.flush()

@@ -50,7 +50,8 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.task import Future
 
 from specprune.bench import machine
-from specprune_ros.eval.configurations import CLAIM_SEED, CONFIGS, IN_PROCESS_ONLY, run_meta
+from specprune_ros.eval.configurations import (CLAIM_SEED, CONFIGS, IN_PROCESS_ONLY,
+                                               attempt_info, note_attempts, run_meta)
 from specprune_ros.eval.eval_journal import Journal, in_seed_order
 from specprune_ros.eval.eval_results import ConfigRun, EpisodeRecord, StepRecord, summarize
 from specprune_ros.node.package_data import data_path
@@ -418,8 +419,9 @@ def evaluate_ros(args: argparse.Namespace, startup_timeout: float = 300.0) -> Di
     rclpy.init()
     monitor = EvalMonitor(procs)
     runs = {c: ConfigRun(c, dict(CONFIGS[c][0])) for c in configs}
-    journal = (Journal.open(args.resume, args.journal_key, runs, seeds) if args.resume
-               else None)
+    journal = (Journal.open(args.resume, args.journal_key, runs, seeds,
+                            info=attempt_info(machine(args.threads, args.device, args.dtype)))
+               if args.resume else None)
     start = time.monotonic()
     try:
         # both services answer once the sim runs and the node has loaded its model
@@ -459,6 +461,5 @@ def evaluate_ros(args: argparse.Namespace, startup_timeout: float = 300.0) -> Di
                 executor_counters=counters["executor"],
                 policy_node_counters=counters["policy_node"],
                 configs_skipped=[c for c in args.configs if c not in configs])
-    if journal and journal.attempts > 1:
-        meta["attempts"] = journal.attempts
+    note_attempts(meta, journal)
     return summarize(runs, meta, [])

@@ -9,7 +9,8 @@ and instruction), and writes JSON + a table (+ a PNG with ``--plot``)::
     python -m specprune_ros.eval.evaluate --policy tiny --episodes 2 --horizon 20 \\
         --json /tmp/e.json
 
-Seeds: development runs start at EVAL_SEED (``--seed``); ``--claim`` runs the claim range
+Seeds: development runs start at EVAL_SEED, on the LIBERO and LIBERO-shaped suites at
+SUITE_EVAL_SEED (``--seed``); ``--claim`` runs the claim range
 fixed in configurations.py (CLAIM_SEED and on), records ``claim: true`` and refuses to
 overwrite any file; no development run may reach into that range, and no run overwrites a
 claim's JSON.
@@ -34,16 +35,19 @@ from typing import Any, Dict, List, Optional
 from specprune.config import parse_overrides
 from specprune.bench import FastVPolicy, machine
 from specprune.model.presets import PRESETS
-from specprune_ros.eval.configurations import (CLAIM_SEED, CONFIGS, EVAL_SEED, check_output,
-                                               episode_seeds, run_meta, write_result)
+from specprune_ros.eval.configurations import (CLAIM_SEED, CONFIGS, EVAL_SEED,
+                                               SUITE_EVAL_SEED, attempt_info, check_output,
+                                               episode_seeds, note_attempts, run_meta,
+                                               write_result)
 from specprune_ros.eval.episode_env import SIM_HORIZON, default_horizon
 from specprune_ros.eval.episodes import (BUDGET_MATCHES, BUDGET_STEP, EpisodeSpec, Resume,
-                                         late_configs, run_episodes)
+                                         SimulatorFailure, late_configs, run_episodes)
 from specprune_ros.eval.eval_journal import check_journal, journal_key
 from specprune_ros.eval.eval_results import format_table, plot, summarize
 from specprune_ros.eval.parallel import evaluate_parallel, ray_available
 from specprune_ros.node import package_data
 from specprune_ros.sim.libero_arm import libero_tasks
+from specprune_ros.sim.tabletop_suites import tabletop_task
 from specprune_ros.sim.libero_protocol import GRIPPER_CONVENTIONS, INIT_STATES_PER_TASK
 
 DEFAULT_POLICY = package_data.SHIPPED_CHECKPOINT  # found under the share dir / source tree
@@ -98,8 +102,10 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                              "started again with the same FILE and run, run only the "
                              "episodes not in it (over ROS, or in process without Ray)")
     parser.add_argument("--seed", type=int, default=None,
-                        help="episode i uses seed + i (default %d: past the demos' seeds 0, "
-                             "1, ..., so no evaluated placement was demonstrated)" % EVAL_SEED)
+                        help="episode i uses seed + i (default %d for pick_color: past its "
+                             "demos' seeds 0, 1, ...; %d for the LIBERO and LIBERO-shaped "
+                             "suites, past their recorders' seeds: no evaluated placement was "
+                             "demonstrated)" % (EVAL_SEED, SUITE_EVAL_SEED))
     parser.add_argument("--claim", action="store_true",
                         help="the claim run: seeds %d + i (fixed in the code), 'claim: true' "
                              "in the JSON, which must not exist yet" % CLAIM_SEED)
@@ -154,7 +160,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                      "runner is the default")
     try:
         args.policy = resolve_policy(args.policy)
-        args.seeds = episode_seeds(args.claim, args.seed, args.episodes)
+        suite = libero_tasks(args.task) is not None or tabletop_task(args.task) is not None
+        args.seeds = episode_seeds(args.claim, args.seed, args.episodes,
+                                   SUITE_EVAL_SEED if suite else EVAL_SEED)
         args.seed = args.seeds[0]
         check_output(args.json, args.claim)
         args.prune = parse_overrides(args.prune)
@@ -200,7 +208,9 @@ def evaluate_direct(args: argparse.Namespace) -> Dict[str, Any]:
     seeds = args.seeds
     start = time.monotonic()
     late = late_configs(args.configs, args.budget_match, args.fastv_budget)
-    resume = Resume(args.resume, args.journal_key) if args.resume else None
+    resume = (Resume(args.resume, args.journal_key,
+                     info=attempt_info(machine(args.threads, args.device, args.dtype)))
+              if args.resume else None)
     runs, hits, device, dtype = run_episodes(spec, args.configs, seeds, args.fastv_budget,
                                              late=late, resume=resume)
     wall_s = time.monotonic() - start
@@ -208,8 +218,7 @@ def evaluate_direct(args: argparse.Namespace) -> Dict[str, Any]:
     if journal is not None:  # every attempt's episodes: their hit rates and wall time
         hits, wall_s = journal.hit_rates, journal.wall_s
     meta = run_meta(args, seeds, wall_s, machine(args.threads, device, dtype))
-    if journal is not None and journal.attempts > 1:
-        meta["attempts"] = journal.attempts
+    note_attempts(meta, journal)
     return summarize(runs, meta, hits)
 
 
@@ -219,7 +228,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         from specprune_ros.eval.eval_ros import evaluate_ros  # rclpy only when asked for
         result = evaluate_ros(args)
     else:
-        result = evaluate_direct(args)
+        try:
+            result = evaluate_direct(args)
+        except SimulatorFailure as exc:
+            again = (" the finished episodes are journalled: run the same command again"
+                     if args.resume else " rerun it (with --resume and --json, the finished "
+                     "episodes would have been kept)")
+            print(f"specprune-eval: the simulator failed, not the policy ({exc}); no result "
+                  f"written,{again}", file=sys.stderr)
+            return 3
     print(format_table(result))
     if args.json:
         write_result(args.json, result, args.claim)
