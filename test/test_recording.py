@@ -3,6 +3,7 @@ kill or a truncated file, and the recorder process stopped mid-episode by a sign
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -47,6 +48,25 @@ def image_bytes(value: int = 0) -> bytes:
 
 
 # ------------------------------------------------------------------------------ contract
+def test_the_recorder_imports_on_humble_where_event_handler_does_not_exist() -> None:
+    """Humble's rclpy keeps QoSMessageLostInfo / SubscriptionEventCallbacks in qos_event
+    (event_handler came with Iron): the recorder died with ModuleNotFoundError there, and
+    policy.launch.py's record:=true shut the whole launch down with it."""
+    code = ("import sys, types\n"
+            "import rclpy.executors, rclpy.lifecycle, rclpy.node\n"  # rclpy's own imports
+            "import rclpy.event_handler as moved\n"
+            "humble = types.ModuleType('rclpy.qos_event')\n"  # Humble's layout of the two
+            "humble.QoSMessageLostInfo = moved.QoSMessageLostInfo\n"
+            "humble.SubscriptionEventCallbacks = moved.SubscriptionEventCallbacks\n"
+            "sys.modules['rclpy.qos_event'], sys.modules['rclpy.event_handler'] = humble, None\n"
+            "from specprune_ros.node import recorder\n"
+            "assert recorder.SubscriptionEventCallbacks is moved.SubscriptionEventCallbacks\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)), cwd=REPO,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
 def test_compressed_transport_records_the_compressed_topics() -> None:
     cams = [s for s in recorded_topics(["/cam0"], "compressed", {}, False)
             if s.role == "camera0"]

@@ -47,7 +47,10 @@ from typing import Any, Dict, Iterator, List, Optional
 
 import rclpy
 import rclpy.logging
-from rclpy.event_handler import QoSMessageLostInfo, SubscriptionEventCallbacks
+try:  # Iron and later
+    from rclpy.event_handler import QoSMessageLostInfo, SubscriptionEventCallbacks
+except ImportError:  # Humble: the same classes, in qos_event
+    from rclpy.qos_event import QoSMessageLostInfo, SubscriptionEventCallbacks
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter, parameter_value_to_python
