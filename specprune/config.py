@@ -89,8 +89,11 @@ class PruneConfig:
         220, "With dynamic_from_static: static patches per view in fine mode (released code: "
         "220).", 0, 4096)
     lookback_max_steps: int = _spec(
-        6, "Look-back T (policy steps) when the end effector is at rest (released code caps "
-        "T at 6).", 1, 64)
+        1, "Look-back T (policy steps) when the end effector is at rest. The released code "
+        "keeps a frame per env tick and looks back 1-5 ticks (its prev_T 2..6 counts the "
+        "current frame); a policy holds one frame per step (8 ticks with OFT's chunks), so "
+        "T = 1, the previous step's frame, is the nearest it can look. A larger T compares "
+        "with older frames at low speed (6 before 2026-12-06: 8-48 ticks back).", 1, 64)
     lookback_min_steps: int = _spec(
         1, "Look-back T at or above lookback_speed_ref.", 1, 64)
     lookback_speed_ref: float = _spec(
@@ -130,8 +133,10 @@ class PruneConfig:
     controller_enabled: bool = _spec(
         True, "False pins the mode to coarse.")
     warmup_steps: int = _spec(
-        10, "Policy steps in coarse mode after reset before the controller may switch "
-        "(released code: 10).", 0, 100000)
+        2, "Policy steps in coarse mode after reset before the controller may switch. The "
+        "released code counts env ticks (it switches once acting_steps > 10: from the 2nd or "
+        "3rd query of 8-action chunks), which 2 policy steps match (10 before 2026-12-06: "
+        "80 ticks, so short episodes never left coarse mode).", 0, 100000)
     fine_enter_trans_speed: float = _spec(
         0.10, "Enter fine mode when translational speed (m/s) is below this... (code: "
         "||a_xy|| < 0.1)", 0.0, 100.0)

@@ -181,8 +181,11 @@ class SpecPrunePolicy:
                                           [cfg.scaled(cfg.global_k)] * views))
         speed = motion.trans_speed if motion is not None else 0.0
         lookback = lookback_steps(speed, cfg)
-        if not self._frames:  # nothing known to be static yet (released code's rule: all)
-            dynamic_mask = torch.full((size,), cfg.dynamic_from_static, dtype=torch.bool)
+        if not self._frames:  # no earlier frame: nothing is known to be static, so every
+            # patch stays at this step's static stage (both V_dynamic rules; the ICML rule
+            # kept none here: V_local alone, ~10 % of the visual tokens, on the step that
+            # seeds V_global). Layer pruning still applies.
+            dynamic_mask = torch.ones(size, dtype=torch.bool)
         else:
             past = self._frames[-min(lookback, len(self._frames))]
             sim = frame_similarity(prep.frames, past)

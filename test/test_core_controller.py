@@ -34,7 +34,11 @@ def test_rising_slowly_does_not_enter_fine():
 
 
 def test_warmup_keeps_coarse_and_disable_pins_coarse():
-    assert {d.mode for d in run([motion(0.0)] * 10, PruneConfig())} == {"coarse"}
+    assert {d.mode for d in run([motion(0.0)] * 10, PruneConfig(warmup_steps=10))} == \
+        {"coarse"}
+    # the default matches the released code's 10 env ticks: the 3rd policy step may switch
+    modes = [d.mode for d in run([motion(0.0)] * 4, PruneConfig())]
+    assert modes == ["coarse", "coarse", "fine", "fine"]
     cfg = PruneConfig(warmup_steps=0, controller_enabled=False)
     assert {d.mode for d in run([motion(0.0)] * 3, cfg)} == {"coarse"}
 
@@ -45,8 +49,9 @@ def test_nan_motion_keeps_previous_mode():
     assert modes == ["fine", "fine"]
 
 
-def test_lookback_shrinks_with_speed():
-    cfg = PruneConfig()
+def test_lookback_is_the_previous_step_by_default_and_shrinks_with_speed_when_longer():
+    assert {lookback_steps(v, PruneConfig()) for v in (0.0, 0.25, 5.0)} == {1}
+    cfg = PruneConfig(lookback_max_steps=6)
     assert lookback_steps(0.0, cfg) == 6
     assert lookback_steps(0.25, cfg) in (3, 4)
     assert lookback_steps(5.0, cfg) == 1

@@ -161,8 +161,9 @@ def test_scoring_layers_reuse_their_keys():
     """The pruned pass projects keys once per layer: scoring a layer reads the keys that
     layer then runs with, also after tokens were dropped between scoring and running."""
     policy = tiny_policy(PruneConfig())
+    policy.step(observation(0))  # the first step keeps every patch (no earlier frame)
     counter = _CountingKeys(policy.model.decoder.layers)
-    _, stats = policy.step(observation(0))
+    _, stats = policy.step(observation(1))
     assert stats.kept_visual_tokens < 512  # tokens were scored and dropped
     assert counter.calls == policy.model.num_layers
     cfg, n = policy.config, policy.model.num_layers

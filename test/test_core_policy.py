@@ -12,14 +12,18 @@ from core_helpers import blank_observation, observation, tiny_policy
 
 def test_step_returns_a_chunk_and_consistent_stats():
     policy = tiny_policy()
-    chunk, stats = policy.step(observation(0))
+    chunk, first = policy.step(observation(0))
     assert chunk.actions.shape == (8, 7) and np.all(np.isfinite(chunk.actions))
+    # no earlier frame: nothing is known to be static, every patch stays (and seeds
+    # V_global from a full pass); no history for V_global yet
+    assert first.n_global == 0 and first.n_dynamic == 512 and first.kept_visual_tokens == 512
+    chunk, stats = policy.step(observation(1))
     assert stats.mode == "coarse"
     assert stats.visual_tokens_per_layer[0] == 512  # layer 0 sees everything
     assert stats.kept_visual_tokens < 512
     assert stats.kept_visual_tokens == sum(int(m.sum()) for m in stats.kept_masks)
     assert [m.shape for m in stats.kept_masks] == [(16, 16), (16, 16)]
-    assert stats.n_global == 0 and stats.n_dynamic == 0  # no history yet
+    assert stats.n_global > 0 and 0 < stats.n_dynamic < 512
     assert stats.total_ms >= stats.llm_ms > 0
 
 
@@ -50,7 +54,9 @@ def test_released_code_rule_keeps_every_patch_that_is_not_among_the_most_static(
     moving.step(observation(0))
     _, moved = moving.step(observation(1))
     assert moved.n_dynamic > 2 * 6  # the moved object's patches, under the threshold, stay
-    _, icml = tiny_policy(PruneConfig(layer_prune_enabled=False)).step(blank_observation())
+    icml_policy = tiny_policy(PruneConfig(layer_prune_enabled=False))
+    icml_policy.step(blank_observation())  # the first step keeps every patch in both rules
+    _, icml = icml_policy.step(blank_observation())
     assert icml.kept_visual_tokens < still.kept_visual_tokens
 
 
@@ -64,10 +70,12 @@ def test_gripper_is_passed_through_unnormalisation_mask():
 
 def test_keep_scale_update_changes_kept_tokens_at_next_step():
     policy = tiny_policy(PruneConfig(layer_prune_enabled=False))
-    _, small = policy.step(observation(0))
+    policy.step(observation(0))  # the first step of an episode keeps every patch
+    _, small = policy.step(observation(1))
     policy.update_config(keep_scale=3.0)
     policy.reset()
-    _, large = policy.step(observation(0))
+    policy.step(observation(0))
+    _, large = policy.step(observation(1))
     assert large.kept_visual_tokens > small.kept_visual_tokens
 
 
@@ -117,9 +125,10 @@ def test_slowing_down_switches_to_fine_and_asks_to_replan():
 def test_reset_forgets_history():
     policy = tiny_policy()
     policy.step(observation(0))
+    policy.step(observation(1))
     policy.reset()
-    _, stats = policy.step(observation(1))
-    assert stats.n_global == 0 and stats.n_dynamic == 0
+    _, stats = policy.step(observation(2))
+    assert stats.n_global == 0 and stats.n_dynamic == 512  # as on a fresh policy's first step
 
 
 def test_bucketing_makes_kept_count_a_multiple():
@@ -181,7 +190,7 @@ def test_observation_type_is_plain_data():
 
 
 def test_longer_lookback_applies_without_reset():
-    policy = tiny_policy()
+    policy = tiny_policy(PruneConfig(lookback_max_steps=6))
     for step in range(3):
         policy.step(observation(step))
     policy.update_config(lookback_max_steps=12)
