@@ -27,6 +27,8 @@ from specprune.model.processing import PIPELINE_REFERENCE, PIPELINE_TORCH, PIPEL
 
 CONFIG, STATS, INDEX = "config.json", "dataset_statistics.json", "model.safetensors.index.json"
 SINGLE = "model.safetensors"
+#: what specprune-train writes beside the weights: its settings, figures and demo files
+TRAINING_SUMMARY = "training_summary.json"
 TOKENIZER_FILE, TOKENIZER_CONFIG = "tokenizer.json", "tokenizer_config.json"
 LLAMA2_EMPTY_TOKEN = 29871
 
@@ -332,3 +334,13 @@ def _config_json(cfg: VLAConfig) -> Dict[str, Any]:
 def _write_json(folder: str, name: str, data: Dict[str, Any]) -> None:
     with open(os.path.join(folder, name), "w", encoding="utf-8") as f:
         json.dump(data, f, indent=2)
+
+
+def training_summary(folder: str) -> Optional[Dict[str, Any]]:
+    """The TRAINING_SUMMARY of a checkpoint ``folder`` (None where there is none: a released
+    checkpoint, a preset name)."""
+    path = os.path.join(folder, TRAINING_SUMMARY)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)

@@ -33,7 +33,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from specprune.model.checkpoint import load_checkpoint, save_checkpoint
+from specprune.model.checkpoint import TRAINING_SUMMARY, load_checkpoint, save_checkpoint
 from specprune.model.loading import resolve_device
 from specprune.model.modeling_vla import OpenVLAOFT
 from specprune.model.presets import LAYOUTS, preset_config
@@ -209,7 +209,7 @@ def save(cfg: TrainConfig, run: Run, tokenizer: Any, log: Log) -> None:
                    train_demos=int(len(np.unique(run.data.demos.demo_of[run.train_samples]))),
                    train_samples=int(len(run.train_samples)),
                    demo_files=[list(item) for item in run.sources])
-    with open(os.path.join(cfg.out, "training_summary.json"), "w", encoding="utf-8") as f:
+    with open(os.path.join(cfg.out, TRAINING_SUMMARY), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2)
     log(f"saved {cfg.out} (dataset key {dataset!r})")
 

@@ -8,7 +8,7 @@ import os
 import subprocess
 from typing import Any, Dict, List, Optional, Sequence
 
-from specprune.model.checkpoint import checkpoint_hash
+from specprune.model.checkpoint import checkpoint_hash, training_summary
 from specprune.model.presets import PRESETS
 from specprune_ros.eval.eval_results import FASTV, RANDOM, SPECPRUNE, UNPRUNED
 
@@ -76,11 +76,8 @@ def code_revision() -> Optional[str]:
 def training_demos(policy: str) -> Optional[List[Any]]:
     """The demo files (name, content digest) a checkpoint folder was trained on, from its
     training_summary.json; None for a preset or a folder without one."""
-    path = os.path.join(policy, "training_summary.json")
-    if policy in PRESETS or not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        files = json.load(f).get("demo_files")
+    summary = None if policy in PRESETS else training_summary(policy)
+    files = None if summary is None else summary.get("demo_files")
     return None if files is None else [list(entry) for entry in files]
 
 

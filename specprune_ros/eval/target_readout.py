@@ -31,15 +31,13 @@ import numpy as np
 import torch
 
 from specprune import PruneConfig, load_policy
+from specprune.model.checkpoint import TRAINING_SUMMARY, training_summary
 from specprune.model.folder_hash import checkpoint_hash
 from specprune.train.auxiliary import fixed_target_readout
 from specprune_ros.eval.episode_env import SimArmEnv
 from specprune_ros.eval.episodes import observation
 from specprune_ros.sim.sim_arm import SimArm, SimArmConfig
 from specprune_ros.sim.tabletop_suites import tabletop_task
-
-#: Where a training run writes its settings, in the checkpoint folder.
-SUMMARY = "training_summary.json"
 
 
 @dataclass
@@ -112,11 +110,11 @@ def spread(readouts: Sequence[Readout]) -> Dict[str, Dict[int, float]]:
 def readout_scale(policy_dir: str) -> float:
     """The target label's scale (metres -> units) the checkpoint was trained with;
     ValueError unless it was trained with the fixed readout."""
-    path = os.path.join(policy_dir, SUMMARY)
-    if not os.path.isfile(path):
-        raise ValueError(f"{path} is missing: the readout needs the training settings")
-    with open(path, encoding="utf-8") as f:
-        cfg = json.load(f).get("config", {})
+    summary = training_summary(policy_dir)
+    if summary is None:
+        raise ValueError(f"{os.path.join(policy_dir, TRAINING_SUMMARY)} is missing: the "
+                         "readout needs the training settings")
+    cfg = summary.get("config", {})
     if not cfg.get("aux_target") or cfg.get("aux_target_readout") != "fixed":
         raise ValueError(f"{policy_dir} was not trained with the fixed target readout "
                          f"(aux_target {cfg.get('aux_target')}, aux_target_readout "

@@ -71,12 +71,12 @@ class ExecutorCore:
         self.dt = 1.0 / float(v["control_rate_hz"])
         self.joint_names = tuple(v["joint_names"])  # read-only
         self.combiner = ChunkCombiner(v["rule"], v["ensemble_k"], v["crossfade_points"])
+        self.joint_motion = JointMotion(self.joint_names, params.joint_limits_from(v))
+        self.ticks = TickClock(self.dt)
         # a twist stays in force until the next tick, which may come as late as the tick
         # clock's longest period: the workspace box plans with that (a target does not move)
         self.motion = CartesianMotion(params.limits_from(v), v["output"],
-                                      horizon=TickClock(self.dt).longest)
-        self.joint_motion = JointMotion(self.joint_names, params.joint_limits_from(v))
-        self.ticks = TickClock(self.dt)
+                                      horizon=self.ticks.longest)
         self.period = self.dt  # the actual tick period (tick_clock)
         self.estop = EstopMonitor()
         self.measured = MeasuredState(self.cartesian)
