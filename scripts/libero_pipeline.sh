@@ -133,7 +133,18 @@ TAKEOVER_PER_TASK=${TAKEOVER_PER_TASK:-20}
 TAKEOVER_STEPS=${TAKEOVER_STEPS:-2000}
 RUN_TAKEOVER=${RUN_TAKEOVER:-${RUN}_takeover}
 RUN_ATTN=${RUN_ATTN:-${HEADLINE}_attention}
-for count in TAKEOVER_PER_TASK PAIRED_PER_TASK; do
+# contrast (tabletop only, never a default stage until it is adopted): CONTRAST_PER_TASK
+#   more shared-scene demos per task of CONTRAST_RECORD (seeds from 82000, after the
+#   paired demos' 80000-81999) into CONTRAST_DEMOS, then the policy fine-tuned from RUN on
+#   the training demos and those (CONTRAST_STEPS) into RUN_CONTRAST, resumable like train.
+#   For the words the step-6000 policy did not read (colour, landmark): on one scene each
+#   task's demo differs from the others only by the instruction. The same heads and losses.
+CONTRAST_RECORD=${CONTRAST_RECORD:-"sim_spatial:0-3 sim_object:0-3 sim_long:0-2"}
+CONTRAST_PER_TASK=${CONTRAST_PER_TASK:-20}
+CONTRAST_DEMOS=${CONTRAST_DEMOS:-${DEMOS}_contrast}
+CONTRAST_STEPS=${CONTRAST_STEPS:-2000}
+RUN_CONTRAST=${RUN_CONTRAST:-${RUN}_contrast}
+for count in TAKEOVER_PER_TASK PAIRED_PER_TASK CONTRAST_PER_TASK; do
   if [ $((${!count} % SHARD)) -ne 0 ] || [ "${!count}" -lt "$SHARD" ]; then
     echo "libero_pipeline: $count=${!count} must be a positive multiple of $SHARD" >&2
     exit 2
@@ -293,6 +304,16 @@ takeover() {  # the policy's near misses finished by the expert, then the fine-t
   fine_tune "$RUN_TAKEOVER" "$TRAIN_DEMOS,$TAKEOVER_DEMOS" "$TAKEOVER_STEPS" "$RUN"
 }
 
+contrast() {  # more scenes told apart by their words alone, then the fine-tune
+  if [ "$BENCH" != tabletop ]; then
+    echo "libero_pipeline: the contrast stage records the tabletop suites only" >&2
+    exit 2
+  fi
+  RECORD=$CONTRAST_RECORD shard_rounds "$CONTRAST_PER_TASK" 19 "$RECORDER" --seed 82000 \
+    --out "$CONTRAST_DEMOS" --shared-scenes
+  fine_tune "$RUN_CONTRAST" "$TRAIN_DEMOS,$CONTRAST_DEMOS" "$CONTRAST_STEPS" "$RUN"
+}
+
 ros() {  # one suite through the deployment path; one process at a time (it runs the bridge)
   x mkdir -p "$EVAL"
   local item task n
@@ -364,9 +385,10 @@ main() {
       table) table ;;
       attention) attention ;;
       takeover) takeover ;;
+      contrast) contrast ;;
       claim) claim ;;
       *) echo "unknown stage $stage (record, train, keep, evaluate, ros, table, attention," \
-           "takeover, claim)" >&2
+           "takeover, contrast, claim)" >&2
          exit 2 ;;
     esac
   done

@@ -91,6 +91,22 @@ def test_the_table_stage_writes_each_suite_and_table_1_over_every_suite(tmp_path
     assert all(f"main_{s}_task*.json" in tables[4] for s in suites)
 
 
+def _fine_tune(extra_demos, run):
+    """The fine-tune command of a tabletop data-fix stage: the headline's demos, heads and
+    checkpoint, plus ``extra_demos``, into ``run``."""
+    return (f"env DEMOS=demos/tabletop,demos/tabletop_paired,{extra_demos} RUN={run} "
+            "STEPS=2000 bash scripts/train_libero.sh --init runs/tabletop_grounded/checkpoint "
+            "--aux-named 0.2 --lr 3e-4 --warmup-steps 50")
+
+
+def _refused(script, stage, **env):
+    """stderr of a stage the script refuses (exit status 2)."""
+    done = subprocess.run(["bash", script, stage], cwd=REPO, capture_output=True, text=True,
+                          env=dict(os.environ, DRY_RUN="1", **env), timeout=60)
+    assert done.returncode == 2, done.stdout
+    return done.stderr
+
+
 def test_the_takeover_stage_records_every_task_then_fine_tunes_on_both_demo_sets(tmp_path):
     plan = _plan(tmp_path, "takeover", script=TABLETOP, TAKEOVER_PER_TASK="20")
     recorders = [c for c in plan if "takeover_demos" in c]
@@ -100,16 +116,28 @@ def test_the_takeover_stage_records_every_task_then_fine_tunes_on_both_demo_sets
     assert all("--policy runs/tabletop_grounded/checkpoint" in c and "--seed 70000" in c
                and "--out demos/tabletop_takeover" in c for c in recorders)
     # the headline's data and heads, plus the takeover demos
-    assert plan[-1] == ("env DEMOS=demos/tabletop,demos/tabletop_paired,demos/tabletop_takeover "
-                        "RUN=runs/tabletop_grounded_takeover STEPS=2000 bash "
-                        "scripts/train_libero.sh --init runs/tabletop_grounded/checkpoint "
-                        "--aux-named 0.2 --lr 3e-4 --warmup-steps 50")
+    assert plan[-1] == _fine_tune("demos/tabletop_takeover", "runs/tabletop_grounded_takeover")
     # not part of the default chain, and LIBERO's suites have no takeover recorder
     assert not any("takeover_demos" in c or "tabletop_grounded_takeover" in c
                    for c in _plan(tmp_path, script=TABLETOP))
-    done = subprocess.run(["bash", SCRIPT, "takeover"], cwd=REPO, capture_output=True,
-                          text=True, env=dict(os.environ, DRY_RUN="1"), timeout=60)
-    assert done.returncode == 2 and "tabletop suites only" in done.stderr
+    assert "tabletop suites only" in _refused(SCRIPT, "takeover")
+
+
+def test_the_contrast_stage_records_shared_scenes_on_new_seeds_then_fine_tunes(tmp_path):
+    plan = _plan(tmp_path, "contrast", script=TABLETOP)
+    recorders = [c for c in plan if "tabletop_demos" in c]
+    # spatial, object and long (not goal: its words are read), breadth first, shared scenes
+    suites = [re.search(r"--suite (\S+)", c).group(1) for c in recorders]
+    assert sorted(suites) == sorted(["sim_spatial", "sim_object", "sim_long"] * 2)
+    assert [re.search(r"--per-task (\d+)", c).group(1) for c in recorders] == ["10"] * 3 + [
+        "20"] * 3
+    # seeds after the paired demos' (80000 + 1000 per shard, two shards): no scene reused
+    assert all("--seed 82000" in c and "--shared-scenes" in c
+               and "--out demos/tabletop_contrast" in c for c in recorders)
+    assert plan[-1] == _fine_tune("demos/tabletop_contrast", "runs/tabletop_grounded_contrast")
+    assert not any("tabletop_contrast" in c for c in _plan(tmp_path, script=TABLETOP))
+    assert "tabletop suites only" in _refused(SCRIPT, "contrast")
+    assert "CONTRAST_PER_TASK=15" in _refused(TABLETOP, "contrast", CONTRAST_PER_TASK="15")
 
 
 def test_the_tabletop_headline_records_shared_scenes_and_trains_with_the_named_head(tmp_path):
