@@ -98,6 +98,14 @@ fi
 # in KEEP_DIR/<run name> by the keep stage (ignored folders do not outlive a checkout);
 # scripts/train_libero.sh resumes from there when RUN has no state of its own
 KEEP_DIR=${KEEP_DIR:-checkpoints}
+checkpoint_of() {  # run -> its checkpoint folder, or in a checkout without the run folder
+  local kept=$KEEP_DIR/$(basename "$1")/checkpoint  # the keep stage's committed copy
+  if [ ! -f "$1/checkpoint/model.safetensors" ] && [ -f "$kept/model.safetensors" ]; then
+    echo "$kept"
+  else
+    echo "$1/checkpoint"
+  fi
+}
 # the run whose checkpoint the evaluation, the ROS suite, the claim and the attention
 # variant use; another policy than RUN's gets its results elsewhere (a task whose JSON
 # exists is never run again, a claim JSON never written over)
@@ -243,10 +251,10 @@ evaluate_task() {  # out suite task episodes configs [extra evaluate arguments..
   [ -f "$out" ] && return 0
   [[ " $* " == *" --via ros "* ]] || sampling=(--l1-every "$L1_EVERY")  # in process only
   log "evaluate $suite$SEP$task ($configs, $episodes episodes$([ $# -gt 0 ] && echo ", $*"))"
-  x .venv/bin/python -m specprune_ros.eval.evaluate --policy "${POLICY:-$HEADLINE}/checkpoint" \
-    --task "$suite$SEP$task" --episodes "$episodes" --configs "$configs" \
-    --prune layer_depth=32 --threads "$THREADS" "${sampling[@]}" --json "$out.tmp" \
-    --resume "${out%.json}.jsonl" "$@"
+  x .venv/bin/python -m specprune_ros.eval.evaluate \
+    --policy "$(checkpoint_of "${POLICY:-$HEADLINE}")" --task "$suite$SEP$task" \
+    --episodes "$episodes" --configs "$configs" --prune layer_depth=32 --threads "$THREADS" \
+    "${sampling[@]}" --json "$out.tmp" --resume "${out%.json}.jsonl" "$@"
   x mv "$out.tmp" "$out"
   x rm -f "${out%.json}.jsonl"
 }
@@ -272,7 +280,7 @@ evaluate() {
 
 attention() {  # fine-tune with the attention loss, then the main configurations on it
   x env DEMOS="$TRAIN_DEMOS" RUN="$RUN_ATTN" STEPS="$ATTN_STEPS" bash scripts/train_libero.sh \
-    --init "$HEADLINE/checkpoint" "${TRAIN_ARGS[@]}" --aux-attention "$ATTN_WEIGHT" \
+    --init "$(checkpoint_of "$HEADLINE")" "${TRAIN_ARGS[@]}" --aux-attention "$ATTN_WEIGHT" \
     --lr 2e-4 --warmup-steps 50
   x mkdir -p "$EVAL"
   local item suite task
@@ -291,7 +299,7 @@ fine_tune() {  # run demos steps from [train_libero args...]: a warm start from 
   local run=$1 demos=$2 steps=$3 from=$4  # checkpoint at the fine-tuning rate, resumable
   shift 4
   x env DEMOS="$demos" RUN="$run" STEPS="$steps" bash scripts/train_libero.sh \
-    --init "$from/checkpoint" "${TRAIN_ARGS[@]}" "$@" --lr 3e-4 --warmup-steps 50
+    --init "$(checkpoint_of "$from")" "${TRAIN_ARGS[@]}" "$@" --lr 3e-4 --warmup-steps 50
 }
 
 takeover() {  # the policy's near misses finished by the expert, then the fine-tune
@@ -300,7 +308,7 @@ takeover() {  # the policy's near misses finished by the expert, then the fine-t
     exit 2
   fi
   shard_rounds "$TAKEOVER_PER_TASK" 10 specprune_ros.eval.takeover_demos \
-    --policy "$RUN/checkpoint" --seed 70000 --out "$TAKEOVER_DEMOS"
+    --policy "$(checkpoint_of "$RUN")" --seed 70000 --out "$TAKEOVER_DEMOS"
   fine_tune "$RUN_TAKEOVER" "$TRAIN_DEMOS,$TAKEOVER_DEMOS" "$TAKEOVER_STEPS" "$RUN"
 }
 

@@ -17,8 +17,11 @@ pytestmark = pytest.mark.skipif(not os.path.exists(os.path.join(REPO, ".venv", "
 
 
 def _plan(tmp_path, *stages, script=SCRIPT, **env):
+    # an empty KEEP_DIR unless a test sets one: the plan must not depend on which runs
+    # this checkout has kept
     full = dict(os.environ, DRY_RUN="1", EVAL=str(tmp_path / "eval"),
-                CLAIM_DIR=str(tmp_path / "claim"), **env)
+                CLAIM_DIR=str(tmp_path / "claim"), KEEP_DIR=str(tmp_path / "none"))
+    full.update(env)
     done = subprocess.run(["bash", script, *stages], env=full, cwd=REPO, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -237,6 +240,26 @@ def test_a_kept_finished_run_puts_its_checkpoint_in_place_instead_of_training(tm
     assert done.returncode == 0 and "is finished" in done.stderr, done.stderr
     assert (run / "checkpoint" / "model.safetensors").read_bytes() == b"weights"
     assert not (run / "train_state.pt").exists()
+
+
+def test_a_checkout_without_the_run_folder_uses_the_kept_checkpoint(tmp_path):
+    """runs/ is ignored and lost with a checkout: the evaluation and a fine-tune from a
+    finished run read the keep stage's committed copy, and the run's own checkpoint once
+    it is there."""
+    run = tmp_path / "runs" / "tabletop_grounded"
+    kept = tmp_path / "kept" / "tabletop_grounded" / "checkpoint"
+    kept.mkdir(parents=True)
+    (kept / "model.safetensors").write_bytes(b"weights")
+    env = dict(RUN=str(run), KEEP_DIR=str(tmp_path / "kept"), SUITE_EPISODES="4")
+    plan = _plan(tmp_path, "evaluate", "contrast", script=TABLETOP, **env)
+    evals = _evaluations(plan)
+    assert len(evals) == 30 and all(f"--policy {kept} " in cmd for *_, cmd in evals)
+    assert f"--init {kept} " in plan[-1]
+    (run / "checkpoint").mkdir(parents=True)
+    (run / "checkpoint" / "model.safetensors").write_bytes(b"weights")
+    plan = _plan(tmp_path, "evaluate", "contrast", script=TABLETOP, **env)
+    assert all(f"--policy {run}/checkpoint " in cmd for *_, cmd in _evaluations(plan))
+    assert f"--init {run}/checkpoint " in plan[-1]
 
 
 def test_shared_scenes_are_refused_on_libero(tmp_path):
