@@ -204,14 +204,17 @@ shard_rounds() {  # total niceness module [args...]: breadth first, one shard of
   done
 }
 
+tabletop_only() {  # what: a stage (part) our own simulator's suites alone have
+  if [ "$BENCH" != tabletop ]; then
+    echo "libero_pipeline: $1 the tabletop suites only" >&2
+    exit 2
+  fi
+}
+
 record() {
   shard_rounds "$PER_TASK" 19 "$RECORDER" --seed 10000 --out "$DEMOS"
   [ -z "$PAIRED_RECORD" ] && return 0
-  if [ "$BENCH" != tabletop ]; then
-    echo "libero_pipeline: PAIRED_RECORD: shared scenes are recorded on the tabletop" \
-      "suites only" >&2
-    exit 2
-  fi
+  tabletop_only "PAIRED_RECORD: shared scenes are recorded on"
   RECORD=$PAIRED_RECORD shard_rounds "$PAIRED_PER_TASK" 19 "$RECORDER" --seed 80000 \
     --out "$PAIRED_DEMOS" --shared-scenes
 }
@@ -303,20 +306,14 @@ fine_tune() {  # run demos steps from [train_libero args...]: a warm start from 
 }
 
 takeover() {  # the policy's near misses finished by the expert, then the fine-tune
-  if [ "$BENCH" != tabletop ]; then
-    echo "libero_pipeline: the takeover stage records the tabletop suites only" >&2
-    exit 2
-  fi
+  tabletop_only "the takeover stage records"
   shard_rounds "$TAKEOVER_PER_TASK" 10 specprune_ros.eval.takeover_demos \
     --policy "$(checkpoint_of "$RUN")" --seed 70000 --out "$TAKEOVER_DEMOS"
   fine_tune "$RUN_TAKEOVER" "$TRAIN_DEMOS,$TAKEOVER_DEMOS" "$TAKEOVER_STEPS" "$RUN"
 }
 
 contrast() {  # more scenes told apart by their words alone, then the fine-tune
-  if [ "$BENCH" != tabletop ]; then
-    echo "libero_pipeline: the contrast stage records the tabletop suites only" >&2
-    exit 2
-  fi
+  tabletop_only "the contrast stage records"
   RECORD=$CONTRAST_RECORD shard_rounds "$CONTRAST_PER_TASK" 19 "$RECORDER" --seed 82000 \
     --out "$CONTRAST_DEMOS" --shared-scenes
   fine_tune "$RUN_CONTRAST" "$TRAIN_DEMOS,$CONTRAST_DEMOS" "$CONTRAST_STEPS" "$RUN"
