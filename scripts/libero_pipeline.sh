@@ -160,6 +160,12 @@ for count in TAKEOVER_PER_TASK PAIRED_PER_TASK CONTRAST_PER_TASK; do
 done
 ATTN_STEPS=${ATTN_STEPS:-1500}  # fine-tuning steps from the headline checkpoint
 ATTN_WEIGHT=${ATTN_WEIGHT:-0.05}  # pick_color's stage C weight
+# the demos the headline was trained on (a data-fix stage's fine-tune added its own)
+case "$HEADLINE" in
+  "$RUN_CONTRAST") ATTN_DEMOS=${ATTN_DEMOS:-$TRAIN_DEMOS,$CONTRAST_DEMOS} ;;
+  "$RUN_TAKEOVER") ATTN_DEMOS=${ATTN_DEMOS:-$TRAIN_DEMOS,$TAKEOVER_DEMOS} ;;
+  *) ATTN_DEMOS=${ATTN_DEMOS:-$TRAIN_DEMOS} ;;
+esac
 THREADS=${THREADS:-1}
 # the action deviation from unpruned costs one reference pass per sampled step: every 4th
 # step keeps ~10 samples per episode and saves a fifth of an evaluation's time (profiled:
@@ -282,7 +288,7 @@ evaluate() {
 }
 
 attention() {  # fine-tune with the attention loss, then the main configurations on it
-  x env DEMOS="$TRAIN_DEMOS" RUN="$RUN_ATTN" STEPS="$ATTN_STEPS" bash scripts/train_libero.sh \
+  x env DEMOS="$ATTN_DEMOS" RUN="$RUN_ATTN" STEPS="$ATTN_STEPS" bash scripts/train_libero.sh \
     --init "$(checkpoint_of "$HEADLINE")" "${TRAIN_ARGS[@]}" --aux-attention "$ATTN_WEIGHT" \
     --lr 2e-4 --warmup-steps 50
   x mkdir -p "$EVAL"

@@ -369,6 +369,15 @@ def test_the_attention_row_runs_only_when_named_and_fine_tunes_the_headline_poli
         assert "--seed 500000" in cmd and "/attention_sim_" in cmd
         assert episodes == (34 if task.startswith("sim_long") else 25)
     assert sum("suite_table" in c and "table_attention_" in c for c in commands) == 4
+    # on a data-fix stage's policy: the demos that policy was trained on, its own folder
+    commands = _plan(tmp_path, "attention", script=TABLETOP,
+                     HEADLINE="runs/tabletop_grounded_contrast")
+    assert commands[0].startswith(
+        "env DEMOS=demos/tabletop,demos/tabletop_paired,demos/tabletop_contrast "
+        "RUN=runs/tabletop_grounded_contrast_attention STEPS=1500 bash scripts/train_libero.sh "
+        "--init runs/tabletop_grounded_contrast/checkpoint ")
+    assert all("--policy runs/tabletop_grounded_contrast_attention/checkpoint" in cmd
+               for *_, cmd in _evaluations(commands))
 
 
 def test_results_and_journals_go_to_a_tracked_folder_named_after_the_policy():
