@@ -110,10 +110,17 @@ checkpoint_of() {  # run -> its checkpoint folder, or in a checkout without the 
 # variant use; another policy than RUN's gets its results elsewhere (a task whose JSON
 # exists is never run again, a claim JSON never written over)
 HEADLINE=${HEADLINE:-$RUN}
+# SpecPrune's alpha (PruneConfig.keep_scale: every K times this) in every configuration
+# of the evaluation, the claim and the ROS suite; FastV and random keep SpecPrune's count
+# step by step, so they follow. 1: the ICML version's K (~22 % of the visual tokens kept on
+# these policies); 2: ~45 %, the share the paper measured with its released code (~48 %).
+# Other than 1, the results go to folders of their own (<run>_keep<alpha>_eval).
+KEEP_SCALE=${KEEP_SCALE:-1}
 # results/<run>_eval and results/<run>_claim: never mixed with another policy's, and
 # tracked (JSONs, tables and the per-episode journals a stopped evaluation resumes from):
 # commit them at the end of each sitting, ignored folders do not outlive a checkout
 results=results/$(basename "$HEADLINE")
+[ "$KEEP_SCALE" = 1 ] || results=${results}_keep$KEEP_SCALE
 EVAL=${EVAL:-${results}_eval}
 PER_TASK=${PER_TASK:-50}  # demos per task (a multiple of SHARD)
 SHARD=10  # demos per shard; a shard's seeds depend on (task, shard), not on PER_TASK
@@ -255,15 +262,16 @@ evaluate_task() {  # out suite task episodes configs [extra evaluate arguments..
   # every finished episode is journalled in out's .jsonl: a stopped run resumes there; once
   # the JSON holds the result the journal goes (a JSON deleted to run a task again must not
   # be rebuilt from the old journal)
-  local out=$1 suite=$2 task=$3 episodes=$4 configs=$5 sampling=()
+  local out=$1 suite=$2 task=$3 episodes=$4 configs=$5 sampling=() alpha=()
   shift 5
   [ -f "$out" ] && return 0
   [[ " $* " == *" --via ros "* ]] || sampling=(--l1-every "$L1_EVERY")  # in process only
+  [ "$KEEP_SCALE" = 1 ] || alpha=(--prune keep_scale="$KEEP_SCALE")
   log "evaluate $suite$SEP$task ($configs, $episodes episodes$([ $# -gt 0 ] && echo ", $*"))"
   x .venv/bin/python -m specprune_ros.eval.evaluate \
     --policy "$(checkpoint_of "${POLICY:-$HEADLINE}")" --task "$suite$SEP$task" \
     --episodes "$episodes" --configs "$configs" --prune layer_depth=32 --threads "$THREADS" \
-    "${sampling[@]}" --json "$out.tmp" --resume "${out%.json}.jsonl" "$@"
+    "${alpha[@]}" "${sampling[@]}" --json "$out.tmp" --resume "${out%.json}.jsonl" "$@"
   x mv "$out.tmp" "$out"
   x rm -f "${out%.json}.jsonl"
 }

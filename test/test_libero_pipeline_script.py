@@ -395,3 +395,24 @@ def test_results_and_journals_go_to_a_tracked_folder_named_after_the_policy():
     ignored = subprocess.run(["git", "check-ignore", "-q", "results/tabletop_grounded_eval/x"],
                              cwd=REPO)
     assert ignored.returncode == 1  # not ignored: git add finds it
+
+
+def test_keep_scale_reaches_every_evaluation_and_gets_folders_of_its_own():
+    """KEEP_SCALE (SpecPrune's alpha) is passed to every evaluation, the claim included, and
+    its results never mix with the default budget's; the default passes nothing (journals
+    of a default run resume under the same command)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("EVAL", "CLAIM_DIR")}
+
+    def evaluations(**extra):
+        done = subprocess.run(["bash", TABLETOP, "evaluate", "ros", "claim"], cwd=REPO,
+                              text=True, capture_output=True,
+                              env=dict(env, DRY_RUN="1", **extra), timeout=300)
+        assert done.returncode == 0, done.stderr
+        return _evaluations(done.stdout.splitlines())
+
+    scaled = evaluations(KEEP_SCALE="2")
+    assert scaled and all("--prune keep_scale=2 " in cmd for *_, cmd in scaled)
+    assert all("--json results/tabletop_grounded_keep2_eval/" in cmd
+               or "--json results/tabletop_grounded_keep2_claim/" in cmd for *_, cmd in scaled)
+    assert any("--via ros" in cmd for *_, cmd in scaled)
+    assert not any("keep_scale" in cmd or "_keep" in cmd for *_, cmd in evaluations())
