@@ -129,7 +129,7 @@ if [ $((PER_TASK % SHARD)) -ne 0 ] || [ "$PER_TASK" -lt "$SHARD" ]; then
   exit 2
 fi
 SUITE_EPISODES=${SUITE_EPISODES:-100}  # paired per suite, split evenly over its tasks
-ABLATION_EPISODES=${ABLATION_EPISODES:-50}  # per suite
+ABLATION_EPISODES=${ABLATION_EPISODES:-50}  # per suite (0: the main configurations only)
 ROS_SUITE=${ROS_SUITE:-libero_object}
 CLAIM_DIR=${CLAIM_DIR:-${results}_claim}
 CLAIM_STATES=10  # fixed before any claim run: initial states 0-9 of every task in RECORD
@@ -281,7 +281,9 @@ name_of() { echo "$1/$2_$3_task$(printf %02d "$4").json"; }  # dir kind suite ta
 evaluate() {
   x mkdir -p "$EVAL"
   local item suite task n configs
-  for kind in main ablations; do
+  local kinds=(main ablations)
+  [ "$ABLATION_EPISODES" -gt 0 ] || kinds=(main)
+  for kind in "${kinds[@]}"; do
     for item in $RECORD; do
       suite=${item%%:*}
       if [ "$kind" = main ]; then n=$(per_task "$SUITE_EPISODES" "$item") configs=$MAIN

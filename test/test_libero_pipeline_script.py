@@ -64,6 +64,11 @@ def test_each_suite_gets_at_least_100_paired_episodes_split_over_its_tasks(tmp_p
         "libero_spatial": (9, 12), "libero_object": (10, 10), "libero_goal": (8, 13),
         "libero_10": (4, 25)}
     assert all(sum(v) >= 100 for v in per_suite.values())
+    # ablations: 50 per suite by default; ABLATION_EPISODES=0 runs the main ones only
+    every = _evaluations(_plan(tmp_path, "evaluate"))
+    assert any("no_layer_pruning" in configs for _, _, configs, _ in every)
+    main_only = _evaluations(_plan(tmp_path, "evaluate", ABLATION_EPISODES="0"))
+    assert sorted(main_only) == sorted(main)  # two jobs side by side: either order
 
 
 def test_every_evaluation_journals_its_episodes_beside_its_json(tmp_path):
