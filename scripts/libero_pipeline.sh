@@ -167,12 +167,14 @@ for count in TAKEOVER_PER_TASK PAIRED_PER_TASK CONTRAST_PER_TASK; do
 done
 ATTN_STEPS=${ATTN_STEPS:-1500}  # fine-tuning steps from the headline checkpoint
 ATTN_WEIGHT=${ATTN_WEIGHT:-0.05}  # pick_color's stage C weight
-# the demos the headline was trained on (a data-fix stage's fine-tune added its own)
-case "$HEADLINE" in
-  "$RUN_CONTRAST") ATTN_DEMOS=${ATTN_DEMOS:-$TRAIN_DEMOS,$CONTRAST_DEMOS} ;;
-  "$RUN_TAKEOVER") ATTN_DEMOS=${ATTN_DEMOS:-$TRAIN_DEMOS,$TAKEOVER_DEMOS} ;;
-  *) ATTN_DEMOS=${ATTN_DEMOS:-$TRAIN_DEMOS} ;;
-esac
+demos_of() {  # run -> the demos it was trained on (a data-fix stage's fine-tune adds its own)
+  case "$1" in
+    "$RUN_CONTRAST") echo "$TRAIN_DEMOS,$CONTRAST_DEMOS" ;;
+    "$RUN_TAKEOVER") echo "$TRAIN_DEMOS,$TAKEOVER_DEMOS" ;;
+    *) echo "$TRAIN_DEMOS" ;;
+  esac
+}
+ATTN_DEMOS=${ATTN_DEMOS:-$(demos_of "$HEADLINE")}
 THREADS=${THREADS:-1}
 # the action deviation from unpruned costs one reference pass per sampled step: every 4th
 # step keeps ~10 samples per episode and saves a fifth of an evaluation's time (profiled:
@@ -325,14 +327,14 @@ takeover() {  # the policy's near misses finished by the expert, then the fine-t
   tabletop_only "the takeover stage records"
   shard_rounds "$TAKEOVER_PER_TASK" 10 specprune_ros.eval.takeover_demos \
     --policy "$(checkpoint_of "$RUN")" --seed 70000 --out "$TAKEOVER_DEMOS"
-  fine_tune "$RUN_TAKEOVER" "$TRAIN_DEMOS,$TAKEOVER_DEMOS" "$TAKEOVER_STEPS" "$RUN"
+  fine_tune "$RUN_TAKEOVER" "$(demos_of "$RUN_TAKEOVER")" "$TAKEOVER_STEPS" "$RUN"
 }
 
 contrast() {  # more scenes told apart by their words alone, then the fine-tune
   tabletop_only "the contrast stage records"
   RECORD=$CONTRAST_RECORD shard_rounds "$CONTRAST_PER_TASK" 19 "$RECORDER" --seed 82000 \
     --out "$CONTRAST_DEMOS" --shared-scenes
-  fine_tune "$RUN_CONTRAST" "$TRAIN_DEMOS,$CONTRAST_DEMOS" "$CONTRAST_STEPS" "$RUN"
+  fine_tune "$RUN_CONTRAST" "$(demos_of "$RUN_CONTRAST")" "$CONTRAST_STEPS" "$RUN"
 }
 
 ros() {  # one suite through the deployment path; one process at a time (it runs the bridge)
