@@ -28,7 +28,10 @@
 #   loses on the headline policy): the headline checkpoint fine-tuned with the attention loss
 #   (--aux-attention ATTN_WEIGHT: help for the pruner, reported as such) for ATTN_STEPS into
 #   RUN_ATTN, resumable like train; then the main configurations on the same development
-#   seeds into EVAL/attention_<suite>_taskNN.json and their tables.
+#   seeds into EVAL/attention_<suite>_taskNN.json and their tables. The loss counts the
+#   object's and the target's patches (--aux-attention-target): on the headline policy
+#   SpecPrune kept the named object's patches at ~1.5-2x chance but the target's at chance
+#   (demo replays of every task, README), and the instruction names both.
 #
 # claim (never a default stage: it runs once, at the end, by naming it):
 #   bash scripts/libero_pipeline.sh claim
@@ -302,6 +305,7 @@ evaluate() {
 attention() {  # fine-tune with the attention loss, then the main configurations on it
   x env DEMOS="$ATTN_DEMOS" RUN="$RUN_ATTN" STEPS="$ATTN_STEPS" bash scripts/train_libero.sh \
     --init "$(checkpoint_of "$HEADLINE")" "${TRAIN_ARGS[@]}" --aux-attention "$ATTN_WEIGHT" \
+    --aux-attention-target \
     --lr 2e-4 --warmup-steps 50
   x mkdir -p "$EVAL"
   local item suite task

@@ -365,7 +365,8 @@ def test_the_attention_row_runs_only_when_named_and_fine_tunes_the_headline_poli
     assert commands[0] == ("env DEMOS=demos/tabletop,demos/tabletop_paired "
                            "RUN=runs/tabletop_grounded_attention STEPS=1500 bash "
                            "scripts/train_libero.sh --init runs/tabletop_grounded/checkpoint "
-                           "--aux-named 0.2 --aux-attention 0.05 --lr 2e-4 --warmup-steps 50")
+                           "--aux-named 0.2 --aux-attention 0.05 --aux-attention-target --lr 2e-4 "
+                           "--warmup-steps 50")
     evals = _evaluations(commands)
     assert len(evals) == 15 and all(configs == "unpruned,specprune,fastv,random"
                                     for _, _, configs, _ in evals)

@@ -240,6 +240,30 @@ def test_attention_loss_is_minus_log_the_named_share_of_the_text_scores():
         TrainConfig(demos="d", out="o", steps=1, aux_attention_layers="0,last")
 
 
+def test_attention_target_counts_the_place_the_instruction_names_too(cube_demos, tmp_path):
+    from specprune.train.auxiliary import AuxiliaryHeads, AuxLabels, AuxWeights, Features
+
+    heads = AuxiliaryHeads(dim=8, num_colours=2, action_dim=7, grid=2, views=1)
+    colour = torch.tensor([[1, 2, 0, 0], [0, 2, 0, 0]])  # boxes: 1 object, 2 target
+    labels = AuxLabels(colour=colour, named=torch.tensor([0, 0]),
+                       target=torch.zeros(2, 3), target_mask=torch.ones(2, dtype=torch.bool))
+    scores = torch.tensor([[0.2, 0.1, 0.1, 0.2], [0.1, 0.3, 0.1, 0.1]])
+    feats = Features(actions=torch.zeros(2, 1, 7), patches=torch.zeros(2, 4, 8),
+                     visual_hidden=None, head_hidden=torch.zeros(2, 7, 8),
+                     text_to_visual={0: scores})
+    # the object alone: sample 0's share 1/3, sample 1 (object out of view) left out
+    alone = heads.losses(feats, labels, AuxWeights(attention=0.5))["attention"]
+    assert float(alone) == pytest.approx(0.5 * -np.log(1 / 3 + 1e-6), rel=1e-5)
+    # with the target: both samples' share 1/2
+    both = heads.losses(feats, labels, AuxWeights(attention=0.5, attention_target=True))
+    assert float(both["attention"]) == pytest.approx(0.5 * -np.log(0.5 + 1e-6), rel=1e-5)
+    assert TrainConfig(demos="d", out="o", steps=1, aux_attention=0.1,
+                       aux_attention_target=True).aux_weights.attention_target
+    # colour cubes label no target: refused before any step, with the reason
+    with pytest.raises(ValueError, match="aux_attention_target needs .object, target. pairs"):
+        train(tiny(cube_demos, tmp_path / "run", **dict(RECIPE, aux_attention_target=True)))
+
+
 def test_a_time_budgeted_run_resumes_with_its_calibrated_steps(cube_demos, tmp_path):
     same = dict(warmup_steps=3, calibration_steps=2)
     first = train(tiny(cube_demos, tmp_path / "m", steps=None, minutes=10.0, sitting_steps=2,

@@ -27,7 +27,9 @@ folder stay exactly OpenVLA-OFT's:
 
 5. ``attention`` (a loss, no head): the share of the task-text query rows' attention
    (mean over heads and rows, the score SpecPrune ranks visual tokens by) that falls on the
-   named cube's patches at the scoring layers, pushed up (-log share). A from-scratch model
+   named cube's patches at the scoring layers, pushed up (-log share); with
+   ``attention_target`` on the patches of the object and of the place it goes to (LIBERO's
+   [object, target] pairs), both of which the instruction names. A from-scratch model
    has no reason to make its text tokens look at the named object, which SpecPrune's
    text -> visual scores assume (a pretrained VLM brings it from pre-training).
 
@@ -134,6 +136,7 @@ class AuxWeights:
     target_all_frames: bool = False
     attention: float = 0.0
     attention_layers: Tuple[int, ...] = (0, 1, -1)
+    attention_target: bool = False  # the share counts the target's patches (label 2) too
 
     @property
     def enabled(self) -> bool:
@@ -241,10 +244,13 @@ class AuxiliaryHeads(nn.Module):
         if weights.attention > 0:
             if not feats.text_to_visual:
                 raise ValueError("the attention loss needs the text -> visual scores")
-            has = (is_named.sum(dim=1) > 0).float()  # (B,) the named cube is in view
+            named_parts = is_named
+            if weights.attention_target:  # [object, target] boxes: 1 object, 2 target
+                named_parts = torch.maximum(is_named, (labels.colour == 2).float())
+            has = (named_parts.sum(dim=1) > 0).float()  # (B,) a named part is in view
             terms = []
             for scores in feats.text_to_visual.values():  # (B, V*P)
-                share = (scores * is_named).sum(1) / scores.sum(1).clamp_min(1e-12)
+                share = (scores * named_parts).sum(1) / scores.sum(1).clamp_min(1e-12)
                 terms.append((-torch.log(share + 1e-6) * has).sum() / has.sum().clamp(min=1.0))
             out["attention"] = weights.attention * torch.stack(terms).mean()
         return out

@@ -101,6 +101,11 @@ class TrainConfig:
         0.0, "Weight of the attention loss: -log of the share of the task-text rows' "
         "attention on the named cube's patches at aux_attention_layers (SpecPrune's score).",
         0.0, 100.0)
+    aux_attention_target: bool = _spec(
+        False, "The attention loss's share counts the place the instruction names too: "
+        "LIBERO's [object, target] pairs' target patches (patch label 2) beside the object's. "
+        "SpecPrune keeps what the task text attends to, and an instruction names both; "
+        "refused on colour-cube demos (pick_color), which label no target.", kind=bool)
     aux_attention_layers: str = _spec(
         "0,1,-1", "Comma-separated decoder layers of the attention loss (SpecPrune scores "
         "V_local at 0 and 1, V_global at global_score_layers; -1: the last).")
@@ -159,7 +164,8 @@ class TrainConfig:
         return AuxWeights(self.aux_position, self.aux_colour, self.aux_named, self.aux_target,
                           self.aux_named_pos_weight, self.aux_named_layer,
                           self.aux_target_readout, self.aux_target_all_frames,
-                          self.aux_attention, _layer_list(self.aux_attention_layers))
+                          self.aux_attention, _layer_list(self.aux_attention_layers),
+                          self.aux_attention_target)
 
     @property
     def state_path(self) -> str:

@@ -90,6 +90,10 @@ def prepare(cfg: TrainConfig, log: Log) -> Tuple[Run, Any]:
         data.enable_aux(cfg.colour_min_pixels, cfg.aux_target_scale, cfg.aux_target > 0,
                         patch_grid(model), max(weights.colour, weights.named,
                                                weights.attention) > 0)
+        if weights.attention > 0 and weights.attention_target and data.colours is not None:
+            raise ValueError("TrainConfig.aux_attention_target needs [object, target] pairs "
+                             "with obs/object_boxes (LIBERO, the tabletop suites): colour-cube "
+                             "demos label no target")
         if weights.named > 0 and weights.named_layer >= model.num_layers:
             raise ValueError(f"TrainConfig.aux_named_layer={weights.named_layer} needs more "
                              f"than {model.num_layers} decoder layers")
