@@ -237,7 +237,26 @@ record() {
     --out "$PAIRED_DEMOS" --shared-scenes
 }
 
-train() { x env DEMOS="$TRAIN_DEMOS" RUN="$RUN" bash scripts/train_libero.sh "${TRAIN_ARGS[@]}"; }
+# A training sitting can end before its last step and still exit 0 (SIGTERM, MINUTES,
+# STOP_STEP: it saves and stops at a step boundary). Nothing after it may then run on the
+# partial checkpoint: the chain stops here with exit 3, and the same command resumes it.
+trained() {  # run (a dry run prints the check: its plan never depends on runs/)
+  local state=$1/train_state.pt
+  if [ -n "${DRY_RUN:-}" ]; then
+    echo "DRY_RUN: trained $1"
+  elif [ -f "$state" ] && ! .venv/bin/python -m specprune.train.resumable finished "$state"
+  then
+    log "$1 stopped before its last step: run the same command again to resume it;" \
+      "nothing runs on its partial checkpoint"
+    exit 3
+  fi
+  return 0
+}
+
+train() {
+  x env DEMOS="$TRAIN_DEMOS" RUN="$RUN" bash scripts/train_libero.sh "${TRAIN_ARGS[@]}"
+  trained "$RUN"
+}
 
 keep() {  # commit-ready copy of RUN: its resumable state, or its checkpoint once finished
   local dest=$KEEP_DIR/$(basename "$RUN")
@@ -307,6 +326,7 @@ attention() {  # fine-tune with the attention loss, then the main configurations
     --init "$(checkpoint_of "$HEADLINE")" "${TRAIN_ARGS[@]}" --aux-attention "$ATTN_WEIGHT" \
     --aux-attention-target \
     --lr 2e-4 --warmup-steps 50
+  trained "$RUN_ATTN"
   x mkdir -p "$EVAL"
   local item suite task
   for item in $RECORD; do
@@ -325,6 +345,7 @@ fine_tune() {  # run demos steps from [train_libero args...]: a warm start from 
   shift 4
   x env DEMOS="$demos" RUN="$run" STEPS="$steps" bash scripts/train_libero.sh \
     --init "$(checkpoint_of "$from")" "${TRAIN_ARGS[@]}" "$@" --lr 3e-4 --warmup-steps 50
+  trained "$run"
 }
 
 takeover() {  # the policy's near misses finished by the expert, then the fine-tune

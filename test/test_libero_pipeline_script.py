@@ -124,7 +124,8 @@ def test_the_takeover_stage_records_every_task_then_fine_tunes_on_both_demo_sets
     assert all("--policy runs/tabletop_grounded/checkpoint" in c and "--seed 70000" in c
                and "--out demos/tabletop_takeover" in c for c in recorders)
     # the headline's data and heads, plus the takeover demos
-    assert plan[-1] == _fine_tune("demos/tabletop_takeover", "runs/tabletop_grounded_takeover")
+    assert plan[-2:] == [_fine_tune("demos/tabletop_takeover", "runs/tabletop_grounded_takeover"),
+                         "trained runs/tabletop_grounded_takeover"]
     # not part of the default chain, and LIBERO's suites have no takeover recorder
     assert not any("takeover_demos" in c or "tabletop_grounded_takeover" in c
                    for c in _plan(tmp_path, script=TABLETOP))
@@ -142,7 +143,8 @@ def test_the_contrast_stage_records_shared_scenes_on_new_seeds_then_fine_tunes(t
     # seeds after the paired demos' (80000 + 1000 per shard, two shards): no scene reused
     assert all("--seed 82000" in c and "--shared-scenes" in c
                and "--out demos/tabletop_contrast" in c for c in recorders)
-    assert plan[-1] == _fine_tune("demos/tabletop_contrast", "runs/tabletop_grounded_contrast")
+    assert plan[-2:] == [_fine_tune("demos/tabletop_contrast", "runs/tabletop_grounded_contrast"),
+                         "trained runs/tabletop_grounded_contrast"]
     assert not any("tabletop_contrast" in c for c in _plan(tmp_path, script=TABLETOP))
     assert "tabletop suites only" in _refused(SCRIPT, "contrast")
     assert "CONTRAST_PER_TASK=15" in _refused(TABLETOP, "contrast", CONTRAST_PER_TASK="15")
@@ -167,11 +169,11 @@ def test_the_tabletop_headline_records_shared_scenes_and_trains_with_the_named_h
                for c in paired)
     # after every shard of the main demos
     assert plan.index(paired[0]) > max(i for i, c in enumerate(plan) if "--seed 10000" in c)
-    assert plan[-1] == ("env DEMOS=demos/tabletop,demos/tabletop_paired "
-                        "RUN=runs/tabletop_grounded bash scripts/train_libero.sh "
-                        "--aux-named 0.2")
+    assert plan[-2:] == ["env DEMOS=demos/tabletop,demos/tabletop_paired "
+                         "RUN=runs/tabletop_grounded bash scripts/train_libero.sh "
+                         "--aux-named 0.2", "trained runs/tabletop_grounded"]
     plan = _plan(tmp_path, "record", "train", script=TABLETOP, PAIRED_RECORD="")
-    assert plan[-1] == ("env DEMOS=demos/tabletop RUN=runs/tabletop_grounded bash "
+    assert plan[-2] == ("env DEMOS=demos/tabletop RUN=runs/tabletop_grounded bash "
                         "scripts/train_libero.sh --aux-named 0.2")
     assert not any("--shared-scenes" in c for c in plan)
     assert not any("--aux-named" in c or "--shared-scenes" in c for c in _plan(tmp_path))
@@ -259,12 +261,12 @@ def test_a_checkout_without_the_run_folder_uses_the_kept_checkpoint(tmp_path):
     plan = _plan(tmp_path, "evaluate", "contrast", script=TABLETOP, **env)
     evals = _evaluations(plan)
     assert len(evals) == 30 and all(f"--policy {kept} " in cmd for *_, cmd in evals)
-    assert f"--init {kept} " in plan[-1]
+    assert f"--init {kept} " in plan[-2]
     (run / "checkpoint").mkdir(parents=True)
     (run / "checkpoint" / "model.safetensors").write_bytes(b"weights")
     plan = _plan(tmp_path, "evaluate", "contrast", script=TABLETOP, **env)
     assert all(f"--policy {run}/checkpoint " in cmd for *_, cmd in _evaluations(plan))
-    assert f"--init {run}/checkpoint " in plan[-1]
+    assert f"--init {run}/checkpoint " in plan[-2]
 
 
 def test_shared_scenes_are_refused_on_libero(tmp_path):
@@ -384,6 +386,34 @@ def test_the_attention_row_runs_only_when_named_and_fine_tunes_the_headline_poli
         "--init runs/tabletop_grounded_contrast/checkpoint ")
     assert all("--policy runs/tabletop_grounded_contrast_attention/checkpoint" in cmd
                for *_, cmd in _evaluations(commands))
+
+
+def test_nothing_runs_on_the_checkpoint_of_a_training_that_stopped_early(tmp_path):
+    """A sitting stopped at a step boundary (a signal, MINUTES, STOP_STEP) exits 0 with its
+    state saved short of the last step: the chain ends there with exit 3, before the
+    evaluation reads the partial checkpoint; finished, it goes on. A real tiny run."""
+    from libero_demo_helpers import OBJECT, write_shard
+
+    demos, run = tmp_path / "demos", tmp_path / "run"
+    demos.mkdir()
+    write_shard(demos / "libero_object_task00_part00.hdf5", OBJECT, (12, 11), seed=5)
+    env = {k: v for k, v in os.environ.items() if k not in ("DRY_RUN", "MINUTES")}
+    env.update(DEMOS=str(demos), RUN=str(run), PRESET="tiny", STEPS="4", VAL_DEMOS="1",
+               THREADS="1", STOP_STEP="2", RECORD="libero_object:0",
+               EVAL=str(tmp_path / "eval"), KEEP_DIR=str(tmp_path / "none"))
+    done = subprocess.run(["bash", SCRIPT, "train", "evaluate"], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 3, done.stderr[-3000:]
+    assert "stop step 2 reached" in done.stdout
+    assert f"{run} stopped before its last step" in done.stdout
+    assert "stage evaluate" not in done.stdout and not (tmp_path / "eval").exists()
+    # every training call of the chain is checked: the plan shows where
+    for stages, checked in ((("train",), "runs/libero_deep"),
+                            (("attention",), "runs/tabletop_grounded_attention"),
+                            (("contrast",), "runs/tabletop_grounded_contrast")):
+        plan = _plan(tmp_path, *stages, script=SCRIPT if stages == ("train",) else TABLETOP)
+        assert plan[[i for i, c in enumerate(plan) if "train_libero.sh" in c][0] + 1] == \
+            f"trained {checked}"
 
 
 def test_results_and_journals_go_to_a_tracked_folder_named_after_the_policy():
