@@ -259,6 +259,8 @@ def test_attention_target_counts_the_place_the_instruction_names_too(cube_demos,
     assert float(both["attention"]) == pytest.approx(0.5 * -np.log(0.5 + 1e-6), rel=1e-5)
     assert TrainConfig(demos="d", out="o", steps=1, aux_attention=0.1,
                        aux_attention_target=True).aux_weights.attention_target
+    with pytest.raises(ValueError, match="aux_attention_target needs aux_attention > 0"):
+        TrainConfig(demos="d", out="o", steps=1, aux_attention_target=True)
     # colour cubes label no target: refused before any step, with the reason
     with pytest.raises(ValueError, match="aux_attention_target needs .object, target. pairs"):
         train(tiny(cube_demos, tmp_path / "run", **dict(RECIPE, aux_attention_target=True)))

@@ -152,6 +152,9 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.aux_target_readout={self.aux_target_readout!r} is "
                              f"not one of {', '.join(TARGET_READOUTS)}")
         _layer_list(self.aux_attention_layers)
+        if self.aux_attention_target and self.aux_attention <= 0:
+            raise ValueError("TrainConfig.aux_attention_target needs aux_attention > 0 (it "
+                             "changes what that loss counts)")
         if self.resume and self.steps is None:
             raise ValueError("TrainConfig.resume needs steps (the LR schedule of the run)")
         if self.steps is None and self.calibration_steps > self.warmup_steps:
