@@ -253,10 +253,14 @@ trained() {  # run (a dry run prints the check: its plan never depends on runs/)
   return 0
 }
 
-train() {
-  x env DEMOS="$TRAIN_DEMOS" RUN="$RUN" bash scripts/train_libero.sh "${TRAIN_ARGS[@]}"
-  trained "$RUN"
+sitting() {  # run demos steps(empty: the script's) [train_libero args...]: one sitting
+  local run=$1 demos=$2 steps=$3
+  shift 3
+  x env DEMOS="$demos" RUN="$run" ${steps:+STEPS="$steps"} bash scripts/train_libero.sh "$@"
+  trained "$run"
 }
+
+train() { sitting "$RUN" "$TRAIN_DEMOS" "" "${TRAIN_ARGS[@]}"; }
 
 keep() {  # commit-ready copy of RUN: its resumable state, or its checkpoint once finished
   local dest=$KEEP_DIR/$(basename "$RUN")
@@ -322,11 +326,9 @@ evaluate() {
 }
 
 attention() {  # fine-tune with the attention loss, then the main configurations on it
-  x env DEMOS="$ATTN_DEMOS" RUN="$RUN_ATTN" STEPS="$ATTN_STEPS" bash scripts/train_libero.sh \
-    --init "$(checkpoint_of "$HEADLINE")" "${TRAIN_ARGS[@]}" --aux-attention "$ATTN_WEIGHT" \
-    --aux-attention-target \
+  sitting "$RUN_ATTN" "$ATTN_DEMOS" "$ATTN_STEPS" --init "$(checkpoint_of "$HEADLINE")" \
+    "${TRAIN_ARGS[@]}" --aux-attention "$ATTN_WEIGHT" --aux-attention-target \
     --lr 2e-4 --warmup-steps 50
-  trained "$RUN_ATTN"
   x mkdir -p "$EVAL"
   local item suite task
   for item in $RECORD; do
@@ -343,9 +345,8 @@ attention() {  # fine-tune with the attention loss, then the main configurations
 fine_tune() {  # run demos steps from [train_libero args...]: a warm start from FROM's
   local run=$1 demos=$2 steps=$3 from=$4  # checkpoint at the fine-tuning rate, resumable
   shift 4
-  x env DEMOS="$demos" RUN="$run" STEPS="$steps" bash scripts/train_libero.sh \
-    --init "$(checkpoint_of "$from")" "${TRAIN_ARGS[@]}" "$@" --lr 3e-4 --warmup-steps 50
-  trained "$run"
+  sitting "$run" "$demos" "$steps" --init "$(checkpoint_of "$from")" "${TRAIN_ARGS[@]}" "$@" \
+    --lr 3e-4 --warmup-steps 50
 }
 
 takeover() {  # the policy's near misses finished by the expert, then the fine-tune
