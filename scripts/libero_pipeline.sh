@@ -33,6 +33,15 @@
 #   SpecPrune kept the named object's patches at ~1.5-2x chance but the target's at chance
 #   (demo replays of every task, README), and the instruction names both.
 #
+# token_drop (never a default stage; a third labelled row, help for the pruner twice over):
+#   RUN_ATTN's checkpoint fine-tuned for DROP_STEPS with the attention loss kept and the
+#   token-drop augmentation (specprune/train/token_drop.py: DROP_SHARE of the steps lose a
+#   random subset of the visual tokens, kept share uniform in [DROP_KEEP_MIN, 1], before
+#   one of DROP_LAYERS) into RUN_DROP, resumable like train. Why: on the headline policy
+#   even random dropping at SpecPrune's budget costs 4-15 points (README), a from-scratch
+#   policy has none of a pretrained 7B model's slack. Evaluated as any policy:
+#   HEADLINE=<RUN_DROP> KEEP_SCALE=2 bash scripts/tabletop_pipeline.sh evaluate ros table
+#
 # claim (never a default stage: it runs once, at the end, by naming it):
 #   bash scripts/libero_pipeline.sh claim
 # the benchmark's fixed initial states 0..CLAIM_STATES-1 of every task in RECORD (the tasks
@@ -178,6 +187,11 @@ demos_of() {  # run -> the demos it was trained on (a data-fix stage's fine-tune
   esac
 }
 ATTN_DEMOS=${ATTN_DEMOS:-$(demos_of "$HEADLINE")}
+RUN_DROP=${RUN_DROP:-${RUN_ATTN}_tokendrop}
+DROP_STEPS=${DROP_STEPS:-1000}
+DROP_SHARE=${DROP_SHARE:-0.5}  # of the training steps
+DROP_KEEP_MIN=${DROP_KEEP_MIN:-0.15}  # SpecPrune keeps ~22 % at alpha 1, ~45 % at 2
+DROP_LAYERS=${DROP_LAYERS:-1,2}  # SpecPrune's candidates and final set; FastV, random: 2
 THREADS=${THREADS:-1}
 # the action deviation from unpruned costs one reference pass per sampled step: every 4th
 # step keeps ~10 samples per episode and saves a fifth of an evaluation's time (profiled:
@@ -342,6 +356,14 @@ attention() {  # fine-tune with the attention loss, then the main configurations
   table "$EVAL" attention
 }
 
+token_drop() {  # the attention-trained policy made robust to dropped visual tokens
+  trained "$RUN_ATTN"
+  sitting "$RUN_DROP" "$ATTN_DEMOS" "$DROP_STEPS" --init "$(checkpoint_of "$RUN_ATTN")" \
+    "${TRAIN_ARGS[@]}" --aux-attention "$ATTN_WEIGHT" --aux-attention-target \
+    --token-drop "$DROP_SHARE" --token-drop-keep-min "$DROP_KEEP_MIN" \
+    --token-drop-layers "$DROP_LAYERS" --lr 2e-4 --warmup-steps 50
+}
+
 fine_tune() {  # run demos steps from [train_libero args...]: a warm start from FROM's
   local run=$1 demos=$2 steps=$3 from=$4  # checkpoint at the fine-tuning rate, resumable
   shift 4
@@ -433,11 +455,12 @@ main() {
       ros) ros ;;
       table) table ;;
       attention) attention ;;
+      token_drop) token_drop ;;
       takeover) takeover ;;
       contrast) contrast ;;
       claim) claim ;;
       *) echo "unknown stage $stage (record, train, keep, evaluate, ros, table, attention," \
-           "takeover, contrast, claim)" >&2
+           "token_drop, takeover, contrast, claim)" >&2
          exit 2 ;;
     esac
   done

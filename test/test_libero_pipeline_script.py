@@ -388,6 +388,23 @@ def test_the_attention_row_runs_only_when_named_and_fine_tunes_the_headline_poli
                for *_, cmd in _evaluations(commands))
 
 
+def test_the_token_drop_row_fine_tunes_the_finished_attention_policy(tmp_path):
+    """The third labelled row: never in the default run; when named, only after the
+    attention run is checked finished, from its checkpoint, the attention loss kept and the
+    token-drop augmentation on, into its own run folder."""
+    assert not any("token-drop" in c for c in _plan(tmp_path, script=TABLETOP))
+    commands = _plan(tmp_path, "token_drop", script=TABLETOP,
+                     HEADLINE="runs/tabletop_grounded_contrast")
+    assert commands == [
+        "trained runs/tabletop_grounded_contrast_attention",
+        "env DEMOS=demos/tabletop,demos/tabletop_paired,demos/tabletop_contrast "
+        "RUN=runs/tabletop_grounded_contrast_attention_tokendrop STEPS=1000 bash "
+        "scripts/train_libero.sh --init runs/tabletop_grounded_contrast_attention/checkpoint "
+        "--aux-named 0.2 --aux-attention 0.05 --aux-attention-target --token-drop 0.5 "
+        "--token-drop-keep-min 0.15 --token-drop-layers 1,2 --lr 2e-4 --warmup-steps 50",
+        "trained runs/tabletop_grounded_contrast_attention_tokendrop"]
+
+
 def test_nothing_runs_on_the_checkpoint_of_a_training_that_stopped_early(tmp_path):
     """A sitting stopped at a step boundary (a signal, MINUTES, STOP_STEP) exits 0 with its
     state saved short of the last step: the chain ends there with exit 3, before the

@@ -163,23 +163,25 @@ class Features:
 
     actions: torch.Tensor  # (B, chunk, action_dim) normalised
     patches: torch.Tensor  # (B, views * P, D) projected patch tokens
-    visual_hidden: Optional[torch.Tensor]  # (B, views * P, D) entering named_layer
+    visual_hidden: Optional[torch.Tensor]  # (B, n, D) entering named_layer
     head_hidden: torch.Tensor  # (B, chunk * action_dim, D) final norm
     #: layer -> (B, views * P) attention of the task-text rows to each visual token
     text_to_visual: Optional[Dict[int, torch.Tensor]] = None
+    #: (n,) visual ids of visual_hidden's tokens after a token drop; None: all V*P of them
+    visual_ids: Optional[torch.Tensor] = None
 
 
 class LayerInputs:
     """Decoder hook that keeps the state entering some layers (selects nothing):
-    layer -> (hidden (B, T, D), cos, sin)."""
+    layer -> (hidden (B, T, D), cos, sin, positions (T,) original sequence positions)."""
 
     def __init__(self, indices: Sequence[int]) -> None:
         self.indices = set(indices)
-        self.states: Dict[int, Tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self.states: Dict[int, Tuple[torch.Tensor, ...]] = {}
 
     def before_layer(self, index: int, layer: nn.Module, state: DecoderState) -> None:
         if index in self.indices:
-            self.states[index] = (state.hidden, state.cos, state.sin)
+            self.states[index] = (state.hidden, state.cos, state.sin, state.positions)
 
 
 def fixed_target_readout(head_hidden: torch.Tensor, action_dim: int) -> torch.Tensor:
@@ -226,10 +228,11 @@ class AuxiliaryHeads(nn.Module):
         if weights.named > 0:
             if feats.visual_hidden is None:
                 raise ValueError("the named head needs the visual hidden states")
-            logit = self.named(feats.visual_hidden).squeeze(-1)  # (B, V*P)
+            logit = self.named(feats.visual_hidden).squeeze(-1)  # (B, n)
             pos_weight = torch.tensor(weights.named_pos_weight, device=logit.device)
+            shown = is_named if feats.visual_ids is None else is_named[:, feats.visual_ids]
             out["named"] = weights.named * F.binary_cross_entropy_with_logits(
-                logit, is_named, pos_weight=pos_weight)
+                logit, shown, pos_weight=pos_weight)
         if weights.target > 0:
             if weights.target_readout == "fixed":
                 pred = fixed_target_readout(feats.head_hidden, self.action_dim)

@@ -10,42 +10,69 @@ import numpy as np
 import torch
 from torch import nn
 
-from specprune.model.modeling_vla import OpenVLAOFT
+from specprune.model.modeling_vla import OpenVLAOFT, SequenceLayout
 from specprune.prune.decoder import run_decoder
 from specprune.prune.scoring import batched_query_attention, column_scores
 from specprune.train.auxiliary import AuxiliaryHeads, AuxWeights, Features, LayerInputs
 from specprune.train.batches import Batch, TrainingData
+from specprune.train.token_drop import TokenDrop
 from specprune.train.train_config import TrainConfig
 
 
-def forward(model: OpenVLAOFT, batch: Batch, weights: Optional[AuxWeights] = None) -> Features:
-    """The policy's unpruned pass, exposing what the enabled auxiliary losses read."""
+def forward(model: OpenVLAOFT, batch: Batch, weights: Optional[AuxWeights] = None,
+            drop: Optional[TokenDrop] = None, step: int = 0) -> Features:
+    """The policy's pass, exposing what the enabled auxiliary losses read: unpruned, or
+    with ``drop`` as training step ``step`` draws it (token_drop.py)."""
     layout = model.layout(len(batch.prompt.ids), batch.prompt.task_ids)
     patches = model.encode_images(batch.pixels)  # (B, views * P, D)
     embeds = model.build_sequence(patches, batch.proprio, batch.ids)  # (B, T, D)
     n = model.num_layers
     captured = weights.captured_layers(n) if weights is not None else ()
-    missing = [i for i in captured if i >= model.num_layers]
+    missing = [i for i in captured + (drop.layers if drop is not None and drop.enabled else ())
+               if i >= model.num_layers]
     if missing:
         raise ValueError(f"decoder layers {missing} do not exist ({model.num_layers} layers)")
-    hook = LayerInputs(captured) if captured else None
+    capture = LayerInputs(captured) if captured else None
+    hook = drop.hook(step, layout, capture) if drop is not None else capture
     state = run_decoder(model.decoder, embeds, hook)
-    head = state.hidden[:, layout.head_start:layout.head_start + layout.num_head_positions]
-    vis = slice(layout.visual_start, layout.visual_start + layout.num_visual)
+    # hooks drop visual tokens only, all before the head positions
+    start = layout.head_start - (layout.length - state.hidden.shape[1])
+    head = state.hidden[:, start:start + layout.num_head_positions]
     feats = Features(actions=model.predict_normalized(head), patches=patches,
                      visual_hidden=None, head_hidden=head)
-    if hook is None or weights is None:
-        return feats
-    if weights.named > 0:
-        feats.visual_hidden = hook.states[weights.named_layer][0][:, vis]
-    if weights.attention > 0:
-        queries = torch.tensor(layout.query_positions, device=embeds.device)
-        feats.text_to_visual = {}
-        for i in weights.attention_indices(n):
-            hidden, cos, sin = hook.states[i]
-            probs = batched_query_attention(model.decoder.layers[i], hidden, cos, sin, queries)
-            feats.text_to_visual[i] = column_scores(probs, vis)  # (B, V*P): SpecPrune's Eq. 1
+    if capture is not None and weights is not None:
+        _read_captured(model, layout, capture, weights, feats)
     return feats
+
+
+def _read_captured(model: OpenVLAOFT, layout: SequenceLayout, capture: LayerInputs,
+                   weights: AuxWeights, feats: Features) -> None:
+    """Fill in what the named head and the attention loss read from the captured layer
+    inputs; after a token drop, of the visual tokens still present there."""
+    vis = slice(layout.visual_start, layout.visual_start + layout.num_visual)
+
+    def present(hidden: torch.Tensor) -> slice:  # the visual tokens left in a state
+        return slice(vis.start, vis.stop - (layout.length - hidden.shape[1]))
+
+    if weights.named > 0:
+        hidden, _, _, positions = capture.states[weights.named_layer]
+        feats.visual_hidden = hidden[:, present(hidden)]
+        if feats.visual_hidden.shape[1] < layout.num_visual:  # after a token drop
+            feats.visual_ids = positions[present(hidden)] - layout.visual_start
+    if weights.attention > 0:
+        queries = torch.tensor(layout.query_positions, device=feats.patches.device)
+        feats.text_to_visual = {}
+        for i in weights.attention_indices(model.num_layers):
+            hidden, cos, sin, positions = capture.states[i]
+            present_now = present(hidden)
+            probs = batched_query_attention(model.decoder.layers[i], hidden, cos, sin,
+                                            torch.searchsorted(positions, queries))
+            scores = column_scores(probs, present_now)  # (B, present): SpecPrune's Eq. 1
+            if scores.shape[1] < layout.num_visual:  # dropped tokens get no attention
+                ids = positions[present_now] - layout.visual_start
+                scores = scores.new_zeros(scores.shape[0], layout.num_visual).index_copy(
+                    1, ids, scores)
+            feats.text_to_visual[i] = scores  # (B, V*P)
 
 
 def patch_grid(model: OpenVLAOFT) -> int:
@@ -120,11 +147,12 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig,
 
 
 def loss_terms(model: OpenVLAOFT, batch: Batch, label_weight: float = 0.0,
-               heads: Optional[AuxiliaryHeads] = None,
-               weights: Optional[AuxWeights] = None) -> Dict[str, torch.Tensor]:
-    """name -> loss: ``l1`` (the OFT action loss) plus the enabled auxiliary terms."""
+               heads: Optional[AuxiliaryHeads] = None, weights: Optional[AuxWeights] = None,
+               drop: Optional[TokenDrop] = None, step: int = 0) -> Dict[str, torch.Tensor]:
+    """name -> loss: ``l1`` (the OFT action loss) plus the enabled auxiliary terms, on the
+    pass that ``drop`` draws for training step ``step`` (unpruned without it)."""
     use_aux = heads is not None and weights is not None and weights.enabled
-    feats = forward(model, batch, weights if use_aux else None)
+    feats = forward(model, batch, weights if use_aux else None, drop, step)
     terms = {"l1": action_loss(feats.actions, batch.target, label_weight)}
     if use_aux:
         if batch.aux is None:
@@ -136,11 +164,12 @@ def loss_terms(model: OpenVLAOFT, batch: Batch, label_weight: float = 0.0,
 def train_step(model: OpenVLAOFT, optimizer: torch.optim.Optimizer, batch: Batch,
                lr: float, grad_clip: float, label_weight: float = 0.0,
                heads: Optional[AuxiliaryHeads] = None,
-               weights: Optional[AuxWeights] = None) -> Dict[str, float]:
+               weights: Optional[AuxWeights] = None, drop: Optional[TokenDrop] = None,
+               step: int = 0) -> Dict[str, float]:
     """One optimiser step on the sum of the loss terms; returns each term's value."""
     for group in optimizer.param_groups:
         group["lr"] = lr
-    terms = loss_terms(model, batch, label_weight, heads, weights)
+    terms = loss_terms(model, batch, label_weight, heads, weights, drop, step)
     loss = torch.stack(list(terms.values())).sum()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

@@ -103,8 +103,10 @@ def load_state(cfg: TrainConfig, model: OpenVLAOFT, heads: Optional[AuxiliaryHea
         raise FileNotFoundError(f"--resume: no training state at {path!r}")
     blob = torch.load(path, map_location="cpu", weights_only=False)
     saved = blob["config"]
+    # a field newer than the saved run is as it was then: at its default
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     changed = sorted(k for k, v in dataclasses.asdict(cfg).items()
-                     if k not in RESUMABLE_CHANGES and saved.get(k) != v)
+                     if k not in RESUMABLE_CHANGES and saved.get(k, defaults[k]) != v)
     if "steps" in changed and saved.get("steps") is None and blob["total"] == cfg.steps:
         changed.remove("steps")  # a --minutes run resumed with its calibrated step count
     inexact = [k for k in _INEXACT_CHANGES if saved.get(k) != getattr(cfg, k)]

@@ -10,6 +10,7 @@ from typing import Any, Optional, Tuple
 from specprune.config import check_value, documented_field, int_as_float
 from specprune.model.presets import PRESETS
 from specprune.train.auxiliary import TARGET_READOUTS, AuxWeights
+from specprune.train.token_drop import TokenDrop
 
 
 def _spec(default: Any, doc: str, lo: Optional[float] = None, hi: Optional[float] = None,
@@ -109,6 +110,19 @@ class TrainConfig:
     aux_attention_layers: str = _spec(
         "0,1,-1", "Comma-separated decoder layers of the attention loss (SpecPrune scores "
         "V_local at 0 and 1, V_global at global_score_layers; -1: the last).")
+    token_drop: float = _spec(
+        0.0, "Token-drop augmentation (train/token_drop.py; help for the pruner, label any "
+        "policy trained with it): the share of training steps whose decoder pass drops a "
+        "random subset of the visual tokens before one of token_drop_layers. 0 disables.",
+        0.0, 1.0)
+    token_drop_keep_min: float = _spec(
+        0.15, "The kept share of the visual tokens in a token-drop step is uniform in "
+        "[token_drop_keep_min, 1] (SpecPrune keeps about 22 % at the default K, 45 % at "
+        "keep_scale 2).", 0.01, 1.0)
+    token_drop_layers: str = _spec(
+        "2", "Comma-separated decoder layers before which a token-drop step drops (one drawn "
+        "uniformly per step; 2: where FastV and random dropping act and SpecPrune's static "
+        "selection ends; SpecPrune also drops to its candidates before layer 1).")
     colour_min_pixels: int = _spec(
         10, "Pixels of one cube colour that make a patch show that cube (of 196 in a 14 px "
         "patch).", 1, 10**6)
@@ -151,7 +165,11 @@ class TrainConfig:
         if self.aux_target_readout not in TARGET_READOUTS:
             raise ValueError(f"TrainConfig.aux_target_readout={self.aux_target_readout!r} is "
                              f"not one of {', '.join(TARGET_READOUTS)}")
-        _layer_list(self.aux_attention_layers)
+        _layer_list(self.aux_attention_layers, "aux_attention_layers")
+        drop_layers = _layer_list(self.token_drop_layers, "token_drop_layers")
+        if not drop_layers or min(drop_layers) < 0:
+            raise ValueError(f"TrainConfig.token_drop_layers={self.token_drop_layers!r} needs "
+                             "one or more layer indices >= 0")
         if self.aux_attention_target and self.aux_attention <= 0:
             raise ValueError("TrainConfig.aux_attention_target needs aux_attention > 0 (it "
                              "changes what that loss counts)")
@@ -167,8 +185,14 @@ class TrainConfig:
         return AuxWeights(self.aux_position, self.aux_colour, self.aux_named, self.aux_target,
                           self.aux_named_pos_weight, self.aux_named_layer,
                           self.aux_target_readout, self.aux_target_all_frames,
-                          self.aux_attention, _layer_list(self.aux_attention_layers),
+                          self.aux_attention,
+                          _layer_list(self.aux_attention_layers, "aux_attention_layers"),
                           self.aux_attention_target)
+
+    @property
+    def token_drop_settings(self) -> TokenDrop:
+        return TokenDrop(self.token_drop, self.token_drop_keep_min,
+                         _layer_list(self.token_drop_layers, "token_drop_layers"), self.seed)
 
     @property
     def state_path(self) -> str:
@@ -177,12 +201,12 @@ class TrainConfig:
         return os.path.join(folder, "train_state.pt")
 
 
-def _layer_list(text: str) -> Tuple[int, ...]:
+def _layer_list(text: str, field: str) -> Tuple[int, ...]:
     try:
         return tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
-        raise ValueError(f"TrainConfig.aux_attention_layers={text!r} is not a comma-separated "
-                         "list of layer indices") from None
+        raise ValueError(f"TrainConfig.{field}={text!r} is not a comma-separated list of "
+                         "layer indices") from None
 
 
 #: Fields that may differ between a run and its resumption. All but threads and device

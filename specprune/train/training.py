@@ -141,7 +141,7 @@ def _train(cfg: TrainConfig, log: Log) -> Run:
     device = torch.device(resolve_device(cfg.device))
     run, tokenizer = prepare(cfg, log)
     model = run.model.to(device).train()
-    weights = cfg.aux_weights
+    weights, drop = cfg.aux_weights, cfg.token_drop_settings
     heads = None
     if weights.enabled:
         torch.manual_seed(cfg.seed + 1)  # the model's initialisation stays that of a plain run
@@ -165,7 +165,7 @@ def _train(cfg: TrainConfig, log: Log) -> Run:
             break
         batch = run.data.batch(next(sampler), augment).to(device)
         terms = train_step(model, optimizer, batch, learning_rate(step, loop.total, cfg),
-                           cfg.grad_clip, cfg.label_weight, heads, weights)
+                           cfg.grad_clip, cfg.label_weight, heads, weights, drop, step)
         loop.after_step(step, terms, len(batch.ids))
         if loop.save_due():
             run.summary = loop.summary()
