@@ -88,4 +88,4 @@ def test_pipeline_refuses_an_unknown_stage_before_running_any():
                          timeout=60)
     assert out.returncode == 2
     assert ("unknown stage trian (record, train, keep, evaluate, ros, table, attention, "
-            "takeover, contrast, claim)" in out.stderr)
+            "token_drop, takeover, contrast, claim)" in out.stderr)
