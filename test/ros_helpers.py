@@ -123,18 +123,32 @@ class Probe:
         self.spin_until(lambda: time.monotonic() >= end, seconds + 1.0)
 
     def call(self, srv_type: Any, name: str, request: Any, timeout: float = 20.0,
-             server: Optional[NodeProcess] = None) -> Any:
+             server: Optional[NodeProcess] = None, resend_s: Optional[float] = None) -> Any:
         """Call a service; with ``server`` (the process that offers it) give up as soon as
-        it exits, and put its state and log's tail in the failure."""
+        it exits, and put its state and log's tail in the failure.
+
+        ``resend_s`` (for queries only, which are safe to repeat): send the request again
+        every ``resend_s`` until an answer comes. A service answers over a topic of its own,
+        and a response sent before the server has matched a new client's response reader
+        is dropped ("failed to send response (timeout)", ros2/ros2#1253), so on a loaded
+        machine the first request of a new client can go unanswered."""
         client = self.node.create_client(srv_type, name)
         alive = server.alive if server is not None else None
         try:
             if not self.spin_until(client.service_is_ready, timeout, alive):
                 raise AssertionError(f"{name} never became available{_server_state(server)}")
-            future = client.call_async(request)
-            if not self.spin_until(future.done, timeout, alive):
-                raise AssertionError(f"{name} did not answer{_server_state(server)}")
-            return future.result()
+            deadline = time.monotonic() + timeout
+            futures = [client.call_async(request)]
+            while True:
+                wait = deadline - time.monotonic()
+                if resend_s is not None:
+                    wait = min(wait, resend_s)
+                if self.spin_until(lambda: any(f.done() for f in futures), max(wait, 0.0),
+                                   alive):
+                    return next(f for f in futures if f.done()).result()
+                if time.monotonic() >= deadline or (alive is not None and not alive()):
+                    raise AssertionError(f"{name} did not answer{_server_state(server)}")
+                futures.append(client.call_async(request))
         finally:
             self.node.destroy_client(client)
 

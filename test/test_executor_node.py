@@ -542,7 +542,7 @@ def managed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
 
 def lifecycle_state(rig: Rig) -> str:
     return rig.probe.call(GetState, f"/{NODE}/get_state", GetState.Request(),
-                          START_TIMEOUT_S, rig.executor).current_state.label
+                          START_TIMEOUT_S, rig.executor, resend_s=2.0).current_state.label
 
 
 def change_state(rig: Rig, transition: int) -> bool:

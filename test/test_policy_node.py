@@ -515,7 +515,7 @@ def managed(tmp_path_factory: pytest.TempPathFactory
 
 def lifecycle_state(probe: Probe, policy: NodeProcess) -> str:
     return probe.call(GetState, f"/{NODE}/get_state", GetState.Request(), START_TIMEOUT_S,
-                      policy).current_state.label
+                      policy, resend_s=2.0).current_state.label
 
 
 def change_state(probe: Probe, policy: NodeProcess, transition: int) -> bool:
