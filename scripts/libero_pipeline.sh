@@ -41,6 +41,10 @@
 #   even random dropping at SpecPrune's budget costs 4-15 points (README), a from-scratch
 #   policy has none of a pretrained 7B model's slack. Evaluated as any policy:
 #   HEADLINE=<RUN_DROP> KEEP_SCALE=2 bash scripts/tabletop_pipeline.sh evaluate ros table
+#   DROP_SCORED=s > 0 (with DROP_LAYERS=2): a share s of the drop steps keeps SpecPrune's
+#   V_local in each sample instead of random tokens (--token-drop-scored): training for
+#   SpecPrune's own selection; DROP_FROM (default RUN_ATTN) the checkpoint it starts from,
+#   RUN_DROP gets a _scored suffix.
 #
 # claim (never a default stage: it runs once, at the end, by naming it):
 #   bash scripts/libero_pipeline.sh claim
@@ -187,11 +191,15 @@ demos_of() {  # run -> the demos it was trained on (a data-fix stage's fine-tune
   esac
 }
 ATTN_DEMOS=${ATTN_DEMOS:-$(demos_of "$HEADLINE")}
-RUN_DROP=${RUN_DROP:-${RUN_ATTN}_tokendrop}
 DROP_STEPS=${DROP_STEPS:-1000}
 DROP_SHARE=${DROP_SHARE:-0.5}  # of the training steps
 DROP_KEEP_MIN=${DROP_KEEP_MIN:-0.15}  # SpecPrune keeps ~22 % at alpha 1, ~45 % at 2
 DROP_LAYERS=${DROP_LAYERS:-1,2}  # SpecPrune's candidates and final set; FastV, random: 2
+DROP_SCORED=${DROP_SCORED:-0}  # share of the drop steps keeping SpecPrune's V_local
+DROP_FROM=${DROP_FROM:-$RUN_ATTN}
+drop_run=${RUN_ATTN}_tokendrop
+[ "$DROP_SCORED" = 0 ] || drop_run=${drop_run}_scored
+RUN_DROP=${RUN_DROP:-$drop_run}
 THREADS=${THREADS:-1}
 # the action deviation from unpruned costs one reference pass per sampled step: every 4th
 # step keeps ~10 samples per episode and saves a fifth of an evaluation's time (profiled:
@@ -357,11 +365,13 @@ attention() {  # fine-tune with the attention loss, then the main configurations
 }
 
 token_drop() {  # the attention-trained policy made robust to dropped visual tokens
-  trained "$RUN_ATTN"
-  sitting "$RUN_DROP" "$ATTN_DEMOS" "$DROP_STEPS" --init "$(checkpoint_of "$RUN_ATTN")" \
+  local scored=()
+  [ "$DROP_SCORED" = 0 ] || scored=(--token-drop-scored "$DROP_SCORED")
+  trained "$DROP_FROM"
+  sitting "$RUN_DROP" "$ATTN_DEMOS" "$DROP_STEPS" --init "$(checkpoint_of "$DROP_FROM")" \
     "${TRAIN_ARGS[@]}" --aux-attention "$ATTN_WEIGHT" --aux-attention-target \
     --token-drop "$DROP_SHARE" --token-drop-keep-min "$DROP_KEEP_MIN" \
-    --token-drop-layers "$DROP_LAYERS" --lr 2e-4 --warmup-steps 50
+    --token-drop-layers "$DROP_LAYERS" "${scored[@]}" --lr 2e-4 --warmup-steps 50
 }
 
 fine_tune() {  # run demos steps from [train_libero args...]: a warm start from FROM's

@@ -403,6 +403,18 @@ def test_the_token_drop_row_fine_tunes_the_finished_attention_policy(tmp_path):
         "--aux-named 0.2 --aux-attention 0.05 --aux-attention-target --token-drop 0.5 "
         "--token-drop-keep-min 0.15 --token-drop-layers 1,2 --lr 2e-4 --warmup-steps 50",
         "trained runs/tabletop_grounded_contrast_attention_tokendrop"]
+    # trained for SpecPrune's own selection: from the token-drop run, into its own folder
+    commands = _plan(tmp_path, "token_drop", script=TABLETOP,
+                     HEADLINE="runs/tabletop_grounded_contrast", DROP_SCORED="0.5",
+                     DROP_LAYERS="2", DROP_STEPS="600",
+                     DROP_FROM="runs/tabletop_grounded_contrast_attention_tokendrop")
+    assert commands[0] == "trained runs/tabletop_grounded_contrast_attention_tokendrop"
+    assert commands[1].startswith(
+        "env DEMOS=demos/tabletop,demos/tabletop_paired,demos/tabletop_contrast "
+        "RUN=runs/tabletop_grounded_contrast_attention_tokendrop_scored STEPS=600 bash "
+        "scripts/train_libero.sh --init "
+        "runs/tabletop_grounded_contrast_attention_tokendrop/checkpoint ")
+    assert "--token-drop-layers 2 --token-drop-scored 0.5 --lr 2e-4" in commands[1]
 
 
 def test_nothing_runs_on_the_checkpoint_of_a_training_that_stopped_early(tmp_path):

@@ -167,7 +167,8 @@ class Features:
     head_hidden: torch.Tensor  # (B, chunk * action_dim, D) final norm
     #: layer -> (B, views * P) attention of the task-text rows to each visual token
     text_to_visual: Optional[Dict[int, torch.Tensor]] = None
-    #: (n,) visual ids of visual_hidden's tokens after a token drop; None: all V*P of them
+    #: (1 or B, n) visual ids of visual_hidden's tokens after a token drop (per sample
+    #: where samples kept different tokens); None: all V*P of them
     visual_ids: Optional[torch.Tensor] = None
 
 
@@ -230,7 +231,8 @@ class AuxiliaryHeads(nn.Module):
                 raise ValueError("the named head needs the visual hidden states")
             logit = self.named(feats.visual_hidden).squeeze(-1)  # (B, n)
             pos_weight = torch.tensor(weights.named_pos_weight, device=logit.device)
-            shown = is_named if feats.visual_ids is None else is_named[:, feats.visual_ids]
+            shown = is_named if feats.visual_ids is None else is_named.gather(
+                1, feats.visual_ids.expand(is_named.shape[0], -1))
             out["named"] = weights.named * F.binary_cross_entropy_with_logits(
                 logit, shown, pos_weight=pos_weight)
         if weights.target > 0:

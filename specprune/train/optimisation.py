@@ -54,24 +54,29 @@ def _read_captured(model: OpenVLAOFT, layout: SequenceLayout, capture: LayerInpu
     def present(hidden: torch.Tensor) -> slice:  # the visual tokens left in a state
         return slice(vis.start, vis.stop - (layout.length - hidden.shape[1]))
 
+    def ids(positions: torch.Tensor, now: slice) -> torch.Tensor:
+        """(1 or B, n) visual ids of the present visual tokens; positions are (T,), or
+        (B, T) after a drop that kept other tokens in each sample (token_drop.py)."""
+        return positions.view(-1, positions.shape[-1])[:, now] - layout.visual_start
+
     if weights.named > 0:
         hidden, _, _, positions = capture.states[weights.named_layer]
         feats.visual_hidden = hidden[:, present(hidden)]
         if feats.visual_hidden.shape[1] < layout.num_visual:  # after a token drop
-            feats.visual_ids = positions[present(hidden)] - layout.visual_start
+            feats.visual_ids = ids(positions, present(hidden))
     if weights.attention > 0:
         queries = torch.tensor(layout.query_positions, device=feats.patches.device)
         feats.text_to_visual = {}
         for i in weights.attention_indices(model.num_layers):
             hidden, cos, sin, positions = capture.states[i]
             present_now = present(hidden)
-            probs = batched_query_attention(model.decoder.layers[i], hidden, cos, sin,
-                                            torch.searchsorted(positions, queries))
+            # drops remove visual tokens only: the query rows sit alike in every sample
+            rows = torch.searchsorted(positions.view(-1, positions.shape[-1])[0], queries)
+            probs = batched_query_attention(model.decoder.layers[i], hidden, cos, sin, rows)
             scores = column_scores(probs, present_now)  # (B, present): SpecPrune's Eq. 1
             if scores.shape[1] < layout.num_visual:  # dropped tokens get no attention
-                ids = positions[present_now] - layout.visual_start
-                scores = scores.new_zeros(scores.shape[0], layout.num_visual).index_copy(
-                    1, ids, scores)
+                scores = scores.new_zeros(scores.shape[0], layout.num_visual).scatter(
+                    1, ids(positions, present_now).expand_as(scores), scores)
             feats.text_to_visual[i] = scores  # (B, V*P)
 
 

@@ -123,6 +123,11 @@ class TrainConfig:
         "2", "Comma-separated decoder layers before which a token-drop step drops (one drawn "
         "uniformly per step; 2: where FastV and random dropping act and SpecPrune's static "
         "selection ends; SpecPrune also drops to its candidates before layer 1).")
+    token_drop_scored: float = _spec(
+        0.0, "Share of the token-drop steps that keep, in each sample and view, the visual "
+        "tokens SpecPrune's V_local ranks first (Eq. 1 at layers 0 and 1) instead of random "
+        "ones: training for SpecPrune's own selection (help for the pruner; label it). Needs "
+        "token_drop_layers >= 2.", 0.0, 1.0)
     colour_min_pixels: int = _spec(
         10, "Pixels of one cube colour that make a patch show that cube (of 196 in a 14 px "
         "patch).", 1, 10**6)
@@ -170,6 +175,10 @@ class TrainConfig:
         if not drop_layers or min(drop_layers) < 0:
             raise ValueError(f"TrainConfig.token_drop_layers={self.token_drop_layers!r} needs "
                              "one or more layer indices >= 0")
+        if self.token_drop_scored > 0 and min(drop_layers) < 2:
+            raise ValueError(f"TrainConfig.token_drop_scored needs token_drop_layers >= 2 "
+                             f"(got {self.token_drop_layers!r}): a scored drop ranks by the "
+                             "attention of layers 0 and 1")
         if self.aux_attention_target and self.aux_attention <= 0:
             raise ValueError("TrainConfig.aux_attention_target needs aux_attention > 0 (it "
                              "changes what that loss counts)")
@@ -192,7 +201,8 @@ class TrainConfig:
     @property
     def token_drop_settings(self) -> TokenDrop:
         return TokenDrop(self.token_drop, self.token_drop_keep_min,
-                         _layer_list(self.token_drop_layers, "token_drop_layers"), self.seed)
+                         _layer_list(self.token_drop_layers, "token_drop_layers"), self.seed,
+                         self.token_drop_scored)
 
     @property
     def state_path(self) -> str:
