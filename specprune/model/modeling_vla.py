@@ -88,6 +88,16 @@ class SequenceLayout:
     def visual_range(self) -> range:
         return range(self.visual_start, self.visual_start + self.num_visual)
 
+    def present_visual(self, tokens: int) -> slice:
+        """Current indices of the visual tokens left in a sequence of ``tokens`` tokens from
+        which visual tokens alone were dropped (every pruning hook drops only those)."""
+        return slice(self.visual_start, self.visual_start + self.num_visual - (
+            self.length - tokens))
+
+    def present_head_start(self, tokens: int) -> int:
+        """``head_start`` in such a sequence (the visual tokens all come before it)."""
+        return self.head_start - (self.length - tokens)
+
 
 class OpenVLAOFT(nn.Module):
     """The model (no pruning logic here: see decoder.py / policy.py)."""

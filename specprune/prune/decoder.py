@@ -31,13 +31,29 @@ class DecoderState:
     input_s: float = 0.0  # time spent computing layer inputs (the layers' own work)
 
     def select(self, keep: torch.Tensor) -> None:
-        """Keep the tokens at indices ``keep`` (into the current set, increasing)."""
+        """Keep the tokens at indices ``keep`` (into the current set, increasing): (T',)
+        for every sample, or (B, T') a set per sample of the same size (training's scored
+        token drops); then positions become (B, T') and cos / sin (B, T', hd)."""
+        if keep.dim() == 2:
+            self._select_per_sample(keep)
+            return
         self.hidden = self.hidden.index_select(1, keep)
         self.positions = self.positions.index_select(0, keep)
         self.cos = self.cos.index_select(1, keep)
         self.sin = self.sin.index_select(1, keep)
         if self.pending is not None:
             self.pending = self.pending.select(keep)
+
+    def _select_per_sample(self, keep: torch.Tensor) -> None:
+        def gather(x: torch.Tensor) -> torch.Tensor:  # (1 or B, T, d) -> (B, T', d)
+            x = x.expand(keep.shape[0], -1, -1)
+            return x.gather(1, keep.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+        if self.positions.dim() != 1:
+            raise ValueError("tokens were already selected per sample")
+        self.hidden, self.cos, self.sin = gather(self.hidden), gather(self.cos), gather(self.sin)
+        self.positions = self.positions[keep]
+        self.pending = None  # recomputed from the kept tokens
 
     def index_of(self, original_positions: torch.Tensor) -> torch.Tensor:
         """Current indices of tokens given by original position (they must be present)."""

@@ -51,7 +51,6 @@ class _VisualScorer:
     def __init__(self, layout: SequenceLayout, query_positions: Tuple[int, ...]) -> None:
         self.layout = layout
         self.num_visual = layout.num_visual
-        self._fixed = layout.length - layout.num_visual  # tokens no hook drops
         self._queries = torch.tensor(query_positions, dtype=torch.long)
         first = self._first_query = query_positions[0] if query_positions else 0
         # task-text queries are one block after the visual tokens: their current rows are
@@ -67,14 +66,12 @@ class _VisualScorer:
 
     def present(self, state: DecoderState) -> slice:
         """Current indices of the visual tokens still present."""
-        v0 = self.layout.visual_start
-        return slice(v0, state.hidden.shape[1] - self._fixed + v0)
+        return self.layout.present_visual(state.hidden.shape[1])
 
     def query_rows(self, state: DecoderState) -> "torch.Tensor | slice":
         """Current indices of the query rows."""
         if self._query_block:
-            start = self._first_query - self.num_visual + (
-                state.hidden.shape[1] - self._fixed)
+            start = self._first_query - (self.layout.length - state.hidden.shape[1])
             return slice(start, start + self._queries.numel())
         return state.index_of(self._queries.to(state.positions.device))
 
@@ -95,13 +92,15 @@ class _VisualScorer:
         self.keep_present(state, torch.nonzero(mask).squeeze(1))
 
     def keep_present(self, state: DecoderState, kept: torch.Tensor) -> None:
-        """Keep the present visual tokens at (n,) increasing indices ``kept`` into them
-        (the tokens before and after the visual block stay)."""
+        """Keep the present visual tokens at (n,) increasing indices ``kept`` into them, or
+        (B, n) a set per sample (the tokens before and after the visual block stay)."""
         vis, device = self.present(state), state.positions.device
         if self._head_rows is None:
             self._head_rows = torch.arange(vis.start, device=device)
-        state.select(torch.cat((self._head_rows, kept + vis.start,
-                                torch.arange(vis.stop, state.hidden.shape[1], device=device))))
+        tail = torch.arange(vis.stop, state.hidden.shape[1], device=device)
+        lead = kept.shape[:-1]  # () or (B,)
+        state.select(torch.cat((self._head_rows.expand(*lead, -1), kept + vis.start,
+                                tail.expand(*lead, -1)), -1))
 
 
 @dataclass

@@ -35,8 +35,7 @@ def forward(model: OpenVLAOFT, batch: Batch, weights: Optional[AuxWeights] = Non
     capture = LayerInputs(captured) if captured else None
     hook = drop.hook(step, layout, capture) if drop is not None else capture
     state = run_decoder(model.decoder, embeds, hook)
-    # hooks drop visual tokens only, all before the head positions
-    start = layout.head_start - (layout.length - state.hidden.shape[1])
+    start = layout.present_head_start(state.hidden.shape[1])
     head = state.hidden[:, start:start + layout.num_head_positions]
     feats = Features(actions=model.predict_normalized(head), patches=patches,
                      visual_hidden=None, head_hidden=head)
@@ -49,10 +48,6 @@ def _read_captured(model: OpenVLAOFT, layout: SequenceLayout, capture: LayerInpu
                    weights: AuxWeights, feats: Features) -> None:
     """Fill in what the named head and the attention loss read from the captured layer
     inputs; after a token drop, of the visual tokens still present there."""
-    vis = slice(layout.visual_start, layout.visual_start + layout.num_visual)
-
-    def present(hidden: torch.Tensor) -> slice:  # the visual tokens left in a state
-        return slice(vis.start, vis.stop - (layout.length - hidden.shape[1]))
 
     def ids(positions: torch.Tensor, now: slice) -> torch.Tensor:
         """(1 or B, n) visual ids of the present visual tokens; positions are (T,), or
@@ -61,22 +56,23 @@ def _read_captured(model: OpenVLAOFT, layout: SequenceLayout, capture: LayerInpu
 
     if weights.named > 0:
         hidden, _, _, positions = capture.states[weights.named_layer]
-        feats.visual_hidden = hidden[:, present(hidden)]
+        present = layout.present_visual(hidden.shape[1])
+        feats.visual_hidden = hidden[:, present]
         if feats.visual_hidden.shape[1] < layout.num_visual:  # after a token drop
-            feats.visual_ids = ids(positions, present(hidden))
+            feats.visual_ids = ids(positions, present)
     if weights.attention > 0:
         queries = torch.tensor(layout.query_positions, device=feats.patches.device)
         feats.text_to_visual = {}
         for i in weights.attention_indices(model.num_layers):
             hidden, cos, sin, positions = capture.states[i]
-            present_now = present(hidden)
+            present = layout.present_visual(hidden.shape[1])
             # drops remove visual tokens only: the query rows sit alike in every sample
             rows = torch.searchsorted(positions.view(-1, positions.shape[-1])[0], queries)
             probs = batched_query_attention(model.decoder.layers[i], hidden, cos, sin, rows)
-            scores = column_scores(probs, present_now)  # (B, present): SpecPrune's Eq. 1
+            scores = column_scores(probs, present)  # (B, present): SpecPrune's Eq. 1
             if scores.shape[1] < layout.num_visual:  # dropped tokens get no attention
                 scores = scores.new_zeros(scores.shape[0], layout.num_visual).scatter(
-                    1, ids(positions, present_now).expand_as(scores), scores)
+                    1, ids(positions, present).expand_as(scores), scores)
             feats.text_to_visual[i] = scores  # (B, V*P)
 
 

@@ -31,7 +31,10 @@ from torch import nn
 from specprune.model.modeling_vla import SequenceLayout
 from specprune.prune.baselines import RandomDropHook
 from specprune.prune.decoder import DecoderState, LayerHook
-from specprune.prune.scoring import batched_query_attention, column_scores
+from specprune.prune.layer_forward import QueryRope, query_probs
+from specprune.prune.pruning_hooks import _VisualScorer
+from specprune.prune.scoring import column_scores
+from specprune.prune.selection import topk_per_view
 
 #: separates the token-drop draws from every other stream seeded by the run's seed
 _STREAM = 0x70D8
@@ -88,17 +91,18 @@ class Drawn:
     scored: bool = False
 
 
-class ScoredDropHook:
+class ScoredDropHook(_VisualScorer):
     """Before ``layer`` (>= 2) keep in each sample, per view, the ``per_view`` visual tokens
     with the highest Eq. 1 score (the task-text rows' attention, mean over heads and rows)
-    averaged over layers 0 and 1, scored on the inputs of those layers as SpecPrune scores
-    them; the others leave the sequence. Samples keep different tokens (the same count):
-    the state's positions become (B, T') and its cos / sin (B, T', hd)."""
+    averaged over layers 0 and 1 (``topk_per_view``, as SpecPrune ranks), scored from the
+    keys those layers then run with; the others leave the sequence. Samples keep different
+    tokens, the same count (``keep_present`` / ``DecoderState.select`` per sample)."""
 
     def __init__(self, layout: SequenceLayout, layer: int, per_view: int) -> None:
         if layer < 2:
             raise ValueError(f"a scored drop needs the scores of layers 0 and 1: layer {layer}")
-        self.layout, self.layer = layout, layer
+        super().__init__(layout, layout.query_positions)
+        self.layer = layer
         self.per_view = min(per_view, layout.patches_per_view)
         self._scores: List[torch.Tensor] = []  # (B, V) of layers 0 and 1
         self.kept: Optional[torch.Tensor] = None  # (B, n) visual ids kept, increasing
@@ -108,35 +112,22 @@ class ScoredDropHook:
             self._scores.append(self._eq1(layer, state))
         if index != self.layer:
             return
-        if state.hidden.shape[1] != self.layout.length or state.positions.dim() != 1:
-            raise ValueError("a scored drop must be the pass's only drop")
         lay = self.layout
-        grid = torch.stack(self._scores).mean(0).view(-1, lay.num_views, lay.patches_per_view)
-        top = torch.topk(grid, self.per_view, dim=2).indices  # (B, views, k)
-        offsets = torch.arange(lay.num_views, device=top.device).view(1, -1, 1)
-        self.kept = torch.sort((top + offsets * lay.patches_per_view).flatten(1)).values
-        b, t = state.hidden.shape[:2]
-        v0, device = lay.visual_start, state.hidden.device
-        idx = torch.cat((torch.arange(v0, device=device).expand(b, -1), self.kept + v0,
-                         torch.arange(v0 + lay.num_visual, t, device=device).expand(b, -1)), 1)
-
-        def gather(x: torch.Tensor) -> torch.Tensor:  # (1 or B, T, d) -> (B, T', d)
-            x = x.expand(b, -1, -1)
-            return x.gather(1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
-
-        state.hidden, state.cos, state.sin = gather(state.hidden), gather(state.cos), \
-            gather(state.sin)
-        state.positions = state.positions[idx]
-        state.pending = None
+        if state.hidden.shape[1] != lay.length:
+            raise ValueError("a scored drop must be the pass's only drop")
+        ks = [self.per_view] * lay.num_views
+        self.kept = torch.stack([torch.nonzero(topk_per_view(s, lay.patches_per_view, ks))[:, 0]
+                                 for s in torch.stack(self._scores).mean(0)])
+        self.keep_present(state, self.kept)
 
     def _eq1(self, layer: nn.Module, state: DecoderState) -> torch.Tensor:
-        """(B, V) Eq. 1 scores of the layer's input, without a gradient (a selection)."""
-        lay = self.layout
+        """(B, V) Eq. 1 scores of the layer's input, without a gradient (a selection); the
+        keys are the layer's own (``state.layer_input``), which it then runs with."""
+        inp = state.layer_input(layer)
+        rows = self.query_rows(state)
         with torch.no_grad():
-            rows = torch.tensor(lay.query_positions, device=state.hidden.device)
-            probs = batched_query_attention(layer, state.hidden, state.cos, state.sin, rows)
-            return column_scores(probs, slice(lay.visual_start,
-                                              lay.visual_start + lay.num_visual))
+            probs = query_probs(layer, inp, QueryRope.at(state.cos, state.sin, rows), rows)
+            return column_scores(probs, self.present(state))
 
 
 class _Chain:
