@@ -229,3 +229,16 @@ def test_a_state_saved_before_token_drop_existed_resumes(cube_demos, tmp_path): 
     with pytest.raises(ValueError, match=r"token_drop=0.0 \(now 0.5\)"):
         train(tiny(cube_demos, tmp_path / "again", resume=True, token_drop=0.5),
               log=lambda _: None)
+
+
+def test_a_scored_drop_step_still_trains_the_layers_it_scores():
+    """Scoring runs without a gradient, but the layer input it reads is the one the layer
+    then runs with: that input must keep its gradient, or layers 0 and 1 stop learning on
+    every scored step."""
+    model, batch = _tiny_model_and_batch()
+    drop = TokenDrop(1.0, keep_min=0.3, layers=(2,), seed=0, scored=1.0)
+    feats = forward(model, batch, AuxWeights(), drop=drop, step=0)
+    feats.actions.abs().mean().backward()
+    for index in (0, 1):
+        grad = model.decoder.layers[index].self_attn.k_proj.weight.grad
+        assert grad is not None and float(grad.abs().sum()) > 0, index

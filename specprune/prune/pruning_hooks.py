@@ -75,11 +75,16 @@ class _VisualScorer:
             return slice(start, start + self._queries.numel())
         return state.index_of(self._queries.to(state.positions.device))
 
-    def score(self, layer: nn.Module, state: DecoderState) -> LayerScores:
+    def query_attention(self, layer: nn.Module, state: DecoderState) -> torch.Tensor:
+        """(B, H, Q, T) attention of the query rows over the present tokens, from the keys
+        the layer then runs with."""
         rows = self.query_rows(state)
         if self._query_rope is None:  # RoPE at the rows' original positions: once a pass
             self._query_rope = QueryRope.at(state.cos, state.sin, rows)
-        probs = query_probs(layer, state.layer_input(layer), self._query_rope, rows)[0]
+        return query_probs(layer, state.layer_input(layer), self._query_rope, rows)
+
+    def score(self, layer: nn.Module, state: DecoderState) -> LayerScores:
+        probs = self.query_attention(layer, state)[0]
         vis = self.present(state)
         ids = state.positions[vis] - self.layout.visual_start
         return LayerScores(column_scores(probs, vis), ids, probs, self.num_visual)

@@ -31,7 +31,6 @@ from torch import nn
 from specprune.model.modeling_vla import SequenceLayout
 from specprune.prune.baselines import RandomDropHook
 from specprune.prune.decoder import DecoderState, LayerHook
-from specprune.prune.layer_forward import QueryRope, query_probs
 from specprune.prune.pruning_hooks import _VisualScorer
 from specprune.prune.scoring import column_scores
 from specprune.prune.selection import topk_per_view
@@ -121,13 +120,10 @@ class ScoredDropHook(_VisualScorer):
         self.keep_present(state, self.kept)
 
     def _eq1(self, layer: nn.Module, state: DecoderState) -> torch.Tensor:
-        """(B, V) Eq. 1 scores of the layer's input, without a gradient (a selection); the
-        keys are the layer's own (``state.layer_input``), which it then runs with."""
-        inp = state.layer_input(layer)
-        rows = self.query_rows(state)
+        """(B, V) Eq. 1 scores of the layer's input, without a gradient (a selection)."""
+        state.layer_input(layer)  # the layer's own input, with its gradient, for its pass
         with torch.no_grad():
-            probs = query_probs(layer, inp, QueryRope.at(state.cos, state.sin, rows), rows)
-            return column_scores(probs, self.present(state))
+            return column_scores(self.query_attention(layer, state), self.present(state))
 
 
 class _Chain:
