@@ -351,6 +351,36 @@ def test_diagnostics_rows_give_the_episode_its_drops_per_layer_and_step_times() 
     assert (record.step_ms, record.llm_ms) == ([26.4, 30.1], [12.1, 12.1])
 
 
+def test_ros_runner_starts_episodes_only_once_the_node_has_every_input() -> None:
+    """The monitor's readiness follows the node's own status rows: not while inputs are
+    missing or the node is inactive, yes when active with every input (publishing off)."""
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from specprune_ros.eval.eval_ros import EvalMonitor
+    from specprune_ros.node.input_faults import Fault
+    from specprune_ros.node.policy_messages import Counters, diagnostic_status
+
+    def row(faults, active=True):
+        return DiagnosticArray(status=[diagnostic_status(
+            faults, None, Counters(), enabled=False, hardware_id="tiny", active=active)])
+
+    rclpy.init()
+    try:
+        monitor = EvalMonitor([])
+        assert not monitor.ready()  # nothing heard yet
+        monitor._on_diag(row([Fault("camera_missing:primary", "camera primary: no image yet")]))
+        assert not monitor.ready() and "no image yet" in monitor.node_status
+        monitor._on_diag(row([], active=False))
+        assert not monitor.ready()
+        monitor._on_diag(row([]))
+        assert monitor.ready() and monitor.node_status == "chunk publishing disabled (~/enable)"
+        monitor._on_diag(row([Fault("ee_pose_missing", "no end-effector pose received yet")]))
+        assert not monitor.ready()
+        monitor.close()
+    finally:
+        rclpy.shutdown()
+
+
 #: ticks per episode over ROS: on a loaded machine (training beside the suite) 16 ticks
 #: (0.8 s) passed before the node's first chunk in 2 of ~10 runs
 ROS_HORIZON = 32

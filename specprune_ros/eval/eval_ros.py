@@ -62,7 +62,7 @@ from specprune_ros.sim.task_wiring import task_wiring
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)  # lark, pulled in by the msg packages
-    from diagnostic_msgs.msg import DiagnosticArray
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
     from lifecycle_msgs.msg import Transition
     from lifecycle_msgs.srv import ChangeState
     from geometry_msgs.msg import PoseStamped
@@ -112,6 +112,8 @@ class EvalMonitor(Node):
         self.executor_counters: Dict[str, int] = {}  # the executor's interventions
         self._paused = False  # publishing off and no step in flight (see pause)
         self._disabled_row = False  # a row saying "publishing disabled" arrived
+        self.node_status = ""  # the policy node's last diagnostics message
+        self._node_ready = False  # its last row: active, every input present (see ready)
         self._service_clients: Dict[str, Any] = {}
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
                              reliability=ReliabilityPolicy.RELIABLE)
@@ -144,6 +146,9 @@ class EvalMonitor(Node):
             if status.name != DIAG_NAME:
                 continue
             values = {kv.key: kv.value for kv in status.values}
+            self.node_status = status.message
+            self._node_ready = (status.level == DiagnosticStatus.OK
+                                and values.get("active") == "True")
             self.node_counters = {k: int(v) for k, v in values.items()
                                   if k.startswith(COUNTER_PREFIXES) and v.isdigit()}
             if values.get("publishing_enabled") == "False":
@@ -153,6 +158,12 @@ class EvalMonitor(Node):
             if record is not None and steps > self._last_steps:
                 self._last_steps = steps
                 self.steps.append(record)
+
+    def ready(self) -> bool:
+        """Whether the policy node's last row was OK while active: its model is loaded and
+        every input it steps on (both cameras, joints, pose, instruction) has arrived, so
+        the next episode's first step waits for nothing but that episode's own frames."""
+        return self._node_ready
 
     def _on_pose(self, msg: PoseStamped) -> None:
         if stamp_seconds(msg.header.stamp) >= self.since:
@@ -427,6 +438,12 @@ def evaluate_ros(args: argparse.Namespace, startup_timeout: float = 300.0) -> Di
         # both services answer once the sim runs and the node has loaded its model
         monitor.call(Trigger, f"{BRIDGE}/reset", Trigger.Request(), startup_timeout)
         monitor.call(SetBool, f"{POLICY}/enable", SetBool.Request(data=False), startup_timeout)
+        # services answer before the node's subscriptions have matched the bridge's
+        # publishers; on a loaded 2-core machine that took seconds, and the first episode
+        # ran out of ticks before the node had seen a camera frame (0 policy steps)
+        if not monitor.spin_until(monitor.ready, startup_timeout):
+            raise SystemExit(f"{POLICY} is not ready after {startup_timeout:g} s: "
+                             f"{monitor.node_status or 'no diagnostics'}")
         for i, seed in enumerate(seeds):
             for config in configs:
                 if journal and (seed, config) in journal.done:
