@@ -351,9 +351,9 @@ def test_diagnostics_rows_give_the_episode_its_drops_per_layer_and_step_times() 
     assert (record.step_ms, record.llm_ms) == ([26.4, 30.1], [12.1, 12.1])
 
 
-def test_ros_runner_starts_episodes_only_once_the_node_has_every_input() -> None:
-    """The monitor's readiness follows the node's own status rows: not while inputs are
-    missing or the node is inactive, yes when active with every input (publishing off)."""
+def test_ros_runner_readiness_follows_the_nodes_status_rows() -> None:
+    """What evaluate_ros waits for before its first episode: not while inputs are missing
+    or the node is inactive, yes when active with every input (publishing off)."""
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from specprune_ros.eval.eval_ros import EvalMonitor

@@ -3,7 +3,9 @@
 Starts ``specprune_sim_arm``, ``specprune_policy`` and ``specprune_executor`` with the launch
 files' parameter files, wired as sim_policy.launch.py wires them (the policy's chunks go
 through the executor, whose twist commands the simulated arm; the bridge publishes /clock
-and the nodes run on it), then for every seed and configuration: stops chunk publishing
+and the nodes run on it), waits until the node's status row says every input it steps on
+has arrived (services answer before its subscriptions match the bridge's publishers),
+then for every seed and configuration: stops chunk publishing
 (``~/enable``), waits for the node's worker to finish any step in flight and deactivates
 the executor (it holds and forgets its chunks), sets the configuration's
 ``prune.*`` parameters through the node's set_parameters service (what ``ros2 param
