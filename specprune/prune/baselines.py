@@ -17,7 +17,7 @@ from torch import nn
 
 from specprune.model.modeling_vla import SequenceLayout
 from specprune.prune.decoder import DecoderState
-from specprune.prune.pruning_hooks import _VisualScorer
+from specprune.prune.pruning_hooks import VisualScorer
 
 
 def random_visual_subset(num_visual: int, budget: int, seed_words: Sequence[int]) -> np.ndarray:
@@ -30,7 +30,7 @@ def random_visual_subset(num_visual: int, budget: int, seed_words: Sequence[int]
     return np.sort(rng.choice(num_visual, size=min(budget, num_visual), replace=False))
 
 
-class RandomDropHook(_VisualScorer):
+class RandomDropHook(VisualScorer):
     """Before ``layer_index`` keep ``budget`` visual tokens drawn uniformly at random over
     all views together (FastV's place and count, no scores)."""
 

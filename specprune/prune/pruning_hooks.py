@@ -42,7 +42,7 @@ class LayerScores:
         return self._full
 
 
-class _VisualScorer:
+class VisualScorer:
     """Shared plumbing: Eq. 1 scores of the present visual tokens, dropping visual tokens.
 
     Hooks drop visual tokens only, so the present visual tokens are always the contiguous
@@ -119,7 +119,7 @@ class SpecPruneTrace:
     selection_s: float = 0.0
 
 
-class SpecPruneHook(_VisualScorer):
+class SpecPruneHook(VisualScorer):
     """Static selection over layers 0-1 plus dynamic layer-level pruning."""
 
     def __init__(self, cfg: PruneConfig, layout: SequenceLayout, num_layers: int, fine: bool,
@@ -199,7 +199,7 @@ class SpecPruneHook(_VisualScorer):
             self.keep_present(state, kept)
 
 
-class FastVHook(_VisualScorer):
+class FastVHook(VisualScorer):
     """FastV baseline: at ``layer_index`` keep the ``budget`` visual tokens that the last
     prompt token attends to most (all views ranked together)."""
 
@@ -217,7 +217,7 @@ class FastVHook(_VisualScorer):
         self.kept_mask = keep
 
 
-class ScoreProbe(_VisualScorer):
+class ScoreProbe(VisualScorer):
     """Records Eq. 1 scores at some layers of an unpruned pass (for hit-rate analysis)."""
 
     def __init__(self, layout: SequenceLayout, layers: Tuple[int, ...]) -> None:

@@ -31,7 +31,7 @@ from torch import nn
 from specprune.model.modeling_vla import SequenceLayout
 from specprune.prune.baselines import RandomDropHook
 from specprune.prune.decoder import DecoderState, LayerHook
-from specprune.prune.pruning_hooks import _VisualScorer
+from specprune.prune.pruning_hooks import VisualScorer
 from specprune.prune.scoring import column_scores
 from specprune.prune.selection import topk_per_view
 
@@ -90,7 +90,7 @@ class Drawn:
     scored: bool = False
 
 
-class ScoredDropHook(_VisualScorer):
+class ScoredDropHook(VisualScorer):
     """Before ``layer`` (>= 2) keep in each sample, per view, the ``per_view`` visual tokens
     with the highest Eq. 1 score (the task-text rows' attention, mean over heads and rows)
     averaged over layers 0 and 1 (``topk_per_view``, as SpecPrune ranks), scored from the
