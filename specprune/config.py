@@ -17,7 +17,7 @@ import dataclasses
 import functools
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 
 def documented_field(default: Any, doc: str, lo: Optional[float] = None,
@@ -309,3 +309,19 @@ def resolve_layers(layers: Tuple[int, ...], num_layers: int, depth: int = 0,
         else:
             out.add(i)
     return tuple(sorted(i for i in out if lowest <= i < num_layers))
+
+
+def layer_roles(cfg: PruneConfig, num_layers: int) -> Dict[str, List[int]]:
+    """The decoder layers where a model of ``num_layers`` layers drops visual tokens under
+    ``cfg``, by role, as the pruning hook resolves them (specprune/prune/pruning_hooks.py):
+    ``static`` (V_local's selection after layer 1, refined after 2), ``layer_pruning``
+    (dynamic layer pruning) and ``global_scores`` (the layers V_global reads). Empty when
+    pruning is off."""
+    if not cfg.enabled:
+        return {}
+    pruning = (resolve_layers(cfg.layer_prune_layers, num_layers, cfg.layer_depth, 2)
+               if cfg.layer_prune_enabled else ())
+    return {"static": [1, 2] if cfg.refine_after_layer1 else [1],
+            "layer_pruning": list(pruning),
+            "global_scores": list(resolve_layers(cfg.global_score_layers, num_layers,
+                                                 cfg.layer_depth))}

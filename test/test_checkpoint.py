@@ -10,6 +10,7 @@ from safetensors.torch import load_file, save_file
 
 from specprune import CheckpointError, PruneConfig, load_policy, save_checkpoint
 from specprune.model.checkpoint import checkpoint_hash
+from specprune.model.loading import decoder_depth
 
 from core_helpers import observation, tiny_policy
 
@@ -158,3 +159,19 @@ def test_checkpoint_hash_follows_the_content_not_the_folder(saved, tmp_path):
     assert checkpoint_hash(copy) not in (digest, changed)  # same bytes, another name
     with pytest.raises(CheckpointError, match="not a checkpoint folder"):
         checkpoint_hash(os.path.join(copy, "stats.json"))
+
+
+def test_decoder_depth_reads_the_config_without_weights(saved, tmp_path):
+    policy, folder = saved
+    assert decoder_depth(folder) == policy.model.num_layers
+    assert decoder_depth("libero-deep") == 16 and decoder_depth("oft-cpu") == 32
+    bare = tmp_path / "bare"  # config.json alone: no weights are read
+    bare.mkdir()
+    shutil.copy(os.path.join(folder, "config.json"), bare / "config.json")
+    assert decoder_depth(str(bare)) == policy.model.num_layers
+    with open(bare / "config.json", "w") as f:
+        json.dump({"text_config": {"num_hidden_layers": "many"}}, f)
+    with pytest.raises(CheckpointError, match="num_hidden_layers is 'many'"):
+        decoder_depth(str(bare))
+    with pytest.raises(FileNotFoundError, match="neither a checkpoint folder nor a preset"):
+        decoder_depth(str(tmp_path / "absent"))

@@ -2,7 +2,7 @@
 import pytest
 
 from specprune import PruneConfig, field_specs
-from specprune.config import resolve_layers
+from specprune.config import layer_roles, resolve_layers
 
 from core_helpers import observation, tiny_policy
 
@@ -71,3 +71,14 @@ def test_layer_depth_makes_layer_pruning_act_on_a_shallow_model():
         counts[depth] = policy.step(observation(0))[1].visual_tokens_per_layer
     assert counts[0][2] == counts[0][3]  # layers 5..20 do not exist: nothing drops
     assert counts[32][2] < counts[0][2] and counts[32][3] < counts[32][2]
+
+
+def test_layer_roles_of_a_config_and_a_depth():
+    """The paper's layers written for 32 layers on the 16-layer suites' policy; off when
+    pruning or layer pruning is off."""
+    roles = layer_roles(PruneConfig(layer_depth=32), 16)
+    assert roles == {"static": [1, 2], "layer_pruning": [3, 5, 8, 10], "global_scores": [7, 15]}
+    assert layer_roles(PruneConfig(layer_depth=32, layer_prune_enabled=False),
+                       16)["layer_pruning"] == []
+    assert layer_roles(PruneConfig(), 32)["layer_pruning"] == [5, 10, 15, 20]
+    assert layer_roles(PruneConfig(enabled=False), 16) == {}

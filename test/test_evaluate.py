@@ -324,6 +324,22 @@ def test_ros_parameters_restore_every_field_another_configuration_changes() -> N
     assert params["no_local"]["prune.local_k_wrist_fine"] == 0
 
 
+def test_ros_runner_knows_the_layers_the_node_prunes_at_as_in_process() -> None:
+    """Without the roles the ROS JSON could not say which layer-pruning layers acted (its
+    tables showed "-" although the node's per-layer counts show drops at 3/5/8/10)."""
+    from specprune_ros.eval.eval_ros import config_layers, prune_parameters
+
+    names = ["unpruned", "specprune", "no_layer_pruning"]
+    policy = load_policy("libero-deep")
+    layers = config_layers(prune_parameters(names, {"layer_depth": 32}), 16)
+    for name in names:
+        changes = dict(CONFIGS[name][0], layer_depth=32)
+        policy.update_config(PruneConfig().updated(**changes))
+        assert layers[name] == episodes.layer_roles(policy), name
+    assert layers["specprune"]["layer_pruning"] == [3, 5, 8, 10]
+    assert layers["no_layer_pruning"]["layer_pruning"] == [] and layers["unpruned"] == {}
+
+
 def test_diagnostics_rows_become_step_records_and_partial_rows_do_not() -> None:
     from specprune_ros.eval.eval_ros import step_record
     row = {"mode": "coarse", "step_ms": "26.412", "llm_ms": "12.100",
@@ -413,6 +429,7 @@ def test_ros_runner_gives_the_same_form_of_results(direct: Dict[str, Any],
         assert all(1 <= e["steps"] <= ROS_HORIZON for e in c["per_episode"]), c["per_episode"]
         assert c["errors"] == 0, c["per_episode"]
         assert c["policy_steps"] >= 1 and math.isfinite(c["step_ms_mean"])
+        assert c["layers"] == direct["configs"][name]["layers"], name  # the roles, as in process
     assert result["configs"]["unpruned"]["kept_visual_tokens_mean"] == 512
     assert result["configs"]["specprune"]["kept_visual_tokens_mean"] < 512
     for e in result["configs"]["specprune"]["per_episode"]:  # from the node's diagnostics

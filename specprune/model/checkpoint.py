@@ -223,6 +223,16 @@ def load_checkpoint(folder: str, layout: Optional[str] = None,
     return model.eval(), tokenizer, statistics, lay
 
 
+def checkpoint_depth(folder: str) -> int:
+    """The number of decoder (Llama) layers of the checkpoint in ``folder``, read from its
+    config.json without loading any weights."""
+    layers = _read_json(folder, CONFIG).get("text_config", {}).get("num_hidden_layers")
+    if not isinstance(layers, int) or layers < 1:
+        raise CheckpointError(f"{os.path.join(folder, CONFIG)}: text_config.num_hidden_layers "
+                              f"is {layers!r}, not a positive integer")
+    return layers
+
+
 def load_tokenizer(folder: str) -> Any:
     """The folder's tokenizer as the reference (transformers 4.40) reads it.
 

@@ -10,9 +10,9 @@ from typing import Any, Dict, Optional, Tuple, Union
 import torch
 from torch import nn
 
-from specprune.model.checkpoint import load_checkpoint
+from specprune.model.checkpoint import checkpoint_depth, load_checkpoint
 from specprune.model.modeling_vla import OpenVLAOFT
-from specprune.model.presets import (LAYOUTS, PRESETS, ActionLayout, preset_config,
+from specprune.model.presets import (LAYOUTS, PRESETS, ActionLayout, preset_config, preset_depth,
                                      synthetic_statistics)
 from specprune.model.tiny_tokenizer import build_tokenizer, empty_token_id
 
@@ -78,6 +78,19 @@ def load_model(path_or_preset: str, layout: Optional[str] = None,
         return model, tokenizer, synthetic_statistics(lay_name)["synthetic"], LAYOUTS[lay_name]
     if os.path.isdir(path_or_preset):
         return load_checkpoint(path_or_preset, layout, unnorm_key=unnorm_key, dtype=dtype)
-    raise FileNotFoundError(
-        f"{path_or_preset!r} is neither a checkpoint folder nor a preset "
-        f"({', '.join(PRESETS)})")
+    raise _neither(path_or_preset)
+
+
+def decoder_depth(path_or_preset: str) -> int:
+    """The number of decoder layers of a preset or a checkpoint folder, without building
+    the model (what a runner needs to know which layers a node prunes at)."""
+    if path_or_preset in PRESETS:
+        return preset_depth(path_or_preset)
+    if os.path.isdir(path_or_preset):
+        return checkpoint_depth(path_or_preset)
+    raise _neither(path_or_preset)
+
+
+def _neither(path_or_preset: str) -> FileNotFoundError:
+    return FileNotFoundError(f"{path_or_preset!r} is neither a checkpoint folder nor a preset "
+                             f"({', '.join(PRESETS)})")

@@ -65,6 +65,13 @@ def preset_config(name: str, vocab_size: int, empty_token_id: int,
         image_pipeline=PIPELINE_TORCH)  # what specprune-train feeds the presets
 
 
+def preset_depth(name: str) -> int:
+    """The number of decoder (Llama) layers of preset ``name``."""
+    if name not in _PRESET_SHAPES:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return _PRESET_SHAPES[name][1]
+
+
 def synthetic_statistics(layout: str = "libero") -> Dict[str, Any]:
     """Dataset statistics in the released dataset_statistics.json format (LIBERO-like
     bounds; the gripper dimension is masked out, as in the released files)."""

@@ -32,7 +32,7 @@ import torch
 
 from specprune import EEMotion, Observation, PruneConfig, SpecPrunePolicy, load_policy
 from specprune.bench import FastVPolicy, RandomDropPolicy, hit_rate
-from specprune.config import resolve_layers
+from specprune.config import layer_roles as prune_layer_roles
 from specprune_ros.eval.configurations import CONFIGS
 from specprune_ros.eval.episode_env import EpisodeEnv, Frame, open_env
 from specprune_ros.eval.eval_journal import Journal, in_seed_order
@@ -83,19 +83,11 @@ def build_variants(base: SpecPrunePolicy, names: Sequence[str],
 
 
 def layer_roles(policy: SpecPrunePolicy) -> Dict[str, List[int]]:
-    """The decoder layers where ``policy`` drops visual tokens, by role (the layers the
-    pruning hook resolves from its config: specprune/prune/pruning_hooks.py)."""
+    """The decoder layers where ``policy`` drops visual tokens, by role
+    (specprune.config.layer_roles; FastV's one layer)."""
     if isinstance(policy, FastVPolicy):
         return {"drop": [policy.layer]}
-    cfg, depth = policy.config, policy.model.num_layers
-    if not cfg.enabled:
-        return {}
-    pruning = (resolve_layers(cfg.layer_prune_layers, depth, cfg.layer_depth, 2)
-               if cfg.layer_prune_enabled else ())
-    return {"static": [1, 2] if cfg.refine_after_layer1 else [1],
-            "layer_pruning": list(pruning),
-            "global_scores": list(resolve_layers(cfg.global_score_layers, depth,
-                                                 cfg.layer_depth))}
+    return prune_layer_roles(policy.config, policy.model.num_layers)
 
 
 def observation(frame: Frame, instruction: str, motion: Optional[EEMotion]) -> Observation:

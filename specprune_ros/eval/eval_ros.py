@@ -52,6 +52,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.task import Future
 
 from specprune.bench import machine
+from specprune.model.loading import decoder_depth
 from specprune_ros.eval.configurations import (CLAIM_SEED, CONFIGS, IN_PROCESS_ONLY,
                                                attempt_info, note_attempts, run_meta)
 from specprune_ros.eval.eval_journal import Journal, in_seed_order
@@ -278,6 +279,21 @@ def prune_parameters(configs: Sequence[str], defaults: Optional[Dict[str, Any]] 
             for c, row in values.items()}
 
 
+def config_layers(params: Dict[str, Dict[str, Any]], depth: int
+                  ) -> Dict[str, Dict[str, List[int]]]:
+    """Per configuration, the decoder layers where the node drops visual tokens by role
+    (specprune.config.layer_roles, as the in-process runner records them), from the
+    ``prune.*`` values this runner sets on the node (prune_parameters) and the model's
+    depth. With them the JSON says which layer-pruning layers acted, from the per-layer
+    token counts the node reports."""
+    from specprune import PruneConfig
+    from specprune.config import layer_roles
+
+    return {c: layer_roles(PruneConfig().updated(**{k[len("prune."):]: v
+                                                    for k, v in values.items()}), depth)
+            for c, values in params.items()}
+
+
 def step_record(values: Dict[str, str]) -> Optional[StepRecord]:
     """The step figures of one diagnostics row (policy_node.step_values: the visual tokens
     entering each decoder layer space-separated); None when a figure is missing or does not
@@ -431,7 +447,8 @@ def evaluate_ros(args: argparse.Namespace, startup_timeout: float = 300.0) -> Di
     procs = [_start(cmd, env) for cmd in _node_commands(args)]
     rclpy.init()
     monitor = EvalMonitor(procs)
-    runs = {c: ConfigRun(c, dict(CONFIGS[c][0])) for c in configs}
+    layers = config_layers(params, decoder_depth(args.policy))
+    runs = {c: ConfigRun(c, dict(CONFIGS[c][0]), layers=layers[c]) for c in configs}
     journal = (Journal.open(args.resume, args.journal_key, runs, seeds,
                             info=attempt_info(machine(args.threads, args.device, args.dtype)))
                if args.resume else None)
