@@ -311,17 +311,27 @@ def resolve_layers(layers: Tuple[int, ...], num_layers: int, depth: int = 0,
     return tuple(sorted(i for i in out if lowest <= i < num_layers))
 
 
+def layer_pruning_layers(cfg: PruneConfig, num_layers: int) -> Tuple[int, ...]:
+    """The layers dynamic layer pruning acts before on a model of ``num_layers`` layers
+    (none when it is off)."""
+    if not cfg.layer_prune_enabled:
+        return ()
+    return resolve_layers(cfg.layer_prune_layers, num_layers, cfg.layer_depth, 2)
+
+
+def global_score_layers(cfg: PruneConfig, num_layers: int) -> Tuple[int, ...]:
+    """The layers whose scores V_global reads on a model of ``num_layers`` layers."""
+    return resolve_layers(cfg.global_score_layers, num_layers, cfg.layer_depth)
+
+
 def layer_roles(cfg: PruneConfig, num_layers: int) -> Dict[str, List[int]]:
     """The decoder layers where a model of ``num_layers`` layers drops visual tokens under
-    ``cfg``, by role, as the pruning hook resolves them (specprune/prune/pruning_hooks.py):
+    ``cfg``, by role (the pruning hook resolves its layers with the same two functions):
     ``static`` (V_local's selection after layer 1, refined after 2), ``layer_pruning``
     (dynamic layer pruning) and ``global_scores`` (the layers V_global reads). Empty when
     pruning is off."""
     if not cfg.enabled:
         return {}
-    pruning = (resolve_layers(cfg.layer_prune_layers, num_layers, cfg.layer_depth, 2)
-               if cfg.layer_prune_enabled else ())
     return {"static": [1, 2] if cfg.refine_after_layer1 else [1],
-            "layer_pruning": list(pruning),
-            "global_scores": list(resolve_layers(cfg.global_score_layers, num_layers,
-                                                 cfg.layer_depth))}
+            "layer_pruning": list(layer_pruning_layers(cfg, num_layers)),
+            "global_scores": list(global_score_layers(cfg, num_layers))}

@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from specprune.config import PruneConfig, resolve_layers
+from specprune.config import PruneConfig, global_score_layers, layer_pruning_layers
 from specprune.prune.decoder import DecoderState
 from specprune.model.modeling_vla import SequenceLayout
 from specprune.prune.layer_forward import QueryRope, query_probs
@@ -128,10 +128,8 @@ class SpecPruneHook(VisualScorer):
         self.cfg = cfg
         self.fine = fine
         self.fixed = global_mask | dynamic_mask  # V_global U V_dynamic, always kept
-        depth = cfg.layer_depth
-        self.global_layers = resolve_layers(cfg.global_score_layers, num_layers, depth)
-        self.prune_layers = (resolve_layers(cfg.layer_prune_layers, num_layers, depth, 2)
-                             if cfg.layer_prune_enabled else ())
+        self.global_layers = global_score_layers(cfg, num_layers)
+        self.prune_layers = layer_pruning_layers(cfg, num_layers)
         self.trace = SpecPruneTrace()
         self._scores: Dict[int, LayerScores] = {}
         self._ema: Optional[torch.Tensor] = None  # (V,) rank-weight EMA over pruning layers

@@ -52,12 +52,14 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.task import Future
 
 from specprune.bench import machine
+from specprune.config import layer_roles
 from specprune.model.loading import decoder_depth
 from specprune_ros.eval.configurations import (CLAIM_SEED, CONFIGS, IN_PROCESS_ONLY,
                                                attempt_info, note_attempts, run_meta)
 from specprune_ros.eval.eval_journal import Journal, in_seed_order
 from specprune_ros.eval.eval_results import ConfigRun, EpisodeRecord, StepRecord, summarize
 from specprune_ros.node.package_data import data_path
+from specprune_ros.node.parameters import prune_config
 from specprune_ros.node.policy_messages import DIAG_NAME
 from specprune_ros.node.tf_motion import stamp_seconds
 from specprune_ros.sim.libero_arm import libero_task
@@ -283,15 +285,10 @@ def config_layers(params: Dict[str, Dict[str, Any]], depth: int
                   ) -> Dict[str, Dict[str, List[int]]]:
     """Per configuration, the decoder layers where the node drops visual tokens by role
     (specprune.config.layer_roles, as the in-process runner records them), from the
-    ``prune.*`` values this runner sets on the node (prune_parameters) and the model's
-    depth. With them the JSON says which layer-pruning layers acted, from the per-layer
-    token counts the node reports."""
-    from specprune import PruneConfig
-    from specprune.config import layer_roles
-
-    return {c: layer_roles(PruneConfig().updated(**{k[len("prune."):]: v
-                                                    for k, v in values.items()}), depth)
-            for c, values in params.items()}
+    ``prune.*`` values this runner sets on the node (prune_parameters), read as the node
+    reads them (parameters.prune_config), and the model's depth. With them the JSON says
+    which layer-pruning layers acted, from the per-layer token counts the node reports."""
+    return {c: layer_roles(prune_config(values), depth) for c, values in params.items()}
 
 
 def step_record(values: Dict[str, str]) -> Optional[StepRecord]:
