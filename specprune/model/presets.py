@@ -50,11 +50,15 @@ _PRESET_SHAPES = {
 PRESETS = tuple(_PRESET_SHAPES)
 
 
-def preset_config(name: str, vocab_size: int, empty_token_id: int,
-                  layout: str = "libero") -> VLAConfig:
+def _shape(name: str):
     if name not in _PRESET_SHAPES:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    hidden, layers, heads, mlp, vdim, vdepth, vheads = _PRESET_SHAPES[name]
+    return _PRESET_SHAPES[name]
+
+
+def preset_config(name: str, vocab_size: int, empty_token_id: int,
+                  layout: str = "libero") -> VLAConfig:
+    hidden, layers, heads, mlp, vdim, vdepth, vheads = _shape(name)
     lay = LAYOUTS[layout]
     vocab = int(np.ceil(vocab_size / 64) * 64)  # OpenVLA pads the vocabulary to 64
     return VLAConfig(
@@ -67,9 +71,7 @@ def preset_config(name: str, vocab_size: int, empty_token_id: int,
 
 def preset_depth(name: str) -> int:
     """The number of decoder (Llama) layers of preset ``name``."""
-    if name not in _PRESET_SHAPES:
-        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    return _PRESET_SHAPES[name][1]
+    return _shape(name)[1]
 
 
 def synthetic_statistics(layout: str = "libero") -> Dict[str, Any]:
