@@ -12,6 +12,7 @@ import math
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticStatus
+from rclpy.parameter import Parameter
 from std_msgs.msg import Bool, String
 
 from executor_helpers import Bare, ToyArm, ToyLoop
@@ -132,15 +133,66 @@ def test_a_joint_hold_is_latched_and_does_not_creep():
     assert arm.q.min() > held[0].min() - 0.003
 
 
-def test_a_hold_target_is_inside_the_box_and_a_unit_quaternion():
+UP = [0.0, 0.0, 1.0, 0, 0, 0, 0.5]  # asks for 1 m/s along +z
+DOWN = [0.0, 0.0, -1.0, 0, 0, 0, 0.5]
+
+
+def test_a_hold_outside_the_box_stays_where_the_arm_is_and_only_moves_back_in():
+    """An arm above the box (moved by hand, a box changed live) is held where it is, as a
+    unit quaternion: pulling the target 5 cm into the box in one tick would be a step.
+    Upward commands do not move it; downward ones bring it in at the speed limit."""
     bare = Bare(output="pose")
     top = bare.node.core.values["workspace_max"][2]
-    bare.pose(position=[0.5, 0.0, top + 0.05], quaternion=[0.0, 0.0, 0.0, 40.0])
-    bare.tick()  # no chunk: a hold at the measured pose, clipped
+    above = [0.5, 0.0, top + 0.05]
+    bare.pose(position=above, quaternion=[0.0, 0.0, 0.0, 40.0])
+    bare.tick()  # no chunk: a hold at the measured pose
     msg = bare.out.sent[-1].pose
-    assert msg.position.z == pytest.approx(top)
+    assert msg.position.z == pytest.approx(top + 0.05)
     o = msg.orientation
     assert math.sqrt(o.x ** 2 + o.y ** 2 + o.z ** 2 + o.w ** 2) == pytest.approx(1.0)
+    start = len(bare.out.sent)
+    bare.chunk(UP, points=40)
+    for _ in range(10):
+        bare.pose(position=above)
+        bare.tick()
+    assert targets(bare, start)[:, 2].max() <= top + 0.05 + 1e-12  # never further out
+    start = len(bare.out.sent)
+    bare.chunk(DOWN, points=40)
+    for _ in range(10):
+        bare.pose(position=above)
+        bare.tick()
+    z = np.concatenate([[top + 0.05], targets(bare, start)[:, 2]])
+    assert z[-1] < top + 0.05 - 0.005  # it comes back
+    assert np.abs(np.diff(z)).max() <= 0.25 * 0.02 + 1e-9  # at the speed limit
+
+
+@pytest.mark.parametrize("hold", ["estop", "dry_run", "deactivate"])
+def test_a_box_lowered_under_a_moving_pose_target_never_steps_it(hold):
+    """The box closes in below a target moving up (0.5 -> ~0.55 m); then a hold (e-stop,
+    dry_run switched on, deactivation's last command): the target decelerates where it
+    is, it is not pulled 10-15 cm down to the new top in one tick."""
+    bare = Bare(output="pose")
+    bare.chunk(UP, points=40)
+    for _ in range(20):
+        bare.pose(position=[0.5, 0.0, 0.5])
+        bare.tick()
+    before = targets(bare)[-1, 2]
+    assert before > 0.53
+    bare.set(workspace_max=[0.85, 0.45, 0.4])
+    bare.pose(position=[0.5, 0.0, 0.5])
+    bare.tick()  # still moving: only motion back towards the box
+    if hold == "estop":
+        bare.node._on_estop(Bool(data=True))
+        for _ in range(10):
+            bare.pose(position=[0.5, 0.0, 0.5])
+            bare.tick()
+    elif hold == "dry_run":
+        bare.set(dry_run=True)
+    else:
+        bare.node._publish(bare.node.core.final_hold("deactivated", bare.t))
+    z = targets(bare)[:, 2]
+    assert np.abs(np.diff(z)).max() <= 0.25 * 0.02 + 1e-9, np.diff(z)
+    assert z[-1] > 0.5
 
 
 def test_a_stale_state_hold_keeps_the_last_fresh_target():
@@ -174,6 +226,67 @@ def test_a_joint_target_beyond_its_limit_is_never_commanded():
     accel = np.abs(np.diff(speed)) / bare.node.core.dt
     assert accel.max() <= 8.0 + 1e-6  # accelerates at 4, brakes before the limit at <= 8
     assert bare.node.core.counters["joint_position"] > 0
+
+
+def test_a_joint_beyond_a_limit_raised_live_is_never_stepped_back():
+    """joint_position_min raised to 0.5 with the joints at 0: the hold and the moves stay
+    where the joints are, never a 0.5 rad step (25 rad/s in one tick); a command further
+    out is not followed, one back in is, at the joint speed limit."""
+    bare = Bare(**ALOHA, max_joint_accel=100.0, max_joint_stop_decel=100.0)
+    bare.joints(np.zeros(14))
+    bare.tick()  # a hold at the measured joints
+    assert bare.node._validate_parameters(
+        [Parameter("joint_position_min", value=[0.5] * 14)]).successful
+    bare.set(joint_position_min=[0.5] * 14)
+    for row in (np.full(14, -1.0), np.full(14, 1.0)):
+        bare.chunk(row, points=40)
+        for _ in range(10):
+            bare.joints(np.zeros(14))
+            bare.tick()
+    sent = joint_commands(bare)
+    assert np.abs(np.diff(sent, axis=0)).max() <= 1.0 * bare.node.core.dt + 1e-9
+    assert sent.min() >= -1e-12  # the command further out was not followed
+    assert sent[-1].min() > 0.05  # the one back in was
+
+
+def _urdf(limit) -> str:
+    joints = "".join(f'<joint name="{n}" type="revolute"><limit {limit(i)} effort="10"/>'
+                     f'</joint>' for i, n in enumerate(DEFAULT["joint_names"]))
+    return f'<?xml version="1.0"?><robot name="toy"><link name="base"/>{joints}</robot>'
+
+
+@pytest.mark.parametrize("limit, reason", [
+    ('lower="-1" upper="1" velocity="-0.5"', "is negative"),
+    ('lower="1" upper="-1" velocity="0.5"', "is above"),
+    ('lower="4" upper="5" velocity="0.5"', "leaves nothing of the parameters'"),
+])
+def test_a_robot_description_with_unusable_limits_is_refused_whole(limit, reason):
+    """A negative velocity pinned a joint's speed at -0.5 rad/s whatever the policy asked;
+    lower above upper, or a range outside the parameters', pinned it beyond a limit."""
+    bare = Bare(**ALOHA)
+    good = _urdf(lambda i: 'lower="-0.5" upper="0.5" velocity="0.4"')
+    bare.node._on_robot_description(String(data=good))
+    bad = _urdf(lambda i: limit if i == 3 else 'lower="-1" upper="1" velocity="1"')
+    bare.node._on_robot_description(String(data=bad))
+    values = {kv.key: kv.value for kv in bare.node.diagnostic_status().values}
+    source = values["joint_limits"]
+    assert source.startswith("parameters + an earlier robot_description (robot_description "
+                             "refused: joint 'left_forearm_roll'"), source
+    assert reason in source
+    assert bare.node.diagnostic_status().level == DiagnosticStatus.WARN
+    assert bare.node.core.joint_motion.bounds()[1][0] == 0.5  # the earlier URDF still holds
+
+
+def test_a_live_joint_limit_that_leaves_the_urdf_no_range_is_rejected():
+    bare = Bare(**ALOHA)
+    urdf = _urdf(lambda i: 'lower="-0.5" upper="0.5" velocity="0.4"')
+    bare.node._on_robot_description(String(data=urdf))
+    result = bare.node._validate_parameters(
+        [Parameter("joint_position_min", value=[0.6] * 14)])
+    assert not result.successful
+    assert "joint 'left_waist': the URDF's range [-0.5, 0.5] leaves nothing" in result.reason
+    assert bare.node._validate_parameters(
+        [Parameter("joint_position_min", value=[0.4] * 14)]).successful
 
 
 def test_joint_limits_come_from_robot_description_when_it_is_published():
@@ -336,6 +449,33 @@ def test_a_backward_clock_step_is_a_reset():
     bare.pose()
     moving(bare, ticks=1)  # a new chunk ramps in from the jump
     assert 0.0 < bare.last_twist()[0] <= 0.25 * 0.24 / 0.5 + 1e-9
+
+
+@pytest.mark.parametrize("output", ["pose", "joint_trajectory"])
+def test_a_simulator_reset_does_not_drag_the_arm_back_to_the_old_target(output):
+    """The clock goes back 5 s and the reset arm reads elsewhere: the hold latches at the
+    new state, not at the target of the old timeline (0.36 m / 0.8 rad away)."""
+    joint = output == "joint_trajectory"
+    bare = Bare(**ALOHA) if joint else Bare(output="pose")
+    old, new = [0.5, 0.0, 0.4], [0.3, 0.2, 0.1]
+    for _ in range(5):
+        if joint:
+            bare.joints(np.full(14, 0.4))
+        else:
+            bare.pose(position=old)
+        bare.tick()
+    bare.t -= 5.0
+    for _ in range(3):
+        if joint:
+            bare.joints(np.full(14, -0.4))
+        else:
+            bare.pose(position=new)
+        bare.tick()
+    assert bare.node.core.counters["clock_jumps"] == 1
+    if joint:
+        np.testing.assert_allclose(joint_commands(bare)[-1], -0.4, atol=1e-9)
+    else:
+        np.testing.assert_allclose(targets(bare)[-1], new, atol=1e-9)
 
 
 def test_a_clock_reset_to_a_small_value_does_not_freeze_the_ramp():

@@ -23,7 +23,8 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from specprune_ros.node.safety_envelope import (CommandHistory, Envelope, Limits,
-                                                PoseIntegrator, rotvec_to_quat, quat_multiply)
+                                                PoseIntegrator, not_outward, quat_multiply,
+                                                rotvec_to_quat)
 
 #: a measured pose: (position (3,), unit quaternion x y z w (4,), stamp s)
 Pose = Tuple[np.ndarray, np.ndarray, float]
@@ -54,6 +55,14 @@ class CartesianMotion:
     def reset(self) -> None:
         """From rest, from the measured pose (activation, e-stop reset, dry_run off)."""
         self.envelope.stop()
+        self.integrator.reset()
+        self.history.clear()
+
+    def forget_target(self) -> None:
+        """The pose target belongs to another timeline (the clock stepped back: a simulator
+        reset moves the arm): the next hold latches at the next fresh measured pose. The
+        commanded twist is kept, so a moving arm is still brought to rest at the stop
+        decelerations, not in one step."""
         self.integrator.reset()
         self.history.clear()
 
@@ -89,7 +98,7 @@ class CartesianMotion:
         if self.integrator.position is None:
             if pose is None:
                 return None
-            self.integrator.latch(pose[0], pose[1], self.limits)
+            self.integrator.latch(pose[0], pose[1])
         return self.integrator.coast(limited.linear, limited.angular, period, self.limits)
 
     def final_hold(self, pose: Optional[Pose]) -> Optional[Command]:
@@ -102,12 +111,12 @@ class CartesianMotion:
         if self.integrator.position is None:
             if pose is None:
                 return None
-            self.integrator.latch(pose[0], pose[1], self.limits)
+            self.integrator.latch(pose[0], pose[1])
         lim = self.limits
         travel = v * np.linalg.norm(v) / (2.0 * lim.linear_stop)
         turn = w * np.linalg.norm(w) / (2.0 * lim.angular_stop)
-        lo, hi = np.asarray(lim.workspace_min), np.asarray(lim.workspace_max)
-        self.integrator.position = np.clip(self.integrator.position + travel, lo, hi)
+        here = self.integrator.position
+        self.integrator.position = not_outward(here + travel, lim, here)
         q = quat_multiply(rotvec_to_quat(turn), self.integrator.orientation)
         self.integrator.orientation = q / np.linalg.norm(q)
         return self.integrator.position.copy(), self.integrator.orientation.copy()

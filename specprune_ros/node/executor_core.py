@@ -31,7 +31,7 @@ from specprune_ros.node import executor_parameters as params
 from specprune_ros.node.cartesian_motion import CartesianMotion
 from specprune_ros.node.chunk_timing import ChunkCombiner, parse_chunk
 from specprune_ros.node.estop import EstopMonitor
-from specprune_ros.node.joint_limits import JointMotion, parse_urdf_limits
+from specprune_ros.node.joint_limits import JointMotion, narrowed, parse_urdf_limits
 from specprune_ros.node.measured_state import MeasuredState
 from specprune_ros.node.safety_envelope import ramp_factor
 from specprune_ros.node.tick_clock import TickClock
@@ -190,13 +190,16 @@ class ExecutorCore:
         """The URDF's joint limits narrow the parameters' (joint_limits)."""
         try:
             limits = parse_urdf_limits(urdf)
+            found = {n: limits[n] for n in self.joint_names if n in limits}
+            narrowed(self.joint_names, self.joint_motion.limits, found)
         except ValueError as exc:
-            self.limits_source = f"parameters (robot_description refused: {exc})"
+            kept = ("parameters + an earlier robot_description" if self.joint_motion.urdf
+                    else "parameters")
+            self.limits_source = f"{kept} (robot_description refused: {exc})"
             self.counters["bad_robot_description"] += 1
-            self.log.warning(f"robot_description refused, joint limits from the parameters "
+            self.log.warning(f"robot_description refused, joint limits from the {kept} "
                              f"only: {exc}")
             return
-        found = {n: limits[n] for n in self.joint_names if n in limits}
         self.joint_motion.urdf = found
         missing = [n for n in self.joint_names if n not in found]
         self.limits_source = (f"parameters + robot_description ({len(found)} of "
@@ -233,13 +236,16 @@ class ExecutorCore:
     def time_jumped(self, now: float, what: str) -> None:
         """The clock went back to ``now``: chunks, the watchdog, the ramp, the commanded
         velocities and the measured state from before belong to another timeline. Drop
-        them, hold until a new chunk arrives, and ramp in again."""
+        them, hold until a new chunk arrives, and ramp in again. The pose and joint targets
+        are dropped too (a hold latches at the next fresh state); the commanded speeds are
+        kept, so a moving arm is still stopped at the stop decelerations."""
         self.ticks.reset(now)
         self.counters["clock_jumps"] += 1
         self.combiner.reset()
         self.estop_at = float("-inf")  # stamps of the new timeline are not comparable
         self.last_chunk_at = None
-        self.motion.history.clear()
+        self.motion.forget_target()  # a pose / joint target of the old timeline would drag
+        self.joint_motion.forget_target()  # a reset arm back to it
         self.estop.clock_jumped()
         self.measured.drop_after(now)
         self.restart_ramp(now)

@@ -317,7 +317,7 @@ class ExecutorNode(LifecycleNode):
 
     def _validate_parameters(self, changed: List[Parameter]) -> SetParametersResult:
         values = {p.name: ros_value(p.value) for p in changed}
-        problem = params.check_values(values, self.core.values)
+        problem = params.check_values(values, self.core.values, self.core.joint_motion.urdf)
         return SetParametersResult(successful=problem is None, reason=problem or "")
 
     def _apply_parameters(self, changed: List[Parameter]) -> None:

@@ -25,7 +25,7 @@ from specprune.model.layouts import LAYOUTS
 from specprune_ros.node.chunk_timing import RULES
 from specprune_ros.node.param_table import (ParamSpec, ros_value, rule_problem, yaml_cli,
                                             yaml_entries)
-from specprune_ros.node.joint_limits import JointLimits
+from specprune_ros.node.joint_limits import JointLimits, UrdfLimit, narrowed
 from specprune_ros.node.safety_envelope import Limits
 
 NODE_NAME = "specprune_executor"
@@ -201,19 +201,21 @@ def joint_limits_from(values: Mapping[str, Any]) -> JointLimits:
     return limits
 
 
-def check_values(values: Mapping[str, Any], current: Mapping[str, Any]) -> Optional[str]:
-    """Why the ``values`` to be set (over ``current``) are not allowed, or None."""
+def check_values(values: Mapping[str, Any], current: Mapping[str, Any],
+                 urdf: Optional[Mapping[str, UrdfLimit]] = None) -> Optional[str]:
+    """Why the ``values`` to be set (over ``current``) are not allowed, or None. ``urdf``:
+    the robot_description's limits in force, which new joint limits must leave a range."""
     problem = rule_problem(BY_NAME, values)
     if problem:
         return problem
     merged = {**current, **values}
-    for fields, convert in ((LIMIT_FIELDS, limits_from),
-                            (JOINT_LIMIT_FIELDS, joint_limits_from)):
-        if set(values) & set(fields):
-            try:
-                convert(merged)
-            except (ValueError, TypeError) as exc:
-                return str(exc)
+    try:
+        if set(values) & set(LIMIT_FIELDS):
+            limits_from(merged)
+        if set(values) & set(JOINT_LIMIT_FIELDS):
+            narrowed(merged["joint_names"], joint_limits_from(merged), dict(urdf or {}))
+    except (ValueError, TypeError) as exc:
+        return str(exc)
     return None
 
 

@@ -6,8 +6,10 @@ No ROS imports. A joint-space layout's actions are absolute joint positions; eac
 1. ``ramp_in`` / ``joint_speed``: at most ``max_joint_speed`` (or the joint's URDF
    ``velocity``, whichever is lower; ramped in like the Cartesian speed limits);
 2. ``joint_position``: a speed from which the joint stops before its position limit at
-   ``max_joint_accel`` (held one period, then braked: ``stopping_speed``); the target is
-   never beyond a limit, not even for a hold or an arm measured outside its limits;
+   ``max_joint_accel`` (held one period, then braked: ``stopping_speed``); the target
+   never moves out past a limit, not even in a hold; a joint already beyond one (the
+   limits changed live, the arm was moved by hand) may only move back, and is never
+   pulled back in one step;
 3. ``joint_accel``: the change from the previous speed at most ``max_joint_accel`` per
    second while the previous speed is allowed; ``stop_decel``: one that is no longer
    allowed (a hold, a limit closing in, a lowered speed limit) is brought back at
@@ -23,7 +25,10 @@ The target is integrated from the previous target (from the measured joints at t
 an arm that settles 2 mm short of its target does not drag a hold down. Position limits
 are the parameters ``joint_position_min`` / ``joint_position_max``, narrowed by the URDF's
 ``<limit lower upper velocity>`` when ``robot_description`` is published
-(``parse_urdf_limits``; continuous joints have a velocity limit only).
+(``parse_urdf_limits``; continuous joints have a velocity limit only). A URDF whose limits
+for the executor's joints are unusable (``narrowed``: a negative velocity, lower above
+upper, no overlap with the parameters' range) is refused whole, and a live parameter
+change that would leave a joint no range inside the URDF's is rejected.
 """
 from __future__ import annotations
 
@@ -115,6 +120,43 @@ def parse_urdf_limits(urdf: str) -> Dict[str, UrdfLimit]:
     return limits
 
 
+def narrowed(names: Sequence[str], limits: JointLimits, urdf: Dict[str, UrdfLimit]
+             ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(lower, upper, max speed) per joint of ``names``: the parameters narrowed by the
+    URDF's limits; ValueError naming the joint where a URDF limit is unusable (a negative
+    velocity, lower above upper) or leaves no range inside the parameters'."""
+    lo = np.array(limits.joint_position_min, dtype=np.float64)
+    hi = np.array(limits.joint_position_max, dtype=np.float64)
+    speed = np.full(len(names), limits.max_joint_speed)
+    for i, name in enumerate(names):
+        limit = urdf.get(name)
+        if limit is None:
+            continue
+        if limit.velocity is not None and limit.velocity < 0.0:
+            raise ValueError(f"joint '{name}': URDF <limit velocity=\"{limit.velocity}\"> "
+                             "is negative")
+        if limit.lower is not None and limit.upper is not None and limit.lower > limit.upper:
+            raise ValueError(f"joint '{name}': URDF <limit lower=\"{limit.lower}\"> is above "
+                             f"upper=\"{limit.upper}\"")
+        lo[i] = lo[i] if limit.lower is None else max(lo[i], limit.lower)
+        hi[i] = hi[i] if limit.upper is None else min(hi[i], limit.upper)
+        speed[i] = speed[i] if limit.velocity is None else min(speed[i], limit.velocity)
+        if lo[i] >= hi[i]:
+            raise ValueError(
+                f"joint '{name}': the URDF's range [{limit.lower}, {limit.upper}] leaves "
+                f"nothing of the parameters' [{limits.joint_position_min[i]}, "
+                f"{limits.joint_position_max[i]}]")
+    return lo, hi, speed
+
+
+def not_outward(target: np.ndarray, lo: np.ndarray, hi: np.ndarray, present: np.ndarray
+                ) -> np.ndarray:
+    """``target`` clipped into [lo, hi] widened to the ``present`` position: a limit stops
+    outward motion, it never pulls a joint that is already beyond it back at once (a live
+    change of the limits, an arm moved by hand): that would be a step of any size."""
+    return np.clip(target, np.minimum(lo, present), np.maximum(hi, present))
+
+
 class JointMotion:
     """Joint targets for the ``joint_trajectory`` output (see the module docstring)."""
 
@@ -131,24 +173,19 @@ class JointMotion:
 
     def bounds(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(lower, upper, max speed) per joint: the parameters narrowed by the URDF."""
-        lim = self.limits
-        lo = np.array(lim.joint_position_min, dtype=np.float64)
-        hi = np.array(lim.joint_position_max, dtype=np.float64)
-        speed = np.full(len(self.names), lim.max_joint_speed)
-        for i, name in enumerate(self.names):
-            urdf = self.urdf.get(name)
-            if urdf is None:
-                continue
-            lo[i] = lo[i] if urdf.lower is None else max(lo[i], urdf.lower)
-            hi[i] = hi[i] if urdf.upper is None else min(hi[i], urdf.upper)
-            speed[i] = speed[i] if urdf.velocity is None else min(speed[i], urdf.velocity)
-        return lo, np.maximum(hi, lo), speed
+        return narrowed(self.names, self.limits, self.urdf)
+
+    def forget_target(self) -> None:
+        """The target belongs to another timeline (the clock stepped back: a simulator
+        reset moves the arm): the next hold latches at the next fresh measured joints, and
+        the joints' speed is still brought down at the stop deceleration."""
+        self.target = None
 
     def move(self, action: np.ndarray, measured: np.ndarray, period: float, ramp: float
              ) -> Tuple[np.ndarray, List[str]]:
         """The next target towards ``action`` (joint positions); (target, interventions)."""
         lo, hi, speed = self.bounds()
-        base = np.clip(measured if self.target is None else self.target, lo, hi)
+        base = np.asarray(measured if self.target is None else self.target, dtype=np.float64)
         notes: List[str] = []
         v_max = speed * ramp
         wanted = (np.asarray(action, dtype=np.float64) - base) / period
@@ -175,20 +212,21 @@ class JointMotion:
                          np.maximum(measured + lead, base))
         if np.any(np.abs(target - free) > 1e-12):
             notes.append("joint_lead")
-        return self._commit(np.clip(target, lo, hi), base, period), notes
+        return self._commit(not_outward(target, lo, hi, base), base, period), notes
 
     def hold(self, measured: Optional[np.ndarray], period: float) -> Optional[np.ndarray]:
-        """A hold step: the latched target (the last one, else ``measured`` inside the
-        limits) moves only while the speed comes down at ``max_joint_stop_decel``; None
-        with nothing to hold at."""
+        """A hold step: the latched target (the last one, else ``measured``, even beyond a
+        limit: pulling it in would be a step) moves only while the speed comes down at
+        ``max_joint_stop_decel``, never outward; None with nothing to hold at."""
         lo, hi, _ = self.bounds()
         if self.target is None:
             if measured is None:
                 return None
-            self.target, self.velocity = np.clip(measured, lo, hi), np.zeros(len(self.names))
+            self.target = np.asarray(measured, dtype=np.float64).copy()
         rate = self.limits.stop_decel * period
         slower = self.velocity - np.clip(self.velocity, -rate, rate)
-        return self._commit(np.clip(self.target + slower * period, lo, hi), self.target, period)
+        return self._commit(not_outward(self.target + slower * period, lo, hi, self.target),
+                            self.target, period)
 
     def final_hold(self, measured: Optional[np.ndarray]) -> Optional[Tuple[np.ndarray, float]]:
         """The last command when nothing follows it (deactivate, exit, dry_run on): the
@@ -197,10 +235,11 @@ class JointMotion:
         if self.target is None and measured is None:
             return None
         lo, hi, _ = self.bounds()
-        base = self.target if self.target is not None else np.clip(measured, lo, hi)
+        base = np.asarray(self.target if self.target is not None else measured,
+                          dtype=np.float64)
         decel = self.limits.stop_decel
         v = self.velocity
-        rest = np.clip(base + v * np.abs(v) / (2.0 * decel), lo, hi)
+        rest = not_outward(base + v * np.abs(v) / (2.0 * decel), lo, hi, base)
         seconds = float(np.abs(v).max()) / decel
         self.target, self.velocity = rest, np.zeros(len(self.names))
         return rest.copy(), seconds

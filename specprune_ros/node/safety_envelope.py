@@ -28,12 +28,13 @@ with a nominal 20 ms), so the limits hold per second, not per tick.
 
 ``PoseIntegrator`` turns the limited twist into a PoseStamped target for Cartesian
 impedance controllers: the target advances by v period and w period each tick from the
-last target (from the measured pose at the start) and is kept inside the workspace box. A
+last target (from the measured pose at the start) and never moves out of the workspace box
+(a target already outside is not pulled in: only the envelope's motion back). A
 step never takes it further than ``max_pose_lead_m`` / ``max_pose_lead_rad`` from the
 measured pose (``pose_lead``), nor further than it already is: the target never follows the
 measured pose on its own (an arm pushed away, one bad pose sample would step it). In a
 hold it is latched: it advances only by the decelerating twist, from the last target (or,
-with none, the measured pose), inside the box, as a unit quaternion, and never follows the
+with none, the measured pose), never outward, as a unit quaternion, and never follows the
 measured pose (an arm that settles 2 mm low would drag it down).
 """
 from __future__ import annotations
@@ -300,6 +301,18 @@ class Envelope:
         return np.minimum((lo - p) / period, 0.0), np.maximum((hi - p) / period, 0.0)
 
 
+def not_outward(target: np.ndarray, limits: Limits, *present: np.ndarray) -> np.ndarray:
+    """``target`` clipped into the workspace box widened to every ``present`` position (the
+    measured pose, the last target): the box stops outward motion, it never pulls a target
+    that is already outside (after a live change of the box, an arm moved by hand) back in
+    at once: that would be a step of any size. Motion back in is the envelope's, at its
+    speed and acceleration limits."""
+    lo, hi = np.asarray(limits.workspace_min), np.asarray(limits.workspace_max)
+    for p in present:
+        lo, hi = np.minimum(lo, p), np.maximum(hi, p)
+    return np.clip(target, lo, hi)
+
+
 class PoseIntegrator:
     """Pose targets integrated from the measured pose (see the module docstring)."""
 
@@ -312,13 +325,12 @@ class PoseIntegrator:
         self.position: Optional[np.ndarray] = None
         self.orientation: Optional[np.ndarray] = None
 
-    def latch(self, position: np.ndarray, orientation: np.ndarray, limits: Limits) -> None:
-        """A hold with no target yet: from ``position`` (clipped into the box) and
-        ``orientation`` (normalised)."""
+    def latch(self, position: np.ndarray, orientation: np.ndarray) -> None:
+        """A hold with no target yet: at ``position``, even outside the box (pulling the
+        target in would be a step), and ``orientation`` (normalised)."""
         if self.position is not None:
             return
-        lo, hi = np.asarray(limits.workspace_min), np.asarray(limits.workspace_max)
-        self.position = np.clip(np.asarray(position, dtype=np.float64), lo, hi)
+        self.position = np.asarray(position, dtype=np.float64).copy()
         q = np.asarray(orientation, dtype=np.float64)
         self.orientation = q / np.linalg.norm(q)
 
@@ -326,8 +338,7 @@ class PoseIntegrator:
               ) -> Tuple[np.ndarray, np.ndarray]:
         """A hold step: the latched target moves only by the (decelerating) twist, inside
         the box; (position, orientation)."""
-        lo, hi = np.asarray(limits.workspace_min), np.asarray(limits.workspace_max)
-        p = np.clip(self.position + np.asarray(linear) * period, lo, hi)
+        p = not_outward(self.position + np.asarray(linear) * period, limits, self.position)
         q = quat_multiply(rotvec_to_quat(np.asarray(angular) * period), self.orientation)
         self.position, self.orientation = p, q / np.linalg.norm(q)
         return self.position.copy(), self.orientation.copy()
@@ -354,8 +365,7 @@ class PoseIntegrator:
             notes.append("pose_lead")
         target_p = pos + lead
         target_q = quat_multiply(rotvec_to_quat(lead_r), quat)
-        lo, hi = np.asarray(limits.workspace_min), np.asarray(limits.workspace_max)
-        boxed = np.clip(target_p, np.minimum(lo, pos), np.maximum(hi, pos))  # never outward
+        boxed = not_outward(target_p, limits, pos, base_p)
         if np.any(np.abs(boxed - target_p) > 1e-12):
             notes.append("workspace")
             target_p = boxed
