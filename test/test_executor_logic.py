@@ -18,10 +18,9 @@ from std_srvs.srv import Trigger
 from executor_helpers import Bare
 from specprune_ros.node import executor_parameters as xp
 from specprune_ros.node.chunk_timing import ChunkCombiner, parse_chunk
-from specprune_ros.node.quaternions import quat_multiply
-from specprune_ros.node.safety_envelope import (Envelope, Limits, PoseIntegrator,
-                                                quat_to_rotvec, ramp_factor,
-                                                rotation_between, rotvec_to_quat)
+from specprune_ros.node.quaternions import (quat_multiply, quat_to_rotvec, rotation_between,
+                                            rotvec_to_quat)
+from specprune_ros.node.safety_envelope import Envelope, Limits, PoseIntegrator, ramp_factor
 
 NAMES = ("x", "y", "z", "roll", "pitch", "yaw", "gripper")
 PERIOD = 0.05

@@ -588,3 +588,66 @@ def test_joint_limits_must_fit_the_joint_names():
     assert problem and "one finite value per joint" in problem
     inverted = xp.check_values({"joint_position_max": [-4.0] * 14}, DEFAULT)
     assert inverted and "below joint_position_max" in inverted
+
+
+# ------------------------------------------------------------------ 8. the orientation cone
+def _deviation(q) -> float:
+    from specprune_ros.node.quaternions import rotation_between
+    return float(np.linalg.norm(rotation_between(np.array([1.0, 0.0, 0.0, 0.0]), q)))
+
+
+def _turning(bare: Bare, row, q, ticks: int, follow_target: bool) -> list:
+    """``ticks`` ticks of a chunk of ``row`` on an arm whose orientation follows the
+    twist (or sits at the pose target); the deviation from the reference after each."""
+    from specprune_ros.node.quaternions import quat_multiply, rotvec_to_quat
+    bare.chunk(row, points=60)
+    seen = []
+    for _ in range(ticks):
+        bare.pose(position=[0.5, 0.0, 0.3], quaternion=q)
+        bare.tick()
+        msg = bare.out.sent[-1]
+        if follow_target:
+            o = msg.pose.orientation
+            q = np.array([o.x, o.y, o.z, o.w])
+        else:
+            a = msg.twist.angular
+            q = quat_multiply(rotvec_to_quat(np.array([a.x, a.y, a.z]) * 0.02), q)
+        seen.append(_deviation(q))
+    return seen, q
+
+
+@pytest.mark.parametrize("output", ["twist", "pose"])
+def test_the_orientation_cone_holds_and_lets_the_tool_turn_back(output):
+    """Asked to roll at full speed, the tool stops at max_orientation_deviation_rad from the
+    reference (braked, not clipped at the wall); asked to roll back, it does."""
+    bare = Bare(output=output, max_orientation_deviation_rad=0.3, max_pose_lead_rad=0.5)
+    roll = [0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.5]
+    seen, q = _turning(bare, roll, np.array([1.0, 0.0, 0.0, 0.0]), 60, output == "pose")
+    assert max(seen) <= 0.3 + 1e-6, max(seen)
+    assert seen[-1] > 0.25  # it does get near the edge
+    assert bare.node.core.counters["orientation"] > 0
+    back, _ = _turning(bare, [0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.5], q, 10, output == "pose")
+    assert back[-1] < seen[-1] - 0.05
+
+
+def test_a_tool_outside_the_cone_is_not_turned_in_at_once():
+    """A tool 0.5 rad off the reference with a 0.3 rad cone (the cone narrowed live): the
+    hold stays at the measured orientation, a roll further out is not followed."""
+    from specprune_ros.node.quaternions import quat_multiply, rotvec_to_quat
+    bare = Bare(output="pose", max_orientation_deviation_rad=0.3)
+    off = quat_multiply(rotvec_to_quat(np.array([0.5, 0.0, 0.0])), np.array([1.0, 0, 0, 0]))
+    bare.pose(position=[0.5, 0.0, 0.3], quaternion=off)
+    bare.tick()
+    o = bare.out.sent[-1].pose.orientation
+    assert _deviation(np.array([o.x, o.y, o.z, o.w])) == pytest.approx(0.5)
+    out = [0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.5]
+    seen, _ = _turning(bare, out, off, 10, True)
+    assert max(seen) <= 0.5 + 1e-9
+
+
+def test_orientation_cone_parameters_are_checked():
+    bad = xp.check_values({"orientation_reference": [0.0, 0.0, 0.0, 0.0]}, DEFAULT)
+    assert bad and "quaternion x y z w of length ~1" in bad
+    assert "max_orientation_deviation_rad" in xp.check_values(
+        {"max_orientation_deviation_rad": 4.0}, DEFAULT)
+    assert xp.check_values({"max_orientation_deviation_rad": 0.5}, DEFAULT) is None

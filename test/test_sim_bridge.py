@@ -40,7 +40,7 @@ from ros_helpers import ros_environment
 from specprune_ros.node.ros_image import image_msg_to_rgb
 from specprune_ros.sim.sim_arm import ACTION_NAMES
 from specprune_ros.sim.tabletop_suites import TABLETOP_TASKS
-from specprune_ros.node.safety_envelope import rotvec_to_quat
+from specprune_ros.node.quaternions import rotvec_to_quat
 from specprune_ros.sim.bridge_commands import (ActionQueue, CommandInput, parse_action_chunk,
                                                pose_to_action, twist_to_action)
 from specprune_ros.sim.sim_bridge_node import PARAMS

@@ -22,9 +22,10 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from specprune_ros.node.safety_envelope import (CommandHistory, Envelope, Limits,
-                                                PoseIntegrator, not_outward, quat_multiply,
-                                                rotvec_to_quat)
+from specprune_ros.node.quaternions import quat_multiply, rotvec_to_quat
+from specprune_ros.node.safety_envelope import (CommandHistory, Envelope, Limited, Limits,
+                                                PoseIntegrator, not_outward,
+                                                orientation_not_outward)
 
 #: a measured pose: (position (3,), unit quaternion x y z w (4,), stamp s)
 Pose = Tuple[np.ndarray, np.ndarray, float]
@@ -42,7 +43,8 @@ class CartesianMotion:
         self.horizon = horizon if output == "twist" else 0.0
         self.envelope = Envelope(limits)
         self.integrator = PoseIntegrator()
-        self.history = CommandHistory()
+        self.history = CommandHistory()  # commanded linear velocities
+        self.turns = CommandHistory()  # and angular ones (for the orientation cone)
 
     @property
     def limits(self) -> Limits:
@@ -57,6 +59,7 @@ class CartesianMotion:
         self.envelope.stop()
         self.integrator.reset()
         self.history.clear()
+        self.turns.clear()
 
     def forget_target(self) -> None:
         """The pose target belongs to another timeline (the clock stepped back: a simulator
@@ -65,6 +68,7 @@ class CartesianMotion:
         decelerations, not in one step."""
         self.integrator.reset()
         self.history.clear()
+        self.turns.clear()
 
     def _position_now(self, pose: Optional[Pose], now: float) -> Optional[np.ndarray]:
         if self.output == "pose" and self.integrator.position is not None:
@@ -74,13 +78,31 @@ class CartesianMotion:
         start = pose[2] - self.limits.controller_lag_s
         return pose[0] + self.history.displacement(start, now)
 
+    def _orientation_now(self, pose: Optional[Pose], now: float) -> Optional[np.ndarray]:
+        """As ``_position_now``: the pose target's, or the measured orientation turned by
+        the commands since (their rotation vectors summed: a few ticks of rotation, where
+        the error of summing is second order)."""
+        if self.output == "pose" and self.integrator.orientation is not None:
+            return self.integrator.orientation
+        if pose is None:
+            return None
+        start = pose[2] - self.limits.controller_lag_s
+        return quat_multiply(rotvec_to_quat(self.turns.displacement(start, now)), pose[1])
+
+    def _limit(self, linear: np.ndarray, angular: np.ndarray, pose: Optional[Pose],
+               now: float, period: float, since_activation: float, hold: bool) -> Limited:
+        limited = self.envelope.limit(linear, angular, self._position_now(pose, now), period,
+                                      since_activation, hold=hold, horizon=self.horizon,
+                                      orientation=self._orientation_now(pose, now))
+        self.history.add(now, limited.linear)
+        self.turns.add(now, limited.angular)
+        return limited
+
     def move(self, linear: np.ndarray, angular: np.ndarray, pose: Pose, now: float,
              period: float, since_activation: float) -> Tuple[Command, List[str]]:
         """The command for the twist (``linear``, ``angular``) a chunk asks for, from the
         fresh measured ``pose``; (command, interventions)."""
-        limited = self.envelope.limit(linear, angular, self._position_now(pose, now), period,
-                                      since_activation, horizon=self.horizon)
-        self.history.add(now, limited.linear)
+        limited = self._limit(linear, angular, pose, now, period, since_activation, False)
         if self.output == "twist":
             return (limited.linear, limited.angular), limited.interventions
         target, quat, more = self.integrator.step(limited.linear, limited.angular, period,
@@ -90,9 +112,7 @@ class CartesianMotion:
     def hold(self, pose: Optional[Pose], now: float, period: float) -> Optional[Command]:
         """A hold tick from the last fresh ``pose`` (None: none); None when there is
         nothing to hold at."""
-        limited = self.envelope.limit(np.zeros(3), np.zeros(3), self._position_now(pose, now),
-                                      period, 0.0, hold=True, horizon=self.horizon)
-        self.history.add(now, limited.linear)
+        limited = self._limit(np.zeros(3), np.zeros(3), pose, now, period, 0.0, True)
         if self.output == "twist":
             return limited.linear, limited.angular
         if self.integrator.position is None:
@@ -106,6 +126,7 @@ class CartesianMotion:
         v, w = self.envelope.linear, self.envelope.angular
         self.envelope.stop()
         self.history.clear()
+        self.turns.clear()
         if self.output == "twist":
             return np.zeros(3), np.zeros(3)
         if self.integrator.position is None:
@@ -118,7 +139,8 @@ class CartesianMotion:
         here = self.integrator.position
         self.integrator.position = not_outward(here + travel, lim, here)
         q = quat_multiply(rotvec_to_quat(turn), self.integrator.orientation)
-        self.integrator.orientation = q / np.linalg.norm(q)
+        self.integrator.orientation, _ = orientation_not_outward(
+            q / np.linalg.norm(q), lim, self.integrator.orientation)
         return self.integrator.position.copy(), self.integrator.orientation.copy()
 
     def speeds(self) -> Tuple[float, float]:

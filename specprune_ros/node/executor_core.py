@@ -41,8 +41,9 @@ COUNTERS = ("ticks", "commands", "dry_run_commands", "chunks_received", "chunks_
             "chunks_late", "chunks_ignored_inactive", "points_skipped_late", "hold_ticks",
             "estops", "bad_state", "clock_jumps", "action_out_of_range", "ramp_in",
             "linear_speed", "angular_speed", "linear_accel", "angular_accel", "stop_decel",
-            "workspace", "pose_lead", "joint_speed", "joint_accel", "joint_position",
-            "joint_lead", "bad_robot_description", "chunks_before_estop", "joint_states_partial")
+            "workspace", "orientation", "pose_lead", "joint_speed", "joint_accel",
+            "joint_position", "joint_lead", "bad_robot_description", "chunks_before_estop",
+            "joint_states_partial")
 OK, WARN, ERROR = 0, 1, 2  # diagnostic levels
 
 

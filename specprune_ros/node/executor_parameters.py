@@ -153,6 +153,14 @@ PARAMS: Tuple[ParamSpec, ...] = (
               "within this distance of the measured position.", lo=0.001, hi=1.0),
     ParamSpec("max_pose_lead_rad", _DEFAULT.max_pose_lead_rad, "Output pose: the target "
               "orientation stays within this angle of the measured one.", lo=0.001, hi=3.14),
+    ParamSpec("orientation_reference", list(_DEFAULT.orientation_reference), "Orientation "
+              "cone: the reference orientation of the tool (quaternion x y z w in "
+              "base_frame). (1, 0, 0, 0) points a tool z axis down in a z-up base frame "
+              "(Franka's home); check your robot's tool frame."),
+    ParamSpec("max_orientation_deviation_rad", _DEFAULT.max_orientation_deviation_rad,
+              "Orientation cone: the tool's orientation stays within this angle of "
+              "orientation_reference (rotation away braked at max_angular_accel; outside it "
+              "only rotation back, none forced). pi: off.", lo=0.0, hi=math.pi),
     ParamSpec("joint_position_min", list(_JOINT_DEFAULT.joint_position_min), "Output "
               "joint_trajectory: lower position limit per joint (joint_names order), rad or "
               "m; narrowed by robot_description's <limit lower>. The defaults bound nothing "

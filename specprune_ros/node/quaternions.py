@@ -38,3 +38,27 @@ def rotation_vector(quat_xyzw: Sequence[float]) -> np.ndarray:
     if sin_half < 1e-12:
         return 2.0 * q[:3]  # small-angle limit
     return q[:3] * (2.0 * math.atan2(sin_half, q[3]) / sin_half)
+
+
+def quat_conj(q: np.ndarray) -> np.ndarray:
+    return np.array([-q[0], -q[1], -q[2], q[3]])
+
+
+def rotvec_to_quat(rotvec: np.ndarray) -> np.ndarray:
+    """Quaternion of a rotation vector (axis * angle)."""
+    angle = float(np.linalg.norm(rotvec))
+    if angle < 1e-12:
+        return np.array([0.0, 0.0, 0.0, 1.0])
+    axis = np.asarray(rotvec, dtype=np.float64) / angle
+    return np.append(axis * math.sin(angle / 2.0), math.cos(angle / 2.0))
+
+
+def quat_to_rotvec(q: np.ndarray) -> np.ndarray:
+    """Rotation vector of a (not necessarily unit) quaternion, angle in [0, pi]."""
+    q = np.asarray(q, dtype=np.float64)
+    return rotation_vector(q / np.linalg.norm(q))
+
+
+def rotation_between(current: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Base-frame rotation vector r with rotvec_to_quat(r) * current = target."""
+    return quat_to_rotvec(quat_multiply(target, quat_conj(current)))

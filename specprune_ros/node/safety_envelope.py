@@ -23,6 +23,12 @@ hold, zero) and returns the one that may be commanded, naming every intervention
 6. ``workspace`` again, the last resort: no velocity that leaves the box before the next
    tick (``horizon``; a box moved live, a pose that jumped), whatever the deceleration.
 
+``orientation`` (off by default): the orientation cone, the box's counterpart for the
+tool's orientation: its angle from ``orientation_reference`` (whose rate is exactly the
+angular velocity's component along the deviation's axis) stays within
+``max_orientation_deviation_rad``, braked at ``max_angular_accel`` as in 3, held as in 6;
+outside it only rotation back (none forced).
+
 ``period`` is the actual time between the executor's ticks (on a 20 Hz /clock it is 50 ms
 with a nominal 20 ms), so the limits hold per second, not per tick.
 
@@ -46,39 +52,14 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from specprune_ros.node.quaternions import quat_multiply, rotation_vector
+from specprune_ros.node.quaternions import quat_multiply, rotation_between, rotvec_to_quat
 
 #: why an acceleration limit of 0 is refused
 NO_ZERO_ACCEL = ("at 0 a moving arm could never be slowed by the policy's commands (to stop "
                  "it, set the speed limit to 0 or raise the e-stop)")
 
 INTERVENTIONS = ("ramp_in", "linear_speed", "angular_speed", "linear_accel", "angular_accel",
-                 "stop_decel", "workspace", "pose_lead")
-
-
-# ------------------------------------------------------------------------------ rotations
-def quat_conj(q: np.ndarray) -> np.ndarray:
-    return np.array([-q[0], -q[1], -q[2], q[3]])
-
-
-def rotvec_to_quat(rotvec: np.ndarray) -> np.ndarray:
-    """Quaternion of a rotation vector (axis * angle)."""
-    angle = float(np.linalg.norm(rotvec))
-    if angle < 1e-12:
-        return np.array([0.0, 0.0, 0.0, 1.0])
-    axis = np.asarray(rotvec, dtype=np.float64) / angle
-    return np.append(axis * math.sin(angle / 2.0), math.cos(angle / 2.0))
-
-
-def quat_to_rotvec(q: np.ndarray) -> np.ndarray:
-    """Rotation vector of a (not necessarily unit) quaternion, angle in [0, pi]."""
-    q = np.asarray(q, dtype=np.float64)
-    return rotation_vector(q / np.linalg.norm(q))
-
-
-def rotation_between(current: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Base-frame rotation vector r with rotvec_to_quat(r) * current = target."""
-    return quat_to_rotvec(quat_multiply(target, quat_conj(current)))
+                 "stop_decel", "workspace", "orientation", "pose_lead")
 
 
 def ramp_factor(ramp_in_s: float, since_activation: float) -> float:
@@ -147,6 +128,11 @@ class Limits:
     ramp_in_s: float = 1.0
     max_pose_lead_m: float = 0.05
     max_pose_lead_rad: float = 0.3
+    # the orientation cone: the tool's orientation stays within max_orientation_deviation_rad
+    # of orientation_reference (x y z w, base frame); pi: off. (1, 0, 0, 0) is a tool
+    # pointing down in a z-up base frame (Franka's home), but tool frames differ per robot
+    orientation_reference: Tuple[float, float, float, float] = (1.0, 0.0, 0.0, 0.0)
+    max_orientation_deviation_rad: float = math.pi
 
     def __post_init__(self) -> None:
         lo, hi = np.asarray(self.workspace_min), np.asarray(self.workspace_max)
@@ -159,6 +145,13 @@ class Limits:
                                   "max_angular_accel", "max_linear_stop_decel",
                                   "max_angular_stop_decel", "controller_lag_s", "ramp_in_s",
                                   "max_pose_lead_m", "max_pose_lead_rad"))
+        ref = np.asarray(self.orientation_reference, dtype=np.float64)
+        if ref.shape != (4,) or not finite(ref) or not 0.5 < float(np.linalg.norm(ref)) < 2.0:
+            raise ValueError(f"orientation_reference must be a quaternion x y z w of length "
+                             f"~1, got {list(ref)}")
+        if not 0.0 <= self.max_orientation_deviation_rad <= math.pi:
+            raise ValueError(f"max_orientation_deviation_rad must be in [0, pi], got "
+                             f"{self.max_orientation_deviation_rad}")
         if min(self.max_linear_stop_decel, self.max_angular_stop_decel) <= 0.0:
             raise ValueError("the stop decelerations must be > 0: a hold has to stop")
         if min(self.max_linear_accel, self.max_angular_accel) <= 0.0:
@@ -173,6 +166,17 @@ class Limits:
     @property
     def angular_stop(self) -> float:
         return max(self.max_angular_stop_decel, self.max_angular_accel)
+
+    @property
+    def cone(self) -> bool:
+        """Whether the orientation cone is on."""
+        return self.max_orientation_deviation_rad < math.pi
+
+    def deviation(self, orientation: np.ndarray) -> np.ndarray:
+        """The base-frame rotation vector from the reference to ``orientation``: its norm
+        is the angle the cone bounds, and d(angle)/dt = w . its direction, exactly."""
+        return rotation_between(np.asarray(self.orientation_reference, dtype=np.float64),
+                                np.asarray(orientation, dtype=np.float64))
 
 
 @dataclass
@@ -244,13 +248,14 @@ class Envelope:
 
     def limit(self, linear: np.ndarray, angular: np.ndarray, position: Optional[np.ndarray],
               period: float, since_activation: float, hold: bool = False,
-              horizon: float = 0.0) -> Limited:
+              horizon: float = 0.0, orientation: Optional[np.ndarray] = None) -> Limited:
         """The command allowed this tick. ``position``: the end effector's position at
         command time (None: unknown, no box); ``period``: the time since the last tick, the
         acceleration steps' time; ``horizon``: the latest the next tick may come, which the
         box plans with (at least ``period``); ``since_activation``: seconds since the speed
         limits started ramping in; ``hold``: stop (``linear`` and ``angular`` are
-        ignored)."""
+        ignored); ``orientation``: the tool's at command time, for the orientation cone
+        (None: unknown, no cone)."""
         lim, notes = self.limits, []
         v = np.zeros(3) if hold else np.asarray(linear, dtype=np.float64)
         w = np.zeros(3) if hold else np.asarray(angular, dtype=np.float64)
@@ -267,10 +272,16 @@ class Envelope:
         boxed = np.clip(v, low, high)
         if np.any(np.abs(boxed - v) > 1e-12):
             notes.append("workspace")
+        axis, cap = self._cone(orientation, horizon)
+        coned = _cap_along(w, axis, cap)
+        if np.any(np.abs(coned - w) > 1e-12):
+            notes.append("orientation")
+            w = coned
         tol = 1e-9
         v_ok = not hold and float(np.linalg.norm(self._linear)) <= v_max + tol \
             and bool(np.all(self._linear >= low - tol) and np.all(self._linear <= high + tol))
-        w_ok = not hold and float(np.linalg.norm(self._angular)) <= w_max + tol
+        w_ok = not hold and float(np.linalg.norm(self._angular)) <= w_max + tol \
+            and float(self._angular @ axis) <= cap + tol
         v, note_v = approach(self._linear, boxed, v_ok, lim.max_linear_accel,
                              lim.linear_stop, period)
         w, note_w = approach(self._angular, w, w_ok, lim.max_angular_accel,
@@ -283,6 +294,10 @@ class Envelope:
         if np.any(np.abs(hard - v) > 1e-12):
             notes.append("workspace")
             v = hard
+        hard_w = _cap_along(w, *self._cone(orientation, horizon, brake=False))
+        if np.any(np.abs(hard_w - w) > 1e-12):
+            notes.append("orientation")
+            w = hard_w
         self._linear, self._angular = v.copy(), w.copy()
         return Limited(v, w, list(dict.fromkeys(notes)))
 
@@ -299,6 +314,43 @@ class Envelope:
             accel = self.limits.max_linear_accel
             return -stopping_speed(p - lo, accel, period), stopping_speed(hi - p, accel, period)
         return np.minimum((lo - p) / period, 0.0), np.maximum((hi - p) / period, 0.0)
+
+    def _cone(self, orientation: Optional[np.ndarray], period: float, brake: bool = True
+              ) -> Tuple[np.ndarray, float]:
+        """(direction, highest rate) of the orientation cone: the angular velocity's
+        component along ``direction`` (away from the reference) may be at most the rate; as
+        ``_box``, one that can still stop inside the cone (``brake``) or that does not leave
+        it within one period, and outside it only motion back. Off or unknown: no bound."""
+        lim = self.limits
+        if orientation is None or not lim.cone:
+            return np.zeros(3), math.inf
+        r = lim.deviation(orientation)
+        angle = float(np.linalg.norm(r))
+        margin = lim.max_orientation_deviation_rad - angle
+        if angle < 1e-9:  # at the reference every direction leads away
+            return np.zeros(3), math.inf
+        if brake:
+            return r / angle, float(stopping_speed(margin, lim.max_angular_accel, period))
+        return r / angle, max(margin / period, 0.0)
+
+
+def _cap_along(w: np.ndarray, axis: np.ndarray, cap: float) -> np.ndarray:
+    """``w`` with its component along the unit ``axis`` at most ``cap`` (the rest kept)."""
+    along = float(w @ axis)
+    return w if along <= cap else w - (along - cap) * axis
+
+
+def orientation_not_outward(target: np.ndarray, limits: Limits, *present: np.ndarray
+                            ) -> Tuple[np.ndarray, bool]:
+    """``target``, or, where it is further from the cone's reference than both the limit
+    and every ``present`` orientation, the first of them; (orientation, whether replaced)."""
+    if not limits.cone:
+        return target, False
+    allowed = max([limits.max_orientation_deviation_rad]
+                  + [float(np.linalg.norm(limits.deviation(q))) for q in present])
+    if float(np.linalg.norm(limits.deviation(target))) <= allowed + 1e-9:
+        return target, False
+    return np.asarray(present[0], dtype=np.float64).copy(), True
 
 
 def not_outward(target: np.ndarray, limits: Limits, *present: np.ndarray) -> np.ndarray:
@@ -340,7 +392,8 @@ class PoseIntegrator:
         the box; (position, orientation)."""
         p = not_outward(self.position + np.asarray(linear) * period, limits, self.position)
         q = quat_multiply(rotvec_to_quat(np.asarray(angular) * period), self.orientation)
-        self.position, self.orientation = p, q / np.linalg.norm(q)
+        q, _ = orientation_not_outward(q / np.linalg.norm(q), limits, self.orientation)
+        self.position, self.orientation = p, q
         return self.position.copy(), self.orientation.copy()
 
     def step(self, linear: np.ndarray, angular: np.ndarray, period: float,
@@ -369,5 +422,9 @@ class PoseIntegrator:
         if np.any(np.abs(boxed - target_p) > 1e-12):
             notes.append("workspace")
             target_p = boxed
+        target_q, turned = orientation_not_outward(target_q / np.linalg.norm(target_q), limits,
+                                                   base_q, quat)
+        if turned:
+            notes.append("orientation")
         self.position, self.orientation = target_p, target_q / np.linalg.norm(target_q)
         return self.position.copy(), self.orientation.copy(), notes

@@ -11,7 +11,7 @@ from typing import Deque, Optional, Sequence, Tuple
 
 import numpy as np
 
-from specprune_ros.node.safety_envelope import rotation_between
+from specprune_ros.node.quaternions import rotation_between
 from specprune_ros.sim.sim_arm import ACTION_DIM, ACTION_NAMES, GRIPPER_OPEN
 
 MAX_CHUNK_ROWS = 1000
