@@ -651,3 +651,35 @@ def test_orientation_cone_parameters_are_checked():
     assert "max_orientation_deviation_rad" in xp.check_values(
         {"max_orientation_deviation_rad": 4.0}, DEFAULT)
     assert xp.check_values({"max_orientation_deviation_rad": 0.5}, DEFAULT) is None
+
+
+def test_circling_the_reference_does_not_drift_out_of_the_cone():
+    """Turning across the deviation (round the reference) adds to the angle at second
+    order: capped along the deviation alone, 0.29 rad crept to 0.8 rad in 30 s."""
+    from specprune_ros.node.quaternions import quat_multiply, rotvec_to_quat
+    from specprune_ros.node.safety_envelope import Envelope, Limits
+    limits = Limits(max_orientation_deviation_rad=0.3, max_angular_speed=1.0, ramp_in_s=0.0)
+    env = Envelope(limits)
+    q = quat_multiply(rotvec_to_quat(np.array([0.29, 0.0, 0.0])), np.array([1.0, 0, 0, 0]))
+    seen = []
+    for _ in range(1500):
+        n = limits.deviation(q)
+        across = np.cross(n / np.linalg.norm(n), [0.0, 0.0, 1.0])
+        w = env.limit(np.zeros(3), across / np.linalg.norm(across), None, 0.02, 10.0,
+                      orientation=q).angular
+        q = quat_multiply(rotvec_to_quat(w * 0.02), q)
+        seen.append(_deviation(q))
+    assert max(seen) <= 0.3 + 1e-6, max(seen)
+    assert np.linalg.norm(limits.deviation(q) / seen[-1] - [1.0, 0, 0]) > 0.5  # it circled
+
+
+def test_a_joint_stop_goes_on_while_no_state_arrives():
+    """Joints moving at 1 rad/s, the clock steps back, 0.2 s without a fresh state: the
+    stop (0.1 s at 10 rad/s^2) is over, the hold latches at the new state and stays."""
+    from specprune_ros.node.joint_limits import JointLimits, JointMotion
+    motion = JointMotion(("a", "b"), JointLimits((-3.0, -3.0), (3.0, 3.0)))
+    motion.target, motion.velocity = np.array([0.5, 0.5]), np.array([1.0, -1.0])
+    motion.forget_target()
+    for _ in range(10):
+        assert motion.hold(None, 0.02) is None
+    np.testing.assert_array_equal(motion.hold(np.zeros(2), 0.02), np.zeros(2))

@@ -219,12 +219,13 @@ class JointMotion:
         limit: pulling it in would be a step) moves only while the speed comes down at
         ``max_joint_stop_decel``, never outward; None with nothing to hold at."""
         lo, hi, _ = self.bounds()
+        rate = self.limits.stop_decel * period
+        slower = self.velocity - np.clip(self.velocity, -rate, rate)
         if self.target is None:
+            self.velocity = slower  # the stop goes on while nothing can be commanded
             if measured is None:
                 return None
             self.target = np.asarray(measured, dtype=np.float64).copy()
-        rate = self.limits.stop_decel * period
-        slower = self.velocity - np.clip(self.velocity, -rate, rate)
         return self._commit(not_outward(self.target + slower * period, lo, hi, self.target),
                             self.target, period)
 

@@ -272,8 +272,7 @@ class Envelope:
         boxed = np.clip(v, low, high)
         if np.any(np.abs(boxed - v) > 1e-12):
             notes.append("workspace")
-        axis, cap = self._cone(orientation, horizon)
-        coned = _cap_along(w, axis, cap)
+        coned = self._cone(w, orientation, horizon)
         if np.any(np.abs(coned - w) > 1e-12):
             notes.append("orientation")
             w = coned
@@ -281,7 +280,8 @@ class Envelope:
         v_ok = not hold and float(np.linalg.norm(self._linear)) <= v_max + tol \
             and bool(np.all(self._linear >= low - tol) and np.all(self._linear <= high + tol))
         w_ok = not hold and float(np.linalg.norm(self._angular)) <= w_max + tol \
-            and float(self._angular @ axis) <= cap + tol
+            and bool(np.all(np.abs(self._cone(self._angular, orientation, horizon)
+                                   - self._angular) <= tol))
         v, note_v = approach(self._linear, boxed, v_ok, lim.max_linear_accel,
                              lim.linear_stop, period)
         w, note_w = approach(self._angular, w, w_ok, lim.max_angular_accel,
@@ -294,7 +294,7 @@ class Envelope:
         if np.any(np.abs(hard - v) > 1e-12):
             notes.append("workspace")
             v = hard
-        hard_w = _cap_along(w, *self._cone(orientation, horizon, brake=False))
+        hard_w = self._cone(w, orientation, horizon, brake=False)
         if np.any(np.abs(hard_w - w) > 1e-12):
             notes.append("orientation")
             w = hard_w
@@ -315,29 +315,34 @@ class Envelope:
             return -stopping_speed(p - lo, accel, period), stopping_speed(hi - p, accel, period)
         return np.minimum((lo - p) / period, 0.0), np.maximum((hi - p) / period, 0.0)
 
-    def _cone(self, orientation: Optional[np.ndarray], period: float, brake: bool = True
-              ) -> Tuple[np.ndarray, float]:
-        """(direction, highest rate) of the orientation cone: the angular velocity's
-        component along ``direction`` (away from the reference) may be at most the rate; as
-        ``_box``, one that can still stop inside the cone (``brake``) or that does not leave
-        it within one period, and outside it only motion back. Off or unknown: no bound."""
+    def _cone(self, w: np.ndarray, orientation: Optional[np.ndarray], period: float,
+              brake: bool = True) -> np.ndarray:
+        """``w`` as the orientation cone allows it at ``orientation``: the angle after one
+        ``period`` stays within the limit (outside it, within the present angle: only
+        back). Along the deviation's direction n the angle's rate is w . n; the part of w
+        across n adds to the angle at second order, sqrt((angle + (w . n) T)^2 +
+        (|w across| T)^2) bounding the new angle (curvature makes SO(3)'s smaller), so
+        the part along n is capped for both. ``brake``: the part along n can also still
+        stop before the edge at ``max_angular_accel`` (as ``_box``). Off or unknown: ``w``."""
         lim = self.limits
         if orientation is None or not lim.cone:
-            return np.zeros(3), math.inf
+            return w
         r = lim.deviation(orientation)
         angle = float(np.linalg.norm(r))
-        margin = lim.max_orientation_deviation_rad - angle
+        edge = lim.max_orientation_deviation_rad
+        reach = max(edge, angle)
         if angle < 1e-9:  # at the reference every direction leads away
-            return np.zeros(3), math.inf
+            speed = stopping_speed(reach, lim.max_angular_accel, period) if brake \
+                else reach / period
+            return _scale_to(w, float(speed))[0]
+        n = r / angle
+        along = float(w @ n)
+        across, _ = _scale_to(w - along * n, reach / period)
+        room = math.sqrt(max(reach ** 2 - float(across @ across) * period ** 2, 0.0))
+        high, low = (room - angle) / period, (-room - angle) / period
         if brake:
-            return r / angle, float(stopping_speed(margin, lim.max_angular_accel, period))
-        return r / angle, max(margin / period, 0.0)
-
-
-def _cap_along(w: np.ndarray, axis: np.ndarray, cap: float) -> np.ndarray:
-    """``w`` with its component along the unit ``axis`` at most ``cap`` (the rest kept)."""
-    along = float(w @ axis)
-    return w if along <= cap else w - (along - cap) * axis
+            high = min(high, float(stopping_speed(edge - angle, lim.max_angular_accel, period)))
+        return across + float(np.clip(along, low, high)) * n
 
 
 def orientation_not_outward(target: np.ndarray, limits: Limits, *present: np.ndarray
