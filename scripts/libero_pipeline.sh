@@ -149,7 +149,8 @@ ABLATION_EPISODES=${ABLATION_EPISODES:-50}  # per suite (0: the main configurati
 ROS_SUITE=${ROS_SUITE:-libero_object}
 CLAIM_DIR=${CLAIM_DIR:-${results}_claim}
 CLAIM_STATES=10  # fixed before any claim run: initial states 0-9 of every task in RECORD
-MAIN=unpruned,specprune,fastv,random
+MAIN=${MAIN:-unpruned,specprune,fastv,random}  # a subset: a variant on seeds already run
+PRUNE_MORE=${PRUNE_MORE:-}  # more FIELD=VALUE PruneConfig settings for every evaluation
 # the ablations run beside unpruned and SpecPrune, so that each one's speedup is measured
 # side by side and its success paired with SpecPrune's on the same seeds
 ABLATIONS=unpruned,specprune,no_global,no_dynamic,no_local,no_action_aware,no_layer_pruning
@@ -312,11 +313,12 @@ evaluate_task() {  # out suite task episodes configs [extra evaluate arguments..
   # every finished episode is journalled in out's .jsonl: a stopped run resumes there; once
   # the JSON holds the result the journal goes (a JSON deleted to run a task again must not
   # be rebuilt from the old journal)
-  local out=$1 suite=$2 task=$3 episodes=$4 configs=$5 sampling=() alpha=()
+  local out=$1 suite=$2 task=$3 episodes=$4 configs=$5 sampling=() alpha=() setting
   shift 5
   [ -f "$out" ] && return 0
   [[ " $* " == *" --via ros "* ]] || sampling=(--l1-every "$L1_EVERY")  # in process only
   [ "$KEEP_SCALE" = 1 ] || alpha=(--prune keep_scale="$KEEP_SCALE")
+  for setting in $PRUNE_MORE; do alpha+=(--prune "$setting"); done
   log "evaluate $suite$SEP$task ($configs, $episodes episodes$([ $# -gt 0 ] && echo ", $*"))"
   x .venv/bin/python -m specprune_ros.eval.evaluate \
     --policy "$(checkpoint_of "${POLICY:-$HEADLINE}")" --task "$suite$SEP$task" \

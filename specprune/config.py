@@ -61,6 +61,11 @@ class PruneConfig:
     refine_after_layer1: bool = _spec(
         True, "True: prune to candidates after layer 0, to the final set after layer 1. False: "
         "prune to the final set right after layer 0 (layer 1 runs on the final set).")
+    local_first_layer: int = _spec(
+        0, "The first of the two consecutive layers whose scores select V_local (the paper: 0, "
+        "i.e. layers 0 and 1, every later layer on the kept set). Layers before it run on "
+        "every token; dynamic layer pruning starts after the static selection. Not in the "
+        "paper: a later start trades speed for a model that gathers context later.", 0, 64)
 
     # --- V_global: previous step's importance ------------------------------------------
     global_k: int = _spec(
@@ -316,7 +321,8 @@ def layer_pruning_layers(cfg: PruneConfig, num_layers: int) -> Tuple[int, ...]:
     (none when it is off)."""
     if not cfg.layer_prune_enabled:
         return ()
-    return resolve_layers(cfg.layer_prune_layers, num_layers, cfg.layer_depth, 2)
+    return resolve_layers(cfg.layer_prune_layers, num_layers, cfg.layer_depth,
+                          cfg.local_first_layer + 2)
 
 
 def global_score_layers(cfg: PruneConfig, num_layers: int) -> Tuple[int, ...]:
@@ -327,11 +333,13 @@ def global_score_layers(cfg: PruneConfig, num_layers: int) -> Tuple[int, ...]:
 def layer_roles(cfg: PruneConfig, num_layers: int) -> Dict[str, List[int]]:
     """The decoder layers where a model of ``num_layers`` layers drops visual tokens under
     ``cfg``, by role (the pruning hook resolves its layers with the same two functions):
-    ``static`` (V_local's selection after layer 1, refined after 2), ``layer_pruning``
+    ``static`` (V_local's selection before layer 1, refined before 2, both shifted by
+    ``local_first_layer``), ``layer_pruning``
     (dynamic layer pruning) and ``global_scores`` (the layers V_global reads). Empty when
     pruning is off."""
     if not cfg.enabled:
         return {}
-    return {"static": [1, 2] if cfg.refine_after_layer1 else [1],
+    first = cfg.local_first_layer
+    return {"static": [first + 1, first + 2] if cfg.refine_after_layer1 else [first + 1],
             "layer_pruning": list(layer_pruning_layers(cfg, num_layers)),
             "global_scores": list(global_score_layers(cfg, num_layers))}

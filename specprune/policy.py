@@ -217,6 +217,7 @@ class SpecPrunePolicy:
         stats.selection_ms = (pre_selection_s + trace.selection_s) * 1e3
         stats.n_local = trace.n_local
         stats.scored_layers = trace.scored_layers
+        stats.static_layer = hook.cfg.local_first_layer + 2
         if trace.static_mask is not None:
             stats.n_static_kept = int(trace.static_mask.sum())
             stats.kept_masks = view_masks(trace.static_mask, layout)

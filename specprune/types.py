@@ -74,6 +74,8 @@ class StepStats:
     tokens_per_layer: List[int] = field(default_factory=list)
     visual_tokens_per_layer: List[int] = field(default_factory=list)
     visual_tokens_total: int = 0
+    # the first layer that runs on the static selection (PruneConfig.local_first_layer + 2)
+    static_layer: int = 2
     # per view (grid, grid) bool: SpecPrune's layer-2 selection, or a baseline's (FastV,
     # random) one-shot drop; empty unpruned
     kept_masks: List[np.ndarray] = field(default_factory=list)
@@ -90,6 +92,6 @@ class StepStats:
     @property
     def kept_visual_tokens(self) -> int:
         """Visual tokens that reach the deep layers (after static selection)."""
-        if len(self.visual_tokens_per_layer) > 2:
-            return self.visual_tokens_per_layer[2]
+        if len(self.visual_tokens_per_layer) > self.static_layer:
+            return self.visual_tokens_per_layer[self.static_layer]
         return self.visual_tokens_total

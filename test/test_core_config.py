@@ -82,3 +82,18 @@ def test_layer_roles_of_a_config_and_a_depth():
                        16)["layer_pruning"] == []
     assert layer_roles(PruneConfig(), 32)["layer_pruning"] == [5, 10, 15, 20]
     assert layer_roles(PruneConfig(enabled=False), 16) == {}
+
+
+def test_a_later_local_first_layer_keeps_every_token_until_its_selection():
+    """local_first_layer=2: layers 0-3 run on every visual token, the static set applies
+    from layer 4, layer pruning only after it; the roles say so."""
+    cfg = PruneConfig(layer_depth=32, local_first_layer=2)
+    assert layer_roles(cfg, 16) == {"static": [3, 4], "layer_pruning": [5, 8, 10],
+                                    "global_scores": [7, 15]}
+    policy = tiny_policy(PruneConfig(local_first_layer=1, layer_prune_enabled=False))
+    for step in range(3):  # the first step keeps every token (no previous frame)
+        _, stats = policy.step(observation(step))
+    counts = stats.visual_tokens_per_layer
+    assert counts[0] == counts[1] == stats.visual_tokens_total
+    assert counts[2] < stats.visual_tokens_total  # the candidates
+    assert stats.static_layer == 3 and stats.kept_visual_tokens == counts[3] < counts[2]

@@ -120,7 +120,8 @@ class SpecPruneTrace:
 
 
 class SpecPruneHook(VisualScorer):
-    """Static selection over layers 0-1 plus dynamic layer-level pruning."""
+    """Static selection over layers 0-1 (``local_first_layer``) plus dynamic layer-level
+    pruning."""
 
     def __init__(self, cfg: PruneConfig, layout: SequenceLayout, num_layers: int, fine: bool,
                  global_mask: torch.Tensor, dynamic_mask: torch.Tensor) -> None:
@@ -156,21 +157,23 @@ class SpecPruneHook(VisualScorer):
                 for v in range(self.layout.num_views)]
 
     def _static_step(self, index: int, layer: nn.Module, state: DecoderState) -> None:
-        per_view = self.layout.patches_per_view
-        if index == 0:
-            self._layer_scores(0, layer, state)
-        elif index == 1:
+        """V_local from the scores of layers s and s + 1 (s = ``local_first_layer``, the
+        paper's 0): candidates before layer s + 1, the final set before s + 2."""
+        per_view, s = self.layout.patches_per_view, self.cfg.local_first_layer
+        if index == s:
+            self._layer_scores(s, layer, state)
+        elif index == s + 1:
             factor = self.cfg.local_candidate_factor if self.cfg.refine_after_layer1 else 1.0
-            first = self._scores[0].full()
+            first = self._scores[s].full()
             local = topk_per_view(first, per_view, self._local_ks(factor))
             if self.cfg.refine_after_layer1:
                 self.keep_visual(state, self.fixed | local)
-                self._layer_scores(1, layer, state)
+                self._layer_scores(s + 1, layer, state)
             else:
                 self._finish_static(state, local, first)
-        elif index == 2 and self.cfg.refine_after_layer1:
-            present = self._scores[1].full()
-            s0 = torch.where(torch.isfinite(present), self._scores[0].full(), present)
+        elif index == s + 2 and self.cfg.refine_after_layer1:
+            present = self._scores[s + 1].full()
+            s0 = torch.where(torch.isfinite(present), self._scores[s].full(), present)
             ks = self._local_ks()
             local = topk_per_view(s0, per_view, ks) | topk_per_view(present, per_view, ks)
             self._finish_static(state, local, present)
