@@ -44,7 +44,8 @@
 #   DROP_SCORED=s > 0 (with DROP_LAYERS=2): a share s of the drop steps keeps SpecPrune's
 #   V_local in each sample instead of random tokens (--token-drop-scored): training for
 #   SpecPrune's own selection; DROP_FROM (default RUN_ATTN) the checkpoint it starts from,
-#   RUN_DROP gets a _scored suffix.
+#   RUN_DROP gets a _scored suffix. DROP_LAYERS=L > 2: the V_local of the two layers before
+#   L (SpecPrune with PRUNE_MORE="local_first_layer=L-2"), RUN_DROP ..._scored_atL.
 #
 # claim (never a default stage: it runs once, at the end, by naming it):
 #   bash scripts/libero_pipeline.sh claim
@@ -200,6 +201,8 @@ DROP_SCORED=${DROP_SCORED:-0}  # share of the drop steps keeping SpecPrune's V_l
 DROP_FROM=${DROP_FROM:-$RUN_ATTN}
 drop_run=${RUN_ATTN}_tokendrop
 [ "$DROP_SCORED" = 0 ] || drop_run=${drop_run}_scored
+# a scored drop before a later layer (its scores from the two layers before it): its own run
+[ "$DROP_SCORED" = 0 ] || [ "$DROP_LAYERS" = 2 ] || drop_run=${drop_run}_at${DROP_LAYERS//,/_}
 RUN_DROP=${RUN_DROP:-$drop_run}
 THREADS=${THREADS:-1}
 # the action deviation from unpruned costs one reference pass per sampled step: every 4th

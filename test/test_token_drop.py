@@ -165,8 +165,26 @@ def test_a_scored_drop_keeps_in_each_sample_what_specprune_ranks_first():
     last = feats.text_to_visual[model.num_layers - 1]
     assert bool(((last > 0).sum(1) == (last > 0).sum(1)[0]).all())
     assert (last[0] > 0).tolist() != (last[1] > 0).tolist()
-    with pytest.raises(ValueError, match="scores of layers 0 and 1"):
+    with pytest.raises(ValueError, match="scores of two layers before it"):
         ScoredDropHook(layout, 1, per_view)
+
+
+@torch.no_grad()
+def test_a_later_scored_drop_ranks_by_the_two_layers_before_it():
+    """A drop before layer 3 keeps SpecPrune's V_local with local_first_layer 1: the Eq. 1
+    scores of layers 1 and 2 (not 0 and 1)."""
+    model, batch = _tiny_model_and_batch()
+    layout = model.layout(len(batch.prompt.ids), batch.prompt.task_ids)
+    hook = ScoredDropHook(layout, 3, 20)
+    embeds = model.build_sequence(model.encode_images(batch.pixels), batch.proprio, batch.ids)
+    run_decoder(model.decoder, embeds[:1], hook)
+    probe = ScoreProbe(layout, (0, 1, 2))
+    run_decoder(model.decoder, embeds[:1], probe)
+    ks = [20] * layout.num_views
+    later = topk_per_view((probe.scores[1] + probe.scores[2]) / 2, layout.patches_per_view, ks)
+    early = topk_per_view((probe.scores[0] + probe.scores[1]) / 2, layout.patches_per_view, ks)
+    assert hook.kept[0].tolist() == torch.nonzero(later).squeeze(1).tolist()
+    assert later.tolist() != early.tolist()
 
 
 class _KeepAt(RandomDropHook):

@@ -16,8 +16,9 @@ The tokens are random, not SpecPrune's: the augmentation teaches no pruner's ran
 FastV and random dropping gain from it as much as SpecPrune does. With ``scored`` s > 0, a
 share s of the drop steps instead keeps in every sample the tokens SpecPrune's V_local
 would (``ScoredDropHook``: per view the top of the task-text rows' Eq. 1 attention at
-layers 0 and 1): training for SpecPrune's own selection, the strongest help for the
-pruner, and labelled so.
+the two layers before the drop, layers 0 and 1 for a drop before layer 2, as SpecPrune
+with ``PruneConfig.local_first_layer`` = layer - 2): training for SpecPrune's own
+selection, the strongest help for the pruner, and labelled so.
 """
 from __future__ import annotations
 
@@ -93,21 +94,23 @@ class Drawn:
 class ScoredDropHook(VisualScorer):
     """Before ``layer`` (>= 2) keep in each sample, per view, the ``per_view`` visual tokens
     with the highest Eq. 1 score (the task-text rows' attention, mean over heads and rows)
-    averaged over layers 0 and 1 (``topk_per_view``, as SpecPrune ranks), scored from the
+    averaged over the two layers before it (0 and 1 before layer 2: SpecPrune's V_local
+    with ``local_first_layer`` = layer - 2; ``topk_per_view``, as it ranks), scored from the
     keys those layers then run with; the others leave the sequence. Samples keep different
     tokens, the same count (``keep_present`` / ``DecoderState.select`` per sample)."""
 
     def __init__(self, layout: SequenceLayout, layer: int, per_view: int) -> None:
         if layer < 2:
-            raise ValueError(f"a scored drop needs the scores of layers 0 and 1: layer {layer}")
+            raise ValueError(f"a scored drop needs the scores of two layers before it: layer "
+                             f"{layer}")
         super().__init__(layout, layout.query_positions)
         self.layer = layer
         self.per_view = min(per_view, layout.patches_per_view)
-        self._scores: List[torch.Tensor] = []  # (B, V) of layers 0 and 1
+        self._scores: List[torch.Tensor] = []  # (B, V) of layers layer - 2 and layer - 1
         self.kept: Optional[torch.Tensor] = None  # (B, n) visual ids kept, increasing
 
     def before_layer(self, index: int, layer: nn.Module, state: DecoderState) -> None:
-        if index < 2:
+        if self.layer - 2 <= index < self.layer:
             self._scores.append(self._eq1(layer, state))
         if index != self.layer:
             return
