@@ -25,17 +25,8 @@ from specprune import load_policy
 from specprune.config import PruneConfig
 from specprune.policy import SpecPrunePolicy
 from specprune.prune.decoder import run_decoder
-from specprune.prune.pruning_hooks import ScoreProbe, VisualScorer
+from specprune.prune.pruning_hooks import ScoreProbe
 from specprune_ros.eval.demo_replay import demo_steps
-
-
-class ActionSlotProbe(ScoreProbe):
-    """ScoreProbe with the action slots (the head's positions) as the query rows."""
-
-    def __init__(self, layout, layers) -> None:
-        VisualScorer.__init__(self, layout, tuple(range(
-            layout.head_start, layout.head_start + layout.num_head_positions)))
-        self.layers, self.scores = layers, {}
 
 
 def mass_on(scores: dict, kept: np.ndarray) -> float:
@@ -66,7 +57,9 @@ def main(policy_path: str, demos: str, out: str) -> None:
             _, stats = spec.step(step.observation)
             kept = np.concatenate([m.flatten() for m in stats.kept_masks]).astype(bool)
             prep = base._prepare(step.observation)
-            text, action = ScoreProbe(prep.layout, layers), ActionSlotProbe(prep.layout, layers)
+            lay = prep.layout
+            slots = tuple(range(lay.head_start, lay.head_start + lay.num_head_positions))
+            text, action = ScoreProbe(lay, layers), ScoreProbe(lay, layers, queries=slots)
             with torch.no_grad():
                 run_decoder(base.model.decoder, prep.embeds, text)
                 run_decoder(base.model.decoder, prep.embeds, action)

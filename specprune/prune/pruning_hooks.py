@@ -219,10 +219,12 @@ class FastVHook(VisualScorer):
 
 
 class ScoreProbe(VisualScorer):
-    """Records Eq. 1 scores at some layers of an unpruned pass (for hit-rate analysis)."""
+    """Records Eq. 1 scores at some layers of an unpruned pass (for hit-rate analysis);
+    ``queries``: other query rows than the task text's (e.g. the action slots)."""
 
-    def __init__(self, layout: SequenceLayout, layers: Tuple[int, ...]) -> None:
-        super().__init__(layout, layout.query_positions)
+    def __init__(self, layout: SequenceLayout, layers: Tuple[int, ...],
+                 queries: Optional[Tuple[int, ...]] = None) -> None:
+        super().__init__(layout, layout.query_positions if queries is None else queries)
         self.layers = layers
         self.scores: Dict[int, torch.Tensor] = {}
 

@@ -57,9 +57,7 @@ class CartesianMotion:
     def reset(self) -> None:
         """From rest, from the measured pose (activation, e-stop reset, dry_run off)."""
         self.envelope.stop()
-        self.integrator.reset()
-        self.history.clear()
-        self.turns.clear()
+        self.forget_target()
 
     def forget_target(self) -> None:
         """The pose target belongs to another timeline (the clock stepped back: a simulator
@@ -137,7 +135,8 @@ class CartesianMotion:
         travel = v * np.linalg.norm(v) / (2.0 * lim.linear_stop)
         turn = w * np.linalg.norm(w) / (2.0 * lim.angular_stop)
         here = self.integrator.position
-        self.integrator.position = not_outward(here + travel, lim, here)
+        self.integrator.position = not_outward(here + travel, lim.workspace_min,
+                                               lim.workspace_max, here)
         q = quat_multiply(rotvec_to_quat(turn), self.integrator.orientation)
         self.integrator.orientation, _ = orientation_not_outward(
             q / np.linalg.norm(q), lim, self.integrator.orientation)

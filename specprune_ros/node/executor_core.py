@@ -31,7 +31,7 @@ from specprune_ros.node import executor_parameters as params
 from specprune_ros.node.cartesian_motion import CartesianMotion
 from specprune_ros.node.chunk_timing import ChunkCombiner, parse_chunk
 from specprune_ros.node.estop import EstopMonitor
-from specprune_ros.node.joint_limits import JointMotion, narrowed, parse_urdf_limits
+from specprune_ros.node.joint_limits import JointMotion, parse_urdf_limits
 from specprune_ros.node.measured_state import MeasuredState
 from specprune_ros.node.safety_envelope import ramp_factor
 from specprune_ros.node.tick_clock import TickClock
@@ -192,16 +192,15 @@ class ExecutorCore:
         try:
             limits = parse_urdf_limits(urdf)
             found = {n: limits[n] for n in self.joint_names if n in limits}
-            narrowed(self.joint_names, self.joint_motion.limits, found)
+            self.joint_motion.urdf = found  # checks them: ValueError, nothing changed
         except ValueError as exc:
             kept = ("parameters + an earlier robot_description" if self.joint_motion.urdf
-                    else "parameters")
+                    else "parameters")  # the setter changed nothing
             self.limits_source = f"{kept} (robot_description refused: {exc})"
             self.counters["bad_robot_description"] += 1
             self.log.warning(f"robot_description refused, joint limits from the {kept} "
                              f"only: {exc}")
             return
-        self.joint_motion.urdf = found
         missing = [n for n in self.joint_names if n not in found]
         self.limits_source = (f"parameters + robot_description ({len(found)} of "
                               f"{len(self.joint_names)} joints)")

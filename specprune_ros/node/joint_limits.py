@@ -40,7 +40,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from specprune_ros.node.safety_envelope import (NO_ZERO_ACCEL, check_non_negative, finite,
-                                                stopping_speed)
+                                                not_outward, stopping_speed)
 
 
 @dataclass(frozen=True)
@@ -149,12 +149,11 @@ def narrowed(names: Sequence[str], limits: JointLimits, urdf: Dict[str, UrdfLimi
     return lo, hi, speed
 
 
-def not_outward(target: np.ndarray, lo: np.ndarray, hi: np.ndarray, present: np.ndarray
-                ) -> np.ndarray:
-    """``target`` clipped into [lo, hi] widened to the ``present`` position: a limit stops
-    outward motion, it never pulls a joint that is already beyond it back at once (a live
-    change of the limits, an arm moved by hand): that would be a step of any size."""
-    return np.clip(target, np.minimum(lo, present), np.maximum(hi, present))
+def _frozen(arrays: Tuple[np.ndarray, ...]) -> Tuple[np.ndarray, ...]:
+    """``arrays`` made read-only (bounds shared by every tick must not be changed by one)."""
+    for a in arrays:
+        a.setflags(write=False)
+    return arrays
 
 
 class JointMotion:
@@ -162,9 +161,32 @@ class JointMotion:
 
     def __init__(self, names: Sequence[str], limits: JointLimits) -> None:
         self.names = tuple(names)
-        self.limits = limits
-        self.urdf: Dict[str, UrdfLimit] = {}
+        self._limits = limits
+        self._urdf: Dict[str, UrdfLimit] = {}
+        self._bounds = _frozen(narrowed(self.names, limits, self._urdf))
         self.reset()
+
+    @property
+    def limits(self) -> JointLimits:
+        return self._limits
+
+    @limits.setter
+    def limits(self, limits: JointLimits) -> None:
+        """New parameters (checked against the URDF in force: ValueError, nothing changed)."""
+        self._bounds = _frozen(narrowed(self.names, limits, self._urdf))
+        self._limits = limits
+
+    @property
+    def urdf(self) -> Dict[str, UrdfLimit]:
+        """The robot_description's limits of the executor's joints in force."""
+        return self._urdf
+
+    @urdf.setter
+    def urdf(self, urdf: Dict[str, UrdfLimit]) -> None:
+        """Narrows the limits (an unusable one: ValueError naming the joint, nothing
+        changed)."""
+        self._bounds = _frozen(narrowed(self.names, self._limits, urdf))
+        self._urdf = dict(urdf)
 
     def reset(self) -> None:
         """Start again from the measured joints, at rest."""
@@ -172,8 +194,9 @@ class JointMotion:
         self.velocity = np.zeros(len(self.names))
 
     def bounds(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(lower, upper, max speed) per joint: the parameters narrowed by the URDF."""
-        return narrowed(self.names, self.limits, self.urdf)
+        """(lower, upper, max speed) per joint: the parameters narrowed by the URDF,
+        computed when either changes (not every tick)."""
+        return self._bounds
 
     def forget_target(self) -> None:
         """The target belongs to another timeline (the clock stepped back: a simulator

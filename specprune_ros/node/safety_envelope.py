@@ -48,7 +48,7 @@ from __future__ import annotations
 import bisect
 import math
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -272,7 +272,8 @@ class Envelope:
         boxed = np.clip(v, low, high)
         if np.any(np.abs(boxed - v) > 1e-12):
             notes.append("workspace")
-        coned = self._cone(w, orientation, horizon)
+        deviation = self._deviation(orientation)
+        coned = self._cone(w, deviation, horizon)
         if np.any(np.abs(coned - w) > 1e-12):
             notes.append("orientation")
             w = coned
@@ -280,7 +281,7 @@ class Envelope:
         v_ok = not hold and float(np.linalg.norm(self._linear)) <= v_max + tol \
             and bool(np.all(self._linear >= low - tol) and np.all(self._linear <= high + tol))
         w_ok = not hold and float(np.linalg.norm(self._angular)) <= w_max + tol \
-            and bool(np.all(np.abs(self._cone(self._angular, orientation, horizon)
+            and bool(np.all(np.abs(self._cone(self._angular, deviation, horizon)
                                    - self._angular) <= tol))
         v, note_v = approach(self._linear, boxed, v_ok, lim.max_linear_accel,
                              lim.linear_stop, period)
@@ -294,7 +295,7 @@ class Envelope:
         if np.any(np.abs(hard - v) > 1e-12):
             notes.append("workspace")
             v = hard
-        hard_w = self._cone(w, orientation, horizon, brake=False)
+        hard_w = self._cone(w, deviation, horizon, brake=False)
         if np.any(np.abs(hard_w - w) > 1e-12):
             notes.append("orientation")
             w = hard_w
@@ -315,19 +316,26 @@ class Envelope:
             return -stopping_speed(p - lo, accel, period), stopping_speed(hi - p, accel, period)
         return np.minimum((lo - p) / period, 0.0), np.maximum((hi - p) / period, 0.0)
 
-    def _cone(self, w: np.ndarray, orientation: Optional[np.ndarray], period: float,
+    def _deviation(self, orientation: Optional[np.ndarray]) -> Optional[np.ndarray]:
+        """The cone's deviation at ``orientation`` (``Limits.deviation``); None with the
+        cone off or the orientation unknown."""
+        if orientation is None or not self.limits.cone:
+            return None
+        return self.limits.deviation(orientation)
+
+    def _cone(self, w: np.ndarray, r: Optional[np.ndarray], period: float,
               brake: bool = True) -> np.ndarray:
-        """``w`` as the orientation cone allows it at ``orientation``: the angle after one
+        """``w`` as the orientation cone allows it at deviation ``r`` (``_deviation``;
+        None: no bound): the angle after one
         ``period`` stays within the limit (outside it, within the present angle: only
         back). Along the deviation's direction n the angle's rate is w . n; the part of w
         across n adds to the angle at second order, sqrt((angle + (w . n) T)^2 +
         (|w across| T)^2) bounding the new angle (curvature makes SO(3)'s smaller), so
         the part along n is capped for both. ``brake``: the part along n can also still
-        stop before the edge at ``max_angular_accel`` (as ``_box``). Off or unknown: ``w``."""
+        stop before the edge at ``max_angular_accel`` (as ``_box``)."""
         lim = self.limits
-        if orientation is None or not lim.cone:
+        if r is None:
             return w
-        r = lim.deviation(orientation)
         angle = float(np.linalg.norm(r))
         edge = lim.max_orientation_deviation_rad
         reach = max(edge, angle)
@@ -358,13 +366,14 @@ def orientation_not_outward(target: np.ndarray, limits: Limits, *present: np.nda
     return np.asarray(present[0], dtype=np.float64).copy(), True
 
 
-def not_outward(target: np.ndarray, limits: Limits, *present: np.ndarray) -> np.ndarray:
-    """``target`` clipped into the workspace box widened to every ``present`` position (the
-    measured pose, the last target): the box stops outward motion, it never pulls a target
-    that is already outside (after a live change of the box, an arm moved by hand) back in
-    at once: that would be a step of any size. Motion back in is the envelope's, at its
-    speed and acceleration limits."""
-    lo, hi = np.asarray(limits.workspace_min), np.asarray(limits.workspace_max)
+def not_outward(target: np.ndarray, lo: Sequence[float], hi: Sequence[float],
+                *present: np.ndarray) -> np.ndarray:
+    """``target`` clipped into [lo, hi] (the workspace box, joint limits) widened to every
+    ``present`` position (the measured one, the last target): a limit stops outward motion,
+    it never pulls a target that is already beyond it (after a live change of the limits,
+    an arm moved by hand) back at once: that would be a step of any size. Motion back is
+    the envelope's, at its speed and acceleration limits."""
+    lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
     for p in present:
         lo, hi = np.minimum(lo, p), np.maximum(hi, p)
     return np.clip(target, lo, hi)
@@ -395,7 +404,8 @@ class PoseIntegrator:
               ) -> Tuple[np.ndarray, np.ndarray]:
         """A hold step: the latched target moves only by the (decelerating) twist, inside
         the box; (position, orientation)."""
-        p = not_outward(self.position + np.asarray(linear) * period, limits, self.position)
+        p = not_outward(self.position + np.asarray(linear) * period, limits.workspace_min,
+                        limits.workspace_max, self.position)
         q = quat_multiply(rotvec_to_quat(np.asarray(angular) * period), self.orientation)
         q, _ = orientation_not_outward(q / np.linalg.norm(q), limits, self.orientation)
         self.position, self.orientation = p, q
@@ -423,7 +433,7 @@ class PoseIntegrator:
             notes.append("pose_lead")
         target_p = pos + lead
         target_q = quat_multiply(rotvec_to_quat(lead_r), quat)
-        boxed = not_outward(target_p, limits, pos, base_p)
+        boxed = not_outward(target_p, limits.workspace_min, limits.workspace_max, pos, base_p)
         if np.any(np.abs(boxed - target_p) > 1e-12):
             notes.append("workspace")
             target_p = boxed
