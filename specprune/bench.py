@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from specprune.config import PruneConfig, parse_overrides
-from specprune.prune.baselines import RandomDropHook
+from specprune.prune.baselines import GridDropHook, RandomDropHook
 from specprune.prune.decoder import run_decoder
 from specprune.policy import SpecPrunePolicy, load_policy
 from specprune.prune.pruning_hooks import FastVHook, ScoreProbe
@@ -56,6 +56,14 @@ class RandomDropPolicy(FastVPolicy):
                               (self.episode_seed, self.step_index))
         self.step_index += 1
         return hook
+
+
+class GridDropPolicy(FastVPolicy):
+    """Even-grid dropping: at FastV's layer keep ``budget`` visual tokens spread over every
+    view at an even stride (the same tokens on every step of that count)."""
+
+    def _make_hook(self, prep, cfg, fine, motion, stats):  # noqa: D102 (see base)
+        return GridDropHook(prep.layout, self.layer, self.budget)
 
 
 @dataclass

@@ -66,6 +66,11 @@ class PruneConfig:
         "i.e. layers 0 and 1, every later layer on the kept set). Layers before it run on "
         "every token; dynamic layer pruning starts after the static selection. Not in the "
         "paper: a later start trades speed for a model that gathers context later.", 0, 64)
+    coverage_k: int = _spec(
+        0, "V_cover: per view, this many patches at an even stride over the view, always kept "
+        "(like V_global), scaled by keep_scale. Not in the paper (0): for a policy that needs "
+        "every part of the scene coarsely, where sets ranked by attention cluster on a few "
+        "objects (measured on the LIBERO-shaped suites: README).", 0, 4096)
 
     # --- V_global: previous step's importance ------------------------------------------
     global_k: int = _spec(

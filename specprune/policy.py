@@ -28,7 +28,7 @@ from specprune.model.processing import (check_image, check_proprio, normalize_pr
                                         pixel_values, resize_frame, unnormalize_actions)
 from specprune.model.prompting import EncodedPrompt, encode_prompt
 from specprune.prune.pruning_hooks import SpecPruneHook, combine_global_scores
-from specprune.prune.selection import topk_per_view
+from specprune.prune.selection import even_grid, topk_per_view
 from specprune.types import MODE_FINE, MODE_OFF, ActionChunk, Observation, StepStats
 
 
@@ -50,6 +50,7 @@ class Selection:
     global_mask: torch.Tensor
     dynamic_mask: torch.Tensor
     lookback: int
+    cover_mask: Optional[torch.Tensor] = None  # V_cover (coverage_k), None when off
 
 
 class SpecPrunePolicy:
@@ -163,8 +164,10 @@ class SpecPrunePolicy:
             return None
         selection = self._select(prep, cfg, fine, motion)
         _fill_selection_stats(stats, selection, motion)
+        always = (selection.global_mask if selection.cover_mask is None
+                  else selection.global_mask | selection.cover_mask)
         return SpecPruneHook(cfg, prep.layout, self.model.num_layers, selection.fine,
-                             selection.global_mask, selection.dynamic_mask)
+                             always, selection.dynamic_mask)
 
     def _prompt(self, instruction: str) -> EncodedPrompt:
         if instruction not in self._prompts:
@@ -193,8 +196,10 @@ class SpecPrunePolicy:
                 not_static_mask(sim, cfg.static_k_fine if fine else cfg.static_k_coarse,
                                 cfg.static_similarity) if cfg.dynamic_from_static
                 else changed_mask(sim, cfg.scaled(cfg.dynamic_k), cfg.static_similarity))
+        cover = (even_grid(per_view, (cfg.scaled(cfg.coverage_k),) * views, self.device)
+                 if cfg.coverage_k else None)
         return Selection(fine, global_mask.to(self.device), dynamic_mask.to(self.device),
-                         lookback)
+                         lookback, cover)
 
     def _head(self, state: DecoderState, layout: SequenceLayout,
               stamp: float) -> Tuple[ActionChunk, float]:
@@ -232,6 +237,7 @@ def view_masks(mask: torch.Tensor, layout: SequenceLayout) -> List[np.ndarray]:
 def _fill_selection_stats(stats: StepStats, selection: Selection, motion) -> None:
     stats.n_global = int(selection.global_mask.sum())
     stats.n_dynamic = int(selection.dynamic_mask.sum())
+    stats.n_cover = 0 if selection.cover_mask is None else int(selection.cover_mask.sum())
     stats.lookback_steps = selection.lookback
     if motion is not None:
         stats.trans_speed, stats.rot_speed = motion.trans_speed, motion.rot_speed

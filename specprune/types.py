@@ -81,6 +81,7 @@ class StepStats:
     kept_masks: List[np.ndarray] = field(default_factory=list)
     n_global: int = 0
     n_dynamic: int = 0
+    n_cover: int = 0  # V_cover (PruneConfig.coverage_k)
     n_local: int = 0
     n_static_kept: int = 0
     scored_layers: int = 0  # decoder layers whose attention was scored this step

@@ -1,4 +1,5 @@
 """PruneConfig validation: every bad value is rejected with the field named."""
+import numpy as np
 import pytest
 
 from specprune import PruneConfig, field_specs
@@ -97,3 +98,28 @@ def test_a_later_local_first_layer_keeps_every_token_until_its_selection():
     assert counts[0] == counts[1] == stats.visual_tokens_total
     assert counts[2] < stats.visual_tokens_total  # the candidates
     assert stats.static_layer == 3 and stats.kept_visual_tokens == counts[3] < counts[2]
+
+
+def test_coverage_k_keeps_an_even_grid_of_every_view_through_the_static_selection():
+    """coverage_k (not in the paper): V_cover, coverage_k patches per view at an even
+    stride, is in the static set on every step, as V_global is; without it the set misses
+    part of that grid."""
+    import torch
+
+    from specprune.prune.selection import even_grid
+
+    def static_sets(cfg):
+        policy = tiny_policy(cfg)
+        for step in range(3):
+            _, stats = policy.step(observation(step))
+            yield stats
+    per_view = None
+    for stats in static_sets(PruneConfig(coverage_k=8, keep_scale=0.5)):
+        kept = np.concatenate([m.reshape(-1) for m in stats.kept_masks])
+        per_view = kept.size // len(stats.kept_masks)
+        grid = even_grid(per_view, (4,) * len(stats.kept_masks), torch.device("cpu")).numpy()
+        assert stats.n_cover == grid.sum() == 4 * len(stats.kept_masks)  # scaled: 8 * 0.5
+        assert kept[grid].all()
+    plain = [np.concatenate([m.reshape(-1) for m in s.kept_masks])
+             for s in static_sets(PruneConfig(keep_scale=0.5))][1:]  # step 0 keeps all
+    assert all(not k[grid].all() for k in plain)

@@ -6,8 +6,8 @@ import torch
 
 from specprune.prune.frame_compare import (FramePatches, changed_mask, frame_similarity,
                                            not_static_mask)
-from specprune.prune.selection import (keep_highest, rank_weights, round_up_to_bucket,
-                                       topk_per_view)
+from specprune.prune.selection import (even_grid, keep_highest, rank_weights,
+                                       round_up_to_bucket, topk_per_view)
 
 
 def patch_similarity(current, previous, patch):
@@ -45,6 +45,14 @@ def test_topk_per_view_with_an_empty_view_and_k_past_the_view():
     scores = torch.tensor([0.1, 0.9, 0.5, 0.7, 5.0, -math.inf, 3.0, 2.0])
     assert topk_per_view(scores, 4, [0, 9]).nonzero().squeeze(1).tolist() == [4, 6, 7]
     assert topk_per_view(scores, 4, [0, 0]).sum() == 0
+
+
+def test_even_grid_spreads_each_views_count_over_the_whole_view():
+    mask = even_grid(16, (4, 0, 20), torch.device("cpu")).view(3, 16)
+    assert mask[0].nonzero().squeeze(1).tolist() == [0, 5, 10, 15]  # both ends, even gaps
+    assert mask[1].sum() == 0 and mask[2].all()  # none; more than the view: all of it
+    rows = even_grid(256, (64,), torch.device("cpu")).view(16, 16)
+    assert rows.sum() == 64 and (rows.sum(1) == 4).all()  # every row of patches has its 4
 
 
 def test_stacked_views_find_the_patches_each_view_finds_alone():

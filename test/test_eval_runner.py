@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from specprune import ActionChunk, EEMotion, PruneConfig, SpecPrunePolicy, StepStats
-from specprune.bench import FastVPolicy, RandomDropPolicy
-from specprune.prune.baselines import RandomDropHook, random_visual_subset
+from specprune.bench import FastVPolicy, GridDropPolicy, RandomDropPolicy
+from specprune.prune.baselines import RandomDropHook, grid_counts, random_visual_subset
 from specprune.prune.controller import ActionAwareController
 from specprune.prune.decoder import DecoderState
 from specprune.synthetic import SyntheticEpisode
@@ -282,6 +282,24 @@ def test_fastv_reports_the_tokens_it_keeps_and_unpruned_none() -> None:
     assert unpruned.step(obs)[1].kept_masks == []
 
 
+def test_grid_dropping_keeps_an_even_stride_of_every_view_and_only_that() -> None:
+    base = tiny_policy()
+    shared = (base.model, base.tokenizer, base.statistics, base.layout)
+    grid = GridDropPolicy(*shared, PruneConfig(enabled=False))
+    grid.budget = 41
+    _, stats = grid.step(SyntheticEpisode(seed=3).observation(0))
+    assert stats.kept_visual_tokens == 41 and set(stats.visual_tokens_per_layer[2:]) == {41}
+    assert [int(m.sum()) for m in stats.kept_masks] == [21, 20]  # split, remainder first
+    view = stats.kept_masks[1].ravel()
+    kept = np.flatnonzero(view)
+    assert kept[0] == 0 and kept[-1] == view.size - 1  # the whole view, corner to corner
+    gaps = np.diff(kept)
+    assert gaps.max() - gaps.min() <= 1  # an even stride
+    with pytest.raises(ValueError, match="budget"):
+        grid_counts(-1, 2, 256)
+    assert grid_counts(600, 2, 256) == (256, 256)
+
+
 class Recording:
     """Wraps a policy: keeps every observation it steps on."""
 
@@ -296,7 +314,7 @@ class Recording:
         return self.policy.step(obs)
 
 
-@pytest.mark.parametrize("name", ["fastv", "random"])
+@pytest.mark.parametrize("name", ["fastv", "random", "grid"])
 def test_baselines_keep_specprunes_count_on_every_observation(name: str) -> None:
     """Per-step matching: on each observation of the baseline's own episode its budget is
     what SpecPrune keeps on that observation (replayed here through a fresh SpecPrune)."""

@@ -37,6 +37,20 @@ def topk_per_view(scores: torch.Tensor, per_view: int, ks: Sequence[int]) -> tor
     return mask.view(-1)
 
 
+@functools.lru_cache(maxsize=64)
+def even_grid(per_view: int, ks: Tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """(V,) mask of ``ks[v]`` patches of each view spread over it at an even stride (raster
+    order, the first and last patch included): the tokens that keep every part of the
+    scene in view."""
+    with torch.inference_mode():  # cached across passes: never part of a graph
+        mask = torch.zeros(len(ks), per_view, dtype=torch.bool, device=device)
+        for view, k in enumerate(ks):
+            k = min(max(int(k), 0), per_view)
+            if k:
+                mask[view, torch.linspace(0, per_view - 1, k, device=device).round().long()] = True
+        return mask.view(-1)
+
+
 def round_up_to_bucket(mask: torch.Tensor, ranking: torch.Tensor, bucket: int) -> torch.Tensor:
     """Add the next-best present tokens (by ``ranking``) until the count is a multiple of
     ``bucket`` (or every present token is kept)."""

@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from specprune.model.checkpoint import checkpoint_hash, training_summary
 from specprune.model.presets import PRESETS
-from specprune_ros.eval.eval_results import FASTV, RANDOM, SPECPRUNE, UNPRUNED
+from specprune_ros.eval.eval_results import FASTV, GRID, RANDOM, SPECPRUNE, UNPRUNED
 
 #: First development seed of pick_color: its recorded demonstrations use seeds 0, 1, ... (a
 #: few hundred), the grounding probe's held-out demos 200000 and up. Everything tried runs
@@ -47,9 +47,11 @@ CONFIGS: Dict[str, tuple] = {
     FASTV: ({"enabled": False}, "FastV at layer 2 with SpecPrune's visual budget"),
     RANDOM: ({"enabled": False}, "a uniformly random subset of SpecPrune's visual budget at "
                                  "layer 2, seeded by episode and step: the floor"),
+    GRID: ({"enabled": False}, "SpecPrune's visual budget at layer 2 spread over each view at an "
+                               "even stride: no scores, the whole scene coarsely"),
 }
 #: configurations the policy node cannot run (no FastV / random mode there): in process only
-IN_PROCESS_ONLY = (FASTV, RANDOM)
+IN_PROCESS_ONLY = (FASTV, RANDOM, GRID)
 
 
 def model_hash(policy: str) -> Optional[str]:

@@ -17,12 +17,14 @@ from specprune.types import MODE_FINE
 from specprune_ros.eval.eval_stats import latency_summary, paired_comparison, wilson_interval
 
 UNPRUNED, SPECPRUNE, FASTV, RANDOM = "unpruned", "specprune", "fastv", "random"
+GRID = "grid"  # an even grid at SpecPrune's count: a baseline beyond the issue's
 #: the ablations, each SpecPrune without one component (configurations.CONFIGS)
 ABLATION_NAMES = ("no_global", "no_dynamic", "no_local", "no_action_aware", "no_layer_pruning")
 #: paired comparisons the JSON carries (first vs second, on the same seeds) when both ran:
 #: the issue's, and each ablation against SpecPrune (does the component earn its keep?)
 COMPARISONS = ((SPECPRUNE, UNPRUNED), (FASTV, UNPRUNED), (RANDOM, UNPRUNED),
-               (SPECPRUNE, FASTV), (SPECPRUNE, RANDOM)) + tuple(
+               (SPECPRUNE, FASTV), (SPECPRUNE, RANDOM), (GRID, UNPRUNED),
+               (SPECPRUNE, GRID)) + tuple(
                    (name, SPECPRUNE) for name in ABLATION_NAMES)
 
 

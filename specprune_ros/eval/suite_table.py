@@ -41,7 +41,7 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 import numpy as np
 
 from specprune_ros.eval.configurations import CONFIGS
-from specprune_ros.eval.eval_results import (COMPARISONS, FASTV, RANDOM, UNPRUNED,
+from specprune_ros.eval.eval_results import (COMPARISONS, FASTV, GRID, RANDOM, UNPRUNED,
                                              has_step_times)
 from specprune_ros.eval.eval_stats import paired_comparison
 from specprune_ros.sim.libero_arm import SUITE_TASKS, libero_tasks
@@ -49,7 +49,7 @@ from specprune_ros.sim.tabletop_suites import SUITES, tabletop_task
 
 Table = Dict[str, Dict[str, Dict[str, Any]]]  # suite -> configuration -> pooled block
 #: configurations without SpecPrune's coarse / fine modes: no fine share ("-", not 0 %)
-NO_MODES = (UNPRUNED, FASTV, RANDOM)
+NO_MODES = (UNPRUNED, FASTV, RANDOM, GRID)
 #: the columns' order: the paper's (spatial, object, goal, long), LIBERO's then ours, then
 #: any other task by name
 SUITE_ORDER = (*SUITE_TASKS, *SUITES)
