@@ -71,11 +71,6 @@ class PruneConfig:
         "(like V_global), scaled by keep_scale. Not in the paper (0): for a policy that needs "
         "every part of the scene coarsely, where sets ranked by attention cluster on a few "
         "objects (measured on the LIBERO-shaped suites: README).", 0, 4096)
-    region_grid: int = _spec(
-        0, "Cut each view into region_grid x region_grid blocks of patches and take V_local's "
-        "and V_global's top-K per block (K spread evenly over the blocks), so that the scores "
-        "choose within every part of the scene. Not in the paper (0 or 1: the top-K over the "
-        "whole view); for the same policies as coverage_k.", 0, 64)
 
     # --- V_global: previous step's importance ------------------------------------------
     global_k: int = _spec(

@@ -28,7 +28,7 @@ from specprune.model.processing import (check_image, check_proprio, normalize_pr
                                         pixel_values, resize_frame, unnormalize_actions)
 from specprune.model.prompting import EncodedPrompt, encode_prompt
 from specprune.prune.pruning_hooks import SpecPruneHook, combine_global_scores
-from specprune.prune.selection import even_grid, topk_per_region
+from specprune.prune.selection import even_grid, topk_per_view
 from specprune.types import MODE_FINE, MODE_OFF, ActionChunk, Observation, StepStats
 
 
@@ -180,8 +180,8 @@ class SpecPrunePolicy:
         per_view, views = prep.layout.patches_per_view, prep.layout.num_views
         size = prep.layout.num_visual
         global_mask = (torch.zeros(size, dtype=torch.bool) if self._global_scores is None
-                       else topk_per_region(self._global_scores, per_view,
-                                            [cfg.scaled(cfg.global_k)] * views, cfg.region_grid))
+                       else topk_per_view(self._global_scores, per_view,
+                                          [cfg.scaled(cfg.global_k)] * views))
         speed = motion.trans_speed if motion is not None else 0.0
         lookback = lookback_steps(speed, cfg)
         if not self._frames:  # no earlier frame: nothing is known to be static, so every

@@ -123,21 +123,3 @@ def test_coverage_k_keeps_an_even_grid_of_every_view_through_the_static_selectio
     plain = [np.concatenate([m.reshape(-1) for m in s.kept_masks])
              for s in static_sets(PruneConfig(keep_scale=0.5))][1:]  # step 0 keeps all
     assert all(not k[grid].all() for k in plain)
-
-
-def test_region_grid_gives_every_block_of_every_view_tokens_of_its_own():
-    """region_grid (not in the paper): V_local's and V_global's top-K per block of a view, so
-    with V_dynamic off every 4 x 4 block keeps tokens; the plain top-K leaves some empty."""
-    def empty_blocks(cfg):
-        policy = tiny_policy(cfg)
-        empty = []
-        for step in range(4):
-            _, stats = policy.step(observation(step))
-            if step:  # the first step keeps every token (no previous frame)
-                for m in stats.kept_masks:
-                    g = m.shape[0] // 4
-                    empty.append(int((m.reshape(4, g, 4, g).sum((1, 3)) == 0).sum()))
-        return empty
-    base = dict(dynamic_k=0, layer_prune_enabled=False)
-    assert all(n == 0 for n in empty_blocks(PruneConfig(region_grid=4, **base)))
-    assert any(n > 0 for n in empty_blocks(PruneConfig(**base)))

@@ -7,7 +7,7 @@ import torch
 from specprune.prune.frame_compare import (FramePatches, changed_mask, frame_similarity,
                                            not_static_mask)
 from specprune.prune.selection import (even_grid, keep_highest, rank_weights,
-                                       round_up_to_bucket, topk_per_region, topk_per_view)
+                                       round_up_to_bucket, topk_per_view)
 
 
 def patch_similarity(current, previous, patch):
@@ -53,22 +53,6 @@ def test_even_grid_spreads_each_views_count_over_the_whole_view():
     assert mask[1].sum() == 0 and mask[2].all()  # none; more than the view: all of it
     rows = even_grid(256, (64,), torch.device("cpu")).view(16, 16)
     assert rows.sum() == 64 and (rows.sum(1) == 4).all()  # every row of patches has its 4
-
-
-def test_topk_per_region_takes_each_blocks_own_best():
-    scores = torch.arange(32, dtype=torch.float32)  # two 4 x 4 views, best at the bottom
-    mask = topk_per_region(scores, 16, [4, 6], 2).view(2, 2, 2, 2, 2)  # (view, by, y, bx, x)
-    per_block = mask.sum((2, 4))
-    assert per_block[0].tolist() == [[1, 1], [1, 1]]  # the plain top-4 is the last row only
-    assert per_block[1].tolist() == [[2, 2], [1, 1]]  # 6 over 4 blocks: the first two +1
-    assert mask[0, 0, 1, 0, 1] and mask[0, 1, 1, 1, 1]  # each block's highest score
-    assert torch.equal(topk_per_region(scores, 16, [4, 6], 1), topk_per_view(scores, 16, [4, 6]))
-    absent = scores.clone()
-    absent[:8] = -math.inf  # view 0's top half gone: its blocks there keep nothing
-    assert topk_per_region(absent, 16, [4, 4], 2)[:16].sum() == 2
-    uneven = topk_per_region(torch.randn(25), 25, [8], 2).view(5, 5)  # 3 + 2 rows / columns
-    assert [int(uneven[:3, :3].sum()), int(uneven[:3, 3:].sum()), int(uneven[3:, :3].sum()),
-            int(uneven[3:, 3:].sum())] == [2, 2, 2, 2]
 
 
 def test_stacked_views_find_the_patches_each_view_finds_alone():

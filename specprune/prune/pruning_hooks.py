@@ -21,7 +21,7 @@ from specprune.model.modeling_vla import SequenceLayout
 from specprune.prune.layer_forward import QueryRope, query_probs
 from specprune.prune.scoring import column_scores, mean_entropy
 from specprune.prune.selection import (keep_highest, rank_weights, round_up_to_bucket,
-                                       scatter_scores, topk_per_region)
+                                       scatter_scores, topk_per_view)
 
 
 @dataclass
@@ -165,8 +165,7 @@ class SpecPruneHook(VisualScorer):
         elif index == s + 1:
             factor = self.cfg.local_candidate_factor if self.cfg.refine_after_layer1 else 1.0
             first = self._scores[s].full()
-            local = topk_per_region(first, per_view, self._local_ks(factor),
-                                    self.cfg.region_grid)
+            local = topk_per_view(first, per_view, self._local_ks(factor))
             if self.cfg.refine_after_layer1:
                 self.keep_visual(state, self.fixed | local)
                 self._layer_scores(s + 1, layer, state)
@@ -176,9 +175,7 @@ class SpecPruneHook(VisualScorer):
             present = self._scores[s + 1].full()
             s0 = torch.where(torch.isfinite(present), self._scores[s].full(), present)
             ks = self._local_ks()
-            regions = self.cfg.region_grid
-            local = (topk_per_region(s0, per_view, ks, regions)
-                     | topk_per_region(present, per_view, ks, regions))
+            local = topk_per_view(s0, per_view, ks) | topk_per_view(present, per_view, ks)
             self._finish_static(state, local, present)
 
     def _finish_static(self, state: DecoderState, local: torch.Tensor,

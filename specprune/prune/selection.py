@@ -51,45 +51,6 @@ def even_grid(per_view: int, ks: Tuple[int, ...], device: torch.device) -> torch
         return mask.view(-1)
 
 
-@functools.lru_cache(maxsize=16)
-def _regions(per_view: int, regions: int, device: torch.device) -> torch.Tensor:
-    """(regions^2, M) patch indices of a (grid, grid) view cut into regions x regions
-    blocks (row-major, as even as the grid allows), padded with ``per_view`` (a slot that
-    holds -inf)."""
-    grid = int(round(per_view ** 0.5))
-    with torch.inference_mode():  # cached across passes: never part of a graph
-        cell = torch.arange(grid, device=device) * regions // grid
-        region = (cell[:, None] * regions + cell[None, :]).reshape(-1)
-        order = torch.argsort(region, stable=True)
-        counts = torch.bincount(region, minlength=regions * regions)
-        out = torch.full((regions * regions, int(counts.max())), per_view, dtype=torch.long,
-                         device=device)
-        starts = torch.cumsum(counts, 0) - counts
-        rank = torch.arange(per_view, device=device) - starts[region[order]]
-        out[region[order], rank] = order
-        return out
-
-
-def topk_per_region(scores: torch.Tensor, per_view: int, ks: Sequence[int],
-                    regions: int) -> torch.Tensor:
-    """``topk_per_view`` with each view's k spread over a regions x regions cut of it: every
-    block keeps its own top (k // regions^2, the first k % regions^2 blocks one more), so
-    no part of the view is left without its best tokens; 0 or 1 region: the plain top-k."""
-    if regions <= 1:
-        return topk_per_view(scores, per_view, ks)
-    index = _regions(per_view, regions, scores.device)
-    blocks = index.shape[0]
-    padded = torch.cat((scores.view(len(ks), per_view),
-                        torch.full((len(ks), 1), -math.inf, dtype=scores.dtype,
-                                   device=scores.device)), 1)
-    grid = padded[:, index]  # (views, blocks, M)
-    block_ks = [k // blocks + (b < k % blocks) for k in ks for b in range(blocks)]
-    chosen = topk_per_view(grid.reshape(-1), index.shape[1], block_ks).view(len(ks), blocks, -1)
-    mask = torch.zeros(len(ks), per_view + 1, dtype=torch.bool, device=scores.device)
-    mask.scatter_(1, index.reshape(1, -1).expand(len(ks), -1), chosen.reshape(len(ks), -1))
-    return mask[:, :per_view].reshape(-1)  # the padding slot (never chosen) dropped
-
-
 def round_up_to_bucket(mask: torch.Tensor, ranking: torch.Tensor, bucket: int) -> torch.Tensor:
     """Add the next-best present tokens (by ``ranking``) until the count is a multiple of
     ``bucket`` (or every present token is kept)."""
