@@ -67,8 +67,9 @@ class PruneConfig:
         "every token; dynamic layer pruning starts after the static selection. Not in the "
         "paper: a later start trades speed for a model that gathers context later.", 0, 64)
     coverage_k: int = _spec(
-        0, "V_cover: per view, this many patches at an even stride over the view, always kept "
-        "(like V_global), scaled by keep_scale. Not in the paper (0): for a policy that needs "
+        0, "V_cover: per view, this many patches at an even stride over the view, scaled by "
+        "keep_scale, in the static set and never dropped by layer pruning (the other tokens "
+        "are, at layer_prune_ratio of all). Not in the paper (0): for a policy that needs "
         "every part of the scene coarsely, where sets ranked by attention cluster on a few "
         "objects (measured on the LIBERO-shaped suites: README).", 0, 4096)
 

@@ -164,10 +164,8 @@ class SpecPrunePolicy:
             return None
         selection = self._select(prep, cfg, fine, motion)
         _fill_selection_stats(stats, selection, motion)
-        always = (selection.global_mask if selection.cover_mask is None
-                  else selection.global_mask | selection.cover_mask)
         return SpecPruneHook(cfg, prep.layout, self.model.num_layers, selection.fine,
-                             always, selection.dynamic_mask)
+                             selection.global_mask, selection.dynamic_mask, selection.cover_mask)
 
     def _prompt(self, instruction: str) -> EncodedPrompt:
         if instruction not in self._prompts:

@@ -123,3 +123,30 @@ def test_coverage_k_keeps_an_even_grid_of_every_view_through_the_static_selectio
     plain = [np.concatenate([m.reshape(-1) for m in s.kept_masks])
              for s in static_sets(PruneConfig(keep_scale=0.5))][1:]  # step 0 keeps all
     assert all(not k[grid].all() for k in plain)
+
+
+def test_layer_pruning_never_drops_v_cover():
+    """Layer pruning drops the lowest-ranked tokens, but never V_cover's: with a 90 % ratio
+    and no floor, every V_cover token still reaches the last layer (without V_cover, most of
+    that grid is gone)."""
+    import torch
+
+    from specprune.prune.decoder import run_decoder
+    from specprune.prune.pruning_hooks import SpecPruneHook
+    from specprune.prune.selection import even_grid
+
+    cfg = PruneConfig(layer_prune_layers=(2, 3), layer_prune_ratio=0.9, layer_prune_min_visual=0)
+    policy = tiny_policy(cfg)
+    prep = policy._prepare(observation(0))
+    lay = prep.layout
+    cover = even_grid(lay.patches_per_view, (12,) * lay.num_views, torch.device("cpu"))
+    none = torch.zeros(lay.num_visual, dtype=torch.bool)
+
+    def survivors(mask):
+        hook = SpecPruneHook(cfg, lay, policy.model.num_layers, False, none, none, mask)
+        state = run_decoder(policy.model.decoder, prep.embeds, hook)
+        ids = state.positions - lay.visual_start
+        return set(ids[(ids >= 0) & (ids < lay.num_visual)].tolist())
+    grid = set(torch.nonzero(cover).squeeze(1).tolist())
+    assert grid <= survivors(cover)
+    assert len(grid & survivors(None)) < len(grid) / 2

@@ -1,8 +1,9 @@
-"""One-off comparison (not a product tool): a SpecPrune variant evaluated alone on the
-development seeds of an earlier main run, paired by seed with each of that run's
-configurations (Newcombe interval, McNemar), and its step / LLM times against that run's.
+"""One-off comparison (not a product tool): a SpecPrune variant (or another configuration,
+CONFIG, e.g. grid) evaluated alone on the development seeds of an earlier main run, paired
+by seed with each of that run's configurations (Newcombe interval, McNemar), and its step /
+LLM times against that run's ("new": the variant).
 
-    .venv/bin/python docs/tabletop_probe/paired_variant.py NEW_EVAL_DIR OLD_EVAL_DIR
+    .venv/bin/python docs/tabletop_probe/paired_variant.py NEW_EVAL_DIR OLD_EVAL_DIR [CONFIG]
 """
 import glob
 import json
@@ -21,20 +22,20 @@ def successes(run: dict, config: str) -> dict:
     return {e['seed']: e['success'] for e in run['configs'][config]['per_episode']}
 
 
-def suite_line(new_dir: str, old_dir: str, suite: str) -> str:
+def suite_line(new_dir: str, old_dir: str, suite: str, config: str = 'specprune') -> str:
     pairs = {k: ([], []) for k in OTHERS}
     step_new, step_old, llm_new, llm_old = [], [], [], []
     for path in sorted(glob.glob(f'{new_dir}/main_{suite}_task*.json')):
         new = json.load(open(path))
         old = json.load(open(path.replace(new_dir, old_dir)))
         assert new['seeds'] == old['seeds'], path
-        mine = successes(new, 'specprune')
+        mine = successes(new, config)
         for k in OTHERS:
             theirs = successes(old, k)
             for seed in new['seeds']:
                 pairs[k][0].append(mine[seed])
                 pairs[k][1].append(theirs[seed])
-        spec, base = new['configs']['specprune'], old['configs']
+        spec, base = new['configs'][config], old['configs']
         step_new.append(spec['step_ms_median'])
         llm_new.append(spec['llm_ms_mean'])
         step_old.append((base['specprune']['step_ms_median'], base['unpruned']['step_ms_median']))
@@ -42,7 +43,7 @@ def suite_line(new_dir: str, old_dir: str, suite: str) -> str:
     n = len(pairs['random'][0])
     if not n:
         return ''
-    line = [f"{suite} n={n} late={100 * sum(pairs['random'][0]) / n:.1f}"]
+    line = [f"{suite} n={n} new={100 * sum(pairs['random'][0]) / n:.1f}"]
     for k, (a, b) in pairs.items():
         c = paired_comparison(a, b)
         lo, hi = c['difference_ci95']
@@ -50,15 +51,15 @@ def suite_line(new_dir: str, old_dir: str, suite: str) -> str:
                     f"[{100 * lo:+.1f},{100 * hi:+.1f}] p={c['mcnemar_p']:.3f}")
     step, old, llm, old_llm = (np.mean(step_new), np.mean(step_old, axis=0), np.mean(llm_new),
                                np.mean(llm_old, axis=0))
-    line.append(f"step ms late {step:.1f} specprune {old[0]:.1f} unpruned {old[1]:.1f} "
-                f"(late {old[1] / step:.2f}x, sp {old[1] / old[0]:.2f}x); llm mean late "
-                f"{llm:.1f} sp {old_llm[0]:.1f} unpruned {old_llm[1]:.1f} (late "
+    line.append(f"step ms new {step:.1f} specprune {old[0]:.1f} unpruned {old[1]:.1f} "
+                f"(new {old[1] / step:.2f}x, sp {old[1] / old[0]:.2f}x); llm mean new "
+                f"{llm:.1f} sp {old_llm[0]:.1f} unpruned {old_llm[1]:.1f} (new "
                 f"{old_llm[1] / llm:.2f}x, sp {old_llm[1] / old_llm[0]:.2f}x)")
     return ' | '.join(line)
 
 
 if __name__ == '__main__':
     for name in SUITES:
-        text = suite_line(sys.argv[1], sys.argv[2], name)
+        text = suite_line(*sys.argv[1:3], name, *sys.argv[3:4])
         if text:
             print(text)

@@ -124,11 +124,16 @@ class SpecPruneHook(VisualScorer):
     pruning."""
 
     def __init__(self, cfg: PruneConfig, layout: SequenceLayout, num_layers: int, fine: bool,
-                 global_mask: torch.Tensor, dynamic_mask: torch.Tensor) -> None:
+                 global_mask: torch.Tensor, dynamic_mask: torch.Tensor,
+                 cover_mask: Optional[torch.Tensor] = None) -> None:
         super().__init__(layout, layout.query_positions)
         self.cfg = cfg
         self.fine = fine
-        self.fixed = global_mask | dynamic_mask  # V_global U V_dynamic, always kept
+        self.fixed = global_mask | dynamic_mask  # V_global U V_dynamic: in the static set
+        #: V_cover (coverage_k): in the static set and never dropped by layer pruning
+        self.cover = cover_mask
+        if cover_mask is not None:
+            self.fixed = self.fixed | cover_mask
         self.global_layers = global_score_layers(cfg, num_layers)
         self.prune_layers = layer_pruning_layers(cfg, num_layers)
         self.trace = SpecPruneTrace()
@@ -195,7 +200,12 @@ class SpecPruneHook(VisualScorer):
         else:  # beta * previous + (1 - beta) * this layer's
             ema = torch.lerp(weight, self._ema[scores.ids], self.cfg.layer_prune_ema_beta)
         self._ema[scores.ids] = ema
-        kept = keep_highest(ema, self.cfg.layer_prune_ratio, self.cfg.layer_prune_min_visual)
+        floor = self.cfg.layer_prune_min_visual
+        if self.cover is not None:  # V_cover above every other token, the floor its count:
+            covered = self.cover[scores.ids]  # never dropped
+            ema = ema.masked_fill(covered, math.inf)
+            floor = max(floor, int(covered.sum()))
+        kept = keep_highest(ema, self.cfg.layer_prune_ratio, floor)
         if kept is not None:
             self.keep_present(state, kept)
 
