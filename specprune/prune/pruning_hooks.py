@@ -130,10 +130,13 @@ class SpecPruneHook(VisualScorer):
         self.cfg = cfg
         self.fine = fine
         self.fixed = global_mask | dynamic_mask  # V_global U V_dynamic: in the static set
-        #: V_cover (coverage_k): in the static set and never dropped by layer pruning
+        #: V_cover (coverage_k): in the static set and never dropped by layer pruning, so
+        #: every pruning layer sees all of it (its count is that layer's floor)
         self.cover = cover_mask
+        self._cover_count = 0
         if cover_mask is not None:
             self.fixed = self.fixed | cover_mask
+            self._cover_count = int(cover_mask.sum())
         self.global_layers = global_score_layers(cfg, num_layers)
         self.prune_layers = layer_pruning_layers(cfg, num_layers)
         self.trace = SpecPruneTrace()
@@ -200,12 +203,10 @@ class SpecPruneHook(VisualScorer):
         else:  # beta * previous + (1 - beta) * this layer's
             ema = torch.lerp(weight, self._ema[scores.ids], self.cfg.layer_prune_ema_beta)
         self._ema[scores.ids] = ema
-        floor = self.cfg.layer_prune_min_visual
-        if self.cover is not None:  # V_cover above every other token, the floor its count:
-            covered = self.cover[scores.ids]  # never dropped
-            ema = ema.masked_fill(covered, math.inf)
-            floor = max(floor, int(covered.sum()))
-        kept = keep_highest(ema, self.cfg.layer_prune_ratio, floor)
+        if self.cover is not None:  # V_cover above every other token: never dropped
+            ema = ema.masked_fill(self.cover[scores.ids], math.inf)
+        kept = keep_highest(ema, self.cfg.layer_prune_ratio,
+                            max(self.cfg.layer_prune_min_visual, self._cover_count))
         if kept is not None:
             self.keep_present(state, kept)
 
