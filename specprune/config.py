@@ -72,6 +72,11 @@ class PruneConfig:
         "are, at layer_prune_ratio of all). Not in the paper (0): for a policy that needs "
         "every part of the scene coarsely, where sets ranked by attention cluster on a few "
         "objects (measured on the LIBERO-shaped suites: README).", 0, 4096)
+    coverage_in_budget: bool = _spec(
+        False, "True: V_cover takes its share of the static set instead of adding to it. Each "
+        "view keeps as many tokens as it would without V_cover; the set's lowest-ranked "
+        "tokens (layer local_first_layer + 1 scores) give way to the grid. False: V_cover is "
+        "added to the set. Not in the paper.")
 
     # --- V_global: previous step's importance ------------------------------------------
     global_k: int = _spec(

@@ -1,4 +1,6 @@
 """PruneConfig validation: every bad value is rejected with the field named."""
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -150,3 +152,37 @@ def test_layer_pruning_never_drops_v_cover():
     grid = set(torch.nonzero(cover).squeeze(1).tolist())
     assert grid <= survivors(cover)
     assert len(grid & survivors(None)) < len(grid) / 2
+
+
+def test_coverage_in_budget_keeps_each_views_count_and_gives_the_grid_its_place():
+    """coverage_in_budget: V_cover replaces the set's lowest-ranked tokens instead of adding
+    to it. With the final set taken from one layer's scores (refine_after_layer1=False) the
+    ranking is the same with and without V_cover, so each view keeps exactly the count it
+    keeps without V_cover; every grid token is in it, and it is not plain set + grid."""
+    import torch
+
+    from specprune.prune.decoder import run_decoder
+    from specprune.prune.pruning_hooks import SpecPruneHook
+    from specprune.prune.selection import even_grid
+
+    base = PruneConfig(refine_after_layer1=False, layer_prune_enabled=False, bucket_size=0)
+    policy = tiny_policy(base)
+    prep = policy._prepare(observation(0))
+    lay = prep.layout
+    cover = even_grid(lay.patches_per_view, (12,) * lay.num_views, torch.device("cpu"))
+    none = torch.zeros(lay.num_visual, dtype=torch.bool)
+
+    def static_set(cfg, mask):
+        hook = SpecPruneHook(cfg, lay, policy.model.num_layers, False, none, none, mask)
+        run_decoder(policy.model.decoder, prep.embeds, hook)
+        return hook.trace.static_mask
+
+    plain = static_set(base, None)
+    held = static_set(dataclasses.replace(base, coverage_in_budget=True), cover)
+    added = static_set(base, cover)
+    per_view = lay.patches_per_view
+    assert held.view(-1, per_view).sum(1).tolist() == plain.view(-1, per_view).sum(1).tolist()
+    assert bool(held[cover].all())
+    assert int(added.sum()) > int(held.sum())
+    # the grid takes the place of the plain set's lowest-ranked tokens, not its best ones
+    assert int((held & plain).sum()) == int(plain.sum()) - int((cover & ~plain).sum())

@@ -129,7 +129,8 @@ class SpecPruneHook(VisualScorer):
         super().__init__(layout, layout.query_positions)
         self.cfg = cfg
         self.fine = fine
-        self.fixed = global_mask | dynamic_mask  # V_global U V_dynamic: in the static set
+        self.scored_fixed = global_mask | dynamic_mask  # V_global U V_dynamic
+        self.fixed = self.scored_fixed  # in the static set (with V_cover when on)
         #: V_cover (coverage_k): in the static set and never dropped by layer pruning, so
         #: every pruning layer sees all of it (its count is that layer's floor)
         self.cover = cover_mask
@@ -188,10 +189,30 @@ class SpecPruneHook(VisualScorer):
 
     def _finish_static(self, state: DecoderState, local: torch.Tensor,
                        ranking: torch.Tensor) -> None:
-        keep = round_up_to_bucket(self.fixed | local, ranking, self.cfg.bucket_size)
+        if self.cover is not None and self.cfg.coverage_in_budget:
+            keep = self._cover_within_budget(local, ranking)
+        else:
+            keep = round_up_to_bucket(self.fixed | local, ranking, self.cfg.bucket_size)
         self.trace.n_local = int(local.sum())
         self.trace.static_mask = keep
         self.keep_visual(state, keep)
+
+    def _cover_within_budget(self, local: torch.Tensor, ranking: torch.Tensor) -> torch.Tensor:
+        """V_cover plus, per view, the best-ranked tokens of the set SpecPrune would keep
+        without it, up to that set's count (then present tokens outside it where the set
+        runs short); the view's count grows only where V_cover alone is larger."""
+        views, bucket = self.layout.num_views, self.cfg.bucket_size
+        plain = round_up_to_bucket(self.scored_fixed | local, ranking, bucket)
+        cover = self.cover
+        wanted = (plain.view(views, -1).sum(1) - cover.view(views, -1).sum(1)).clamp(min=0)
+        inf = torch.full_like(ranking, -math.inf)
+        extra = topk_per_view(torch.where(plain & ~cover, ranking, inf),
+                              self.layout.patches_per_view, wanted.tolist())
+        short = wanted - extra.view(views, -1).sum(1)
+        if int(short.max()) > 0:
+            extra |= topk_per_view(torch.where(~(plain | cover), ranking, inf),
+                                   self.layout.patches_per_view, short.tolist())
+        return round_up_to_bucket(cover | extra, ranking, bucket)
 
     def _layer_prune(self, index: int, layer: nn.Module, state: DecoderState) -> None:
         scores = self._layer_scores(index, layer, state)
