@@ -66,6 +66,11 @@ class GridDropPolicy(FastVPolicy):
         return GridDropHook(prep.layout, self.layer, self.budget)
 
 
+#: The baseline policies by the configuration names the evaluation gives them
+#: (specprune_ros.eval.configurations.IN_PROCESS_ONLY; a test checks the names agree).
+BASELINE_POLICIES = {"fastv": FastVPolicy, "random": RandomDropPolicy, "grid": GridDropPolicy}
+
+
 @dataclass
 class Series:
     llm_ms: List[float] = field(default_factory=list)

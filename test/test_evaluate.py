@@ -449,3 +449,13 @@ def test_robot_limits_keep_the_robot_envelope_over_ros():
     assert "require_estop_signal:=false" in robot  # the only waiver: no e-stop in the sim
     with pytest.raises(ValueError, match="executor limits"):
         executor_command("fast")
+
+
+def test_every_in_process_only_configuration_has_its_baseline_policy() -> None:
+    """The torch-free configuration table and the core's baseline policies name the same
+    baselines (the evaluation and the replay tool both run them from BASELINE_POLICIES)."""
+    from specprune.bench import BASELINE_POLICIES
+    from specprune_ros.eval.configurations import IN_PROCESS_ONLY
+
+    assert set(BASELINE_POLICIES) == set(IN_PROCESS_ONLY)
+    assert all(name in CONFIGS for name in BASELINE_POLICIES)

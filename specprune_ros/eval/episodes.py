@@ -31,18 +31,17 @@ import numpy as np
 import torch
 
 from specprune import EEMotion, Observation, PruneConfig, SpecPrunePolicy, load_policy
-from specprune.bench import FastVPolicy, GridDropPolicy, RandomDropPolicy, hit_rate
+from specprune.bench import BASELINE_POLICIES as BASELINES
+from specprune.bench import FastVPolicy, RandomDropPolicy, hit_rate
 from specprune.config import layer_roles as prune_layer_roles
 from specprune_ros.eval.configurations import CONFIGS
 from specprune_ros.eval.episode_env import EpisodeEnv, Frame, open_env
 from specprune_ros.eval.eval_journal import Journal, in_seed_order
-from specprune_ros.eval.eval_results import (FASTV, GRID, RANDOM, SPECPRUNE, UNPRUNED, ConfigRun,
-                                             EpisodeRecord, StepRecord)
+from specprune_ros.eval.eval_results import (SPECPRUNE, UNPRUNED, ConfigRun, EpisodeRecord,
+                                             StepRecord)
 from specprune_ros.node.ee_motion import MotionEstimator
 from specprune_ros.node.input_faults import Limits
 
-#: the baselines and their policy classes (each drops at its ``layer`` to ``budget``)
-BASELINES = {FASTV: FastVPolicy, RANDOM: RandomDropPolicy, GRID: GridDropPolicy}
 #: how the baselines' budget follows SpecPrune's
 BUDGET_STEP, BUDGET_MEAN = "step", "mean"
 BUDGET_MATCHES = (BUDGET_STEP, BUDGET_MEAN)

@@ -36,10 +36,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from specprune import PruneConfig, SpecPrunePolicy, load_policy
-from specprune.bench import FastVPolicy, GridDropPolicy, RandomDropPolicy, machine
+from specprune.bench import BASELINE_POLICIES as BASELINES
+from specprune.bench import RandomDropPolicy, machine
 from specprune.model.folder_hash import checkpoint_hash
 from specprune_ros.eval.configurations import CONFIGS
-from specprune_ros.eval.eval_results import FASTV, GRID, RANDOM, SPECPRUNE, UNPRUNED
+from specprune_ros.eval.eval_results import SPECPRUNE, UNPRUNED
 from specprune_ros.node import parameters as params
 from specprune_ros.node.bag_observations import Rebuilt, RebuiltStep, node_parameters, rebuild
 from specprune_ros.node.bag_reader import BagError, read_bag
@@ -49,8 +50,6 @@ RECORDED = "recorded"
 OPEN_LOOP = ("open loop: every configuration sees the recorded observations; this measures "
              "agreement with the unpruned policy and the recorded chunks, not task success")
 WORST = 3  # steps listed per configuration
-#: the baselines: their own policy class, SpecPrune's visual budget (run after SpecPrune)
-BASELINES = {FASTV: FastVPolicy, RANDOM: RandomDropPolicy, GRID: GridDropPolicy}
 
 
 @dataclass
