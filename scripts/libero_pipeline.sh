@@ -152,6 +152,9 @@ CLAIM_DIR=${CLAIM_DIR:-${results}_claim}
 CLAIM_STATES=10  # fixed before any claim run: initial states 0-9 of every task in RECORD
 MAIN=${MAIN:-unpruned,specprune,fastv,random}  # a subset: a variant on seeds already run
 PRUNE_MORE=${PRUNE_MORE:-}  # more FIELD=VALUE PruneConfig settings for every evaluation
+# how FastV / random / grid follow SpecPrune's budget in process (specprune-eval
+# --budget-match): step (its static count per step) or compute (its token-layers per step)
+BUDGET_MATCH=${BUDGET_MATCH:-step}
 # the ablations run beside unpruned and SpecPrune, so that each one's speedup is measured
 # side by side and its success paired with SpecPrune's on the same seeds
 ABLATIONS=unpruned,specprune,no_global,no_dynamic,no_local,no_action_aware,no_layer_pruning
@@ -319,7 +322,8 @@ evaluate_task() {  # out suite task episodes configs [extra evaluate arguments..
   local out=$1 suite=$2 task=$3 episodes=$4 configs=$5 sampling=() alpha=() setting
   shift 5
   [ -f "$out" ] && return 0
-  [[ " $* " == *" --via ros "* ]] || sampling=(--l1-every "$L1_EVERY")  # in process only
+  [[ " $* " == *" --via ros "* ]] ||  # in process only
+    sampling=(--l1-every "$L1_EVERY" --budget-match "$BUDGET_MATCH")
   [ "$KEEP_SCALE" = 1 ] || alpha=(--prune keep_scale="$KEEP_SCALE")
   for setting in $PRUNE_MORE; do alpha+=(--prune "$setting"); done
   log "evaluate $suite$SEP$task ($configs, $episodes episodes$([ $# -gt 0 ] && echo ", $*"))"

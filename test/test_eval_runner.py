@@ -330,6 +330,27 @@ def test_baselines_keep_specprunes_count_on_every_observation(name: str) -> None
     assert variant.changes["budget"] == "specprune_per_step"
 
 
+def test_compute_matching_gives_the_baseline_specprunes_token_layers_from_its_drop_layer():
+    """--budget-match compute: on each observation random keeps the mean of SpecPrune's
+    visual tokens over the layers from layer 2 on, fewer than its static count where
+    SpecPrune's layer pruning dropped more; the layers from 2 on then hold the same
+    token-layers (to rounding)."""
+    base = tiny_policy()
+    cfg = PruneConfig(layer_prune_layers=(3, 4), layer_prune_min_visual=0)  # acts in 6 layers
+    variant = episodes.build_variants(base, ["random"], defaults=cfg,
+                                      match_compute=True)["random"]
+    variant.shadow = Recording(variant.shadow)
+    runner = episodes.DirectRunner(ScriptedEnv(speed=0.2), base, 3 * CHUNK, l1_every=0)
+    record = runner.episode(variant, ConfigRun("random", variant.changes), seed=11)
+    assert record.error is None and record.policy_steps == 3
+    replay = SpecPrunePolicy(base.model, base.tokenizer, base.statistics, base.layout, cfg)
+    shadow = [replay.step(obs)[1] for obs in variant.shadow.inputs]
+    deep = [s.visual_tokens_per_layer[2:] for s in shadow]
+    assert record.kept_visual_tokens == [round(sum(d) / len(d)) for d in deep]
+    assert any(k < s.kept_visual_tokens for k, s in zip(record.kept_visual_tokens, shadow))
+    assert variant.changes["budget"] == "specprune_compute_per_step"
+
+
 # ------------------------------------------------------------------------------ goal progress
 def test_an_episode_records_the_most_goal_parts_held_at_once() -> None:
     """A two-part goal: the object is grasped at tick 5, the first part holds on ticks

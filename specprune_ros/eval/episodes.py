@@ -17,6 +17,10 @@ own cross-step state steps on the baseline's observations, untimed), or SpecPrun
 over the run (``mean``), or a fixed count. Per step is what "at the same budget" means on
 a task whose budget moves (fine mode, V_dynamic on motion): a mean would give the baseline
 more tokens than SpecPrune where SpecPrune keeps few and fewer where it needs many.
+``compute`` is per step too, but at SpecPrune's compute rather than its static count: the
+baseline keeps the mean of SpecPrune's visual tokens over the layers from the baseline's
+drop layer to the last, so both run the same visual token-layers there (SpecPrune's layer
+pruning drops more tokens deeper; matched at the static count a baseline keeps those).
 Everything an episode does follows from its seed: the same seed gives the same episode in
 any process, and a run resumed from its journal (eval_journal.py) runs only the (seed,
 configuration) pairs it does not hold yet.
@@ -30,7 +34,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from specprune import EEMotion, Observation, PruneConfig, SpecPrunePolicy, load_policy
+from specprune import EEMotion, Observation, PruneConfig, SpecPrunePolicy, StepStats, load_policy
 from specprune.bench import BASELINE_POLICIES as BASELINES
 from specprune.bench import FastVPolicy, RandomDropPolicy, hit_rate
 from specprune.config import layer_roles as prune_layer_roles
@@ -43,8 +47,8 @@ from specprune_ros.node.ee_motion import MotionEstimator
 from specprune_ros.node.input_faults import Limits
 
 #: how the baselines' budget follows SpecPrune's
-BUDGET_STEP, BUDGET_MEAN = "step", "mean"
-BUDGET_MATCHES = (BUDGET_STEP, BUDGET_MEAN)
+BUDGET_STEP, BUDGET_MEAN, BUDGET_COMPUTE = "step", "mean", "compute"
+BUDGET_MATCHES = (BUDGET_STEP, BUDGET_MEAN, BUDGET_COMPUTE)
 
 
 @dataclass
@@ -57,14 +61,24 @@ class Variant:
     changes: Dict[str, Any]
     shadow: Optional[SpecPrunePolicy] = None
     layers: Dict[str, List[int]] = field(default_factory=dict)
+    match_compute: bool = False  # the shadow's token-layers, not its static count
+
+    def shadow_budget(self, stats: StepStats) -> int:
+        """The baseline's budget from its shadow's step (BUDGET_STEP / BUDGET_COMPUTE)."""
+        if not self.match_compute:
+            return stats.kept_visual_tokens
+        deeper = stats.visual_tokens_per_layer[self.policy.layer:]
+        return int(round(sum(deeper) / len(deeper))) if deeper else stats.kept_visual_tokens
 
 
 # ------------------------------------------------------------------------------ policies
 def build_variants(base: SpecPrunePolicy, names: Sequence[str],
                    per_step_budget: bool = True,
-                   defaults: Optional[PruneConfig] = None) -> Dict[str, Variant]:
+                   defaults: Optional[PruneConfig] = None,
+                   match_compute: bool = False) -> Dict[str, Variant]:
     """A policy per configuration around ``base``'s model, tokenizer and statistics; each
-    configuration's changes apply on top of ``defaults`` (PruneConfig())."""
+    configuration's changes apply on top of ``defaults`` (PruneConfig()). A baseline matched
+    per step follows its shadow's static count, or (``match_compute``) its token-layers."""
     shared = (base.model, base.tokenizer, base.statistics, base.layout)
     place = (str(base.device), base.dtype)
     defaults = defaults or PruneConfig()
@@ -75,9 +89,11 @@ def build_variants(base: SpecPrunePolicy, names: Sequence[str],
         policy = kind(*shared, defaults.updated(**changes), *place)
         shadow = (SpecPrunePolicy(*shared, defaults, *place)
                   if name in BASELINES and per_step_budget else None)
-        variants[name] = Variant(name, policy, dict(changes), shadow, layer_roles(policy))
+        variants[name] = Variant(name, policy, dict(changes), shadow, layer_roles(policy),
+                                 match_compute and shadow is not None)
         if shadow is not None:
-            variants[name].changes["budget"] = "specprune_per_step"
+            variants[name].changes["budget"] = ("specprune_compute_per_step" if match_compute
+                                                else "specprune_per_step")
     return variants
 
 
@@ -210,7 +226,7 @@ class DirectRunner:
               inputs: Observation) -> np.ndarray:
         """Time one policy step, record its stats and action deviation; the actions."""
         if variant.shadow is not None:  # untimed: what SpecPrune keeps on this observation
-            variant.policy.budget = variant.shadow.step(inputs)[1].kept_visual_tokens
+            variant.policy.budget = variant.shadow_budget(variant.shadow.step(inputs)[1])
         start = time.perf_counter()
         chunk, stats = variant.policy.step(inputs)
         wall_ms = (time.perf_counter() - start) * 1e3
@@ -344,8 +360,9 @@ def run_episodes(spec: EpisodeSpec, configs: Sequence[str], seeds: Sequence[int]
     torch.set_num_threads(spec.threads)
     base = load_policy(spec.policy, device=spec.device, dtype=spec.dtype,
                        prune_config=PruneConfig(enabled=False))
-    per_step = spec.budget_match == BUDGET_STEP and not fixed_budget
-    variants = build_variants(base, configs, per_step, spec.defaults())
+    per_step = spec.budget_match in (BUDGET_STEP, BUDGET_COMPUTE) and not fixed_budget
+    variants = build_variants(base, configs, per_step, spec.defaults(),
+                              spec.budget_match == BUDGET_COMPUTE)
     with open_env(spec.task, spec.horizon, spec.first_seed, spec.claim,
                   spec.gripper_convention) as env:
         runner = DirectRunner(env, base, spec.horizon, spec.l1_every, spec.hit_every,

@@ -121,8 +121,10 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--hit-k", type=int, default=20, help="top-k per view of the hit rate")
     parser.add_argument("--budget-match", choices=BUDGET_MATCHES, default=BUDGET_STEP,
                         help="FastV's and random's visual budget: per step, what SpecPrune "
-                             "keeps on the same observation (untimed shadow selection), or "
-                             "SpecPrune's mean kept over this run (or %d without "
+                             "keeps on the same observation (untimed shadow selection); "
+                             "compute: per step, SpecPrune's mean visual tokens over the "
+                             "layers from the baseline's drop layer on (the same token-"
+                             "layers); or SpecPrune's mean kept over this run (or %d without "
                              "specprune)" % FastVPolicy.budget)
     parser.add_argument("--baseline-budget", "--fastv-budget", dest="fastv_budget", type=int,
                         default=0, help="a fixed visual budget for FastV and random instead")
