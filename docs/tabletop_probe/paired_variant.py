@@ -1,7 +1,8 @@
 """One-off comparison (not a product tool): a SpecPrune variant (or another configuration,
 CONFIG, e.g. grid) evaluated alone on the development seeds of an earlier main run, paired
 by seed with each of that run's configurations (Newcombe interval, McNemar), and its step /
-LLM times against that run's ("new": the variant).
+LLM times against that run's ("new": the variant). Claim runs (claim_*.json) pair the same
+way with the claim run they were added to.
 
     .venv/bin/python docs/tabletop_probe/paired_variant.py NEW_EVAL_DIR OLD_EVAL_DIR [CONFIG]
 """
@@ -25,7 +26,9 @@ def successes(run: dict, config: str) -> dict:
 def suite_line(new_dir: str, old_dir: str, suite: str, config: str = 'specprune') -> str:
     pairs = {k: ([], []) for k in OTHERS}
     step_new, step_old, llm_new, llm_old = [], [], [], []
-    for path in sorted(glob.glob(f'{new_dir}/main_{suite}_task*.json')):
+    paths = (glob.glob(f'{new_dir}/main_{suite}_task*.json')
+             or glob.glob(f'{new_dir}/claim_{suite}_task*.json'))  # a claim run's
+    for path in sorted(paths):
         new = json.load(open(path))
         old = json.load(open(path.replace(new_dir, old_dir)))
         assert new['seeds'] == old['seeds'], path
