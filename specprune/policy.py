@@ -164,8 +164,10 @@ class SpecPrunePolicy:
             return None
         selection = self._select(prep, cfg, fine, motion)
         _fill_selection_stats(stats, selection, motion)
-        return SpecPruneHook(cfg, prep.layout, self.model.num_layers, selection.fine,
+        hook = SpecPruneHook(cfg, prep.layout, self.model.num_layers, selection.fine,
                              selection.global_mask, selection.dynamic_mask, selection.cover_mask)
+        stats.n_cover = hook.cover_count  # counted once, by the hook
+        return hook
 
     def _prompt(self, instruction: str) -> EncodedPrompt:
         if instruction not in self._prompts:
@@ -235,7 +237,6 @@ def view_masks(mask: torch.Tensor, layout: SequenceLayout) -> List[np.ndarray]:
 def _fill_selection_stats(stats: StepStats, selection: Selection, motion) -> None:
     stats.n_global = int(selection.global_mask.sum())
     stats.n_dynamic = int(selection.dynamic_mask.sum())
-    stats.n_cover = 0 if selection.cover_mask is None else int(selection.cover_mask.sum())
     stats.lookback_steps = selection.lookback
     if motion is not None:
         stats.trans_speed, stats.rot_speed = motion.trans_speed, motion.rot_speed

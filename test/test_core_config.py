@@ -175,14 +175,23 @@ def test_coverage_in_budget_keeps_each_views_count_and_gives_the_grid_its_place(
     def static_set(cfg, mask):
         hook = SpecPruneHook(cfg, lay, policy.model.num_layers, False, none, none, mask)
         run_decoder(policy.model.decoder, prep.embeds, hook)
-        return hook.trace.static_mask
+        return hook.trace.static_mask, hook._scores[0].full()
 
-    plain = static_set(base, None)
-    held = static_set(dataclasses.replace(base, coverage_in_budget=True), cover)
-    added = static_set(base, cover)
+    plain, ranking = static_set(base, None)
+    held, _ = static_set(dataclasses.replace(base, coverage_in_budget=True), cover)
+    added, _ = static_set(base, cover)
     per_view = lay.patches_per_view
     assert held.view(-1, per_view).sum(1).tolist() == plain.view(-1, per_view).sum(1).tolist()
     assert bool(held[cover].all())
     assert int(added.sum()) > int(held.sum())
     # the grid takes the place of the plain set's lowest-ranked tokens, not its best ones
     assert int((held & plain).sum()) == int(plain.sum()) - int((cover & ~plain).sum())
+    compared = 0
+    for view in range(lay.num_views):
+        part = slice(view * per_view, (view + 1) * per_view)
+        stayed = ranking[part][(held & plain & ~cover)[part]]
+        gave_way = ranking[part][(plain & ~held)[part]]
+        if len(stayed) and len(gave_way):  # a view whose grid fills its count has none stay
+            assert float(stayed.min()) >= float(gave_way.max())
+            compared += 1
+    assert compared  # the ranking was checked on at least one view

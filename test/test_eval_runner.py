@@ -337,8 +337,8 @@ def test_compute_matching_gives_the_baseline_specprunes_token_layers_from_its_dr
     token-layers (to rounding)."""
     base = tiny_policy()
     cfg = PruneConfig(layer_prune_layers=(3, 4), layer_prune_min_visual=0)  # acts in 6 layers
-    variant = episodes.build_variants(base, ["random"], defaults=cfg,
-                                      match_compute=True)["random"]
+    variant = episodes.build_variants(base, ["random"], episodes.BUDGET_COMPUTE,
+                                      defaults=cfg)["random"]
     variant.shadow = Recording(variant.shadow)
     runner = episodes.DirectRunner(ScriptedEnv(speed=0.2), base, 3 * CHUNK, l1_every=0)
     record = runner.episode(variant, ConfigRun("random", variant.changes), seed=11)

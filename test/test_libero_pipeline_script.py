@@ -89,6 +89,17 @@ def test_every_evaluation_journals_its_episodes_beside_its_json(tmp_path):
         assert f"rm -f {out}.jsonl" in plan[moved + 1:]
 
 
+def test_budget_match_reaches_every_in_process_evaluation(tmp_path):
+    """BUDGET_MATCH=compute is passed to every in-process evaluation (the baselines' budget
+    rule), never to the ROS runner (which runs no baseline); the default is step."""
+    for rule in ("step", "compute"):
+        env = {} if rule == "step" else {"BUDGET_MATCH": rule}
+        cmds = [cmd for *_, cmd in _evaluations(_plan(tmp_path, "evaluate", "ros", **env))]
+        assert {"--via ros" in cmd for cmd in cmds} == {True, False}  # both runners
+        for cmd in cmds:
+            assert (f"--budget-match {rule}" in cmd) == ("--via ros" not in cmd)
+
+
 def test_the_table_stage_writes_each_suite_and_table_1_over_every_suite(tmp_path):
     (tmp_path / "eval").mkdir()
     (tmp_path / "eval" / "ablations_sim_goal_task00.json").write_text("{}")

@@ -27,8 +27,8 @@ from specprune_ros.eval import episodes
 from specprune_ros.eval.demo_replay import BOX_MIN_COVER
 from specprune_ros.eval.episode_env import open_env
 from specprune_ros.eval.eval_results import ConfigRun
-from specprune_ros.sim.tabletop_demos import object_box
-from specprune_ros.sim.tabletop_suites import HALF_EXTENTS, tabletop_task
+from specprune_ros.sim.tabletop_demos import object_box, projected_box
+from specprune_ros.sim.tabletop_suites import tabletop_task
 
 #: the hand's box (half extents, metres) and its centre above the end-effector point
 GRIPPER_HALF, GRIPPER_LIFT = (0.04, 0.06, 0.05), np.array([0.0, 0.0, 0.04])
@@ -48,13 +48,12 @@ class Probe:
         self.counts = collections.defaultdict(lambda: [0, 0])
 
     def box(self, arm, now, camera: str, name: str) -> np.ndarray:
-        """An object's box in ``camera``; "gripper": the hand around the end effector, a
-        kind's box of GRIPPER_HALF (an approximation: the fingers and the hand above)."""
+        """An object's box in ``camera``; "gripper": the hand around the end effector, a box
+        of GRIPPER_HALF (an approximation: the fingers and the hand above)."""
         if name != "gripper":
             return object_box(arm, camera, now.extras[f"{name}_pos"],
                               self.task.object(name).kind)
-        HALF_EXTENTS.setdefault("gripper", GRIPPER_HALF)
-        return object_box(arm, camera, now.eef_pos + GRIPPER_LIFT, "gripper")
+        return projected_box(arm, camera, now.eef_pos + GRIPPER_LIFT, GRIPPER_HALF)
 
     def __getattr__(self, name: str):
         return getattr(self.policy, name)

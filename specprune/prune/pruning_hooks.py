@@ -129,15 +129,14 @@ class SpecPruneHook(VisualScorer):
         super().__init__(layout, layout.query_positions)
         self.cfg = cfg
         self.fine = fine
-        self.scored_fixed = global_mask | dynamic_mask  # V_global U V_dynamic
-        self.fixed = self.scored_fixed  # in the static set (with V_cover when on)
+        self.global_dynamic = global_mask | dynamic_mask  # V_global U V_dynamic
         #: V_cover (coverage_k): in the static set and never dropped by layer pruning, so
         #: every pruning layer sees all of it (its count is that layer's floor)
         self.cover = cover_mask
-        self._cover_count = 0
-        if cover_mask is not None:
-            self.fixed = self.fixed | cover_mask
-            self._cover_count = int(cover_mask.sum())
+        self.cover_count = 0 if cover_mask is None else int(cover_mask.sum())
+        #: always in the static set
+        self.fixed = (self.global_dynamic if cover_mask is None
+                      else self.global_dynamic | cover_mask)
         self.global_layers = global_score_layers(cfg, num_layers)
         self.prune_layers = layer_pruning_layers(cfg, num_layers)
         self.trace = SpecPruneTrace()
@@ -199,20 +198,15 @@ class SpecPruneHook(VisualScorer):
 
     def _cover_within_budget(self, local: torch.Tensor, ranking: torch.Tensor) -> torch.Tensor:
         """V_cover plus, per view, the best-ranked tokens of the set SpecPrune would keep
-        without it, up to that set's count (then present tokens outside it where the set
-        runs short); the view's count grows only where V_cover alone is larger."""
+        without it, up to that set's count (the view's count grows only where V_cover alone
+        is larger). That set minus V_cover always holds enough: |plain - cover| >= |plain| -
+        |cover|, and every token of it is present, so ranked."""
         views, bucket = self.layout.num_views, self.cfg.bucket_size
-        plain = round_up_to_bucket(self.scored_fixed | local, ranking, bucket)
-        cover = self.cover
-        wanted = (plain.view(views, -1).sum(1) - cover.view(views, -1).sum(1)).clamp(min=0)
-        inf = torch.full_like(ranking, -math.inf)
-        extra = topk_per_view(torch.where(plain & ~cover, ranking, inf),
-                              self.layout.patches_per_view, wanted.tolist())
-        short = wanted - extra.view(views, -1).sum(1)
-        if int(short.max()) > 0:
-            extra |= topk_per_view(torch.where(~(plain | cover), ranking, inf),
-                                   self.layout.patches_per_view, short.tolist())
-        return round_up_to_bucket(cover | extra, ranking, bucket)
+        plain = round_up_to_bucket(self.global_dynamic | local, ranking, bucket)
+        wanted = (plain.view(views, -1).sum(1) - self.cover.view(views, -1).sum(1)).clamp(min=0)
+        rest = torch.where(plain & ~self.cover, ranking, torch.full_like(ranking, -math.inf))
+        extra = topk_per_view(rest, self.layout.patches_per_view, wanted.tolist())
+        return round_up_to_bucket(self.cover | extra, ranking, bucket)
 
     def _layer_prune(self, index: int, layer: nn.Module, state: DecoderState) -> None:
         scores = self._layer_scores(index, layer, state)
@@ -227,7 +221,7 @@ class SpecPruneHook(VisualScorer):
         if self.cover is not None:  # V_cover above every other token: never dropped
             ema = ema.masked_fill(self.cover[scores.ids], math.inf)
         kept = keep_highest(ema, self.cfg.layer_prune_ratio,
-                            max(self.cfg.layer_prune_min_visual, self._cover_count))
+                            max(self.cfg.layer_prune_min_visual, self.cover_count))
         if kept is not None:
             self.keep_present(state, kept)
 

@@ -35,8 +35,7 @@ import numpy as np
 import torch
 
 from specprune import EEMotion, Observation, PruneConfig, SpecPrunePolicy, StepStats, load_policy
-from specprune.bench import BASELINE_POLICIES as BASELINES
-from specprune.bench import FastVPolicy, RandomDropPolicy, hit_rate
+from specprune.bench import BASELINE_POLICIES as BASELINES, FastVPolicy, RandomDropPolicy, hit_rate
 from specprune.config import layer_roles as prune_layer_roles
 from specprune_ros.eval.configurations import CONFIGS
 from specprune_ros.eval.episode_env import EpisodeEnv, Frame, open_env
@@ -49,6 +48,8 @@ from specprune_ros.node.input_faults import Limits
 #: how the baselines' budget follows SpecPrune's
 BUDGET_STEP, BUDGET_MEAN, BUDGET_COMPUTE = "step", "mean", "compute"
 BUDGET_MATCHES = (BUDGET_STEP, BUDGET_MEAN, BUDGET_COMPUTE)
+#: the per-step rules (a shadow SpecPrune sets the budget) and their label in the JSON
+SHADOW_LABELS = {BUDGET_STEP: "specprune_per_step", BUDGET_COMPUTE: "specprune_compute_per_step"}
 
 
 @dataclass
@@ -61,11 +62,11 @@ class Variant:
     changes: Dict[str, Any]
     shadow: Optional[SpecPrunePolicy] = None
     layers: Dict[str, List[int]] = field(default_factory=dict)
-    match_compute: bool = False  # the shadow's token-layers, not its static count
+    per_step: str = BUDGET_STEP  # with a shadow: its static count, or its token-layers
 
     def shadow_budget(self, stats: StepStats) -> int:
         """The baseline's budget from its shadow's step (BUDGET_STEP / BUDGET_COMPUTE)."""
-        if not self.match_compute:
+        if self.per_step != BUDGET_COMPUTE:
             return stats.kept_visual_tokens
         deeper = stats.visual_tokens_per_layer[self.policy.layer:]
         return int(round(sum(deeper) / len(deeper))) if deeper else stats.kept_visual_tokens
@@ -73,12 +74,12 @@ class Variant:
 
 # ------------------------------------------------------------------------------ policies
 def build_variants(base: SpecPrunePolicy, names: Sequence[str],
-                   per_step_budget: bool = True,
-                   defaults: Optional[PruneConfig] = None,
-                   match_compute: bool = False) -> Dict[str, Variant]:
+                   per_step: Optional[str] = BUDGET_STEP,
+                   defaults: Optional[PruneConfig] = None) -> Dict[str, Variant]:
     """A policy per configuration around ``base``'s model, tokenizer and statistics; each
-    configuration's changes apply on top of ``defaults`` (PruneConfig()). A baseline matched
-    per step follows its shadow's static count, or (``match_compute``) its token-layers."""
+    configuration's changes apply on top of ``defaults`` (PruneConfig()). A baseline
+    follows a shadow SpecPrune per step: its static count (BUDGET_STEP) or its token-layers
+    (BUDGET_COMPUTE); ``per_step`` None: no shadow (a mean or fixed budget is set later)."""
     shared = (base.model, base.tokenizer, base.statistics, base.layout)
     place = (str(base.device), base.dtype)
     defaults = defaults or PruneConfig()
@@ -88,12 +89,11 @@ def build_variants(base: SpecPrunePolicy, names: Sequence[str],
         kind = BASELINES.get(name, SpecPrunePolicy)
         policy = kind(*shared, defaults.updated(**changes), *place)
         shadow = (SpecPrunePolicy(*shared, defaults, *place)
-                  if name in BASELINES and per_step_budget else None)
-        variants[name] = Variant(name, policy, dict(changes), shadow, layer_roles(policy),
-                                 match_compute and shadow is not None)
+                  if name in BASELINES and per_step else None)
+        variants[name] = Variant(name, policy, dict(changes), shadow, layer_roles(policy))
         if shadow is not None:
-            variants[name].changes["budget"] = ("specprune_compute_per_step" if match_compute
-                                                else "specprune_per_step")
+            variants[name].per_step = per_step
+            variants[name].changes["budget"] = SHADOW_LABELS[per_step]
     return variants
 
 
@@ -360,9 +360,9 @@ def run_episodes(spec: EpisodeSpec, configs: Sequence[str], seeds: Sequence[int]
     torch.set_num_threads(spec.threads)
     base = load_policy(spec.policy, device=spec.device, dtype=spec.dtype,
                        prune_config=PruneConfig(enabled=False))
-    per_step = spec.budget_match in (BUDGET_STEP, BUDGET_COMPUTE) and not fixed_budget
-    variants = build_variants(base, configs, per_step, spec.defaults(),
-                              spec.budget_match == BUDGET_COMPUTE)
+    per_step = (spec.budget_match if spec.budget_match in SHADOW_LABELS and not fixed_budget
+                else None)
+    variants = build_variants(base, configs, per_step, spec.defaults())
     with open_env(spec.task, spec.horizon, spec.first_seed, spec.claim,
                   spec.gripper_convention) as env:
         runner = DirectRunner(env, base, spec.horizon, spec.l1_every, spec.hit_every,

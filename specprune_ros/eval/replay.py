@@ -36,8 +36,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from specprune import PruneConfig, SpecPrunePolicy, load_policy
-from specprune.bench import BASELINE_POLICIES as BASELINES
-from specprune.bench import RandomDropPolicy, machine
+from specprune.bench import BASELINE_POLICIES as BASELINES, RandomDropPolicy, machine
 from specprune.model.folder_hash import checkpoint_hash
 from specprune_ros.eval.configurations import CONFIGS
 from specprune_ros.eval.eval_results import SPECPRUNE, UNPRUNED

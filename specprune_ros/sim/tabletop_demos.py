@@ -53,7 +53,13 @@ def object_box(arm: SimArm, camera: str, centre: np.ndarray, kind: str) -> np.nd
     """(x0, y0, x1, y1) in fractions of ``camera``'s frame where a ``kind`` object centred
     at ``centre`` (world) shows: its bounding box's eight corners projected; NaN when a
     corner is behind the camera (as LIBERO's boxes: not labelled)."""
-    half = np.asarray(HALF_EXTENTS[kind])
+    return projected_box(arm, camera, centre, HALF_EXTENTS[kind])
+
+
+def projected_box(arm: SimArm, camera: str, centre: np.ndarray,
+                  half_extents: Sequence[float]) -> np.ndarray:
+    """``object_box`` of a world-aligned box of ``half_extents`` (metres) about ``centre``."""
+    half = np.asarray(half_extents)
     signs = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)])
     rows, cols = np.array([arm.project(camera, centre + s * half) for s in signs]).T
     size = float(arm.config.camera_size)
