@@ -68,8 +68,8 @@ class PruneConfig:
         "paper: a later start trades speed for a model that gathers context later.", 0, 64)
     coverage_k: int = _spec(
         0, "V_cover: per view, this many patches at an even stride over the view, scaled by "
-        "keep_scale, in the static set and never dropped by layer pruning (the other tokens "
-        "are, at layer_prune_ratio of all). Not in the paper (0): for a policy that needs "
+        "keep_scale, in the static set and (coverage_spared_by_layer_pruning) never dropped "
+        "by layer pruning. Not in the paper (0): for a policy that needs "
         "every part of the scene coarsely, where sets ranked by attention cluster on a few "
         "objects (measured on the LIBERO-shaped suites: README).", 0, 4096)
     coverage_in_budget: bool = _spec(
@@ -77,6 +77,12 @@ class PruneConfig:
         "view keeps as many tokens as it would without V_cover; the set's lowest-ranked "
         "tokens (layer local_first_layer + 1 scores) give way to the grid. False: V_cover is "
         "added to the set. Not in the paper.")
+    coverage_spared_by_layer_pruning: bool = _spec(
+        True, "True: layer pruning never drops V_cover (its count is each pruning layer's "
+        "floor), so where V_cover fills most of the set the ranked tokens are what goes. "
+        "False: V_cover is ranked by layer pruning like every other token (and only "
+        "layer_prune_min_visual is the floor); it is sure of its place in the static set only. "
+        "Not in the paper.")
 
     # --- V_global: previous step's importance ------------------------------------------
     global_k: int = _spec(

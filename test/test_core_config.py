@@ -195,3 +195,34 @@ def test_coverage_in_budget_keeps_each_views_count_and_gives_the_grid_its_place(
             assert float(stayed.min()) >= float(gave_way.max())
             compared += 1
     assert compared  # the ranking was checked on at least one view
+
+
+def test_layer_pruning_ranks_v_cover_like_any_token_when_not_spared():
+    """coverage_spared_by_layer_pruning=False: V_cover is only sure of the static set; layer
+    pruning ranks it with every other token, so at a 90 % ratio most of the grid goes (as
+    without V_cover), and the floor is layer_prune_min_visual, not V_cover's count."""
+    import torch
+
+    from specprune.prune.decoder import run_decoder
+    from specprune.prune.pruning_hooks import SpecPruneHook
+    from specprune.prune.selection import even_grid
+
+    spared = PruneConfig(layer_prune_layers=(2, 3), layer_prune_ratio=0.9,
+                         layer_prune_min_visual=0)
+    ranked = dataclasses.replace(spared, coverage_spared_by_layer_pruning=False)
+    policy = tiny_policy(spared)
+    prep = policy._prepare(observation(0))
+    lay = prep.layout
+    cover = even_grid(lay.patches_per_view, (12,) * lay.num_views, torch.device("cpu"))
+    none = torch.zeros(lay.num_visual, dtype=torch.bool)
+
+    def survivors(cfg):
+        hook = SpecPruneHook(cfg, lay, policy.model.num_layers, False, none, none, cover)
+        state = run_decoder(policy.model.decoder, prep.embeds, hook)
+        ids = state.positions - lay.visual_start
+        return set(ids[(ids >= 0) & (ids < lay.num_visual)].tolist())
+    grid = set(torch.nonzero(cover).squeeze(1).tolist())
+    kept_spared, kept_ranked = survivors(spared), survivors(ranked)
+    assert grid <= kept_spared
+    assert len(grid & kept_ranked) < len(grid) / 2
+    assert len(kept_ranked) < int(cover.sum()) <= len(kept_spared)

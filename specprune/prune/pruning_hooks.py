@@ -130,8 +130,8 @@ class SpecPruneHook(VisualScorer):
         self.cfg = cfg
         self.fine = fine
         self.global_dynamic = global_mask | dynamic_mask  # V_global U V_dynamic
-        #: V_cover (coverage_k): in the static set and never dropped by layer pruning, so
-        #: every pruning layer sees all of it (its count is that layer's floor)
+        #: V_cover (coverage_k): in the static set; unless coverage_spared_by_layer_pruning
+        #: is off, never dropped by layer pruning (its count is each pruning layer's floor)
         self.cover = cover_mask
         self.cover_count = 0 if cover_mask is None else int(cover_mask.sum())
         #: always in the static set
@@ -218,10 +218,11 @@ class SpecPruneHook(VisualScorer):
         else:  # beta * previous + (1 - beta) * this layer's
             ema = torch.lerp(weight, self._ema[scores.ids], self.cfg.layer_prune_ema_beta)
         self._ema[scores.ids] = ema
-        if self.cover is not None:  # V_cover above every other token: never dropped
-            ema = ema.masked_fill(self.cover[scores.ids], math.inf)
-        kept = keep_highest(ema, self.cfg.layer_prune_ratio,
-                            max(self.cfg.layer_prune_min_visual, self.cover_count))
+        floor = self.cfg.layer_prune_min_visual
+        if self.cover is not None and self.cfg.coverage_spared_by_layer_pruning:
+            ema = ema.masked_fill(self.cover[scores.ids], math.inf)  # above every other token
+            floor = max(floor, self.cover_count)
+        kept = keep_highest(ema, self.cfg.layer_prune_ratio, floor)
         if kept is not None:
             self.keep_present(state, kept)
 
