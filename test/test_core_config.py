@@ -127,31 +127,44 @@ def test_coverage_k_keeps_an_even_grid_of_every_view_through_the_static_selectio
     assert all(not k[grid].all() for k in plain)
 
 
-def test_layer_pruning_never_drops_v_cover():
-    """Layer pruning drops the lowest-ranked tokens, but never V_cover's: with a 90 % ratio
-    and no floor, every V_cover token still reaches the last layer (without V_cover, most of
-    that grid is gone)."""
+def _hook_pass(cfg, with_cover=True):
+    """One decoder pass of the tiny policy on observation 0 under a SpecPruneHook of ``cfg``
+    whose V_global and V_dynamic are empty and whose V_cover (``with_cover``) is an even grid
+    of 12 per view; (hook, decoder state, layout, that grid)."""
     import torch
 
     from specprune.prune.decoder import run_decoder
     from specprune.prune.pruning_hooks import SpecPruneHook
     from specprune.prune.selection import even_grid
 
-    cfg = PruneConfig(layer_prune_layers=(2, 3), layer_prune_ratio=0.9, layer_prune_min_visual=0)
-    policy = tiny_policy(cfg)
+    policy = tiny_policy()
     prep = policy._prepare(observation(0))
     lay = prep.layout
     cover = even_grid(lay.patches_per_view, (12,) * lay.num_views, torch.device("cpu"))
     none = torch.zeros(lay.num_visual, dtype=torch.bool)
+    hook = SpecPruneHook(cfg, lay, policy.model.num_layers, False, none, none,
+                         cover if with_cover else None)
+    return hook, run_decoder(policy.model.decoder, prep.embeds, hook), lay, cover
 
-    def survivors(mask):
-        hook = SpecPruneHook(cfg, lay, policy.model.num_layers, False, none, none, mask)
-        state = run_decoder(policy.model.decoder, prep.embeds, hook)
-        ids = state.positions - lay.visual_start
-        return set(ids[(ids >= 0) & (ids < lay.num_visual)].tolist())
-    grid = set(torch.nonzero(cover).squeeze(1).tolist())
-    assert grid <= survivors(cover)
-    assert len(grid & survivors(None)) < len(grid) / 2
+
+def _last_layer_visual(cfg, with_cover=True):
+    """(V_cover's token ids, the visual token ids that reached the last layer)."""
+    import torch
+
+    _, state, lay, cover = _hook_pass(cfg, with_cover)
+    ids = state.positions - lay.visual_start
+    survivors = set(ids[(ids >= 0) & (ids < lay.num_visual)].tolist())
+    return set(torch.nonzero(cover).squeeze(1).tolist()), survivors
+
+
+def test_layer_pruning_never_drops_v_cover():
+    """Layer pruning drops the lowest-ranked tokens, but never V_cover's: with a 90 % ratio
+    and no floor, every V_cover token still reaches the last layer (without V_cover, most of
+    that grid is gone)."""
+    cfg = PruneConfig(layer_prune_layers=(2, 3), layer_prune_ratio=0.9, layer_prune_min_visual=0)
+    grid, with_cover = _last_layer_visual(cfg)
+    assert grid <= with_cover
+    assert len(grid & _last_layer_visual(cfg, with_cover=False)[1]) < len(grid) / 2
 
 
 def test_coverage_in_budget_keeps_each_views_count_and_gives_the_grid_its_place():
@@ -159,27 +172,15 @@ def test_coverage_in_budget_keeps_each_views_count_and_gives_the_grid_its_place(
     to it. With the final set taken from one layer's scores (refine_after_layer1=False) the
     ranking is the same with and without V_cover, so each view keeps exactly the count it
     keeps without V_cover; every grid token is in it, and it is not plain set + grid."""
-    import torch
-
-    from specprune.prune.decoder import run_decoder
-    from specprune.prune.pruning_hooks import SpecPruneHook
-    from specprune.prune.selection import even_grid
-
     base = PruneConfig(refine_after_layer1=False, layer_prune_enabled=False, bucket_size=0)
-    policy = tiny_policy(base)
-    prep = policy._prepare(observation(0))
-    lay = prep.layout
-    cover = even_grid(lay.patches_per_view, (12,) * lay.num_views, torch.device("cpu"))
-    none = torch.zeros(lay.num_visual, dtype=torch.bool)
 
-    def static_set(cfg, mask):
-        hook = SpecPruneHook(cfg, lay, policy.model.num_layers, False, none, none, mask)
-        run_decoder(policy.model.decoder, prep.embeds, hook)
-        return hook.trace.static_mask, hook._scores[0].full()
+    def static_set(cfg, with_cover):
+        hook, _, lay, cover = _hook_pass(cfg, with_cover)
+        return hook.trace.static_mask, hook._scores[0].full(), lay, cover
 
-    plain, ranking = static_set(base, None)
-    held, _ = static_set(dataclasses.replace(base, coverage_in_budget=True), cover)
-    added, _ = static_set(base, cover)
+    plain, ranking, lay, cover = static_set(base, False)
+    held = static_set(dataclasses.replace(base, coverage_in_budget=True), True)[0]
+    added = static_set(base, True)[0]
     per_view = lay.patches_per_view
     assert held.view(-1, per_view).sum(1).tolist() == plain.view(-1, per_view).sum(1).tolist()
     assert bool(held[cover].all())
@@ -201,28 +202,11 @@ def test_layer_pruning_ranks_v_cover_like_any_token_when_not_spared():
     """coverage_spared_by_layer_pruning=False: V_cover is only sure of the static set; layer
     pruning ranks it with every other token, so at a 90 % ratio most of the grid goes (as
     without V_cover), and the floor is layer_prune_min_visual, not V_cover's count."""
-    import torch
-
-    from specprune.prune.decoder import run_decoder
-    from specprune.prune.pruning_hooks import SpecPruneHook
-    from specprune.prune.selection import even_grid
-
     spared = PruneConfig(layer_prune_layers=(2, 3), layer_prune_ratio=0.9,
                          layer_prune_min_visual=0)
     ranked = dataclasses.replace(spared, coverage_spared_by_layer_pruning=False)
-    policy = tiny_policy(spared)
-    prep = policy._prepare(observation(0))
-    lay = prep.layout
-    cover = even_grid(lay.patches_per_view, (12,) * lay.num_views, torch.device("cpu"))
-    none = torch.zeros(lay.num_visual, dtype=torch.bool)
-
-    def survivors(cfg):
-        hook = SpecPruneHook(cfg, lay, policy.model.num_layers, False, none, none, cover)
-        state = run_decoder(policy.model.decoder, prep.embeds, hook)
-        ids = state.positions - lay.visual_start
-        return set(ids[(ids >= 0) & (ids < lay.num_visual)].tolist())
-    grid = set(torch.nonzero(cover).squeeze(1).tolist())
-    kept_spared, kept_ranked = survivors(spared), survivors(ranked)
+    grid, kept_spared = _last_layer_visual(spared)
+    kept_ranked = _last_layer_visual(ranked)[1]
     assert grid <= kept_spared
     assert len(grid & kept_ranked) < len(grid) / 2
-    assert len(kept_ranked) < int(cover.sum()) <= len(kept_spared)
+    assert len(kept_ranked) < len(grid) <= len(kept_spared)
